@@ -1,0 +1,1 @@
+//! LDAP connector of revoked: discover, lock, remove from groups, delete

@@ -1,0 +1,97 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{Action, ActionKey, ActionKind, ConnectorError, Finding, Outcome, Phase, Subject, Verdict};
+
+/// The pseudo connector instance of steps a person performs and acknowledges.
+pub const MANUAL_CONNECTOR: &str = "manual";
+
+/// What one connector instance found for one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovery {
+    pub connector: String,
+    pub subject: String,
+    /// Whether the subject has an account in this system at all.
+    pub found: bool,
+    pub findings: Vec<Finding>,
+}
+
+/// An action as a connector proposes it; the planner gives it an id, a key, a time and its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposedAction {
+    pub kind: ActionKind,
+    pub target: String,
+    pub params: BTreeMap<String, String>,
+    pub phase: Phase,
+    /// Other proposals of the same connector and subject that must succeed first, as (kind, target).
+    pub after: Vec<(ActionKind, String)>,
+    pub summary: String,
+    /// The account identity this action touches, for the protected-accounts check.
+    pub account: String,
+}
+
+/// One system that holds access. Every method but `apply` is read-only.
+///
+/// The contract in full is in docs/connectors.md.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug {
+    /// The instance name from config (`corp-ldap`).
+    fn instance(&self) -> &str;
+
+    /// The connector type (`ldap`).
+    fn kind(&self) -> &'static str;
+
+    /// Credentials preflight: can we reach the system and act with these credentials.
+    async fn check(&self) -> Result<(), ConnectorError>;
+
+    /// Read-only: every access the subject holds in this system.
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError>;
+
+    /// Read-only discovery of several subjects; override where one scan beats one call each.
+    async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
+        let mut out = Vec::with_capacity(subjects.len());
+        for s in subjects {
+            out.push(self.discover(s).await?);
+        }
+        Ok(out)
+    }
+
+    /// The actions that remove what discovery found; pure.
+    fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction>;
+
+    /// Performs one action. MUST be idempotent: an action whose effect is already there is
+    /// `Outcome::AlreadyDone`, and a connector that can tell so without a mutation sends none.
+    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError>;
+
+    /// Read-only re-check that the action's effect holds.
+    async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError>;
+}
+
+/// One problem in a connector's configuration: the key's path, what was expected, what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+}
+
+/// Builds connectors of one type from their config table. Validation is pure and comes first.
+pub trait ConnectorFactory: Send + Sync {
+    fn kind(&self) -> &'static str;
+
+    /// Checks the table without any I/O; every issue names its key under `path`.
+    fn validate(&self, path: &str, params: &serde_json::Value) -> Result<(), Vec<ConfigIssue>>;
+
+    /// Builds the connector; called only after `validate` passed. No network call is made here.
+    fn build(&self, instance: &str, params: &serde_json::Value) -> Result<Arc<dyn Connector>, ConfigIssue>;
+}

@@ -1,0 +1,22 @@
+//! Domain types of revoked and the contract every connector implements.
+//!
+//! Architecture invariant: this crate performs no I/O and names no vendor. It is the ground floor
+//! every other crate builds on.
+
+mod connector;
+mod hash;
+mod job;
+mod outcome;
+mod plan;
+mod snapshot;
+mod subject;
+
+pub use connector::{
+    ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, MANUAL_CONNECTOR,
+};
+pub use hash::Sha256Hex;
+pub use job::{Job, JobId, Risk};
+pub use outcome::{ConnectorError, ErrorClass, Outcome, Verdict};
+pub use plan::{Action, ActionId, ActionKey, ActionKind, Phase, Plan, PlanId, PlanNote, PLAN_FORMAT_VERSION};
+pub use snapshot::{Finding, Snapshot, SnapshotChange};
+pub use subject::Subject;

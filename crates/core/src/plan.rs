@@ -1,0 +1,208 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Job, JobId, Sha256Hex, Snapshot};
+
+/// Bumped whenever the saved plan format changes incompatibly.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+macro_rules! string_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_string())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A plan's identifier.
+    PlanId
+);
+string_id!(
+    /// An action's identifier, stable for the same connector, kind and target within a job.
+    ActionId
+);
+string_id!(
+    /// What an action does, in the connector's vocabulary (`lock_account`, `remove_group_member`).
+    ActionKind
+);
+string_id!(
+    /// The idempotency key of one mutating action: the same job, connector, kind and target always
+    /// give the same key, and the store records it before the action is sent.
+    ActionKey
+);
+
+impl ActionKey {
+    pub fn derive(job: &JobId, connector: &str, kind: &ActionKind, target: &str) -> Self {
+        Self(Sha256Hex::new().field(&job.0).field(connector).field(&kind.0).field(target).finish())
+    }
+}
+
+impl ActionId {
+    /// A short, readable id: the connector and kind, and a digest of the job and target.
+    pub fn derive(job: &JobId, connector: &str, kind: &ActionKind, target: &str) -> Self {
+        let digest = Sha256Hex::new().field(&job.0).field(connector).field(&kind.0).field(target).finish();
+        Self(format!("{connector}.{}.{}", kind.0, &digest[..8]))
+    }
+}
+
+/// The order of offboarding: stop use first, hand over what must survive, then take away, then delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Contain,
+    Transfer,
+    Revoke,
+    Delete,
+    Manual,
+    Verify,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] =
+        [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete, Phase::Manual, Phase::Verify];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Contain => "contain",
+            Phase::Transfer => "transfer",
+            Phase::Revoke => "revoke",
+            Phase::Delete => "delete",
+            Phase::Manual => "manual",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of a plan: a single mutation on one target in one connector instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: ActionId,
+    pub job_id: JobId,
+    /// The connector instance (a name from config), or `manual` for a person's step.
+    pub connector: String,
+    pub kind: ActionKind,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<ActionId>,
+    pub phase: Phase,
+    /// The action is not due before this time (the effective date, or the end of retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    pub key: ActionKey,
+    /// One line for people.
+    pub summary: String,
+}
+
+impl Action {
+    pub fn is_manual(&self) -> bool {
+        self.connector == crate::MANUAL_CONNECTOR
+    }
+
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.not_before.is_none_or(|t| t <= now)
+    }
+}
+
+/// Something a plan's reader must know that is not an action (a protected account left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNote {
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    pub message: String,
+}
+
+/// The reviewed unit of work: what discovery saw, and the actions that follow from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub id: PlanId,
+    pub created_at: DateTime<Utc>,
+    pub jobs: Vec<Job>,
+    pub snapshot: Snapshot,
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<PlanNote>,
+    /// SHA-256 over the snapshot and the actions: the same inputs give the same fingerprint.
+    pub fingerprint: String,
+}
+
+impl Plan {
+    pub fn fingerprint_of(snapshot: &Snapshot, actions: &[Action]) -> String {
+        let mut h = Sha256Hex::new().field(snapshot.digest());
+        for a in actions {
+            h = h
+                .field(&a.id.0)
+                .field(&a.job_id.0)
+                .field(&a.connector)
+                .field(&a.kind.0)
+                .field(&a.target)
+                .field(a.phase.as_str())
+                .field(a.not_before.map(|t| t.to_rfc3339()).unwrap_or_default())
+                .field(&a.key.0)
+                .field((a.params.len() as u64).to_be_bytes());
+            for (k, v) in &a.params {
+                h = h.field(k).field(v);
+            }
+            h = h.field((a.depends_on.len() as u64).to_be_bytes());
+            for d in &a.depends_on {
+                h = h.field(&d.0);
+            }
+        }
+        h.finish()
+    }
+
+    /// Whether the recorded fingerprint matches the content (a hand-edited plan does not).
+    pub fn fingerprint_is_valid(&self) -> bool {
+        self.fingerprint == Self::fingerprint_of(&self.snapshot, &self.actions)
+    }
+
+    pub fn action(&self, id: &ActionId) -> Option<&Action> {
+        self.actions.iter().find(|a| &a.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_and_separate_their_fields() {
+        let job = JobId("j1".into());
+        let kind = ActionKind::from("lock");
+        let a = ActionKey::derive(&job, "dir", &kind, "uid=a");
+        assert_eq!(a, ActionKey::derive(&job, "dir", &kind, "uid=a"));
+        assert_ne!(a, ActionKey::derive(&job, "dir", &kind, "uid=b"));
+        assert_ne!(a, ActionKey::derive(&JobId("j2".into()), "dir", &kind, "uid=a"));
+        assert_ne!(
+            ActionKey::derive(&job, "ab", &ActionKind::from("c"), "t"),
+            ActionKey::derive(&job, "a", &ActionKind::from("bc"), "t")
+        );
+        assert_eq!(a.0.len(), 64);
+    }
+}

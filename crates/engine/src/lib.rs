@@ -1,0 +1,1 @@
+//! Planner (job + policy + discovery -> plan DAG) and executor of revoked

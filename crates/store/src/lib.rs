@@ -1,0 +1,1 @@
+//! The Store trait of revoked and its SQLite and Postgres backends

@@ -1,0 +1,1 @@
+//! Starts real stand-ins (slapd, PostgreSQL) on free loopback ports for tests
