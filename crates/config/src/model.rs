@@ -1,0 +1,156 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The policy a job uses when it names none.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// The whole configuration of revokectl and revoked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded store and other state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub executor: ExecutorConfig,
+    /// Named policies; `default` is used when a job names none.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    #[serde(default)]
+    pub protected: ProtectedConfig,
+    /// Connector instances by name: `[connectors.corp-ldap] kind = "ldap"`.
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorSection>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".revoked")
+}
+
+impl Config {
+    /// The store URL: the configured one, else a SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("revoked.db").display()),
+        }
+    }
+
+    /// The named policy, or the built-in default when `default` is not configured.
+    pub fn policy(&self, name: &str) -> Option<PolicyConfig> {
+        match self.policies.get(name) {
+            Some(p) => Some(p.clone()),
+            None if name == DEFAULT_POLICY => Some(PolicyConfig::default()),
+            None => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; default: `sqlite://DATA_DIR/revoked.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    pub retry: RetryConfig,
+    /// How long a lease on an action lasts before another executor may take it over.
+    pub lease_secs: u64,
+    /// Actions run at once per connector instance, unless the instance sets `concurrency`.
+    pub concurrency: usize,
+    /// Upper bound on one call to a connector.
+    pub action_timeout_secs: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self { retry: RetryConfig::default(), lease_secs: 30, concurrency: 4, action_timeout_secs: 60 }
+    }
+}
+
+impl ExecutorConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+    pub fn action_timeout(&self) -> Duration {
+        Duration::from_secs(self.action_timeout_secs)
+    }
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+    pub max_attempts: u32,
+    pub max_elapsed_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { base_ms: 500, cap_ms: 60_000, max_attempts: 8, max_elapsed_secs: 900 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The connector instances this policy applies; all of them when absent.
+    pub connectors: Option<Vec<String>>,
+    /// Days between the effective time and the delete phase.
+    pub retention_days: u32,
+    /// Steps a person performs and acknowledges (`revokectl ack`).
+    pub manual: Vec<ManualStep>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self { connectors: None, retention_days: 30, manual: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManualStep {
+    /// A short stable id (`collect-laptop`).
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub instructions: Option<String>,
+}
+
+/// Accounts that are never touched, whatever a plan finds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedConfig {
+    /// Identifiers: usernames, emails, employee ids or account DNs/ARNs; compared case-insensitively.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+impl ProtectedConfig {
+    pub fn is_protected(&self, identifier: &str) -> bool {
+        self.accounts.iter().any(|p| p.eq_ignore_ascii_case(identifier))
+    }
+}
+
+/// One connector instance: its type, and the rest of its table for the connector to read.
+#[derive(Clone, Deserialize)]
+pub struct ConnectorSection {
+    pub kind: String,
+    /// Actions run at once against this instance (overrides `executor.concurrency`).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Every other key of the table, as the connector's own config.
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
