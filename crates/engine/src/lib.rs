@@ -1,1 +1,17 @@
-//! Planner (job + policy + discovery -> plan DAG) and executor of revoked
+//! The planner (job + policy + discovery -> plan DAG) and the executor (plan -> applied, verified
+//! actions, with leases, retries and an idempotency ledger in the store).
+//!
+//! Architecture invariant: the engine names no vendor. It knows connectors only through
+//! `revoke_core::Connector`, and it is the only place that retries.
+
+mod error;
+mod executor;
+mod planner;
+mod registry;
+mod retry;
+
+pub use error::EngineError;
+pub use executor::{ExecEvent, Executor, RunSummary};
+pub use planner::{check_fresh, discover, plan_jobs, Staleness};
+pub use registry::{Connectors, Registry};
+pub use retry::RetryPolicy;

@@ -1,0 +1,402 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _};
+use chrono::{DateTime, NaiveDate, Utc};
+use revoke_core::{ActionId, Job, JobId, Plan, PlanId, Risk, Subject};
+use revoke_engine::{check_fresh, discover, plan_jobs, Executor, RunSummary, Staleness};
+use revoke_store::{verify_chain, ActionState, NewAuditEntry, Store, StoreError};
+
+use crate::context::{operator, Context};
+use crate::render;
+use crate::{AuditCommand, Cli, Command, ConfigCommand, Format, JobArgs, RiskArg};
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = cli.config.as_deref();
+    match cli.command {
+        Command::Plan { job, out, detailed_exitcode, output } => plan(cfg, &job, out.as_deref(), detailed_exitcode, output).await,
+        Command::Apply { plan: Some(file), auto_approve, output, .. } => apply_file(cfg, &file, auto_approve, output).await,
+        Command::Apply { plan: None, users, policy, reason, effective, risk, auto_approve, output } => {
+            let job = JobArgs { users, policy, reason, effective, risk };
+            apply_users(cfg, &job, auto_approve, output).await
+        }
+        Command::Show { target, output } => show(cfg, &target, output).await,
+        Command::Status { job, output } => status(cfg, job.as_deref(), output).await,
+        Command::Results { job } => results(cfg, job.as_deref()).await,
+        Command::Verify { job } => verify(cfg, &job).await,
+        Command::Ack { job, action, by } => ack(cfg, &job, &action, by).await,
+        Command::Resume { output } => resume(cfg, output).await,
+        Command::Audit { command: AuditCommand::Verify } => audit_verify(cfg).await,
+        Command::Config { command: ConfigCommand::Check } => {
+            let ctx = Context::load(cfg)?;
+            println!("configuration is valid: {} connector(s): {}", ctx.connectors.len(), ctx.connectors.keys().cloned().collect::<Vec<_>>().join(", "));
+            Ok(0)
+        }
+    }
+}
+
+fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc());
+        }
+    }
+    bail!("--effective: expected an RFC 3339 time (2026-12-01T17:00:00Z) or a date (2026-12-01), found {s:?}")
+}
+
+fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
+    let effective_at = match &args.effective {
+        Some(s) => parse_time(s)?,
+        None => Utc::now(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut jobs = Vec::new();
+    for u in &args.users {
+        let u = u.trim();
+        if u.is_empty() {
+            bail!("--user: expected an identifier, found an empty string");
+        }
+        if !seen.insert(u.to_string()) {
+            continue;
+        }
+        let mut subject = Subject::new(u);
+        if u.contains('@') {
+            subject.email = Some(u.to_string());
+        }
+        jobs.push(Job {
+            id: JobId(uuid::Uuid::new_v4().to_string()),
+            subject,
+            reason: args.reason.clone(),
+            effective_at,
+            risk: match args.risk {
+                RiskArg::Standard => Risk::Standard,
+                RiskArg::High => Risk::High,
+            },
+            source: "cli".into(),
+            requested_by: operator(),
+            policy: args.policy.clone(),
+        });
+    }
+    Ok(jobs)
+}
+
+async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Plan> {
+    let jobs = jobs_from(args)?;
+    let discoveries = discover(&ctx.config, &ctx.connectors, &jobs).await?;
+    Ok(plan_jobs(&ctx.config, &ctx.connectors, jobs, &discoveries, PlanId(uuid::Uuid::new_v4().to_string()), Utc::now())?)
+}
+
+async fn plan(cfg: Option<&Path>, args: &JobArgs, out: Option<&Path>, detailed: bool, output: Format) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let plan = make_plan(&ctx, args).await?;
+    match output {
+        Format::Json | Format::Jsonl => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Table => render::plan(&plan, Utc::now()),
+    }
+    if let Some(path) = out {
+        write_plan(&plan, path)?;
+        if output == Format::Table {
+            println!("\nSaved the plan to {}. Apply exactly this plan with: revokectl apply {}", path.display(), path.display());
+        }
+    }
+    let changes = plan.actions.iter().any(|a| !a.is_manual());
+    Ok(if detailed && changes { 2 } else { 0 })
+}
+
+fn write_plan(plan: &Plan, path: &Path) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(plan)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let version = v.get("format_version").and_then(|x| x.as_u64()).unwrap_or(0);
+    if version != u64::from(revoke_core::PLAN_FORMAT_VERSION) {
+        bail!("{}: plan format {version} is not supported: expected {}", path.display(), revoke_core::PLAN_FORMAT_VERSION);
+    }
+    let plan: Plan = serde_json::from_value(v).with_context(|| format!("{} is not a revoked plan", path.display()))?;
+    if !plan.fingerprint_is_valid() {
+        bail!("{}: the plan's fingerprint does not match its content: it was edited after it was made; make a new plan", path.display());
+    }
+    Ok(plan)
+}
+
+/// Asks on the terminal; refuses without one unless auto-approved.
+fn confirm(auto_approve: bool, what: &str) -> anyhow::Result<bool> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to apply without a terminal to confirm on: pass --auto-approve to apply non-interactively");
+    }
+    print!("\n{what}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+async fn apply_file(cfg: Option<&Path>, file: &Path, auto_approve: bool, output: Format) -> anyhow::Result<u8> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        confirm(false, "")?;
+    }
+    let plan = read_plan(file)?;
+    let ctx = Context::load(cfg)?;
+    let exec = ctx.executor().await?;
+    let store = ctx.store().await?;
+    if store.plan(&plan.id).await?.is_some() {
+        eprintln!("plan {} is already recorded: resuming what is unfinished (nothing recorded as done is sent again)", plan.id);
+        return execute(&exec, &store, &plan.id, output).await;
+    }
+    match check_fresh(&ctx.config, &ctx.connectors, &plan).await? {
+        Staleness::Fresh => {}
+        Staleness::Stale(changes) => {
+            let list: Vec<String> = changes.iter().map(|c| format!("  - {c}")).collect();
+            bail!(
+                "the plan is stale: the world changed since it was made at {}:\n{}\nmake a new plan with `revokectl plan` and review it",
+                plan.created_at.to_rfc3339(),
+                list.join("\n")
+            );
+        }
+    }
+    if output == Format::Table {
+        render::plan(&plan, Utc::now());
+    }
+    if !confirm(auto_approve, &format!("Apply this plan ({} actions)?", plan.actions.len()))? {
+        println!("Apply cancelled.");
+        return Ok(1);
+    }
+    record_and_execute(&exec, &store, &plan, output).await
+}
+
+async fn apply_users(cfg: Option<&Path>, args: &JobArgs, auto_approve: bool, output: Format) -> anyhow::Result<u8> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        confirm(false, "")?;
+    }
+    let ctx = Context::load(cfg)?;
+    let plan = make_plan(&ctx, args).await?;
+    if output == Format::Table {
+        render::plan(&plan, Utc::now());
+    }
+    if !confirm(auto_approve, &format!("Apply this plan ({} actions)?", plan.actions.len()))? {
+        println!("Apply cancelled.");
+        return Ok(1);
+    }
+    let exec = ctx.executor().await?;
+    let store = ctx.store().await?;
+    record_and_execute(&exec, &store, &plan, output).await
+}
+
+async fn record_and_execute(exec: &Executor, store: &Arc<dyn Store>, plan: &Plan, output: Format) -> anyhow::Result<u8> {
+    exec.record(plan).await?;
+    execute(exec, store, &plan.id, output).await
+}
+
+/// Runs a recorded plan, printing results as they happen, then the summary.
+async fn execute(exec: &Executor, store: &Arc<dyn Store>, plan: &PlanId, output: Format) -> anyhow::Result<u8> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = exec.clone().with_events(tx);
+    let plan_id = plan.clone();
+    let runner = tokio::spawn(async move { exec.run_plan(&plan_id).await });
+    while let Some(ev) = rx.recv().await {
+        render::event(&ev, output);
+    }
+    let summary = runner.await.map_err(|e| anyhow!("executor stopped: {e}"))??;
+    let records = store.actions(plan).await?;
+    if output == Format::Jsonl {
+        // Results that did not finish in this run (scheduled, awaiting acknowledgement).
+        for r in records.iter().filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck) {
+            println!("{}", serde_json::to_string(&r.result_line())?);
+        }
+    } else {
+        render::summary(&summary, &records, Utc::now());
+    }
+    Ok(if summary.has_problems() { 1 } else { 0 })
+}
+
+async fn job_plan(store: &Arc<dyn Store>, job: &str) -> anyhow::Result<PlanId> {
+    store
+        .plan_of_job(&JobId(job.to_string()))
+        .await?
+        .ok_or_else(|| anyhow!("unknown job {job:?}: `revokectl status` lists the recorded jobs"))
+}
+
+async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Result<u8> {
+    let path = Path::new(target);
+    if path.exists() {
+        let plan = read_plan(path)?;
+        match output {
+            Format::Table => render::plan(&plan, Utc::now()),
+            _ => println!("{}", serde_json::to_string_pretty(&plan)?),
+        }
+        return Ok(0);
+    }
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let plan_id = job_plan(&store, target).await?;
+    let plan = store.plan(&plan_id).await?.ok_or_else(|| anyhow!("plan {plan_id} of job {target} is missing from the store"))?;
+    match output {
+        Format::Table => {
+            render::plan(&plan, Utc::now());
+            render::records(&store.actions(&plan_id).await?);
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&plan)?),
+    }
+    Ok(0)
+}
+
+async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let now = Utc::now();
+    match job {
+        Some(job) => {
+            let plan = job_plan(&store, job).await?;
+            let records: Vec<_> = store.actions(&plan).await?.into_iter().filter(|r| r.action.job_id.0 == job).collect();
+            match output {
+                Format::Table => {
+                    render::records(&records);
+                    render::summary(&RunSummary::from_records(&records, now), &records, now);
+                }
+                _ => println!("{}", serde_json::to_string_pretty(&records.iter().map(|r| r.result_line()).collect::<Vec<_>>())?),
+            }
+        }
+        None => {
+            let mut rows = Vec::new();
+            for j in store.jobs().await? {
+                let records: Vec<_> =
+                    store.actions(&j.plan_id).await?.into_iter().filter(|r| r.action.job_id == j.job.id).collect();
+                rows.push((j, RunSummary::from_records(&records, now)));
+            }
+            match output {
+                Format::Table => render::jobs(&rows),
+                _ => {
+                    let v: Vec<_> = rows
+                        .iter()
+                        .map(|(j, s)| serde_json::json!({ "job": j.job, "plan_id": j.plan_id, "created_at": j.created_at, "summary": s }))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn results(cfg: Option<&Path>, job: Option<&str>) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let plans: Vec<PlanId> = match job {
+        Some(j) => vec![job_plan(&store, j).await?],
+        None => {
+            let mut p: Vec<PlanId> = store.jobs().await?.into_iter().map(|j| j.plan_id).collect();
+            p.dedup();
+            p
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for p in plans {
+        for r in store.actions(&p).await? {
+            if job.is_none_or(|j| r.action.job_id.0 == j) {
+                writeln!(out, "{}", serde_json::to_string(&r.result_line())?)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn verify(cfg: Option<&Path>, job: &str) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let plan = job_plan(&store, job).await?;
+    let exec = ctx.executor().await?;
+    let verdicts = exec.verify_plan(&plan).await?;
+    let mut bad = 0;
+    for (r, v) in verdicts.iter().filter(|(r, _)| r.action.job_id.0 == job) {
+        if !matches!(v, revoke_core::Verdict::Confirmed) {
+            bad += 1;
+        }
+        println!("{:<12} {:<40} {}", v.to_string().split(':').next().unwrap_or(""), r.action.id, v);
+    }
+    println!("{} action(s) verified, {bad} not confirmed", verdicts.len());
+    Ok(if bad > 0 { 1 } else { 0 })
+}
+
+async fn ack(cfg: Option<&Path>, job: &str, action: &str, by: Option<String>) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let by = by.unwrap_or_else(operator);
+    let job_id = JobId(job.to_string());
+    let action_id = ActionId(action.to_string());
+    match store.acknowledge(&job_id, &action_id, &by, Utc::now()).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound(what)) => bail!("cannot acknowledge: {what} not found (see `revokectl status {job}`)"),
+        Err(StoreError::Conflict(why)) => bail!("cannot acknowledge {action}: {why}"),
+        Err(e) => return Err(e.into()),
+    }
+    store
+        .append_audit(&NewAuditEntry {
+            at: Utc::now(),
+            actor: format!("revokectl:{by}"),
+            kind: "action.acknowledged".into(),
+            job_id: Some(job.to_string()),
+            action_id: Some(action.to_string()),
+            data: serde_json::json!({ "by": by }).to_string(),
+        })
+        .await?;
+    println!("acknowledged {action} of job {job} (by {by})");
+    Ok(0)
+}
+
+async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let exec = ctx.executor().await?;
+    let now = Utc::now();
+    let mut plans: Vec<PlanId> = Vec::new();
+    for j in store.jobs().await? {
+        if plans.contains(&j.plan_id) {
+            continue;
+        }
+        let records = store.actions(&j.plan_id).await?;
+        if records.iter().any(|r| matches!(r.state, ActionState::Pending | ActionState::Running) && r.action.is_due(now)) {
+            plans.push(j.plan_id);
+        }
+    }
+    if plans.is_empty() {
+        println!("nothing is due");
+        return Ok(0);
+    }
+    let mut code = 0;
+    for p in plans {
+        println!("resuming plan {p}");
+        code = code.max(execute(&exec, &store, &p, output).await?);
+    }
+    Ok(code)
+}
+
+async fn audit_verify(cfg: Option<&Path>) -> anyhow::Result<u8> {
+    let ctx = Context::load(cfg)?;
+    let store = ctx.store().await?;
+    let entries = store.audit_log().await?;
+    let problems = verify_chain(&entries);
+    if problems.is_empty() {
+        let head = entries.last().map(|e| e.hash.as_str()).unwrap_or(revoke_store::GENESIS_HASH);
+        println!("audit log intact: {} entries, head {head}", entries.len());
+        Ok(0)
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        println!("audit log damaged: {} problem(s) in {} entries", problems.len(), entries.len());
+        Ok(1)
+    }
+}

@@ -1,0 +1,406 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use revoke_config::Config;
+use revoke_core::{Action, ActionId, Connector, ConnectorError, Outcome, Plan, PlanId, Verdict};
+use revoke_store::{ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store};
+use serde::Serialize;
+use tokio::sync::{mpsc::UnboundedSender, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::{Connectors, EngineError, RetryPolicy};
+
+/// Progress of a run, for people watching it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ExecEvent {
+    /// An attempt was recorded and its call is being sent.
+    Attempt { action_id: String, attempt: u32 },
+    /// The attempt failed in a way worth retrying; the next one is due after `delay_ms`.
+    Retrying { action_id: String, attempt: u32, delay_ms: u64, error: String },
+    /// The action reached a final state (its verdict included when it succeeded).
+    Finished(ResultLine),
+    /// Actions that could not run because a prerequisite failed.
+    Blocked { action_ids: Vec<String> },
+}
+
+/// Where a plan stands after a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    pub done: usize,
+    pub already_done: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub blocked: usize,
+    /// Not due yet (the delete phase during retention, a future effective date).
+    pub scheduled: usize,
+    pub awaiting_ack: usize,
+    pub acknowledged: usize,
+    pub not_confirmed: usize,
+    /// The earliest time a scheduled action becomes due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl RunSummary {
+    pub fn from_records(records: &[ActionRecord], now: DateTime<Utc>) -> Self {
+        let mut s = RunSummary::default();
+        for r in records {
+            match r.state {
+                ActionState::Done => s.done += 1,
+                ActionState::AlreadyDone => s.already_done += 1,
+                ActionState::Skipped => s.skipped += 1,
+                ActionState::Failed => s.failed += 1,
+                ActionState::Blocked | ActionState::Cancelled => s.blocked += 1,
+                ActionState::AwaitingAck => s.awaiting_ack += 1,
+                ActionState::Acknowledged => s.acknowledged += 1,
+                ActionState::Pending | ActionState::Running => {
+                    if let Some(t) = r.action.not_before.filter(|t| *t > now) {
+                        s.scheduled += 1;
+                        s.next_due = Some(s.next_due.map_or(t, |n| n.min(t)));
+                    }
+                }
+            }
+            if matches!(r.verdict, Some(Verdict::NotConfirmed { .. })) {
+                s.not_confirmed += 1;
+            }
+        }
+        s
+    }
+
+    /// Whether anything went wrong (a failure, a block, or a verdict that did not confirm).
+    pub fn has_problems(&self) -> bool {
+        self.failed > 0 || self.blocked > 0 || self.not_confirmed > 0
+    }
+}
+
+/// Runs plans recorded in the store: the only place in revoked that retries.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    store: Arc<dyn Store>,
+    connectors: Connectors,
+    retry: RetryPolicy,
+    lease: Duration,
+    action_timeout: Duration,
+    limits: BTreeMap<String, Arc<Semaphore>>,
+    default_limit: usize,
+    owner: String,
+    events: Option<UnboundedSender<ExecEvent>>,
+}
+
+impl Executor {
+    /// `owner` names this executor in leases and the audit log (`revokectl@host:pid`).
+    pub fn new(store: Arc<dyn Store>, connectors: Connectors, config: &Config, owner: impl Into<String>) -> Self {
+        let limits = config
+            .connectors
+            .iter()
+            .map(|(name, s)| (name.clone(), Arc::new(Semaphore::new(s.concurrency.unwrap_or(config.executor.concurrency)))))
+            .collect();
+        Self {
+            store,
+            connectors,
+            retry: RetryPolicy::from(&config.executor.retry),
+            lease: config.executor.lease(),
+            action_timeout: config.executor.action_timeout(),
+            limits,
+            default_limit: config.executor.concurrency,
+            owner: owner.into(),
+            events: None,
+        }
+    }
+
+    pub fn with_events(mut self, tx: UnboundedSender<ExecEvent>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn emit(&self, e: ExecEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+
+    async fn audit(&self, kind: &str, action: Option<&Action>, job: Option<&str>, data: serde_json::Value) -> Result<(), EngineError> {
+        self.store
+            .append_audit(&NewAuditEntry {
+                at: Utc::now(),
+                actor: self.owner.clone(),
+                kind: kind.into(),
+                job_id: action.map(|a| a.job_id.0.clone()).or(job.map(str::to_string)),
+                action_id: action.map(|a| a.id.0.clone()),
+                data: data.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Records a reviewed plan in the store (and the audit log) so that it can be run and resumed.
+    pub async fn record(&self, plan: &Plan) -> Result<(), EngineError> {
+        self.store.insert_plan(plan, Utc::now()).await?;
+        for job in &plan.jobs {
+            let data = serde_json::json!({
+                "plan_id": plan.id.0,
+                "fingerprint": plan.fingerprint,
+                "subject": job.subject.id,
+                "risk": job.risk,
+                "effective_at": job.effective_at,
+                "reason": job.reason,
+                "requested_by": job.requested_by,
+                "actions": plan.actions.iter().filter(|a| a.job_id == job.id).count(),
+            });
+            self.audit("plan.recorded", None, Some(&job.id.0), data).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs every due action of a plan until nothing more can run now; resumes whatever an
+    /// earlier run left unfinished and re-sends nothing recorded as done.
+    pub async fn run_plan(&self, plan: &PlanId) -> Result<RunSummary, EngineError> {
+        let capacity: usize = {
+            let records = self.store.actions(plan).await?;
+            let used: BTreeSet<&str> = records.iter().map(|r| r.action.connector.as_str()).collect();
+            used.iter().map(|c| self.limit(c).available_permits().max(1)).sum::<usize>().max(1)
+        };
+        let mut inflight: JoinSet<Result<Option<ActionId>, EngineError>> = JoinSet::new();
+        loop {
+            let now = Utc::now();
+            let free = capacity.saturating_sub(inflight.len());
+            if free > 0 {
+                let leased = self.store.lease_due(Some(plan), &self.owner, now, self.lease, free as u32).await?;
+                for rec in leased {
+                    let this = self.clone();
+                    inflight.spawn(async move { this.run_action(rec).await });
+                }
+            }
+            if inflight.is_empty() {
+                let records = self.store.actions(plan).await?;
+                self.block_orphans(&records).await?;
+                match next_wake(&records, now) {
+                    Some(at) => {
+                        let wait = (at - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs(5));
+                        debug!(plan_id = %plan, wait_ms = wait.as_millis() as u64, "waiting for the next due attempt");
+                        tokio::time::sleep(wait + Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            tokio::select! {
+                joined = inflight.join_next() => {
+                    if let Some(joined) = joined {
+                        let failed = joined.map_err(|e| EngineError::Store(revoke_store::StoreError::Database(format!("executor task panicked: {e}"))))??;
+                        if failed.is_some() {
+                            let records = self.store.actions(plan).await?;
+                            self.block_orphans(&records).await?;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        let records = self.store.actions(plan).await?;
+        Ok(RunSummary::from_records(&records, Utc::now()))
+    }
+
+    fn limit(&self, connector: &str) -> Arc<Semaphore> {
+        self.limits.get(connector).cloned().unwrap_or_else(|| Arc::new(Semaphore::new(self.default_limit)))
+    }
+
+    /// Marks `Blocked` every pending action with a prerequisite that failed, was blocked or cancelled.
+    async fn block_orphans(&self, records: &[ActionRecord]) -> Result<(), EngineError> {
+        let state: BTreeMap<&ActionId, ActionState> = records.iter().map(|r| (&r.action.id, r.state)).collect();
+        let mut dead: BTreeSet<ActionId> = records
+            .iter()
+            .filter(|r| matches!(r.state, ActionState::Failed | ActionState::Blocked | ActionState::Cancelled))
+            .map(|r| r.action.id.clone())
+            .collect();
+        let mut newly = Vec::new();
+        loop {
+            let before = newly.len();
+            for r in records {
+                if r.state == ActionState::Pending
+                    && !dead.contains(&r.action.id)
+                    && r.action.depends_on.iter().any(|d| dead.contains(d))
+                {
+                    dead.insert(r.action.id.clone());
+                    newly.push(r.action.id.clone());
+                }
+            }
+            if newly.len() == before {
+                break;
+            }
+        }
+        if newly.is_empty() {
+            return Ok(());
+        }
+        let reason = "a prerequisite action failed";
+        self.store.mark_blocked(&newly, reason, Utc::now()).await?;
+        for id in &newly {
+            if let Some(r) = records.iter().find(|r| &r.action.id == id) {
+                warn!(job_id = %r.action.job_id, action_id = %id, connector = %r.action.connector, "action blocked: a prerequisite failed");
+                let failed_deps: Vec<&str> = r
+                    .action
+                    .depends_on
+                    .iter()
+                    .filter(|d| state.get(d).is_none_or(|s| !s.is_success()))
+                    .map(|d| d.0.as_str())
+                    .collect();
+                self.audit("action.blocked", Some(&r.action), None, serde_json::json!({ "reason": reason, "prerequisites": failed_deps }))
+                    .await?;
+            }
+        }
+        self.emit(ExecEvent::Blocked { action_ids: newly.iter().map(|i| i.0.clone()).collect() });
+        Ok(())
+    }
+
+    /// One leased action: record the attempt, send it, record the result, verify. Returns the
+    /// action's id when it failed for good.
+    async fn run_action(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
+        let action = rec.action.clone();
+        let limit = self.limit(&action.connector);
+        let _permit = limit.acquire_owned().await.map_err(|e| revoke_store::StoreError::Database(e.to_string()))?;
+        if !self.store.renew_lease(&action.id, &self.owner, Utc::now(), self.lease).await? {
+            debug!(action_id = %action.id, "lease lost while waiting for a slot");
+            return Ok(None);
+        }
+        let connector = self.connectors.get(&action.connector).cloned();
+        // The ledger entry (key + attempt number) is written before anything is sent.
+        let attempt = self.store.begin_attempt(&action.id, &self.owner, Utc::now()).await?;
+        self.audit("action.attempt", Some(&action), None, serde_json::json!({ "key": action.key.0, "attempt": attempt, "kind": action.kind.0, "target": action.target }))
+            .await?;
+        self.emit(ExecEvent::Attempt { action_id: action.id.0.clone(), attempt });
+        let result = match &connector {
+            None => Err(ConnectorError::permanent(
+                "connector_not_configured",
+                format!("the plan names connector instance {:?}, which the configuration does not have", action.connector),
+            )),
+            Some(c) => self.apply_with_heartbeat(c.as_ref(), &action).await,
+        };
+        let now = Utc::now();
+        match result {
+            Ok(outcome) => {
+                self.store.finish_attempt(&action.id, &self.owner, attempt, &AttemptResult::Succeeded(outcome.clone()), now).await?;
+                info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
+                self.audit("action.finished", Some(&action), None, serde_json::json!({ "attempt": attempt, "outcome": outcome }))
+                    .await?;
+                if let Some(c) = &connector {
+                    let verdict = match tokio::time::timeout(self.action_timeout, c.verify(&action)).await {
+                        Ok(Ok(v)) => v,
+                        Ok(Err(e)) => Verdict::NotConfirmed { detail: format!("verification failed: {e}") },
+                        Err(_) => Verdict::NotConfirmed { detail: "verification timed out".into() },
+                    };
+                    self.store.record_verdict(&action.id, &verdict, Utc::now()).await?;
+                    self.audit("action.verified", Some(&action), None, serde_json::json!({ "verdict": verdict })).await?;
+                }
+                self.emit_finished(&action.id).await?;
+                Ok(None)
+            }
+            Err(error) => {
+                let elapsed = rec.started_at.map(|s| (now - s).to_std().unwrap_or_default()).unwrap_or_default();
+                let delay = if error.is_retryable() {
+                    let mut rng = rand::rng();
+                    self.retry.next_delay(attempt, elapsed, error.retry_after(), &mut rng)
+                } else {
+                    None
+                };
+                let retry_at = delay.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
+                self.store
+                    .finish_attempt(&action.id, &self.owner, attempt, &AttemptResult::Failed { error: error.clone(), retry_at }, now)
+                    .await?;
+                self.audit(
+                    "action.attempt_failed",
+                    Some(&action),
+                    None,
+                    serde_json::json!({ "attempt": attempt, "error": error, "retry_at": retry_at }),
+                )
+                .await?;
+                match delay {
+                    Some(d) => {
+                        warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, delay_ms = d.as_millis() as u64, error = %error, "attempt failed, will retry");
+                        self.emit(ExecEvent::Retrying { action_id: action.id.0.clone(), attempt, delay_ms: d.as_millis() as u64, error: error.to_string() });
+                        Ok(None)
+                    }
+                    None => {
+                        warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, class = error.class.name(), error = %error, "action failed");
+                        self.emit_finished(&action.id).await?;
+                        Ok(Some(action.id.clone()))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the action, renewing the lease while the call runs.
+    async fn apply_with_heartbeat(&self, c: &dyn Connector, action: &Action) -> Result<Outcome, ConnectorError> {
+        let store = self.store.clone();
+        let (id, owner, lease) = (action.id.clone(), self.owner.clone(), self.lease);
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if !matches!(store.renew_lease(&id, &owner, Utc::now(), lease).await, Ok(true)) {
+                    warn!(action_id = %id, "lease could not be renewed");
+                    return;
+                }
+            }
+        });
+        let r = match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectorError::retryable(
+                "timeout",
+                format!("no answer within {}s", self.action_timeout.as_secs()),
+            )),
+        };
+        heartbeat.abort();
+        r
+    }
+
+    async fn emit_finished(&self, id: &ActionId) -> Result<(), EngineError> {
+        if self.events.is_some() {
+            if let Some(r) = self.store.action(id).await? {
+                self.emit(ExecEvent::Finished(r.result_line()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-checks every applied action of a plan (read-only) and records the verdicts.
+    pub async fn verify_plan(&self, plan: &PlanId) -> Result<Vec<(ActionRecord, Verdict)>, EngineError> {
+        let mut out = Vec::new();
+        for rec in self.store.actions(plan).await? {
+            if rec.action.is_manual() || !rec.state.is_success() {
+                continue;
+            }
+            let Some(c) = self.connectors.get(&rec.action.connector) else { continue };
+            let verdict = match tokio::time::timeout(self.action_timeout, c.verify(&rec.action)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => Verdict::NotConfirmed { detail: format!("verification failed: {e}") },
+                Err(_) => Verdict::NotConfirmed { detail: "verification timed out".into() },
+            };
+            self.store.record_verdict(&rec.action.id, &verdict, Utc::now()).await?;
+            self.audit("action.verified", Some(&rec.action), None, serde_json::json!({ "verdict": verdict })).await?;
+            out.push((rec, verdict));
+        }
+        Ok(out)
+    }
+}
+
+/// When something that is not runnable now will be: a retry coming due, or another executor's
+/// lease running out. `None` when nothing more can happen without time passing a `not_before`
+/// or a person acting.
+fn next_wake(records: &[ActionRecord], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    records
+        .iter()
+        .filter(|r| !r.action.is_manual() && r.action.is_due(now))
+        .filter_map(|r| match r.state {
+            ActionState::Pending => r.next_attempt_at.filter(|t| *t > now),
+            ActionState::Running => r.lease_expires_at.map(|t| t.max(now)),
+            _ => None,
+        })
+        .min()
+}
