@@ -1,1 +1,28 @@
 //! Starts real stand-ins (slapd, PostgreSQL) on free loopback ports for tests
+//!
+//! Every stand-in listens on 127.0.0.1 only, on a port picked at start (never a fixed one), keeps
+//! its state in a temp dir, and is torn down by `Drop`. Each one also has a small watchdog (a
+//! `sh` in its own process group holding the read end of a pipe whose write end only this process
+//! has): when this process dies without running `Drop` (SIGKILL, SIGTERM, `process::exit`, a
+//! never-dropped static such as [`Postgres::shared`]), the pipe reaches EOF and the watchdog stops
+//! the stand-in and removes its temp dir, so no stray slapd or postgres is left behind.
+
+mod error;
+mod postgres;
+mod process;
+mod slapd;
+
+pub use error::TestkitError;
+pub use postgres::Postgres;
+pub use slapd::{OpCounts, Slapd};
+
+/// The sample directory (alice, bob, carol, breakglass and their groups) so tests and the demo share one fixture
+pub const DEMO_LDIF: &str = include_str!("../fixtures/demo.ldif");
+
+/// A currently free 127.0.0.1 port, so stand-ins never use a fixed port (callers still retry on a race)
+pub fn free_port() -> u16 {
+    match std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(e) => panic!("binding 127.0.0.1:0 should give a free port, it failed: {e}"),
+    }
+}

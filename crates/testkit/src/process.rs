@@ -1,0 +1,180 @@
+//! Running helper programs, stopping children and the dead-parent watchdog
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TestkitError;
+
+/// Whether we run as root, because initdb and pg_ctl refuse root and need `runuser`
+pub(crate) fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Runs a program to completion, feeding `stdin` from a thread (no pipe deadlock on big LDIF),
+/// and returns its stdout when it succeeds
+pub(crate) fn run(
+    mut cmd: Command,
+    what: &str,
+    stdin: Option<&str>,
+) -> Result<String, TestkitError> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| TestkitError::io(format!("run {what}"), e))?;
+    let writer = match (stdin, child.stdin.take()) {
+        (Some(input), Some(mut pipe)) => {
+            let input = input.to_owned();
+            Some(std::thread::spawn(move || pipe.write_all(input.as_bytes())))
+        }
+        _ => None,
+    };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| TestkitError::io(format!("wait for {what}"), e))?;
+    if let Some(writer) = writer {
+        // A write error (EPIPE) only matters when the program also failed, which is reported below.
+        let _ = writer.join();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(TestkitError::ToolFailed {
+            program: what.to_owned(),
+            status: out.status,
+            output: format!("{}{}", stdout.trim_end(), prefixed("\n", stderr.trim_end())),
+        })
+    }
+}
+
+fn prefixed(prefix: &str, s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{s}")
+    }
+}
+
+/// The last `n` lines of a log, so errors stay readable
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let mut out = lines[start..].join("\n");
+    if out.is_empty() {
+        out.push_str("(empty)");
+    } else if start > 0 {
+        out.insert_str(0, &format!("(last {n} lines)\n"));
+    }
+    out
+}
+
+/// Reads a log file as text, empty when it does not exist yet
+pub(crate) fn read_log(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL, so a child never outlives its owner
+pub(crate) fn terminate(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Single-quotes a string for `sh -c`
+pub(crate) fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A `sh` that runs a cleanup script when this process dies without dropping the owner
+///
+/// It blocks reading a pipe whose only write end we hold (Rust opens pipes close-on-exec, so no
+/// other child inherits it); our death closes it and `read` returns. It runs in its own process
+/// group and ignores SIGINT/SIGHUP so a terminal Ctrl-C cannot kill it before it cleans up.
+#[derive(Debug)]
+pub(crate) struct Watchdog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Watchdog {
+    pub(crate) fn spawn(cleanup: &str) -> Result<Watchdog, TestkitError> {
+        let script = format!("trap '' INT HUP; read -r _ignored; {cleanup}");
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| TestkitError::io("run the watchdog sh", e))?;
+        let stdin = child.stdin.take();
+        Ok(Watchdog { child, stdin })
+    }
+
+    /// Kills the watchdog without running its cleanup, because the owner cleans up itself
+    pub(crate) fn disarm(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stdin = None;
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+/// Sleeps in small steps until `f` returns `Some` or `timeout` passes
+pub(crate) fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `Command` that runs as the postgres user when we are root (initdb/pg_ctl refuse root)
+pub(crate) fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
