@@ -1,1 +1,114 @@
-//! The Store trait of revoked and its SQLite and Postgres backends
+//! Durable state of revoked: jobs, plans, actions, attempts, verdicts and the hash-chained audit log.
+//!
+//! One [`Store`] trait, two backends: SQLite (the embedded default) and Postgres (several replicas
+//! sharing one queue). Both pass the same conformance suite (`tests/conformance.rs`).
+
+mod audit;
+mod common;
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use revoke_core::{ActionId, JobId, Plan, PlanId, Verdict};
+
+pub use audit::{verify_chain, AuditEntry, AuditProblem, NewAuditEntry, GENESIS_HASH};
+pub use error::StoreError;
+pub use model::{ActionRecord, ActionState, AttemptResult, JobRecord, ResultLine};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The durable state every executor, CLI and daemon replica shares.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records a plan with its jobs and actions: manual actions as `AwaitingAck`, the others
+    /// `Pending`. Fails with `StoreError::Conflict` if the plan id is already recorded.
+    async fn insert_plan(&self, plan: &Plan, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    async fn plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError>;
+
+    /// The plan a job belongs to.
+    async fn plan_of_job(&self, job: &JobId) -> Result<Option<PlanId>, StoreError>;
+
+    /// Every job, newest first.
+    async fn jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The actions of a plan with their state, in plan order.
+    async fn actions(&self, plan: &PlanId) -> Result<Vec<ActionRecord>, StoreError>;
+
+    async fn action(&self, id: &ActionId) -> Result<Option<ActionRecord>, StoreError>;
+
+    /// Leases up to `limit` runnable actions for `owner` until `now + ttl`, so no other executor
+    /// runs them at once. Runnable: state `Pending` (or `Running` with an expired lease, i.e. an
+    /// executor died), `not_before` and `next_attempt_at` not after `now`, not a manual action,
+    /// and every dependency in a successful state. `plan` limits the search to one plan.
+    /// Postgres: `FOR UPDATE SKIP LOCKED`; SQLite: inside `BEGIN IMMEDIATE`.
+    async fn lease_due(
+        &self,
+        plan: Option<&PlanId>,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
+
+    /// Extends a lease `owner` holds; false when it was lost.
+    async fn renew_lease(
+        &self,
+        id: &ActionId,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the next attempt (action key and attempt number) BEFORE the mutating call is sent;
+    /// sets the state to `Running`. Fails with `StoreError::LeaseLost` unless `owner` holds a live
+    /// lease. Returns the attempt number (1 for the first).
+    async fn begin_attempt(&self, id: &ActionId, owner: &str, now: DateTime<Utc>) -> Result<u32, StoreError>;
+
+    /// Records how an attempt ended and releases the lease. A retryable error with `retry_at`
+    /// puts the action back to `Pending` (due again at `retry_at`); otherwise it ends the action.
+    async fn finish_attempt(
+        &self,
+        id: &ActionId,
+        owner: &str,
+        attempt: u32,
+        result: &AttemptResult,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks actions `Blocked` (a prerequisite failed); only those still `Pending`.
+    async fn mark_blocked(&self, ids: &[ActionId], reason: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Records the read-only re-check of a finished action.
+    async fn record_verdict(&self, id: &ActionId, verdict: &Verdict, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Acknowledges a manual action. `StoreError::NotFound` if there is no such action of that job,
+    /// `StoreError::Conflict` if it is not awaiting acknowledgement.
+    async fn acknowledge(&self, job: &JobId, id: &ActionId, by: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Appends to the audit log, chaining the entry to the previous one's hash. Serialized across
+    /// writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an advisory transaction lock).
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
+
+    /// The whole audit log in order.
+    async fn audit_log(&self) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Opens (and migrates) the store named by a URL: `sqlite://PATH` or `postgres://...`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported store url: expected sqlite://PATH or postgres://..., found {:?}",
+            url.split(':').next().unwrap_or(url)
+        )))
+    }
+}

@@ -1,0 +1,745 @@
+//! What the two backends share, so they cannot drift apart: conversions, row decoding, the SQL
+//! (SQLite accepts Postgres-style `$1` placeholders, so every statement is written once) and the
+//! `Store` implementation itself (`impl_store!`). Each backend supplies only what truly differs:
+//! how it opens, how a write transaction starts, how the audit chain is serialized, the lease
+//! query's locking clause, and its error mapping.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use revoke_core::{Action, ConnectorError, Job, PlanId, Verdict};
+
+use crate::{ActionRecord, ActionState, AuditEntry, JobRecord, StoreError};
+
+/// Microseconds since the Unix epoch: how both backends store every timestamp.
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn opt_micros(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(micros)
+}
+
+/// The stored form of a time read back: what callers see after a round trip.
+pub(crate) fn truncate_to_micros(t: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+    from_micros(micros(t), "time")
+}
+
+pub(crate) fn from_micros(v: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{what}: expected microseconds since the epoch in range, found {v}"
+        ))
+    })
+}
+
+fn opt_from_micros(v: Option<i64>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(|v| from_micros(v, what)).transpose()
+}
+
+/// When a lease taken at `now` for `ttl` runs out, in stored form.
+pub(crate) fn lease_expiry(
+    now: DateTime<Utc>,
+    ttl: std::time::Duration,
+) -> Result<i64, StoreError> {
+    let ttl = chrono::Duration::from_std(ttl).map_err(|e| {
+        StoreError::Config(format!(
+            "lease ttl: expected a duration chrono can add, found {ttl:?}: {e}"
+        ))
+    })?;
+    now.checked_add_signed(ttl).map(micros).ok_or_else(|| {
+        StoreError::Config(format!(
+            "lease ttl: expected now + ttl to be a valid time, found {now} + {ttl}"
+        ))
+    })
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("encoding json: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("{what}: expected valid json, found {e}")))
+}
+
+fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get::<T, _>(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
+/// The columns `decode_action` reads, in the order the SQL selects them.
+macro_rules! action_columns {
+    () => {
+        "plan_id, json, state, attempts, started_at, finished_at, next_attempt_at, error_json, note, \
+         verdict_json, verified_at, lease_owner, lease_expires_at"
+    };
+}
+pub(crate) use action_columns;
+
+/// Decodes a row selected with `action_columns!()` back into an `ActionRecord`.
+pub(crate) fn decode_action<'r, R>(row: &'r R) -> Result<ActionRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let json: String = col(row, "json")?;
+    let action: Action = from_json(&json, "actions.json")?;
+    let state: String = col(row, "state")?;
+    let state = ActionState::parse(&state).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "action {}: expected a known state, found {state:?}",
+            action.id
+        ))
+    })?;
+    let attempts: i64 = col(row, "attempts")?;
+    let attempts = u32::try_from(attempts).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "action {}: expected a small attempt count, found {attempts}",
+            action.id
+        ))
+    })?;
+    let error: Option<String> = col(row, "error_json")?;
+    let verdict: Option<String> = col(row, "verdict_json")?;
+    Ok(ActionRecord {
+        plan_id: PlanId(col(row, "plan_id")?),
+        state,
+        attempts,
+        started_at: opt_from_micros(col(row, "started_at")?, "actions.started_at")?,
+        finished_at: opt_from_micros(col(row, "finished_at")?, "actions.finished_at")?,
+        next_attempt_at: opt_from_micros(col(row, "next_attempt_at")?, "actions.next_attempt_at")?,
+        error: error
+            .map(|e| from_json::<ConnectorError>(&e, "actions.error_json"))
+            .transpose()?,
+        note: col(row, "note")?,
+        verdict: verdict
+            .map(|v| from_json::<Verdict>(&v, "actions.verdict_json"))
+            .transpose()?,
+        verified_at: opt_from_micros(col(row, "verified_at")?, "actions.verified_at")?,
+        lease_owner: col(row, "lease_owner")?,
+        lease_expires_at: opt_from_micros(
+            col(row, "lease_expires_at")?,
+            "actions.lease_expires_at",
+        )?,
+        action,
+    })
+}
+
+/// Decodes `SELECT json, plan_id, created_at FROM jobs`.
+pub(crate) fn decode_job<'r, R>(row: &'r R) -> Result<JobRecord, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let json: String = col(row, "json")?;
+    let job: Job = from_json(&json, "jobs.json")?;
+    Ok(JobRecord {
+        job,
+        plan_id: PlanId(col(row, "plan_id")?),
+        created_at: from_micros(col(row, "created_at")?, "jobs.created_at")?,
+    })
+}
+
+/// Decodes `SELECT json FROM plans`.
+pub(crate) fn decode_plan<'r, R>(row: &'r R) -> Result<revoke_core::Plan, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let json: String = col(row, "json")?;
+    from_json(&json, "plans.json")
+}
+
+/// Decodes a row of `audit_log` (every column).
+pub(crate) fn decode_audit<'r, R>(row: &'r R) -> Result<AuditEntry, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(AuditEntry {
+        seq: col(row, "seq")?,
+        at: from_micros(col(row, "at")?, "audit_log.at")?,
+        actor: col(row, "actor")?,
+        kind: col(row, "kind")?,
+        job_id: col(row, "job_id")?,
+        action_id: col(row, "action_id")?,
+        data: col(row, "data")?,
+        prev_hash: col(row, "prev_hash")?,
+        hash: col(row, "hash")?,
+    })
+}
+
+/// Decodes a single `i64` column by name.
+pub(crate) fn decode_i64<'r, R>(row: &'r R, name: &'static str) -> Result<i64, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    col(row, name)
+}
+
+/// Decodes a single text column by name.
+pub(crate) fn decode_string<'r, R>(row: &'r R, name: &'static str) -> Result<String, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    col(row, name)
+}
+
+/// The runnable actions (see `Store::lease_due`), oldest in plan order first. `$1` now, `$2` the
+/// plan (NULL for every plan), `$3` the limit; `$suffix` is the backend's locking clause.
+macro_rules! lease_candidates_sql {
+    ($suffix:literal) => {
+        concat!(
+            "SELECT a.id FROM actions a \
+             WHERE (a.state = 'pending' OR (a.state = 'running' AND a.lease_expires_at < $1)) \
+               AND a.manual = FALSE \
+               AND (a.not_before IS NULL OR a.not_before <= $1) \
+               AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= $1) \
+               AND (a.lease_owner IS NULL OR a.lease_expires_at IS NULL OR a.lease_expires_at < $1) \
+               AND a.plan_id = COALESCE($2, a.plan_id) \
+               AND NOT EXISTS ( \
+                   SELECT 1 FROM action_deps d JOIN actions p ON p.id = d.depends_on \
+                   WHERE d.action_id = a.id \
+                     AND p.state NOT IN ('done', 'already_done', 'skipped', 'acknowledged')) \
+             ORDER BY a.seq, a.plan_id, a.id \
+             LIMIT $3",
+            $suffix
+        )
+    };
+}
+pub(crate) use lease_candidates_sql;
+
+/// Implements `Store` for a backend with the shared SQL. The backend type must have a `pool`
+/// field, `begin_write` (a transaction that may write), `lock_audit` (serializes audit appends
+/// within that transaction), and a module-level `map_err(sqlx::Error) -> StoreError`.
+macro_rules! impl_store {
+    ($store:ty, lease_candidates = $lease_sql:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn insert_plan(
+                &self,
+                plan: &::revoke_core::Plan,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::common::{micros, opt_micros, to_json};
+                use $crate::{ActionState, StoreError};
+
+                let ids: std::collections::HashSet<&str> = plan.actions.iter().map(|a| a.id.0.as_str()).collect();
+                for a in &plan.actions {
+                    if let Some(d) = a.depends_on.iter().find(|d| !ids.contains(d.0.as_str())) {
+                        return Err(StoreError::Corrupt(format!(
+                            "plan {}: expected action {} to depend on actions of the plan, found {}",
+                            plan.id, a.id, d
+                        )));
+                    }
+                }
+                let now = micros(now);
+                let mut tx = self.begin_write().await?;
+                sqlx::query("INSERT INTO plans (id, fingerprint, json, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&plan.id.0)
+                    .bind(&plan.fingerprint)
+                    .bind(to_json(plan)?)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("plan {}: expected a new plan id, found it already recorded", plan.id))
+                        }
+                        other => other,
+                    })?;
+                for job in &plan.jobs {
+                    sqlx::query(
+                        "INSERT INTO jobs (id, plan_id, subject_id, json, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&job.id.0)
+                    .bind(&plan.id.0)
+                    .bind(&job.subject.id)
+                    .bind(to_json(job)?)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                for (seq, a) in plan.actions.iter().enumerate() {
+                    let state = if a.is_manual() { ActionState::AwaitingAck } else { ActionState::Pending };
+                    sqlx::query(
+                        "INSERT INTO actions (id, plan_id, job_id, seq, connector, kind, target, phase, not_before, \
+                         key, json, manual, state, attempts) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
+                    )
+                    .bind(&a.id.0)
+                    .bind(&plan.id.0)
+                    .bind(&a.job_id.0)
+                    .bind(seq as i64)
+                    .bind(&a.connector)
+                    .bind(&a.kind.0)
+                    .bind(&a.target)
+                    .bind(a.phase.as_str())
+                    .bind(opt_micros(a.not_before))
+                    .bind(&a.key.0)
+                    .bind(to_json(a)?)
+                    .bind(a.is_manual())
+                    .bind(state.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                for a in &plan.actions {
+                    for d in &a.depends_on {
+                        sqlx::query("INSERT INTO action_deps (action_id, depends_on) VALUES ($1, $2)")
+                            .bind(&a.id.0)
+                            .bind(&d.0)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                }
+                tx.commit().await.map_err(map_err)?;
+                tracing::debug!(plan = %plan.id, actions = plan.actions.len(), jobs = plan.jobs.len(), "plan recorded");
+                Ok(())
+            }
+
+            async fn plan(&self, id: &::revoke_core::PlanId) -> Result<Option<::revoke_core::Plan>, $crate::StoreError> {
+                let row = sqlx::query("SELECT json FROM plans WHERE id = $1")
+                    .bind(&id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map($crate::common::decode_plan).transpose()
+            }
+
+            async fn plan_of_job(
+                &self,
+                job: &::revoke_core::JobId,
+            ) -> Result<Option<::revoke_core::PlanId>, $crate::StoreError> {
+                let row = sqlx::query("SELECT plan_id FROM jobs WHERE id = $1")
+                    .bind(&job.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref()
+                    .map(|r| $crate::common::decode_string(r, "plan_id").map(::revoke_core::PlanId))
+                    .transpose()
+            }
+
+            async fn jobs(&self) -> Result<Vec<$crate::JobRecord>, $crate::StoreError> {
+                let rows = sqlx::query("SELECT json, plan_id, created_at FROM jobs ORDER BY created_at DESC, id DESC")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map($crate::common::decode_job).collect()
+            }
+
+            async fn actions(
+                &self,
+                plan: &::revoke_core::PlanId,
+            ) -> Result<Vec<$crate::ActionRecord>, $crate::StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::common::action_columns!(),
+                    " FROM actions WHERE plan_id = $1 ORDER BY seq"
+                ))
+                .bind(&plan.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map($crate::common::decode_action).collect()
+            }
+
+            async fn action(
+                &self,
+                id: &::revoke_core::ActionId,
+            ) -> Result<Option<$crate::ActionRecord>, $crate::StoreError> {
+                let row = sqlx::query(concat!("SELECT ", $crate::common::action_columns!(), " FROM actions WHERE id = $1"))
+                    .bind(&id.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map($crate::common::decode_action).transpose()
+            }
+
+            async fn lease_due(
+                &self,
+                plan: Option<&::revoke_core::PlanId>,
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                ttl: std::time::Duration,
+                limit: u32,
+            ) -> Result<Vec<$crate::ActionRecord>, $crate::StoreError> {
+                use $crate::common::{decode_action, decode_string, lease_expiry, micros};
+
+                let expires = lease_expiry(now, ttl)?;
+                let now = micros(now);
+                let mut tx = self.begin_write().await?;
+                let ids = sqlx::query($lease_sql)
+                    .bind(now)
+                    .bind(plan.map(|p| p.0.as_str()))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut leased = Vec::with_capacity(ids.len());
+                for row in &ids {
+                    let id = decode_string(row, "id")?;
+                    let row = sqlx::query(concat!(
+                        "UPDATE actions SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3 RETURNING ",
+                        $crate::common::action_columns!()
+                    ))
+                    .bind(owner)
+                    .bind(expires)
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    leased.push(decode_action(&row)?);
+                }
+                tx.commit().await.map_err(map_err)?;
+                if !leased.is_empty() {
+                    tracing::debug!(owner, count = leased.len(), "leased due actions");
+                }
+                Ok(leased)
+            }
+
+            async fn renew_lease(
+                &self,
+                id: &::revoke_core::ActionId,
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                ttl: std::time::Duration,
+            ) -> Result<bool, $crate::StoreError> {
+                use $crate::common::{lease_expiry, micros};
+
+                let done = sqlx::query(
+                    "UPDATE actions SET lease_expires_at = $1 \
+                     WHERE id = $2 AND lease_owner = $3 AND lease_expires_at >= $4 \
+                       AND state IN ('pending', 'running')",
+                )
+                .bind(lease_expiry(now, ttl)?)
+                .bind(&id.0)
+                .bind(owner)
+                .bind(micros(now))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn begin_attempt(
+                &self,
+                id: &::revoke_core::ActionId,
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<u32, $crate::StoreError> {
+                use $crate::common::{decode_i64, decode_string, micros};
+                use $crate::StoreError;
+
+                let now = micros(now);
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "UPDATE actions SET state = 'running', attempts = attempts + 1, \
+                       started_at = COALESCE(started_at, $1) \
+                     WHERE id = $2 AND lease_owner = $3 AND lease_expires_at >= $1 \
+                       AND state IN ('pending', 'running') \
+                     RETURNING attempts, key",
+                )
+                .bind(now)
+                .bind(&id.0)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() });
+                };
+                let attempt = decode_i64(&row, "attempts")?;
+                let key = decode_string(&row, "key")?;
+                sqlx::query(
+                    "INSERT INTO attempts (action_id, attempt, key, owner, started_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id.0)
+                .bind(attempt)
+                .bind(&key)
+                .bind(owner)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                tracing::debug!(action = %id, owner, attempt, "attempt recorded");
+                u32::try_from(attempt).map_err(|_| {
+                    StoreError::Corrupt(format!("action {id}: expected a small attempt count, found {attempt}"))
+                })
+            }
+
+            async fn finish_attempt(
+                &self,
+                id: &::revoke_core::ActionId,
+                owner: &str,
+                attempt: u32,
+                result: &$crate::AttemptResult,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::common::{micros, to_json};
+                use $crate::{ActionState, AttemptResult, StoreError};
+
+                let now = micros(now);
+                // (state, finished_at, next_attempt_at, error, note, attempt outcome)
+                let (state, finished_at, next_attempt_at, error, note, outcome) = match result {
+                    AttemptResult::Succeeded(o) => {
+                        let note = match o {
+                            ::revoke_core::Outcome::Skipped { reason } => Some(reason.clone()),
+                            _ => None,
+                        };
+                        (ActionState::from_outcome(o), Some(now), None, None, note, o.as_str())
+                    }
+                    AttemptResult::Failed { error, retry_at: Some(t) } => {
+                        (ActionState::Pending, None, Some(micros(*t)), Some(to_json(error)?), None, "retry")
+                    }
+                    AttemptResult::Failed { error, retry_at: None } => {
+                        (ActionState::Failed, Some(now), None, Some(to_json(error)?), None, "failed")
+                    }
+                };
+                let mut tx = self.begin_write().await?;
+                // Ownership, not expiry, decides here: an attempt that ran past its lease still
+                // happened and must be recorded, unless another executor has taken the action over.
+                let done = sqlx::query(
+                    "UPDATE actions SET state = $1, finished_at = $2, next_attempt_at = $3, error_json = $4, \
+                       note = $5, lease_owner = NULL, lease_expires_at = NULL \
+                     WHERE id = $6 AND lease_owner = $7 AND state = 'running' AND attempts = $8",
+                )
+                .bind(state.as_str())
+                .bind(finished_at)
+                .bind(next_attempt_at)
+                .bind(error.as_deref())
+                .bind(note.as_deref())
+                .bind(&id.0)
+                .bind(owner)
+                .bind(i64::from(attempt))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() });
+                }
+                let done = sqlx::query(
+                    "UPDATE attempts SET finished_at = $1, outcome = $2, error_json = $3 \
+                     WHERE action_id = $4 AND attempt = $5",
+                )
+                .bind(now)
+                .bind(outcome)
+                .bind(error.as_deref())
+                .bind(&id.0)
+                .bind(i64::from(attempt))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::NotFound(format!("attempt {attempt} of action {id}")));
+                }
+                tx.commit().await.map_err(map_err)?;
+                tracing::debug!(action = %id, owner, attempt, state = %state, "attempt finished");
+                Ok(())
+            }
+
+            async fn mark_blocked(
+                &self,
+                ids: &[::revoke_core::ActionId],
+                reason: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                let now = $crate::common::micros(now);
+                let mut tx = self.begin_write().await?;
+                for id in ids {
+                    sqlx::query(
+                        "UPDATE actions SET state = 'blocked', note = $1, finished_at = $2, \
+                           lease_owner = NULL, lease_expires_at = NULL \
+                         WHERE id = $3 AND state = 'pending'",
+                    )
+                    .bind(reason)
+                    .bind(now)
+                    .bind(&id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn record_verdict(
+                &self,
+                id: &::revoke_core::ActionId,
+                verdict: &::revoke_core::Verdict,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                let done = sqlx::query("UPDATE actions SET verdict_json = $1, verified_at = $2 WHERE id = $3")
+                    .bind($crate::common::to_json(verdict)?)
+                    .bind($crate::common::micros(now))
+                    .bind(&id.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() != 1 {
+                    return Err($crate::StoreError::NotFound(format!("action {id}")));
+                }
+                Ok(())
+            }
+
+            async fn acknowledge(
+                &self,
+                job: &::revoke_core::JobId,
+                id: &::revoke_core::ActionId,
+                by: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::StoreError;
+
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE actions SET state = 'acknowledged', note = $1, finished_at = $2 \
+                     WHERE id = $3 AND job_id = $4 AND state = 'awaiting_ack'",
+                )
+                .bind(by)
+                .bind($crate::common::micros(now))
+                .bind(&id.0)
+                .bind(&job.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() != 1 {
+                    let row = sqlx::query("SELECT state FROM actions WHERE id = $1 AND job_id = $2")
+                        .bind(&id.0)
+                        .bind(&job.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    return Err(match row {
+                        None => StoreError::NotFound(format!("action {id} of job {job}")),
+                        Some(row) => StoreError::Conflict(format!(
+                            "action {id}: expected state awaiting_ack to acknowledge, found {}",
+                            $crate::common::decode_string(&row, "state")?
+                        )),
+                    });
+                }
+                tx.commit().await.map_err(map_err)?;
+                tracing::info!(action = %id, job = %job, by, "manual action acknowledged");
+                Ok(())
+            }
+
+            async fn append_audit(&self, entry: &$crate::NewAuditEntry) -> Result<$crate::AuditEntry, $crate::StoreError> {
+                use $crate::common::{decode_i64, decode_string, micros, truncate_to_micros};
+                use $crate::{AuditEntry, NewAuditEntry, GENESIS_HASH};
+
+                // Hash exactly what is stored, so the entry verifies after a round trip.
+                let entry = NewAuditEntry { at: truncate_to_micros(entry.at)?, ..entry.clone() };
+                let mut tx = self.begin_write().await?;
+                self.lock_audit(&mut tx).await?;
+                let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let (seq, prev_hash) = match last {
+                    Some(row) => (decode_i64(&row, "seq")? + 1, decode_string(&row, "hash")?),
+                    None => (1, GENESIS_HASH.to_string()),
+                };
+                let hash = AuditEntry::compute_hash(seq, &prev_hash, &entry);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, kind, job_id, action_id, data, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(seq)
+                .bind(micros(entry.at))
+                .bind(&entry.actor)
+                .bind(&entry.kind)
+                .bind(entry.job_id.as_deref())
+                .bind(entry.action_id.as_deref())
+                .bind(&entry.data)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(AuditEntry {
+                    seq,
+                    at: entry.at,
+                    actor: entry.actor,
+                    kind: entry.kind,
+                    job_id: entry.job_id,
+                    action_id: entry.action_id,
+                    data: entry.data,
+                    prev_hash,
+                    hash,
+                })
+            }
+
+            async fn audit_log(&self) -> Result<Vec<$crate::AuditEntry>, $crate::StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, at, actor, kind, job_id, action_id, data, prev_hash, hash FROM audit_log ORDER BY seq",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map($crate::common::decode_audit).collect()
+            }
+        }
+    };
+}
+pub(crate) use impl_store;
+
+/// The migration set of one backend, built at run time from the embedded SQL (the `migrate!`
+/// macro would need sqlx's `macros` feature, which the workspace leaves off for compile time).
+pub(crate) fn migrator(init_sql: &'static str) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use sqlx::SqlSafeStr;
+
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        init_sql.into_sql_str(),
+        false,
+    )])
+}
+
+/// Where a migration failure goes.
+pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Migration(e.to_string())
+}
+
+/// sqlx errors as `StoreError`: a unique violation is a `Conflict`, whichever backend said so.
+pub(crate) fn map_sqlx_error(backend: &str, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+            "{backend}: expected a new row, found a duplicate: {}",
+            db.message()
+        )),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(format!(
+                "{backend}: expected referenced rows to exist, found none: {}",
+                db.message()
+            ))
+        }
+        sqlx::Error::Configuration(_) => StoreError::Config(format!("{backend}: {e}")),
+        _ => StoreError::Database(format!("{backend}: {e}")),
+    }
+}

@@ -1,0 +1,73 @@
+//! The shared backend: several daemon replicas work one queue. Leasing locks candidate rows
+//! with `FOR UPDATE SKIP LOCKED`, so concurrent leasers split the work instead of waiting, and
+//! audit appends take a transaction-scoped advisory lock so the hash chain stays linear.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::common::{impl_store, lease_candidates_sql, map_sqlx_error, migrate_err, migrator};
+use crate::StoreError;
+
+/// The advisory lock key serializing audit appends ("revoked" + "audit", as an arbitrary constant).
+const AUDIT_LOCK_KEY: i64 = 0x7265_766f_6b65_6401;
+
+/// The Postgres store; cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://...` and migrates the database.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(map_err)?;
+        migrator(include_str!("../migrations/postgres/0001_init.sql"))
+            .run(&pool)
+            .await
+            .map_err(migrate_err)?;
+        tracing::debug!("postgres store open");
+        Ok(Self { pool })
+    }
+
+    /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Row locks and conditional updates make a plain transaction enough.
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(map_err)
+    }
+
+    /// Held until the transaction ends, so appends (read last hash, insert next) never interleave.
+    async fn lock_audit(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+/// Maps postgres errors to `StoreError`, in one place (the mapping itself is shared).
+fn map_err(e: sqlx::Error) -> StoreError {
+    map_sqlx_error("postgres", e)
+}
+
+impl_store!(
+    PostgresStore,
+    lease_candidates = lease_candidates_sql!(" FOR UPDATE OF a SKIP LOCKED")
+);

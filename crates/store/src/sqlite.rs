@@ -1,0 +1,95 @@
+//! The embedded backend: one SQLite file in WAL mode. Writers are serialized by SQLite itself;
+//! every write transaction starts with `BEGIN IMMEDIATE` so two writers never deadlock upgrading
+//! a read lock, and `busy_timeout` makes the second one wait instead of failing.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::common::{impl_store, lease_candidates_sql, map_sqlx_error, migrate_err, migrator};
+use crate::StoreError;
+
+/// The SQLite store; cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if missing) and migrates `sqlite://PATH`;
+    /// `sqlite::memory:` gives a private in-memory database, for tests.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "sqlite url: expected sqlite://PATH, found {url:?}: {e}"
+                ))
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut pool = SqlitePoolOptions::new();
+        if in_memory {
+            // One connection that never closes: the database lives exactly as long as the pool.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            let path = options.get_filename();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Config(format!(
+                        "sqlite: expected to create directory {}, found {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            pool = pool.max_connections(8);
+        }
+        let pool = pool.connect_with(options).await.map_err(map_err)?;
+        migrator(include_str!("../migrations/sqlite/0001_init.sql"))
+            .run(&pool)
+            .await
+            .map_err(migrate_err)?;
+        tracing::debug!(url, "sqlite store open");
+        Ok(Self { pool })
+    }
+
+    /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Every write takes the database write lock up front (see the module docs).
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)
+    }
+
+    /// `BEGIN IMMEDIATE` already serializes audit appends.
+    async fn lock_audit(&self, _tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Maps sqlite errors to `StoreError`, in one place (the mapping itself is shared).
+fn map_err(e: sqlx::Error) -> StoreError {
+    map_sqlx_error("sqlite", e)
+}
+
+// SQLite has no row locks: `BEGIN IMMEDIATE` makes the whole lease transaction exclusive.
+impl_store!(SqliteStore, lease_candidates = lease_candidates_sql!(""));

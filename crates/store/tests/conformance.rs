@@ -1,0 +1,1094 @@
+//! The `Store` contract, run against both backends: every test below is written once against
+//! `Arc<dyn Store>` and instantiated twice by `conformance!`, in `mod sqlite` (a temp file) and
+//! `mod postgres` (a fresh database on the testkit's throwaway cluster; it fails, never skips,
+//! when Postgres cannot be started).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use revoke_core::{
+    Action, ActionId, ActionKey, ActionKind, ConnectorError, Job, JobId, Outcome, Phase, Plan,
+    PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
+};
+use revoke_store::{
+    verify_chain, ActionState, AttemptResult, AuditProblem, NewAuditEntry, PostgresStore,
+    SqliteStore, Store, StoreError,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// A store under test, plus raw SQL access for tampering behind its back.
+struct Harness {
+    store: Arc<dyn Store>,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // A nested path also checks that `open` creates the missing parent directories.
+        let url = format!("sqlite://{}/nested/dir/store.db", dir.path().display());
+        let s = Arc::new(SqliteStore::open(&url).await.expect("sqlite store opens"));
+        Harness {
+            store: s.clone(),
+            backend: Backend::Sqlite(s),
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Harness {
+        let url =
+            tokio::task::spawn_blocking(|| revoke_testkit::Postgres::shared().fresh_database())
+                .await
+                .expect("the testkit task finishes")
+                .expect("a fresh postgres database (postgres tests fail, never skip, without one)");
+        let s = Arc::new(
+            PostgresStore::open(&url)
+                .await
+                .expect("postgres store opens"),
+        );
+        Harness {
+            store: s.clone(),
+            backend: Backend::Postgres(s),
+            _dir: None,
+        }
+    }
+
+    async fn raw(&self, sql: &str) -> u64 {
+        match &self.backend {
+            Backend::Sqlite(s) => s.execute_raw(sql).await,
+            Backend::Postgres(s) => s.execute_raw(sql).await,
+        }
+        .unwrap_or_else(|e| panic!("raw sql {sql:?} should run: {e}"))
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    plan_round_trip,
+    duplicate_plan_is_a_conflict,
+    jobs_are_newest_first,
+    lease_respects_not_before,
+    lease_respects_dependencies,
+    lease_can_be_limited_to_one_plan,
+    manual_actions_are_never_leased,
+    concurrent_leasers_never_share_an_action,
+    expired_lease_is_taken_over,
+    renew_lease_extends_only_a_held_lease,
+    begin_attempt_numbers_attempts_and_writes_the_ledger_first,
+    retryable_failure_goes_back_to_pending_until_retry_at,
+    permanent_failure_fails_the_action,
+    skipped_outcome_keeps_its_reason,
+    finish_attempt_requires_the_lease,
+    mark_blocked_only_affects_pending,
+    acknowledge_manual_action,
+    record_verdict_round_trip,
+    audit_chain_is_linear_under_concurrent_appends,
+    audit_tamper_is_detected,
+    audit_deletion_is_detected,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Plans for tests
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 9, 0, 0)
+        .single()
+        .expect("a valid time")
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
+/// One action of a test plan: `deps` are indices of earlier actions.
+struct Spec {
+    connector: &'static str,
+    kind: &'static str,
+    target: String,
+    deps: Vec<usize>,
+    not_before: Option<DateTime<Utc>>,
+}
+
+fn op(kind: &'static str, target: &str) -> Spec {
+    Spec {
+        connector: "dir",
+        kind,
+        target: target.to_string(),
+        deps: vec![],
+        not_before: None,
+    }
+}
+
+fn manual(target: &str) -> Spec {
+    Spec {
+        connector: revoke_core::MANUAL_CONNECTOR,
+        ..op("return_laptop", target)
+    }
+}
+
+impl Spec {
+    fn after(mut self, deps: &[usize]) -> Spec {
+        self.deps = deps.to_vec();
+        self
+    }
+    fn not_before(mut self, t: DateTime<Utc>) -> Spec {
+        self.not_before = Some(t);
+        self
+    }
+}
+
+fn make_plan(name: &str, specs: Vec<Spec>) -> Plan {
+    let job_id = JobId(format!("job-{name}"));
+    let job = Job {
+        id: job_id.clone(),
+        subject: Subject::new(format!("subject-{name}")),
+        reason: "left the company".into(),
+        effective_at: t0(),
+        risk: Risk::Standard,
+        source: "cli".into(),
+        requested_by: "tester".into(),
+        policy: "default".into(),
+    };
+    let mut actions: Vec<Action> = Vec::new();
+    for s in specs {
+        let kind = ActionKind::from(s.kind);
+        let depends_on = s.deps.iter().map(|i| actions[*i].id.clone()).collect();
+        actions.push(Action {
+            id: ActionId::derive(&job_id, s.connector, &kind, &s.target),
+            job_id: job_id.clone(),
+            connector: s.connector.to_string(),
+            key: ActionKey::derive(&job_id, s.connector, &kind, &s.target),
+            kind,
+            target: s.target.clone(),
+            params: BTreeMap::from([("why".to_string(), "test".to_string())]),
+            depends_on,
+            phase: if s.connector == revoke_core::MANUAL_CONNECTOR {
+                Phase::Manual
+            } else {
+                Phase::Revoke
+            },
+            not_before: s.not_before,
+            summary: format!("{} {}", s.kind, s.target),
+        });
+    }
+    let snapshot = Snapshot::default();
+    let fingerprint = Plan::fingerprint_of(&snapshot, &actions);
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        id: PlanId(format!("plan-{name}")),
+        created_at: t0(),
+        jobs: vec![job],
+        snapshot,
+        actions,
+        notes: vec![],
+        fingerprint,
+    }
+}
+
+async fn insert(h: &Harness, plan: &Plan) {
+    h.store
+        .insert_plan(plan, t0())
+        .await
+        .expect("plan is recorded");
+}
+
+async fn lease(h: &Harness, owner: &str, now: DateTime<Utc>) -> Vec<ActionId> {
+    h.store
+        .lease_due(None, owner, now, HOUR, 100)
+        .await
+        .expect("lease_due works")
+        .into_iter()
+        .map(|r| r.action.id)
+        .collect()
+}
+
+async fn state(h: &Harness, id: &ActionId) -> ActionState {
+    h.store
+        .action(id)
+        .await
+        .expect("action reads")
+        .expect("action exists")
+        .state
+}
+
+/// Leases exactly `id` (it must be due at `now`), runs one attempt and finishes it with `result`.
+async fn run_once(h: &Harness, id: &ActionId, now: DateTime<Utc>, result: AttemptResult) {
+    let got = lease(h, "runner", now).await;
+    assert!(
+        got.contains(id),
+        "{id} should be leasable at {now}, got {got:?}"
+    );
+    let n = h
+        .store
+        .begin_attempt(id, "runner", now)
+        .await
+        .expect("attempt begins");
+    h.store
+        .finish_attempt(id, "runner", n, &result, now)
+        .await
+        .expect("attempt finishes");
+}
+
+fn done() -> AttemptResult {
+    AttemptResult::Succeeded(Outcome::Done)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans, jobs, actions
+
+async fn plan_round_trip(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            op("remove", "cn=g").after(&[0]),
+            manual("laptop"),
+        ],
+    );
+    assert!(plan.fingerprint_is_valid());
+    insert(&h, &plan).await;
+
+    let back = h
+        .store
+        .plan(&plan.id)
+        .await
+        .expect("plan reads")
+        .expect("plan exists");
+    assert_eq!(back, plan);
+    assert_eq!(back.fingerprint, plan.fingerprint);
+    assert!(back.fingerprint_is_valid());
+    assert_eq!(
+        h.store
+            .plan(&PlanId("nope".into()))
+            .await
+            .expect("plan reads"),
+        None
+    );
+
+    assert_eq!(
+        h.store.plan_of_job(&plan.jobs[0].id).await.expect("reads"),
+        Some(plan.id.clone())
+    );
+    assert_eq!(
+        h.store
+            .plan_of_job(&JobId("nope".into()))
+            .await
+            .expect("reads"),
+        None
+    );
+
+    let records = h.store.actions(&plan.id).await.expect("actions read");
+    let actions: Vec<Action> = records.iter().map(|r| r.action.clone()).collect();
+    assert_eq!(
+        actions, plan.actions,
+        "actions come back whole and in plan order"
+    );
+    let states: Vec<ActionState> = records.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            ActionState::Pending,
+            ActionState::Pending,
+            ActionState::AwaitingAck
+        ]
+    );
+    for r in &records {
+        assert_eq!(r.plan_id, plan.id);
+        assert_eq!(r.attempts, 0);
+        assert_eq!(
+            (r.started_at, r.finished_at, r.lease_owner.as_deref()),
+            (None, None, None)
+        );
+    }
+    let one = h
+        .store
+        .action(&plan.actions[1].id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(one, records[1]);
+    assert_eq!(
+        h.store
+            .action(&ActionId("nope".into()))
+            .await
+            .expect("reads"),
+        None
+    );
+}
+
+async fn duplicate_plan_is_a_conflict(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let err = h
+        .store
+        .insert_plan(&plan, t0())
+        .await
+        .expect_err("a second insert fails");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+    // Nothing half-written by the failed insert.
+    assert_eq!(h.store.actions(&plan.id).await.expect("reads").len(), 1);
+    assert_eq!(h.store.jobs().await.expect("reads").len(), 1);
+}
+
+async fn jobs_are_newest_first(h: Harness) {
+    let older = make_plan("older", vec![op("lock", "uid=a")]);
+    let newer = make_plan("newer", vec![op("lock", "uid=b")]);
+    h.store.insert_plan(&older, at(0)).await.expect("recorded");
+    h.store.insert_plan(&newer, at(60)).await.expect("recorded");
+    let jobs = h.store.jobs().await.expect("reads");
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job.id.0.as_str()).collect();
+    assert_eq!(ids, vec!["job-newer", "job-older"]);
+    assert_eq!(jobs[0].job, newer.jobs[0]);
+    assert_eq!(jobs[0].plan_id, newer.id);
+    assert_eq!(jobs[0].created_at, at(60));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leasing
+
+async fn lease_respects_not_before(h: Harness) {
+    let plan = make_plan("p", vec![op("delete", "uid=a").not_before(at(3600))]);
+    insert(&h, &plan).await;
+    assert!(
+        lease(&h, "x", at(3599)).await.is_empty(),
+        "not due before not_before"
+    );
+    assert_eq!(
+        lease(&h, "x", at(3600)).await,
+        vec![plan.actions[0].id.clone()],
+        "due at not_before"
+    );
+}
+
+async fn lease_respects_dependencies(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            op("remove", "cn=g").after(&[0]),
+            op("delete", "uid=a").after(&[0, 1]),
+        ],
+    );
+    insert(&h, &plan).await;
+    let (a, b, c) = (
+        &plan.actions[0].id,
+        &plan.actions[1].id,
+        &plan.actions[2].id,
+    );
+
+    assert_eq!(
+        lease(&h, "x", at(0)).await,
+        vec![a.clone()],
+        "only the action without prerequisites"
+    );
+    let n = h.store.begin_attempt(a, "x", at(1)).await.expect("begins");
+    assert!(
+        lease(&h, "y", at(2)).await.is_empty(),
+        "a running prerequisite holds its dependents"
+    );
+    // A retryable failure leaves the prerequisite pending: dependents still wait.
+    let retry = AttemptResult::Failed {
+        error: ConnectorError::retryable("busy", "busy"),
+        retry_at: Some(at(10)),
+    };
+    h.store
+        .finish_attempt(a, "x", n, &retry, at(2))
+        .await
+        .expect("finishes");
+    assert!(lease(&h, "y", at(5)).await.is_empty());
+    run_once(&h, a, at(10), done()).await;
+
+    assert_eq!(
+        lease(&h, "y", at(11)).await,
+        vec![b.clone()],
+        "leased once its prerequisite is done"
+    );
+    let n = h.store.begin_attempt(b, "y", at(11)).await.expect("begins");
+    let already = AttemptResult::Succeeded(Outcome::AlreadyDone);
+    h.store
+        .finish_attempt(b, "y", n, &already, at(12))
+        .await
+        .expect("finishes");
+    assert_eq!(
+        lease(&h, "z", at(13)).await,
+        vec![c.clone()],
+        "already_done counts as success"
+    );
+}
+
+async fn lease_can_be_limited_to_one_plan(h: Harness) {
+    let p1 = make_plan("one", vec![op("lock", "uid=a"), op("lock", "uid=b")]);
+    let p2 = make_plan("two", vec![op("lock", "uid=c")]);
+    insert(&h, &p1).await;
+    insert(&h, &p2).await;
+    let got = h
+        .store
+        .lease_due(Some(&p2.id), "x", at(0), HOUR, 10)
+        .await
+        .expect("leases");
+    assert_eq!(
+        got.iter().map(|r| r.action.id.clone()).collect::<Vec<_>>(),
+        vec![p2.actions[0].id.clone()]
+    );
+    assert_eq!(got[0].lease_owner.as_deref(), Some("x"));
+    assert_eq!(got[0].lease_expires_at, Some(at(3600)));
+    let got = h
+        .store
+        .lease_due(None, "x", at(0), HOUR, 1)
+        .await
+        .expect("leases");
+    assert_eq!(got.len(), 1, "limit is respected");
+    assert_eq!(got[0].action.id, p1.actions[0].id, "plan order first");
+}
+
+async fn manual_actions_are_never_leased(h: Harness) {
+    let plan = make_plan("p", vec![manual("laptop"), op("lock", "uid=a").after(&[0])]);
+    insert(&h, &plan).await;
+    assert!(lease(&h, "x", at(0)).await.is_empty());
+    assert!(lease(&h, "x", at(100_000)).await.is_empty());
+    assert_eq!(
+        state(&h, &plan.actions[0].id).await,
+        ActionState::AwaitingAck
+    );
+    h.store
+        .acknowledge(&plan.jobs[0].id, &plan.actions[0].id, "it-desk", at(5))
+        .await
+        .expect("acknowledged");
+    assert_eq!(
+        lease(&h, "x", at(6)).await,
+        vec![plan.actions[1].id.clone()],
+        "the dependent runs once acknowledged; the manual action itself is never leased"
+    );
+    assert!(
+        lease(&h, "y", at(7)).await.is_empty(),
+        "held by x, and the manual action is never leased"
+    );
+}
+
+async fn concurrent_leasers_never_share_an_action(h: Harness) {
+    let specs: Vec<Spec> = (0..40).map(|i| op("lock", &format!("uid=u{i}"))).collect();
+    let plan = make_plan("p", specs);
+    insert(&h, &plan).await;
+    let store = h.store.clone();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("worker-{w}");
+            let mut got = Vec::new();
+            loop {
+                let leased = store
+                    .lease_due(None, &owner, at(0), HOUR, 3)
+                    .await
+                    .expect("leases");
+                if leased.is_empty() {
+                    break;
+                }
+                for r in leased {
+                    assert_eq!(r.lease_owner.as_deref(), Some(owner.as_str()));
+                    let n = store
+                        .begin_attempt(&r.action.id, &owner, at(1))
+                        .await
+                        .expect("own lease");
+                    store
+                        .finish_attempt(
+                            &r.action.id,
+                            &owner,
+                            n,
+                            &AttemptResult::Succeeded(Outcome::Done),
+                            at(2),
+                        )
+                        .await
+                        .expect("finishes");
+                    got.push(r.action.id);
+                }
+                tokio::task::yield_now().await;
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("worker finishes"));
+    }
+    let distinct: HashSet<&ActionId> = all.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "an action was leased twice: {all:?}"
+    );
+    assert_eq!(all.len(), 40, "every action was leased once");
+    for r in h.store.actions(&plan.id).await.expect("reads") {
+        assert_eq!(
+            (r.state, r.attempts),
+            (ActionState::Done, 1),
+            "{}",
+            r.action.id
+        );
+    }
+}
+
+async fn expired_lease_is_taken_over(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a"), op("lock", "uid=b")]);
+    insert(&h, &plan).await;
+    let (a, b) = (&plan.actions[0].id, &plan.actions[1].id);
+    let ttl = Duration::from_secs(30);
+
+    // A lease taken but never begun (the executor died before starting).
+    let got = h
+        .store
+        .lease_due(None, "old", at(0), ttl, 10)
+        .await
+        .expect("leases");
+    assert_eq!(got.len(), 2);
+    // One begun, so it is `running` when its lease runs out.
+    h.store
+        .begin_attempt(b, "old", at(1))
+        .await
+        .expect("begins");
+    assert!(
+        h.store
+            .lease_due(None, "new", at(29), ttl, 10)
+            .await
+            .expect("leases")
+            .is_empty(),
+        "live leases"
+    );
+    let got: Vec<ActionId> = h
+        .store
+        .lease_due(None, "new", at(31), ttl, 10)
+        .await
+        .expect("leases")
+        .into_iter()
+        .map(|r| r.action.id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![a.clone(), b.clone()],
+        "both expired leases are taken over"
+    );
+
+    for id in [a, b] {
+        let err = h
+            .store
+            .begin_attempt(id, "old", at(32))
+            .await
+            .expect_err("the old owner lost its lease");
+        assert!(
+            matches!(err, StoreError::LeaseLost { .. }),
+            "expected LeaseLost, got {err:?}"
+        );
+        assert!(!h
+            .store
+            .renew_lease(id, "old", at(32), ttl)
+            .await
+            .expect("renews"));
+    }
+    let err = h
+        .store
+        .finish_attempt(b, "old", 1, &done(), at(32))
+        .await
+        .expect_err("old owner cannot finish");
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "expected LeaseLost, got {err:?}"
+    );
+    assert_eq!(
+        h.store
+            .begin_attempt(b, "new", at(33))
+            .await
+            .expect("new owner begins"),
+        2
+    );
+    assert_eq!(
+        h.store
+            .begin_attempt(a, "new", at(33))
+            .await
+            .expect("new owner begins"),
+        1
+    );
+}
+
+async fn renew_lease_extends_only_a_held_lease(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    let ttl = Duration::from_secs(30);
+    h.store
+        .lease_due(None, "x", at(0), ttl, 10)
+        .await
+        .expect("leases");
+    assert!(h
+        .store
+        .renew_lease(a, "x", at(20), ttl)
+        .await
+        .expect("renews"));
+    assert!(
+        !h.store
+            .renew_lease(a, "y", at(20), ttl)
+            .await
+            .expect("renews"),
+        "not the owner"
+    );
+    assert!(
+        h.store
+            .lease_due(None, "y", at(40), ttl, 10)
+            .await
+            .expect("leases")
+            .is_empty(),
+        "renewed to 50s"
+    );
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(r.lease_expires_at, Some(at(50)));
+    assert!(
+        !h.store
+            .renew_lease(a, "x", at(51), ttl)
+            .await
+            .expect("renews"),
+        "expired leases do not renew"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attempts
+
+async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    assert_eq!(lease(&h, "x", at(0)).await, vec![a.clone()]);
+    assert_eq!(
+        h.store.begin_attempt(a, "x", at(1)).await.expect("begins"),
+        1
+    );
+
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.attempts, r.started_at),
+        (ActionState::Running, 1, Some(at(1)))
+    );
+    let ledger = format!(
+        "UPDATE attempts SET owner = owner WHERE action_id = '{a}' AND attempt = 1 AND key = '{}' \
+         AND owner = 'x' AND finished_at IS NULL AND outcome IS NULL",
+        plan.actions[0].key
+    );
+    assert_eq!(
+        h.raw(&ledger).await,
+        1,
+        "the ledger row exists, unfinished, before the call is made"
+    );
+
+    let retry = AttemptResult::Failed {
+        error: ConnectorError::retryable("busy", "try later"),
+        retry_at: Some(at(5)),
+    };
+    h.store
+        .finish_attempt(a, "x", 1, &retry, at(2))
+        .await
+        .expect("finishes");
+    let finished = format!(
+        "UPDATE attempts SET owner = owner WHERE action_id = '{a}' AND attempt = 1 AND finished_at IS NOT NULL \
+         AND outcome IS NOT NULL AND error_json IS NOT NULL"
+    );
+    assert_eq!(h.raw(&finished).await, 1, "finish fills the ledger row in");
+
+    assert_eq!(lease(&h, "y", at(5)).await, vec![a.clone()]);
+    assert_eq!(
+        h.store.begin_attempt(a, "y", at(6)).await.expect("begins"),
+        2
+    );
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(r.attempts, 2);
+    assert_eq!(
+        r.started_at,
+        Some(at(1)),
+        "started_at is when the action first started"
+    );
+}
+
+async fn retryable_failure_goes_back_to_pending_until_retry_at(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    let error = ConnectorError::rate_limited(Duration::from_secs(300), "429", "slow down");
+    let retry_at = at(300);
+    run_once(
+        &h,
+        a,
+        at(0),
+        AttemptResult::Failed {
+            error: error.clone(),
+            retry_at: Some(retry_at),
+        },
+    )
+    .await;
+
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(r.state, ActionState::Pending);
+    assert_eq!(r.next_attempt_at, Some(retry_at));
+    assert_eq!(r.error, Some(error));
+    assert_eq!(r.finished_at, None);
+    assert_eq!(
+        (r.lease_owner, r.lease_expires_at),
+        (None, None),
+        "lease released"
+    );
+
+    assert!(
+        lease(&h, "x", at(299)).await.is_empty(),
+        "not before retry_at"
+    );
+    run_once(&h, a, retry_at, done()).await;
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!((r.state, r.attempts, r.error), (ActionState::Done, 2, None));
+    assert_eq!(r.finished_at, Some(retry_at));
+}
+
+async fn permanent_failure_fails_the_action(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![op("lock", "uid=a"), op("delete", "uid=a").after(&[0])],
+    );
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    let error = ConnectorError::permanent("no_such_object", "gone wrong");
+    run_once(
+        &h,
+        a,
+        at(0),
+        AttemptResult::Failed {
+            error: error.clone(),
+            retry_at: None,
+        },
+    )
+    .await;
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.error, r.finished_at),
+        (ActionState::Failed, Some(error), Some(at(0)))
+    );
+    assert_eq!(r.lease_owner, None);
+    assert!(
+        lease(&h, "x", at(100_000)).await.is_empty(),
+        "neither it nor its dependent runs again"
+    );
+}
+
+async fn skipped_outcome_keeps_its_reason(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![op("lock", "uid=a"), op("delete", "uid=a").after(&[0])],
+    );
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    let skipped = AttemptResult::Succeeded(Outcome::Skipped {
+        reason: "protected account".into(),
+    });
+    run_once(&h, a, at(0), skipped).await;
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.note.as_deref()),
+        (ActionState::Skipped, Some("protected account"))
+    );
+    assert_eq!(
+        lease(&h, "x", at(1)).await,
+        vec![plan.actions[1].id.clone()],
+        "skipped counts as success"
+    );
+}
+
+async fn finish_attempt_requires_the_lease(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    lease(&h, "x", at(0)).await;
+    let err = h
+        .store
+        .begin_attempt(a, "y", at(1))
+        .await
+        .expect_err("y holds no lease");
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "expected LeaseLost, got {err:?}"
+    );
+    let n = h.store.begin_attempt(a, "x", at(1)).await.expect("begins");
+    let err = h
+        .store
+        .finish_attempt(a, "y", n, &done(), at(2))
+        .await
+        .expect_err("y holds no lease");
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "expected LeaseLost, got {err:?}"
+    );
+    assert_eq!(state(&h, a).await, ActionState::Running);
+    h.store
+        .finish_attempt(a, "x", n, &done(), at(2))
+        .await
+        .expect("owner finishes");
+    let err = h
+        .store
+        .finish_attempt(a, "x", n, &done(), at(3))
+        .await
+        .expect_err("finished twice");
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "expected LeaseLost, got {err:?}"
+    );
+}
+
+async fn mark_blocked_only_affects_pending(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![op("lock", "uid=a"), op("remove", "cn=g"), manual("laptop")],
+    );
+    insert(&h, &plan).await;
+    let (a, b, m) = (
+        &plan.actions[0].id,
+        &plan.actions[1].id,
+        &plan.actions[2].id,
+    );
+    run_once(&h, a, at(0), done()).await;
+    h.store
+        .mark_blocked(
+            &[a.clone(), b.clone(), m.clone()],
+            "prerequisite failed",
+            at(1),
+        )
+        .await
+        .expect("marks");
+    assert_eq!(state(&h, a).await, ActionState::Done, "done stays done");
+    assert_eq!(
+        state(&h, m).await,
+        ActionState::AwaitingAck,
+        "manual stays awaiting"
+    );
+    let r = h.store.action(b).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.note.as_deref()),
+        (ActionState::Blocked, Some("prerequisite failed"))
+    );
+    assert!(
+        lease(&h, "x", at(2)).await.is_empty(),
+        "blocked actions are not leased"
+    );
+}
+
+async fn acknowledge_manual_action(h: Harness) {
+    let plan = make_plan("p", vec![manual("laptop"), op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let job = &plan.jobs[0].id;
+    let (m, a) = (&plan.actions[0].id, &plan.actions[1].id);
+
+    let err = h
+        .store
+        .acknowledge(job, &ActionId("nope".into()), "it", at(0))
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "expected NotFound, got {err:?}"
+    );
+    let err = h
+        .store
+        .acknowledge(&JobId("other".into()), m, "it", at(0))
+        .await
+        .expect_err("wrong job");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "expected NotFound, got {err:?}"
+    );
+    let err = h
+        .store
+        .acknowledge(job, a, "it", at(0))
+        .await
+        .expect_err("not a manual action");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+
+    h.store
+        .acknowledge(job, m, "it-desk", at(1))
+        .await
+        .expect("acknowledged");
+    let r = h.store.action(m).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.note.as_deref(), r.finished_at),
+        (ActionState::Acknowledged, Some("it-desk"), Some(at(1)))
+    );
+    let err = h
+        .store
+        .acknowledge(job, m, "it-desk", at(2))
+        .await
+        .expect_err("twice");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+}
+
+async fn record_verdict_round_trip(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a"), op("lock", "uid=b")]);
+    insert(&h, &plan).await;
+    let (a, b) = (&plan.actions[0].id, &plan.actions[1].id);
+    let not = Verdict::NotConfirmed {
+        detail: "still a member".into(),
+    };
+    h.store
+        .record_verdict(a, &Verdict::Confirmed, at(10))
+        .await
+        .expect("records");
+    h.store
+        .record_verdict(b, &not, at(11))
+        .await
+        .expect("records");
+    let ra = h.store.action(a).await.expect("reads").expect("exists");
+    let rb = h.store.action(b).await.expect("reads").expect("exists");
+    assert_eq!(
+        (ra.verdict, ra.verified_at),
+        (Some(Verdict::Confirmed), Some(at(10)))
+    );
+    assert_eq!((rb.verdict, rb.verified_at), (Some(not), Some(at(11))));
+    let err = h
+        .store
+        .record_verdict(&ActionId("nope".into()), &Verdict::Confirmed, at(0))
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "expected NotFound, got {err:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log
+
+fn audit_entry(n: usize) -> NewAuditEntry {
+    NewAuditEntry {
+        // Sub-microsecond precision is dropped by the store, and the hash covers the stored time.
+        at: at(n as i64) + chrono::Duration::nanoseconds(123_456_789),
+        actor: format!("executor:host{}", n % 3),
+        kind: "action.finished".into(),
+        job_id: Some("job-p".into()),
+        // Some entries name an action, some do not: both must hash and round-trip.
+        action_id: (n < 10).then(|| format!("dir.lock.{n}")),
+        data: format!("{{\"n\":{n},\"text\":\"caf\u{e9} \\\"quoted\\\"\"}}"),
+    }
+}
+
+async fn append_many(h: &Harness, n: usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append_audit(&audit_entry(i)).await.expect("appends")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("append task finishes");
+    }
+}
+
+async fn audit_chain_is_linear_under_concurrent_appends(h: Harness) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append_audit(&audit_entry(i)).await.expect("appends")
+        }));
+    }
+    let mut returned = Vec::new();
+    for t in tasks {
+        returned.push(t.await.expect("append task finishes"));
+    }
+    let log = h.store.audit_log().await.expect("reads");
+    assert_eq!(verify_chain(&log), vec![], "the chain is intact");
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<i64>>()
+    );
+    returned.sort_by_key(|e| e.seq);
+    assert_eq!(returned, log, "append_audit returns exactly what is stored");
+}
+
+async fn audit_tamper_is_detected(h: Harness) {
+    append_many(&h, 5).await;
+    assert!(verify_chain(&h.store.audit_log().await.expect("reads")).is_empty());
+    assert_eq!(
+        h.raw("UPDATE audit_log SET data = '{\"n\":999}' WHERE seq = 3")
+            .await,
+        1
+    );
+    let problems = verify_chain(&h.store.audit_log().await.expect("reads"));
+    assert_eq!(problems, vec![AuditProblem::Altered { seq: 3 }]);
+}
+
+async fn audit_deletion_is_detected(h: Harness) {
+    append_many(&h, 5).await;
+    assert_eq!(h.raw("DELETE FROM audit_log WHERE seq = 3").await, 1);
+    let problems = verify_chain(&h.store.audit_log().await.expect("reads"));
+    assert!(
+        problems.contains(&AuditProblem::Gap {
+            seq: 4,
+            expected: 3
+        }),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&AuditProblem::BrokenLink {
+            seq: 4,
+            prev_seq: 2
+        }),
+        "{problems:?}"
+    );
+    // Appending after a deletion still chains onto the last entry; the gap stays visible.
+    h.store
+        .append_audit(&audit_entry(9))
+        .await
+        .expect("appends");
+    let log = h.store.audit_log().await.expect("reads");
+    assert_eq!(log.last().map(|e| e.seq), Some(6));
+    assert_eq!(
+        verify_chain(&log).len(),
+        problems.len(),
+        "no new problem from the append"
+    );
+}
