@@ -164,7 +164,8 @@ impl Executor {
     pub async fn run_plan(&self, plan: &PlanId) -> Result<RunSummary, EngineError> {
         let capacity: usize = {
             let records = self.store.actions(plan).await?;
-            let used: BTreeSet<&str> = records.iter().map(|r| r.action.connector.as_str()).collect();
+            let used: BTreeSet<&str> =
+                records.iter().filter(|r| !r.action.is_manual()).map(|r| r.action.connector.as_str()).collect();
             used.iter().map(|c| self.limit(c).available_permits().max(1)).sum::<usize>().max(1)
         };
         let mut inflight: JoinSet<Result<Option<ActionId>, EngineError>> = JoinSet::new();
@@ -398,7 +399,8 @@ fn next_wake(records: &[ActionRecord], now: DateTime<Utc>) -> Option<DateTime<Ut
         .iter()
         .filter(|r| !r.action.is_manual() && r.action.is_due(now))
         .filter_map(|r| match r.state {
-            ActionState::Pending => r.next_attempt_at.filter(|t| *t > now),
+            // A retry coming due, or a lease taken by an executor that may have died.
+            ActionState::Pending => r.next_attempt_at.max(r.lease_expires_at).filter(|t| *t > now),
             ActionState::Running => r.lease_expires_at.map(|t| t.max(now)),
             _ => None,
         })

@@ -1,0 +1,132 @@
+//! One real slapd with the sample directory, a config pointing at it, and the revokectl binary.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use revoke_testkit::{Slapd, DEMO_LDIF};
+
+pub const ALICE: &str = "uid=alice,ou=people,dc=example,dc=org";
+
+pub struct Env {
+    pub slapd: Slapd,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// `ldap_extra` is appended to the connector table, `extra` to the file.
+    pub fn new(ldap_extra: &str, extra: &str) -> Env {
+        let slapd = Slapd::start().expect("slapd starts");
+        slapd.add_ldif(DEMO_LDIF).expect("demo directory loads");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("revoke.toml");
+        std::fs::write(dir.path().join("pw"), "secret\n").expect("write secret");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+[executor]
+lease_secs = 1
+[executor.retry]
+base_ms = 20
+cap_ms = 200
+max_attempts = 3
+[protected]
+accounts = ["breakglass"]
+[policies.default]
+manual = [{{ id = "collect-laptop", title = "Collect laptop" }}]
+{extra}
+[connectors.corp-ldap]
+kind = "ldap"
+url = "{url}"
+bind_dn = "{root}"
+bind_password_file = "{pw}"
+user_base_dn = "ou=people,dc=example,dc=org"
+group_base_dn = "ou=groups,dc=example,dc=org"
+delete_entry = true
+{ldap_extra}
+"#,
+                data = dir.path().join("data").display(),
+                url = slapd.url(),
+                root = Slapd::ROOT_DN,
+                pw = dir.path().join("pw").display(),
+            ),
+        )
+        .expect("write config");
+        Env { slapd, dir, config }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data").join("revoked.db")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
+        c.arg("--config").arg(&self.config).args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("revokectl runs");
+        Run::from(out)
+    }
+
+    /// Whether alice's entry carries the ppolicy lock.
+    pub fn alice_locked(&self) -> bool {
+        self.slapd
+            .search(ALICE, "(objectClass=*)", &["pwdAccountLockedTime"])
+            .expect("search")
+            .contains("pwdAccountLockedTime: 000001010000Z")
+    }
+
+    /// The groups (cn) that list alice in any membership attribute.
+    pub fn alice_groups(&self) -> Vec<String> {
+        let out = self
+            .slapd
+            .search(
+                "ou=groups,dc=example,dc=org",
+                &format!("(|(member={ALICE})(uniqueMember={ALICE})(memberUid=alice))"),
+                &["cn"],
+            )
+            .expect("search");
+        out.lines().filter_map(|l| l.strip_prefix("cn: ")).map(str::to_string).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The JSON lines of stdout.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
