@@ -1,0 +1,236 @@
+//! The executor against a scripted connector: retries, retry-after, permanent failures, blocking,
+//! concurrency limits and the ledger written before each call.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use revoke_core::{
+    Action, ActionKey, ActionKind, Connector, ConnectorError, Discovery, Finding, Job, JobId, Outcome, Phase, PlanId,
+    ProposedAction, Risk, Subject, Verdict,
+};
+use revoke_engine::{discover, plan_jobs, Connectors, Executor};
+use revoke_store::{ActionState, SqliteStore, Store};
+
+/// A connector whose apply answers come from a script per target; it also checks that the store
+/// holds the attempt before the call arrives.
+#[derive(Debug, Default)]
+struct Scripted {
+    targets: Vec<String>,
+    script: Mutex<BTreeMap<String, VecDeque<Result<Outcome, ConnectorError>>>>,
+    calls: Mutex<Vec<(String, Instant)>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    store: Mutex<Option<Arc<dyn Store>>>,
+    unrecorded_calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Connector for Scripted {
+    fn instance(&self) -> &str {
+        "sys"
+    }
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
+        Ok(Discovery {
+            connector: "sys".into(),
+            subject: subject.id.clone(),
+            found: true,
+            findings: self
+                .targets
+                .iter()
+                .map(|t| Finding {
+                    connector: "sys".into(),
+                    subject: subject.id.clone(),
+                    kind: "grant".into(),
+                    target: t.clone(),
+                    attrs: BTreeMap::new(),
+                })
+                .collect(),
+        })
+    }
+    fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {
+        let mut out: Vec<ProposedAction> = d
+            .findings
+            .iter()
+            .filter(|f| f.target != "account")
+            .map(|f| ProposedAction {
+                kind: ActionKind::from("revoke_grant"),
+                target: f.target.clone(),
+                params: BTreeMap::new(),
+                phase: Phase::Revoke,
+                after: vec![],
+                summary: format!("revoke {}", f.target),
+                account: "acct".into(),
+            })
+            .collect();
+        if self.targets.iter().any(|t| t == "account") {
+            let after = out.iter().map(|p| (p.kind.clone(), p.target.clone())).collect();
+            out.push(ProposedAction {
+                kind: ActionKind::from("delete_account"),
+                target: "account".into(),
+                params: BTreeMap::new(),
+                phase: Phase::Delete,
+                after,
+                summary: "delete".into(),
+                account: "acct".into(),
+            });
+        }
+        out
+    }
+    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
+        let store = self.store.lock().expect("lock").clone().expect("store set");
+        let rec = store.action(&action.id).await.expect("read").expect("recorded");
+        if rec.state != ActionState::Running || rec.attempts == 0 || &rec.action.key != key {
+            self.unrecorded_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        self.calls.lock().expect("lock").push((action.target.clone(), Instant::now()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let next = self.script.lock().expect("lock").get_mut(&action.target).and_then(VecDeque::pop_front);
+        next.unwrap_or(Ok(Outcome::Done))
+    }
+    async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
+        Ok(Verdict::Confirmed)
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    conn: Arc<Scripted>,
+    exec: Executor,
+    plan: PlanId,
+}
+
+async fn harness(targets: &[&str], script: Vec<(&str, Vec<Result<Outcome, ConnectorError>>)>, extra_config: &str) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("db").display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
+    let conn = Arc::new(Scripted {
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        script: Mutex::new(script.into_iter().map(|(t, v)| (t.to_string(), v.into_iter().collect())).collect()),
+        ..Default::default()
+    });
+    *conn.store.lock().expect("lock") = Some(store.clone());
+    let config = revoke_config::load_str(&format!(
+        "[executor.retry]\nbase_ms = 10\ncap_ms = 40\nmax_attempts = 4\nmax_elapsed_secs = 30\n{extra_config}\n[connectors.sys]\nkind = \"scripted\"\nconcurrency = 2\n"
+    ))
+    .expect("config");
+    let connectors: Connectors = [("sys".to_string(), conn.clone() as Arc<dyn Connector>)].into();
+    let jobs = vec![Job {
+        id: JobId("job-1".into()),
+        subject: Subject::new("alice"),
+        reason: "test".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk: Risk::Standard,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }];
+    let discoveries = discover(&config, &connectors, &jobs).await.expect("discover");
+    let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("p1".into()), Utc::now()).expect("plan");
+    let exec = Executor::new(store.clone(), connectors, &config, "test-executor");
+    exec.record(&plan).await.expect("record");
+    Harness { _dir: dir, store, conn, exec, plan: plan.id }
+}
+
+async fn states(h: &Harness) -> BTreeMap<String, (ActionState, u32)> {
+    h.store
+        .actions(&h.plan)
+        .await
+        .expect("actions")
+        .into_iter()
+        .map(|r| (r.action.target.clone(), (r.state, r.attempts)))
+        .collect()
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_until_success_and_the_ledger_comes_first() {
+    let h = harness(
+        &["a", "b"],
+        vec![("a", vec![Err(ConnectorError::retryable("busy", "server busy")), Err(ConnectorError::retryable("busy", "server busy"))])],
+        "",
+    )
+    .await;
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 2, "{summary:?}");
+    let s = states(&h).await;
+    assert_eq!(s["a"], (ActionState::Done, 3));
+    assert_eq!(s["b"], (ActionState::Done, 1));
+    assert_eq!(h.conn.unrecorded_calls.load(Ordering::SeqCst), 0, "every call was recorded before it was sent");
+    let audit = h.store.audit_log().await.expect("audit");
+    assert!(revoke_store::verify_chain(&audit).is_empty());
+    assert_eq!(audit.iter().filter(|e| e.kind == "action.attempt").count(), 4);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let h = harness(
+        &["a"],
+        vec![("a", vec![Err(ConnectorError::rate_limited(Duration::from_millis(600), "rate_limited", "slow down"))])],
+        "",
+    )
+    .await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    let calls = h.conn.calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 2);
+    let gap = calls[1].1 - calls[0].1;
+    assert!(gap >= Duration::from_millis(600), "second call came {gap:?} after the first");
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_once_and_blocks_what_depends_on_it() {
+    let h = harness(
+        &["a", "b", "account"],
+        vec![("a", vec![Err(ConnectorError::permanent("denied", "no such thing"))])],
+        "",
+    )
+    .await;
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    let s = states(&h).await;
+    assert_eq!(s["a"], (ActionState::Failed, 1), "permanent errors are not retried");
+    assert_eq!(s["b"], (ActionState::Done, 1));
+    assert_eq!(s["account"], (ActionState::Blocked, 0), "never attempted");
+    assert!(summary.has_problems());
+    assert!(!h.conn.calls.lock().expect("lock").iter().any(|(t, _)| t == "account"));
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_attempts() {
+    let errs = (0..10).map(|_| Err(ConnectorError::retryable("unavailable", "down"))).collect();
+    let h = harness(&["a"], vec![("a", errs)], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
+    assert_eq!((rec.state, rec.attempts), (ActionState::Failed, 4));
+    assert_eq!(rec.error.expect("error").code, "unavailable");
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_per_connector_holds() {
+    let targets: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let h = harness(&refs, vec![], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(h.conn.max_running.load(Ordering::SeqCst), 2, "concurrency = 2 for this instance");
+    assert!(states(&h).await.values().all(|(s, n)| *s == ActionState::Done && *n == 1));
+}
+
+#[tokio::test]
+async fn a_second_run_sends_nothing_recorded_as_done() {
+    let h = harness(&["a", "b"], vec![], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    let before = h.conn.calls.lock().expect("lock").len();
+    h.exec.run_plan(&h.plan).await.expect("second run");
+    assert_eq!(h.conn.calls.lock().expect("lock").len(), before);
+}
