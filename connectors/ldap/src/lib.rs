@@ -1,1 +1,123 @@
-//! LDAP connector of revoked: discover, lock, remove from groups, delete
+//! LDAP connector of revoked: discover, lock, remove from groups, delete.
+//!
+//! One file per concern, as in every connector: `config` (typed table, pure validation),
+//! `client` (the shared connection), `discover`, `plan`, `apply` (apply and verify), `classify`
+//! (every error to a class and a stable code) and `escape` (filters and DNs from untrusted values).
+//! What it does and needs is in docs/connectors/ldap.md.
+
+mod apply;
+mod classify;
+mod client;
+mod config;
+mod discover;
+mod escape;
+mod plan;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use revoke_core::{
+    Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
+    Outcome, ProposedAction, Subject, Verdict,
+};
+
+pub use config::{validate, LdapConfig, LockMethod, PPOLICY_LOCKED};
+pub use plan::{DELETE_ACCOUNT, LOCK_ACCOUNT, REMOVE_GROUP_MEMBER};
+
+/// The connector type name in config (`kind = "ldap"`).
+pub const KIND: &str = "ldap";
+
+/// One LDAP directory; shared across tasks, it holds one multiplexed connection.
+#[derive(Debug)]
+pub struct LdapConnector {
+    instance: String,
+    cfg: Arc<LdapConfig>,
+    client: client::Client,
+}
+
+impl LdapConnector {
+    /// Builds the connector from a parsed config; reads `tls_ca_file` but makes no connection.
+    pub fn new(instance: &str, cfg: LdapConfig) -> Result<Self, String> {
+        let tls = if cfg.uses_tls() {
+            Some(client::tls_config(cfg.tls_ca_file.as_deref())?)
+        } else {
+            None
+        };
+        let cfg = Arc::new(cfg);
+        let client = client::Client::new(instance, cfg.clone(), tls);
+        Ok(Self {
+            instance: instance.to_string(),
+            cfg,
+            client,
+        })
+    }
+
+    pub fn config(&self) -> &LdapConfig {
+        &self.cfg
+    }
+
+    fn ctx(&self) -> apply::Ctx<'_> {
+        apply::Ctx {
+            client: &self.client,
+            cfg: &self.cfg,
+            instance: &self.instance,
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for LdapConnector {
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn check(&self) -> Result<(), ConnectorError> {
+        self.client.reconnect().await.map(|_| ())
+    }
+
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
+        discover::discover(&self.client, &self.cfg, &self.instance, subject).await
+    }
+
+    fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
+        plan::plan(&self.cfg, &self.instance, subject, discovery)
+    }
+
+    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
+        apply::apply(&self.ctx(), action, key).await
+    }
+
+    async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError> {
+        apply::verify(&self.ctx(), action).await
+    }
+}
+
+/// Registers the `ldap` connector type.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LdapFactory;
+
+impl ConnectorFactory for LdapFactory {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn validate(&self, path: &str, params: &serde_json::Value) -> Result<(), Vec<ConfigIssue>> {
+        config::validate(path, params)
+    }
+
+    fn build(
+        &self,
+        instance: &str,
+        params: &serde_json::Value,
+    ) -> Result<Arc<dyn Connector>, ConfigIssue> {
+        let path = format!("connectors.{instance}");
+        let cfg = LdapConfig::from_value(params).map_err(|e| ConfigIssue::new(&path, e))?;
+        let conn = LdapConnector::new(instance, cfg)
+            .map_err(|e| ConfigIssue::new(format!("{path}.tls_ca_file"), e))?;
+        Ok(Arc::new(conn))
+    }
+}

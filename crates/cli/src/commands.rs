@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, NaiveDate, Utc};
 use revoke_core::{ActionId, Job, JobId, Plan, PlanId, Risk, Subject};
-use revoke_engine::{check_fresh, discover, plan_jobs, Executor, RunSummary, Staleness};
+use revoke_engine::{check_fresh, discover, plan_jobs, EngineError, Executor, RunSummary, Staleness};
 use revoke_store::{verify_chain, ActionState, NewAuditEntry, Store, StoreError};
 
 use crate::context::{operator, Context};
@@ -196,7 +196,13 @@ async fn apply_users(cfg: Option<&Path>, args: &JobArgs, auto_approve: bool, out
 }
 
 async fn record_and_execute(exec: &Executor, store: &Arc<dyn Store>, plan: &Plan, output: Format) -> anyhow::Result<u8> {
-    exec.record(plan).await?;
+    match exec.record(plan).await {
+        Ok(()) => {}
+        Err(EngineError::Store(StoreError::Conflict(_))) => {
+            eprintln!("plan {} was recorded by another run meanwhile: running it alongside (leases keep each action to one executor)", plan.id);
+        }
+        Err(e) => return Err(e.into()),
+    }
     execute(exec, store, &plan.id, output).await
 }
 

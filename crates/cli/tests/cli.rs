@@ -279,3 +279,38 @@ fn bad_configuration_names_the_key_before_contacting_anything() {
     assert!(run.stderr.contains("connectors.corp-ldap.disabled_base_dn"), "{}", run.stderr);
     assert!(!run.stderr.contains("secret"), "no secret in errors: {}", run.stderr);
 }
+
+#[test]
+fn two_executors_on_one_postgres_store_never_run_an_action_twice() {
+    let mut ldif = String::new();
+    for i in 0..60 {
+        ldif.push_str(&format!(
+            "dn: cn=squad-{i:02},ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: squad-{i:02}\nmember: {ALICE}\nmember: uid=bob,ou=people,dc=example,dc=org\n\n"
+        ));
+    }
+    let db = revoke_testkit::Postgres::shared().fresh_database().expect("database");
+    let env = Env::new(&format!("{PLACEHOLDER}\nconcurrency = 2"), &format!("[store]\nurl = \"{db}\""));
+    env.slapd.add_ldif(&ldif).expect("squads load");
+    let plan_file = env.path("plan.json");
+    let plan_path = plan_file.to_str().expect("utf-8");
+    env.ctl(&["plan", "--user", "alice", "-out", plan_path]).ok();
+    let children: Vec<_> = (0..2)
+        .map(|_| env.command(&["apply", plan_path, "--auto-approve", "-o", "jsonl"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("apply starts"))
+        .collect();
+    let runs: Vec<common::Run> = children.into_iter().map(|c| c.wait_with_output().expect("finishes").into()).collect();
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    }
+    assert!(env.alice_groups().is_empty(), "{:?}", env.alice_groups());
+    assert!(!env.db().exists(), "the Postgres store was used, not SQLite");
+    let results = env.ctl(&["results"]).ok();
+    let lines = results.json_lines();
+    assert_eq!(lines.iter().filter(|l| l["outcome"] == "done").count(), 65, "{}", results.stdout);
+    assert!(lines.iter().all(|l| l["attempts"].as_u64().unwrap_or(0) <= 1), "{}", results.stdout);
+    let mut per_dn: BTreeMap<String, usize> = BTreeMap::new();
+    for m in env.slapd.mutations().expect("mutations") {
+        *per_dn.entry(m.to_lowercase()).or_default() += 1;
+    }
+    assert!(per_dn.values().all(|n| *n == 1), "{per_dn:?}");
+    env.ctl(&["audit", "verify"]).ok();
+}

@@ -1,0 +1,484 @@
+//! The `[connectors.<name>]` table of an LDAP instance, and its pure validation.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use revoke_core::ConfigIssue;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::escape::{dn_problem, is_attribute_name};
+
+/// How a leaver's entry is made unusable before anything is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMethod {
+    /// `pwdAccountLockedTime: 000001010000Z` (OpenLDAP ppolicy overlay): binds fail with 49.
+    #[default]
+    Ppolicy,
+    /// Replace `lock_attribute` with `lock_value` (389 DS `nsAccountLock`, a custom attribute).
+    Attribute,
+    /// Move the entry under `disabled_base_dn`, keeping its RDN; the directory's ACLs must deny
+    /// authentication there.
+    Move,
+}
+
+impl LockMethod {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LockMethod::Ppolicy => "ppolicy",
+            LockMethod::Attribute => "attribute",
+            LockMethod::Move => "move",
+        }
+    }
+}
+
+impl fmt::Display for LockMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The typed config of one LDAP connector instance; build it only after `validate` passed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// The connector type; the registry has chosen us by it already.
+    #[serde(default, rename = "kind")]
+    _kind: Option<serde::de::IgnoredAny>,
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    pub bind_dn: String,
+    pub bind_password: SecretString,
+    pub user_base_dn: String,
+    pub group_base_dn: String,
+    #[serde(default = "default_user_attribute")]
+    pub user_attribute: String,
+    #[serde(default)]
+    pub user_object_class: Option<String>,
+    #[serde(default)]
+    pub lock_method: LockMethod,
+    #[serde(default)]
+    pub lock_attribute: Option<String>,
+    #[serde(default)]
+    pub lock_value: Option<String>,
+    #[serde(default)]
+    pub disabled_base_dn: Option<String>,
+    #[serde(default)]
+    pub group_placeholder_dn: Option<String>,
+    #[serde(default = "default_true")]
+    pub remove_groups: bool,
+    #[serde(default)]
+    pub delete_entry: bool,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_user_attribute() -> String {
+    "uid".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_timeout_secs() -> u64 {
+    10
+}
+
+/// The ppolicy value that means "locked by an administrator, forever".
+pub const PPOLICY_LOCKED: &str = "000001010000Z";
+
+impl LdapConfig {
+    /// Parses a table that `validate` accepted.
+    pub fn from_value(params: &Value) -> Result<Self, String> {
+        serde_json::from_value(params.clone()).map_err(|e| e.to_string())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Whether the connection is encrypted (LDAPS or StartTLS).
+    pub fn uses_tls(&self) -> bool {
+        self.url.starts_with("ldaps://") || self.starttls
+    }
+
+    /// The bases a user entry may live under: people, and with `move` the disabled OU.
+    pub fn user_bases(&self) -> Vec<&str> {
+        let mut bases = vec![self.user_base_dn.as_str()];
+        if self.lock_method == LockMethod::Move {
+            if let Some(d) = self.disabled_base_dn.as_deref() {
+                if !crate::escape::is_under(d, &self.user_base_dn) {
+                    bases.push(d);
+                }
+            }
+        }
+        bases
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Ty {
+    Str,
+    Bool,
+    Int,
+}
+
+impl Ty {
+    fn expected(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Bool => "true or false",
+            Ty::Int => "a positive integer",
+        }
+    }
+}
+
+/// Every key the table may hold: name, type, required.
+const KEYS: &[(&str, Ty, bool)] = &[
+    ("kind", Ty::Str, false),
+    ("url", Ty::Str, true),
+    ("starttls", Ty::Bool, false),
+    ("tls_ca_file", Ty::Str, false),
+    ("bind_dn", Ty::Str, true),
+    ("bind_password", Ty::Str, true),
+    ("user_base_dn", Ty::Str, true),
+    ("group_base_dn", Ty::Str, true),
+    ("user_attribute", Ty::Str, false),
+    ("user_object_class", Ty::Str, false),
+    ("lock_method", Ty::Str, false),
+    ("lock_attribute", Ty::Str, false),
+    ("lock_value", Ty::Str, false),
+    ("disabled_base_dn", Ty::Str, false),
+    ("group_placeholder_dn", Ty::Str, false),
+    ("remove_groups", Ty::Bool, false),
+    ("delete_entry", Ty::Bool, false),
+    ("timeout_secs", Ty::Int, false),
+];
+
+/// Keys whose values never appear in a message.
+const SECRET_KEYS: &[&str] = &["bind_password"];
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a table".into(),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// Checks the table without any I/O and returns every issue, each naming its key under `path`.
+pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
+    let mut issues = Vec::new();
+    let key = |k: &str| format!("{path}.{k}");
+    let Some(table) = params.as_object() else {
+        return Err(vec![ConfigIssue::new(
+            path,
+            format!("expected a table, found {}", kind_of(params)),
+        )]);
+    };
+
+    for (k, v) in table {
+        let Some(&(_, ty, _)) = KEYS.iter().find(|(name, _, _)| name == k) else {
+            let known: Vec<&str> = KEYS
+                .iter()
+                .map(|(n, _, _)| *n)
+                .filter(|n| *n != "kind")
+                .collect();
+            issues.push(ConfigIssue::new(
+                key(k),
+                format!("unknown key; expected one of {}", known.join(", ")),
+            ));
+            continue;
+        };
+        let ok = match ty {
+            Ty::Str => v.is_string(),
+            Ty::Bool => v.is_boolean(),
+            Ty::Int => v.as_u64().is_some(),
+        };
+        if !ok {
+            let found = if SECRET_KEYS.contains(&k.as_str()) {
+                kind_of(v).to_string()
+            } else {
+                describe(v)
+            };
+            issues.push(ConfigIssue::new(
+                key(k),
+                format!("expected {}, found {found}", ty.expected()),
+            ));
+        }
+    }
+    for (k, _, required) in KEYS {
+        if *required && !table.contains_key(*k) {
+            issues.push(ConfigIssue::new(key(k), "missing required key"));
+        }
+    }
+
+    let s = |k: &str| table.get(k).and_then(Value::as_str);
+    let b = |k: &str| table.get(k).and_then(Value::as_bool);
+    let n = |k: &str| table.get(k).and_then(Value::as_u64);
+
+    if let Some(url) = s("url") {
+        if let Some(problem) = url_problem(url) {
+            issues.push(ConfigIssue::new(
+                key("url"),
+                format!("expected an ldap:// or ldaps:// url{problem}, found {url:?}"),
+            ));
+        } else if url.starts_with("ldaps://") && b("starttls") == Some(true) {
+            issues.push(ConfigIssue::new(
+                key("starttls"),
+                format!("expected starttls = false with an ldaps:// url (it is TLS already), found true with {url:?}"),
+            ));
+        }
+        let tls = url.starts_with("ldaps://") || b("starttls") == Some(true);
+        if s("tls_ca_file").is_some() && !tls {
+            issues.push(ConfigIssue::new(
+                key("tls_ca_file"),
+                format!("only used with an ldaps:// url or starttls = true, found {url:?} without starttls"),
+            ));
+        }
+    }
+    if s("tls_ca_file") == Some("") {
+        issues.push(ConfigIssue::new(
+            key("tls_ca_file"),
+            "expected a path to a PEM file, found \"\"",
+        ));
+    }
+    if s("bind_password") == Some("") {
+        issues.push(ConfigIssue::new(
+            key("bind_password"),
+            "expected a password, found an empty string",
+        ));
+    }
+
+    for k in [
+        "bind_dn",
+        "user_base_dn",
+        "group_base_dn",
+        "disabled_base_dn",
+        "group_placeholder_dn",
+    ] {
+        if let Some(dn) = s(k) {
+            if let Some(problem) = dn_problem(dn) {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!("expected a DN of attr=value parts separated by commas ({problem}), found {dn:?}"),
+                ));
+            }
+        }
+    }
+    for k in ["user_attribute", "user_object_class", "lock_attribute"] {
+        if let Some(name) = s(k) {
+            if !is_attribute_name(name) {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!("expected an attribute name (letters, digits and hyphens, or an OID), found {name:?}"),
+                ));
+            }
+        }
+    }
+
+    let method = match s("lock_method") {
+        None => Some(LockMethod::Ppolicy),
+        Some("ppolicy") => Some(LockMethod::Ppolicy),
+        Some("attribute") => Some(LockMethod::Attribute),
+        Some("move") => Some(LockMethod::Move),
+        Some(other) => {
+            issues.push(ConfigIssue::new(
+                key("lock_method"),
+                format!("expected one of ppolicy, attribute, move, found {other:?}"),
+            ));
+            None
+        }
+    };
+    let present = |k: &str| table.contains_key(k);
+    match method {
+        Some(LockMethod::Attribute) => {
+            for k in ["lock_attribute", "lock_value"] {
+                if !present(k) {
+                    issues.push(ConfigIssue::new(
+                        key(k),
+                        "missing; required with lock_method = \"attribute\"",
+                    ));
+                }
+            }
+            if s("lock_value") == Some("") {
+                issues.push(ConfigIssue::new(
+                    key("lock_value"),
+                    "expected a value to set, found \"\"",
+                ));
+            }
+        }
+        Some(m) => {
+            for k in ["lock_attribute", "lock_value"] {
+                if present(k) {
+                    issues.push(ConfigIssue::new(
+                        key(k),
+                        format!("only used with lock_method = \"attribute\", found lock_method = \"{m}\""),
+                    ));
+                }
+            }
+        }
+        None => {}
+    }
+    match method {
+        Some(LockMethod::Move) => {
+            if !present("disabled_base_dn") {
+                issues.push(ConfigIssue::new(
+                    key("disabled_base_dn"),
+                    "missing; required with lock_method = \"move\"",
+                ));
+            } else if let (Some(d), Some(u)) = (s("disabled_base_dn"), s("user_base_dn")) {
+                if crate::escape::same_dn(d, u) {
+                    issues.push(ConfigIssue::new(
+                        key("disabled_base_dn"),
+                        format!("expected a DN other than user_base_dn, found {d:?}"),
+                    ));
+                }
+            }
+        }
+        Some(m) if present("disabled_base_dn") => {
+            issues.push(ConfigIssue::new(
+                key("disabled_base_dn"),
+                format!("only used with lock_method = \"move\", found lock_method = \"{m}\""),
+            ));
+        }
+        _ => {}
+    }
+
+    if let Some(t) = n("timeout_secs") {
+        if !(1..=300).contains(&t) {
+            issues.push(ConfigIssue::new(
+                key("timeout_secs"),
+                format!("expected 1 to 300 seconds, found {t}"),
+            ));
+        }
+    }
+
+    issues.sort_by(|a, b| a.path.cmp(&b.path));
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(issues)
+    }
+}
+
+/// What is wrong with an LDAP url, as a clause after "expected an ldap:// or ldaps:// url".
+fn url_problem(url: &str) -> Option<&'static str> {
+    let rest = url
+        .strip_prefix("ldap://")
+        .or_else(|| url.strip_prefix("ldaps://"));
+    let Some(rest) = rest else { return Some("") };
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.contains(['/', '?', '#', '@']) {
+        return Some(" with only a host and port");
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Some(" with a port from 1 to 65535"),
+            },
+            None => return Some(" with a closing ] after an IPv6 host"),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Some(" with a host");
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return Some(" with a port from 1 to 65535");
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({
+            "kind": "ldap",
+            "url": "ldap://127.0.0.1:3890",
+            "bind_dn": "cn=revoked,ou=services,dc=example,dc=org",
+            "bind_password": "hunter2-secret",
+            "user_base_dn": "ou=people,dc=example,dc=org",
+            "group_base_dn": "ou=groups,dc=example,dc=org",
+        })
+    }
+
+    #[test]
+    fn minimal_config_is_valid_and_parses_with_defaults() {
+        validate("connectors.d", &base()).expect("valid");
+        let c = LdapConfig::from_value(&base()).expect("parses");
+        assert_eq!(c.user_attribute, "uid");
+        assert_eq!(c.lock_method, LockMethod::Ppolicy);
+        assert!(c.remove_groups && !c.delete_entry);
+        assert_eq!(c.timeout_secs, 10);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "ldap://h",
+            "ldaps://h:636",
+            "ldap://h:389/",
+            "ldap://[::1]:389",
+            "ldap://[::1]",
+        ] {
+            assert_eq!(url_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://x",
+            "ldap://",
+            "ldap://:389",
+            "ldap://h:0",
+            "ldap://h:x",
+            "ldap://h/dc=x",
+            "ldapi://x",
+        ] {
+            assert!(url_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_never_in_issues() {
+        let mut v = base();
+        v["bind_password"] = json!(12345);
+        let issues = validate("c", &v).expect_err("invalid");
+        assert_eq!(
+            issues,
+            vec![ConfigIssue::new(
+                "c.bind_password",
+                "expected a string, found a number"
+            )]
+        );
+    }
+}

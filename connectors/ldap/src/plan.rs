@@ -1,0 +1,177 @@
+//! Pure: the actions that remove what discovery found, in order.
+
+use std::collections::BTreeMap;
+
+use revoke_core::{ActionKind, Discovery, Phase, ProposedAction, Subject};
+
+use crate::config::LdapConfig;
+use crate::discover::{ACCOUNT, GROUP_MEMBERSHIP};
+
+pub const LOCK_ACCOUNT: &str = "lock_account";
+pub const REMOVE_GROUP_MEMBER: &str = "remove_group_member";
+pub const DELETE_ACCOUNT: &str = "delete_account";
+
+pub fn plan(
+    cfg: &LdapConfig,
+    instance: &str,
+    subject: &Subject,
+    discovery: &Discovery,
+) -> Vec<ProposedAction> {
+    let Some(account) = discovery
+        .found
+        .then(|| discovery.findings.iter().find(|f| f.kind == ACCOUNT))
+        .flatten()
+    else {
+        return vec![];
+    };
+    let username = subject.username_for(instance);
+    let user_dn = account.target.as_str();
+    let base_params = BTreeMap::from([
+        ("user_dn".to_string(), user_dn.to_string()),
+        ("username".to_string(), username.to_string()),
+    ]);
+    let mut out = Vec::new();
+
+    let locked = account.attrs.get("locked").is_some_and(|v| v == "true");
+    if !locked {
+        let mut params = base_params.clone();
+        params.insert("lock_method".into(), cfg.lock_method.to_string());
+        out.push(ProposedAction {
+            kind: ActionKind::from(LOCK_ACCOUNT),
+            target: user_dn.to_string(),
+            params,
+            phase: Phase::Contain,
+            after: vec![],
+            summary: format!("lock {user_dn} ({})", cfg.lock_method),
+            account: user_dn.to_string(),
+        });
+    }
+    let after_lock: Vec<(ActionKind, String)> = out
+        .iter()
+        .map(|a: &ProposedAction| (a.kind.clone(), a.target.clone()))
+        .collect();
+
+    if cfg.remove_groups {
+        for group in discovery
+            .findings
+            .iter()
+            .filter(|f| f.kind == GROUP_MEMBERSHIP)
+        {
+            let attribute = group.attrs.get("attribute").cloned().unwrap_or_default();
+            let mut params = base_params.clone();
+            params.insert("attribute".into(), attribute.clone());
+            params.insert(
+                "value".into(),
+                group.attrs.get("value").cloned().unwrap_or_default(),
+            );
+            // Discovery saw the leaver as the last member: apply reads the group first instead of
+            // sending a removal the schema would refuse.
+            if group.attrs.get("sole_member").map(String::as_str) == Some("true") {
+                params.insert("sole_member".into(), "true".into());
+            }
+            out.push(ProposedAction {
+                kind: ActionKind::from(REMOVE_GROUP_MEMBER),
+                target: group.target.clone(),
+                params,
+                phase: Phase::Revoke,
+                after: after_lock.clone(),
+                summary: format!("remove {username} from {} ({attribute})", group.target),
+                account: user_dn.to_string(),
+            });
+        }
+    }
+
+    if cfg.delete_entry {
+        let after = out
+            .iter()
+            .map(|a| (a.kind.clone(), a.target.clone()))
+            .collect();
+        out.push(ProposedAction {
+            kind: ActionKind::from(DELETE_ACCOUNT),
+            target: user_dn.to_string(),
+            params: base_params,
+            phase: Phase::Delete,
+            after,
+            summary: format!("delete {user_dn}"),
+            account: user_dn.to_string(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use revoke_core::Finding;
+    use serde_json::json;
+
+    use super::*;
+
+    fn cfg(delete: bool) -> LdapConfig {
+        LdapConfig::from_value(&json!({
+            "url": "ldap://h", "bind_dn": "cn=a,dc=org", "bind_password": "x",
+            "user_base_dn": "ou=people,dc=org", "group_base_dn": "ou=groups,dc=org",
+            "delete_entry": delete,
+        }))
+        .expect("config")
+    }
+
+    fn finding(kind: &str, target: &str, attrs: &[(&str, &str)]) -> Finding {
+        Finding {
+            connector: "dir".into(),
+            subject: "alice".into(),
+            kind: kind.into(),
+            target: target.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn locked_account_gets_no_lock_and_groups_have_no_dependency() {
+        let d = Discovery {
+            connector: "dir".into(),
+            subject: "alice".into(),
+            found: true,
+            findings: vec![
+                finding(
+                    "account",
+                    "uid=alice,ou=people,dc=org",
+                    &[("locked", "true")],
+                ),
+                finding(
+                    "group_membership",
+                    "cn=g,ou=groups,dc=org",
+                    &[("attribute", "memberUid"), ("value", "alice")],
+                ),
+            ],
+        };
+        let p = plan(&cfg(true), "dir", &Subject::new("alice"), &d);
+        let kinds: Vec<&str> = p.iter().map(|a| a.kind.0.as_str()).collect();
+        assert_eq!(kinds, ["remove_group_member", "delete_account"]);
+        assert!(p[0].after.is_empty());
+        assert_eq!(
+            p[0].summary,
+            "remove alice from cn=g,ou=groups,dc=org (memberUid)"
+        );
+        assert_eq!(
+            p[1].after,
+            vec![(
+                ActionKind::from("remove_group_member"),
+                "cn=g,ou=groups,dc=org".to_string()
+            )]
+        );
+        assert!(plan(
+            &cfg(false),
+            "dir",
+            &Subject::new("alice"),
+            &Discovery {
+                found: false,
+                findings: vec![],
+                ..d
+            }
+        )
+        .is_empty());
+    }
+}
