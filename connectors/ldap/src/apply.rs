@@ -250,7 +250,11 @@ async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, Connec
 
 /// Whether removing `present` would leave a DN-valued membership attribute (a MUST of
 /// groupOfNames and groupOfUniqueNames) without a value: one base-scope read of the group.
-async fn would_empty(ctx: &Ctx<'_>, group: &str, present: &[(String, String)]) -> Result<bool, ConnectorError> {
+async fn would_empty(
+    ctx: &Ctx<'_>,
+    group: &str,
+    present: &[(String, String)],
+) -> Result<bool, ConnectorError> {
     let attrs: Vec<&str> = present
         .iter()
         .map(|(a, _)| a.as_str())
@@ -259,10 +263,18 @@ async fn would_empty(ctx: &Ctx<'_>, group: &str, present: &[(String, String)]) -
     if attrs.is_empty() {
         return Ok(false);
     }
-    let (entries, _) = ctx.client.search(group, Scope::Base, "(objectClass=*)", &attrs).await?;
-    let Some(entry) = entries.first() else { return Ok(false) };
+    let (entries, _) = ctx
+        .client
+        .search(group, Scope::Base, "(objectClass=*)", &attrs)
+        .await?;
+    let Some(entry) = entries.first() else {
+        return Ok(false);
+    };
     Ok(attrs.iter().any(|a| {
-        let removing = present.iter().filter(|(x, _)| x.eq_ignore_ascii_case(a)).count();
+        let removing = present
+            .iter()
+            .filter(|(x, _)| x.eq_ignore_ascii_case(a))
+            .count();
         crate::client::attr(entry, a).len() <= removing
     }))
 }

@@ -49,8 +49,16 @@ fn directory(leavers: usize) -> String {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -83,7 +91,11 @@ async fn main() -> anyhow::Result<()> {
     let slapd = Slapd::start()?;
     let t = Instant::now();
     slapd.add_ldif(&directory(leavers))?;
-    eprintln!("seeded {leavers} leavers in {} groups in {:.1}s", 3 * GROUPS_PER_KIND, t.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {leavers} leavers in {} groups in {:.1}s",
+        3 * GROUPS_PER_KIND,
+        t.elapsed().as_secs_f64()
+    );
 
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("pw"), Slapd::ROOT_PW)?;
@@ -127,7 +139,14 @@ delete_entry = true
     let c0 = slapd.op_counts()?;
     let t = Instant::now();
     let discoveries = discover(&config, &connectors, &jobs).await?;
-    let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("bench".into()), Utc::now())?;
+    let plan = plan_jobs(
+        &config,
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("bench".into()),
+        Utc::now(),
+    )?;
     let plan_secs = t.elapsed().as_secs_f64();
     let c1 = slapd.op_counts()?;
 
@@ -140,18 +159,32 @@ delete_entry = true
     let c2 = slapd.op_counts()?;
 
     let actions = plan.actions.len();
-    anyhow::ensure!(!summary.has_problems() && summary.done == actions, "not every action succeeded: {summary:?}");
-    anyhow::ensure!(actions == leavers * 5, "expected 5 actions per leaver, found {actions}");
+    anyhow::ensure!(
+        !summary.has_problems() && summary.done == actions,
+        "not every action succeeded: {summary:?}"
+    );
+    anyhow::ensure!(
+        actions == leavers * 5,
+        "expected 5 actions per leaver, found {actions}"
+    );
     let plan_ops = c1.since(&c0);
     let apply_ops = c2.since(&c1);
     println!("leavers: {leavers} (3 groups each: groupOfNames, groupOfUniqueNames, posixGroup)");
-    println!("plan:  {plan_secs:.2}s, {:.0} leavers/s; LDAP per leaver: {}", leavers as f64 / plan_secs, per_leaver(&plan_ops, leavers));
+    println!(
+        "plan:  {plan_secs:.2}s, {:.0} leavers/s; LDAP per leaver: {}",
+        leavers as f64 / plan_secs,
+        per_leaver(&plan_ops, leavers)
+    );
     println!(
         "apply: {apply_secs:.2}s, {actions} actions, {:.0} actions/s (apply + verify + store); LDAP per leaver: {}",
         actions as f64 / apply_secs,
         per_leaver(&apply_ops, leavers)
     );
-    let total = plan_ops.search + plan_ops.compare + apply_ops.search + apply_ops.compare + apply_ops.mutations();
+    let total = plan_ops.search
+        + plan_ops.compare
+        + apply_ops.search
+        + apply_ops.compare
+        + apply_ops.mutations();
     println!(
         "floor per leaver: 1 search + 1 lock + 3 group modifies + 1 delete = 6 operations; ours: {:.2} operations ({:.2} mutations)",
         total as f64 / leavers as f64,

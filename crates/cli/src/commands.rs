@@ -5,7 +5,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, NaiveDate, Utc};
 use revoke_core::{ActionId, Job, JobId, Plan, PlanId, Risk, Subject};
-use revoke_engine::{check_fresh, discover, plan_jobs, EngineError, Executor, RunSummary, Staleness};
+use revoke_engine::{
+    check_fresh, discover, plan_jobs, EngineError, Executor, RunSummary, Staleness,
+};
 use revoke_store::{verify_chain, ActionState, NewAuditEntry, Store, StoreError};
 
 use crate::context::{operator, Context};
@@ -15,10 +17,35 @@ use crate::{AuditCommand, Cli, Command, ConfigCommand, Format, JobArgs, RiskArg}
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = cli.config.as_deref();
     match cli.command {
-        Command::Plan { job, out, detailed_exitcode, output } => plan(cfg, &job, out.as_deref(), detailed_exitcode, output).await,
-        Command::Apply { plan: Some(file), auto_approve, output, .. } => apply_file(cfg, &file, auto_approve, output).await,
-        Command::Apply { plan: None, users, policy, reason, effective, risk, auto_approve, output } => {
-            let job = JobArgs { users, policy, reason, effective, risk };
+        Command::Plan {
+            job,
+            out,
+            detailed_exitcode,
+            output,
+        } => plan(cfg, &job, out.as_deref(), detailed_exitcode, output).await,
+        Command::Apply {
+            plan: Some(file),
+            auto_approve,
+            output,
+            ..
+        } => apply_file(cfg, &file, auto_approve, output).await,
+        Command::Apply {
+            plan: None,
+            users,
+            policy,
+            reason,
+            effective,
+            risk,
+            auto_approve,
+            output,
+        } => {
+            let job = JobArgs {
+                users,
+                policy,
+                reason,
+                effective,
+                risk,
+            };
             apply_users(cfg, &job, auto_approve, output).await
         }
         Command::Show { target, output } => show(cfg, &target, output).await,
@@ -27,10 +54,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify { job } => verify(cfg, &job).await,
         Command::Ack { job, action, by } => ack(cfg, &job, &action, by).await,
         Command::Resume { output } => resume(cfg, output).await,
-        Command::Audit { command: AuditCommand::Verify } => audit_verify(cfg).await,
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit_verify(cfg).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let ctx = Context::load(cfg)?;
-            println!("configuration is valid: {} connector(s): {}", ctx.connectors.len(), ctx.connectors.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "configuration is valid: {} connector(s): {}",
+                ctx.connectors.len(),
+                ctx.connectors
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             Ok(0)
         }
     }
@@ -87,10 +126,23 @@ fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
 async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Plan> {
     let jobs = jobs_from(args)?;
     let discoveries = discover(&ctx.config, &ctx.connectors, &jobs).await?;
-    Ok(plan_jobs(&ctx.config, &ctx.connectors, jobs, &discoveries, PlanId(uuid::Uuid::new_v4().to_string()), Utc::now())?)
+    Ok(plan_jobs(
+        &ctx.config,
+        &ctx.connectors,
+        jobs,
+        &discoveries,
+        PlanId(uuid::Uuid::new_v4().to_string()),
+        Utc::now(),
+    )?)
 }
 
-async fn plan(cfg: Option<&Path>, args: &JobArgs, out: Option<&Path>, detailed: bool, output: Format) -> anyhow::Result<u8> {
+async fn plan(
+    cfg: Option<&Path>,
+    args: &JobArgs,
+    out: Option<&Path>,
+    detailed: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
     let ctx = Context::load(cfg)?;
     let plan = make_plan(&ctx, args).await?;
     match output {
@@ -100,7 +152,11 @@ async fn plan(cfg: Option<&Path>, args: &JobArgs, out: Option<&Path>, detailed: 
     if let Some(path) = out {
         write_plan(&plan, path)?;
         if output == Format::Table {
-            println!("\nSaved the plan to {}. Apply exactly this plan with: revokectl apply {}", path.display(), path.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: revokectl apply {}",
+                path.display(),
+                path.display()
+            );
         }
     }
     let changes = plan.actions.iter().any(|a| !a.is_manual());
@@ -116,13 +172,23 @@ fn write_plan(plan: &Plan, path: &Path) -> anyhow::Result<()> {
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let version = v.get("format_version").and_then(|x| x.as_u64()).unwrap_or(0);
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plan file {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let version = v
+        .get("format_version")
+        .and_then(|x| x.as_u64())
+        .unwrap_or(0);
     if version != u64::from(revoke_core::PLAN_FORMAT_VERSION) {
-        bail!("{}: plan format {version} is not supported: expected {}", path.display(), revoke_core::PLAN_FORMAT_VERSION);
+        bail!(
+            "{}: plan format {version} is not supported: expected {}",
+            path.display(),
+            revoke_core::PLAN_FORMAT_VERSION
+        );
     }
-    let plan: Plan = serde_json::from_value(v).with_context(|| format!("{} is not a revoked plan", path.display()))?;
+    let plan: Plan = serde_json::from_value(v)
+        .with_context(|| format!("{} is not a revoked plan", path.display()))?;
     if !plan.fingerprint_is_valid() {
         bail!("{}: the plan's fingerprint does not match its content: it was edited after it was made; make a new plan", path.display());
     }
@@ -144,7 +210,12 @@ fn confirm(auto_approve: bool, what: &str) -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-async fn apply_file(cfg: Option<&Path>, file: &Path, auto_approve: bool, output: Format) -> anyhow::Result<u8> {
+async fn apply_file(
+    cfg: Option<&Path>,
+    file: &Path,
+    auto_approve: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
     if !auto_approve && !std::io::stdin().is_terminal() {
         confirm(false, "")?;
     }
@@ -170,14 +241,22 @@ async fn apply_file(cfg: Option<&Path>, file: &Path, auto_approve: bool, output:
     if output == Format::Table {
         render::plan(&plan, Utc::now());
     }
-    if !confirm(auto_approve, &format!("Apply this plan ({} actions)?", plan.actions.len()))? {
+    if !confirm(
+        auto_approve,
+        &format!("Apply this plan ({} actions)?", plan.actions.len()),
+    )? {
         println!("Apply cancelled.");
         return Ok(1);
     }
     record_and_execute(&exec, &store, &plan, output).await
 }
 
-async fn apply_users(cfg: Option<&Path>, args: &JobArgs, auto_approve: bool, output: Format) -> anyhow::Result<u8> {
+async fn apply_users(
+    cfg: Option<&Path>,
+    args: &JobArgs,
+    auto_approve: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
     if !auto_approve && !std::io::stdin().is_terminal() {
         confirm(false, "")?;
     }
@@ -186,7 +265,10 @@ async fn apply_users(cfg: Option<&Path>, args: &JobArgs, auto_approve: bool, out
     if output == Format::Table {
         render::plan(&plan, Utc::now());
     }
-    if !confirm(auto_approve, &format!("Apply this plan ({} actions)?", plan.actions.len()))? {
+    if !confirm(
+        auto_approve,
+        &format!("Apply this plan ({} actions)?", plan.actions.len()),
+    )? {
         println!("Apply cancelled.");
         return Ok(1);
     }
@@ -195,7 +277,12 @@ async fn apply_users(cfg: Option<&Path>, args: &JobArgs, auto_approve: bool, out
     record_and_execute(&exec, &store, &plan, output).await
 }
 
-async fn record_and_execute(exec: &Executor, store: &Arc<dyn Store>, plan: &Plan, output: Format) -> anyhow::Result<u8> {
+async fn record_and_execute(
+    exec: &Executor,
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+    output: Format,
+) -> anyhow::Result<u8> {
     match exec.record(plan).await {
         Ok(()) => {}
         Err(EngineError::Store(StoreError::Conflict(_))) => {
@@ -207,7 +294,12 @@ async fn record_and_execute(exec: &Executor, store: &Arc<dyn Store>, plan: &Plan
 }
 
 /// Runs a recorded plan, printing results as they happen, then the summary.
-async fn execute(exec: &Executor, store: &Arc<dyn Store>, plan: &PlanId, output: Format) -> anyhow::Result<u8> {
+async fn execute(
+    exec: &Executor,
+    store: &Arc<dyn Store>,
+    plan: &PlanId,
+    output: Format,
+) -> anyhow::Result<u8> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let exec = exec.clone().with_events(tx);
     let plan_id = plan.clone();
@@ -215,11 +307,16 @@ async fn execute(exec: &Executor, store: &Arc<dyn Store>, plan: &PlanId, output:
     while let Some(ev) = rx.recv().await {
         render::event(&ev, output);
     }
-    let summary = runner.await.map_err(|e| anyhow!("executor stopped: {e}"))??;
+    let summary = runner
+        .await
+        .map_err(|e| anyhow!("executor stopped: {e}"))??;
     let records = store.actions(plan).await?;
     if output == Format::Jsonl {
         // Results that did not finish in this run (scheduled, awaiting acknowledgement).
-        for r in records.iter().filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck) {
+        for r in records
+            .iter()
+            .filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck)
+        {
             println!("{}", serde_json::to_string(&r.result_line())?);
         }
     } else {
@@ -248,7 +345,10 @@ async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Resul
     let ctx = Context::load(cfg)?;
     let store = ctx.store().await?;
     let plan_id = job_plan(&store, target).await?;
-    let plan = store.plan(&plan_id).await?.ok_or_else(|| anyhow!("plan {plan_id} of job {target} is missing from the store"))?;
+    let plan = store
+        .plan(&plan_id)
+        .await?
+        .ok_or_else(|| anyhow!("plan {plan_id} of job {target} is missing from the store"))?;
     match output {
         Format::Table => {
             render::plan(&plan, Utc::now());
@@ -266,20 +366,34 @@ async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow
     match job {
         Some(job) => {
             let plan = job_plan(&store, job).await?;
-            let records: Vec<_> = store.actions(&plan).await?.into_iter().filter(|r| r.action.job_id.0 == job).collect();
+            let records: Vec<_> = store
+                .actions(&plan)
+                .await?
+                .into_iter()
+                .filter(|r| r.action.job_id.0 == job)
+                .collect();
             match output {
                 Format::Table => {
                     render::records(&records);
                     render::summary(&RunSummary::from_records(&records, now), &records, now);
                 }
-                _ => println!("{}", serde_json::to_string_pretty(&records.iter().map(|r| r.result_line()).collect::<Vec<_>>())?),
+                _ => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &records.iter().map(|r| r.result_line()).collect::<Vec<_>>()
+                    )?
+                ),
             }
         }
         None => {
             let mut rows = Vec::new();
             for j in store.jobs().await? {
-                let records: Vec<_> =
-                    store.actions(&j.plan_id).await?.into_iter().filter(|r| r.action.job_id == j.job.id).collect();
+                let records: Vec<_> = store
+                    .actions(&j.plan_id)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.action.job_id == j.job.id)
+                    .collect();
                 rows.push((j, RunSummary::from_records(&records, now)));
             }
             match output {
@@ -330,21 +444,36 @@ async fn verify(cfg: Option<&Path>, job: &str) -> anyhow::Result<u8> {
         if !matches!(v, revoke_core::Verdict::Confirmed) {
             bad += 1;
         }
-        println!("{:<12} {:<40} {}", v.to_string().split(':').next().unwrap_or(""), r.action.id, v);
+        println!(
+            "{:<12} {:<40} {}",
+            v.to_string().split(':').next().unwrap_or(""),
+            r.action.id,
+            v
+        );
     }
     println!("{} action(s) verified, {bad} not confirmed", verdicts.len());
     Ok(if bad > 0 { 1 } else { 0 })
 }
 
-async fn ack(cfg: Option<&Path>, job: &str, action: &str, by: Option<String>) -> anyhow::Result<u8> {
+async fn ack(
+    cfg: Option<&Path>,
+    job: &str,
+    action: &str,
+    by: Option<String>,
+) -> anyhow::Result<u8> {
     let ctx = Context::load(cfg)?;
     let store = ctx.store().await?;
     let by = by.unwrap_or_else(operator);
     let job_id = JobId(job.to_string());
     let action_id = ActionId(action.to_string());
-    match store.acknowledge(&job_id, &action_id, &by, Utc::now()).await {
+    match store
+        .acknowledge(&job_id, &action_id, &by, Utc::now())
+        .await
+    {
         Ok(()) => {}
-        Err(StoreError::NotFound(what)) => bail!("cannot acknowledge: {what} not found (see `revokectl status {job}`)"),
+        Err(StoreError::NotFound(what)) => {
+            bail!("cannot acknowledge: {what} not found (see `revokectl status {job}`)")
+        }
         Err(StoreError::Conflict(why)) => bail!("cannot acknowledge {action}: {why}"),
         Err(e) => return Err(e.into()),
     }
@@ -373,7 +502,9 @@ async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
             continue;
         }
         let records = store.actions(&j.plan_id).await?;
-        if records.iter().any(|r| matches!(r.state, ActionState::Pending | ActionState::Running) && r.action.is_due(now)) {
+        if records.iter().any(|r| {
+            matches!(r.state, ActionState::Pending | ActionState::Running) && r.action.is_due(now)
+        }) {
             plans.push(j.plan_id);
         }
     }
@@ -395,14 +526,21 @@ async fn audit_verify(cfg: Option<&Path>) -> anyhow::Result<u8> {
     let entries = store.audit_log().await?;
     let problems = verify_chain(&entries);
     if problems.is_empty() {
-        let head = entries.last().map(|e| e.hash.as_str()).unwrap_or(revoke_store::GENESIS_HASH);
+        let head = entries
+            .last()
+            .map(|e| e.hash.as_str())
+            .unwrap_or(revoke_store::GENESIS_HASH);
         println!("audit log intact: {} entries, head {head}", entries.len());
         Ok(0)
     } else {
         for p in &problems {
             println!("{p}");
         }
-        println!("audit log damaged: {} problem(s) in {} entries", problems.len(), entries.len());
+        println!(
+            "audit log damaged: {} problem(s) in {} entries",
+            problems.len(),
+            entries.len()
+        );
         Ok(1)
     }
 }

@@ -33,11 +33,18 @@ impl Context {
 
     pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         let url = self.config.store_url();
-        revoke_store::open(&url).await.with_context(|| format!("cannot open the store at {}", redact_url(&url)))
+        revoke_store::open(&url)
+            .await
+            .with_context(|| format!("cannot open the store at {}", redact_url(&url)))
     }
 
     pub async fn executor(&self) -> anyhow::Result<Executor> {
-        Ok(Executor::new(self.store().await?, self.connectors.clone(), &self.config, owner()))
+        Ok(Executor::new(
+            self.store().await?,
+            self.connectors.clone(),
+            &self.config,
+            owner(),
+        ))
     }
 }
 
@@ -48,7 +55,9 @@ pub fn owner() -> String {
 
 /// The person running the command, for `requested_by` and acknowledgements.
 pub fn operator() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn hostname() -> String {

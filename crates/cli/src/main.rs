@@ -72,7 +72,11 @@ pub enum Command {
     /// Apply exactly a saved plan (refused if stale), or plan and apply with --user
     Apply {
         /// A plan saved by `revokectl plan -out FILE`
-        #[arg(value_name = "PLAN", conflicts_with = "users", required_unless_present = "users")]
+        #[arg(
+            value_name = "PLAN",
+            conflicts_with = "users",
+            required_unless_present = "users"
+        )]
         plan: Option<PathBuf>,
         /// Plan and apply in one step for these leavers
         #[arg(long = "user", short = 'u', value_name = "ID")]
@@ -170,8 +174,15 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -28,28 +28,51 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
             j.policy
         );
     }
-    let mut by_connector: BTreeMap<&str, BTreeMap<Phase, Vec<&revoke_core::Action>>> = BTreeMap::new();
+    let mut by_connector: BTreeMap<&str, BTreeMap<Phase, Vec<&revoke_core::Action>>> =
+        BTreeMap::new();
     for a in &plan.actions {
-        by_connector.entry(&a.connector).or_default().entry(a.phase).or_default().push(a);
+        by_connector
+            .entry(&a.connector)
+            .or_default()
+            .entry(a.phase)
+            .or_default()
+            .push(a);
     }
     for (connector, phases) in &by_connector {
         let n: usize = phases.values().map(Vec::len).sum();
-        println!("\n{connector} ({n} action{})", if n == 1 { "" } else { "s" });
+        println!(
+            "\n{connector} ({n} action{})",
+            if n == 1 { "" } else { "s" }
+        );
         for (phase, actions) in phases {
             println!("  {phase} ({})", actions.len());
             for a in actions {
-                println!("    {:<44} {:<20} {}", a.id.0, when(a.not_before, now), a.summary);
+                println!(
+                    "    {:<44} {:<30} {}",
+                    a.id.0,
+                    when(a.not_before, now),
+                    a.summary
+                );
             }
         }
     }
     if !plan.notes.is_empty() {
         println!("\nNotes:");
         for n in &plan.notes {
-            println!("  ! {} ({}): {}", n.subject, n.connector.as_deref().unwrap_or("-"), n.message);
+            println!(
+                "  ! {} ({}): {}",
+                n.subject,
+                n.connector.as_deref().unwrap_or("-"),
+                n.message
+            );
         }
     }
     let mutating = plan.actions.iter().filter(|a| !a.is_manual()).count();
-    let scheduled = plan.actions.iter().filter(|a| a.not_before.is_some_and(|t| t > now)).count();
+    let scheduled = plan
+        .actions
+        .iter()
+        .filter(|a| a.not_before.is_some_and(|t| t > now))
+        .count();
     let manual = plan.actions.len() - mutating;
     if plan.actions.is_empty() {
         println!("\nNo changes: nothing to remove.");
@@ -73,16 +96,26 @@ pub fn event(ev: &ExecEvent, output: Format) {
         Format::Json => {}
         Format::Table => match ev {
             ExecEvent::Attempt { .. } => {}
-            ExecEvent::Retrying { action_id, attempt, delay_ms, error } => {
+            ExecEvent::Retrying {
+                action_id,
+                attempt,
+                delay_ms,
+                error,
+            } => {
                 println!("  retry    {action_id}  attempt {attempt} failed ({error}); next in {delay_ms} ms")
             }
             ExecEvent::Finished(l) => {
                 let detail = match (&l.error_code, &l.verdict) {
-                    (Some(code), _) => format!("{}: {}", code, l.error_message.as_deref().unwrap_or("")),
+                    (Some(code), _) => {
+                        format!("{}: {}", code, l.error_message.as_deref().unwrap_or(""))
+                    }
                     (None, Some(v)) => v.clone(),
                     (None, None) => String::new(),
                 };
-                println!("  {:<12} {:<44} {} (attempt {}) {}", l.outcome, l.action_id, l.target, l.attempts, detail)
+                println!(
+                    "  {:<12} {:<44} {} (attempt {}) {}",
+                    l.outcome, l.action_id, l.target, l.attempts, detail
+                )
             }
             ExecEvent::Blocked { action_ids } => {
                 for a in action_ids {
@@ -98,22 +131,38 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
         "\nSummary: {} done, {} already done, {} skipped, {} failed, {} blocked, {} scheduled, {} awaiting acknowledgement, {} acknowledged, {} not confirmed",
         s.done, s.already_done, s.skipped, s.failed, s.blocked, s.scheduled, s.awaiting_ack, s.acknowledged, s.not_confirmed
     );
-    for r in records.iter().filter(|r| r.action.not_before.is_some_and(|t| t > now) && !r.state.is_final()) {
-        println!("  scheduled    {:<44} {}", r.action.id, when(r.action.not_before, now));
+    for r in records
+        .iter()
+        .filter(|r| r.action.not_before.is_some_and(|t| t > now) && !r.state.is_final())
+    {
+        println!(
+            "  scheduled    {:<44} {}",
+            r.action.id,
+            when(r.action.not_before, now)
+        );
     }
-    for r in records.iter().filter(|r| r.state == revoke_store::ActionState::AwaitingAck) {
+    for r in records
+        .iter()
+        .filter(|r| r.state == revoke_store::ActionState::AwaitingAck)
+    {
         println!(
             "  awaiting     {:<44} {}  (revokectl ack {} {})",
             r.action.id, r.action.summary, r.action.job_id, r.action.id
         );
     }
     if let Some(t) = s.next_due {
-        println!("Run `revokectl resume` after {} to run what is scheduled.", t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        println!(
+            "Run `revokectl resume` after {} to run what is scheduled.",
+            t.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
     }
 }
 
 pub fn records(records: &[ActionRecord]) {
-    println!("\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error", "action", "phase", "state", "attempts", "finished");
+    println!(
+        "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
+        "action", "phase", "state", "attempts", "finished"
+    );
     for r in records {
         let detail = match (&r.error, &r.verdict) {
             (Some(e), _) => format!("{} {}: {}", e.class.name(), e.code, e.message),
@@ -126,7 +175,9 @@ pub fn records(records: &[ActionRecord]) {
             r.action.phase,
             r.state,
             r.attempts,
-            r.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_default(),
+            r.finished_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .unwrap_or_default(),
             detail
         );
     }
@@ -137,7 +188,10 @@ pub fn jobs(rows: &[(JobRecord, RunSummary)]) {
         println!("no jobs recorded");
         return;
     }
-    println!("{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}", "job", "subject", "created", "done", "failed", "blocked", "sched", "awaiting", "issues");
+    println!(
+        "{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}",
+        "job", "subject", "created", "done", "failed", "blocked", "sched", "awaiting", "issues"
+    );
     for (j, s) in rows {
         println!(
             "{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}",

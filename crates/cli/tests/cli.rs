@@ -14,7 +14,12 @@ const PLACEHOLDER: &str = r#"group_placeholder_dn = "cn=nobody,ou=people,dc=exam
 fn outcomes(run: &common::Run) -> BTreeMap<String, String> {
     run.json_lines()
         .into_iter()
-        .map(|v| (v["action_id"].as_str().unwrap_or("").to_string(), v["outcome"].as_str().unwrap_or("").to_string()))
+        .map(|v| {
+            (
+                v["action_id"].as_str().unwrap_or("").to_string(),
+                v["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -23,27 +28,78 @@ fn plan_then_apply_contains_now_and_schedules_the_delete() {
     let env = Env::new(PLACEHOLDER, "");
     let plan_file = env.path("plan.json");
     let before = env.slapd.op_counts().expect("counts");
-    let plan = env.ctl(&["plan", "--user", "alice", "-out", plan_file.to_str().expect("utf-8"), "--detailed-exitcode"]);
-    assert_eq!(plan.code, 2, "changes give exit 2 with --detailed-exitcode\n{}{}", plan.stdout, plan.stderr);
-    assert!(plan.stdout.contains("corp-ldap (6 actions)"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("contain (1)") && plan.stdout.contains("revoke (4)") && plan.stdout.contains("delete (1)"), "{}", plan.stdout);
-    assert_eq!(env.slapd.op_counts().expect("counts").since(&before).mutations(), 0, "plan is read-only");
+    let plan = env.ctl(&[
+        "plan",
+        "--user",
+        "alice",
+        "-out",
+        plan_file.to_str().expect("utf-8"),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        plan.code, 2,
+        "changes give exit 2 with --detailed-exitcode\n{}{}",
+        plan.stdout, plan.stderr
+    );
+    assert!(
+        plan.stdout.contains("corp-ldap (6 actions)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("contain (1)")
+            && plan.stdout.contains("revoke (4)")
+            && plan.stdout.contains("delete (1)"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        env.slapd
+            .op_counts()
+            .expect("counts")
+            .since(&before)
+            .mutations(),
+        0,
+        "plan is read-only"
+    );
     assert!(!env.db().exists(), "plan writes no store");
-    assert!(env.alice_locked() == false && env.alice_groups().len() == 4);
+    assert!(!env.alice_locked() && env.alice_groups().len() == 4);
 
-    let apply = env.ctl(&["apply", plan_file.to_str().expect("utf-8"), "--auto-approve", "-o", "jsonl"]).ok();
+    let apply = env
+        .ctl(&[
+            "apply",
+            plan_file.to_str().expect("utf-8"),
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
+        .ok();
     let got = outcomes(&apply);
     assert_eq!(got.values().filter(|o| *o == "done").count(), 5, "{got:?}");
-    assert_eq!(got.values().filter(|o| *o == "pending").count(), 1, "the delete waits for retention: {got:?}");
-    assert_eq!(got.values().filter(|o| *o == "awaiting_ack").count(), 1, "{got:?}");
+    assert_eq!(
+        got.values().filter(|o| *o == "pending").count(),
+        1,
+        "the delete waits for retention: {got:?}"
+    );
+    assert_eq!(
+        got.values().filter(|o| *o == "awaiting_ack").count(),
+        1,
+        "{got:?}"
+    );
     for line in apply.json_lines() {
         if line["outcome"] == "done" {
             assert_eq!(line["verdict"], "confirmed", "{line}");
             assert_eq!(line["attempts"], 1, "{line}");
-            assert!(line["started_at"].is_string() && line["finished_at"].is_string(), "{line}");
+            assert!(
+                line["started_at"].is_string() && line["finished_at"].is_string(),
+                "{line}"
+            );
         }
         if line["kind"] == "delete_account" {
-            assert!(line["not_before"].is_string(), "scheduled with its time: {line}");
+            assert!(
+                line["not_before"].is_string(),
+                "scheduled with its time: {line}"
+            );
         }
     }
     assert!(env.alice_locked());
@@ -51,33 +107,79 @@ fn plan_then_apply_contains_now_and_schedules_the_delete() {
 
     // Applying the same plan again resumes it: nothing recorded as done is sent again.
     let mid = env.slapd.op_counts().expect("counts");
-    let again = env.ctl(&["apply", plan_file.to_str().expect("utf-8"), "--auto-approve"]).ok();
-    assert!(again.stderr.contains("already recorded"), "{}", again.stderr);
-    assert_eq!(env.slapd.op_counts().expect("counts").since(&mid).mutations(), 0);
+    let again = env
+        .ctl(&[
+            "apply",
+            plan_file.to_str().expect("utf-8"),
+            "--auto-approve",
+        ])
+        .ok();
+    assert!(
+        again.stderr.contains("already recorded"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        env.slapd
+            .op_counts()
+            .expect("counts")
+            .since(&mid)
+            .mutations(),
+        0
+    );
 
     let status = env.ctl(&["status"]).ok();
     assert!(status.stdout.contains("alice"), "{}", status.stdout);
     let results = env.ctl(&["results"]).ok();
     assert_eq!(results.json_lines().len(), 7);
     let audit = env.ctl(&["audit", "verify"]).ok();
-    assert!(audit.stdout.starts_with("audit log intact"), "{}", audit.stdout);
+    assert!(
+        audit.stdout.starts_with("audit log intact"),
+        "{}",
+        audit.stdout
+    );
 }
 
 #[test]
 fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_done() {
     let env = Env::new(PLACEHOLDER, "");
     // Effective 31 days ago: retention (30 days) is over, so every phase is due at once.
-    let first = env.ctl(&["apply", "--user", "alice", "--effective", &(chrono::Utc::now() - chrono::Duration::days(31)).to_rfc3339(), "--auto-approve", "-o", "jsonl"]).ok();
+    let first = env
+        .ctl(&[
+            "apply",
+            "--user",
+            "alice",
+            "--effective",
+            &(chrono::Utc::now() - chrono::Duration::days(31)).to_rfc3339(),
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
+        .ok();
     let got = outcomes(&first);
     assert_eq!(got.values().filter(|o| *o == "done").count(), 6, "{got:?}");
-    let gone = env.slapd.search("ou=people,dc=example,dc=org", "(uid=alice)", &["uid"]).expect("search");
+    let gone = env
+        .slapd
+        .search("ou=people,dc=example,dc=org", "(uid=alice)", &["uid"])
+        .expect("search");
     assert!(gone.trim().is_empty(), "alice is deleted: {gone}");
     // A leaver who is already gone everywhere is an unknown user: a clear error, nothing sent.
     let before = env.slapd.op_counts().expect("counts");
     let again = env.ctl(&["apply", "--user", "alice", "--auto-approve"]);
     assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("unknown user \"alice\""), "{}", again.stderr);
-    assert_eq!(env.slapd.op_counts().expect("counts").since(&before).mutations(), 0);
+    assert!(
+        again.stderr.contains("unknown user \"alice\""),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        env.slapd
+            .op_counts()
+            .expect("counts")
+            .since(&before)
+            .mutations(),
+        0
+    );
 }
 
 #[test]
@@ -92,7 +194,8 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
     env.slapd.add_ldif(&ldif).expect("teams load");
     let plan_file = env.path("plan.json");
     let plan_path = plan_file.to_str().expect("utf-8");
-    env.ctl(&["plan", "--user", "alice", "-out", plan_path]).ok();
+    env.ctl(&["plan", "--user", "alice", "-out", plan_path])
+        .ok();
 
     let mut child = env
         .command(&["apply", plan_path, "--auto-approve", "-o", "jsonl"])
@@ -114,11 +217,24 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
     let partial = env.alice_groups().len();
-    assert!(partial > 0 && partial < 154, "the kill landed mid-apply ({partial} groups left)");
+    assert!(
+        partial > 0 && partial < 154,
+        "the kill landed mid-apply ({partial} groups left)"
+    );
 
-    let again = env.ctl(&["apply", plan_path, "--auto-approve", "-o", "jsonl"]).ok();
-    assert!(again.stderr.contains("already recorded"), "{}", again.stderr);
-    assert!(env.alice_groups().is_empty(), "converged: {:?}", env.alice_groups());
+    let again = env
+        .ctl(&["apply", plan_path, "--auto-approve", "-o", "jsonl"])
+        .ok();
+    assert!(
+        again.stderr.contains("already recorded"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        env.alice_groups().is_empty(),
+        "converged: {:?}",
+        env.alice_groups()
+    );
     assert!(env.alice_locked());
 
     // Every target received at most one modification across both runs.
@@ -131,7 +247,14 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
     let group_mods = per_dn.keys().filter(|k| k.starts_with("mod cn=")).count();
     assert_eq!(group_mods, 154, "one modification per group: {per_dn:?}");
     let results = env.ctl(&["results"]).ok();
-    assert!(results.json_lines().iter().all(|l| l["outcome"] != "failed"), "{}", results.stdout);
+    assert!(
+        results
+            .json_lines()
+            .iter()
+            .all(|l| l["outcome"] != "failed"),
+        "{}",
+        results.stdout
+    );
 }
 
 #[test]
@@ -139,7 +262,8 @@ fn a_stale_plan_is_refused_and_names_what_changed() {
     let env = Env::new(PLACEHOLDER, "");
     let plan_file = env.path("plan.json");
     let plan_path = plan_file.to_str().expect("utf-8");
-    env.ctl(&["plan", "--user", "alice", "-out", plan_path]).ok();
+    env.ctl(&["plan", "--user", "alice", "-out", plan_path])
+        .ok();
     env.slapd
         .add_ldif(&format!("dn: cn=finance,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: finance\nmember: {ALICE}\n"))
         .expect("new group");
@@ -148,11 +272,20 @@ fn a_stale_plan_is_refused_and_names_what_changed() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("the plan is stale"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("corp-ldap: alice: group_membership cn=finance,ou=groups,dc=example,dc=org appeared"),
+        run.stderr.contains(
+            "corp-ldap: alice: group_membership cn=finance,ou=groups,dc=example,dc=org appeared"
+        ),
         "{}",
         run.stderr
     );
-    assert_eq!(env.slapd.op_counts().expect("counts").since(&before).mutations(), 0);
+    assert_eq!(
+        env.slapd
+            .op_counts()
+            .expect("counts")
+            .since(&before)
+            .mutations(),
+        0
+    );
     assert!(!env.alice_locked());
 }
 
@@ -161,12 +294,19 @@ fn a_hand_edited_plan_is_refused() {
     let env = Env::new(PLACEHOLDER, "");
     let plan_file = env.path("plan.json");
     let plan_path = plan_file.to_str().expect("utf-8");
-    env.ctl(&["plan", "--user", "alice", "-out", plan_path]).ok();
-    let text = std::fs::read_to_string(&plan_file).expect("read").replace("cn=engineering", "cn=executives");
+    env.ctl(&["plan", "--user", "alice", "-out", plan_path])
+        .ok();
+    let text = std::fs::read_to_string(&plan_file)
+        .expect("read")
+        .replace("cn=engineering", "cn=executives");
     std::fs::write(&plan_file, text).expect("write");
     let run = env.ctl(&["apply", plan_path, "--auto-approve"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("edited after it was made"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("edited after it was made"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -176,7 +316,10 @@ fn injection_shaped_and_unknown_names_match_nothing_and_write_nothing() {
         let run = env.ctl(&["plan", "--user", name]);
         assert_eq!(run.code, 1, "{name}: {}{}", run.stdout, run.stderr);
         assert!(
-            run.stderr.contains(&format!("unknown user {:?}: not found in any connector searched (corp-ldap)", name)),
+            run.stderr.contains(&format!(
+                "unknown user {:?}: not found in any connector searched (corp-ldap)",
+                name
+            )),
             "{name}: {}",
             run.stderr
         );
@@ -191,16 +334,27 @@ fn injection_shaped_and_unknown_names_match_nothing_and_write_nothing() {
 fn the_last_member_of_a_group_fails_clearly_and_blocks_the_delete() {
     let env = Env::new("", "");
     let run = env.ctl(&["apply", "--user", "alice", "--auto-approve", "-o", "jsonl"]);
-    assert_eq!(run.code, 1, "a failure is exit 1\n{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "a failure is exit 1\n{}{}",
+        run.stdout, run.stderr
+    );
     let lines = run.json_lines();
     let failed: Vec<_> = lines.iter().filter(|l| l["outcome"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{}", run.stdout);
-    assert_eq!(failed[0]["target"], "cn=alice-only,ou=groups,dc=example,dc=org");
+    assert_eq!(
+        failed[0]["target"],
+        "cn=alice-only,ou=groups,dc=example,dc=org"
+    );
     assert_eq!(failed[0]["error_class"], "permanent");
     assert_eq!(failed[0]["error_code"], "last_member");
     assert_eq!(failed[0]["attempts"], 1, "permanent errors are not retried");
     let results = env.ctl(&["results"]).ok();
-    let delete = results.json_lines().into_iter().find(|l| l["kind"] == "delete_account").expect("delete action");
+    let delete = results
+        .json_lines()
+        .into_iter()
+        .find(|l| l["kind"] == "delete_account")
+        .expect("delete action");
     assert_eq!(delete["outcome"], "blocked", "{delete}");
     assert_eq!(env.alice_groups(), vec!["alice-only".to_string()]);
 }
@@ -210,7 +364,12 @@ fn a_protected_account_is_left_out_and_said_so() {
     let env = Env::new(PLACEHOLDER, "");
     let run = env.ctl(&["plan", "--user", "breakglass", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "no changes\n{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("protected account breakglass: left out 2 action(s)"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("protected account breakglass: left out 2 action(s)"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains("lock_account"), "{}", run.stdout);
 }
 
@@ -219,7 +378,11 @@ fn apply_without_a_terminal_needs_auto_approve_and_writes_nothing() {
     let env = Env::new(PLACEHOLDER, "");
     let run = env.ctl(&["apply", "--user", "alice"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("refusing to apply without a terminal"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refusing to apply without a terminal"),
+        "{}",
+        run.stderr
+    );
     assert!(!env.db().exists());
     assert!(!env.alice_locked());
 }
@@ -227,39 +390,75 @@ fn apply_without_a_terminal_needs_auto_approve_and_writes_nothing() {
 #[test]
 fn manual_steps_wait_for_acknowledgement() {
     let env = Env::new(PLACEHOLDER, "");
-    let run = env.ctl(&["apply", "--user", "alice", "--auto-approve", "-o", "jsonl"]).ok();
-    let job = run.json_lines()[0]["job_id"].as_str().expect("job id").to_string();
+    let run = env
+        .ctl(&["apply", "--user", "alice", "--auto-approve", "-o", "jsonl"])
+        .ok();
+    let job = run.json_lines()[0]["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
     let status = env.ctl(&["status", &job]).ok();
     assert!(status.stdout.contains("awaiting"), "{}", status.stdout);
-    env.ctl(&["ack", &job, "manual.collect-laptop", "--by", "it-desk"]).ok();
+    env.ctl(&["ack", &job, "manual.collect-laptop", "--by", "it-desk"])
+        .ok();
     let again = env.ctl(&["ack", &job, "manual.collect-laptop"]);
     assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("cannot acknowledge manual.collect-laptop"), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("cannot acknowledge manual.collect-laptop"),
+        "{}",
+        again.stderr
+    );
     let unknown = env.ctl(&["ack", &job, "manual.nope"]);
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("not found"), "{}", unknown.stderr);
     let results = env.ctl(&["results", &job]).ok();
-    let manual = results.json_lines().into_iter().find(|l| l["action_id"] == "manual.collect-laptop").expect("manual");
+    let manual = results
+        .json_lines()
+        .into_iter()
+        .find(|l| l["action_id"] == "manual.collect-laptop")
+        .expect("manual");
     assert_eq!(manual["outcome"], "acknowledged");
-    assert!(manual["note"].as_str().is_some_and(|n| n.contains("it-desk")), "{manual}");
+    assert!(
+        manual["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("it-desk")),
+        "{manual}"
+    );
     env.ctl(&["verify", &job]).ok();
 }
 
 #[test]
 fn audit_verify_detects_an_altered_and_a_removed_entry() {
     let env = Env::new(PLACEHOLDER, "");
-    env.ctl(&["apply", "--user", "alice", "--auto-approve"]).ok();
+    env.ctl(&["apply", "--user", "alice", "--auto-approve"])
+        .ok();
     env.ctl(&["audit", "verify"]).ok();
     let url = format!("sqlite://{}", env.db().display());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&url).await.expect("open db");
-        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3").execute(&mut c).await.expect("tamper");
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open db");
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+            .execute(&mut c)
+            .await
+            .expect("tamper");
     });
     let altered = env.ctl(&["audit", "verify"]);
     assert_eq!(altered.code, 1);
-    assert!(altered.stdout.contains("entry 3: content does not match its hash"), "{}", altered.stdout);
+    assert!(
+        altered
+            .stdout
+            .contains("entry 3: content does not match its hash"),
+        "{}",
+        altered.stdout
+    );
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::SqliteConnection::connect(&url).await.expect("open db");
@@ -268,7 +467,13 @@ fn audit_verify_detects_an_altered_and_a_removed_entry() {
     });
     let removed = env.ctl(&["audit", "verify"]);
     assert_eq!(removed.code, 1);
-    assert!(removed.stdout.contains("entry 6: expected sequence number 5"), "{}", removed.stdout);
+    assert!(
+        removed
+            .stdout
+            .contains("entry 6: expected sequence number 5"),
+        "{}",
+        removed.stdout
+    );
 }
 
 #[test]
@@ -276,8 +481,16 @@ fn bad_configuration_names_the_key_before_contacting_anything() {
     let env = Env::new("lock_method = \"move\"", "");
     let run = env.ctl(&["config", "check"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("connectors.corp-ldap.disabled_base_dn"), "{}", run.stderr);
-    assert!(!run.stderr.contains("secret"), "no secret in errors: {}", run.stderr);
+    assert!(
+        run.stderr.contains("connectors.corp-ldap.disabled_base_dn"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("secret"),
+        "no secret in errors: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -288,25 +501,54 @@ fn two_executors_on_one_postgres_store_never_run_an_action_twice() {
             "dn: cn=squad-{i:02},ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: squad-{i:02}\nmember: {ALICE}\nmember: uid=bob,ou=people,dc=example,dc=org\n\n"
         ));
     }
-    let db = revoke_testkit::Postgres::shared().fresh_database().expect("database");
-    let env = Env::new(&format!("{PLACEHOLDER}\nconcurrency = 2"), &format!("[store]\nurl = \"{db}\""));
+    let db = revoke_testkit::Postgres::shared()
+        .fresh_database()
+        .expect("database");
+    let env = Env::new(
+        &format!("{PLACEHOLDER}\nconcurrency = 2"),
+        &format!("[store]\nurl = \"{db}\""),
+    );
     env.slapd.add_ldif(&ldif).expect("squads load");
     let plan_file = env.path("plan.json");
     let plan_path = plan_file.to_str().expect("utf-8");
-    env.ctl(&["plan", "--user", "alice", "-out", plan_path]).ok();
+    env.ctl(&["plan", "--user", "alice", "-out", plan_path])
+        .ok();
     let children: Vec<_> = (0..2)
-        .map(|_| env.command(&["apply", plan_path, "--auto-approve", "-o", "jsonl"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("apply starts"))
+        .map(|_| {
+            env.command(&["apply", plan_path, "--auto-approve", "-o", "jsonl"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("apply starts")
+        })
         .collect();
-    let runs: Vec<common::Run> = children.into_iter().map(|c| c.wait_with_output().expect("finishes").into()).collect();
+    let runs: Vec<common::Run> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("finishes").into())
+        .collect();
     for r in &runs {
         assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     }
     assert!(env.alice_groups().is_empty(), "{:?}", env.alice_groups());
-    assert!(!env.db().exists(), "the Postgres store was used, not SQLite");
+    assert!(
+        !env.db().exists(),
+        "the Postgres store was used, not SQLite"
+    );
     let results = env.ctl(&["results"]).ok();
     let lines = results.json_lines();
-    assert_eq!(lines.iter().filter(|l| l["outcome"] == "done").count(), 65, "{}", results.stdout);
-    assert!(lines.iter().all(|l| l["attempts"].as_u64().unwrap_or(0) <= 1), "{}", results.stdout);
+    assert_eq!(
+        lines.iter().filter(|l| l["outcome"] == "done").count(),
+        65,
+        "{}",
+        results.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["attempts"].as_u64().unwrap_or(0) <= 1),
+        "{}",
+        results.stdout
+    );
     let mut per_dn: BTreeMap<String, usize> = BTreeMap::new();
     for m in env.slapd.mutations().expect("mutations") {
         *per_dn.entry(m.to_lowercase()).or_default() += 1;

@@ -22,7 +22,10 @@ fn job(id: &str, user: &str, risk: Risk, effective: &str) -> Job {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_for_the_sample_directory() {
-    let env = Env::new(r#"group_placeholder_dn = "cn=nobody,ou=people,dc=example,dc=org""#, "");
+    let env = Env::new(
+        r#"group_placeholder_dn = "cn=nobody,ou=people,dc=example,dc=org""#,
+        "",
+    );
     let config = revoke_config::load(Some(&env.config)).expect("config");
     let registry = Registry::new().with(revoke_connector_ldap::LdapFactory);
     registry.validate(&config).expect("valid");
@@ -30,15 +33,40 @@ async fn plan_for_the_sample_directory() {
     let jobs = vec![
         job("job-alice", "alice", Risk::Standard, "2026-12-01T17:00:00Z"),
         job("job-bob", "bob", Risk::High, "2026-12-15T09:00:00Z"),
-        job("job-breakglass", "breakglass", Risk::High, "2026-12-01T17:00:00Z"),
+        job(
+            "job-breakglass",
+            "breakglass",
+            Risk::High,
+            "2026-12-01T17:00:00Z",
+        ),
     ];
-    let discoveries = discover(&config, &connectors, &jobs).await.expect("discovery");
-    let created = "2026-11-23T12:00:00Z".parse::<DateTime<Utc>>().expect("time");
-    let plan = plan_jobs(&config, &connectors, jobs.clone(), &discoveries, PlanId("plan-1".into()), created).expect("plan");
+    let discoveries = discover(&config, &connectors, &jobs)
+        .await
+        .expect("discovery");
+    let created = "2026-11-23T12:00:00Z"
+        .parse::<DateTime<Utc>>()
+        .expect("time");
+    let plan = plan_jobs(
+        &config,
+        &connectors,
+        jobs.clone(),
+        &discoveries,
+        PlanId("plan-1".into()),
+        created,
+    )
+    .expect("plan");
     insta::assert_json_snapshot!(plan);
 
     // The same inputs give the same plan and the same fingerprint.
-    let again = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("plan-1".into()), created).expect("plan");
+    let again = plan_jobs(
+        &config,
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("plan-1".into()),
+        created,
+    )
+    .expect("plan");
     assert_eq!(again.fingerprint, plan.fingerprint);
     assert_eq!(again, plan);
 }

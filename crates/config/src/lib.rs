@@ -7,8 +7,8 @@ mod validate;
 
 pub use load::{load, load_str, ConfigError};
 pub use model::{
-    Config, ConnectorSection, ExecutorConfig, ManualStep, PolicyConfig, ProtectedConfig, RetryConfig,
-    StoreConfig, DEFAULT_POLICY,
+    Config, ConnectorSection, ExecutorConfig, ManualStep, PolicyConfig, ProtectedConfig,
+    RetryConfig, StoreConfig, DEFAULT_POLICY,
 };
 pub use revoke_core::ConfigIssue;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -9,7 +9,11 @@ pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
     Load(String),
     #[error("{path}: cannot read secret file {file:?}: {error}")]
-    SecretFile { path: String, file: String, error: String },
+    SecretFile {
+        path: String,
+        file: String,
+        error: String,
+    },
     #[error("invalid configuration:\n{}", .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigIssue>),
 }
@@ -19,9 +23,16 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let mut b = config::Config::builder();
     if let Some(p) = path {
         if !p.exists() {
-            return Err(ConfigError::Load(format!("config file {} does not exist", p.display())));
+            return Err(ConfigError::Load(format!(
+                "config file {} does not exist",
+                p.display()
+            )));
         }
-        b = b.add_source(config::File::from(p).format(config::FileFormat::Toml).required(true));
+        b = b.add_source(
+            config::File::from(p)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
     }
     b = b.add_source(
         config::Environment::with_prefix("REVOKE")
@@ -36,27 +47,39 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 
 /// Loads configuration from TOML text alone (no environment), for tests and embedding.
 pub fn load_str(toml: &str) -> Result<Config, ConfigError> {
-    finish(config::Config::builder().add_source(config::File::from_str(toml, config::FileFormat::Toml)))
+    finish(
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml)),
+    )
 }
 
 fn finish(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Config, ConfigError> {
     let built = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
-    let mut tree: serde_json::Value = built.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
+    let mut tree: serde_json::Value = built
+        .try_deserialize()
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
     resolve_secret_files(&mut tree, "")?;
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
-        ConfigError::Invalid(vec![ConfigIssue::new(if path == "." { "(top)".into() } else { path }, e.inner().to_string())])
+        ConfigError::Invalid(vec![ConfigIssue::new(
+            if path == "." { "(top)".into() } else { path },
+            e.inner().to_string(),
+        )])
     })
 }
 
 /// Whether a key holds a secret, whose value may instead come from a `KEY_file`.
 pub(crate) fn is_secret_key(key: &str) -> bool {
-    ["password", "token", "secret", "private_key"].iter().any(|s| key.ends_with(s))
+    ["password", "token", "secret", "private_key"]
+        .iter()
+        .any(|s| key.ends_with(s))
 }
 
 /// Replaces every `SECRET_file = PATH` by `SECRET = <file contents without trailing newline>`.
 fn resolve_secret_files(v: &mut serde_json::Value, path: &str) -> Result<(), ConfigError> {
-    let serde_json::Value::Object(map) = v else { return Ok(()) };
+    let serde_json::Value::Object(map) = v else {
+        return Ok(());
+    };
     let file_keys: Vec<String> = map
         .keys()
         .filter(|k| k.strip_suffix("_file").is_some_and(is_secret_key))
@@ -64,9 +87,16 @@ fn resolve_secret_files(v: &mut serde_json::Value, path: &str) -> Result<(), Con
         .collect();
     for fk in file_keys {
         let key = fk.trim_end_matches("_file").to_string();
-        let full = if path.is_empty() { fk.clone() } else { format!("{path}.{fk}") };
+        let full = if path.is_empty() {
+            fk.clone()
+        } else {
+            format!("{path}.{fk}")
+        };
         let Some(serde_json::Value::String(file)) = map.remove(&fk) else {
-            return Err(ConfigError::Invalid(vec![ConfigIssue::new(full, "expected a file path string")]));
+            return Err(ConfigError::Invalid(vec![ConfigIssue::new(
+                full,
+                "expected a file path string",
+            )]));
         };
         let text = std::fs::read_to_string(&file).map_err(|e| ConfigError::SecretFile {
             path: full.clone(),
@@ -79,10 +109,17 @@ fn resolve_secret_files(v: &mut serde_json::Value, path: &str) -> Result<(), Con
                 format!("expected either {key} or {fk}, found both"),
             )]));
         }
-        map.insert(key, serde_json::Value::String(text.trim_end_matches(['\n', '\r']).to_string()));
+        map.insert(
+            key,
+            serde_json::Value::String(text.trim_end_matches(['\n', '\r']).to_string()),
+        );
     }
     for (k, child) in map.iter_mut() {
-        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         resolve_secret_files(child, &p)?;
     }
     Ok(())

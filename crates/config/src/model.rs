@@ -72,7 +72,12 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        Self { retry: RetryConfig::default(), lease_secs: 30, concurrency: 4, action_timeout_secs: 60 }
+        Self {
+            retry: RetryConfig::default(),
+            lease_secs: 30,
+            concurrency: 4,
+            action_timeout_secs: 60,
+        }
     }
 }
 
@@ -97,7 +102,12 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        Self { base_ms: 500, cap_ms: 60_000, max_attempts: 8, max_elapsed_secs: 900 }
+        Self {
+            base_ms: 500,
+            cap_ms: 60_000,
+            max_attempts: 8,
+            max_elapsed_secs: 900,
+        }
     }
 }
 
@@ -114,7 +124,11 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { connectors: None, retention_days: 30, manual: Vec::new() }
+        Self {
+            connectors: None,
+            retention_days: 30,
+            manual: Vec::new(),
+        }
     }
 }
 
@@ -139,7 +153,9 @@ pub struct ProtectedConfig {
 
 impl ProtectedConfig {
     pub fn is_protected(&self, identifier: &str) -> bool {
-        self.accounts.iter().any(|p| p.eq_ignore_ascii_case(identifier))
+        self.accounts
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(identifier))
     }
 }
 

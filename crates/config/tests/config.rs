@@ -13,7 +13,10 @@ impl ConnectorFactory for NeedsUrl {
     fn validate(&self, path: &str, params: &serde_json::Value) -> Result<(), Vec<ConfigIssue>> {
         match params.get("url") {
             Some(serde_json::Value::String(_)) => Ok(()),
-            _ => Err(vec![ConfigIssue::new(format!("{path}.url"), "expected a url string, found nothing")]),
+            _ => Err(vec![ConfigIssue::new(
+                format!("{path}.url"),
+                "expected a url string, found nothing",
+            )]),
         }
     }
     fn build(&self, _: &str, _: &serde_json::Value) -> Result<Arc<dyn Connector>, ConfigIssue> {
@@ -33,7 +36,12 @@ fn defaults_fill_what_the_file_leaves_out() {
     let c = load_str("[connectors.corp]\nkind = \"dir\"\nurl = \"x\"\n").expect("loads");
     assert_eq!(c.store_url(), "sqlite://.revoked/revoked.db");
     assert_eq!(c.executor.retry.max_attempts, 8);
-    assert_eq!(c.policy("default").expect("built-in default").retention_days, 30);
+    assert_eq!(
+        c.policy("default")
+            .expect("built-in default")
+            .retention_days,
+        30
+    );
     assert!(c.policy("contractors").is_none());
     c.validate(&[&NeedsUrl]).expect("valid");
 }
@@ -76,7 +84,10 @@ fn validation_names_every_bad_key() {
 fn unknown_keys_and_wrong_types_name_their_path() {
     let e = load_str("[executor]\nlease_sec = 3\n").expect_err("unknown key");
     let text = e.to_string();
-    assert!(text.contains("executor") && text.contains("lease_sec"), "{text}");
+    assert!(
+        text.contains("executor") && text.contains("lease_sec"),
+        "{text}"
+    );
     let e = load_str("[executor]\nconcurrency = \"many\"\n").expect_err("wrong type");
     assert!(e.to_string().contains("executor.concurrency"), "{e}");
 }
@@ -97,9 +108,15 @@ fn secrets_come_from_files_and_never_show_in_debug() {
     let debug = format!("{c:?}");
     assert!(!debug.contains("s3cr3t-value"), "{debug}");
 
-    let missing = load_str("[connectors.corp]\nkind = \"dir\"\nbind_password_file = \"/nonexistent/pw\"\n")
-        .expect_err("missing secret file");
-    assert!(missing.to_string().starts_with("connectors.corp.bind_password_file: cannot read secret file"), "{missing}");
+    let missing =
+        load_str("[connectors.corp]\nkind = \"dir\"\nbind_password_file = \"/nonexistent/pw\"\n")
+            .expect_err("missing secret file");
+    assert!(
+        missing
+            .to_string()
+            .starts_with("connectors.corp.bind_password_file: cannot read secret file"),
+        "{missing}"
+    );
 
     let s: revoke_config::SecretString = "x".into();
     assert_eq!(s.expose_secret(), "x");
@@ -109,7 +126,11 @@ fn secrets_come_from_files_and_never_show_in_debug() {
 fn environment_overrides_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("revoke.toml");
-    std::fs::write(&file, "[executor]\nconcurrency = 2\n[connectors.corp]\nkind = \"dir\"\nurl = \"from-file\"\n").expect("write");
+    std::fs::write(
+        &file,
+        "[executor]\nconcurrency = 2\n[connectors.corp]\nkind = \"dir\"\nurl = \"from-file\"\n",
+    )
+    .expect("write");
     std::env::set_var("REVOKE__EXECUTOR__CONCURRENCY", "7");
     std::env::set_var("REVOKE__CONNECTORS__CORP__URL", "from-env");
     let c = load(Some(&file)).expect("loads");

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Action, ActionKey, ActionKind, ConnectorError, Finding, Outcome, Phase, Subject, Verdict};
+use crate::{
+    Action, ActionKey, ActionKind, ConnectorError, Finding, Outcome, Phase, Subject, Verdict,
+};
 
 /// The pseudo connector instance of steps a person performs and acknowledges.
 pub const MANUAL_CONNECTOR: &str = "manual";
@@ -81,7 +83,10 @@ pub struct ConfigIssue {
 
 impl ConfigIssue {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -93,5 +98,9 @@ pub trait ConnectorFactory: Send + Sync {
     fn validate(&self, path: &str, params: &serde_json::Value) -> Result<(), Vec<ConfigIssue>>;
 
     /// Builds the connector; called only after `validate` passed. No network call is made here.
-    fn build(&self, instance: &str, params: &serde_json::Value) -> Result<Arc<dyn Connector>, ConfigIssue>;
+    fn build(
+        &self,
+        instance: &str,
+        params: &serde_json::Value,
+    ) -> Result<Arc<dyn Connector>, ConfigIssue>;
 }

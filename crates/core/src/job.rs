@@ -16,7 +16,9 @@ impl fmt::Display for JobId {
 }
 
 /// How urgently access must go: high risk contains at once, whatever the effective date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
     #[default]

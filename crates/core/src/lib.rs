@@ -17,6 +17,8 @@ pub use connector::{
 pub use hash::Sha256Hex;
 pub use job::{Job, JobId, Risk};
 pub use outcome::{ConnectorError, ErrorClass, Outcome, Verdict};
-pub use plan::{Action, ActionId, ActionKey, ActionKind, Phase, Plan, PlanId, PlanNote, PLAN_FORMAT_VERSION};
+pub use plan::{
+    Action, ActionId, ActionKey, ActionKind, Phase, Plan, PlanId, PlanNote, PLAN_FORMAT_VERSION,
+};
 pub use snapshot::{Finding, Snapshot, SnapshotChange};
 pub use subject::Subject;

@@ -68,12 +68,20 @@ pub struct ConnectorError {
 
 impl ConnectorError {
     pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { class, code: code.into(), message: message.into() }
+        Self {
+            class,
+            code: code.into(),
+            message: message.into(),
+        }
     }
     pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorClass::Retryable { retry_after: None }, code, message)
     }
-    pub fn rate_limited(retry_after: Duration, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn rate_limited(
+        retry_after: Duration,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorClass::RateLimited { retry_after }, code, message)
     }
     pub fn auth(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -88,7 +96,10 @@ impl ConnectorError {
 
     /// Whether the executor may try again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.class, ErrorClass::Retryable { .. } | ErrorClass::RateLimited { .. })
+        matches!(
+            self.class,
+            ErrorClass::Retryable { .. } | ErrorClass::RateLimited { .. }
+        )
     }
 
     /// The earliest moment the service asked us to come back, if it said.

@@ -50,14 +50,26 @@ string_id!(
 
 impl ActionKey {
     pub fn derive(job: &JobId, connector: &str, kind: &ActionKind, target: &str) -> Self {
-        Self(Sha256Hex::new().field(&job.0).field(connector).field(&kind.0).field(target).finish())
+        Self(
+            Sha256Hex::new()
+                .field(&job.0)
+                .field(connector)
+                .field(&kind.0)
+                .field(target)
+                .finish(),
+        )
     }
 }
 
 impl ActionId {
     /// A short, readable id: the connector and kind, and a digest of the job and target.
     pub fn derive(job: &JobId, connector: &str, kind: &ActionKind, target: &str) -> Self {
-        let digest = Sha256Hex::new().field(&job.0).field(connector).field(&kind.0).field(target).finish();
+        let digest = Sha256Hex::new()
+            .field(&job.0)
+            .field(connector)
+            .field(&kind.0)
+            .field(target)
+            .finish();
         Self(format!("{connector}.{}.{}", kind.0, &digest[..8]))
     }
 }
@@ -75,8 +87,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] =
-        [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete, Phase::Manual, Phase::Verify];
+    pub const ALL: [Phase; 6] = [
+        Phase::Contain,
+        Phase::Transfer,
+        Phase::Revoke,
+        Phase::Delete,
+        Phase::Manual,
+        Phase::Verify,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -198,7 +216,10 @@ mod tests {
         let a = ActionKey::derive(&job, "dir", &kind, "uid=a");
         assert_eq!(a, ActionKey::derive(&job, "dir", &kind, "uid=a"));
         assert_ne!(a, ActionKey::derive(&job, "dir", &kind, "uid=b"));
-        assert_ne!(a, ActionKey::derive(&JobId("j2".into()), "dir", &kind, "uid=a"));
+        assert_ne!(
+            a,
+            ActionKey::derive(&JobId("j2".into()), "dir", &kind, "uid=a")
+        );
         assert_ne!(
             ActionKey::derive(&job, "ab", &ActionKind::from("c"), "t"),
             ActionKey::derive(&job, "a", &ActionKind::from("bc"), "t")

@@ -42,13 +42,25 @@ impl fmt::Display for SnapshotChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SnapshotChange::Added(x) => {
-                write!(f, "{}: {}: {} {} appeared", x.connector, x.subject, x.kind, x.target)
+                write!(
+                    f,
+                    "{}: {}: {} {} appeared",
+                    x.connector, x.subject, x.kind, x.target
+                )
             }
             SnapshotChange::Removed(x) => {
-                write!(f, "{}: {}: {} {} is gone", x.connector, x.subject, x.kind, x.target)
+                write!(
+                    f,
+                    "{}: {}: {} {} is gone",
+                    x.connector, x.subject, x.kind, x.target
+                )
             }
             SnapshotChange::Changed { before, after } => {
-                write!(f, "{}: {}: {} {} changed", after.connector, after.subject, after.kind, after.target)?;
+                write!(
+                    f,
+                    "{}: {}: {} {} changed",
+                    after.connector, after.subject, after.kind, after.target
+                )?;
                 let keys: std::collections::BTreeSet<&String> =
                     before.attrs.keys().chain(after.attrs.keys()).collect();
                 for k in keys {
@@ -79,7 +91,11 @@ impl Snapshot {
     pub fn digest(&self) -> String {
         let mut h = Sha256Hex::new();
         for x in &self.findings {
-            h = h.field(&x.connector).field(&x.subject).field(&x.kind).field(&x.target);
+            h = h
+                .field(&x.connector)
+                .field(&x.subject)
+                .field(&x.kind)
+                .field(&x.target);
             h = h.field((x.attrs.len() as u64).to_be_bytes());
             for (k, v) in &x.attrs {
                 h = h.field(k).field(v);
@@ -96,9 +112,10 @@ impl Snapshot {
         for (id, b) in &old {
             match new.get(id) {
                 None => out.push(SnapshotChange::Removed((*b).clone())),
-                Some(a) if a.attrs != b.attrs => {
-                    out.push(SnapshotChange::Changed { before: (*b).clone(), after: (*a).clone() })
-                }
+                Some(a) if a.attrs != b.attrs => out.push(SnapshotChange::Changed {
+                    before: (*b).clone(),
+                    after: (*a).clone(),
+                }),
                 Some(_) => {}
             }
         }
@@ -130,7 +147,10 @@ mod tests {
         let a = Snapshot::new(vec![f("a", "no"), f("b", "no")]);
         let b = Snapshot::new(vec![f("b", "no"), f("a", "no")]);
         assert_eq!(a.digest(), b.digest());
-        assert_ne!(a.digest(), Snapshot::new(vec![f("a", "yes"), f("b", "no")]).digest());
+        assert_ne!(
+            a.digest(),
+            Snapshot::new(vec![f("a", "yes"), f("b", "no")]).digest()
+        );
     }
 
     #[test]

@@ -18,12 +18,20 @@ pub struct Subject {
 
 impl Subject {
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), employee_id: None, email: None, usernames: BTreeMap::new() }
+        Self {
+            id: id.into(),
+            employee_id: None,
+            email: None,
+            usernames: BTreeMap::new(),
+        }
     }
 
     /// The name this subject has in one connector instance.
     pub fn username_for(&self, instance: &str) -> &str {
-        self.usernames.get(instance).map(String::as_str).unwrap_or(&self.id)
+        self.usernames
+            .get(instance)
+            .map(String::as_str)
+            .unwrap_or(&self.id)
     }
 
     /// Every identifier of the subject, for matching against protected accounts.

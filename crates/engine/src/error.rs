@@ -7,15 +7,26 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("unknown policy {policy:?} for job {job}: expected one of {known}")]
-    UnknownPolicy { job: String, policy: String, known: String },
+    UnknownPolicy {
+        job: String,
+        policy: String,
+        known: String,
+    },
     #[error("unknown user {subject:?}: not found in any connector searched ({searched})")]
     UnknownSubject { subject: String, searched: String },
     #[error("discovery of {subject:?} in {connector} failed: {error}")]
-    Discovery { connector: String, subject: String, error: ConnectorError },
+    Discovery {
+        connector: String,
+        subject: String,
+        error: ConnectorError,
+    },
     #[error("connector {connector} is not configured")]
     UnknownConnector { connector: String },
     #[error("connector {connector}: {issue}")]
-    Build { connector: String, issue: revoke_core::ConfigIssue },
+    Build {
+        connector: String,
+        issue: revoke_core::ConfigIssue,
+    },
     #[error("the plan was hand-edited: its fingerprint does not match its content")]
     TamperedPlan,
     #[error("plan format {found} is not supported: expected {expected}")]

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use revoke_config::Config;
 use revoke_core::{Action, ActionId, Connector, ConnectorError, Outcome, Plan, PlanId, Verdict};
-use revoke_store::{ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store};
+use revoke_store::{
+    ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store, StoreError,
+};
 use serde::Serialize;
 use tokio::sync::{mpsc::UnboundedSender, Semaphore};
 use tokio::task::JoinSet;
@@ -20,9 +22,14 @@ pub enum ExecEvent {
     /// An attempt was recorded and its call is being sent.
     Attempt { action_id: String, attempt: u32 },
     /// The attempt failed in a way worth retrying; the next one is due after `delay_ms`.
-    Retrying { action_id: String, attempt: u32, delay_ms: u64, error: String },
+    Retrying {
+        action_id: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
     /// The action reached a final state (its verdict included when it succeeded).
-    Finished(ResultLine),
+    Finished(Box<ResultLine>),
     /// Actions that could not run because a prerequisite failed.
     Blocked { action_ids: Vec<String> },
 }
@@ -92,11 +99,23 @@ pub struct Executor {
 
 impl Executor {
     /// `owner` names this executor in leases and the audit log (`revokectl@host:pid`).
-    pub fn new(store: Arc<dyn Store>, connectors: Connectors, config: &Config, owner: impl Into<String>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connectors: Connectors,
+        config: &Config,
+        owner: impl Into<String>,
+    ) -> Self {
         let limits = config
             .connectors
             .iter()
-            .map(|(name, s)| (name.clone(), Arc::new(Semaphore::new(s.concurrency.unwrap_or(config.executor.concurrency)))))
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    Arc::new(Semaphore::new(
+                        s.concurrency.unwrap_or(config.executor.concurrency),
+                    )),
+                )
+            })
             .collect();
         Self {
             store,
@@ -126,13 +145,21 @@ impl Executor {
         }
     }
 
-    async fn audit(&self, kind: &str, action: Option<&Action>, job: Option<&str>, data: serde_json::Value) -> Result<(), EngineError> {
+    async fn audit(
+        &self,
+        kind: &str,
+        action: Option<&Action>,
+        job: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<(), EngineError> {
         self.store
             .append_audit(&NewAuditEntry {
                 at: Utc::now(),
                 actor: self.owner.clone(),
                 kind: kind.into(),
-                job_id: action.map(|a| a.job_id.0.clone()).or(job.map(str::to_string)),
+                job_id: action
+                    .map(|a| a.job_id.0.clone())
+                    .or(job.map(str::to_string)),
                 action_id: action.map(|a| a.id.0.clone()),
                 data: data.to_string(),
             })
@@ -154,7 +181,8 @@ impl Executor {
                 "requested_by": job.requested_by,
                 "actions": plan.actions.iter().filter(|a| a.job_id == job.id).count(),
             });
-            self.audit("plan.recorded", None, Some(&job.id.0), data).await?;
+            self.audit("plan.recorded", None, Some(&job.id.0), data)
+                .await?;
         }
         Ok(())
     }
@@ -164,16 +192,25 @@ impl Executor {
     pub async fn run_plan(&self, plan: &PlanId) -> Result<RunSummary, EngineError> {
         let capacity: usize = {
             let records = self.store.actions(plan).await?;
-            let used: BTreeSet<&str> =
-                records.iter().filter(|r| !r.action.is_manual()).map(|r| r.action.connector.as_str()).collect();
-            used.iter().map(|c| self.limit(c).available_permits().max(1)).sum::<usize>().max(1)
+            let used: BTreeSet<&str> = records
+                .iter()
+                .filter(|r| !r.action.is_manual())
+                .map(|r| r.action.connector.as_str())
+                .collect();
+            used.iter()
+                .map(|c| self.limit(c).available_permits().max(1))
+                .sum::<usize>()
+                .max(1)
         };
         let mut inflight: JoinSet<Result<Option<ActionId>, EngineError>> = JoinSet::new();
         loop {
             let now = Utc::now();
             let free = capacity.saturating_sub(inflight.len());
             if free > 0 {
-                let leased = self.store.lease_due(Some(plan), &self.owner, now, self.lease, free as u32).await?;
+                let leased = self
+                    .store
+                    .lease_due(Some(plan), &self.owner, now, self.lease, free as u32)
+                    .await?;
                 for rec in leased {
                     let this = self.clone();
                     inflight.spawn(async move { this.run_action(rec).await });
@@ -184,7 +221,10 @@ impl Executor {
                 self.block_orphans(&records).await?;
                 match next_wake(&records, now) {
                     Some(at) => {
-                        let wait = (at - Utc::now()).to_std().unwrap_or_default().min(Duration::from_secs(5));
+                        let wait = (at - Utc::now())
+                            .to_std()
+                            .unwrap_or_default()
+                            .min(Duration::from_secs(5));
                         debug!(plan_id = %plan, wait_ms = wait.as_millis() as u64, "waiting for the next due attempt");
                         tokio::time::sleep(wait + Duration::from_millis(5)).await;
                         continue;
@@ -210,15 +250,24 @@ impl Executor {
     }
 
     fn limit(&self, connector: &str) -> Arc<Semaphore> {
-        self.limits.get(connector).cloned().unwrap_or_else(|| Arc::new(Semaphore::new(self.default_limit)))
+        self.limits
+            .get(connector)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Semaphore::new(self.default_limit)))
     }
 
     /// Marks `Blocked` every pending action with a prerequisite that failed, was blocked or cancelled.
     async fn block_orphans(&self, records: &[ActionRecord]) -> Result<(), EngineError> {
-        let state: BTreeMap<&ActionId, ActionState> = records.iter().map(|r| (&r.action.id, r.state)).collect();
+        let state: BTreeMap<&ActionId, ActionState> =
+            records.iter().map(|r| (&r.action.id, r.state)).collect();
         let mut dead: BTreeSet<ActionId> = records
             .iter()
-            .filter(|r| matches!(r.state, ActionState::Failed | ActionState::Blocked | ActionState::Cancelled))
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    ActionState::Failed | ActionState::Blocked | ActionState::Cancelled
+                )
+            })
             .map(|r| r.action.id.clone())
             .collect();
         let mut newly = Vec::new();
@@ -252,11 +301,18 @@ impl Executor {
                     .filter(|d| state.get(d).is_none_or(|s| !s.is_success()))
                     .map(|d| d.0.as_str())
                     .collect();
-                self.audit("action.blocked", Some(&r.action), None, serde_json::json!({ "reason": reason, "prerequisites": failed_deps }))
-                    .await?;
+                self.audit(
+                    "action.blocked",
+                    Some(&r.action),
+                    None,
+                    serde_json::json!({ "reason": reason, "prerequisites": failed_deps }),
+                )
+                .await?;
             }
         }
-        self.emit(ExecEvent::Blocked { action_ids: newly.iter().map(|i| i.0.clone()).collect() });
+        self.emit(ExecEvent::Blocked {
+            action_ids: newly.iter().map(|i| i.0.clone()).collect(),
+        });
         Ok(())
     }
 
@@ -265,55 +321,123 @@ impl Executor {
     async fn run_action(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
         let action = rec.action.clone();
         let limit = self.limit(&action.connector);
-        let _permit = limit.acquire_owned().await.map_err(|e| revoke_store::StoreError::Database(e.to_string()))?;
-        if !self.store.renew_lease(&action.id, &self.owner, Utc::now(), self.lease).await? {
+        let _permit = limit
+            .acquire_owned()
+            .await
+            .map_err(|e| revoke_store::StoreError::Database(e.to_string()))?;
+        if !self
+            .store
+            .renew_lease(&action.id, &self.owner, Utc::now(), self.lease)
+            .await?
+        {
             debug!(action_id = %action.id, "lease lost while waiting for a slot");
             return Ok(None);
         }
         let connector = self.connectors.get(&action.connector).cloned();
         // The ledger entry (key + attempt number) is written before anything is sent.
-        let attempt = self.store.begin_attempt(&action.id, &self.owner, Utc::now()).await?;
+        let attempt = match self
+            .store
+            .begin_attempt(&action.id, &self.owner, Utc::now())
+            .await
+        {
+            Ok(n) => n,
+            Err(StoreError::LeaseLost { .. }) => {
+                debug!(action_id = %action.id, "lease taken over by another executor before the attempt");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.audit("action.attempt", Some(&action), None, serde_json::json!({ "key": action.key.0, "attempt": attempt, "kind": action.kind.0, "target": action.target }))
             .await?;
-        self.emit(ExecEvent::Attempt { action_id: action.id.0.clone(), attempt });
+        self.emit(ExecEvent::Attempt {
+            action_id: action.id.0.clone(),
+            attempt,
+        });
         let result = match &connector {
             None => Err(ConnectorError::permanent(
                 "connector_not_configured",
-                format!("the plan names connector instance {:?}, which the configuration does not have", action.connector),
+                format!(
+                    "the plan names connector instance {:?}, which the configuration does not have",
+                    action.connector
+                ),
             )),
             Some(c) => self.apply_with_heartbeat(c.as_ref(), &action).await,
         };
         let now = Utc::now();
         match result {
             Ok(outcome) => {
-                self.store.finish_attempt(&action.id, &self.owner, attempt, &AttemptResult::Succeeded(outcome.clone()), now).await?;
+                if !self
+                    .finish(
+                        &action,
+                        attempt,
+                        &AttemptResult::Succeeded(outcome.clone()),
+                        now,
+                    )
+                    .await?
+                {
+                    return Ok(None);
+                }
                 info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
-                self.audit("action.finished", Some(&action), None, serde_json::json!({ "attempt": attempt, "outcome": outcome }))
-                    .await?;
+                self.audit(
+                    "action.finished",
+                    Some(&action),
+                    None,
+                    serde_json::json!({ "attempt": attempt, "outcome": outcome }),
+                )
+                .await?;
                 if let Some(c) = &connector {
-                    let verdict = match tokio::time::timeout(self.action_timeout, c.verify(&action)).await {
-                        Ok(Ok(v)) => v,
-                        Ok(Err(e)) => Verdict::NotConfirmed { detail: format!("verification failed: {e}") },
-                        Err(_) => Verdict::NotConfirmed { detail: "verification timed out".into() },
-                    };
-                    self.store.record_verdict(&action.id, &verdict, Utc::now()).await?;
-                    self.audit("action.verified", Some(&action), None, serde_json::json!({ "verdict": verdict })).await?;
+                    let verdict =
+                        match tokio::time::timeout(self.action_timeout, c.verify(&action)).await {
+                            Ok(Ok(v)) => v,
+                            Ok(Err(e)) => Verdict::NotConfirmed {
+                                detail: format!("verification failed: {e}"),
+                            },
+                            Err(_) => Verdict::NotConfirmed {
+                                detail: "verification timed out".into(),
+                            },
+                        };
+                    self.store
+                        .record_verdict(&action.id, &verdict, Utc::now())
+                        .await?;
+                    self.audit(
+                        "action.verified",
+                        Some(&action),
+                        None,
+                        serde_json::json!({ "verdict": verdict }),
+                    )
+                    .await?;
                 }
                 self.emit_finished(&action.id).await?;
                 Ok(None)
             }
             Err(error) => {
-                let elapsed = rec.started_at.map(|s| (now - s).to_std().unwrap_or_default()).unwrap_or_default();
+                let elapsed = rec
+                    .started_at
+                    .map(|s| (now - s).to_std().unwrap_or_default())
+                    .unwrap_or_default();
                 let delay = if error.is_retryable() {
                     let mut rng = rand::rng();
-                    self.retry.next_delay(attempt, elapsed, error.retry_after(), &mut rng)
+                    self.retry
+                        .next_delay(attempt, elapsed, error.retry_after(), &mut rng)
                 } else {
                     None
                 };
-                let retry_at = delay.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
-                self.store
-                    .finish_attempt(&action.id, &self.owner, attempt, &AttemptResult::Failed { error: error.clone(), retry_at }, now)
-                    .await?;
+                let retry_at =
+                    delay.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
+                if !self
+                    .finish(
+                        &action,
+                        attempt,
+                        &AttemptResult::Failed {
+                            error: error.clone(),
+                            retry_at,
+                        },
+                        now,
+                    )
+                    .await?
+                {
+                    return Ok(None);
+                }
                 self.audit(
                     "action.attempt_failed",
                     Some(&action),
@@ -324,7 +448,12 @@ impl Executor {
                 match delay {
                     Some(d) => {
                         warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, delay_ms = d.as_millis() as u64, error = %error, "attempt failed, will retry");
-                        self.emit(ExecEvent::Retrying { action_id: action.id.0.clone(), attempt, delay_ms: d.as_millis() as u64, error: error.to_string() });
+                        self.emit(ExecEvent::Retrying {
+                            action_id: action.id.0.clone(),
+                            attempt,
+                            delay_ms: d.as_millis() as u64,
+                            error: error.to_string(),
+                        });
                         Ok(None)
                     }
                     None => {
@@ -337,20 +466,55 @@ impl Executor {
         }
     }
 
+    /// Records how an attempt ended; false when another executor took the action over meanwhile
+    /// (its own attempt will record the result; ours is in the audit log).
+    async fn finish(
+        &self,
+        action: &Action,
+        attempt: u32,
+        result: &AttemptResult,
+        now: DateTime<Utc>,
+    ) -> Result<bool, EngineError> {
+        match self
+            .store
+            .finish_attempt(&action.id, &self.owner, attempt, result, now)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::LeaseLost { .. }) => {
+                warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, "lease lost during the attempt; another executor owns the action now");
+                let data =
+                    serde_json::json!({ "attempt": attempt, "result": format!("{result:?}") });
+                self.audit("action.lease_lost", Some(action), None, data)
+                    .await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sends the action, renewing the lease while the call runs.
-    async fn apply_with_heartbeat(&self, c: &dyn Connector, action: &Action) -> Result<Outcome, ConnectorError> {
+    async fn apply_with_heartbeat(
+        &self,
+        c: &dyn Connector,
+        action: &Action,
+    ) -> Result<Outcome, ConnectorError> {
         let store = self.store.clone();
         let (id, owner, lease) = (action.id.clone(), self.owner.clone(), self.lease);
         let heartbeat = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if !matches!(store.renew_lease(&id, &owner, Utc::now(), lease).await, Ok(true)) {
+                if !matches!(
+                    store.renew_lease(&id, &owner, Utc::now(), lease).await,
+                    Ok(true)
+                ) {
                     warn!(action_id = %id, "lease could not be renewed");
                     return;
                 }
             }
         });
-        let r = match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key)).await {
+        let r = match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key)).await
+        {
             Ok(r) => r,
             Err(_) => Err(ConnectorError::retryable(
                 "timeout",
@@ -364,27 +528,45 @@ impl Executor {
     async fn emit_finished(&self, id: &ActionId) -> Result<(), EngineError> {
         if self.events.is_some() {
             if let Some(r) = self.store.action(id).await? {
-                self.emit(ExecEvent::Finished(r.result_line()));
+                self.emit(ExecEvent::Finished(Box::new(r.result_line())));
             }
         }
         Ok(())
     }
 
     /// Re-checks every applied action of a plan (read-only) and records the verdicts.
-    pub async fn verify_plan(&self, plan: &PlanId) -> Result<Vec<(ActionRecord, Verdict)>, EngineError> {
+    pub async fn verify_plan(
+        &self,
+        plan: &PlanId,
+    ) -> Result<Vec<(ActionRecord, Verdict)>, EngineError> {
         let mut out = Vec::new();
         for rec in self.store.actions(plan).await? {
             if rec.action.is_manual() || !rec.state.is_success() {
                 continue;
             }
-            let Some(c) = self.connectors.get(&rec.action.connector) else { continue };
-            let verdict = match tokio::time::timeout(self.action_timeout, c.verify(&rec.action)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => Verdict::NotConfirmed { detail: format!("verification failed: {e}") },
-                Err(_) => Verdict::NotConfirmed { detail: "verification timed out".into() },
+            let Some(c) = self.connectors.get(&rec.action.connector) else {
+                continue;
             };
-            self.store.record_verdict(&rec.action.id, &verdict, Utc::now()).await?;
-            self.audit("action.verified", Some(&rec.action), None, serde_json::json!({ "verdict": verdict })).await?;
+            let verdict =
+                match tokio::time::timeout(self.action_timeout, c.verify(&rec.action)).await {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(e)) => Verdict::NotConfirmed {
+                        detail: format!("verification failed: {e}"),
+                    },
+                    Err(_) => Verdict::NotConfirmed {
+                        detail: "verification timed out".into(),
+                    },
+                };
+            self.store
+                .record_verdict(&rec.action.id, &verdict, Utc::now())
+                .await?;
+            self.audit(
+                "action.verified",
+                Some(&rec.action),
+                None,
+                serde_json::json!({ "verdict": verdict }),
+            )
+            .await?;
             out.push((rec, verdict));
         }
         Ok(out)
@@ -400,7 +582,10 @@ fn next_wake(records: &[ActionRecord], now: DateTime<Utc>) -> Option<DateTime<Ut
         .filter(|r| !r.action.is_manual() && r.action.is_due(now))
         .filter_map(|r| match r.state {
             // A retry coming due, or a lease taken by an executor that may have died.
-            ActionState::Pending => r.next_attempt_at.max(r.lease_expires_at).filter(|t| *t > now),
+            ActionState::Pending => r
+                .next_attempt_at
+                .max(r.lease_expires_at)
+                .filter(|t| *t > now),
             ActionState::Running => r.lease_expires_at.map(|t| t.max(now)),
             _ => None,
         })

@@ -3,41 +3,65 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use revoke_config::Config;
 use revoke_core::{
-    Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan, PlanId, PlanNote, Risk,
-    Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
+    Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan, PlanId,
+    PlanNote, Risk, Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
 };
 use tokio::task::JoinSet;
 
 use crate::{Connectors, EngineError};
 
 /// The connector instances a job's policy applies, in name order.
-fn instances_for(config: &Config, connectors: &Connectors, job: &Job) -> Result<Vec<String>, EngineError> {
-    let policy = config.policy(&job.policy).ok_or_else(|| EngineError::UnknownPolicy {
-        job: job.id.to_string(),
-        policy: job.policy.clone(),
-        known: config.policies.keys().cloned().collect::<Vec<_>>().join(", "),
-    })?;
+fn instances_for(
+    config: &Config,
+    connectors: &Connectors,
+    job: &Job,
+) -> Result<Vec<String>, EngineError> {
+    let policy = config
+        .policy(&job.policy)
+        .ok_or_else(|| EngineError::UnknownPolicy {
+            job: job.id.to_string(),
+            policy: job.policy.clone(),
+            known: config
+                .policies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     let names: Vec<String> = match policy.connectors {
         Some(list) => list,
         None => connectors.keys().cloned().collect(),
     };
-    let mut names: Vec<String> = names.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut names: Vec<String> = names
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     names.retain(|n| connectors.contains_key(n));
     Ok(names)
 }
 
 /// Read-only discovery of every job's subject in every connector its policy applies, one
 /// batch call per connector instance, the instances concurrently.
-pub async fn discover(config: &Config, connectors: &Connectors, jobs: &[Job]) -> Result<Vec<Discovery>, EngineError> {
+pub async fn discover(
+    config: &Config,
+    connectors: &Connectors,
+    jobs: &[Job],
+) -> Result<Vec<Discovery>, EngineError> {
     let mut per_instance: BTreeMap<String, Vec<revoke_core::Subject>> = BTreeMap::new();
     for job in jobs {
         for name in instances_for(config, connectors, job)? {
-            per_instance.entry(name).or_default().push(job.subject.clone());
+            per_instance
+                .entry(name)
+                .or_default()
+                .push(job.subject.clone());
         }
     }
     let mut set = JoinSet::new();
     for (name, subjects) in per_instance {
-        let Some(c) = connectors.get(&name).cloned() else { continue };
+        let Some(c) = connectors.get(&name).cloned() else {
+            continue;
+        };
         set.spawn(async move {
             let r = c.discover_many(&subjects).await;
             (name, subjects, r)
@@ -52,7 +76,11 @@ pub async fn discover(config: &Config, connectors: &Connectors, jobs: &[Job]) ->
         })?;
         let found = r.map_err(|error| EngineError::Discovery {
             connector: name.clone(),
-            subject: subjects.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
+            subject: subjects
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             error,
         })?;
         out.extend(found);
@@ -93,21 +121,35 @@ pub fn plan_jobs(
     let mut actions = Vec::new();
     let mut notes = Vec::new();
     for job in &jobs {
-        let policy = config.policy(&job.policy).ok_or_else(|| EngineError::UnknownPolicy {
-            job: job.id.to_string(),
-            policy: job.policy.clone(),
-            known: config.policies.keys().cloned().collect::<Vec<_>>().join(", "),
-        })?;
+        let policy = config
+            .policy(&job.policy)
+            .ok_or_else(|| EngineError::UnknownPolicy {
+                job: job.id.to_string(),
+                policy: job.policy.clone(),
+                known: config
+                    .policies
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         let instances = instances_for(config, connectors, job)?;
         let contain_at = match job.risk {
             Risk::High => None,
             Risk::Standard => Some(job.effective_at),
         };
-        let delete_at = Some(job.effective_at + ChronoDuration::days(i64::from(policy.retention_days)));
+        let delete_at =
+            Some(job.effective_at + ChronoDuration::days(i64::from(policy.retention_days)));
         let mut found_anywhere = false;
-        let subject_protected = job.subject.identifiers().find(|i| config.protected.is_protected(i));
+        let subject_protected = job
+            .subject
+            .identifiers()
+            .find(|i| config.protected.is_protected(i));
         for name in &instances {
-            let Some(d) = discoveries.iter().find(|d| &d.connector == name && d.subject == job.subject.id) else {
+            let Some(d) = discoveries
+                .iter()
+                .find(|d| &d.connector == name && d.subject == job.subject.id)
+            else {
                 continue;
             };
             if !d.found {
@@ -115,8 +157,12 @@ pub fn plan_jobs(
             }
             found_anywhere = true;
             let proposals = connectors[name].plan(&job.subject, d);
-            let protected = subject_protected
-                .or_else(|| proposals.iter().map(|p| p.account.as_str()).find(|a| config.protected.is_protected(a)));
+            let protected = subject_protected.or_else(|| {
+                proposals
+                    .iter()
+                    .map(|p| p.account.as_str())
+                    .find(|a| config.protected.is_protected(a))
+            });
             if let Some(account) = protected {
                 notes.push(PlanNote {
                     subject: job.subject.id.clone(),
@@ -130,7 +176,12 @@ pub fn plan_jobs(
             }
             let ids: BTreeMap<(ActionKind, String), ActionId> = proposals
                 .iter()
-                .map(|p| ((p.kind.clone(), p.target.clone()), ActionId::derive(&job.id, name, &p.kind, &p.target)))
+                .map(|p| {
+                    (
+                        (p.kind.clone(), p.target.clone()),
+                        ActionId::derive(&job.id, name, &p.kind, &p.target),
+                    )
+                })
                 .collect();
             for p in proposals {
                 let not_before = match p.phase {
@@ -138,7 +189,8 @@ pub fn plan_jobs(
                     Phase::Manual | Phase::Verify => None,
                     Phase::Contain | Phase::Transfer | Phase::Revoke => contain_at,
                 };
-                let mut depends_on: Vec<ActionId> = p.after.iter().filter_map(|k| ids.get(k).cloned()).collect();
+                let mut depends_on: Vec<ActionId> =
+                    p.after.iter().filter_map(|k| ids.get(k).cloned()).collect();
                 depends_on.sort();
                 depends_on.dedup();
                 actions.push(Action {
@@ -159,7 +211,11 @@ pub fn plan_jobs(
         if !found_anywhere && !notes.iter().any(|n| n.subject == job.subject.id) {
             return Err(EngineError::UnknownSubject {
                 subject: job.subject.id.clone(),
-                searched: if instances.is_empty() { "no connector applies".into() } else { instances.join(", ") },
+                searched: if instances.is_empty() {
+                    "no connector applies".into()
+                } else {
+                    instances.join(", ")
+                },
             });
         }
         for step in &policy.manual {
@@ -184,11 +240,26 @@ pub fn plan_jobs(
         }
     }
     actions.sort_by(|a, b| {
-        (&a.job_id, a.phase, &a.connector, &a.kind, &a.target).cmp(&(&b.job_id, b.phase, &b.connector, &b.kind, &b.target))
+        (&a.job_id, a.phase, &a.connector, &a.kind, &a.target).cmp(&(
+            &b.job_id,
+            b.phase,
+            &b.connector,
+            &b.kind,
+            &b.target,
+        ))
     });
     let snapshot = snapshot_of(discoveries);
     let fingerprint = Plan::fingerprint_of(&snapshot, &actions);
-    Ok(Plan { format_version: PLAN_FORMAT_VERSION, id, created_at, jobs, snapshot, actions, notes, fingerprint })
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        id,
+        created_at,
+        jobs,
+        snapshot,
+        actions,
+        notes,
+        fingerprint,
+    })
 }
 
 /// Whether a saved plan still matches the world.
@@ -200,30 +271,56 @@ pub enum Staleness {
 }
 
 /// Re-discovers and re-plans a saved plan's jobs; the plan is fresh when the fingerprint matches.
-pub async fn check_fresh(config: &Config, connectors: &Connectors, plan: &Plan) -> Result<Staleness, EngineError> {
+pub async fn check_fresh(
+    config: &Config,
+    connectors: &Connectors,
+    plan: &Plan,
+) -> Result<Staleness, EngineError> {
     if plan.format_version != PLAN_FORMAT_VERSION {
-        return Err(EngineError::PlanFormat { found: plan.format_version, expected: PLAN_FORMAT_VERSION });
+        return Err(EngineError::PlanFormat {
+            found: plan.format_version,
+            expected: PLAN_FORMAT_VERSION,
+        });
     }
     if !plan.fingerprint_is_valid() {
         return Err(EngineError::TamperedPlan);
     }
     let discoveries = discover(config, connectors, &plan.jobs).await?;
     let snapshot = snapshot_of(&discoveries);
-    let mut changes: Vec<String> = plan.snapshot.diff(&snapshot).iter().map(ToString::to_string).collect();
-    match plan_jobs(config, connectors, plan.jobs.clone(), &discoveries, plan.id.clone(), plan.created_at) {
+    let mut changes: Vec<String> = plan
+        .snapshot
+        .diff(&snapshot)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    match plan_jobs(
+        config,
+        connectors,
+        plan.jobs.clone(),
+        &discoveries,
+        plan.id.clone(),
+        plan.created_at,
+    ) {
         Ok(now) if now.fingerprint == plan.fingerprint => return Ok(Staleness::Fresh),
         Ok(now) => {
             if changes.is_empty() {
                 let before: BTreeSet<&ActionId> = plan.actions.iter().map(|a| &a.id).collect();
                 let after: BTreeSet<&ActionId> = now.actions.iter().map(|a| &a.id).collect();
                 for a in after.difference(&before) {
-                    changes.push(format!("action {a} would now be planned (configuration changed)"));
+                    changes.push(format!(
+                        "action {a} would now be planned (configuration changed)"
+                    ));
                 }
                 for a in before.difference(&after) {
-                    changes.push(format!("action {a} would no longer be planned (configuration changed)"));
+                    changes.push(format!(
+                        "action {a} would no longer be planned (configuration changed)"
+                    ));
                 }
                 if changes.is_empty() {
-                    changes.push("the configuration changed the planned actions' parameters or timing".into());
+                    changes.push(
+                        "the configuration changed the planned actions' parameters or timing"
+                            .into(),
+                    );
                 }
             }
         }

@@ -17,7 +17,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.factories.iter().map(|x| x.kind())).finish()
+        f.debug_list()
+            .entries(self.factories.iter().map(|x| x.kind()))
+            .finish()
     }
 }
 
@@ -45,13 +47,20 @@ impl Registry {
     pub fn build(&self, config: &Config) -> Result<Connectors, EngineError> {
         let mut out = Connectors::new();
         for (name, section) in &config.connectors {
-            let factory = self.factories.iter().find(|f| f.kind() == section.kind).ok_or_else(|| {
-                EngineError::UnknownConnector { connector: format!("{name} (kind {:?})", section.kind) }
-            })?;
+            let factory = self
+                .factories
+                .iter()
+                .find(|f| f.kind() == section.kind)
+                .ok_or_else(|| EngineError::UnknownConnector {
+                    connector: format!("{name} (kind {:?})", section.kind),
+                })?;
             let params = serde_json::Value::Object(section.params.clone());
             let c = factory
                 .build(name, &params)
-                .map_err(|issue| EngineError::Build { connector: name.clone(), issue })?;
+                .map_err(|issue| EngineError::Build {
+                    connector: name.clone(),
+                    issue,
+                })?;
             out.insert(name.clone(), c);
         }
         Ok(out)

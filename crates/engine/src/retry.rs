@@ -26,7 +26,9 @@ impl From<&RetryConfig> for RetryPolicy {
 impl RetryPolicy {
     /// The ceiling of the wait after attempt `attempt` (1-based): min(cap, base * 2^(attempt-1)).
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX);
+        let factor = 1u64
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u64::MAX);
         let ms = (self.base.as_millis() as u64).saturating_mul(factor);
         Duration::from_millis(ms).min(self.cap)
     }
@@ -79,22 +81,41 @@ mod tests {
     fn jitter_stays_within_the_ceiling_and_spreads() {
         let p = policy();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let delays: Vec<Duration> =
-            (0..200).map(|_| p.next_delay(3, Duration::ZERO, None, &mut rng).expect("retry")).collect();
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| {
+                p.next_delay(3, Duration::ZERO, None, &mut rng)
+                    .expect("retry")
+            })
+            .collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(400)));
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
-        assert!(distinct.len() > 50, "full jitter spreads the delays, found {} distinct", distinct.len());
+        assert!(
+            distinct.len() > 50,
+            "full jitter spreads the delays, found {} distinct",
+            distinct.len()
+        );
     }
 
     #[test]
     fn retry_after_is_a_floor_and_limits_end_retries() {
         let p = policy();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let d = p.next_delay(1, Duration::ZERO, Some(Duration::from_secs(3)), &mut rng).expect("retry");
+        let d = p
+            .next_delay(1, Duration::ZERO, Some(Duration::from_secs(3)), &mut rng)
+            .expect("retry");
         assert!(d >= Duration::from_secs(3));
-        assert_eq!(p.next_delay(5, Duration::ZERO, None, &mut rng), None, "max attempts reached");
         assert_eq!(
-            p.next_delay(1, Duration::from_secs(9), Some(Duration::from_secs(2)), &mut rng),
+            p.next_delay(5, Duration::ZERO, None, &mut rng),
+            None,
+            "max attempts reached"
+        );
+        assert_eq!(
+            p.next_delay(
+                1,
+                Duration::from_secs(9),
+                Some(Duration::from_secs(2)),
+                &mut rng
+            ),
             None,
             "would pass max elapsed"
         );

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use revoke_core::{
-    Action, ActionKey, ActionKind, Connector, ConnectorError, Discovery, Finding, Job, JobId, Outcome, Phase, PlanId,
-    ProposedAction, Risk, Subject, Verdict,
+    Action, ActionKey, ActionKind, Connector, ConnectorError, Discovery, Finding, Job, JobId,
+    Outcome, Phase, PlanId, ProposedAction, Risk, Subject, Verdict,
 };
 use revoke_engine::{discover, plan_jobs, Connectors, Executor};
 use revoke_store::{ActionState, SqliteStore, Store};
@@ -73,7 +73,10 @@ impl Connector for Scripted {
             })
             .collect();
         if self.targets.iter().any(|t| t == "account") {
-            let after = out.iter().map(|p| (p.kind.clone(), p.target.clone())).collect();
+            let after = out
+                .iter()
+                .map(|p| (p.kind.clone(), p.target.clone()))
+                .collect();
             out.push(ProposedAction {
                 kind: ActionKind::from("delete_account"),
                 target: "account".into(),
@@ -88,16 +91,28 @@ impl Connector for Scripted {
     }
     async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
         let store = self.store.lock().expect("lock").clone().expect("store set");
-        let rec = store.action(&action.id).await.expect("read").expect("recorded");
+        let rec = store
+            .action(&action.id)
+            .await
+            .expect("read")
+            .expect("recorded");
         if rec.state != ActionState::Running || rec.attempts == 0 || &rec.action.key != key {
             self.unrecorded_calls.fetch_add(1, Ordering::SeqCst);
         }
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
-        self.calls.lock().expect("lock").push((action.target.clone(), Instant::now()));
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((action.target.clone(), Instant::now()));
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
-        let next = self.script.lock().expect("lock").get_mut(&action.target).and_then(VecDeque::pop_front);
+        let next = self
+            .script
+            .lock()
+            .expect("lock")
+            .get_mut(&action.target)
+            .and_then(VecDeque::pop_front);
         next.unwrap_or(Ok(Outcome::Done))
     }
     async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
@@ -113,13 +128,22 @@ struct Harness {
     plan: PlanId,
 }
 
-async fn harness(targets: &[&str], script: Vec<(&str, Vec<Result<Outcome, ConnectorError>>)>, extra_config: &str) -> Harness {
+async fn harness(
+    targets: &[&str],
+    script: Vec<(&str, Vec<Result<Outcome, ConnectorError>>)>,
+    extra_config: &str,
+) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("db").display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
     let conn = Arc::new(Scripted {
         targets: targets.iter().map(|s| s.to_string()).collect(),
-        script: Mutex::new(script.into_iter().map(|(t, v)| (t.to_string(), v.into_iter().collect())).collect()),
+        script: Mutex::new(
+            script
+                .into_iter()
+                .map(|(t, v)| (t.to_string(), v.into_iter().collect()))
+                .collect(),
+        ),
         ..Default::default()
     });
     *conn.store.lock().expect("lock") = Some(store.clone());
@@ -138,11 +162,27 @@ async fn harness(targets: &[&str], script: Vec<(&str, Vec<Result<Outcome, Connec
         requested_by: "test".into(),
         policy: "default".into(),
     }];
-    let discoveries = discover(&config, &connectors, &jobs).await.expect("discover");
-    let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("p1".into()), Utc::now()).expect("plan");
+    let discoveries = discover(&config, &connectors, &jobs)
+        .await
+        .expect("discover");
+    let plan = plan_jobs(
+        &config,
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("p1".into()),
+        Utc::now(),
+    )
+    .expect("plan");
     let exec = Executor::new(store.clone(), connectors, &config, "test-executor");
     exec.record(&plan).await.expect("record");
-    Harness { _dir: dir, store, conn, exec, plan: plan.id }
+    Harness {
+        _dir: dir,
+        store,
+        conn,
+        exec,
+        plan: plan.id,
+    }
 }
 
 async fn states(h: &Harness) -> BTreeMap<String, (ActionState, u32)> {
@@ -159,7 +199,13 @@ async fn states(h: &Harness) -> BTreeMap<String, (ActionState, u32)> {
 async fn retryable_errors_are_retried_until_success_and_the_ledger_comes_first() {
     let h = harness(
         &["a", "b"],
-        vec![("a", vec![Err(ConnectorError::retryable("busy", "server busy")), Err(ConnectorError::retryable("busy", "server busy"))])],
+        vec![(
+            "a",
+            vec![
+                Err(ConnectorError::retryable("busy", "server busy")),
+                Err(ConnectorError::retryable("busy", "server busy")),
+            ],
+        )],
         "",
     )
     .await;
@@ -168,17 +214,31 @@ async fn retryable_errors_are_retried_until_success_and_the_ledger_comes_first()
     let s = states(&h).await;
     assert_eq!(s["a"], (ActionState::Done, 3));
     assert_eq!(s["b"], (ActionState::Done, 1));
-    assert_eq!(h.conn.unrecorded_calls.load(Ordering::SeqCst), 0, "every call was recorded before it was sent");
+    assert_eq!(
+        h.conn.unrecorded_calls.load(Ordering::SeqCst),
+        0,
+        "every call was recorded before it was sent"
+    );
     let audit = h.store.audit_log().await.expect("audit");
     assert!(revoke_store::verify_chain(&audit).is_empty());
-    assert_eq!(audit.iter().filter(|e| e.kind == "action.attempt").count(), 4);
+    assert_eq!(
+        audit.iter().filter(|e| e.kind == "action.attempt").count(),
+        4
+    );
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let h = harness(
         &["a"],
-        vec![("a", vec![Err(ConnectorError::rate_limited(Duration::from_millis(600), "rate_limited", "slow down"))])],
+        vec![(
+            "a",
+            vec![Err(ConnectorError::rate_limited(
+                Duration::from_millis(600),
+                "rate_limited",
+                "slow down",
+            ))],
+        )],
         "",
     )
     .await;
@@ -186,29 +246,47 @@ async fn retry_after_is_honoured() {
     let calls = h.conn.calls.lock().expect("lock").clone();
     assert_eq!(calls.len(), 2);
     let gap = calls[1].1 - calls[0].1;
-    assert!(gap >= Duration::from_millis(600), "second call came {gap:?} after the first");
+    assert!(
+        gap >= Duration::from_millis(600),
+        "second call came {gap:?} after the first"
+    );
 }
 
 #[tokio::test]
 async fn a_permanent_error_fails_once_and_blocks_what_depends_on_it() {
     let h = harness(
         &["a", "b", "account"],
-        vec![("a", vec![Err(ConnectorError::permanent("denied", "no such thing"))])],
+        vec![(
+            "a",
+            vec![Err(ConnectorError::permanent("denied", "no such thing"))],
+        )],
         "",
     )
     .await;
     let summary = h.exec.run_plan(&h.plan).await.expect("run");
     let s = states(&h).await;
-    assert_eq!(s["a"], (ActionState::Failed, 1), "permanent errors are not retried");
+    assert_eq!(
+        s["a"],
+        (ActionState::Failed, 1),
+        "permanent errors are not retried"
+    );
     assert_eq!(s["b"], (ActionState::Done, 1));
     assert_eq!(s["account"], (ActionState::Blocked, 0), "never attempted");
     assert!(summary.has_problems());
-    assert!(!h.conn.calls.lock().expect("lock").iter().any(|(t, _)| t == "account"));
+    assert!(!h
+        .conn
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|(t, _)| t == "account"));
 }
 
 #[tokio::test]
 async fn retries_stop_at_max_attempts() {
-    let errs = (0..10).map(|_| Err(ConnectorError::retryable("unavailable", "down"))).collect();
+    let errs = (0..10)
+        .map(|_| Err(ConnectorError::retryable("unavailable", "down")))
+        .collect();
     let h = harness(&["a"], vec![("a", errs)], "").await;
     h.exec.run_plan(&h.plan).await.expect("run");
     let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
@@ -222,8 +300,15 @@ async fn the_concurrency_limit_per_connector_holds() {
     let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
     let h = harness(&refs, vec![], "").await;
     h.exec.run_plan(&h.plan).await.expect("run");
-    assert_eq!(h.conn.max_running.load(Ordering::SeqCst), 2, "concurrency = 2 for this instance");
-    assert!(states(&h).await.values().all(|(s, n)| *s == ActionState::Done && *n == 1));
+    assert_eq!(
+        h.conn.max_running.load(Ordering::SeqCst),
+        2,
+        "concurrency = 2 for this instance"
+    );
+    assert!(states(&h)
+        .await
+        .values()
+        .all(|(s, n)| *s == ActionState::Done && *n == 1));
 }
 
 #[tokio::test]

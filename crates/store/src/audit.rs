@@ -80,10 +80,16 @@ pub fn verify_chain(entries: &[AuditEntry]) -> Vec<AuditProblem> {
     let mut prev_seq = 0;
     for e in entries {
         if e.seq != expected {
-            problems.push(AuditProblem::Gap { seq: e.seq, expected });
+            problems.push(AuditProblem::Gap {
+                seq: e.seq,
+                expected,
+            });
         }
         if e.prev_hash != prev_hash {
-            problems.push(AuditProblem::BrokenLink { seq: e.seq, prev_seq });
+            problems.push(AuditProblem::BrokenLink {
+                seq: e.seq,
+                prev_seq,
+            });
         }
         if AuditEntry::compute_hash(e.seq, &e.prev_hash, &e.as_new()) != e.hash {
             problems.push(AuditProblem::Altered { seq: e.seq });
@@ -110,7 +116,10 @@ mod tests {
                 action_id: None,
                 data: format!("{{\"n\":{seq}}}"),
             };
-            let prev = out.last().map(|e| e.hash.clone()).unwrap_or_else(|| GENESIS_HASH.to_string());
+            let prev = out
+                .last()
+                .map(|e| e.hash.clone())
+                .unwrap_or_else(|| GENESIS_HASH.to_string());
             let hash = AuditEntry::compute_hash(seq, &prev, &new);
             out.push(AuditEntry {
                 seq,
@@ -144,7 +153,19 @@ mod tests {
         let mut c = chain(5);
         c.remove(2);
         let p = verify_chain(&c);
-        assert!(p.contains(&AuditProblem::Gap { seq: 4, expected: 3 }), "{p:?}");
-        assert!(p.contains(&AuditProblem::BrokenLink { seq: 4, prev_seq: 2 }), "{p:?}");
+        assert!(
+            p.contains(&AuditProblem::Gap {
+                seq: 4,
+                expected: 3
+            }),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&AuditProblem::BrokenLink {
+                seq: 4,
+                prev_seq: 2
+            }),
+            "{p:?}"
+        );
     }
 }

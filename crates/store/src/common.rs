@@ -203,24 +203,33 @@ where
     col(row, name)
 }
 
-/// The runnable actions (see `Store::lease_due`), oldest in plan order first. `$1` now, `$2` the
-/// plan (NULL for every plan), `$3` the limit; `$suffix` is the backend's locking clause.
+/// The runnable actions (see `Store::lease_due`), in plan order. `$1` now, `$2` the plan (or NULL
+/// for every plan, with `all`), `$3` the limit; `$suffix` is the backend's locking clause.
+/// Expired `running` leases were turned back to `pending` just before (see `lease_due`), so the
+/// query reads only `pending` rows, and with a plan it walks the `(plan_id, state, seq)` index in
+/// order and stops at the limit instead of visiting every action of the plan.
 macro_rules! lease_candidates_sql {
-    ($suffix:literal) => {
+    (plan, $suffix:literal) => {
+        $crate::common::lease_candidates_sql!(@ "AND a.plan_id = $2 ", "ORDER BY a.seq ", $suffix)
+    };
+    (all, $suffix:literal) => {
+        $crate::common::lease_candidates_sql!(@ "AND CAST($2 AS TEXT) IS NULL ", "ORDER BY a.seq, a.plan_id, a.id ", $suffix)
+    };
+    (@ $plan:literal, $order:literal, $suffix:literal) => {
         concat!(
             "SELECT a.id FROM actions a \
-             WHERE (a.state = 'pending' OR (a.state = 'running' AND a.lease_expires_at < $1)) \
-               AND a.manual = FALSE \
+             WHERE a.state = 'pending' ",
+            $plan,
+            "AND a.manual = FALSE \
                AND (a.not_before IS NULL OR a.not_before <= $1) \
                AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= $1) \
                AND (a.lease_owner IS NULL OR a.lease_expires_at IS NULL OR a.lease_expires_at < $1) \
-               AND a.plan_id = COALESCE($2, a.plan_id) \
                AND NOT EXISTS ( \
                    SELECT 1 FROM action_deps d JOIN actions p ON p.id = d.depends_on \
                    WHERE d.action_id = a.id \
-                     AND p.state NOT IN ('done', 'already_done', 'skipped', 'acknowledged')) \
-             ORDER BY a.seq, a.plan_id, a.id \
-             LIMIT $3",
+                     AND p.state NOT IN ('done', 'already_done', 'skipped', 'acknowledged')) ",
+            $order,
+            "LIMIT $3",
             $suffix
         )
     };
@@ -231,7 +240,7 @@ pub(crate) use lease_candidates_sql;
 /// field, `begin_write` (a transaction that may write), `lock_audit` (serializes audit appends
 /// within that transaction), and a module-level `map_err(sqlx::Error) -> StoreError`.
 macro_rules! impl_store {
-    ($store:ty, lease_candidates = $lease_sql:expr) => {
+    ($store:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr) => {
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn insert_plan(
@@ -390,7 +399,15 @@ macro_rules! impl_store {
                 let expires = lease_expiry(now, ttl)?;
                 let now = micros(now);
                 let mut tx = self.begin_write().await?;
-                let ids = sqlx::query($lease_sql)
+                // An executor that died mid-action left it `running`; once its lease has run out
+                // the action is runnable again (the next attempt is numbered after its last one).
+                sqlx::query("UPDATE actions SET state = 'pending' WHERE state = 'running' AND lease_expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let sql = if plan.is_some() { $lease_plan } else { $lease_all };
+                let ids = sqlx::query(sql)
                     .bind(now)
                     .bind(plan.map(|p| p.0.as_str()))
                     .bind(i64::from(limit))

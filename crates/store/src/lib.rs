@@ -68,7 +68,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records the next attempt (action key and attempt number) BEFORE the mutating call is sent;
     /// sets the state to `Running`. Fails with `StoreError::LeaseLost` unless `owner` holds a live
     /// lease. Returns the attempt number (1 for the first).
-    async fn begin_attempt(&self, id: &ActionId, owner: &str, now: DateTime<Utc>) -> Result<u32, StoreError>;
+    async fn begin_attempt(
+        &self,
+        id: &ActionId,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StoreError>;
 
     /// Records how an attempt ended and releases the lease. A retryable error with `retry_at`
     /// puts the action back to `Pending` (due again at `retry_at`); otherwise it ends the action.
@@ -82,14 +87,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Marks actions `Blocked` (a prerequisite failed); only those still `Pending`.
-    async fn mark_blocked(&self, ids: &[ActionId], reason: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_blocked(
+        &self,
+        ids: &[ActionId],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Records the read-only re-check of a finished action.
-    async fn record_verdict(&self, id: &ActionId, verdict: &Verdict, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn record_verdict(
+        &self,
+        id: &ActionId,
+        verdict: &Verdict,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Acknowledges a manual action. `StoreError::NotFound` if there is no such action of that job,
     /// `StoreError::Conflict` if it is not awaiting acknowledgement.
-    async fn acknowledge(&self, job: &JobId, id: &ActionId, by: &str, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn acknowledge(
+        &self,
+        job: &JobId,
+        id: &ActionId,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Appends to the audit log, chaining the entry to the previous one's hash. Serialized across
     /// writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an advisory transaction lock).

@@ -53,12 +53,22 @@ impl ActionState {
 
     /// A state a dependent action may proceed after.
     pub fn is_success(&self) -> bool {
-        matches!(self, ActionState::Done | ActionState::AlreadyDone | ActionState::Skipped | ActionState::Acknowledged)
+        matches!(
+            self,
+            ActionState::Done
+                | ActionState::AlreadyDone
+                | ActionState::Skipped
+                | ActionState::Acknowledged
+        )
     }
 
     /// A state nothing more will happen in.
     pub fn is_final(&self) -> bool {
-        self.is_success() || matches!(self, ActionState::Failed | ActionState::Blocked | ActionState::Cancelled)
+        self.is_success()
+            || matches!(
+                self,
+                ActionState::Failed | ActionState::Blocked | ActionState::Cancelled
+            )
     }
 
     pub fn from_outcome(o: &Outcome) -> Self {
@@ -81,7 +91,10 @@ impl std::fmt::Display for ActionState {
 pub enum AttemptResult {
     Succeeded(Outcome),
     /// `retry_at: Some` puts the action back in the queue; `None` fails it for good.
-    Failed { error: ConnectorError, retry_at: Option<DateTime<Utc>> },
+    Failed {
+        error: ConnectorError,
+        retry_at: Option<DateTime<Utc>>,
+    },
 }
 
 /// An action with everything recorded about it.

@@ -69,5 +69,6 @@ fn map_err(e: sqlx::Error) -> StoreError {
 
 impl_store!(
     PostgresStore,
-    lease_candidates = lease_candidates_sql!(" FOR UPDATE OF a SKIP LOCKED")
+    lease_plan = lease_candidates_sql!(plan, " FOR UPDATE OF a SKIP LOCKED"),
+    lease_all = lease_candidates_sql!(all, " FOR UPDATE OF a SKIP LOCKED")
 );

@@ -67,7 +67,11 @@ delete_entry = true
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config").arg(&self.config).args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("RUST_LOG");
         c
     }
 
@@ -94,7 +98,10 @@ delete_entry = true
                 &["cn"],
             )
             .expect("search");
-        out.lines().filter_map(|l| l.strip_prefix("cn: ")).map(str::to_string).collect()
+        out.lines()
+            .filter_map(|l| l.strip_prefix("cn: "))
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -117,7 +124,11 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 

@@ -45,7 +45,8 @@ CREATE TABLE actions (
     lease_expires_at BIGINT
 );
 
-CREATE INDEX actions_due ON actions (state, not_before);
+CREATE INDEX actions_queue ON actions (plan_id, state, seq);
+CREATE INDEX actions_state ON actions (state, seq);
 CREATE INDEX actions_plan ON actions (plan_id, seq);
 CREATE INDEX actions_job ON actions (job_id);
 
