@@ -285,7 +285,10 @@ async fn record_and_execute(
 ) -> anyhow::Result<u8> {
     match exec.record(plan).await {
         Ok(()) => {}
-        Err(EngineError::Store(StoreError::Conflict(_))) => {
+        Err(EngineError::Store(StoreError::Conflict(why))) => {
+            if store.plan(&plan.id).await?.is_none() {
+                bail!("cannot record plan {}: {why}", plan.id);
+            }
             eprintln!("plan {} was recorded by another run meanwhile: running it alongside (leases keep each action to one executor)", plan.id);
         }
         Err(e) => return Err(e.into()),
@@ -465,7 +468,16 @@ async fn ack(
     let store = ctx.store().await?;
     let by = by.unwrap_or_else(operator);
     let job_id = JobId(job.to_string());
-    let action_id = ActionId(action.to_string());
+    let plan = job_plan(&store, job).await?;
+    // A manual step may be named by its action id or by its step id from config.
+    let action_id = store
+        .actions(&plan)
+        .await?
+        .into_iter()
+        .map(|r| r.action)
+        .find(|a| a.job_id == job_id && (a.id.0 == action || (a.is_manual() && a.target == action)))
+        .map(|a| a.id)
+        .unwrap_or_else(|| ActionId(action.to_string()));
     match store
         .acknowledge(&job_id, &action_id, &by, Utc::now())
         .await
@@ -483,11 +495,11 @@ async fn ack(
             actor: format!("revokectl:{by}"),
             kind: "action.acknowledged".into(),
             job_id: Some(job.to_string()),
-            action_id: Some(action.to_string()),
+            action_id: Some(action_id.0.clone()),
             data: serde_json::json!({ "by": by }).to_string(),
         })
         .await?;
-    println!("acknowledged {action} of job {job} (by {by})");
+    println!("acknowledged {action_id} of job {job} (by {by})");
     Ok(0)
 }
 

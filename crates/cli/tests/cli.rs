@@ -399,14 +399,24 @@ fn manual_steps_wait_for_acknowledgement() {
         .to_string();
     let status = env.ctl(&["status", &job]).ok();
     assert!(status.stdout.contains("awaiting"), "{}", status.stdout);
-    env.ctl(&["ack", &job, "manual.collect-laptop", "--by", "it-desk"])
+    let step = run
+        .json_lines()
+        .into_iter()
+        .find(|l| l["kind"] == "manual_step")
+        .expect("manual step");
+    let step_id = step["action_id"].as_str().expect("id").to_string();
+    assert!(step_id.starts_with("manual.collect-laptop."), "{step_id}");
+    // By the step's name from config, or by its action id.
+    let acked = env
+        .ctl(&["ack", &job, "collect-laptop", "--by", "it-desk"])
         .ok();
-    let again = env.ctl(&["ack", &job, "manual.collect-laptop"]);
+    assert!(acked.stdout.contains(&step_id), "{}", acked.stdout);
+    let again = env.ctl(&["ack", &job, &step_id]);
     assert_eq!(again.code, 1);
     assert!(
         again
             .stderr
-            .contains("cannot acknowledge manual.collect-laptop"),
+            .contains(&format!("cannot acknowledge {step_id}")),
         "{}",
         again.stderr
     );
@@ -417,7 +427,7 @@ fn manual_steps_wait_for_acknowledgement() {
     let manual = results
         .json_lines()
         .into_iter()
-        .find(|l| l["action_id"] == "manual.collect-laptop")
+        .find(|l| l["action_id"] == step_id.as_str())
         .expect("manual");
     assert_eq!(manual["outcome"], "acknowledged");
     assert!(
@@ -555,4 +565,79 @@ fn two_executors_on_one_postgres_store_never_run_an_action_twice() {
     }
     assert!(per_dn.values().all(|n| *n == 1), "{per_dn:?}");
     env.ctl(&["audit", "verify"]).ok();
+}
+
+#[test]
+fn a_future_effective_date_waits_unless_the_risk_is_high_and_resume_runs_what_became_due() {
+    let env = Env::new(PLACEHOLDER, "");
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let standard = env
+        .ctl(&[
+            "apply",
+            "--user",
+            "bob",
+            "--effective",
+            &soon,
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
+        .ok();
+    let lines = standard.json_lines();
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["connector"] == "corp-ldap")
+            .all(|l| l["outcome"] == "pending" && l["not_before"].is_string()),
+        "a standard job waits for its effective time: {}",
+        standard.stdout
+    );
+    let nothing_yet = env.ctl(&["resume"]).ok();
+    assert!(
+        nothing_yet.stdout.contains("nothing is due"),
+        "{}",
+        nothing_yet.stdout
+    );
+
+    let high = env
+        .ctl(&[
+            "apply",
+            "--user",
+            "alice",
+            "--effective",
+            "2030-01-01",
+            "--risk",
+            "high",
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
+        .ok();
+    let got = outcomes(&high);
+    assert_eq!(
+        got.values().filter(|o| *o == "done").count(),
+        5,
+        "high risk contains and revokes at once: {got:?}\n{}\n{}",
+        high.stdout,
+        high.stderr
+    );
+    assert!(env.alice_locked());
+
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let resumed = env.ctl(&["resume", "-o", "jsonl"]).ok();
+    let got = outcomes(&resumed);
+    assert_eq!(
+        got.values().filter(|o| *o == "done").count(),
+        3,
+        "bob's lock and 2 groups ran once due: {got:?}"
+    );
+    let bob = env
+        .slapd
+        .search(
+            "uid=bob,ou=people,dc=example,dc=org",
+            "(objectClass=*)",
+            &["pwdAccountLockedTime"],
+        )
+        .expect("search");
+    assert!(bob.contains("000001010000Z"), "{bob}");
 }

@@ -220,15 +220,17 @@ pub fn plan_jobs(
         }
         for step in &policy.manual {
             let kind = ActionKind::from("manual_step");
+            let key = ActionKey::derive(&job.id, MANUAL_CONNECTOR, &kind, &step.id);
             let mut params = BTreeMap::from([("title".to_string(), step.title.clone())]);
             if let Some(i) = &step.instructions {
                 params.insert("instructions".into(), i.clone());
             }
             actions.push(Action {
-                id: ActionId(format!("manual.{}", step.id)),
+                // Readable and unique across jobs: `manual.collect-laptop.1f2e3d4c`.
+                id: ActionId(format!("manual.{}.{}", step.id, &key.0[..8])),
                 job_id: job.id.clone(),
                 connector: MANUAL_CONNECTOR.into(),
-                key: ActionKey::derive(&job.id, MANUAL_CONNECTOR, &kind, &step.id),
+                key,
                 kind,
                 target: step.id.clone(),
                 params,
