@@ -641,3 +641,32 @@ fn a_future_effective_date_waits_unless_the_risk_is_high_and_resume_runs_what_be
         .expect("search");
     assert!(bob.contains("000001010000Z"), "{bob}");
 }
+
+#[test]
+fn the_bind_password_appears_in_no_log_result_plan_or_store() {
+    let env = Env::new(PLACEHOLDER, "");
+    let password = revoke_testkit::Slapd::ROOT_PW;
+    let plan_file = env.path("plan.json");
+    let plan_path = plan_file.to_str().expect("utf-8");
+    let mut seen = String::new();
+    for args in [
+        vec![
+            "-vv", "plan", "--user", "alice", "-out", plan_path, "-o", "json",
+        ],
+        vec!["-vv", "apply", plan_path, "--auto-approve", "-o", "jsonl"],
+        vec!["-vv", "status", "-o", "json"],
+        vec!["-vv", "results"],
+        vec!["-vv", "config", "check"],
+    ] {
+        let run = env.ctl(&args).ok();
+        seen.push_str(&run.stdout);
+        seen.push_str(&run.stderr);
+    }
+    assert!(seen.contains("DEBUG"), "debug logs were on");
+    seen.push_str(&std::fs::read_to_string(&plan_file).expect("plan"));
+    for entry in std::fs::read_dir(env.dir.path().join("data")).expect("data dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("store file");
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert!(!seen.contains(password), "the bind password leaked");
+}
