@@ -8,7 +8,7 @@ use revoke_core::{ActionId, Job, JobId, Plan, PlanId, Risk, Subject};
 use revoke_engine::{
     check_fresh, discover, plan_jobs, EngineError, Executor, RunSummary, Staleness,
 };
-use revoke_store::{verify_chain, ActionState, NewAuditEntry, Store, StoreError};
+use revoke_store::{verify_chain, ActionState, Store, StoreError};
 
 use crate::context::{operator, Context};
 use crate::render;
@@ -478,6 +478,7 @@ async fn ack(
         .find(|a| a.job_id == job_id && (a.id.0 == action || (a.is_manual() && a.target == action)))
         .map(|a| a.id)
         .unwrap_or_else(|| ActionId(action.to_string()));
+    // The store audits the acknowledgement (actor `by`) in the same transaction.
     match store
         .acknowledge(&job_id, &action_id, &by, Utc::now())
         .await
@@ -489,16 +490,6 @@ async fn ack(
         Err(StoreError::Conflict(why)) => bail!("cannot acknowledge {action}: {why}"),
         Err(e) => return Err(e.into()),
     }
-    store
-        .append_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: format!("revokectl:{by}"),
-            kind: "action.acknowledged".into(),
-            job_id: Some(job.to_string()),
-            action_id: Some(action_id.0.clone()),
-            data: serde_json::json!({ "by": by }).to_string(),
-        })
-        .await?;
     println!("acknowledged {action_id} of job {job} (by {by})");
     Ok(0)
 }

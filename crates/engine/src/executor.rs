@@ -145,11 +145,12 @@ impl Executor {
         }
     }
 
+    /// Audits an event about `action` that changes no state in the store (state changes are
+    /// audited by the store itself, in the same transaction).
     async fn audit(
         &self,
         kind: &str,
-        action: Option<&Action>,
-        job: Option<&str>,
+        action: &Action,
         data: serde_json::Value,
     ) -> Result<(), EngineError> {
         self.store
@@ -157,33 +158,19 @@ impl Executor {
                 at: Utc::now(),
                 actor: self.owner.clone(),
                 kind: kind.into(),
-                job_id: action
-                    .map(|a| a.job_id.0.clone())
-                    .or(job.map(str::to_string)),
-                action_id: action.map(|a| a.id.0.clone()),
+                job_id: Some(action.job_id.0.clone()),
+                action_id: Some(action.id.0.clone()),
                 data: data.to_string(),
             })
             .await?;
         Ok(())
     }
 
-    /// Records a reviewed plan in the store (and the audit log) so that it can be run and resumed.
+    /// Records a reviewed plan in the store (which audits it) so that it can be run and resumed.
     pub async fn record(&self, plan: &Plan) -> Result<(), EngineError> {
-        self.store.insert_plan(plan, Utc::now()).await?;
-        for job in &plan.jobs {
-            let data = serde_json::json!({
-                "plan_id": plan.id.0,
-                "fingerprint": plan.fingerprint,
-                "subject": job.subject.id,
-                "risk": job.risk,
-                "effective_at": job.effective_at,
-                "reason": job.reason,
-                "requested_by": job.requested_by,
-                "actions": plan.actions.iter().filter(|a| a.job_id == job.id).count(),
-            });
-            self.audit("plan.recorded", None, Some(&job.id.0), data)
-                .await?;
-        }
+        self.store
+            .insert_plan(plan, &self.owner, Utc::now())
+            .await?;
         Ok(())
     }
 
@@ -258,8 +245,6 @@ impl Executor {
 
     /// Marks `Blocked` every pending action with a prerequisite that failed, was blocked or cancelled.
     async fn block_orphans(&self, records: &[ActionRecord]) -> Result<(), EngineError> {
-        let state: BTreeMap<&ActionId, ActionState> =
-            records.iter().map(|r| (&r.action.id, r.state)).collect();
         let mut dead: BTreeSet<ActionId> = records
             .iter()
             .filter(|r| {
@@ -290,24 +275,12 @@ impl Executor {
             return Ok(());
         }
         let reason = "a prerequisite action failed";
-        self.store.mark_blocked(&newly, reason, Utc::now()).await?;
+        self.store
+            .mark_blocked(&newly, reason, &self.owner, Utc::now())
+            .await?;
         for id in &newly {
             if let Some(r) = records.iter().find(|r| &r.action.id == id) {
                 warn!(job_id = %r.action.job_id, action_id = %id, connector = %r.action.connector, "action blocked: a prerequisite failed");
-                let failed_deps: Vec<&str> = r
-                    .action
-                    .depends_on
-                    .iter()
-                    .filter(|d| state.get(d).is_none_or(|s| !s.is_success()))
-                    .map(|d| d.0.as_str())
-                    .collect();
-                self.audit(
-                    "action.blocked",
-                    Some(&r.action),
-                    None,
-                    serde_json::json!({ "reason": reason, "prerequisites": failed_deps }),
-                )
-                .await?;
             }
         }
         self.emit(ExecEvent::Blocked {
@@ -347,8 +320,6 @@ impl Executor {
             }
             Err(e) => return Err(e.into()),
         };
-        self.audit("action.attempt", Some(&action), None, serde_json::json!({ "key": action.key.0, "attempt": attempt, "kind": action.kind.0, "target": action.target }))
-            .await?;
         self.emit(ExecEvent::Attempt {
             action_id: action.id.0.clone(),
             attempt,
@@ -378,13 +349,6 @@ impl Executor {
                     return Ok(None);
                 }
                 info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
-                self.audit(
-                    "action.finished",
-                    Some(&action),
-                    None,
-                    serde_json::json!({ "attempt": attempt, "outcome": outcome }),
-                )
-                .await?;
                 if let Some(c) = &connector {
                     let verdict =
                         match tokio::time::timeout(self.action_timeout, c.verify(&action)).await {
@@ -397,15 +361,8 @@ impl Executor {
                             },
                         };
                     self.store
-                        .record_verdict(&action.id, &verdict, Utc::now())
+                        .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
                         .await?;
-                    self.audit(
-                        "action.verified",
-                        Some(&action),
-                        None,
-                        serde_json::json!({ "verdict": verdict }),
-                    )
-                    .await?;
                 }
                 self.emit_finished(&action.id).await?;
                 Ok(None)
@@ -438,13 +395,6 @@ impl Executor {
                 {
                     return Ok(None);
                 }
-                self.audit(
-                    "action.attempt_failed",
-                    Some(&action),
-                    None,
-                    serde_json::json!({ "attempt": attempt, "error": error, "retry_at": retry_at }),
-                )
-                .await?;
                 match delay {
                     Some(d) => {
                         warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, delay_ms = d.as_millis() as u64, error = %error, "attempt failed, will retry");
@@ -485,8 +435,7 @@ impl Executor {
                 warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, "lease lost during the attempt; another executor owns the action now");
                 let data =
                     serde_json::json!({ "attempt": attempt, "result": format!("{result:?}") });
-                self.audit("action.lease_lost", Some(action), None, data)
-                    .await?;
+                self.audit("action.lease_lost", action, data).await?;
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -558,15 +507,8 @@ impl Executor {
                     },
                 };
             self.store
-                .record_verdict(&rec.action.id, &verdict, Utc::now())
+                .record_verdict(&rec.action.id, &verdict, &self.owner, Utc::now())
                 .await?;
-            self.audit(
-                "action.verified",
-                Some(&rec.action),
-                None,
-                serde_json::json!({ "verdict": verdict }),
-            )
-            .await?;
             out.push((rec, verdict));
         }
         Ok(out)

@@ -9,7 +9,8 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAuditEntry {
     pub at: DateTime<Utc>,
-    /// Who acted: `revokectl:USER`, `executor:HOST`, a webhook source.
+    /// Who acted: an executor's lease owner (`revokectl@HOST:PID`), the person who acknowledged
+    /// a manual action, a webhook source.
     pub actor: String,
     /// What happened: `plan.recorded`, `action.attempt`, `action.finished`, `action.acknowledged`...
     pub kind: String,

@@ -11,7 +11,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use revoke_core::{Action, ConnectorError, Job, PlanId, Verdict};
 
-use crate::{ActionRecord, ActionState, AuditEntry, JobRecord, StoreError};
+use crate::{ActionRecord, ActionState, AuditEntry, JobRecord, NewAuditEntry, StoreError};
 
 /// Microseconds since the Unix epoch: how both backends store every timestamp.
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
@@ -236,19 +236,99 @@ macro_rules! lease_candidates_sql {
 }
 pub(crate) use lease_candidates_sql;
 
+/// An audit entry of a state change, stamped `now`, with `data` as its canonical JSON text.
+pub(crate) fn audit_entry(
+    now: DateTime<Utc>,
+    actor: &str,
+    kind: &str,
+    job_id: &str,
+    action_id: Option<&str>,
+    data: &serde_json::Value,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now,
+        actor: actor.to_string(),
+        kind: kind.to_string(),
+        job_id: Some(job_id.to_string()),
+        action_id: action_id.map(str::to_string),
+        data: data.to_string(),
+    }
+}
+
 /// Implements `Store` for a backend with the shared SQL. The backend type must have a `pool`
-/// field, `begin_write` (a transaction that may write), `lock_audit` (serializes audit appends
-/// within that transaction), and a module-level `map_err(sqlx::Error) -> StoreError`.
+/// field, `begin_write` (a transaction of database `$db` that may write), `lock_audit`
+/// (serializes audit appends within that transaction), and a module-level
+/// `map_err(sqlx::Error) -> StoreError`.
+///
+/// Every state-changing method appends its audit entries with `append_audit_in`, inside its own
+/// transaction and after its last write to other tables: on Postgres the audit lock is then held
+/// only from the append to the commit, and a transaction holding it never waits for a row lock
+/// (no deadlock with another writer that holds the row and waits for the audit lock).
 macro_rules! impl_store {
-    ($store:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr) => {
+    ($store:ty, db = $db:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr) => {
+        impl $store {
+            /// Appends `entry` to the audit chain inside `tx`, which the caller commits: takes the
+            /// audit lock, reads the last entry's hash and inserts the next entry. The one place
+            /// that extends the chain.
+            async fn append_audit_in(
+                &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                entry: &$crate::NewAuditEntry,
+            ) -> Result<$crate::AuditEntry, $crate::StoreError> {
+                use $crate::common::{decode_i64, decode_string, micros, truncate_to_micros};
+                use $crate::{AuditEntry, NewAuditEntry, GENESIS_HASH};
+
+                // Hash exactly what is stored, so the entry verifies after a round trip.
+                let entry = NewAuditEntry { at: truncate_to_micros(entry.at)?, ..entry.clone() };
+                self.lock_audit(tx).await?;
+                let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                let (seq, prev_hash) = match last {
+                    Some(row) => (decode_i64(&row, "seq")? + 1, decode_string(&row, "hash")?),
+                    None => (1, GENESIS_HASH.to_string()),
+                };
+                let hash = AuditEntry::compute_hash(seq, &prev_hash, &entry);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, at, actor, kind, job_id, action_id, data, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(seq)
+                .bind(micros(entry.at))
+                .bind(&entry.actor)
+                .bind(&entry.kind)
+                .bind(entry.job_id.as_deref())
+                .bind(entry.action_id.as_deref())
+                .bind(&entry.data)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(AuditEntry {
+                    seq,
+                    at: entry.at,
+                    actor: entry.actor,
+                    kind: entry.kind,
+                    job_id: entry.job_id,
+                    action_id: entry.action_id,
+                    data: entry.data,
+                    prev_hash,
+                    hash,
+                })
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn insert_plan(
                 &self,
                 plan: &::revoke_core::Plan,
+                actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::common::{micros, opt_micros, to_json};
+                use $crate::common::{audit_entry, micros, opt_micros, to_json};
                 use $crate::{ActionState, StoreError};
 
                 let ids: std::collections::HashSet<&str> = plan.actions.iter().map(|a| a.id.0.as_str()).collect();
@@ -260,6 +340,7 @@ macro_rules! impl_store {
                         )));
                     }
                 }
+                let at = now;
                 let now = micros(now);
                 let mut tx = self.begin_write().await?;
                 sqlx::query("INSERT INTO plans (id, fingerprint, json, created_at) VALUES ($1, $2, $3, $4)")
@@ -321,6 +402,20 @@ macro_rules! impl_store {
                             .await
                             .map_err(map_err)?;
                     }
+                }
+                for job in &plan.jobs {
+                    let data = ::serde_json::json!({
+                        "plan_id": plan.id.0,
+                        "fingerprint": plan.fingerprint,
+                        "subject": job.subject.id,
+                        "risk": job.risk,
+                        "effective_at": job.effective_at,
+                        "reason": job.reason,
+                        "requested_by": job.requested_by,
+                        "actions": plan.actions.iter().filter(|a| a.job_id == job.id).count(),
+                    });
+                    self.append_audit_in(&mut tx, &audit_entry(at, actor, "plan.recorded", &job.id.0, None, &data))
+                        .await?;
                 }
                 tx.commit().await.map_err(map_err)?;
                 tracing::debug!(plan = %plan.id, actions = plan.actions.len(), jobs = plan.jobs.len(), "plan recorded");
@@ -466,9 +561,10 @@ macro_rules! impl_store {
                 owner: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<u32, $crate::StoreError> {
-                use $crate::common::{decode_i64, decode_string, micros};
+                use $crate::common::{audit_entry, decode_i64, decode_string, micros};
                 use $crate::StoreError;
 
+                let at = now;
                 let now = micros(now);
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query(
@@ -476,7 +572,7 @@ macro_rules! impl_store {
                        started_at = COALESCE(started_at, $1) \
                      WHERE id = $2 AND lease_owner = $3 AND lease_expires_at >= $1 \
                        AND state IN ('pending', 'running') \
-                     RETURNING attempts, key",
+                     RETURNING attempts, key, job_id, kind, target",
                 )
                 .bind(now)
                 .bind(&id.0)
@@ -489,6 +585,10 @@ macro_rules! impl_store {
                 };
                 let attempt = decode_i64(&row, "attempts")?;
                 let key = decode_string(&row, "key")?;
+                let job_id = decode_string(&row, "job_id")?;
+                let attempt_u32 = u32::try_from(attempt).map_err(|_| {
+                    StoreError::Corrupt(format!("action {id}: expected a small attempt count, found {attempt}"))
+                })?;
                 sqlx::query(
                     "INSERT INTO attempts (action_id, attempt, key, owner, started_at) VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -500,11 +600,17 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+                let data = ::serde_json::json!({
+                    "key": key,
+                    "attempt": attempt_u32,
+                    "kind": decode_string(&row, "kind")?,
+                    "target": decode_string(&row, "target")?,
+                });
+                self.append_audit_in(&mut tx, &audit_entry(at, owner, "action.attempt", &job_id, Some(&id.0), &data))
+                    .await?;
                 tx.commit().await.map_err(map_err)?;
                 tracing::debug!(action = %id, owner, attempt, "attempt recorded");
-                u32::try_from(attempt).map_err(|_| {
-                    StoreError::Corrupt(format!("action {id}: expected a small attempt count, found {attempt}"))
-                })
+                Ok(attempt_u32)
             }
 
             async fn finish_attempt(
@@ -515,9 +621,10 @@ macro_rules! impl_store {
                 result: &$crate::AttemptResult,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::common::{micros, to_json};
+                use $crate::common::{audit_entry, decode_string, micros, to_json};
                 use $crate::{ActionState, AttemptResult, StoreError};
 
+                let at = now;
                 let now = micros(now);
                 // (state, finished_at, next_attempt_at, error, note, attempt outcome)
                 let (state, finished_at, next_attempt_at, error, note, outcome) = match result {
@@ -538,10 +645,11 @@ macro_rules! impl_store {
                 let mut tx = self.begin_write().await?;
                 // Ownership, not expiry, decides here: an attempt that ran past its lease still
                 // happened and must be recorded, unless another executor has taken the action over.
-                let done = sqlx::query(
+                let row = sqlx::query(
                     "UPDATE actions SET state = $1, finished_at = $2, next_attempt_at = $3, error_json = $4, \
                        note = $5, lease_owner = NULL, lease_expires_at = NULL \
-                     WHERE id = $6 AND lease_owner = $7 AND state = 'running' AND attempts = $8",
+                     WHERE id = $6 AND lease_owner = $7 AND state = 'running' AND attempts = $8 \
+                     RETURNING job_id",
                 )
                 .bind(state.as_str())
                 .bind(finished_at)
@@ -551,12 +659,13 @@ macro_rules! impl_store {
                 .bind(&id.0)
                 .bind(owner)
                 .bind(i64::from(attempt))
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                if done.rows_affected() != 1 {
+                let Some(row) = row else {
                     return Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() });
-                }
+                };
+                let job_id = decode_string(&row, "job_id")?;
                 let done = sqlx::query(
                     "UPDATE attempts SET finished_at = $1, outcome = $2, error_json = $3 \
                      WHERE action_id = $4 AND attempt = $5",
@@ -572,6 +681,17 @@ macro_rules! impl_store {
                 if done.rows_affected() != 1 {
                     return Err(StoreError::NotFound(format!("attempt {attempt} of action {id}")));
                 }
+                let (kind, data) = match result {
+                    AttemptResult::Succeeded(o) => {
+                        ("action.finished", ::serde_json::json!({ "attempt": attempt, "outcome": o }))
+                    }
+                    AttemptResult::Failed { error, retry_at } => (
+                        "action.attempt_failed",
+                        ::serde_json::json!({ "attempt": attempt, "error": error, "retry_at": retry_at }),
+                    ),
+                };
+                self.append_audit_in(&mut tx, &audit_entry(at, owner, kind, &job_id, Some(&id.0), &data))
+                    .await?;
                 tx.commit().await.map_err(map_err)?;
                 tracing::debug!(action = %id, owner, attempt, state = %state, "attempt finished");
                 Ok(())
@@ -581,22 +701,51 @@ macro_rules! impl_store {
                 &self,
                 ids: &[::revoke_core::ActionId],
                 reason: &str,
+                actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                let now = $crate::common::micros(now);
+                use $crate::common::{audit_entry, decode_string, micros};
+
+                let at = now;
+                let now = micros(now);
                 let mut tx = self.begin_write().await?;
+                let mut blocked = Vec::new();
                 for id in ids {
-                    sqlx::query(
+                    let row = sqlx::query(
                         "UPDATE actions SET state = 'blocked', note = $1, finished_at = $2, \
                            lease_owner = NULL, lease_expires_at = NULL \
-                         WHERE id = $3 AND state = 'pending'",
+                         WHERE id = $3 AND state = 'pending' \
+                         RETURNING job_id",
                     )
                     .bind(reason)
                     .bind(now)
                     .bind(&id.0)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                    if let Some(row) = row {
+                        blocked.push((id, decode_string(&row, "job_id")?));
+                    }
+                }
+                // Audited once every row is written (see `impl_store!`).
+                for (id, job_id) in blocked {
+                    let rows = sqlx::query(
+                        "SELECT p.id FROM action_deps d JOIN actions p ON p.id = d.depends_on \
+                         WHERE d.action_id = $1 \
+                           AND p.state NOT IN ('done', 'already_done', 'skipped', 'acknowledged') \
+                         ORDER BY p.seq",
+                    )
+                    .bind(&id.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let prerequisites = rows
+                        .iter()
+                        .map(|r| decode_string(r, "id"))
+                        .collect::<Result<Vec<String>, _>>()?;
+                    let data = ::serde_json::json!({ "reason": reason, "prerequisites": prerequisites });
+                    self.append_audit_in(&mut tx, &audit_entry(at, actor, "action.blocked", &job_id, Some(&id.0), &data))
+                        .await?;
                 }
                 tx.commit().await.map_err(map_err)?;
                 Ok(())
@@ -606,18 +755,27 @@ macro_rules! impl_store {
                 &self,
                 id: &::revoke_core::ActionId,
                 verdict: &::revoke_core::Verdict,
+                actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                let done = sqlx::query("UPDATE actions SET verdict_json = $1, verified_at = $2 WHERE id = $3")
-                    .bind($crate::common::to_json(verdict)?)
-                    .bind($crate::common::micros(now))
+                use $crate::common::{audit_entry, decode_string, micros, to_json};
+
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("UPDATE actions SET verdict_json = $1, verified_at = $2 WHERE id = $3 RETURNING job_id")
+                    .bind(to_json(verdict)?)
+                    .bind(micros(now))
                     .bind(&id.0)
-                    .execute(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                if done.rows_affected() != 1 {
+                let Some(row) = row else {
                     return Err($crate::StoreError::NotFound(format!("action {id}")));
-                }
+                };
+                let job_id = decode_string(&row, "job_id")?;
+                let data = ::serde_json::json!({ "verdict": verdict });
+                self.append_audit_in(&mut tx, &audit_entry(now, actor, "action.verified", &job_id, Some(&id.0), &data))
+                    .await?;
+                tx.commit().await.map_err(map_err)?;
                 Ok(())
             }
 
@@ -657,56 +815,19 @@ macro_rules! impl_store {
                         )),
                     });
                 }
+                let data = ::serde_json::json!({ "by": by });
+                let entry = $crate::common::audit_entry(now, by, "action.acknowledged", &job.0, Some(&id.0), &data);
+                self.append_audit_in(&mut tx, &entry).await?;
                 tx.commit().await.map_err(map_err)?;
                 tracing::info!(action = %id, job = %job, by, "manual action acknowledged");
                 Ok(())
             }
 
             async fn append_audit(&self, entry: &$crate::NewAuditEntry) -> Result<$crate::AuditEntry, $crate::StoreError> {
-                use $crate::common::{decode_i64, decode_string, micros, truncate_to_micros};
-                use $crate::{AuditEntry, NewAuditEntry, GENESIS_HASH};
-
-                // Hash exactly what is stored, so the entry verifies after a round trip.
-                let entry = NewAuditEntry { at: truncate_to_micros(entry.at)?, ..entry.clone() };
                 let mut tx = self.begin_write().await?;
-                self.lock_audit(&mut tx).await?;
-                let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                let (seq, prev_hash) = match last {
-                    Some(row) => (decode_i64(&row, "seq")? + 1, decode_string(&row, "hash")?),
-                    None => (1, GENESIS_HASH.to_string()),
-                };
-                let hash = AuditEntry::compute_hash(seq, &prev_hash, &entry);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at, actor, kind, job_id, action_id, data, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(seq)
-                .bind(micros(entry.at))
-                .bind(&entry.actor)
-                .bind(&entry.kind)
-                .bind(entry.job_id.as_deref())
-                .bind(entry.action_id.as_deref())
-                .bind(&entry.data)
-                .bind(&prev_hash)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                let appended = self.append_audit_in(&mut tx, entry).await?;
                 tx.commit().await.map_err(map_err)?;
-                Ok(AuditEntry {
-                    seq,
-                    at: entry.at,
-                    actor: entry.actor,
-                    kind: entry.kind,
-                    job_id: entry.job_id,
-                    action_id: entry.action_id,
-                    data: entry.data,
-                    prev_hash,
-                    hash,
-                })
+                Ok(appended)
             }
 
             async fn audit_log(&self) -> Result<Vec<$crate::AuditEntry>, $crate::StoreError> {

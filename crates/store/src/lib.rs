@@ -2,6 +2,11 @@
 //!
 //! One [`Store`] trait, two backends: SQLite (the embedded default) and Postgres (several replicas
 //! sharing one queue). Both pass the same conformance suite (`tests/conformance.rs`).
+//!
+//! Every state change a `Store` method makes is audited by the method itself: the audit entry is
+//! appended in the same transaction as the change, so the change and its evidence are committed
+//! together or not at all, stamped with the `now` the method was given (to the microsecond).
+//! [`Store::append_audit`] is for events that change no state.
 
 mod audit;
 mod common;
@@ -27,7 +32,16 @@ pub use sqlite::SqliteStore;
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a plan with its jobs and actions: manual actions as `AwaitingAck`, the others
     /// `Pending`. Fails with `StoreError::Conflict` if the plan id is already recorded.
-    async fn insert_plan(&self, plan: &Plan, now: DateTime<Utc>) -> Result<(), StoreError>;
+    ///
+    /// Audit, in the same transaction: one `plan.recorded` entry per job (by `actor`, with the
+    /// job's id and no action id), data `{"plan_id", "fingerprint", "subject", "risk",
+    /// "effective_at", "reason", "requested_by", "actions"}` (`actions`: how many the job has).
+    async fn insert_plan(
+        &self,
+        plan: &Plan,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     async fn plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError>;
 
@@ -68,6 +82,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records the next attempt (action key and attempt number) BEFORE the mutating call is sent;
     /// sets the state to `Running`. Fails with `StoreError::LeaseLost` unless `owner` holds a live
     /// lease. Returns the attempt number (1 for the first).
+    ///
+    /// Audit, in the same transaction: `action.attempt` by `owner`, data `{"attempt", "key",
+    /// "kind", "target"}`. Nothing is written when it fails.
     async fn begin_attempt(
         &self,
         id: &ActionId,
@@ -77,6 +94,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records how an attempt ended and releases the lease. A retryable error with `retry_at`
     /// puts the action back to `Pending` (due again at `retry_at`); otherwise it ends the action.
+    /// Fails with `StoreError::LeaseLost` unless `owner` still owns the running attempt.
+    ///
+    /// Audit, in the same transaction, by `owner`: `action.finished` with data `{"attempt",
+    /// "outcome"}` for a success, `action.attempt_failed` with `{"attempt", "error", "retry_at"}`
+    /// for a failure (`retry_at` null when it ends the action). Nothing is written when it fails.
     async fn finish_attempt(
         &self,
         id: &ActionId,
@@ -86,24 +108,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Marks actions `Blocked` (a prerequisite failed); only those still `Pending`.
+    /// Marks actions `Blocked` (a prerequisite failed); only those still `Pending`, the others
+    /// (and unknown ids) are left alone.
+    ///
+    /// Audit, in the same transaction: one `action.blocked` by `actor` per action it blocked, data
+    /// `{"reason", "prerequisites"}` (the ids of the action's prerequisites not in a successful
+    /// state once the blocking is done, in plan order).
     async fn mark_blocked(
         &self,
         ids: &[ActionId],
         reason: &str,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Records the read-only re-check of a finished action.
+    /// Records the read-only re-check of a finished action. `StoreError::NotFound` if there is
+    /// no such action.
+    ///
+    /// Audit, in the same transaction: `action.verified` by `actor`, data `{"verdict"}`.
     async fn record_verdict(
         &self,
         id: &ActionId,
         verdict: &Verdict,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Acknowledges a manual action. `StoreError::NotFound` if there is no such action of that job,
-    /// `StoreError::Conflict` if it is not awaiting acknowledgement.
+    /// Acknowledges a manual action on behalf of `by`. `StoreError::NotFound` if there is no such
+    /// action of that job, `StoreError::Conflict` if it is not awaiting acknowledgement.
+    ///
+    /// Audit, in the same transaction: `action.acknowledged` by `by`, data `{"by"}`. Nothing is
+    /// written when it fails.
     async fn acknowledge(
         &self,
         job: &JobId,
@@ -113,7 +148,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Appends to the audit log, chaining the entry to the previous one's hash. Serialized across
-    /// writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an advisory transaction lock).
+    /// writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an advisory transaction lock). Only for
+    /// events that change no state (e.g. a lost lease, a received request): the state-changing
+    /// methods above write their own entries.
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
 
     /// The whole audit log in order.

@@ -69,6 +69,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
 
 impl_store!(
     PostgresStore,
+    db = Postgres,
     lease_plan = lease_candidates_sql!(plan, " FOR UPDATE OF a SKIP LOCKED"),
     lease_all = lease_candidates_sql!(all, " FOR UPDATE OF a SKIP LOCKED")
 );

@@ -94,6 +94,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
 // SQLite has no row locks: `BEGIN IMMEDIATE` makes the whole lease transaction exclusive.
 impl_store!(
     SqliteStore,
+    db = Sqlite,
     lease_plan = lease_candidates_sql!(plan, ""),
     lease_all = lease_candidates_sql!(all, "")
 );

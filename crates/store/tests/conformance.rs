@@ -117,6 +117,12 @@ conformance!(
     audit_chain_is_linear_under_concurrent_appends,
     audit_tamper_is_detected,
     audit_deletion_is_detected,
+    insert_plan_audits_each_job,
+    attempts_and_verdicts_are_audited_with_the_change,
+    mark_blocked_audits_only_what_it_blocked,
+    acknowledge_is_audited_by_who_acknowledged,
+    failed_state_changes_write_no_audit_entry,
+    state_change_rolls_back_when_its_audit_entry_fails,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +227,7 @@ fn make_plan(name: &str, specs: Vec<Spec>) -> Plan {
 
 async fn insert(h: &Harness, plan: &Plan) {
     h.store
-        .insert_plan(plan, t0())
+        .insert_plan(plan, "tester", t0())
         .await
         .expect("plan is recorded");
 }
@@ -355,7 +361,7 @@ async fn duplicate_plan_is_a_conflict(h: Harness) {
     insert(&h, &plan).await;
     let err = h
         .store
-        .insert_plan(&plan, t0())
+        .insert_plan(&plan, "tester", t0())
         .await
         .expect_err("a second insert fails");
     assert!(
@@ -370,8 +376,14 @@ async fn duplicate_plan_is_a_conflict(h: Harness) {
 async fn jobs_are_newest_first(h: Harness) {
     let older = make_plan("older", vec![op("lock", "uid=a")]);
     let newer = make_plan("newer", vec![op("lock", "uid=b")]);
-    h.store.insert_plan(&older, at(0)).await.expect("recorded");
-    h.store.insert_plan(&newer, at(60)).await.expect("recorded");
+    h.store
+        .insert_plan(&older, "tester", at(0))
+        .await
+        .expect("recorded");
+    h.store
+        .insert_plan(&newer, "tester", at(60))
+        .await
+        .expect("recorded");
     let jobs = h.store.jobs().await.expect("reads");
     let ids: Vec<&str> = jobs.iter().map(|j| j.job.id.0.as_str()).collect();
     assert_eq!(ids, vec!["job-newer", "job-older"]);
@@ -555,6 +567,17 @@ async fn concurrent_leasers_never_share_an_action(h: Harness) {
         "an action was leased twice: {all:?}"
     );
     assert_eq!(all.len(), 40, "every action was leased once");
+    let log = h.store.audit_log().await.expect("reads");
+    assert_eq!(
+        verify_chain(&log),
+        vec![],
+        "concurrent state changes keep the chain linear"
+    );
+    assert_eq!(
+        log.len(),
+        1 + 40 * 2,
+        "plan.recorded, then action.attempt and action.finished per action"
+    );
     for r in h.store.actions(&plan.id).await.expect("reads") {
         assert_eq!(
             (r.state, r.attempts),
@@ -890,6 +913,7 @@ async fn mark_blocked_only_affects_pending(h: Harness) {
         .mark_blocked(
             &[a.clone(), b.clone(), m.clone()],
             "prerequisite failed",
+            "runner",
             at(1),
         )
         .await
@@ -973,11 +997,11 @@ async fn record_verdict_round_trip(h: Harness) {
         detail: "still a member".into(),
     };
     h.store
-        .record_verdict(a, &Verdict::Confirmed, at(10))
+        .record_verdict(a, &Verdict::Confirmed, "checker", at(10))
         .await
         .expect("records");
     h.store
-        .record_verdict(b, &not, at(11))
+        .record_verdict(b, &not, "checker", at(11))
         .await
         .expect("records");
     let ra = h.store.action(a).await.expect("reads").expect("exists");
@@ -989,7 +1013,12 @@ async fn record_verdict_round_trip(h: Harness) {
     assert_eq!((rb.verdict, rb.verified_at), (Some(not), Some(at(11))));
     let err = h
         .store
-        .record_verdict(&ActionId("nope".into()), &Verdict::Confirmed, at(0))
+        .record_verdict(
+            &ActionId("nope".into()),
+            &Verdict::Confirmed,
+            "checker",
+            at(0),
+        )
         .await
         .expect_err("unknown");
     assert!(
@@ -1090,5 +1119,387 @@ async fn audit_deletion_is_detected(h: Harness) {
         verify_chain(&log).len(),
         problems.len(),
         "no new problem from the append"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit entries written by the state changes themselves (same transaction as the change)
+
+/// The audit log as (kind, job_id, action_id, actor), after checking the chain is intact.
+async fn audited(h: &Harness) -> Vec<(String, Option<String>, Option<String>, String)> {
+    let log = h.store.audit_log().await.expect("reads");
+    assert_eq!(verify_chain(&log), vec![], "the chain is intact");
+    log.into_iter()
+        .map(|e| (e.kind, e.job_id, e.action_id, e.actor))
+        .collect()
+}
+
+fn row(
+    kind: &str,
+    job: &str,
+    action: Option<&ActionId>,
+    actor: &str,
+) -> (String, Option<String>, Option<String>, String) {
+    (
+        kind.to_string(),
+        Some(job.to_string()),
+        action.map(|a| a.0.clone()),
+        actor.to_string(),
+    )
+}
+
+/// The `data` of audit entry `seq`, parsed.
+async fn audit_data(h: &Harness, seq: i64) -> serde_json::Value {
+    let log = h.store.audit_log().await.expect("reads");
+    let e = log
+        .iter()
+        .find(|e| e.seq == seq)
+        .unwrap_or_else(|| panic!("audit entry {seq} exists"));
+    serde_json::from_str(&e.data).expect("audit data is json")
+}
+
+async fn insert_plan_audits_each_job(h: Harness) {
+    let one = make_plan("one", vec![op("lock", "uid=a"), op("remove", "cn=g")]);
+    let two = make_plan("two", vec![op("lock", "uid=b")]);
+    let mut plan = one.clone();
+    plan.id = PlanId("plan-both".into());
+    plan.jobs.extend(two.jobs.clone());
+    plan.actions.extend(two.actions.clone());
+    plan.fingerprint = Plan::fingerprint_of(&plan.snapshot, &plan.actions);
+    h.store
+        .insert_plan(&plan, "executor-1", at(5))
+        .await
+        .expect("recorded");
+
+    assert_eq!(
+        audited(&h).await,
+        vec![
+            row("plan.recorded", "job-one", None, "executor-1"),
+            row("plan.recorded", "job-two", None, "executor-1"),
+        ]
+    );
+    let log = h.store.audit_log().await.expect("reads");
+    assert!(
+        log.iter().all(|e| e.at == at(5)),
+        "stamped with the given time"
+    );
+    let job = &plan.jobs[0];
+    assert_eq!(
+        audit_data(&h, 1).await,
+        serde_json::json!({
+            "plan_id": "plan-both",
+            "fingerprint": plan.fingerprint,
+            "subject": job.subject.id,
+            "risk": job.risk,
+            "effective_at": job.effective_at,
+            "reason": job.reason,
+            "requested_by": job.requested_by,
+            "actions": 2,
+        })
+    );
+    assert_eq!(audit_data(&h, 2).await["actions"], 1);
+}
+
+async fn attempts_and_verdicts_are_audited_with_the_change(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let action = &plan.actions[0];
+    let a = &action.id;
+    let job = "job-p";
+
+    assert_eq!(lease(&h, "x", at(0)).await, vec![a.clone()]);
+    let n = h.store.begin_attempt(a, "x", at(1)).await.expect("begins");
+    let error = ConnectorError::retryable("busy", "try later");
+    let retry = AttemptResult::Failed {
+        error: error.clone(),
+        retry_at: Some(at(5)),
+    };
+    h.store
+        .finish_attempt(a, "x", n, &retry, at(2))
+        .await
+        .expect("finishes");
+    assert_eq!(lease(&h, "y", at(5)).await, vec![a.clone()]);
+    let n = h.store.begin_attempt(a, "y", at(6)).await.expect("begins");
+    h.store
+        .finish_attempt(a, "y", n, &done(), at(7))
+        .await
+        .expect("finishes");
+    h.store
+        .record_verdict(a, &Verdict::Confirmed, "y", at(8))
+        .await
+        .expect("records");
+
+    assert_eq!(
+        audited(&h).await,
+        vec![
+            row("plan.recorded", job, None, "tester"),
+            row("action.attempt", job, Some(a), "x"),
+            row("action.attempt_failed", job, Some(a), "x"),
+            row("action.attempt", job, Some(a), "y"),
+            row("action.finished", job, Some(a), "y"),
+            row("action.verified", job, Some(a), "y"),
+        ]
+    );
+    let log = h.store.audit_log().await.expect("reads");
+    let times: Vec<DateTime<Utc>> = log.iter().map(|e| e.at).collect();
+    assert_eq!(times, vec![t0(), at(1), at(2), at(6), at(7), at(8)]);
+    assert_eq!(
+        audit_data(&h, 2).await,
+        serde_json::json!({
+            "key": action.key.0,
+            "attempt": 1,
+            "kind": action.kind.0,
+            "target": action.target,
+        })
+    );
+    assert_eq!(
+        audit_data(&h, 3).await,
+        serde_json::json!({ "attempt": 1, "error": error, "retry_at": at(5) })
+    );
+    assert_eq!(audit_data(&h, 4).await["attempt"], 2);
+    assert_eq!(
+        audit_data(&h, 5).await,
+        serde_json::json!({ "attempt": 2, "outcome": Outcome::Done })
+    );
+    assert_eq!(
+        audit_data(&h, 6).await,
+        serde_json::json!({ "verdict": Verdict::Confirmed })
+    );
+
+    // A failure that ends the action is audited too, with no retry time.
+    let plan = make_plan("q", vec![op("lock", "uid=b")]);
+    insert(&h, &plan).await;
+    let b = &plan.actions[0].id;
+    let error = ConnectorError::permanent("no_such_object", "gone");
+    run_once(
+        &h,
+        b,
+        at(10),
+        AttemptResult::Failed {
+            error: error.clone(),
+            retry_at: None,
+        },
+    )
+    .await;
+    let log = audited(&h).await;
+    assert_eq!(
+        log.last(),
+        Some(&row("action.attempt_failed", "job-q", Some(b), "runner"))
+    );
+    assert_eq!(
+        audit_data(&h, log.len() as i64).await,
+        serde_json::json!({ "attempt": 1, "error": error, "retry_at": null })
+    );
+}
+
+async fn mark_blocked_audits_only_what_it_blocked(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            op("remove", "cn=g").after(&[0]),
+            op("delete", "uid=a").after(&[0, 1]),
+            manual("laptop"),
+        ],
+    );
+    insert(&h, &plan).await;
+    let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
+    let (a, b, c, m) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    run_once(
+        &h,
+        a,
+        at(0),
+        AttemptResult::Failed {
+            error: ConnectorError::permanent("denied", "no"),
+            retry_at: None,
+        },
+    )
+    .await;
+    let before = audited(&h).await.len();
+    h.store
+        .mark_blocked(
+            &[a.clone(), b.clone(), c.clone(), m.clone()],
+            "a prerequisite action failed",
+            "runner",
+            at(1),
+        )
+        .await
+        .expect("marks");
+    let log = audited(&h).await;
+    assert_eq!(
+        log[before..].to_vec(),
+        vec![
+            row("action.blocked", "job-p", Some(b), "runner"),
+            row("action.blocked", "job-p", Some(c), "runner"),
+        ],
+        "only the pending actions were blocked, so only they are audited"
+    );
+    assert_eq!(
+        audit_data(&h, before as i64 + 1).await,
+        serde_json::json!({ "reason": "a prerequisite action failed", "prerequisites": [a.0] })
+    );
+    assert_eq!(
+        audit_data(&h, before as i64 + 2).await,
+        serde_json::json!({ "reason": "a prerequisite action failed", "prerequisites": [a.0, b.0] })
+    );
+
+    // Nothing left to block: no entry.
+    h.store
+        .mark_blocked(&[b.clone(), c.clone()], "again", "runner", at(2))
+        .await
+        .expect("marks");
+    assert_eq!(audited(&h).await.len(), log.len());
+}
+
+async fn acknowledge_is_audited_by_who_acknowledged(h: Harness) {
+    let plan = make_plan("p", vec![manual("laptop")]);
+    insert(&h, &plan).await;
+    let m = &plan.actions[0].id;
+    h.store
+        .acknowledge(&plan.jobs[0].id, m, "alice", at(3))
+        .await
+        .expect("acknowledged");
+    let log = audited(&h).await;
+    assert_eq!(
+        log.last(),
+        Some(&row("action.acknowledged", "job-p", Some(m), "alice"))
+    );
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        audit_data(&h, 2).await,
+        serde_json::json!({ "by": "alice" })
+    );
+    let entries = h.store.audit_log().await.expect("reads");
+    assert_eq!(entries[1].at, at(3));
+}
+
+async fn failed_state_changes_write_no_audit_entry(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a"), manual("laptop")]);
+    insert(&h, &plan).await;
+    let job = &plan.jobs[0].id;
+    let (a, m) = (&plan.actions[0].id, &plan.actions[1].id);
+    let baseline = audited(&h).await;
+    assert_eq!(baseline.len(), 1, "plan.recorded");
+
+    // A duplicate plan.
+    h.store
+        .insert_plan(&plan, "tester", at(1))
+        .await
+        .expect_err("a second insert fails");
+    // No lease at all, then someone else's lease.
+    let err = h
+        .store
+        .begin_attempt(a, "x", at(1))
+        .await
+        .expect_err("no lease");
+    assert!(
+        matches!(err, StoreError::LeaseLost { .. }),
+        "expected LeaseLost, got {err:?}"
+    );
+    lease(&h, "x", at(1)).await;
+    h.store
+        .begin_attempt(a, "y", at(2))
+        .await
+        .expect_err("x holds the lease");
+    // Finishing an attempt that was never begun, or one owned by someone else.
+    h.store
+        .finish_attempt(a, "x", 1, &done(), at(2))
+        .await
+        .expect_err("not running");
+    // Acknowledging an unknown action, a non-manual one, then one of another job.
+    h.store
+        .acknowledge(job, &ActionId("nope".into()), "alice", at(3))
+        .await
+        .expect_err("unknown");
+    let err = h
+        .store
+        .acknowledge(job, a, "alice", at(3))
+        .await
+        .expect_err("not awaiting acknowledgement");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+    h.store
+        .acknowledge(&JobId("other".into()), m, "alice", at(3))
+        .await
+        .expect_err("wrong job");
+    // A verdict for an unknown action.
+    h.store
+        .record_verdict(&ActionId("nope".into()), &Verdict::Confirmed, "x", at(4))
+        .await
+        .expect_err("unknown");
+    assert_eq!(
+        audited(&h).await,
+        baseline,
+        "failed calls roll back: no entry"
+    );
+
+    let n = h.store.begin_attempt(a, "x", at(5)).await.expect("begins");
+    let before = audited(&h).await.len();
+    h.store
+        .finish_attempt(a, "y", n, &done(), at(6))
+        .await
+        .expect_err("y does not own the attempt");
+    h.store
+        .finish_attempt(a, "x", n + 1, &done(), at(6))
+        .await
+        .expect_err("not the running attempt");
+    h.store
+        .acknowledge(job, m, "alice", at(6))
+        .await
+        .expect("acknowledged");
+    h.store
+        .acknowledge(job, m, "bob", at(7))
+        .await
+        .expect_err("already acknowledged");
+    let log = audited(&h).await;
+    assert_eq!(
+        log[before..].to_vec(),
+        vec![row("action.acknowledged", "job-p", Some(m), "alice")]
+    );
+}
+
+async fn state_change_rolls_back_when_its_audit_entry_fails(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    lease(&h, "x", at(0)).await;
+    let (reject, allow) = match &h.backend {
+        Backend::Sqlite(_) => (
+            "CREATE TRIGGER reject_audit BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit log is read-only'); END;",
+            "DROP TRIGGER reject_audit;",
+        ),
+        Backend::Postgres(_) => (
+            "CREATE FUNCTION reject_audit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit log is read-only'; END $$; \
+             CREATE TRIGGER reject_audit BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION reject_audit();",
+            "DROP TRIGGER reject_audit ON audit_log; DROP FUNCTION reject_audit();",
+        ),
+    };
+    h.raw(reject).await;
+    h.store
+        .begin_attempt(a, "x", at(1))
+        .await
+        .expect_err("the audit entry cannot be written");
+    let r = h.store.action(a).await.expect("reads").expect("exists");
+    assert_eq!(
+        (r.state, r.attempts, r.started_at),
+        (ActionState::Pending, 0, None),
+        "the state change rolled back with its audit entry"
+    );
+    let ledger = format!("UPDATE attempts SET owner = owner WHERE action_id = '{a}'");
+    assert_eq!(h.raw(&ledger).await, 0, "no ledger row either");
+
+    h.raw(allow).await;
+    assert_eq!(
+        h.store.begin_attempt(a, "x", at(2)).await.expect("begins"),
+        1
+    );
+    assert_eq!(
+        audited(&h).await.last(),
+        Some(&row("action.attempt", "job-p", Some(a), "x"))
     );
 }
