@@ -195,14 +195,20 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// Fails before any work is done when confirmation will be impossible.
+fn refuse_without_terminal(auto_approve: bool) -> anyhow::Result<()> {
+    if !auto_approve && !std::io::stdin().is_terminal() {
+        bail!("refusing to apply without a terminal to confirm on: pass --auto-approve to apply non-interactively");
+    }
+    Ok(())
+}
+
 /// Asks on the terminal; refuses without one unless auto-approved.
 fn confirm(auto_approve: bool, what: &str) -> anyhow::Result<bool> {
     if auto_approve {
         return Ok(true);
     }
-    if !std::io::stdin().is_terminal() {
-        bail!("refusing to apply without a terminal to confirm on: pass --auto-approve to apply non-interactively");
-    }
+    refuse_without_terminal(false)?;
     print!("\n{what}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
     std::io::stdout().flush()?;
     let mut line = String::new();
@@ -216,9 +222,7 @@ async fn apply_file(
     auto_approve: bool,
     output: Format,
 ) -> anyhow::Result<u8> {
-    if !auto_approve && !std::io::stdin().is_terminal() {
-        confirm(false, "")?;
-    }
+    refuse_without_terminal(auto_approve)?;
     let plan = read_plan(file)?;
     let ctx = Context::load(cfg)?;
     let exec = ctx.executor().await?;
@@ -238,17 +242,7 @@ async fn apply_file(
             );
         }
     }
-    if output == Format::Table {
-        render::plan(&plan, Utc::now());
-    }
-    if !confirm(
-        auto_approve,
-        &format!("Apply this plan ({} actions)?", plan.actions.len()),
-    )? {
-        println!("Apply cancelled.");
-        return Ok(1);
-    }
-    record_and_execute(&exec, &store, &plan, output).await
+    review_and_apply(&exec, &store, &plan, auto_approve, output).await
 }
 
 async fn apply_users(
@@ -257,13 +251,24 @@ async fn apply_users(
     auto_approve: bool,
     output: Format,
 ) -> anyhow::Result<u8> {
-    if !auto_approve && !std::io::stdin().is_terminal() {
-        confirm(false, "")?;
-    }
+    refuse_without_terminal(auto_approve)?;
     let ctx = Context::load(cfg)?;
     let plan = make_plan(&ctx, args).await?;
+    let exec = ctx.executor().await?;
+    let store = ctx.store().await?;
+    review_and_apply(&exec, &store, &plan, auto_approve, output).await
+}
+
+/// Shows the plan, asks for confirmation (unless auto-approved), then records and runs it.
+async fn review_and_apply(
+    exec: &Executor,
+    store: &Arc<dyn Store>,
+    plan: &Plan,
+    auto_approve: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
     if output == Format::Table {
-        render::plan(&plan, Utc::now());
+        render::plan(plan, Utc::now());
     }
     if !confirm(
         auto_approve,
@@ -272,9 +277,7 @@ async fn apply_users(
         println!("Apply cancelled.");
         return Ok(1);
     }
-    let exec = ctx.executor().await?;
-    let store = ctx.store().await?;
-    record_and_execute(&exec, &store, &plan, output).await
+    record_and_execute(exec, store, plan, output).await
 }
 
 async fn record_and_execute(

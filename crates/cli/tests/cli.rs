@@ -238,10 +238,7 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
     assert!(env.alice_locked());
 
     // Every target received at most one modification across both runs.
-    let mut per_dn: BTreeMap<String, usize> = BTreeMap::new();
-    for m in env.slapd.mutations().expect("mutations") {
-        *per_dn.entry(m.to_lowercase()).or_default() += 1;
-    }
+    let per_dn = env.mutations_per_dn();
     let twice: Vec<_> = per_dn.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "modified more than once: {twice:?}");
     let group_mods = per_dn.keys().filter(|k| k.starts_with("mod cn=")).count();
@@ -559,10 +556,7 @@ fn two_executors_on_one_postgres_store_never_run_an_action_twice() {
         "{}",
         results.stdout
     );
-    let mut per_dn: BTreeMap<String, usize> = BTreeMap::new();
-    for m in env.slapd.mutations().expect("mutations") {
-        *per_dn.entry(m.to_lowercase()).or_default() += 1;
-    }
+    let per_dn = env.mutations_per_dn();
     assert!(per_dn.values().all(|n| *n == 1), "{per_dn:?}");
     env.ctl(&["audit", "verify"]).ok();
 }

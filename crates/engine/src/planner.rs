@@ -10,13 +10,9 @@ use tokio::task::JoinSet;
 
 use crate::{Connectors, EngineError};
 
-/// The connector instances a job's policy applies, in name order.
-fn instances_for(
-    config: &Config,
-    connectors: &Connectors,
-    job: &Job,
-) -> Result<Vec<String>, EngineError> {
-    let policy = config
+/// The policy a job names, or an error that lists the configured ones.
+fn policy_for(config: &Config, job: &Job) -> Result<revoke_config::PolicyConfig, EngineError> {
+    config
         .policy(&job.policy)
         .ok_or_else(|| EngineError::UnknownPolicy {
             job: job.id.to_string(),
@@ -27,7 +23,16 @@ fn instances_for(
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", "),
-        })?;
+        })
+}
+
+/// The connector instances a job's policy applies, in name order.
+fn instances_for(
+    config: &Config,
+    connectors: &Connectors,
+    job: &Job,
+) -> Result<Vec<String>, EngineError> {
+    let policy = policy_for(config, job)?;
     let names: Vec<String> = match policy.connectors {
         Some(list) => list,
         None => connectors.keys().cloned().collect(),
@@ -121,18 +126,7 @@ pub fn plan_jobs(
     let mut actions = Vec::new();
     let mut notes = Vec::new();
     for job in &jobs {
-        let policy = config
-            .policy(&job.policy)
-            .ok_or_else(|| EngineError::UnknownPolicy {
-                job: job.id.to_string(),
-                policy: job.policy.clone(),
-                known: config
-                    .policies
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let policy = policy_for(config, job)?;
         let instances = instances_for(config, connectors, job)?;
         let contain_at = match job.risk {
             Risk::High => None,

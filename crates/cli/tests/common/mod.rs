@@ -88,6 +88,15 @@ delete_entry = true
             .contains("pwdAccountLockedTime: 000001010000Z")
     }
 
+    /// How many modifications slapd received per operation and DN (`mod cn=x,...`), lowercased.
+    pub fn mutations_per_dn(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut per_dn = std::collections::BTreeMap::new();
+        for m in self.slapd.mutations().expect("mutations") {
+            *per_dn.entry(m.to_lowercase()).or_default() += 1;
+        }
+        per_dn
+    }
+
     /// The groups (cn) that list alice in any membership attribute.
     pub fn alice_groups(&self) -> Vec<String> {
         let out = self
