@@ -267,6 +267,16 @@ pub(crate) fn audit_entry(
 macro_rules! impl_store {
     ($store:ty, db = $db:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr) => {
         impl $store {
+            /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
+            #[doc(hidden)]
+            pub async fn execute_raw(&self, sql: &str) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+
             /// Appends `entry` to the audit chain inside `tx`, which the caller commits: takes the
             /// audit lock, reads the last entry's hash and inserts the next entry. The one place
             /// that extends the chain.

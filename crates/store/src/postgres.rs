@@ -36,16 +36,6 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
-    #[doc(hidden)]
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
     /// Row locks and conditional updates make a plain transaction enough.
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(map_err)

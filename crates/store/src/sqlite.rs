@@ -62,16 +62,6 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
-    #[doc(hidden)]
-    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
-    }
-
     /// Every write takes the database write lock up front (see the module docs).
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
