@@ -65,7 +65,7 @@ fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> 
         .map_err(|e| StoreError::Corrupt(format!("{what}: expected valid json, found {e}")))
 }
 
-fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
+pub(crate) fn col<'r, R, T>(row: &'r R, name: &'static str) -> Result<T, StoreError>
 where
     R: Row,
     &'static str: ColumnIndex<R>,
@@ -265,7 +265,7 @@ pub(crate) fn audit_entry(
 /// only from the append to the commit, and a transaction holding it never waits for a row lock
 /// (no deadlock with another writer that holds the row and waits for the audit lock).
 macro_rules! impl_store {
-    ($store:ty, db = $db:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr) => {
+    ($store:ty, db = $db:ty, lease_plan = $lease_plan:expr, lease_all = $lease_all:expr, skip_locked = $skip_locked:literal) => {
         impl $store {
             /// Runs arbitrary SQL; only for tests that tamper with the database behind the store's back.
             #[doc(hidden)]
@@ -328,12 +328,12 @@ macro_rules! impl_store {
                     hash,
                 })
             }
-        }
 
-        #[async_trait::async_trait]
-        impl $crate::Store for $store {
-            async fn insert_plan(
+            /// Inserts a plan, its jobs, actions and dependencies, and audits `plan.recorded` per
+            /// job, inside `tx`, which the caller commits.
+            async fn insert_plan_in(
                 &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
                 plan: &::revoke_core::Plan,
                 actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
@@ -352,13 +352,12 @@ macro_rules! impl_store {
                 }
                 let at = now;
                 let now = micros(now);
-                let mut tx = self.begin_write().await?;
                 sqlx::query("INSERT INTO plans (id, fingerprint, json, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(&plan.id.0)
                     .bind(&plan.fingerprint)
                     .bind(to_json(plan)?)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(|e| match map_err(e) {
                         StoreError::Conflict(_) => {
@@ -375,7 +374,7 @@ macro_rules! impl_store {
                     .bind(&job.subject.id)
                     .bind(to_json(job)?)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(map_err)?;
                 }
@@ -399,7 +398,7 @@ macro_rules! impl_store {
                     .bind(to_json(a)?)
                     .bind(a.is_manual())
                     .bind(state.as_str())
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await
                     .map_err(map_err)?;
                 }
@@ -408,7 +407,7 @@ macro_rules! impl_store {
                         sqlx::query("INSERT INTO action_deps (action_id, depends_on) VALUES ($1, $2)")
                             .bind(&a.id.0)
                             .bind(&d.0)
-                            .execute(&mut *tx)
+                            .execute(&mut **tx)
                             .await
                             .map_err(map_err)?;
                     }
@@ -424,9 +423,23 @@ macro_rules! impl_store {
                         "requested_by": job.requested_by,
                         "actions": plan.actions.iter().filter(|a| a.job_id == job.id).count(),
                     });
-                    self.append_audit_in(&mut tx, &audit_entry(at, actor, "plan.recorded", &job.id.0, None, &data))
+                    self.append_audit_in(tx, &audit_entry(at, actor, "plan.recorded", &job.id.0, None, &data))
                         .await?;
                 }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn insert_plan(
+                &self,
+                plan: &::revoke_core::Plan,
+                actor: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                let mut tx = self.begin_write().await?;
+                self.insert_plan_in(&mut tx, plan, actor, now).await?;
                 tx.commit().await.map_err(map_err)?;
                 tracing::debug!(plan = %plan.id, actions = plan.actions.len(), jobs = plan.jobs.len(), "plan recorded");
                 Ok(())
@@ -850,24 +863,36 @@ macro_rules! impl_store {
                 rows.iter().map($crate::common::decode_audit).collect()
             }
         }
+
+        $crate::jobs::job_queue_methods!($store, $skip_locked);
     };
 }
 pub(crate) use impl_store;
 
 /// The migration set of one backend, built at run time from the embedded SQL (the `migrate!`
 /// macro would need sqlx's `macros` feature, which the workspace leaves off for compile time).
-pub(crate) fn migrator(init_sql: &'static str) -> sqlx::migrate::Migrator {
+pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use sqlx::SqlSafeStr;
 
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        init_sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
+
+/// How many migrations a backend has: `Store::ready` checks that all of them ran.
+pub(crate) const MIGRATIONS: i64 = 2;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -11,6 +11,7 @@
 mod audit;
 mod common;
 mod error;
+mod jobs;
 mod model;
 mod postgres;
 mod sqlite;
@@ -23,13 +24,17 @@ use revoke_core::{ActionId, JobId, Plan, PlanId, Verdict};
 
 pub use audit::{verify_chain, AuditEntry, AuditProblem, NewAuditEntry, GENESIS_HASH};
 pub use error::StoreError;
+pub use jobs::{
+    BlastGuard, CancelTarget, Cancellation, IntakeRef, JobQueue, JobState, NewJob, QueueStats,
+    QueuedJob, Submitted,
+};
 pub use model::{ActionRecord, ActionState, AttemptResult, JobRecord, ResultLine};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The durable state every executor, CLI and daemon replica shares.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
     /// Records a plan with its jobs and actions: manual actions as `AwaitingAck`, the others
     /// `Pending`. Fails with `StoreError::Conflict` if the plan id is already recorded.
     ///

@@ -13,6 +13,10 @@ use crate::StoreError;
 /// The advisory lock key serializing audit appends ("revoked" + "audit", as an arbitrary constant).
 const AUDIT_LOCK_KEY: i64 = 0x7265_766f_6b65_6401;
 
+/// The advisory lock key serializing intake: deduplication and the blast-radius count. Always
+/// taken before any row lock and before the audit lock, so the lock order is the same everywhere.
+const INTAKE_LOCK_KEY: i64 = 0x7265_766f_6b65_6402;
+
 /// The Postgres store; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -28,10 +32,21 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(map_err)?;
-        migrator(include_str!("../migrations/postgres/0001_init.sql"))
-            .run(&pool)
-            .await
-            .map_err(migrate_err)?;
+        migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "job_queue",
+                include_str!("../migrations/postgres/0002_job_queue.sql"),
+            ),
+        ])
+        .run(&pool)
+        .await
+        .map_err(migrate_err)?;
         tracing::debug!("postgres store open");
         Ok(Self { pool })
     }
@@ -52,6 +67,18 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Held until the transaction ends: one intake decision at a time across replicas.
+    async fn lock_intake(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(INTAKE_LOCK_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
 /// Maps postgres errors to `StoreError`, in one place (the mapping itself is shared).
 fn map_err(e: sqlx::Error) -> StoreError {
     map_sqlx_error("postgres", e)
@@ -61,5 +88,6 @@ impl_store!(
     PostgresStore,
     db = Postgres,
     lease_plan = lease_candidates_sql!(plan, " FOR UPDATE OF a SKIP LOCKED"),
-    lease_all = lease_candidates_sql!(all, " FOR UPDATE OF a SKIP LOCKED")
+    lease_all = lease_candidates_sql!(all, " FOR UPDATE OF a SKIP LOCKED"),
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 );

@@ -54,10 +54,21 @@ impl SqliteStore {
             pool = pool.max_connections(8);
         }
         let pool = pool.connect_with(options).await.map_err(map_err)?;
-        migrator(include_str!("../migrations/sqlite/0001_init.sql"))
-            .run(&pool)
-            .await
-            .map_err(migrate_err)?;
+        migrator(&[
+            (
+                1,
+                "init",
+                include_str!("../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "job_queue",
+                include_str!("../migrations/sqlite/0002_job_queue.sql"),
+            ),
+        ])
+        .run(&pool)
+        .await
+        .map_err(migrate_err)?;
         tracing::debug!(url, "sqlite store open");
         Ok(Self { pool })
     }
@@ -74,6 +85,11 @@ impl SqliteStore {
     async fn lock_audit(&self, _tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// `BEGIN IMMEDIATE` already serializes intake (deduplication and the blast-radius count).
+    async fn lock_intake(&self, _tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Maps sqlite errors to `StoreError`, in one place (the mapping itself is shared).
@@ -86,5 +102,6 @@ impl_store!(
     SqliteStore,
     db = Sqlite,
     lease_plan = lease_candidates_sql!(plan, ""),
-    lease_all = lease_candidates_sql!(all, "")
+    lease_all = lease_candidates_sql!(all, ""),
+    skip_locked = ""
 );

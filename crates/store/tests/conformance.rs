@@ -15,8 +15,8 @@ use revoke_core::{
     PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
-    verify_chain, ActionState, AttemptResult, AuditProblem, NewAuditEntry, PostgresStore,
-    SqliteStore, Store, StoreError,
+    verify_chain, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget, IntakeRef,
+    JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore, Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -123,6 +123,13 @@ conformance!(
     acknowledge_is_audited_by_who_acknowledged,
     failed_state_changes_write_no_audit_entry,
     state_change_rolls_back_when_its_audit_entry_fails,
+    redelivered_event_makes_one_job,
+    blast_guard_holds_jobs_until_decided,
+    claim_due_jobs_respects_due_time_and_claims,
+    claimed_job_is_planned_once,
+    planning_failure_retries_or_fails,
+    cancellation_stops_what_has_not_run,
+    queue_stats_and_readiness,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1501,5 +1508,505 @@ async fn state_change_rolls_back_when_its_audit_entry_fails(h: Harness) {
     assert_eq!(
         audited(&h).await.last(),
         Some(&row("action.attempt", "job-p", Some(a), "x"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon's job queue
+
+/// A job from `source` for employee `emp`, due at `due`, as intake records it.
+fn new_job(name: &str, source: &str, event_id: Option<&str>, due: DateTime<Utc>) -> NewJob {
+    let plan = make_plan(name, vec![]);
+    let mut job = plan.jobs[0].clone();
+    job.source = source.into();
+    job.subject.employee_id = Some(format!("E-{name}"));
+    job.subject.email = Some(format!("{name}@Example.org"));
+    NewJob {
+        job,
+        source_event_id: event_id.map(str::to_string),
+        event: Some(serde_json::json!({ "employee_id": format!("E-{name}") })),
+        body_sha256: Some("ab".repeat(32)),
+        received_at: t0(),
+        due_at: due,
+    }
+}
+
+async fn submit(h: &Harness, new: &NewJob, guard: BlastGuard) -> revoke_store::Submitted {
+    h.store
+        .submit_job(new, guard, "intake", t0())
+        .await
+        .expect("submit_job works")
+}
+
+async fn job_state(h: &Harness, name: &str) -> JobState {
+    h.store
+        .queued_job(&JobId(format!("job-{name}")))
+        .await
+        .expect("queued_job reads")
+        .expect("job exists")
+        .state
+}
+
+async fn redelivered_event_makes_one_job(h: Harness) {
+    let first = submit(
+        &h,
+        &new_job("a", "bamboo", Some("evt-1"), t0()),
+        BlastGuard::OFF,
+    )
+    .await;
+    assert!(!first.duplicate);
+    assert_eq!(first.state, JobState::Scheduled);
+    // A redelivery carries the same event id; a different job id must not create a second job.
+    let again = submit(
+        &h,
+        &new_job("b", "bamboo", Some("evt-1"), t0()),
+        BlastGuard::OFF,
+    )
+    .await;
+    assert!(again.duplicate);
+    assert_eq!(again.job_id, JobId("job-a".into()));
+    // The same event id from another source is another event.
+    let other = submit(
+        &h,
+        &new_job("c", "hibob", Some("evt-1"), t0()),
+        BlastGuard::OFF,
+    )
+    .await;
+    assert!(!other.duplicate);
+    // Eight concurrent deliveries of one new event: exactly one job.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = h.store.clone();
+        let new = new_job(&format!("d{i}"), "bamboo", Some("evt-2"), t0());
+        tasks.push(tokio::spawn(async move {
+            store
+                .submit_job(&new, BlastGuard::OFF, "intake", t0())
+                .await
+        }));
+    }
+    let mut fresh = 0;
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let s = t.await.unwrap().expect("every delivery is answered");
+        ids.insert(s.job_id.clone());
+        if !s.duplicate {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one delivery makes the job");
+    assert_eq!(ids.len(), 1, "every delivery names the same job: {ids:?}");
+    let jobs = h.store.queued_jobs(None, 100).await.unwrap();
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let received: Vec<_> = h
+        .store
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "job.received")
+        .collect();
+    assert_eq!(received.len(), 3);
+    let data: serde_json::Value = serde_json::from_str(&received[0].data).unwrap();
+    assert_eq!(data["source_event_id"], "evt-1");
+    assert_eq!(data["body_sha256"], "ab".repeat(32));
+}
+
+async fn blast_guard_holds_jobs_until_decided(h: Harness) {
+    let guard = BlastGuard {
+        max_jobs: 2,
+        window: HOUR,
+    };
+    for (i, name) in ["g1", "g2", "g3", "g4"].iter().enumerate() {
+        let s = submit(
+            &h,
+            &new_job(name, "hr", Some(&format!("e{i}")), t0()),
+            guard,
+        )
+        .await;
+        let want = if i < 2 {
+            JobState::Scheduled
+        } else {
+            JobState::AwaitingApproval
+        };
+        assert_eq!(s.state, want, "job {name}");
+        assert_eq!(s.recent_jobs, i as u64);
+    }
+    // Held jobs are never claimed.
+    let claimed = h.store.claim_due_jobs("w", at(1), HOUR, 10).await.unwrap();
+    let names: Vec<_> = claimed.iter().map(|j| j.job.id.0.as_str()).collect();
+    assert_eq!(names, vec!["job-g1", "job-g2"]);
+    let approved = h
+        .store
+        .decide_job(&JobId("job-g3".into()), true, "ops@corp", at(2))
+        .await
+        .unwrap();
+    assert_eq!(approved.state, JobState::Scheduled);
+    assert_eq!(approved.note.as_deref(), Some("approved by ops@corp"));
+    let rejected = h
+        .store
+        .decide_job(&JobId("job-g4".into()), false, "ops@corp", at(2))
+        .await
+        .unwrap();
+    assert_eq!(rejected.state, JobState::Rejected);
+    // Deciding twice, or an unknown job, is refused and writes nothing.
+    let before = h.store.audit_log().await.unwrap().len();
+    let again = h
+        .store
+        .decide_job(&JobId("job-g4".into()), true, "x", at(3))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let unknown = h
+        .store
+        .decide_job(&JobId("job-nope".into()), true, "x", at(3))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(h.store.audit_log().await.unwrap().len(), before);
+    let kinds: Vec<String> = h
+        .store
+        .job_audit(&JobId("job-g3".into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["job.received", "job.held", "job.approved"]);
+    let claimed = h.store.claim_due_jobs("w", at(4), HOUR, 10).await.unwrap();
+    let names: Vec<_> = claimed.iter().map(|j| j.job.id.0.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["job-g3"],
+        "the approved job is due; the rejected one never"
+    );
+    // A window in the past counts nothing.
+    let later = new_job("g5", "hr", Some("e9"), t0());
+    let s = h
+        .store
+        .submit_job(&later, guard, "intake", t0() + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(s.state, JobState::Scheduled);
+}
+
+async fn claim_due_jobs_respects_due_time_and_claims(h: Harness) {
+    submit(&h, &new_job("now", "hr", Some("1"), t0()), BlastGuard::OFF).await;
+    submit(
+        &h,
+        &new_job("later", "hr", Some("2"), at(3600)),
+        BlastGuard::OFF,
+    )
+    .await;
+    let claimed = h
+        .store
+        .claim_due_jobs("a", at(1), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job.id.0, "job-now");
+    // Claimed: not claimable by another until the claim expires.
+    assert!(h
+        .store
+        .claim_due_jobs("b", at(2), Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let taken = h
+        .store
+        .claim_due_jobs("b", at(120), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "an expired claim is taken over");
+    let both = h
+        .store
+        .claim_due_jobs("c", at(3700), Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        both.iter().map(|j| j.job.id.0.as_str()).collect::<Vec<_>>(),
+        vec!["job-now", "job-later"]
+    );
+    // Concurrent claimers split the work.
+    for i in 0..20 {
+        submit(
+            &h,
+            &new_job(&format!("p{i}"), "hr", Some(&format!("p{i}")), t0()),
+            BlastGuard::OFF,
+        )
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_due_jobs(&format!("w{w}"), at(10_000), HOUR, 8)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for j in t.await.unwrap() {
+            assert!(
+                seen.insert(j.job.id.0.clone()),
+                "{} claimed twice",
+                j.job.id
+            );
+        }
+    }
+    assert_eq!(seen.len(), 22);
+}
+
+async fn claimed_job_is_planned_once(h: Harness) {
+    submit(&h, &new_job("pl", "hr", Some("1"), t0()), BlastGuard::OFF).await;
+    let plan = make_plan(
+        "pl",
+        vec![
+            op("lock", "u1"),
+            op("delete", "u1").after(&[0]).not_before(at(86400)),
+        ],
+    );
+    let job = JobId("job-pl".into());
+    let refused = h.store.job_planned(&job, &plan, "w1", at(1)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "unclaimed: {refused:?}"
+    );
+    assert!(
+        h.store.plan(&plan.id).await.unwrap().is_none(),
+        "nothing recorded"
+    );
+    h.store.claim_due_jobs("w1", at(1), HOUR, 10).await.unwrap();
+    h.store.job_planned(&job, &plan, "w1", at(2)).await.unwrap();
+    let q = h.store.queued_job(&job).await.unwrap().unwrap();
+    assert_eq!(q.state, JobState::Planned);
+    assert_eq!(q.plan_id.as_ref(), Some(&plan.id));
+    assert_eq!(
+        h.store.plan_of_job(&job).await.unwrap(),
+        Some(plan.id.clone())
+    );
+    assert_eq!(
+        lease(&h, "x", at(3)).await,
+        vec![plan.actions[0].id.clone()]
+    );
+    let again = h.store.job_planned(&job, &plan, "w1", at(4)).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert!(h
+        .store
+        .claim_due_jobs("w2", at(99_999), HOUR, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn planning_failure_retries_or_fails(h: Harness) {
+    submit(&h, &new_job("f", "hr", Some("1"), t0()), BlastGuard::OFF).await;
+    let job = JobId("job-f".into());
+    h.store.claim_due_jobs("w", at(1), HOUR, 1).await.unwrap();
+    h.store
+        .job_planning_failed(&job, "w", "directory unreachable", Some(at(60)), at(2))
+        .await
+        .unwrap();
+    assert_eq!(job_state(&h, "f").await, JobState::Scheduled);
+    assert!(h
+        .store
+        .claim_due_jobs("w", at(59), Duration::from_secs(1), 1)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        h.store
+            .claim_due_jobs("w", at(61), HOUR, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    h.store
+        .job_planning_failed(&job, "w", "unknown user", None, at(62))
+        .await
+        .unwrap();
+    let q = h.store.queued_job(&job).await.unwrap().unwrap();
+    assert_eq!(q.state, JobState::Failed);
+    assert_eq!(q.note.as_deref(), Some("unknown user"));
+    assert_eq!(q.planning_attempts, 2);
+    let wrong = h
+        .store
+        .job_planning_failed(&job, "w", "again", None, at(63))
+        .await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+}
+
+async fn cancellation_stops_what_has_not_run(h: Harness) {
+    submit(
+        &h,
+        &new_job("cx", "gusto", Some("t1"), t0()),
+        BlastGuard::OFF,
+    )
+    .await;
+    let plan = make_plan(
+        "cx",
+        vec![
+            op("lock", "u1"),
+            op("delete", "u1").after(&[0]).not_before(at(86400)),
+            manual("laptop"),
+        ],
+    );
+    let job = JobId("job-cx".into());
+    h.store.claim_due_jobs("w", at(1), HOUR, 1).await.unwrap();
+    h.store.job_planned(&job, &plan, "w", at(1)).await.unwrap();
+    run_once(&h, &plan.actions[0].id, at(2), done()).await;
+    let cancel_ref = IntakeRef {
+        source: "gusto".into(),
+        event_id: "t2".into(),
+        body_sha256: None,
+    };
+    let target = CancelTarget::Subject {
+        employee_id: None,
+        email: Some("cx@example.ORG".into()),
+    };
+    let c = h
+        .store
+        .cancel_jobs(
+            &target,
+            "termination cancelled in gusto",
+            Some(&cancel_ref),
+            "intake",
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert!(!c.duplicate);
+    assert_eq!(c.job_ids, vec![job.clone()]);
+    assert_eq!(
+        c.actions,
+        vec![plan.actions[1].id.clone(), plan.actions[2].id.clone()]
+    );
+    assert_eq!(
+        state(&h, &plan.actions[0].id).await,
+        ActionState::Done,
+        "what ran stays done"
+    );
+    assert_eq!(state(&h, &plan.actions[1].id).await, ActionState::Cancelled);
+    assert_eq!(state(&h, &plan.actions[2].id).await, ActionState::Cancelled);
+    let rec = h.store.action(&plan.actions[1].id).await.unwrap().unwrap();
+    assert_eq!(rec.note.as_deref(), Some("termination cancelled in gusto"));
+    assert!(
+        lease(&h, "x", at(100_000)).await.is_empty(),
+        "the delete never comes due"
+    );
+    assert_eq!(job_state(&h, "cx").await, JobState::Cancelled);
+    // Redelivered cancellation: nothing more.
+    let before = h.store.audit_log().await.unwrap().len();
+    let again = h
+        .store
+        .cancel_jobs(&target, "again", Some(&cancel_ref), "intake", at(4))
+        .await
+        .unwrap();
+    assert!(again.duplicate && again.job_ids.is_empty());
+    assert_eq!(h.store.audit_log().await.unwrap().len(), before);
+    // By job id: a closed job is a conflict; an unknown one not found.
+    let closed = h
+        .store
+        .cancel_jobs(&CancelTarget::Job(job.clone()), "x", None, "api", at(5))
+        .await;
+    assert!(matches!(closed, Err(StoreError::Conflict(_))), "{closed:?}");
+    let unknown = h
+        .store
+        .cancel_jobs(
+            &CancelTarget::Job(JobId("nope".into())),
+            "x",
+            None,
+            "api",
+            at(5),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
+    // A scheduled job is cancelled before it is planned.
+    submit(
+        &h,
+        &new_job("cy", "hr", Some("t9"), at(86400)),
+        BlastGuard::OFF,
+    )
+    .await;
+    let c = h
+        .store
+        .cancel_jobs(
+            &CancelTarget::Job(JobId("job-cy".into())),
+            "rehired",
+            None,
+            "api",
+            at(6),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.job_ids.len(), 1);
+    assert!(h
+        .store
+        .claim_due_jobs("w", at(999_999), HOUR, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let kinds: Vec<String> = h
+        .store
+        .job_audit(&job)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "job.received",
+            "plan.recorded",
+            "action.attempt",
+            "action.finished",
+            "action.cancelled",
+            "action.cancelled",
+            "job.cancelled"
+        ]
+    );
+    assert!(verify_chain(&h.store.audit_log().await.unwrap()).is_empty());
+}
+
+async fn queue_stats_and_readiness(h: Harness) {
+    h.store.ready().await.expect("a migrated store is ready");
+    submit(&h, &new_job("s", "hr", Some("1"), t0()), BlastGuard::OFF).await;
+    let plan = make_plan(
+        "s",
+        vec![
+            op("lock", "u"),
+            op("delete", "u").not_before(at(86400)),
+            manual("m"),
+        ],
+    );
+    h.store.claim_due_jobs("w", at(1), HOUR, 1).await.unwrap();
+    h.store
+        .job_planned(&JobId("job-s".into()), &plan, "w", at(1))
+        .await
+        .unwrap();
+    let s = h.store.queue_stats(at(2)).await.unwrap();
+    assert_eq!(
+        (
+            s.due_actions,
+            s.running_actions,
+            s.scheduled_jobs,
+            s.awaiting_approval
+        ),
+        (1, 0, 0, 0)
+    );
+    let s = h.store.queue_stats(at(90_000)).await.unwrap();
+    assert_eq!(s.due_actions, 2);
+    h.raw("DELETE FROM _sqlx_migrations WHERE version = 2")
+        .await;
+    assert!(
+        h.store.ready().await.is_err(),
+        "a missing migration is not ready"
     );
 }

@@ -1,0 +1,824 @@
+//! The daemon's job queue: a job from the moment a termination is received until it has a plan
+//! (scheduled, held by the blast-radius guard, approved or rejected, cancelled, planned), and the
+//! intake ledger that makes a redelivered event find the job its first delivery made.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use revoke_core::{ActionId, Job, JobId, Plan, PlanId};
+
+use crate::{AuditEntry, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Where a daemon job stands. Once `Planned`, its actions say the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its due time (the effective time; at once when high risk).
+    Scheduled,
+    /// Held by the blast-radius guard until a person approves or rejects it.
+    AwaitingApproval,
+    Planned,
+    /// Planning failed for good (an unknown user, a permanent error).
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Scheduled,
+        JobState::AwaitingApproval,
+        JobState::Planned,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Rejected,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::AwaitingApproval => "awaiting_approval",
+            JobState::Planned => "planned",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job the daemon was asked to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub job: Job,
+    /// The source's own id of the event, the deduplication key within `job.source`.
+    pub source_event_id: Option<String>,
+    /// The normalized event as received, kept as evidence.
+    pub event: Option<serde_json::Value>,
+    pub body_sha256: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// When planning may start: the effective time, or the time received when high risk.
+    pub due_at: DateTime<Utc>,
+}
+
+/// More than `max_jobs` new jobs within `window` holds further ones for approval; 0 turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlastGuard {
+    pub max_jobs: u32,
+    pub window: Duration,
+}
+
+impl BlastGuard {
+    pub const OFF: BlastGuard = BlastGuard {
+        max_jobs: 0,
+        window: Duration::ZERO,
+    };
+}
+
+/// What `submit_job` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub job_id: JobId,
+    pub state: JobState,
+    /// The event was received before: nothing new was recorded and `job_id` is the first job.
+    pub duplicate: bool,
+    /// How many jobs the guard counted in its window before this one (when it was on).
+    pub recent_jobs: u64,
+}
+
+/// A job in the queue with everything recorded about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub job: Job,
+    pub state: JobState,
+    pub source_event_id: Option<String>,
+    pub event: Option<serde_json::Value>,
+    pub received_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub plan_id: Option<PlanId>,
+    pub planning_attempts: u32,
+    /// Why it failed, was cancelled or rejected, or who approved it.
+    pub note: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which jobs a cancellation is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelTarget {
+    Job(JobId),
+    /// Every open job of a person (an HR source cancels by employee, not by our job id).
+    Subject {
+        employee_id: Option<String>,
+        email: Option<String>,
+    },
+}
+
+/// An event a cancellation came from, deduplicated like a termination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeRef {
+    pub source: String,
+    pub event_id: String,
+    pub body_sha256: Option<String>,
+}
+
+/// What `cancel_jobs` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    pub job_ids: Vec<JobId>,
+    /// Actions that had not run and now never will.
+    pub actions: Vec<ActionId>,
+    pub duplicate: bool,
+}
+
+/// Numbers for the queue gauges and readiness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Actions due now and not finished (pending or running, not manual).
+    pub due_actions: u64,
+    pub running_actions: u64,
+    pub scheduled_jobs: u64,
+    pub awaiting_approval: u64,
+}
+
+/// The daemon's job queue; part of every `Store`. Like the rest of the store, every state change
+/// writes its audit entry in the same transaction.
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Records a job the daemon was asked to run, unless its event was received before: then
+    /// nothing is written and the first job is returned with `duplicate: true`. The job is
+    /// `Scheduled`, or `AwaitingApproval` when the guard counts `max_jobs` or more jobs received
+    /// within its window. Serialized across writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an
+    /// advisory lock), so two deliveries of one event never make two jobs.
+    ///
+    /// Audit, in the same transaction: `job.received` by `actor` (data: source, source_event_id,
+    /// body_sha256, received_at, subject, risk, effective_at, due_at, reason, requested_by, state)
+    /// and, when held, `job.held` (reason, recent_jobs, limit).
+    async fn submit_job(
+        &self,
+        new: &NewJob,
+        guard: BlastGuard,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Submitted, StoreError>;
+
+    /// Cancels open jobs (scheduled, awaiting approval or planned): a planned job's actions that
+    /// have not started (pending, awaiting acknowledgement) become `Cancelled` with `reason`;
+    /// running and finished ones are left alone. With `intake`, the event is deduplicated like a
+    /// termination (`duplicate: true`, nothing written). `Job` target: `NotFound` if unknown,
+    /// `Conflict` if not open.
+    ///
+    /// Audit, in the same transaction: `action.cancelled` per action and `job.cancelled` per job.
+    async fn cancel_jobs(
+        &self,
+        target: &CancelTarget,
+        reason: &str,
+        intake: Option<&IntakeRef>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cancellation, StoreError>;
+
+    /// Leases up to `limit` scheduled jobs that are due, for `owner` to plan, until `now + ttl`.
+    async fn claim_due_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<QueuedJob>, StoreError>;
+
+    /// Records the plan of a claimed job and marks it `Planned`, in one transaction (audited as
+    /// `insert_plan` is). `Conflict` unless `owner` holds the claim and the job is still scheduled.
+    async fn job_planned(
+        &self,
+        job: &JobId,
+        plan: &Plan,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records that planning a claimed job failed: due again at `retry_at`, or `Failed` for good.
+    /// Audit: `job.planning_failed` (error, retry_at).
+    async fn job_planning_failed(
+        &self,
+        job: &JobId,
+        owner: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Approves (back to `Scheduled`) or rejects a job held by the blast-radius guard.
+    /// `NotFound`, or `Conflict` unless it is awaiting approval. Audit: `job.approved` or
+    /// `job.rejected` by `by`.
+    async fn decide_job(
+        &self,
+        job: &JobId,
+        approve: bool,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedJob, StoreError>;
+
+    async fn queued_job(&self, job: &JobId) -> Result<Option<QueuedJob>, StoreError>;
+
+    /// Daemon jobs, newest first, optionally in one state.
+    async fn queued_jobs(
+        &self,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> Result<Vec<QueuedJob>, StoreError>;
+
+    /// The audit entries about one job, in order.
+    async fn job_audit(&self, job: &JobId) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn queue_stats(&self, now: DateTime<Utc>) -> Result<QueueStats, StoreError>;
+
+    /// Ok when the database answers and every migration has been applied (for `/readyz`).
+    async fn ready(&self) -> Result<(), StoreError>;
+}
+
+/// The `JobQueue` implementation, expanded inside `impl Store for $store` by
+/// `impl_store!`; the same SQL on both backends, with the backend's row-locking suffix.
+macro_rules! job_queue_methods {
+    ($store:ty, $skip_locked:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::JobQueue for $store {
+        async fn submit_job(
+            &self,
+            new: &$crate::NewJob,
+            guard: $crate::BlastGuard,
+            actor: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::Submitted, $crate::StoreError> {
+            use $crate::common::{audit_entry, decode_i64, micros, to_json};
+            use $crate::{JobState, StoreError, Submitted};
+            use ::sqlx::Row;
+
+            let job = &new.job;
+            let mut tx = self.begin_write().await?;
+            self.lock_intake(&mut tx).await?;
+            if let Some(event_id) = &new.source_event_id {
+                let row = sqlx::query(
+                    "SELECT e.job_id, q.state FROM intake_events e LEFT JOIN job_queue q ON q.job_id = e.job_id \
+                     WHERE e.source = $1 AND e.event_id = $2",
+                )
+                .bind(&job.source)
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if let Some(row) = row {
+                    let job_id: Option<String> = row.try_get("job_id").map_err(map_err)?;
+                    let state: Option<String> = row.try_get("state").map_err(map_err)?;
+                    let (Some(job_id), Some(state)) = (job_id, state) else {
+                        return Err(StoreError::Conflict(format!(
+                            "event {event_id} of source {}: expected a termination, found it already received as a cancellation",
+                            job.source
+                        )));
+                    };
+                    tx.rollback().await.map_err(map_err)?;
+                    let state = JobState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("job_queue.state: unknown state {state:?}")))?;
+                    return Ok(Submitted { job_id: ::revoke_core::JobId(job_id), state, duplicate: true, recent_jobs: 0 });
+                }
+            }
+            let mut recent_jobs = 0u64;
+            let mut state = JobState::Scheduled;
+            if guard.max_jobs > 0 {
+                let since = now - ::chrono::Duration::from_std(guard.window).unwrap_or_default();
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM job_queue WHERE received_at > $1")
+                    .bind(micros(since))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                recent_jobs = decode_i64(&row, "n")?.max(0) as u64;
+                if recent_jobs >= u64::from(guard.max_jobs) {
+                    state = JobState::AwaitingApproval;
+                }
+            }
+            let note = (state == JobState::AwaitingApproval).then(|| {
+                format!(
+                    "held by the blast-radius guard: {recent_jobs} jobs received in the last {}s (limit {})",
+                    guard.window.as_secs(),
+                    guard.max_jobs
+                )
+            });
+            sqlx::query(
+                "INSERT INTO job_queue (job_id, state, job_json, employee_id, email, source, source_event_id, \
+                   event_json, received_at, due_at, note, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&job.id.0)
+            .bind(state.as_str())
+            .bind(to_json(job)?)
+            .bind(job.subject.employee_id.as_deref())
+            .bind(job.subject.email.as_deref().map(str::to_lowercase))
+            .bind(&job.source)
+            .bind(new.source_event_id.as_deref())
+            .bind(new.event.as_ref().map(|e| e.to_string()))
+            .bind(micros(new.received_at))
+            .bind(micros(new.due_at))
+            .bind(note.as_deref())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("job {}: expected a new job id, found it already recorded", job.id)),
+                other => other,
+            })?;
+            if let Some(event_id) = &new.source_event_id {
+                sqlx::query(
+                    "INSERT INTO intake_events (source, event_id, kind, job_id, body_sha256, received_at) \
+                     VALUES ($1, $2, 'termination', $3, $4, $5)",
+                )
+                .bind(&job.source)
+                .bind(event_id)
+                .bind(&job.id.0)
+                .bind(new.body_sha256.as_deref())
+                .bind(micros(new.received_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            let data = ::serde_json::json!({
+                "source": job.source,
+                "source_event_id": new.source_event_id,
+                "body_sha256": new.body_sha256,
+                "received_at": new.received_at,
+                "subject": job.subject.id,
+                "risk": job.risk,
+                "effective_at": job.effective_at,
+                "due_at": new.due_at,
+                "reason": job.reason,
+                "requested_by": job.requested_by,
+                "state": state,
+            });
+            self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.received", &job.id.0, None, &data)).await?;
+            if let Some(note) = &note {
+                let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs });
+                self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.held", &job.id.0, None, &data)).await?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs })
+        }
+
+        async fn cancel_jobs(
+            &self,
+            target: &$crate::CancelTarget,
+            reason: &str,
+            intake: Option<&$crate::IntakeRef>,
+            actor: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::Cancellation, $crate::StoreError> {
+            use $crate::common::{audit_entry, decode_string, micros};
+            use $crate::{Cancellation, CancelTarget, JobState, StoreError};
+
+            let mut tx = self.begin_write().await?;
+            self.lock_intake(&mut tx).await?;
+            if let Some(i) = intake {
+                let seen = sqlx::query("SELECT 1 AS one FROM intake_events WHERE source = $1 AND event_id = $2")
+                    .bind(&i.source)
+                    .bind(&i.event_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if seen.is_some() {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(Cancellation { duplicate: true, ..Cancellation::default() });
+                }
+            }
+            let open = "('scheduled', 'awaiting_approval', 'planned')";
+            let rows = match target {
+                CancelTarget::Job(id) => {
+                    let row = sqlx::query("SELECT job_id, state FROM job_queue WHERE job_id = $1")
+                        .bind(&id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let Some(row) = row else {
+                        return Err(StoreError::NotFound(format!("job {id}")));
+                    };
+                    let state = decode_string(&row, "state")?;
+                    if !matches!(state.as_str(), "scheduled" | "awaiting_approval" | "planned") {
+                        return Err(StoreError::Conflict(format!(
+                            "job {id}: expected an open job to cancel, found it {state}"
+                        )));
+                    }
+                    vec![row]
+                }
+                CancelTarget::Subject { employee_id, email } => {
+                    if employee_id.is_none() && email.is_none() {
+                        return Err(StoreError::Config("cancel: expected an employee id or an email, found neither".into()));
+                    }
+                    let sql = format!(
+                        "SELECT job_id, state FROM job_queue WHERE state IN {open} \
+                         AND ((CAST($1 AS TEXT) IS NOT NULL AND employee_id = $1) OR (CAST($2 AS TEXT) IS NOT NULL AND email = $2)) \
+                         ORDER BY received_at"
+                    );
+                    sqlx::query(::sqlx::AssertSqlSafe(sql))
+                        .bind(employee_id.as_deref())
+                        .bind(email.as_deref().map(str::to_lowercase))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(map_err)?
+                }
+            };
+            let mut out = Cancellation::default();
+            let mut audits = Vec::new();
+            for row in &rows {
+                let job_id = decode_string(row, "job_id")?;
+                let state = decode_string(row, "state")?;
+                let mut cancelled_actions = Vec::new();
+                if state == "planned" {
+                    let ids = sqlx::query(
+                        "UPDATE actions SET state = 'cancelled', note = $1, lease_owner = NULL, lease_expires_at = NULL, \
+                           finished_at = $2 \
+                         WHERE job_id = $3 AND state IN ('pending', 'awaiting_ack') RETURNING id, seq",
+                    )
+                    .bind(reason)
+                    .bind(micros(now))
+                    .bind(&job_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let mut ids = ids
+                        .iter()
+                        .map(|r| Ok(($crate::jobs::decode_i64_of(r)?, decode_string(r, "id")?)))
+                        .collect::<Result<Vec<(i64, String)>, StoreError>>()?;
+                    ids.sort();
+                    cancelled_actions = ids.into_iter().map(|(_, id)| id).collect();
+                }
+                sqlx::query("UPDATE job_queue SET state = $1, note = $2, updated_at = $3, lease_owner = NULL, lease_expires_at = NULL WHERE job_id = $4")
+                    .bind(JobState::Cancelled.as_str())
+                    .bind(reason)
+                    .bind(micros(now))
+                    .bind(&job_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                audits.push((job_id.clone(), state, cancelled_actions.clone()));
+                out.job_ids.push(::revoke_core::JobId(job_id));
+                out.actions.extend(cancelled_actions.into_iter().map(::revoke_core::ActionId));
+            }
+            if let Some(i) = intake {
+                sqlx::query(
+                    "INSERT INTO intake_events (source, event_id, kind, job_id, body_sha256, received_at) \
+                     VALUES ($1, $2, 'cancellation', $3, $4, $5)",
+                )
+                .bind(&i.source)
+                .bind(&i.event_id)
+                .bind(out.job_ids.first().map(|j| j.0.as_str()))
+                .bind(i.body_sha256.as_deref())
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            }
+            for (job_id, was, actions) in &audits {
+                for a in actions {
+                    let data = ::serde_json::json!({ "reason": reason });
+                    self.append_audit_in(&mut tx, &audit_entry(now, actor, "action.cancelled", job_id, Some(a), &data)).await?;
+                }
+                let data = ::serde_json::json!({
+                    "reason": reason,
+                    "was": was,
+                    "actions_cancelled": actions.len(),
+                    "source": intake.map(|i| i.source.clone()),
+                    "source_event_id": intake.map(|i| i.event_id.clone()),
+                });
+                self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.cancelled", job_id, None, &data)).await?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(out)
+        }
+
+        async fn claim_due_jobs(
+            &self,
+            owner: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+            ttl: std::time::Duration,
+            limit: u32,
+        ) -> Result<Vec<$crate::QueuedJob>, $crate::StoreError> {
+            use $crate::common::{decode_string, lease_expiry, micros};
+
+            let expires = lease_expiry(now, ttl)?;
+            let mut tx = self.begin_write().await?;
+            let ids = sqlx::query(concat!(
+                "SELECT job_id FROM job_queue WHERE state = 'scheduled' AND due_at <= $1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < $1) ORDER BY due_at, job_id LIMIT $2",
+                $skip_locked
+            ))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for row in &ids {
+                let id = decode_string(row, "job_id")?;
+                let row = sqlx::query(concat!(
+                    "UPDATE job_queue SET lease_owner = $1, lease_expires_at = $2 WHERE job_id = $3 RETURNING ",
+                    $crate::jobs::queued_job_columns!()
+                ))
+                .bind(owner)
+                .bind(expires)
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                out.push($crate::jobs::decode_queued_job(&row)?);
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(out)
+        }
+
+        async fn job_planned(
+            &self,
+            job: &::revoke_core::JobId,
+            plan: &::revoke_core::Plan,
+            owner: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<(), $crate::StoreError> {
+            use $crate::common::micros;
+            use $crate::StoreError;
+
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE job_queue SET state = 'planned', plan_id = $1, lease_owner = NULL, lease_expires_at = NULL, \
+                   planning_attempts = planning_attempts + 1, updated_at = $2 \
+                 WHERE job_id = $3 AND state = 'scheduled' AND lease_owner = $4",
+            )
+            .bind(&plan.id.0)
+            .bind(micros(now))
+            .bind(&job.0)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "job {job}: expected it scheduled and claimed by {owner}, found it taken, cancelled or planned"
+                )));
+            }
+            self.insert_plan_in(&mut tx, plan, owner, now).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(())
+        }
+
+        async fn job_planning_failed(
+            &self,
+            job: &::revoke_core::JobId,
+            owner: &str,
+            error: &str,
+            retry_at: Option<::chrono::DateTime<::chrono::Utc>>,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<(), $crate::StoreError> {
+            use $crate::common::{audit_entry, micros};
+            use $crate::StoreError;
+
+            let mut tx = self.begin_write().await?;
+            let (state, sql) = match retry_at {
+                Some(_) => ("scheduled", "UPDATE job_queue SET state = $1, note = $2, due_at = $3, updated_at = $4, \
+                    planning_attempts = planning_attempts + 1, lease_owner = NULL, lease_expires_at = NULL \
+                    WHERE job_id = $5 AND state = 'scheduled' AND lease_owner = $6"),
+                None => ("failed", "UPDATE job_queue SET state = $1, note = $2, due_at = COALESCE($3, due_at), updated_at = $4, \
+                    planning_attempts = planning_attempts + 1, lease_owner = NULL, lease_expires_at = NULL \
+                    WHERE job_id = $5 AND state = 'scheduled' AND lease_owner = $6"),
+            };
+            let done = sqlx::query(sql)
+                .bind(state)
+                .bind(error)
+                .bind(retry_at.map(micros))
+                .bind(micros(now))
+                .bind(&job.0)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "job {job}: expected it scheduled and claimed by {owner}, found it taken, cancelled or planned"
+                )));
+            }
+            let data = ::serde_json::json!({ "error": error, "retry_at": retry_at });
+            self.append_audit_in(&mut tx, &audit_entry(now, owner, "job.planning_failed", &job.0, None, &data)).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(())
+        }
+
+        async fn decide_job(
+            &self,
+            job: &::revoke_core::JobId,
+            approve: bool,
+            by: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::QueuedJob, $crate::StoreError> {
+            use $crate::common::{audit_entry, decode_string, micros};
+            use $crate::{JobState, StoreError};
+
+            let mut tx = self.begin_write().await?;
+            let row = sqlx::query(concat!("SELECT state FROM job_queue WHERE job_id = $1", $skip_locked))
+                .bind(&job.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("job {job}")));
+            };
+            let state = decode_string(&row, "state")?;
+            if state != JobState::AwaitingApproval.as_str() {
+                return Err(StoreError::Conflict(format!(
+                    "job {job}: expected it awaiting approval, found it {state}"
+                )));
+            }
+            let (next, kind, note) = if approve {
+                (JobState::Scheduled, "job.approved", format!("approved by {by}"))
+            } else {
+                (JobState::Rejected, "job.rejected", format!("rejected by {by}"))
+            };
+            let row = sqlx::query(concat!(
+                "UPDATE job_queue SET state = $1, note = $2, updated_at = $3 WHERE job_id = $4 RETURNING ",
+                $crate::jobs::queued_job_columns!()
+            ))
+            .bind(next.as_str())
+            .bind(&note)
+            .bind(micros(now))
+            .bind(&job.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let decided = $crate::jobs::decode_queued_job(&row)?;
+            let data = ::serde_json::json!({ "by": by });
+            self.append_audit_in(&mut tx, &audit_entry(now, by, kind, &job.0, None, &data)).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(decided)
+        }
+
+        async fn queued_job(
+            &self,
+            job: &::revoke_core::JobId,
+        ) -> Result<Option<$crate::QueuedJob>, $crate::StoreError> {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                $crate::jobs::queued_job_columns!(),
+                " FROM job_queue WHERE job_id = $1"
+            ))
+            .bind(&job.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map($crate::jobs::decode_queued_job).transpose()
+        }
+
+        async fn queued_jobs(
+            &self,
+            state: Option<$crate::JobState>,
+            limit: u32,
+        ) -> Result<Vec<$crate::QueuedJob>, $crate::StoreError> {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                $crate::jobs::queued_job_columns!(),
+                " FROM job_queue WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) \
+                 ORDER BY received_at DESC, job_id DESC LIMIT $2"
+            ))
+            .bind(state.map(|s| s.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map($crate::jobs::decode_queued_job).collect()
+        }
+
+        async fn job_audit(
+            &self,
+            job: &::revoke_core::JobId,
+        ) -> Result<Vec<$crate::AuditEntry>, $crate::StoreError> {
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, kind, job_id, action_id, data, prev_hash, hash FROM audit_log \
+                 WHERE job_id = $1 ORDER BY seq",
+            )
+            .bind(&job.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map($crate::common::decode_audit).collect()
+        }
+
+        async fn queue_stats(
+            &self,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::QueueStats, $crate::StoreError> {
+            use $crate::common::{decode_i64, micros};
+
+            let row = sqlx::query(
+                "SELECT \
+                   (SELECT COUNT(*) FROM actions WHERE manual = FALSE AND state IN ('pending', 'running') \
+                      AND (not_before IS NULL OR not_before <= $1)) AS due, \
+                   (SELECT COUNT(*) FROM actions WHERE state = 'running') AS running, \
+                   (SELECT COUNT(*) FROM job_queue WHERE state = 'scheduled') AS scheduled, \
+                   (SELECT COUNT(*) FROM job_queue WHERE state = 'awaiting_approval') AS held",
+            )
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let n = |c| decode_i64(&row, c).map(|v| v.max(0) as u64);
+            Ok($crate::QueueStats {
+                due_actions: n("due")?,
+                running_actions: n("running")?,
+                scheduled_jobs: n("scheduled")?,
+                awaiting_approval: n("held")?,
+            })
+        }
+
+        async fn ready(&self) -> Result<(), $crate::StoreError> {
+            use $crate::common::{decode_i64, MIGRATIONS};
+            use $crate::StoreError;
+
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let applied = decode_i64(&row, "n")?;
+            if applied < MIGRATIONS {
+                return Err(StoreError::Migration(format!(
+                    "expected {MIGRATIONS} migrations applied, found {applied}"
+                )));
+            }
+            Ok(())
+        }
+        }
+    };
+}
+pub(crate) use job_queue_methods;
+
+/// The columns `decode_queued_job` reads.
+macro_rules! queued_job_columns {
+    () => {
+        "job_json, state, source_event_id, event_json, received_at, due_at, plan_id, planning_attempts, note, updated_at"
+    };
+}
+pub(crate) use queued_job_columns;
+
+/// Decodes a `job_queue` row selected with `queued_job_columns!()`.
+pub(crate) fn decode_queued_job<'r, R>(row: &'r R) -> Result<QueuedJob, crate::StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use crate::common::{col, from_micros};
+    use crate::StoreError;
+
+    let get_s = |name: &'static str| col::<R, Option<String>>(row, name);
+    let get_i = |name: &'static str| col::<R, i64>(row, name);
+    let job_json = get_s("job_json")?.unwrap_or_default();
+    let job: Job = serde_json::from_str(&job_json).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "job_queue.job_json: expected valid json, found {e}"
+        ))
+    })?;
+    let state = get_s("state")?.unwrap_or_default();
+    let state = JobState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("job_queue.state: unknown state {state:?}")))?;
+    let event = get_s("event_json")?
+        .map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(|e| {
+            StoreError::Corrupt(format!(
+                "job_queue.event_json: expected valid json, found {e}"
+            ))
+        })?;
+    Ok(QueuedJob {
+        job,
+        state,
+        source_event_id: get_s("source_event_id")?,
+        event,
+        received_at: from_micros(get_i("received_at")?, "job_queue.received_at")?,
+        due_at: from_micros(get_i("due_at")?, "job_queue.due_at")?,
+        plan_id: get_s("plan_id")?.map(PlanId),
+        planning_attempts: u32::try_from(get_i("planning_attempts")?).unwrap_or(u32::MAX),
+        note: get_s("note")?,
+        updated_at: from_micros(get_i("updated_at")?, "job_queue.updated_at")?,
+    })
+}
+
+/// `seq` of a `RETURNING id, seq` row, to put cancelled actions in plan order.
+pub(crate) fn decode_i64_of<'r, R>(row: &'r R) -> Result<i64, crate::StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    crate::common::decode_i64(row, "seq")
+}
