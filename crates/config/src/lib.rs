@@ -5,10 +5,12 @@ mod load;
 mod model;
 mod validate;
 
+pub use load::is_secret_key;
 pub use load::{load, load_str, ConfigError};
 pub use model::{
-    Config, ConnectorSection, ExecutorConfig, ManualStep, PolicyConfig, ProtectedConfig,
-    RetryConfig, StoreConfig, DEFAULT_POLICY,
+    ApiConfig, ApiToken, Config, ConnectorSection, DaemonConfig, EvidenceConfig, ExecutorConfig,
+    GuardConfig, IntakeSection, ManualStep, PolicyConfig, ProtectedConfig, RetryConfig, RiskConfig,
+    StoreConfig, TokenScope, DEFAULT_POLICY,
 };
 pub use revoke_core::ConfigIssue;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -69,8 +69,8 @@ fn finish(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Con
 }
 
 /// Whether a key holds a secret, whose value may instead come from a `KEY_file`.
-pub(crate) fn is_secret_key(key: &str) -> bool {
-    ["password", "token", "secret", "private_key"]
+pub fn is_secret_key(key: &str) -> bool {
+    ["password", "token", "secret", "secrets", "private_key"]
         .iter()
         .any(|s| key.ends_with(s))
 }

@@ -26,6 +26,24 @@ pub struct Config {
     /// Connector instances by name: `[connectors.corp-ldap] kind = "ldap"`.
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorSection>,
+    /// The daemon: where it listens, how it shuts down, how often it polls.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Who may call the daemon's API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// HR and IdP event sources by name: `[intake.bamboo] kind = "bamboohr"`, served at
+    /// `/intake/bamboo`. The source kind validates the rest of the table.
+    #[serde(default)]
+    pub intake: BTreeMap<String, IntakeSection>,
+    /// How high risk is derived from a termination event.
+    #[serde(default)]
+    pub risk: RiskConfig,
+    /// The blast-radius guard: holds jobs for approval when too many arrive at once.
+    #[serde(default)]
+    pub guard: GuardConfig,
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -169,4 +187,136 @@ pub struct ConnectorSection {
     /// Every other key of the table, as the connector's own config.
     #[serde(flatten)]
     pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// `HOST:PORT` the API and intake listen on.
+    pub listen: String,
+    /// After SIGTERM/SIGINT: how long in-flight actions may take to finish before the process exits.
+    pub shutdown_grace_secs: u64,
+    /// How often workers look for due jobs and actions when nothing woke them.
+    pub poll_ms: u64,
+    /// Actions run at once by this process (across connectors; each connector keeps its own cap).
+    pub workers: usize,
+    /// Log JSON lines instead of text.
+    pub json_logs: bool,
+    /// The default log filter (`RUST_LOG` overrides it).
+    pub log_filter: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8470".into(),
+            shutdown_grace_secs: 30,
+            poll_ms: 500,
+            workers: 8,
+            json_logs: false,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer tokens by name. Only their SHA-256 is stored (`revokectl token new` makes one).
+    #[serde(default)]
+    pub tokens: BTreeMap<String, ApiToken>,
+}
+
+/// One API token: its SHA-256 (hex) and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub sha256: String,
+    pub scope: TokenScope,
+}
+
+/// `read` sees jobs and evidence; `operator` may also submit, approve, reject, cancel and acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    Read,
+    Operator,
+}
+
+impl TokenScope {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Operator => "operator",
+        }
+    }
+}
+
+/// One event source: its kind, and the rest of its table for the intake to read.
+#[derive(Clone, Deserialize)]
+pub struct IntakeSection {
+    pub kind: String,
+    /// The policy its jobs are planned under (default: `default`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Every other key of the table, as the source's own config.
+    #[serde(flatten)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskConfig {
+    /// An involuntary termination is high risk (contained at once).
+    pub involuntary_is_high: bool,
+    /// A termination whose reason contains one of these (case-insensitive) is high risk.
+    pub high_reasons: Vec<String>,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            involuntary_is_high: true,
+            high_reasons: vec!["misconduct".into(), "cause".into(), "security".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// More than this many new jobs within the window holds further ones for approval; 0 = off.
+    pub max_jobs: u32,
+    pub window_secs: u64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            max_jobs: 10,
+            window_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Access removed later than this after the termination time is flagged in evidence.
+    pub sla_hours: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self { sla_hours: 24 }
+    }
 }

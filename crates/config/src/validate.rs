@@ -156,33 +156,120 @@ impl Config {
                 ));
             }
         }
+        issues.extend(self.daemon_issues());
         if issues.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(issues))
         }
     }
+
+    /// The daemon's own sections (intake kinds are validated by the intake crate).
+    fn daemon_issues(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.daemon.listen.parse::<std::net::SocketAddr>().is_err() {
+            issues.push(ConfigIssue::new(
+                "daemon.listen",
+                format!(
+                    "expected HOST:PORT with an IP address, found {:?}",
+                    self.daemon.listen
+                ),
+            ));
+        }
+        if self.daemon.workers == 0 {
+            issues.push(ConfigIssue::new(
+                "daemon.workers",
+                "expected at least 1, found 0",
+            ));
+        }
+        if self.daemon.poll_ms == 0 {
+            issues.push(ConfigIssue::new(
+                "daemon.poll_ms",
+                "expected at least 1, found 0",
+            ));
+        }
+        for (name, t) in &self.api.tokens {
+            let ok = t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                issues.push(ConfigIssue::new(
+                    format!("api.tokens.{name}.sha256"),
+                    format!(
+                        "expected the 64 hex digits of the token's SHA-256 (revokectl token new), found {} characters",
+                        t.sha256.len()
+                    ),
+                ));
+            }
+        }
+        for (name, section) in &self.intake {
+            if !is_name(name) {
+                issues.push(ConfigIssue::new(
+                    format!("intake.{name}"),
+                    format!("expected a source name of lowercase letters, digits, '-' and '_', found {name:?}"),
+                ));
+            }
+            if let Some(p) = &section.policy {
+                if self.policy(p).is_none() {
+                    issues.push(ConfigIssue::new(
+                        format!("intake.{name}.policy"),
+                        format!(
+                            "expected a configured policy ({}), found {p:?}",
+                            self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.guard.max_jobs > 0 && self.guard.window_secs == 0 {
+            issues.push(ConfigIssue::new(
+                "guard.window_secs",
+                "expected at least 1 while guard.max_jobs is set, found 0",
+            ));
+        }
+        if self.evidence.sla_hours == 0 {
+            issues.push(ConfigIssue::new(
+                "evidence.sla_hours",
+                "expected at least 1, found 0",
+            ));
+        }
+        issues
+    }
+}
+
+impl std::fmt::Debug for crate::IntakeSection {
+    /// Secrets never reach a log: secret-looking keys are shown redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeSection")
+            .field("kind", &self.kind)
+            .field("policy", &self.policy)
+            .field("params", &redacted(&self.params))
+            .finish()
+    }
+}
+
+/// `params` with the values of secret-looking keys replaced.
+fn redacted(
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) {
+                serde_json::Value::String("[redacted]".into())
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for ConnectorSection {
     /// Secrets never reach a log: secret-looking keys are shown redacted.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted: serde_json::Map<String, serde_json::Value> = self
-            .params
-            .iter()
-            .map(|(k, v)| {
-                let v = if is_secret_key(k) {
-                    serde_json::Value::String("[redacted]".into())
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
-            .collect();
         f.debug_struct("ConnectorSection")
             .field("kind", &self.kind)
             .field("concurrency", &self.concurrency)
-            .field("params", &redacted)
+            .field("params", &redacted(&self.params))
             .finish()
     }
 }
