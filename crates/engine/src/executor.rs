@@ -83,6 +83,14 @@ impl RunSummary {
     }
 }
 
+/// What a `work` loop did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkReport {
+    pub actions_run: usize,
+    /// Still running when the shutdown grace ran out.
+    pub abandoned: usize,
+}
+
 /// Runs plans recorded in the store: the only place in revoked that retries.
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -236,6 +244,102 @@ impl Executor {
         Ok(RunSummary::from_records(&records, Utc::now()))
     }
 
+    /// Runs due actions of every plan in the store, up to `capacity` at once, until `stop` turns
+    /// true: then it leases nothing more and waits up to `grace` for the actions in flight (their
+    /// results are recorded). Actions still running after the grace are abandoned: their leases
+    /// run out and another executor (or this one, restarted) takes them over with the same key.
+    /// `wake` lets intake and the scheduler cut the `poll` wait short.
+    pub async fn work(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        wake: Arc<tokio::sync::Notify>,
+        poll: Duration,
+        capacity: usize,
+        grace: Duration,
+    ) -> Result<WorkReport, EngineError> {
+        let capacity = capacity.max(1);
+        let mut inflight: JoinSet<(PlanId, Result<Option<ActionId>, EngineError>)> = JoinSet::new();
+        let mut report = WorkReport::default();
+        while !*stop.borrow() {
+            let free = capacity.saturating_sub(inflight.len());
+            let mut leased_now = 0;
+            if free > 0 {
+                match self
+                    .store
+                    .lease_due(None, &self.owner, Utc::now(), self.lease, free as u32)
+                    .await
+                {
+                    Ok(leased) => {
+                        leased_now = leased.len();
+                        for rec in leased {
+                            let this = self.clone();
+                            let plan = rec.plan_id.clone();
+                            inflight.spawn(async move { (plan, this.run_action(rec).await) });
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "leasing due actions failed; will try again"),
+                }
+            }
+            if leased_now > 0 && inflight.len() < capacity {
+                continue;
+            }
+            tokio::select! {
+                joined = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Some(joined) = joined {
+                        self.settle(joined, &mut report).await;
+                    }
+                }
+                _ = tokio::time::sleep(poll) => {}
+                _ = wake.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        info!(
+            in_flight = inflight.len(),
+            grace_secs = grace.as_secs(),
+            "stopping: leasing nothing more, letting actions in flight finish"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        while !inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, inflight.join_next()).await {
+                Ok(Some(joined)) => self.settle(joined, &mut report).await,
+                Ok(None) => break,
+                Err(_) => {
+                    report.abandoned = inflight.len();
+                    warn!(abandoned = inflight.len(), "shutdown grace elapsed; abandoning actions in flight (their leases will expire)");
+                    inflight.abort_all();
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Accounts for one finished action task; blocks what depended on it when it failed.
+    async fn settle(
+        &self,
+        joined: Result<(PlanId, Result<Option<ActionId>, EngineError>), tokio::task::JoinError>,
+        report: &mut WorkReport,
+    ) {
+        report.actions_run += 1;
+        match joined {
+            Ok((_, Ok(None))) => {}
+            Ok((plan, Ok(Some(_failed)))) => {
+                let blocked = match self.store.actions(&plan).await {
+                    Ok(records) => self.block_orphans(&records).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = blocked {
+                    warn!(plan_id = %plan, error = %e, "could not block the dependents of a failed action");
+                }
+            }
+            Ok((plan, Err(e))) => {
+                warn!(plan_id = %plan, error = %e, "running an action failed in the store; its lease will expire and it will run again");
+            }
+            Err(e) => warn!(error = %e, "an action task panicked"),
+        }
+    }
+
     fn limit(&self, connector: &str) -> Arc<Semaphore> {
         self.limits
             .get(connector)
@@ -292,6 +396,21 @@ impl Executor {
     /// One leased action: record the attempt, send it, record the result, verify. Returns the
     /// action's id when it failed for good.
     async fn run_action(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "action",
+            job_id = %rec.action.job_id,
+            action_id = %rec.action.id,
+            connector = %rec.action.connector,
+            kind = %rec.action.kind.0,
+            phase = rec.action.phase.as_str(),
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.run_action_in_span(rec).instrument(span).await
+    }
+
+    async fn run_action_in_span(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
         let action = rec.action.clone();
         let limit = self.limit(&action.connector);
         let _permit = limit
@@ -320,6 +439,7 @@ impl Executor {
             }
             Err(e) => return Err(e.into()),
         };
+        tracing::Span::current().record("attempt", i64::from(attempt));
         self.emit(ExecEvent::Attempt {
             action_id: action.id.0.clone(),
             attempt,
@@ -348,6 +468,7 @@ impl Executor {
                 {
                     return Ok(None);
                 }
+                tracing::Span::current().record("outcome", outcome.as_str());
                 info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
                 if let Some(c) = &connector {
                     let verdict =
@@ -397,6 +518,7 @@ impl Executor {
                 }
                 match delay {
                     Some(d) => {
+                        tracing::Span::current().record("outcome", "retrying");
                         warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, delay_ms = d.as_millis() as u64, error = %error, "attempt failed, will retry");
                         self.emit(ExecEvent::Retrying {
                             action_id: action.id.0.clone(),
@@ -407,6 +529,7 @@ impl Executor {
                         Ok(None)
                     }
                     None => {
+                        tracing::Span::current().record("outcome", "failed");
                         warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, class = error.class.name(), error = %error, "action failed");
                         self.emit_finished(&action.id).await?;
                         Ok(Some(action.id.clone()))

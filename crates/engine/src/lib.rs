@@ -5,13 +5,15 @@
 //! `revoke_core::Connector`, and it is the only place that retries.
 
 mod error;
+pub mod evidence;
 mod executor;
 mod planner;
 mod registry;
 mod retry;
 
 pub use error::EngineError;
-pub use executor::{ExecEvent, Executor, RunSummary};
-pub use planner::{check_fresh, discover, plan_jobs, Staleness};
+pub use evidence::{Evidence, EvidenceAction, EvidenceAudit, EvidenceFormat};
+pub use executor::{ExecEvent, Executor, RunSummary, WorkReport};
+pub use planner::{check_fresh, discover, plan, plan_jobs, Staleness};
 pub use registry::{Connectors, Registry};
 pub use retry::RetryPolicy;

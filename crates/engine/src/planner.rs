@@ -258,6 +258,19 @@ pub fn plan_jobs(
     })
 }
 
+/// Discovers and plans jobs in one go (read-only): what `revokectl plan` and the daemon's
+/// scheduler do.
+pub async fn plan(
+    config: &Config,
+    connectors: &Connectors,
+    jobs: Vec<Job>,
+    id: PlanId,
+    created_at: DateTime<Utc>,
+) -> Result<Plan, EngineError> {
+    let discoveries = discover(config, connectors, &jobs).await?;
+    plan_jobs(config, connectors, jobs, &discoveries, id, created_at)
+}
+
 /// Whether a saved plan still matches the world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Staleness {
