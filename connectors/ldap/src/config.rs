@@ -61,6 +61,12 @@ pub struct LdapConfig {
     pub user_attribute: String,
     #[serde(default)]
     pub user_object_class: Option<String>,
+    /// Where a leaver known only by email is looked up (HR events often carry no username).
+    #[serde(default = "default_email_attribute")]
+    pub email_attribute: String,
+    /// Where a leaver known only by employee id is looked up.
+    #[serde(default = "default_employee_id_attribute")]
+    pub employee_id_attribute: String,
     #[serde(default)]
     pub lock_method: LockMethod,
     #[serde(default)]
@@ -81,6 +87,12 @@ pub struct LdapConfig {
 
 fn default_user_attribute() -> String {
     "uid".into()
+}
+fn default_email_attribute() -> String {
+    "mail".into()
+}
+fn default_employee_id_attribute() -> String {
+    "employeeNumber".into()
 }
 fn default_true() -> bool {
     true
@@ -150,6 +162,8 @@ const KEYS: &[(&str, Ty, bool)] = &[
     ("group_base_dn", Ty::Str, true),
     ("user_attribute", Ty::Str, false),
     ("user_object_class", Ty::Str, false),
+    ("email_attribute", Ty::Str, false),
+    ("employee_id_attribute", Ty::Str, false),
     ("lock_method", Ty::Str, false),
     ("lock_attribute", Ty::Str, false),
     ("lock_value", Ty::Str, false),
@@ -285,7 +299,13 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
             }
         }
     }
-    for k in ["user_attribute", "user_object_class", "lock_attribute"] {
+    for k in [
+        "user_attribute",
+        "user_object_class",
+        "email_attribute",
+        "employee_id_attribute",
+        "lock_attribute",
+    ] {
         if let Some(name) = s(k) {
             if !is_attribute_name(name) {
                 issues.push(ConfigIssue::new(

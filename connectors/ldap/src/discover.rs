@@ -31,11 +31,42 @@ pub async fn find_user(
     cfg: &LdapConfig,
     username: &str,
 ) -> Result<Option<SearchEntry>, ConnectorError> {
-    let filter = user_filter(
-        cfg.user_object_class.as_deref(),
-        &cfg.user_attribute,
-        username,
-    );
+    find_by(client, cfg, &cfg.user_attribute, username).await
+}
+
+/// The subject's entry: by username, else by email, else by employee id (HR events may carry
+/// only the latter two). Each lookup must match at most one entry.
+async fn find_subject(
+    client: &Client,
+    cfg: &LdapConfig,
+    instance: &str,
+    subject: &Subject,
+) -> Result<Option<SearchEntry>, ConnectorError> {
+    if let Some(e) = find_user(client, cfg, subject.username_for(instance)).await? {
+        return Ok(Some(e));
+    }
+    if let Some(email) = subject.email.as_deref() {
+        if let Some(e) = find_by(client, cfg, &cfg.email_attribute, email).await? {
+            return Ok(Some(e));
+        }
+    }
+    if let Some(id) = subject.employee_id.as_deref() {
+        if let Some(e) = find_by(client, cfg, &cfg.employee_id_attribute, id).await? {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
+/// The one user entry whose `attribute` equals `value`.
+async fn find_by(
+    client: &Client,
+    cfg: &LdapConfig,
+    attribute: &str,
+    value: &str,
+) -> Result<Option<SearchEntry>, ConnectorError> {
+    let username = value;
+    let filter = user_filter(cfg.user_object_class.as_deref(), attribute, value);
     let mut found: Vec<SearchEntry> = Vec::new();
     for base in cfg.user_bases() {
         let (entries, res) = client
@@ -56,7 +87,7 @@ pub async fn find_user(
             "ambiguous_user",
             format!(
                 "expected one entry with {}={username:?}, found {}: {}",
-                cfg.user_attribute,
+                attribute,
                 found.len(),
                 dns.join("; ")
             ),
@@ -137,17 +168,21 @@ pub async fn discover(
     instance: &str,
     subject: &Subject,
 ) -> Result<Discovery, ConnectorError> {
-    let username = subject.username_for(instance);
     let not_found = Discovery {
         connector: instance.into(),
         subject: subject.id.clone(),
         found: false,
         findings: vec![],
     };
-    let Some(user) = find_user(client, cfg, username).await? else {
+    let Some(user) = find_subject(client, cfg, instance, subject).await? else {
         debug!(connector = %instance, subject = %subject.id, "no ldap entry for the subject");
         return Ok(not_found);
     };
+    // The entry's own login name: memberUid groups list it, whatever the subject was found by.
+    let username = attr(&user, &cfg.user_attribute)
+        .first()
+        .cloned()
+        .unwrap_or_else(|| subject.username_for(instance).to_string());
     let finding = |kind: &str, target: &str, attrs: BTreeMap<String, String>| Finding {
         connector: instance.into(),
         subject: subject.id.clone(),
@@ -161,10 +196,11 @@ pub async fn discover(
         BTreeMap::from([
             ("locked".to_string(), is_locked(cfg, &user).to_string()),
             ("lock_method".to_string(), cfg.lock_method.to_string()),
+            ("username".to_string(), username.clone()),
         ]),
     )];
 
-    let filter = group_filter(&user.dn, username);
+    let filter = group_filter(&user.dn, &username);
     let wanted = ["objectClass", "member", "uniqueMember", "memberUid"];
     let (groups, res) = client
         .search(&cfg.group_base_dn, Scope::Subtree, &filter, &wanted)
@@ -173,7 +209,7 @@ pub async fn discover(
         return Err(crate::classify::result("search", &cfg.group_base_dn, &res));
     }
     for group in &groups {
-        let found = memberships(group, &user.dn, username);
+        let found = memberships(group, &user.dn, &username);
         if found.is_empty() {
             continue;
         }

@@ -24,7 +24,11 @@ pub fn plan(
     else {
         return vec![];
     };
-    let username = subject.username_for(instance);
+    let username = account
+        .attrs
+        .get("username")
+        .map(String::as_str)
+        .unwrap_or_else(|| subject.username_for(instance));
     let user_dn = account.target.as_str();
     let base_params = BTreeMap::from([
         ("user_dn".to_string(), user_dn.to_string()),
