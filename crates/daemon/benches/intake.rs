@@ -1,0 +1,150 @@
+//! The daemon over loopback, on its default SQLite store: signed-webhook intake throughput and
+//! latency (every accepted event is durable: it is in the store before the answer), idle RSS of
+//! `revoked`, and the time from a high-risk webhook to every contain action done against slapd.
+//!
+//! `cargo bench -p revoked --bench intake` sends 2,000 events from 8 concurrent senders;
+//! `-- --events N --senders S` changes that. Under `cargo test --benches` it sends 40, so CI
+//! keeps it working.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use revoke_testkit::{Slapd, DEMO_LDIF};
+use serde_json::json;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let events = arg("--events", if benching { 2000 } else { 40 });
+    let senders = arg("--senders", 8).max(1);
+
+    let slapd = Slapd::start().expect("slapd starts");
+    slapd.add_ldif(DEMO_LDIF).unwrap();
+    // Intake only: hold every job (guard at 1) so the benchmark measures intake, not offboarding.
+    let setup = Setup::new(&slapd, None, "[guard]\nmax_jobs = 1\nwindow_secs = 86400\n");
+    let d = Daemon::start(&setup.config, &setup.dir.path().join("revoked.log"));
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = rss_kib(d.child.id());
+
+    let started = Instant::now();
+    let per = events.div_ceil(senders);
+    let base = d.base.clone();
+    let mut handles = Vec::new();
+    for s in 0..senders {
+        let base = base.clone();
+        handles.push(std::thread::spawn(move || {
+            let c = client();
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let n = s * per + i;
+                let delivery = Delivery::termination(json!({ "employee_id": format!("E{n}"), "email": format!("user{n}@example.org") }));
+                let t = Instant::now();
+                let r = c.http.post(format!("{base}/intake/hr"))
+                    .header("webhook-id", &delivery.id)
+                    .header("webhook-timestamp", delivery.timestamp.to_string())
+                    .header("webhook-signature", delivery.signature(WEBHOOK_SECRET))
+                    .body(delivery.body.clone())
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed();
+    lat.sort();
+    let sent = lat.len();
+    let c = client();
+    // Durable: every accepted event is a job in the store.
+    let listed = c
+        .get_json(&d, "/api/v1/jobs?limit=1000")
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, sent.min(1000), "every accepted event is recorded");
+    let busy_rss = rss_kib(d.child.id());
+    let status = d.terminate();
+    assert!(status.success());
+
+    // Time to contain: a fresh daemon, one high-risk termination, until every contain action is done.
+    let setup2 = Setup::new(&slapd, None, "");
+    let d2 = Daemon::start(&setup2.config, &setup2.dir.path().join("revoked.log"));
+    let t = Instant::now();
+    let (s, a) = c.deliver(
+        &d2,
+        &Delivery::termination(json!({ "username": "carol", "high_risk": true })),
+        WEBHOOK_SECRET,
+    );
+    assert_eq!(s, 202, "{a}");
+    let job = a["jobs"][0]["job_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = c.get_json(&d2, &format!("/api/v1/jobs/{job}"));
+        if phases_done(&j, &["contain"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol was never contained");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let contain = t.elapsed();
+    assert!(d2.terminate().success());
+
+    println!(
+        "intake: {sent} signed events from {senders} senders in {:.2}s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        sent as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "intake latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(percentile(&lat, 1.0))
+    );
+    println!(
+        "revoked RSS: idle {:.1} MiB, after intake {:.1} MiB",
+        idle_rss as f64 / 1024.0,
+        busy_rss as f64 / 1024.0
+    );
+    println!("high-risk webhook to every contain action done (LDAP stand-in): {:.0} ms (client-observed, 5 ms polling)", ms(contain));
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,203 @@
+//! `revoked`, the daemon: signed HR and IdP intake, a scheduler that plans due jobs, workers that
+//! run their actions (several processes may share one Postgres queue), the JSON API, evidence,
+//! health and metrics. `types` is shared with `revokectl --server`.
+
+pub mod http;
+pub mod scheduler;
+pub mod state;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use revoke_config::{Config, ConfigError, ConfigIssue};
+use revoke_engine::{Executor, Registry};
+use revoke_intake::RiskRules;
+use revoke_store::BlastGuard;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::state::{AppState, IntakeSource, Token};
+
+/// Every connector kind this build knows.
+pub fn registry() -> Registry {
+    Registry::new().with(revoke_connector_ldap::LdapFactory)
+}
+
+/// Validates the whole configuration without I/O: core sections, connectors and intake sources.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let mut issues: Vec<ConfigIssue> = match registry().validate(config) {
+        Ok(()) => Vec::new(),
+        Err(ConfigError::Invalid(i)) => i,
+        Err(other) => return Err(other),
+    };
+    for (name, s) in &config.intake {
+        let path = format!("intake.{name}");
+        issues.extend(revoke_intake::validate(
+            &path,
+            &s.kind,
+            &serde_json::Value::Object(s.params.clone()),
+        ));
+    }
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+/// `revoked@host:pid`: this process in leases and the audit log.
+pub fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("revoked@{host}:{}", std::process::id())
+}
+
+/// What `run` reports once it has stopped.
+#[derive(Debug, Clone, Default)]
+pub struct Stopped {
+    pub actions_run: usize,
+    pub abandoned: usize,
+}
+
+/// Runs the daemon until `shutdown` resolves: opens (and migrates) the store, binds the listener,
+/// tells systemd it is ready, then serves, schedules and works. On shutdown it stops accepting
+/// and leasing, and lets actions in flight finish within `daemon.shutdown_grace_secs`.
+/// `on_ready` receives the bound address (the port is chosen by the OS when configured as 0).
+pub async fn run(
+    config: Config,
+    metrics: Option<revoke_telemetry::Metrics>,
+    on_ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Stopped> {
+    let config = Arc::new(config);
+    let store = revoke_store::open(&config.store_url())
+        .await
+        .context("opening the store")?;
+    let connectors = registry().build(&config).context("building connectors")?;
+    let risk = RiskRules {
+        involuntary_is_high: config.risk.involuntary_is_high,
+        high_reasons: config.risk.high_reasons.clone(),
+    };
+    let mut sources = BTreeMap::new();
+    for (name, s) in &config.intake {
+        let source = revoke_intake::Source::build(
+            name,
+            &s.kind,
+            &serde_json::Value::Object(s.params.clone()),
+            &risk,
+        )
+        .with_context(|| format!("intake source {name}"))?;
+        let policy = s
+            .policy
+            .clone()
+            .unwrap_or_else(|| revoke_config::DEFAULT_POLICY.to_string());
+        sources.insert(name.clone(), IntakeSource { source, policy });
+    }
+    let mut tokens = Vec::new();
+    for (name, t) in &config.api.tokens {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(t.sha256.trim(), &mut sha256)
+            .with_context(|| format!("api.tokens.{name}.sha256"))?;
+        tokens.push(Token {
+            name: name.clone(),
+            sha256,
+            scope: t.scope,
+        });
+    }
+    if tokens.is_empty() {
+        warn!("no API tokens configured: the API answers 401 to everything but health, metrics and intake");
+    }
+    let guard = if config.guard.max_jobs == 0 {
+        BlastGuard::OFF
+    } else {
+        BlastGuard {
+            max_jobs: config.guard.max_jobs,
+            window: std::time::Duration::from_secs(config.guard.window_secs),
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let owner = owner();
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        connectors: connectors.clone(),
+        sources,
+        tokens,
+        risk,
+        guard,
+        metrics,
+        owner: owner.clone(),
+        wake_scheduler: Arc::new(Notify::new()),
+        wake_workers: Arc::new(Notify::new()),
+        stop: stop_rx.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.daemon.listen)
+        .await
+        .with_context(|| format!("binding {}", config.daemon.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, owner = %owner, store = %redact_url(&config.store_url()), sources = config.intake.len(), connectors = connectors.len(), "revoked ready");
+    // systemd: ready once migrations ran and the listener is bound (a no-op without NOTIFY_SOCKET).
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "sd_notify failed");
+    }
+    on_ready(addr);
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let executor = Executor::new(store.clone(), connectors, &config, owner).with_events(tx);
+    let observer = tokio::spawn(scheduler::observe(state.clone(), rx));
+    let scheduler = tokio::spawn(scheduler::run(state.clone()));
+    let workers = {
+        let (stop, wake) = (stop_rx.clone(), state.wake_workers.clone());
+        let (poll, n, grace) = (
+            config.daemon.poll(),
+            config.daemon.workers,
+            config.daemon.shutdown_grace(),
+        );
+        tokio::spawn(async move { executor.work(stop, wake, poll, n, grace).await })
+    };
+    let mut server_stop = stop_rx.clone();
+    let router = http::router(state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    shutdown.await;
+    info!("shutting down: no new requests, jobs or actions; letting actions in flight finish");
+    let _ = stop_tx.send(true);
+    let report = workers.await.context("the workers task")??;
+    let _ = scheduler.await;
+    let _ = server.await;
+    drop(state);
+    observer.abort();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    info!(
+        actions_run = report.actions_run,
+        abandoned = report.abandoned,
+        "revoked stopped"
+    );
+    Ok(Stopped {
+        actions_run: report.actions_run,
+        abandoned: report.abandoned,
+    })
+}
+
+/// A store URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

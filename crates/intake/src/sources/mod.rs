@@ -1,0 +1,50 @@
+//! One module per source kind: how it authenticates and what its payload means.
+
+pub(crate) mod bamboohr;
+pub(crate) mod generic;
+pub(crate) mod gusto;
+pub(crate) mod hibob;
+pub(crate) mod okta;
+pub(crate) mod personio;
+pub(crate) mod scim;
+pub(crate) mod standard_webhooks;
+
+use crate::auth::auth_header;
+use crate::config::EventSets;
+use crate::ctx::Ctx;
+use crate::error::IntakeError;
+use crate::event::EventKind;
+use crate::request::Request;
+
+/// Maps a vendor event type to what we do with it; `None` is ignored.
+pub(crate) fn classify(sets: &EventSets, event_type: &str) -> Option<EventKind> {
+    if sets.termination.iter().any(|t| t == event_type) {
+        Some(EventKind::Termination)
+    } else if sets.cancellation.iter().any(|t| t == event_type) {
+        Some(EventKind::Cancellation)
+    } else {
+        None
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against the source's token hashes.
+pub(crate) fn check_bearer(src: &Ctx<'_>, req: &Request<'_>) -> Result<(), IntakeError> {
+    let value = auth_header(req.headers, "authorization")?;
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            return Err(IntakeError::Unauthenticated(
+                "header Authorization: expected \"Bearer <token>\", found another scheme"
+                    .to_string(),
+            ))
+        }
+    };
+    if crate::auth::token_matches(src.token_hashes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(IntakeError::Unauthenticated(
+            "header Authorization: expected a configured bearer token, found one that matches none"
+                .to_string(),
+        ))
+    }
+}
