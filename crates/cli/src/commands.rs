@@ -11,12 +11,150 @@ use revoke_engine::{
 use revoke_store::{verify_chain, ActionState, Store, StoreError};
 
 use crate::context::{operator, Context};
-use crate::render;
-use crate::{AuditCommand, Cli, Command, ConfigCommand, Format, JobArgs, RiskArg};
+use crate::remote::{resolve_token, Remote};
+use crate::{queue, render, tools};
+use crate::{AuditCommand, Cli, Command, ConfigCommand, Format, JobArgs, RiskArg, TokenCommand};
+
+/// Commands that work on the local store only, refused with `--server` rather than quietly
+/// answering from a different place than the one asked.
+fn local_only(server: bool, what: &str) -> anyhow::Result<()> {
+    if server {
+        bail!("`revokectl {what}` works on the local store: expected no --server (or REVOKE_SERVER), found one; run it where the store is, or use `revokectl --server URL jobs|show|status|evidence`");
+    }
+    Ok(())
+}
+
+/// The server of an arm guarded by `remote.is_some()`.
+fn required(remote: Option<&Remote>) -> anyhow::Result<&Remote> {
+    remote.ok_or_else(|| anyhow!("internal error: expected a server, found none"))
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = cli.config.as_deref();
+    // Only the commands that can use the API read --server and the token (a stray
+    // REVOKE_SERVER or token file does not break `plan`, `token` or `send`).
+    let uses_api = matches!(
+        cli.command,
+        Command::Jobs { .. }
+            | Command::Approve { .. }
+            | Command::Reject { .. }
+            | Command::Cancel { .. }
+            | Command::Evidence { .. }
+            | Command::Import { .. }
+            | Command::Status { .. }
+            | Command::Show { .. }
+            | Command::Ack { .. }
+    );
+    let server = cli.server.is_some();
+    let remote = match &cli.server {
+        Some(server) if uses_api => Some(Remote::new(
+            server,
+            resolve_token(cli.token.clone(), cli.token_file.as_deref())?,
+        )?),
+        _ => None,
+    };
+    let remote = remote.as_ref();
     match cli.command {
+        Command::Jobs {
+            state,
+            limit,
+            output,
+        } => queue::jobs(cfg, remote, state, limit, output).await,
+        Command::Approve { job, output } => queue::decide(cfg, remote, &job, true, output).await,
+        Command::Reject { job, output } => queue::decide(cfg, remote, &job, false, output).await,
+        Command::Cancel {
+            job,
+            reason,
+            output,
+        } => queue::cancel(cfg, remote, &job, &reason, output).await,
+        Command::Evidence { job, output, out } => {
+            queue::evidence(cfg, remote, &job, output, out.as_deref()).await
+        }
+        Command::Import {
+            file,
+            timezone,
+            policy,
+            output,
+        } => queue::import(cfg, remote, &file, &timezone, &policy, output).await,
+        Command::Token {
+            command:
+                TokenCommand::New {
+                    name,
+                    scope,
+                    output,
+                },
+        } => tools::token_new(&name, scope, output),
+        Command::Token {
+            command: TokenCommand::Hash,
+        } => tools::token_hash(),
+        Command::Send {
+            url,
+            secret_env,
+            secret_file,
+            employee_id,
+            email,
+            username,
+            reason,
+            effective_at,
+            involuntary,
+            high_risk,
+            cancel,
+            event_id,
+            output,
+        } => {
+            tools::send(tools::SendArgs {
+                url,
+                secret_env,
+                secret_file,
+                employee_id,
+                email,
+                username,
+                reason,
+                effective_at,
+                involuntary,
+                high_risk,
+                cancel,
+                event_id,
+                output,
+            })
+            .await
+        }
+        Command::Status { job, output } if remote.is_some() => {
+            queue::remote_status(required(remote)?, job.as_deref(), output).await
+        }
+        Command::Show { target, output } if remote.is_some() && !Path::new(&target).exists() => {
+            queue::remote_show(required(remote)?, &target, output).await
+        }
+        Command::Ack { job, action, by } if remote.is_some() => {
+            queue::remote_ack(required(remote)?, &job, &action, by.as_deref()).await
+        }
+        cmd @ Command::Apply { .. } => {
+            local_only(server, "apply")?;
+            local(cfg, cmd).await
+        }
+        cmd @ Command::Results { .. } => {
+            local_only(server, "results")?;
+            local(cfg, cmd).await
+        }
+        cmd @ Command::Verify { .. } => {
+            local_only(server, "verify")?;
+            local(cfg, cmd).await
+        }
+        cmd @ Command::Resume { .. } => {
+            local_only(server, "resume")?;
+            local(cfg, cmd).await
+        }
+        cmd @ Command::Audit { .. } => {
+            local_only(server, "audit verify")?;
+            local(cfg, cmd).await
+        }
+        other => local(cfg, other).await,
+    }
+}
+
+/// The embedded commands, as they were before `--server`.
+async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
+    match command {
         Command::Plan {
             job,
             out,
@@ -71,6 +209,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .join(", ")
             );
             Ok(0)
+        }
+        Command::Jobs { .. }
+        | Command::Approve { .. }
+        | Command::Reject { .. }
+        | Command::Cancel { .. }
+        | Command::Evidence { .. }
+        | Command::Import { .. }
+        | Command::Token { .. }
+        | Command::Send { .. } => {
+            bail!("internal error: expected this command dispatched before the embedded ones")
         }
     }
 }

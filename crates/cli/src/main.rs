@@ -1,8 +1,12 @@
-//! `revokectl`: plan, apply, show and verify offboardings, embedded on a local store.
+//! `revokectl`: plan, apply, show and verify offboardings, embedded on a local store, or talk to
+//! a `revoked` daemon with `--server URL`.
 
 mod commands;
 mod context;
+mod queue;
+mod remote;
 mod render;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +22,22 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// A revoked daemon (http://HOST:PORT): status, jobs, show, approve, reject, cancel, ack,
+    /// evidence and import go to its API instead of the local store
+    #[arg(long, global = true, env = "REVOKE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token for --server
+    #[arg(
+        long,
+        global = true,
+        env = "REVOKE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Read the API token from this file (first line); wins over --token and REVOKE_TOKEN
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -27,6 +47,67 @@ pub enum Format {
     Table,
     Json,
     Jsonl,
+}
+
+/// The evidence export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvidenceArg {
+    Json,
+    Jsonl,
+    Csv,
+    Md,
+}
+
+impl EvidenceArg {
+    pub fn format(self) -> revoke_engine::EvidenceFormat {
+        match self {
+            EvidenceArg::Json => revoke_engine::EvidenceFormat::Json,
+            EvidenceArg::Jsonl => revoke_engine::EvidenceFormat::Jsonl,
+            EvidenceArg::Csv => revoke_engine::EvidenceFormat::Csv,
+            EvidenceArg::Md => revoke_engine::EvidenceFormat::Md,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceArg::Json => "json",
+            EvidenceArg::Jsonl => "jsonl",
+            EvidenceArg::Csv => "csv",
+            EvidenceArg::Md => "md",
+        }
+    }
+}
+
+/// Daemon job states, for `jobs --state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum JobStateArg {
+    Scheduled,
+    AwaitingApproval,
+    Planned,
+    Failed,
+    Cancelled,
+    Rejected,
+}
+
+impl JobStateArg {
+    pub fn state(self) -> revoke_store::JobState {
+        use revoke_store::JobState;
+        match self {
+            JobStateArg::Scheduled => JobState::Scheduled,
+            JobStateArg::AwaitingApproval => JobState::AwaitingApproval,
+            JobStateArg::Planned => JobState::Planned,
+            JobStateArg::Failed => JobState::Failed,
+            JobStateArg::Cancelled => JobState::Cancelled,
+            JobStateArg::Rejected => JobState::Rejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Read,
+    Operator,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,7 +184,7 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
     },
-    /// Jobs and where they stand, or one job's actions
+    /// Jobs and where they stand, or one job's actions (with --server: the daemon's queue)
     Status {
         job: Option<String>,
         #[arg(long, short = 'o', value_enum, default_value = "table")]
@@ -116,10 +197,115 @@ pub enum Command {
     /// Acknowledge a manual action of a job as done
     Ack {
         job: String,
+        /// The action id, or a manual step's id from config (collect-laptop)
         action: String,
-        /// Who did it; default: $USER
+        /// Who did it; default: $USER (with --server the token's name is recorded)
         #[arg(long)]
         by: Option<String>,
+    },
+    /// The daemon's jobs, newest first (embedded: the queue in the local store)
+    Jobs {
+        /// Only jobs in this state
+        #[arg(long, value_enum)]
+        state: Option<JobStateArg>,
+        /// At most this many
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Approve a job the blast-radius guard holds: it is scheduled again
+    Approve {
+        job: String,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Reject a job the blast-radius guard holds: it never runs
+    Reject {
+        job: String,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Cancel an open job: actions that have not started never will
+    Cancel {
+        job: String,
+        /// Why (recorded in the audit log)
+        #[arg(long, required = true)]
+        reason: String,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// A job's evidence for auditors: the event, plan, actions and audit trail
+    Evidence {
+        job: String,
+        #[arg(long, short = 'o', value_enum, default_value = "json")]
+        output: EvidenceArg,
+        /// Write to this file instead of stdout
+        #[arg(long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Submit terminations from a CSV or JSONL file, one per line; importing again adds nothing
+    Import {
+        /// FILE.csv (header: employee_id,email,username,effective_at,reason,involuntary,high_risk,event_id) or FILE.jsonl
+        file: PathBuf,
+        /// The time zone of dates without a time (effective_at = 2026-12-01)
+        #[arg(long, default_value = "UTC", value_name = "ZONE")]
+        timezone: String,
+        /// The policy the jobs are planned under
+        #[arg(long, default_value = revoke_config::DEFAULT_POLICY)]
+        policy: String,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// API tokens for the daemon
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Send a signed sample termination to a Standard Webhooks intake endpoint
+    Send {
+        /// The intake endpoint: http://HOST:PORT/intake/NAME
+        url: String,
+        /// The environment variable holding the whsec_ secret
+        #[arg(
+            long,
+            value_name = "VAR",
+            required_unless_present = "secret_file",
+            conflicts_with = "secret_file"
+        )]
+        secret_env: Option<String>,
+        /// The file holding the whsec_ secret
+        #[arg(long, value_name = "PATH")]
+        secret_file: Option<PathBuf>,
+        /// The leaver's HR id (a cancellation cancels this person's open jobs)
+        #[arg(long, value_name = "ID")]
+        employee_id: Option<String>,
+        /// The leaver's email
+        #[arg(long, value_name = "EMAIL")]
+        email: Option<String>,
+        /// The leaver's directory login
+        #[arg(long, value_name = "USERNAME")]
+        username: Option<String>,
+        /// Why (reasons like "misconduct" make the job high risk under `[risk]`)
+        #[arg(long)]
+        reason: Option<String>,
+        /// When access must end: RFC 3339, a date (YYYY-MM-DD) or now
+        #[arg(long, value_name = "TIME")]
+        effective_at: Option<String>,
+        /// An involuntary termination (high risk when `[risk] involuntary_is_high`)
+        #[arg(long)]
+        involuntary: bool,
+        /// Contain at once
+        #[arg(long)]
+        high_risk: bool,
+        /// Send employee.termination_cancelled instead of employee.terminated
+        #[arg(long)]
+        cancel: bool,
+        /// The webhook-id (the intake's dedup key); default: a fresh one
+        #[arg(long, value_name = "ID")]
+        event_id: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
     },
     /// Run every action that has become due (for cron, without the daemon)
     Resume {
@@ -142,6 +328,22 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check the hash chain: detects an altered or removed entry
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a random API token: prints it once, and the config block with its hash
+    New {
+        /// The token's name: the acting identity in the audit log
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Read a token on stdin and print its SHA-256 (hex), as `[api.tokens.NAME] sha256` wants
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use revoke_core::{Phase, Plan};
 use revoke_engine::{ExecEvent, RunSummary};
 use revoke_store::{ActionRecord, JobRecord};
+use revoked::types::{JobDetail, JobSummary, Status};
 
 use crate::Format;
 
@@ -205,5 +206,111 @@ pub fn jobs(rows: &[(JobRecord, RunSummary)]) {
             s.awaiting_ack,
             s.not_confirmed
         );
+    }
+}
+
+fn secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `revokectl jobs`: the daemon's queue.
+pub fn job_summaries(jobs: &[JobSummary]) {
+    if jobs.is_empty() {
+        println!("no jobs");
+        return;
+    }
+    println!(
+        "{:<38} {:<17} {:<24} {:<10} {:<8} {:<20} note",
+        "job", "state", "subject", "source", "risk", "due"
+    );
+    for j in jobs {
+        println!(
+            "{:<38} {:<17} {:<24} {:<10} {:<8} {:<20} {}",
+            j.job_id,
+            j.state,
+            j.subject,
+            j.source,
+            j.risk,
+            secs(j.due_at),
+            j.note.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// `revokectl --server URL show JOB`: the job, its progress and each action.
+pub fn job_detail(d: &JobDetail) {
+    let s = &d.summary;
+    println!("Job {}  {}", s.job_id, s.state);
+    let rows = [
+        ("subject", s.subject.clone()),
+        (
+            "source",
+            match &s.source_event_id {
+                Some(e) => format!("{} (event {e})", s.source),
+                None => s.source.clone(),
+            },
+        ),
+        ("risk", s.risk.clone()),
+        ("reason", s.reason.clone()),
+        ("received", secs(s.received_at)),
+        ("effective", secs(s.effective_at)),
+        ("due", secs(s.due_at)),
+        ("plan", s.plan_id.clone().unwrap_or_else(|| "-".into())),
+        (
+            "fingerprint",
+            d.plan_fingerprint.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("note", s.note.clone().unwrap_or_else(|| "-".into())),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<12} {v}");
+    }
+    let p = &d.progress;
+    println!(
+        "\nProgress: {} action(s): {} done, {} already done, {} skipped, {} pending, {} running, {} failed, {} blocked, {} cancelled, {} awaiting acknowledgement, {} acknowledged",
+        p.total, p.done, p.already_done, p.skipped, p.pending, p.running, p.failed, p.blocked, p.cancelled, p.awaiting_ack, p.acknowledged
+    );
+    if let Some(t) = p.next_due {
+        println!("Next due: {}", secs(t));
+    }
+    if d.actions.is_empty() {
+        return;
+    }
+    println!(
+        "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
+        "action", "phase", "outcome", "attempts", "finished"
+    );
+    for a in &d.actions {
+        let detail = match (&a.error_code, &a.verdict) {
+            (Some(code), _) => format!(
+                "{} {code}: {}",
+                a.error_class.as_deref().unwrap_or("error"),
+                a.error_message.as_deref().unwrap_or("")
+            ),
+            (None, Some(v)) => v.clone(),
+            (None, None) => a.note.clone().unwrap_or_default(),
+        };
+        println!(
+            "{:<44} {:<9} {:<13} {:>8}  {:<20} {}",
+            a.action_id,
+            a.phase,
+            a.outcome,
+            a.attempts,
+            a.finished_at.map(secs).unwrap_or_default(),
+            detail
+        );
+    }
+}
+
+/// `revokectl --server URL status`: the daemon's version and queue.
+pub fn queue_status(s: &Status) {
+    println!("revoked {}", s.version);
+    let q = &s.queue;
+    println!("  scheduled jobs     {}", q.scheduled_jobs);
+    println!("  awaiting approval  {}", q.awaiting_approval);
+    println!("  due actions        {}", q.due_actions);
+    println!("  running actions    {}", q.running_actions);
+    if q.awaiting_approval > 0 {
+        println!("\nJobs held by the blast-radius guard: `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`.");
     }
 }

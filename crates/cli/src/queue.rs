@@ -1,0 +1,481 @@
+//! The daemon's job queue from the command line: `jobs`, `approve`, `reject`, `cancel`,
+//! `evidence` and `import`, embedded on the local store or through `--server`; and the
+//! server-only forms of `status`, `show` and `ack`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _};
+use chrono::Utc;
+use chrono_tz::Tz;
+use revoke_core::JobId;
+use revoke_intake::{NormalizedEvent, RiskRules};
+use revoke_store::{BlastGuard, CancelTarget, JobState, ResultLine, StoreError};
+use revoked::types::{
+    CancelAnswer, CancelRequest, JobDetail, JobSummary, Status, SubmitJob, Submitted,
+};
+
+use crate::context::{operator, Context};
+use crate::remote::Remote;
+use crate::render;
+use crate::{EvidenceArg, Format, JobStateArg};
+
+const JOBS: [&str; 3] = ["api", "v1", "jobs"];
+
+fn job_path<'a>(job: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = JOBS.to_vec();
+    v.push(job);
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Prints a value as pretty JSON (`json`) or one compact line (`jsonl`).
+fn print_json(value: &impl serde::Serialize, output: Format) -> anyhow::Result<()> {
+    match output {
+        Format::Jsonl => println!("{}", serde_json::to_string(value)?),
+        _ => println!("{}", serde_json::to_string_pretty(value)?),
+    }
+    Ok(())
+}
+
+/// A store error about one job, said the way a person can act on.
+fn job_error(job: &str, doing: &str, e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::NotFound(_) => anyhow!(
+            "cannot {doing} job {job:?}: expected a job of the daemon's queue, found none with this id (`revokectl jobs` lists them)"
+        ),
+        StoreError::Conflict(why) => anyhow!("cannot {doing} job {job}: {why}"),
+        other => anyhow!("cannot {doing} job {job}: {other}"),
+    }
+}
+
+/// The blast-radius guard as the daemon builds it from `[guard]`.
+pub fn guard(config: &revoke_config::Config) -> BlastGuard {
+    if config.guard.max_jobs == 0 {
+        BlastGuard::OFF
+    } else {
+        BlastGuard {
+            max_jobs: config.guard.max_jobs,
+            window: std::time::Duration::from_secs(config.guard.window_secs),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-only: status, show, ack
+
+/// `status` with `--server`: the queue (no job), or one job as `show` has it.
+pub async fn remote_status(
+    remote: &Remote,
+    job: Option<&str>,
+    output: Format,
+) -> anyhow::Result<u8> {
+    if let Some(job) = job {
+        return remote_show(remote, job, output).await;
+    }
+    let status: Status = remote.get(&["api", "v1", "status"], &[]).await?;
+    match output {
+        Format::Table => render::queue_status(&status),
+        _ => print_json(&status, output)?,
+    }
+    Ok(0)
+}
+
+/// `show JOB` with `--server`: the job, its progress and each action's outcome.
+pub async fn remote_show(remote: &Remote, job: &str, output: Format) -> anyhow::Result<u8> {
+    let detail: JobDetail = remote.get(&job_path(job, &[]), &[]).await?;
+    match output {
+        Format::Table => render::job_detail(&detail),
+        _ => print_json(&detail, output)?,
+    }
+    Ok(0)
+}
+
+/// `ack JOB ACTION` with `--server`: the server records the token's name as who did it.
+pub async fn remote_ack(
+    remote: &Remote,
+    job: &str,
+    action: &str,
+    by: Option<&str>,
+) -> anyhow::Result<u8> {
+    if by.is_some() {
+        bail!("--by: expected no value with --server (the daemon records the API token's name as who acknowledged), found one");
+    }
+    let (_, line): (_, ResultLine) = remote
+        .post(
+            &job_path(job, &["actions", action, "ack"]),
+            &serde_json::json!({}),
+        )
+        .await?;
+    println!(
+        "acknowledged {} of job {job} ({})",
+        line.action_id, line.outcome
+    );
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// jobs, approve, reject, cancel, evidence
+
+pub async fn jobs(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    state: Option<JobStateArg>,
+    limit: u32,
+    output: Format,
+) -> anyhow::Result<u8> {
+    let list: Vec<JobSummary> = match remote {
+        Some(r) => {
+            let mut query = vec![("limit", limit.to_string())];
+            if let Some(s) = state {
+                query.push(("state", s.state().as_str().to_string()));
+            }
+            r.get(&JOBS, &query).await?
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            store
+                .queued_jobs(state.map(JobStateArg::state), limit)
+                .await?
+                .iter()
+                .map(JobSummary::of)
+                .collect()
+        }
+    };
+    match output {
+        Format::Table => render::job_summaries(&list),
+        Format::Json => print_json(&list, output)?,
+        Format::Jsonl => {
+            for j in &list {
+                print_json(j, output)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `approve` / `reject` a job held by the blast-radius guard.
+pub async fn decide(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    job: &str,
+    approve: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
+    let verb = if approve { "approve" } else { "reject" };
+    let summary: JobSummary = match remote {
+        Some(r) => {
+            r.post(&job_path(job, &[verb]), &serde_json::json!({}))
+                .await?
+                .1
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            let q = store
+                .decide_job(&JobId(job.to_string()), approve, &operator(), Utc::now())
+                .await
+                .map_err(|e| job_error(job, verb, e))?;
+            JobSummary::of(&q)
+        }
+    };
+    match output {
+        Format::Table => println!(
+            "{} job {} ({}): now {}",
+            if approve { "approved" } else { "rejected" },
+            summary.job_id,
+            summary.subject,
+            summary.state
+        ),
+        _ => print_json(&summary, output)?,
+    }
+    Ok(0)
+}
+
+pub async fn cancel(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    job: &str,
+    reason: &str,
+    output: Format,
+) -> anyhow::Result<u8> {
+    if reason.trim().is_empty() {
+        bail!("--reason: expected why the job is cancelled, found an empty string");
+    }
+    let answer: CancelAnswer = match remote {
+        Some(r) => {
+            let body = CancelRequest {
+                reason: reason.to_string(),
+            };
+            r.post(&job_path(job, &["cancel"]), &body).await?.1
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            let job_id = JobId(job.to_string());
+            let c = store
+                .cancel_jobs(
+                    &CancelTarget::Job(job_id.clone()),
+                    reason,
+                    None,
+                    &operator(),
+                    Utc::now(),
+                )
+                .await
+                .map_err(|e| job_error(job, "cancel", e))?;
+            CancelAnswer {
+                job_id: job_id.0,
+                cancelled_actions: c.actions.into_iter().map(|a| a.0).collect(),
+            }
+        }
+    };
+    match output {
+        Format::Table => {
+            println!(
+                "cancelled job {}: {} action(s) that had not started never will",
+                answer.job_id,
+                answer.cancelled_actions.len()
+            );
+            for a in &answer.cancelled_actions {
+                println!("  cancelled    {a}");
+            }
+        }
+        _ => print_json(&answer, output)?,
+    }
+    Ok(0)
+}
+
+pub async fn evidence(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    job: &str,
+    format: EvidenceArg,
+    out: Option<&Path>,
+) -> anyhow::Result<u8> {
+    let text = match remote {
+        Some(r) => {
+            r.get_text(
+                &job_path(job, &["evidence"]),
+                &[("format", format.as_str().to_string())],
+            )
+            .await?
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            let sla =
+                std::time::Duration::from_secs(ctx.config.evidence.sla_hours.saturating_mul(3600));
+            let ev = revoke_engine::evidence::collect(
+                store.as_ref(),
+                &JobId(job.to_string()),
+                sla,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| match e {
+                revoke_engine::EngineError::Store(s) => job_error(job, "export the evidence of", s),
+                other => anyhow!("cannot export the evidence of job {job}: {other}"),
+            })?;
+            ev.render(format.format())
+        }
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote the evidence of job {job} ({}) to {}",
+                format.as_str(),
+                path.display()
+            );
+        }
+        None => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+    Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// import
+
+/// One imported event and what its submission made.
+#[derive(Debug, serde::Serialize)]
+struct Imported {
+    event_id: String,
+    subject: String,
+    #[serde(flatten)]
+    submitted: Submitted,
+}
+
+fn subject_of(ev: &NormalizedEvent) -> String {
+    ev.username
+        .clone()
+        .or_else(|| ev.email.clone())
+        .or_else(|| ev.employee_id.clone())
+        .unwrap_or_default()
+}
+
+/// `import FILE`: every line is read (and any bad one refused) before anything is submitted.
+pub async fn import(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    file: &Path,
+    timezone: &str,
+    policy: &str,
+    output: Format,
+) -> anyhow::Result<u8> {
+    let tz: Tz = timezone.trim().parse().map_err(|_| {
+        anyhow!("--timezone: expected an IANA time zone such as Europe/Berlin or UTC, found {timezone:?}")
+    })?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file.display().to_string();
+    let now = Utc::now();
+    let mut done: Vec<Imported> = Vec::new();
+    match remote {
+        Some(r) => {
+            // The daemon applies its own `[risk]` rules: only an explicit high_risk is sent.
+            let rules = RiskRules {
+                involuntary_is_high: false,
+                high_reasons: Vec::new(),
+            };
+            let events = revoke_intake::parse_import(&name, &bytes, tz, &rules, now)?;
+            for ev in &events {
+                let body = SubmitJob {
+                    employee_id: ev.employee_id.clone(),
+                    email: ev.email.clone(),
+                    username: ev.username.clone(),
+                    effective_at: Some(ev.effective_at),
+                    reason: ev.reason.clone(),
+                    involuntary: ev.involuntary,
+                    high_risk: ev.high_risk.then_some(true),
+                    policy: Some(policy.to_string()),
+                    idempotency_key: Some(format!("import:{}", ev.source_event_id)),
+                };
+                let (_, submitted): (_, Submitted) =
+                    r.post(&JOBS, &body).await.with_context(|| {
+                        format!(
+                            "{name}: event {} ({}) was not submitted ({} of {} were)",
+                            ev.source_event_id,
+                            subject_of(ev),
+                            done.len(),
+                            events.len()
+                        )
+                    })?;
+                let row = Imported {
+                    event_id: ev.source_event_id.clone(),
+                    subject: subject_of(ev),
+                    submitted,
+                };
+                print_imported(&row, output)?;
+                done.push(row);
+            }
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let rules = RiskRules {
+                involuntary_is_high: ctx.config.risk.involuntary_is_high,
+                high_reasons: ctx.config.risk.high_reasons.clone(),
+            };
+            let events = revoke_intake::parse_import(&name, &bytes, tz, &rules, now)?;
+            if ctx.config.policy(policy).is_none() {
+                bail!(
+                    "--policy: expected a configured policy ({}), found {policy:?}",
+                    ctx.config
+                        .policies
+                        .keys()
+                        .cloned()
+                        .chain(std::iter::once(revoke_config::DEFAULT_POLICY.to_string()))
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let mut jobs = Vec::with_capacity(events.len());
+            for ev in &events {
+                let new = revoked::state::job_from_event(ev, policy).ok_or_else(|| {
+                    anyhow!(
+                        "{name}: event {}: expected an employee_id, email or username, found none",
+                        ev.source_event_id
+                    )
+                })?;
+                jobs.push((ev, new));
+            }
+            let store = ctx.store().await?;
+            let guard = guard(&ctx.config);
+            let actor = operator();
+            for (ev, new) in &jobs {
+                let s = store
+                    .submit_job(new, guard, &actor, Utc::now())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{name}: event {} ({}) was not submitted ({} of {} were)",
+                            ev.source_event_id,
+                            subject_of(ev),
+                            done.len(),
+                            jobs.len()
+                        )
+                    })?;
+                let row = Imported {
+                    event_id: ev.source_event_id.clone(),
+                    subject: subject_of(ev),
+                    submitted: Submitted {
+                        job_id: s.job_id.0,
+                        state: s.state.as_str().to_string(),
+                        duplicate: s.duplicate,
+                    },
+                };
+                print_imported(&row, output)?;
+                done.push(row);
+            }
+        }
+    }
+    match output {
+        Format::Table => {
+            let new = done.iter().filter(|d| !d.submitted.duplicate).count();
+            let held = done
+                .iter()
+                .filter(|d| {
+                    !d.submitted.duplicate
+                        && d.submitted.state == JobState::AwaitingApproval.as_str()
+                })
+                .count();
+            println!(
+                "{} event(s): {new} new job(s), {} already imported",
+                done.len(),
+                done.len() - new
+            );
+            if held > 0 {
+                println!("{held} job(s) held by the blast-radius guard: review them with `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`");
+            }
+        }
+        Format::Json => print_json(&done, output)?,
+        Format::Jsonl => {}
+    }
+    Ok(0)
+}
+
+fn print_imported(row: &Imported, output: Format) -> anyhow::Result<()> {
+    match output {
+        Format::Table => println!(
+            "{:<38} {:<17} {:<9} {:<24} event {}",
+            row.submitted.job_id,
+            row.submitted.state,
+            if row.submitted.duplicate {
+                "duplicate"
+            } else {
+                "new"
+            },
+            row.subject,
+            row.event_id
+        ),
+        Format::Jsonl => println!("{}", serde_json::to_string(row)?),
+        Format::Json => {}
+    }
+    Ok(())
+}
