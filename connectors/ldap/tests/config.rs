@@ -165,7 +165,7 @@ fn bad_configs_name_every_issue() {
     expect(
         with(json!({"bind_password_file": "/run/secrets/pw", "lock_attribute": "x"})),
         &[
-            ("bind_password_file", "unknown key; expected one of url, starttls, tls_ca_file, bind_dn, bind_password, user_base_dn, group_base_dn, user_attribute, user_object_class, lock_method, lock_attribute, lock_value, disabled_base_dn, group_placeholder_dn, remove_groups, delete_entry, timeout_secs"),
+            ("bind_password_file", "unknown key; expected one of url, starttls, tls_ca_file, bind_dn, bind_password, user_base_dn, group_base_dn, user_attribute, user_object_class, email_attribute, employee_id_attribute, lock_method, lock_attribute, lock_value, disabled_base_dn, group_placeholder_dn, remove_groups, delete_entry, timeout_secs"),
             ("lock_attribute", "only used with lock_method = \"attribute\", found lock_method = \"ppolicy\""),
         ],
     );

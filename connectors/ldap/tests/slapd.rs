@@ -52,7 +52,11 @@ async fn discovery_finds_the_account_and_groups_of_all_three_kinds_sorted() {
         (
             "account".into(),
             ALICE.into(),
-            attrs(&[("lock_method", "ppolicy"), ("locked", "false")]),
+            attrs(&[
+                ("lock_method", "ppolicy"),
+                ("locked", "false"),
+                ("username", "alice"),
+            ]),
         ),
         (
             "group_membership".into(),

@@ -332,7 +332,7 @@ async fn record_event(
     let actor = format!("intake:{}", ev.source);
     match ev.kind {
         EventKind::Termination => {
-            let Some(new) = state.job_from_event(ev, policy) else {
+            let Some(new) = crate::state::job_from_event(ev, policy) else {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "expected an employee id, email or username in the event, found none",
@@ -497,7 +497,7 @@ async fn submit_job(
         body_sha256,
         reply: None,
     };
-    let Some(mut new) = state.job_from_event(&ev, &policy) else {
+    let Some(mut new) = crate::state::job_from_event(&ev, &policy) else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "expected an employee_id, email or username, found none",

@@ -13,8 +13,6 @@ use tracing::{info, warn, Instrument};
 
 use crate::state::AppState;
 
-/// How long a claim on a job lasts while it is being planned.
-const CLAIM: Duration = Duration::from_secs(120);
 /// Planning attempts before a job fails for good (a directory down for hours).
 const MAX_PLANNING_ATTEMPTS: u32 = 12;
 
@@ -22,10 +20,14 @@ const MAX_PLANNING_ATTEMPTS: u32 = 12;
 pub async fn run(state: Arc<AppState>) {
     let mut stop = state.stop.clone();
     let poll = state.config.daemon.poll();
+    // A claim lasts as long as an action's lease: a replica that dies while planning holds the job
+    // no longer than it would hold an action. A claim that runs out mid-planning is safe:
+    // `job_planned` records only the plan of the replica that still holds the claim.
+    let claim = state.config.executor.lease();
     while !*stop.borrow() {
         match state
             .store
-            .claim_due_jobs(&state.owner, Utc::now(), CLAIM, 8)
+            .claim_due_jobs(&state.owner, Utc::now(), claim, 8)
             .await
         {
             Ok(jobs) => {

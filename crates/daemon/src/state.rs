@@ -58,11 +58,6 @@ impl AppState {
         found
     }
 
-    /// The job a termination event asks for, and when it is due.
-    pub fn job_from_event(&self, ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
-        job_from_event(ev, policy)
-    }
-
     pub fn default_policy() -> &'static str {
         DEFAULT_POLICY
     }
@@ -71,45 +66,43 @@ impl AppState {
 /// The job a termination event asks for, and when it is due (`None` without any identifier).
 /// Used by intake, the API and `revokectl import`.
 pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
-    {
-        let id = ev
-            .username
+    let id = ev
+        .username
+        .clone()
+        .or_else(|| ev.email.clone())
+        .or_else(|| ev.employee_id.clone())?;
+    let effective_at = ev.effective_at.with_timezone(&Utc);
+    let risk = if ev.high_risk {
+        Risk::High
+    } else {
+        Risk::Standard
+    };
+    let job = Job {
+        id: JobId(uuid::Uuid::new_v4().to_string()),
+        subject: Subject {
+            id,
+            employee_id: ev.employee_id.clone(),
+            email: ev.email.clone(),
+            usernames: BTreeMap::new(),
+        },
+        reason: ev
+            .reason
             .clone()
-            .or_else(|| ev.email.clone())
-            .or_else(|| ev.employee_id.clone())?;
-        let effective_at = ev.effective_at.with_timezone(&Utc);
-        let risk = if ev.high_risk {
-            Risk::High
-        } else {
-            Risk::Standard
-        };
-        let job = Job {
-            id: JobId(uuid::Uuid::new_v4().to_string()),
-            subject: Subject {
-                id,
-                employee_id: ev.employee_id.clone(),
-                email: ev.email.clone(),
-                usernames: BTreeMap::new(),
-            },
-            reason: ev
-                .reason
-                .clone()
-                .unwrap_or_else(|| format!("terminated ({})", ev.source_kind)),
-            effective_at,
-            risk,
-            source: ev.source.clone(),
-            requested_by: format!("{} event {}", ev.source, ev.source_event_id),
-            policy: policy.to_string(),
-        };
-        Some(NewJob {
-            due_at: due_at(risk, effective_at, ev.received_at),
-            job,
-            source_event_id: Some(ev.source_event_id.clone()),
-            event: serde_json::to_value(ev).ok(),
-            body_sha256: Some(ev.body_sha256.clone()),
-            received_at: ev.received_at,
-        })
-    }
+            .unwrap_or_else(|| format!("terminated ({})", ev.source_kind)),
+        effective_at,
+        risk,
+        source: ev.source.clone(),
+        requested_by: format!("{} event {}", ev.source, ev.source_event_id),
+        policy: policy.to_string(),
+    };
+    Some(NewJob {
+        due_at: due_at(risk, effective_at, ev.received_at),
+        job,
+        source_event_id: Some(ev.source_event_id.clone()),
+        event: serde_json::to_value(ev).ok(),
+        body_sha256: Some(ev.body_sha256.clone()),
+        received_at: ev.received_at,
+    })
 }
 
 /// A high-risk job is due when received; any other at its effective time.

@@ -583,26 +583,68 @@ fn idp_sources_scim_and_okta_reach_a_job() {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{ "op": "Replace", "path": "active", "value": "False" }]
     });
-    let r = c.http.patch(d.url("/intake/entra/scim/v2/Users/bob")).bearer_auth("wrong-token").json(&patch).send().unwrap();
+    let r = c
+        .http
+        .patch(d.url("/intake/entra/scim/v2/Users/bob"))
+        .bearer_auth("wrong-token")
+        .json(&patch)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = c.http.patch(d.url("/intake/entra/scim/v2/Users/bob")).bearer_auth(SCIM_TOKEN).json(&patch).send().unwrap();
+    let r = c
+        .http
+        .patch(d.url("/intake/entra/scim/v2/Users/bob"))
+        .bearer_auth(SCIM_TOKEN)
+        .json(&patch)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let reply: serde_json::Value = r.json().unwrap();
     assert_eq!(reply["active"], false, "a SCIM-shaped answer: {reply}");
     let jobs = c.get_json(&d, "/api/v1/jobs?limit=10");
-    let bob = jobs.as_array().unwrap().iter().find(|j| j["source"] == "entra").expect("a job from entra");
+    let bob = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["source"] == "entra")
+        .expect("a job from entra");
     assert_eq!(bob["subject"], "bob");
     // A deactivation happened now: standard risk, due now; bob is locked.
     let job = bob["job_id"].as_str().unwrap().to_string();
     c.wait_job(&d, &job, "contained", |j| phases_done(j, &["contain"]));
-    assert!(slapd.search("uid=bob,ou=people,dc=example,dc=org", "(objectClass=*)", &["pwdAccountLockedTime"]).unwrap().contains("000001010000Z"));
+    assert!(slapd
+        .search(
+            "uid=bob,ou=people,dc=example,dc=org",
+            "(objectClass=*)",
+            &["pwdAccountLockedTime"]
+        )
+        .unwrap()
+        .contains("000001010000Z"));
 
     // Okta: the one-time verification, then a deactivation event hook for carol.
-    let r = c.http.get(d.url("/intake/okta")).header("x-okta-verification-challenge", "abc123").send().unwrap();
-    assert_eq!(r.status().as_u16(), 401, "the challenge is answered only to Okta");
-    let r = c.http.get(d.url("/intake/okta")).header("authorization", OKTA_SECRET).header("x-okta-verification-challenge", "abc123").send().unwrap();
+    let r = c
+        .http
+        .get(d.url("/intake/okta"))
+        .header("x-okta-verification-challenge", "abc123")
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the challenge is answered only to Okta"
+    );
+    let r = c
+        .http
+        .get(d.url("/intake/okta"))
+        .header("authorization", OKTA_SECRET)
+        .header("x-okta-verification-challenge", "abc123")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<serde_json::Value>().unwrap()["verification"], "abc123");
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["verification"],
+        "abc123"
+    );
     let hook = json!({
         "eventType": "com.okta.event_hook", "eventId": "delivery-1",
         "data": { "events": [{
@@ -611,13 +653,32 @@ fn idp_sources_scim_and_okta_reach_a_job() {
             "target": [{ "id": "00u1", "type": "User", "alternateId": "carol@example.org" }]
         }]}
     });
-    let r = c.http.post(d.url("/intake/okta")).header("authorization", OKTA_SECRET).json(&hook).send().unwrap();
+    let r = c
+        .http
+        .post(d.url("/intake/okta"))
+        .header("authorization", OKTA_SECRET)
+        .json(&hook)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let a: serde_json::Value = r.json().unwrap();
     let job = a["jobs"][0]["job_id"].as_str().unwrap().to_string();
     c.wait_job(&d, &job, "contained", |j| phases_done(j, &["contain"]));
-    let r = c.http.post(d.url("/intake/okta")).header("authorization", OKTA_SECRET).json(&hook).send().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "Okta retries deliver the same event: deduplicated");
+    let r = c
+        .http
+        .post(d.url("/intake/okta"))
+        .header("authorization", OKTA_SECRET)
+        .json(&hook)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "Okta retries deliver the same event: deduplicated"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains(SCIM_TOKEN) && !text.contains(OKTA_SECRET), "no intake secret in the log");
+    assert!(
+        !text.contains(SCIM_TOKEN) && !text.contains(OKTA_SECRET),
+        "no intake secret in the log"
+    );
 }
