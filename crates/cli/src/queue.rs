@@ -9,7 +9,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 use revoke_core::JobId;
 use revoke_intake::{NormalizedEvent, RiskRules};
-use revoke_store::{BlastGuard, CancelTarget, JobState, ResultLine, StoreError};
+use revoke_store::{CancelTarget, JobState, ResultLine, StoreError};
 use revoked::types::{
     CancelAnswer, CancelRequest, JobDetail, JobSummary, Status, SubmitJob, Submitted,
 };
@@ -45,18 +45,6 @@ fn job_error(job: &str, doing: &str, e: StoreError) -> anyhow::Error {
         ),
         StoreError::Conflict(why) => anyhow!("cannot {doing} job {job}: {why}"),
         other => anyhow!("cannot {doing} job {job}: {other}"),
-    }
-}
-
-/// The blast-radius guard as the daemon builds it from `[guard]`.
-pub fn guard(config: &revoke_config::Config) -> BlastGuard {
-    if config.guard.max_jobs == 0 {
-        BlastGuard::OFF
-    } else {
-        BlastGuard {
-            max_jobs: config.guard.max_jobs,
-            window: std::time::Duration::from_secs(config.guard.window_secs),
-        }
     }
 }
 
@@ -376,10 +364,7 @@ pub async fn import(
         }
         None => {
             let ctx = Context::load(cfg)?;
-            let rules = RiskRules {
-                involuntary_is_high: ctx.config.risk.involuntary_is_high,
-                high_reasons: ctx.config.risk.high_reasons.clone(),
-            };
+            let rules = revoked::risk_rules(&ctx.config);
             let events = revoke_intake::parse_import(&name, &bytes, tz, &rules, now)?;
             if ctx.config.policy(policy).is_none() {
                 bail!(
@@ -406,7 +391,7 @@ pub async fn import(
                 jobs.push((ev, new));
             }
             let store = ctx.store().await?;
-            let guard = guard(&ctx.config);
+            let guard = revoked::guard(&ctx.config);
             let actor = operator();
             for (ev, new) in &jobs {
                 let s = store

@@ -48,6 +48,26 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
+/// The blast-radius guard configured in `[guard]` (off when `max_jobs` is 0).
+pub fn guard(config: &Config) -> BlastGuard {
+    if config.guard.max_jobs == 0 {
+        BlastGuard::OFF
+    } else {
+        BlastGuard {
+            max_jobs: config.guard.max_jobs,
+            window: std::time::Duration::from_secs(config.guard.window_secs),
+        }
+    }
+}
+
+/// The risk rules configured in `[risk]`.
+pub fn risk_rules(config: &Config) -> RiskRules {
+    RiskRules {
+        involuntary_is_high: config.risk.involuntary_is_high,
+        high_reasons: config.risk.high_reasons.clone(),
+    }
+}
+
 /// `revoked@host:pid`: this process in leases and the audit log.
 pub fn owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -78,10 +98,7 @@ pub async fn run(
         .await
         .context("opening the store")?;
     let connectors = registry().build(&config).context("building connectors")?;
-    let risk = RiskRules {
-        involuntary_is_high: config.risk.involuntary_is_high,
-        high_reasons: config.risk.high_reasons.clone(),
-    };
+    let risk = risk_rules(&config);
     let mut sources = BTreeMap::new();
     for (name, s) in &config.intake {
         let source = revoke_intake::Source::build(
@@ -111,14 +128,7 @@ pub async fn run(
     if tokens.is_empty() {
         warn!("no API tokens configured: the API answers 401 to everything but health, metrics and intake");
     }
-    let guard = if config.guard.max_jobs == 0 {
-        BlastGuard::OFF
-    } else {
-        BlastGuard {
-            max_jobs: config.guard.max_jobs,
-            window: std::time::Duration::from_secs(config.guard.window_secs),
-        }
-    };
+    let guard = guard(&config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let owner = owner();
     let state = Arc::new(AppState {
