@@ -87,38 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Token {
             command: TokenCommand::Hash,
         } => tools::token_hash(),
-        Command::Send {
-            url,
-            secret_env,
-            secret_file,
-            employee_id,
-            email,
-            username,
-            reason,
-            effective_at,
-            involuntary,
-            high_risk,
-            cancel,
-            event_id,
-            output,
-        } => {
-            tools::send(tools::SendArgs {
-                url,
-                secret_env,
-                secret_file,
-                employee_id,
-                email,
-                username,
-                reason,
-                effective_at,
-                involuntary,
-                high_risk,
-                cancel,
-                event_id,
-                output,
-            })
-            .await
-        }
+        Command::Send(args) => tools::send(args).await,
         Command::Status { job, output } if remote.is_some() => {
             queue::remote_status(required(remote)?, job.as_deref(), output).await
         }

@@ -263,50 +263,7 @@ pub enum Command {
         command: TokenCommand,
     },
     /// Send a signed sample termination to a Standard Webhooks intake endpoint
-    Send {
-        /// The intake endpoint: http://HOST:PORT/intake/NAME
-        url: String,
-        /// The environment variable holding the whsec_ secret
-        #[arg(
-            long,
-            value_name = "VAR",
-            required_unless_present = "secret_file",
-            conflicts_with = "secret_file"
-        )]
-        secret_env: Option<String>,
-        /// The file holding the whsec_ secret
-        #[arg(long, value_name = "PATH")]
-        secret_file: Option<PathBuf>,
-        /// The leaver's HR id (a cancellation cancels this person's open jobs)
-        #[arg(long, value_name = "ID")]
-        employee_id: Option<String>,
-        /// The leaver's email
-        #[arg(long, value_name = "EMAIL")]
-        email: Option<String>,
-        /// The leaver's directory login
-        #[arg(long, value_name = "USERNAME")]
-        username: Option<String>,
-        /// Why (reasons like "misconduct" make the job high risk under `[risk]`)
-        #[arg(long)]
-        reason: Option<String>,
-        /// When access must end: RFC 3339, a date (YYYY-MM-DD) or now
-        #[arg(long, value_name = "TIME")]
-        effective_at: Option<String>,
-        /// An involuntary termination (high risk when `[risk] involuntary_is_high`)
-        #[arg(long)]
-        involuntary: bool,
-        /// Contain at once
-        #[arg(long)]
-        high_risk: bool,
-        /// Send employee.termination_cancelled instead of employee.terminated
-        #[arg(long)]
-        cancel: bool,
-        /// The webhook-id (the intake's dedup key); default: a fresh one
-        #[arg(long, value_name = "ID")]
-        event_id: Option<String>,
-        #[arg(long, short = 'o', value_enum, default_value = "table")]
-        output: Format,
-    },
+    Send(tools::SendArgs),
     /// Run every action that has become due (for cron, without the daemon)
     Resume {
         #[arg(long, short = 'o', value_enum, default_value = "table")]

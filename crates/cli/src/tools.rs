@@ -87,20 +87,49 @@ pub fn token_hash() -> anyhow::Result<u8> {
 }
 
 /// What `send` sends.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct SendArgs {
+    /// The intake endpoint: http://HOST:PORT/intake/NAME
     pub url: String,
+    /// The environment variable holding the whsec_ secret
+    #[arg(
+        long,
+        value_name = "VAR",
+        required_unless_present = "secret_file",
+        conflicts_with = "secret_file"
+    )]
     pub secret_env: Option<String>,
+    /// The file holding the whsec_ secret
+    #[arg(long, value_name = "PATH")]
     pub secret_file: Option<PathBuf>,
+    /// The leaver's HR id (a cancellation cancels this person's open jobs)
+    #[arg(long, value_name = "ID")]
     pub employee_id: Option<String>,
+    /// The leaver's email
+    #[arg(long, value_name = "EMAIL")]
     pub email: Option<String>,
+    /// The leaver's directory login
+    #[arg(long, value_name = "USERNAME")]
     pub username: Option<String>,
+    /// Why (reasons like "misconduct" make the job high risk under `[risk]`)
+    #[arg(long)]
     pub reason: Option<String>,
+    /// When access must end: RFC 3339, a date (YYYY-MM-DD) or now
+    #[arg(long, value_name = "TIME")]
     pub effective_at: Option<String>,
+    /// An involuntary termination (high risk when `[risk] involuntary_is_high`)
+    #[arg(long)]
     pub involuntary: bool,
+    /// Contain at once
+    #[arg(long)]
     pub high_risk: bool,
+    /// Send employee.termination_cancelled instead of employee.terminated
+    #[arg(long)]
     pub cancel: bool,
+    /// The webhook-id (the intake's dedup key); default: a fresh one
+    #[arg(long, value_name = "ID")]
     pub event_id: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Format,
 }
 
