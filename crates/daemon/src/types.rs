@@ -126,10 +126,7 @@ impl JobSummary {
             subject: q.job.subject.id.clone(),
             source: q.job.source.clone(),
             source_event_id: q.source_event_id.clone(),
-            risk: serde_json::to_value(q.job.risk)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            risk: q.job.risk.to_string(),
             reason: q.job.reason.clone(),
             received_at: q.received_at,
             effective_at: q.job.effective_at,

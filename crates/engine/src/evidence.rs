@@ -169,7 +169,7 @@ pub async fn collect(
             .map(str::to_string),
         received_at: queued.as_ref().map(|q| q.received_at),
         termination_at: the_job.effective_at,
-        risk: format!("{:?}", the_job.risk).to_lowercase(),
+        risk: the_job.risk.to_string(),
         reason: the_job.reason.clone(),
         requested_by: the_job.requested_by.clone(),
         state: queued
