@@ -51,7 +51,7 @@ pub fn token_new(name: &str, scope: ScopeArg, output: Format) -> anyhow::Result<
             println!("# and keep it in a secret manager. revoked stores only its hash.");
             println!("{token}");
             println!();
-            println!("# Add this to the daemon's configuration and restart (or reload) it:");
+            println!("# Add this to the daemon's configuration and restart it:");
             print!("{toml}");
         }
         _ => {
