@@ -30,12 +30,8 @@ pub async fn run(state: Arc<AppState>) {
             .claim_due_jobs(&state.owner, Utc::now(), claim, 8)
             .await
         {
-            Ok(jobs) => {
-                for q in jobs {
-                    let span = tracing::info_span!("job", job_id = %q.job.id, source = %q.job.source, risk = %q.job.risk);
-                    plan_one(&state, q).instrument(span).await;
-                }
-            }
+            Ok(jobs) if !jobs.is_empty() => plan_batch(&state, jobs).await,
+            Ok(_) => {}
             Err(e) => warn!(error = %e, "claiming due jobs failed; will try again"),
         }
         match state.store.queue_stats(Utc::now()).await {
@@ -53,18 +49,59 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-/// Discovers and plans one claimed job, then records the plan (or why it could not be made).
-async fn plan_one(state: &AppState, q: QueuedJob) {
+/// Plans the claimed jobs, one plan each, from one discovery for all of them (one
+/// `discover_many` per connector instance, so a connector that batches serves a burst in one
+/// call). When that discovery fails, each job is discovered on its own, so the error is the
+/// job's own and one bad subject cannot hold the others back.
+async fn plan_batch(state: &AppState, claimed: Vec<QueuedJob>) {
+    let jobs: Vec<revoke_core::Job> = claimed.iter().map(|q| q.job.clone()).collect();
+    tracing::debug!(jobs = jobs.len(), "planning claimed jobs");
+    let shared = if jobs.len() > 1 {
+        revoke_engine::discover(&state.config, &state.connectors, &jobs)
+            .await
+            .map_err(|e| warn!(jobs = jobs.len(), error = %e, "batch discovery failed; discovering each job on its own"))
+            .ok()
+    } else {
+        None
+    };
+    for q in claimed {
+        let span = tracing::info_span!("job", job_id = %q.job.id, source = %q.job.source, risk = %q.job.risk);
+        let id = PlanId(uuid::Uuid::new_v4().to_string());
+        let planned = match &shared {
+            Some(all) => {
+                let mine: Vec<revoke_core::Discovery> = all
+                    .iter()
+                    .filter(|d| d.subject == q.job.subject.id)
+                    .cloned()
+                    .collect();
+                revoke_engine::plan_jobs(
+                    &state.config,
+                    &state.connectors,
+                    vec![q.job.clone()],
+                    &mine,
+                    id,
+                    Utc::now(),
+                )
+            }
+            None => {
+                revoke_engine::plan(
+                    &state.config,
+                    &state.connectors,
+                    vec![q.job.clone()],
+                    id,
+                    Utc::now(),
+                )
+                .instrument(span.clone())
+                .await
+            }
+        };
+        record(state, q, planned).instrument(span).await;
+    }
+}
+
+/// Records a claimed job's plan, or why it could not be made (retry later or fail for good).
+async fn record(state: &AppState, q: QueuedJob, planned: Result<revoke_core::Plan, EngineError>) {
     let job = q.job.clone();
-    let now = Utc::now();
-    let planned = revoke_engine::plan(
-        &state.config,
-        &state.connectors,
-        vec![job.clone()],
-        PlanId(uuid::Uuid::new_v4().to_string()),
-        now,
-    )
-    .await;
     match planned {
         Ok(plan) => {
             let actions = plan.actions.len();

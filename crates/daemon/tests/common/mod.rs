@@ -120,7 +120,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
-            .env("RUST_LOG", "info,revoke_engine=debug")
+            .env("RUST_LOG", "info,revoke_engine=debug,revoked=debug")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("NOTIFY_SOCKET");
         for (k, v) in env {
