@@ -671,11 +671,12 @@ async fn ack(
         .store
         .acknowledge(&job, &id, &actor, Utc::now())
         .await?;
-    let rec = state
-        .store
-        .action(&id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "action vanished"))?;
+    let rec = state.store.action(&id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("not found: action {id} was acknowledged but is no longer in the store"),
+        )
+    })?;
     Ok(Json(rec.result_line()))
 }
 
