@@ -13,3 +13,18 @@ need_packages() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Installs the node packages of tests/github (Prism, GitHub's OpenAPI description and GraphQL
+# schema) with npm ci when node_modules is missing or older than the lock file.
+need_node_packages() {
+  local dir=tests/github
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found: install Node.js 20+ to run the GitHub connector tests (Prism)" >&2
+    return 1
+  fi
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "installing the node packages of $dir (npm ci)" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
+    touch "$dir/node_modules"
+  fi
+}

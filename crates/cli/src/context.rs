@@ -8,7 +8,9 @@ use revoke_store::Store;
 
 /// Every connector type revokectl knows.
 pub fn registry() -> Registry {
-    Registry::new().with(revoke_connector_ldap::LdapFactory)
+    Registry::new()
+        .with(revoke_connector_ldap::LdapFactory)
+        .with(revoke_connector_github::GithubFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

@@ -23,7 +23,9 @@ use crate::state::{AppState, IntakeSource, Token};
 
 /// Every connector kind this build knows.
 pub fn registry() -> Registry {
-    Registry::new().with(revoke_connector_ldap::LdapFactory)
+    Registry::new()
+        .with(revoke_connector_ldap::LdapFactory)
+        .with(revoke_connector_github::GithubFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.

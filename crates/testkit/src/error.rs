@@ -82,6 +82,20 @@ pub enum TestkitError {
         /// The last observed value
         last: String,
     },
+
+    /// The node packages of tests/github (Prism, GitHub's OpenAPI and GraphQL schemas) are not installed
+    #[error("node packages missing in {dir}: expected node_modules with prism, @octokit/openapi, @octokit/graphql-schema and graphql; run scripts/test or `npm ci --prefix tests/github`")]
+    NodeModulesMissing {
+        /// tests/github
+        dir: PathBuf,
+    },
+
+    /// GraphQL documents do not validate against GitHub's schema
+    #[error("graphql documents invalid against github's schema, expected none: {errors}")]
+    GraphqlInvalid {
+        /// One line per error, prefixed with the operation name
+        errors: String,
+    },
 }
 
 impl TestkitError {
