@@ -12,13 +12,14 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use crate::classify;
-use crate::client::{Client, Reply};
+use crate::client::Client;
 use crate::escape::{is_login, query, seg};
 use crate::plan::{
     CANCEL_ORG_INVITATION, CANCEL_REPOSITORY_INVITATION, REMOVE_ORG_MEMBER,
     REMOVE_OUTSIDE_COLLABORATOR, REMOVE_REPOSITORY_COLLABORATOR, REMOVE_TEAM_MEMBER,
     REVOKE_CREDENTIAL_AUTHORIZATION, REVOKE_PERSONAL_ACCESS_TOKEN,
 };
+use crate::reply::Reply;
 
 pub struct Ctx<'a> {
     pub client: &'a Client,

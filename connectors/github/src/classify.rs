@@ -16,8 +16,8 @@ use http::{Method, StatusCode};
 use revoke_core::{ConnectorError, ErrorClass};
 use serde_json::Value;
 
-use crate::client::{excerpt, Reply};
 use crate::pace::WaitReason;
+use crate::reply::{excerpt, Reply};
 
 /// GitHub's own message from an error body, or the body itself.
 pub fn message(body: &str) -> String {

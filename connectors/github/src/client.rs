@@ -20,45 +20,11 @@ use crate::auth::{AppAuth, Auth};
 use crate::classify;
 use crate::config::GithubConfig;
 use crate::pace::{Governor, Verdict};
+use crate::reply::{excerpt, Reply};
 
 /// GitHub's REST API version we were written against.
 const API_VERSION: &str = "2022-11-28";
 const PAGE: usize = 100;
-
-/// One response, read whole.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn json(&self) -> Result<Value, ConnectorError> {
-        serde_json::from_str(&self.body).map_err(|e| {
-            ConnectorError::permanent(
-                "bad_response",
-                format!(
-                    "expected json from github, found {} ({e})",
-                    excerpt(&self.body)
-                ),
-            )
-        })
-    }
-}
-
-pub fn excerpt(s: &str) -> String {
-    let s = s.trim();
-    if s.len() > 200 {
-        let mut end = 200;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    } else {
-        s.to_string()
-    }
-}
 
 #[derive(Debug)]
 pub struct Client {

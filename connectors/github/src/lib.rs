@@ -16,6 +16,7 @@ mod discover;
 mod escape;
 mod pace;
 mod plan;
+mod reply;
 mod scan;
 
 use std::sync::Arc;
