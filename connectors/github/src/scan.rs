@@ -296,7 +296,9 @@ pub async fn scan(
     let org_path = format!("/orgs/{}", seg(org));
     let found = match mode {
         DiscoveryMode::Graphql => graphql_scan(client, org, wanted, &mut idx).await?,
-        DiscoveryMode::Rest => rest_scan(client, org, wanted, &mut idx).await?,
+        DiscoveryMode::Rest => {
+            rest_scan(client, cfg.read_concurrency as usize, org, wanted, &mut idx).await?
+        }
     };
     if !found {
         return Ok(idx);
@@ -510,6 +512,7 @@ async fn graphql_scan(
 /// The same by REST: per person where GitHub has no org-wide list with roles.
 async fn rest_scan(
     client: &Client,
+    read_concurrency: usize,
     org: &str,
     wanted: &Wanted,
     idx: &mut OrgIndex,
@@ -563,7 +566,7 @@ async fn rest_scan(
                     .collect(),
             )
         })
-        .buffer_unordered(8)
+        .buffer_unordered(read_concurrency)
         .try_collect()
         .await?;
     idx.collaborators = found.into_iter().flatten().collect();

@@ -437,7 +437,7 @@ async fn a_secondary_limit_storm_is_waited_out_and_everything_converges() {
     env.gh.secondary_limit(2, None, LimitScope::Mutations);
     // The rest run concurrently, as the executor's workers would, through one governor.
     let conn = &conn;
-    let results = futures_join(rest.iter().map(|a| async move {
+    let results = futures_util::future::join_all(rest.iter().map(|a| async move {
         let o = apply_with_retries(conn, a).await;
         (a.target.clone(), o.map_err(|e| e.to_string()))
     }))
@@ -462,33 +462,6 @@ async fn a_secondary_limit_storm_is_waited_out_and_everything_converges() {
     let refused = env.gh.requests().iter().filter(|r| r.status == 403).count();
     assert_eq!(refused, 3);
     env.assert_clean_but(&[403]);
-}
-
-/// Runs futures concurrently on this task (no extra dependency).
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = handles.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.extend(done.into_iter().flatten());
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
