@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use revoke_connector_github::{GithubConfig, GithubConnector};
-use revoke_core::{Action, ActionId, ActionKey, Connector, JobId, Outcome, Subject};
+use revoke_core::{Action, ActionId, ActionKey, Connector, JobId, MemoryJournal, Outcome, Subject};
 use revoke_testkit::github::{Permission, Role};
 use revoke_testkit::GithubStandin;
 use serde_json::json;
@@ -236,13 +236,19 @@ async fn main() {
     let t = Instant::now();
     let (slow, fast) = actions.split_at(paced.min(actions.len()));
     for a in slow {
-        let o = paced_conn.apply(a, &a.key).await.expect("apply");
+        let o = paced_conn
+            .apply(a, &a.key, &MemoryJournal::new())
+            .await
+            .expect("apply");
         assert_eq!(o, Outcome::Done);
     }
     let paced_time = t.elapsed();
     let t = Instant::now();
     for a in fast {
-        let o = no_inv.apply(a, &a.key).await.expect("apply");
+        let o = no_inv
+            .apply(a, &a.key, &MemoryJournal::new())
+            .await
+            .expect("apply");
         assert_eq!(o, Outcome::Done);
     }
     let unpaced_time = t.elapsed();

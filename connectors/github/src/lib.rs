@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, Subject, Verdict,
 };
 use serde_json::json;
 
@@ -126,7 +126,12 @@ impl Connector for GithubConnector {
         plan::plan(&self.cfg, discovery)
     }
 
-    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
+    async fn apply(
+        &self,
+        action: &Action,
+        key: &ActionKey,
+        _journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
         apply::apply(&self.ctx(), action, key).await
     }
 

@@ -11,8 +11,8 @@ use revoke_connector_github::{
     GithubConfig, GithubConnector, QUERIES, REMOVE_ORG_MEMBER, REMOVE_OUTSIDE_COLLABORATOR,
 };
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, Discovery, ErrorClass, JobId, Outcome,
-    ProposedAction, Subject, Verdict,
+    Action, ActionId, ActionKey, Connector, ConnectorError, Discovery, ErrorClass, JobId,
+    MemoryJournal, Outcome, ProposedAction, Subject, Verdict,
 };
 use revoke_testkit::github::{CredentialType, LimitScope, Permission, Role};
 use revoke_testkit::{validate_graphql, GithubStandin, Prism};
@@ -121,7 +121,7 @@ async fn apply_with_retries(conn: &GithubConnector, a: &Action) -> Result<Outcom
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match conn.apply(a, &a.key).await {
+        match conn.apply(a, &a.key, &MemoryJournal::new()).await {
             Err(e) if attempts < 8 => match e.class {
                 ErrorClass::RateLimited { retry_after } => tokio::time::sleep(retry_after).await,
                 ErrorClass::Retryable { retry_after } => {
@@ -499,7 +499,10 @@ async fn bad_names_are_refused_before_any_request_and_odd_names_are_encoded() {
     // A tampered plan file is input too: its parameters are checked again.
     let mut a = actions("job-6", &proposed).remove(0);
     a.params.insert("login".into(), "../admin".into());
-    let e = conn.apply(&a, &a.key).await.expect_err("refused");
+    let e = conn
+        .apply(&a, &a.key, &MemoryJournal::new())
+        .await
+        .expect_err("refused");
     assert_eq!(e.code, "bad_action");
     env.assert_clean();
 }
@@ -519,7 +522,7 @@ async fn a_gone_org_or_team_is_a_permanent_error_not_success() {
     assert_eq!(acts[0].kind.0, "remove_team_member");
     env.gh.remove_team("acme", "platform");
     let e = conn
-        .apply(&acts[0], &acts[0].key)
+        .apply(&acts[0], &acts[0].key, &MemoryJournal::new())
         .await
         .expect_err("team gone");
     assert_eq!(
@@ -528,7 +531,7 @@ async fn a_gone_org_or_team_is_a_permanent_error_not_success() {
     );
     env.gh.remove_org("acme");
     let e = conn
-        .apply(&acts[1], &acts[1].key)
+        .apply(&acts[1], &acts[1].key, &MemoryJournal::new())
         .await
         .expect_err("org gone");
     assert_eq!(
@@ -542,10 +545,15 @@ async fn a_gone_org_or_team_is_a_permanent_error_not_success() {
         w.org("acme").member("alice", Role::Member);
     });
     env.gh.fail_next(1, 502);
-    let e = conn.apply(&acts[1], &acts[1].key).await.expect_err("502");
+    let e = conn
+        .apply(&acts[1], &acts[1].key, &MemoryJournal::new())
+        .await
+        .expect_err("502");
     assert_eq!(e.class.name(), "retryable");
     assert_eq!(
-        conn.apply(&acts[1], &acts[1].key).await.expect("then done"),
+        conn.apply(&acts[1], &acts[1].key, &MemoryJournal::new())
+            .await
+            .expect("then done"),
         Outcome::Done
     );
     env.assert_clean_but(&[502]);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, Subject, Verdict,
 };
 
 pub use config::{validate, LdapConfig, LockMethod, PPOLICY_LOCKED};
@@ -87,7 +87,12 @@ impl Connector for LdapConnector {
         plan::plan(&self.cfg, &self.instance, subject, discovery)
     }
 
-    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
+    async fn apply(
+        &self,
+        action: &Action,
+        key: &ActionKey,
+        _journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
         apply::apply(&self.ctx(), action, key).await
     }
 

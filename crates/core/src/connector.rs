@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Action, ActionKey, ActionKind, ConnectorError, Finding, Outcome, Phase, Subject, Verdict,
+    Action, ActionKey, ActionKind, ConnectorError, Finding, Journal, Outcome, Phase, Subject,
+    Verdict,
 };
 
 /// The pseudo connector instance of steps a person performs and acknowledges.
@@ -67,7 +68,15 @@ pub trait Connector: Send + Sync + fmt::Debug {
 
     /// Performs one action. MUST be idempotent: an action whose effect is already there is
     /// `Outcome::AlreadyDone`, and a connector that can tell so without a mutation sends none.
-    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError>;
+    ///
+    /// `journal` is this action's durable record across attempts: an action of several steps
+    /// records each step's fact before depending on it, and reads it back on the next attempt.
+    async fn apply(
+        &self,
+        action: &Action,
+        key: &ActionKey,
+        journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError>;
 
     /// Read-only re-check that the action's effect holds.
     async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError>;

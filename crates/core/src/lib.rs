@@ -6,6 +6,7 @@
 mod connector;
 mod hash;
 mod job;
+mod journal;
 mod outcome;
 mod plan;
 mod snapshot;
@@ -16,6 +17,7 @@ pub use connector::{
 };
 pub use hash::Sha256Hex;
 pub use job::{Job, JobId, Risk};
+pub use journal::{Journal, JournalEntry, MemoryJournal};
 pub use outcome::{ConnectorError, ErrorClass, Outcome, Verdict};
 pub use plan::{
     Action, ActionId, ActionKey, ActionKind, Phase, Plan, PlanId, PlanNote, PLAN_FORMAT_VERSION,

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use revoke_config::Config;
-use revoke_core::{Action, ActionId, Connector, ConnectorError, Outcome, Plan, PlanId, Verdict};
+use revoke_core::{
+    Action, ActionId, Connector, ConnectorError, MemoryJournal, Outcome, Plan, PlanId, Verdict,
+};
 use revoke_store::{
     ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store, StoreError,
 };
@@ -585,14 +587,18 @@ impl Executor {
                 }
             }
         });
-        let r = match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ConnectorError::retryable(
-                "timeout",
-                format!("no answer within {}s", self.action_timeout.as_secs()),
-            )),
-        };
+        // TODO(journal): the store-backed journal of this action replaces this one.
+        let journal = MemoryJournal::new();
+        let r =
+            match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key, &journal))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ConnectorError::retryable(
+                    "timeout",
+                    format!("no answer within {}s", self.action_timeout.as_secs()),
+                )),
+            };
         heartbeat.abort();
         r
     }

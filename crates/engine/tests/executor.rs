@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use revoke_core::{
     Action, ActionKey, ActionKind, Connector, ConnectorError, Discovery, Finding, Job, JobId,
-    Outcome, Phase, PlanId, ProposedAction, Risk, Subject, Verdict,
+    Journal, Outcome, Phase, PlanId, ProposedAction, Risk, Subject, Verdict,
 };
 use revoke_engine::{discover, plan_jobs, Connectors, Executor};
 use revoke_store::{ActionState, SqliteStore, Store};
@@ -89,7 +89,12 @@ impl Connector for Scripted {
         }
         out
     }
-    async fn apply(&self, action: &Action, key: &ActionKey) -> Result<Outcome, ConnectorError> {
+    async fn apply(
+        &self,
+        action: &Action,
+        key: &ActionKey,
+        _journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
         let store = self.store.lock().expect("lock").clone().expect("store set");
         let rec = store
             .action(&action.id)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use revoke_connector_ldap::LdapFactory;
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, Outcome,
-    Subject, Verdict,
+    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, MemoryJournal,
+    Outcome, Subject, Verdict,
 };
 use revoke_testkit::{Slapd, DEMO_LDIF};
 use serde_json::{json, Value};
@@ -83,7 +83,7 @@ pub async fn planned(c: &dyn Connector, subject: &Subject) -> Vec<Action> {
 }
 
 pub async fn apply(c: &dyn Connector, a: &Action) -> Result<Outcome, ConnectorError> {
-    c.apply(a, &a.key).await
+    c.apply(a, &a.key, &MemoryJournal::new()).await
 }
 
 pub async fn apply_all(c: &dyn Connector, actions: &[Action]) -> Vec<Outcome> {
