@@ -28,3 +28,32 @@ need_node_packages() {
     touch "$dir/node_modules"
   fi
 }
+
+# Creates the Python venv of tests/python (moto_server for the AWS connector tests) and installs
+# requirements.txt into it when the venv is missing or requirements.txt is newer than its stamp.
+need_python_packages() {
+  local dir=tests/python
+  local venv="$dir/.venv"
+  local stamp="$venv/.requirements-installed"
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 not found: install Python 3.9+ to run the AWS connector tests (moto)" >&2
+    return 1
+  fi
+  if [ ! -x "$venv/bin/pip" ]; then
+    # Debian's python3 has no ensurepip (so no `-m venv`) without the python3-venv package.
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+      local sudo=""
+      [ "$(id -u)" -eq 0 ] || sudo="sudo"
+      echo "installing python3-venv (apt)" >&2
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  if [ ! -e "$stamp" ] || [ "$dir/requirements.txt" -nt "$stamp" ]; then
+    echo "installing the python packages of $dir (pip install -r requirements.txt)" >&2
+    "$venv/bin/pip" install -q -r "$dir/requirements.txt"
+    touch "$stamp"
+  fi
+}

@@ -7,6 +7,7 @@ mod connector;
 mod hash;
 mod job;
 mod journal;
+pub mod keys;
 mod outcome;
 mod plan;
 mod snapshot;

@@ -90,6 +90,35 @@ pub enum TestkitError {
         dir: PathBuf,
     },
 
+    /// No moto_server was found, so the AWS stand-in cannot start
+    #[error("moto_server not found: expected it at {searched}, found none; run scripts/test (it creates tests/python/.venv) or set REVOKE_MOTO_SERVER")]
+    MotoMissing {
+        /// The places looked at, in order
+        searched: String,
+    },
+
+    /// A stand-in answered an HTTP request with an unexpected status
+    #[error("{request} answered {status}, expected {expected}; body: {body}")]
+    HttpStatus {
+        /// The request, e.g. "moto POST /moto-api/reset"
+        request: String,
+        /// The status received
+        status: u16,
+        /// What was expected, e.g. "2xx"
+        expected: String,
+        /// The start of the response body
+        body: String,
+    },
+
+    /// A stand-in sent something that could not be parsed
+    #[error("could not parse {what}: {reason}")]
+    Parse {
+        /// What was parsed, e.g. "moto's recording, line 3"
+        what: String,
+        /// Why it failed
+        reason: String,
+    },
+
     /// GraphQL documents do not validate against GitHub's schema
     #[error("graphql documents invalid against github's schema, expected none: {errors}")]
     GraphqlInvalid {

@@ -1,21 +1,27 @@
-//! Starts real stand-ins (slapd, PostgreSQL, a GitHub stand-in behind Prism) on free loopback ports for tests
+//! Starts real stand-ins (slapd, PostgreSQL, moto for AWS, a GitHub stand-in behind Prism) on free loopback ports for tests
 //!
 //! Every stand-in listens on 127.0.0.1 only, on a port picked at start (never a fixed one), keeps
 //! its state in a temp dir, and is torn down by `Drop`. Each one also has a small watchdog (a
 //! `sh` in its own process group holding the read end of a pipe whose write end only this process
 //! has): when this process dies without running `Drop` (SIGKILL, SIGTERM, `process::exit`, a
 //! never-dropped static such as [`Postgres::shared`]), the pipe reaches EOF and the watchdog stops
-//! the stand-in and removes its temp dir, so no stray slapd, postgres or prism is left behind.
+//! the stand-in and removes its temp dir, so no stray slapd, postgres, moto_server or prism is
+//! left behind.
 //!
 //! The GitHub stand-in ([`GithubStandin`]) runs in process instead, on its own thread and tokio
 //! runtime; [`Prism`] (a node process, from `tests/github/node_modules`) checks it against
 //! GitHub's OpenAPI description. See the [`github`] and [`Prism`] docs.
+//!
+//! [`Moto`] (moto_server, from `tests/python/.venv`) stands in for AWS; it records every request,
+//! and [`iam_order_violations`] checks the recording against the IAM rules moto does not enforce.
+//! See the [`moto`] docs.
 
 // serde_json::json! of GitHub's minimal-repository (48 fields) needs more than the default 128.
 #![recursion_limit = "256"]
 
 mod error;
 pub mod github;
+pub mod moto;
 mod postgres;
 mod prism;
 mod process;
@@ -24,6 +30,7 @@ mod slapd;
 
 pub use error::TestkitError;
 pub use github::GithubStandin;
+pub use moto::{iam_order_violations, AwsCall, Moto};
 pub use postgres::Postgres;
 pub use prism::{github_node_dir, validate_graphql, Prism, PrismViolation};
 pub use slapd::{OpCounts, Slapd};
