@@ -73,6 +73,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     after: vec![],
                     summary: format!("revoke {login}'s SSO authorization of {what} for {org}"),
                     account: login.to_string(),
+                    delay: None,
                 },
                 true,
             );
@@ -92,6 +93,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         attr(f, "token_name")
                     ),
                     account: login.to_string(),
+                    delay: None,
                 },
                 true,
             );
@@ -108,6 +110,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     after: vec![],
                     summary: format!("cancel {login}'s invitation to {org}/{}", attr(f, "repo")),
                     account: login.to_string(),
+                    delay: None,
                 },
                 true,
             );
@@ -126,6 +129,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     after: vec![],
                     summary: format!("cancel the invitation of {email} to {org}"),
                     account: email.to_string(),
+                    delay: None,
                 },
                 true,
             );
@@ -143,6 +147,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         after: vec![],
                         summary: format!("remove {login} from team {}", f.target),
                         account: login.to_string(),
+                        delay: None,
                     },
                     true,
                 );
@@ -174,6 +179,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                 after: first.clone(),
                 summary: format!("remove {login} from {org} ({what} the org)"),
                 account: login.to_string(),
+                delay: None,
             };
             membership = Some((a.kind.clone(), a.target.clone()));
             out.push(a);
@@ -198,6 +204,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     repos.len()
                 ),
                 account: login.to_string(),
+                delay: None,
             });
         } else {
             for f in of(REPOSITORY_COLLABORATOR) {
@@ -214,6 +221,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         f.target
                     ),
                     account: login.to_string(),
+                    delay: None,
                 });
             }
         }

@@ -48,6 +48,7 @@ pub fn plan(
             after: vec![],
             summary: format!("lock {user_dn} ({})", cfg.lock_method),
             account: user_dn.to_string(),
+            delay: None,
         });
     }
     let after_lock: Vec<(ActionKind, String)> = out
@@ -81,6 +82,7 @@ pub fn plan(
                 after: after_lock.clone(),
                 summary: format!("remove {username} from {} ({attribute})", group.target),
                 account: user_dn.to_string(),
+                delay: None,
             });
         }
     }
@@ -98,6 +100,7 @@ pub fn plan(
             after,
             summary: format!("delete {user_dn}"),
             account: user_dn.to_string(),
+            delay: None,
         });
     }
     out

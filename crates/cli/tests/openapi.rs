@@ -551,6 +551,11 @@ fn the_evidence_matches_its_schema() {
             error: None,
             note: None,
             late: false,
+            journal: vec![revoke_core::JournalEntry {
+                name: "new_key".into(),
+                value: "AKIA1".into(),
+                at: now,
+            }],
         }],
         sla_breaches: 0,
         audit: vec![revoke_engine::EvidenceAudit {

@@ -35,6 +35,9 @@ pub struct ProposedAction {
     pub summary: String,
     /// The account identity this action touches, for the protected-accounts check.
     pub account: String,
+    /// A grace period: the action is not due before the job's effective time plus this, in
+    /// place of its phase's usual time (the delete of a rotated-out key a week later).
+    pub delay: Option<std::time::Duration>,
 }
 
 /// One system that holds access. Every method but `apply` is read-only.

@@ -1,12 +1,12 @@
 //! Evidence for one offboarding case, as auditors sample it (SOC 2 CC6.2/CC6.3, ISO 27001 A.5.18):
 //! the HR event, the plan and its fingerprint, every action with its times, acting identity,
-//! outcome and verification, and the audit entries with their chain hashes. Access removed later
-//! than the SLA after the termination time is flagged.
+//! outcome, verification and journal, and the audit entries with their chain hashes. Access
+//! removed later than the SLA after the termination time is flagged.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use revoke_core::{JobId, Phase, Verdict};
+use revoke_core::{JobId, JournalEntry, Phase, Verdict};
 use revoke_store::{verify_chain, ActionState, AuditEntry, Store};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,10 @@ pub struct EvidenceAction {
     pub note: Option<String>,
     /// Access removal finished (or is still open) later than termination + SLA.
     pub late: bool,
+    /// What the action recorded about itself across its attempts (the id of a key it created, a
+    /// step it finished), oldest first; left out when it recorded nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<JournalEntry>,
 }
 
 /// One audit entry about the case.
@@ -152,6 +156,7 @@ pub async fn collect(
             error: r.error.as_ref().map(ToString::to_string),
             note: r.note.clone(),
             late,
+            journal: store.journal(&r.action.id).await?,
         });
     }
     let sla_breaches = actions.iter().filter(|a| a.late).count();
@@ -427,6 +432,22 @@ impl Evidence {
                 md(a.verdict.as_deref().unwrap_or("-")),
                 if a.late { "**late**" } else { "no" }
             );
+        }
+        if self.actions.iter().any(|a| !a.journal.is_empty()) {
+            let _ = writeln!(s, "\n## Journal\n");
+            let _ = writeln!(s, "| Action | Time | Name | Value |\n|---|---|---|---|");
+            for a in &self.actions {
+                for e in &a.journal {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} |",
+                        md(&a.action_id),
+                        e.at.to_rfc3339(),
+                        md(&e.name),
+                        md(&e.value)
+                    );
+                }
+            }
         }
         let _ = writeln!(s, "\n## Audit trail\n");
         let _ = writeln!(

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use revoke_config::Config;
-use revoke_core::{
-    Action, ActionId, Connector, ConnectorError, MemoryJournal, Outcome, Plan, PlanId, Verdict,
-};
+use revoke_core::{Action, ActionId, Connector, ConnectorError, Outcome, Plan, PlanId, Verdict};
 use revoke_store::{
     ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store, StoreError,
 };
@@ -15,6 +13,7 @@ use tokio::sync::{mpsc::UnboundedSender, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::journal::StoreJournal;
 use crate::{Connectors, EngineError, RetryPolicy};
 
 /// Progress of a run, for people watching it.
@@ -454,7 +453,10 @@ impl Executor {
                     action.connector
                 ),
             )),
-            Some(c) => self.apply_with_heartbeat(c.as_ref(), &action).await,
+            Some(c) => {
+                self.apply_with_heartbeat(c.as_ref(), &action, attempt)
+                    .await
+            }
         };
         let now = Utc::now();
         match result {
@@ -567,11 +569,13 @@ impl Executor {
         }
     }
 
-    /// Sends the action, renewing the lease while the call runs.
+    /// Sends the action, renewing the lease while the call runs, with the action's journal in
+    /// the store (entries recorded as `attempt`).
     async fn apply_with_heartbeat(
         &self,
         c: &dyn Connector,
         action: &Action,
+        attempt: u32,
     ) -> Result<Outcome, ConnectorError> {
         let store = self.store.clone();
         let (id, owner, lease) = (action.id.clone(), self.owner.clone(), self.lease);
@@ -587,8 +591,14 @@ impl Executor {
                 }
             }
         });
-        // TODO(journal): the store-backed journal of this action replaces this one.
-        let journal = MemoryJournal::new();
+        // A lost lease makes `record` fail with `lease_lost`; `finish` then finds the lease
+        // lost as well, so this attempt records nothing more (see `StoreJournal::record`).
+        let journal = StoreJournal::new(
+            self.store.clone(),
+            action.id.clone(),
+            self.owner.clone(),
+            attempt,
+        );
         let r =
             match tokio::time::timeout(self.action_timeout, c.apply(action, &action.key, &journal))
                 .await

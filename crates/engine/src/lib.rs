@@ -7,6 +7,7 @@
 mod error;
 pub mod evidence;
 mod executor;
+mod journal;
 mod planner;
 mod registry;
 mod retry;

@@ -178,10 +178,14 @@ pub fn plan_jobs(
                 })
                 .collect();
             for p in proposals {
-                let not_before = match p.phase {
-                    Phase::Delete => delete_at,
-                    Phase::Manual | Phase::Verify => None,
-                    Phase::Contain | Phase::Transfer | Phase::Revoke => contain_at,
+                let not_before = match (p.delay, p.phase) {
+                    (Some(grace), _) => ChronoDuration::from_std(grace)
+                        .ok()
+                        .and_then(|g| job.effective_at.checked_add_signed(g))
+                        .or(delete_at),
+                    (None, Phase::Delete) => delete_at,
+                    (None, Phase::Manual | Phase::Verify) => None,
+                    (None, Phase::Contain | Phase::Transfer | Phase::Revoke) => contain_at,
                 };
                 let mut depends_on: Vec<ActionId> =
                     p.after.iter().filter_map(|k| ids.get(k).cloned()).collect();

@@ -1,8 +1,8 @@
 //! The executor against a scripted connector: retries, retry-after, permanent failures, blocking,
-//! concurrency limits and the ledger written before each call.
+//! concurrency limits, the ledger written before each call, and the journal kept across attempts.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,13 @@ struct Scripted {
     max_running: AtomicUsize,
     store: Mutex<Option<Arc<dyn Store>>>,
     unrecorded_calls: AtomicUsize,
+    /// Journaled: apply reads `latest("step")` (kept in `steps_seen`) and, when there is none,
+    /// records `step = created` before the scripted answer, like a rotation that made a new key.
+    journaled: AtomicBool,
+    steps_seen: Mutex<Vec<Option<String>>>,
+    /// Once: another executor takes the action over just before the journal entry is recorded.
+    steal_lease_once: AtomicBool,
+    raw: Mutex<Option<Arc<SqliteStore>>>,
 }
 
 #[async_trait]
@@ -70,6 +77,7 @@ impl Connector for Scripted {
                 after: vec![],
                 summary: format!("revoke {}", f.target),
                 account: "acct".into(),
+                delay: None,
             })
             .collect();
         if self.targets.iter().any(|t| t == "account") {
@@ -85,6 +93,7 @@ impl Connector for Scripted {
                 after,
                 summary: "delete".into(),
                 account: "acct".into(),
+                delay: None,
             });
         }
         out
@@ -93,7 +102,7 @@ impl Connector for Scripted {
         &self,
         action: &Action,
         key: &ActionKey,
-        _journal: &dyn Journal,
+        journal: &dyn Journal,
     ) -> Result<Outcome, ConnectorError> {
         let store = self.store.lock().expect("lock").clone().expect("store set");
         let rec = store
@@ -103,6 +112,22 @@ impl Connector for Scripted {
             .expect("recorded");
         if rec.state != ActionState::Running || rec.attempts == 0 || &rec.action.key != key {
             self.unrecorded_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.journaled.load(Ordering::SeqCst) {
+            let step = journal.latest("step").await?;
+            self.steps_seen.lock().expect("lock").push(step.clone());
+            if step.is_none() {
+                if self.steal_lease_once.swap(false, Ordering::SeqCst) {
+                    let raw = self.raw.lock().expect("lock").clone().expect("raw set");
+                    raw.execute_raw(&format!(
+                        "UPDATE actions SET lease_owner = 'thief', lease_expires_at = 0 WHERE id = '{}'",
+                        action.id
+                    ))
+                    .await
+                    .expect("lease stolen");
+                }
+                journal.record("step", "created").await?;
+            }
         }
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
@@ -140,7 +165,8 @@ async fn harness(
 ) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("db").display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
+    let sqlite = Arc::new(SqliteStore::open(&url).await.expect("store"));
+    let store: Arc<dyn Store> = sqlite.clone();
     let conn = Arc::new(Scripted {
         targets: targets.iter().map(|s| s.to_string()).collect(),
         script: Mutex::new(
@@ -152,6 +178,7 @@ async fn harness(
         ..Default::default()
     });
     *conn.store.lock().expect("lock") = Some(store.clone());
+    *conn.raw.lock().expect("lock") = Some(sqlite);
     let config = revoke_config::load_str(&format!(
         "[executor.retry]\nbase_ms = 10\ncap_ms = 40\nmax_attempts = 4\nmax_elapsed_secs = 30\n{extra_config}\n[connectors.sys]\nkind = \"scripted\"\nconcurrency = 2\n"
     ))
@@ -323,4 +350,126 @@ async fn a_second_run_sends_nothing_recorded_as_done() {
     let before = h.conn.calls.lock().expect("lock").len();
     h.exec.run_plan(&h.plan).await.expect("second run");
     assert_eq!(h.conn.calls.lock().expect("lock").len(), before);
+}
+
+#[tokio::test]
+async fn a_retry_finds_what_the_earlier_attempt_journaled() {
+    let h = harness(
+        &["a"],
+        vec![(
+            "a",
+            vec![Err(ConnectorError::retryable(
+                "unavailable",
+                "died after creating the key",
+            ))],
+        )],
+        "",
+    )
+    .await;
+    h.conn.journaled.store(true, Ordering::SeqCst);
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 1, "{summary:?}");
+    assert_eq!(states(&h).await["a"], (ActionState::Done, 2));
+    assert_eq!(
+        *h.conn.steps_seen.lock().expect("lock"),
+        vec![None, Some("created".to_string())],
+        "the second attempt saw the first one's entry"
+    );
+    let a = h.store.actions(&h.plan).await.expect("actions").remove(0);
+    let journal = h.store.journal(&a.action.id).await.expect("journal");
+    assert_eq!(
+        journal
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("step", "created")],
+        "recorded once, by the first attempt"
+    );
+    let audit = h.store.audit_log().await.expect("audit");
+    assert!(revoke_store::verify_chain(&audit).is_empty());
+    let journaled: Vec<serde_json::Value> = audit
+        .iter()
+        .filter(|e| e.kind == "action.journal")
+        .map(|e| {
+            assert_eq!(e.actor, "test-executor");
+            assert_eq!(e.action_id.as_deref(), Some(a.action.id.0.as_str()));
+            serde_json::from_str(&e.data).expect("json")
+        })
+        .collect();
+    assert_eq!(
+        journaled,
+        vec![serde_json::json!({ "attempt": 1, "name": "step", "value": "created" })]
+    );
+
+    // The evidence of the case shows the entry with the action.
+    let ev = revoke_engine::evidence::collect(
+        h.store.as_ref(),
+        &JobId("job-1".into()),
+        Duration::from_secs(24 * 3600),
+        Utc::now(),
+    )
+    .await
+    .expect("evidence");
+    assert_eq!(ev.actions[0].journal, journal);
+    let json = ev.render(revoke_engine::EvidenceFormat::Json);
+    assert!(json.contains("\"journal\""), "{json}");
+    let md = ev.render(revoke_engine::EvidenceFormat::Md);
+    assert!(md.contains("## Journal"), "{md}");
+    assert!(md.contains("| step | created |"), "{md}");
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_the_journal_and_the_attempt_records_nothing_more() {
+    let h = harness(&["a"], vec![], "").await;
+    h.conn.journaled.store(true, Ordering::SeqCst);
+    h.conn.steal_lease_once.store(true, Ordering::SeqCst);
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 1, "{summary:?}");
+    // Attempt 1 lost the action before its entry was written: nothing of it is recorded but the
+    // lost lease; the takeover (attempt 2) found an empty journal and wrote the entry itself.
+    assert_eq!(states(&h).await["a"], (ActionState::Done, 2));
+    assert_eq!(*h.conn.steps_seen.lock().expect("lock"), vec![None, None]);
+    let audit = h.store.audit_log().await.expect("audit");
+    assert!(revoke_store::verify_chain(&audit).is_empty());
+    let kinds: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action_id.is_some())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "action.attempt",
+            "action.lease_lost",
+            "action.attempt",
+            "action.journal",
+            "action.finished",
+            "action.verified",
+        ]
+    );
+    let lost = audit
+        .iter()
+        .find(|e| e.kind == "action.lease_lost")
+        .expect("lease_lost audited");
+    assert!(lost.data.contains("lease_lost"), "{}", lost.data);
+}
+
+#[tokio::test]
+async fn evidence_leaves_out_an_empty_journal() {
+    let h = harness(&["a"], vec![], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    let ev = revoke_engine::evidence::collect(
+        h.store.as_ref(),
+        &JobId("job-1".into()),
+        Duration::from_secs(24 * 3600),
+        Utc::now(),
+    )
+    .await
+    .expect("evidence");
+    assert!(ev.actions[0].journal.is_empty());
+    let json = ev.render(revoke_engine::EvidenceFormat::Json);
+    assert!(!json.contains("\"journal\""), "{json}");
+    assert!(!ev
+        .render(revoke_engine::EvidenceFormat::Md)
+        .contains("## Journal"));
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use revoke_core::{Action, ConnectorError, Job, PlanId, Verdict};
+use revoke_core::{Action, ConnectorError, Job, JournalEntry, PlanId, Verdict};
 
 use crate::{ActionRecord, ActionState, AuditEntry, JobRecord, NewAuditEntry, StoreError};
 
@@ -180,6 +180,21 @@ where
         data: col(row, "data")?,
         prev_hash: col(row, "prev_hash")?,
         hash: col(row, "hash")?,
+    })
+}
+
+/// Decodes `SELECT name, value, at FROM action_journal`.
+pub(crate) fn decode_journal<'r, R>(row: &'r R) -> Result<JournalEntry, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(JournalEntry {
+        name: col(row, "name")?,
+        value: col(row, "value")?,
+        at: from_micros(col(row, "at")?, "action_journal.at")?,
     })
 }
 
@@ -720,6 +735,68 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_journal(
+                &self,
+                id: &::revoke_core::ActionId,
+                owner: &str,
+                attempt: u32,
+                name: &str,
+                value: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::common::{audit_entry, decode_string, micros};
+                use $crate::StoreError;
+
+                let mut tx = self.begin_write().await?;
+                // The ownership check of `finish_attempt`, as an update that changes nothing: it
+                // takes the action's row lock (Postgres), so no other executor can take the action
+                // over or finish it between this check and the commit.
+                let row = sqlx::query(
+                    "UPDATE actions SET lease_owner = lease_owner \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'running' AND attempts = $3 \
+                     RETURNING job_id",
+                )
+                .bind(&id.0)
+                .bind(owner)
+                .bind(i64::from(attempt))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() });
+                };
+                let job_id = decode_string(&row, "job_id")?;
+                sqlx::query(
+                    "INSERT INTO action_journal (action_id, attempt, name, value, at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id.0)
+                .bind(i64::from(attempt))
+                .bind(name)
+                .bind(value)
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let data = ::serde_json::json!({ "attempt": attempt, "name": name, "value": value });
+                self.append_audit_in(&mut tx, &audit_entry(now, owner, "action.journal", &job_id, Some(&id.0), &data))
+                    .await?;
+                tx.commit().await.map_err(map_err)?;
+                tracing::debug!(action = %id, owner, attempt, name, "journal entry recorded");
+                Ok(())
+            }
+
+            async fn journal(
+                &self,
+                id: &::revoke_core::ActionId,
+            ) -> Result<Vec<::revoke_core::JournalEntry>, $crate::StoreError> {
+                let rows = sqlx::query("SELECT name, value, at FROM action_journal WHERE action_id = $1 ORDER BY seq")
+                    .bind(&id.0)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map($crate::common::decode_journal).collect()
+            }
+
             async fn mark_blocked(
                 &self,
                 ids: &[::revoke_core::ActionId],
@@ -892,7 +969,7 @@ pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::mig
 }
 
 /// How many migrations a backend has: `Store::ready` checks that all of them ran.
-pub(crate) const MIGRATIONS: i64 = 2;
+pub(crate) const MIGRATIONS: i64 = 3;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

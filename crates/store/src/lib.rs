@@ -1,4 +1,5 @@
-//! Durable state of revoked: jobs, plans, actions, attempts, verdicts and the hash-chained audit log.
+//! Durable state of revoked: jobs, plans, actions, attempts, action journals, verdicts and the
+//! hash-chained audit log.
 //!
 //! One [`Store`] trait, two backends: SQLite (the embedded default) and Postgres (several replicas
 //! sharing one queue). Both pass the same conformance suite (`tests/conformance.rs`).
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use revoke_core::{ActionId, JobId, Plan, PlanId, Verdict};
+use revoke_core::{ActionId, JobId, JournalEntry, Plan, PlanId, Verdict};
 
 pub use audit::{verify_chain, AuditEntry, AuditProblem, NewAuditEntry, GENESIS_HASH};
 pub use error::StoreError;
@@ -112,6 +113,26 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         result: &AttemptResult,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Appends `name = value` to the action's journal (see `revoke_core::Journal`), so that a
+    /// later attempt, in any process, finds what this one did before it stopped. Fails with
+    /// `StoreError::LeaseLost` unless `owner` still owns running attempt number `attempt` (the
+    /// rule of `finish_attempt`: ownership, not lease expiry, decides).
+    ///
+    /// Audit, in the same transaction: `action.journal` by `owner`, data `{"attempt", "name",
+    /// "value"}`. Nothing is written when it fails.
+    async fn record_journal(
+        &self,
+        id: &ActionId,
+        owner: &str,
+        attempt: u32,
+        name: &str,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The action's journal, oldest first, across all its attempts (empty for an unknown action).
+    async fn journal(&self, id: &ActionId) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Marks actions `Blocked` (a prerequisite failed); only those still `Pending`, the others
     /// (and unknown ids) are left alone.

@@ -43,6 +43,11 @@ impl PostgresStore {
                 "job_queue",
                 include_str!("../migrations/postgres/0002_job_queue.sql"),
             ),
+            (
+                3,
+                "action_journal",
+                include_str!("../migrations/postgres/0003_action_journal.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -65,6 +65,11 @@ impl SqliteStore {
                 "job_queue",
                 include_str!("../migrations/sqlite/0002_job_queue.sql"),
             ),
+            (
+                3,
+                "action_journal",
+                include_str!("../migrations/sqlite/0003_action_journal.sql"),
+            ),
         ])
         .run(&pool)
         .await

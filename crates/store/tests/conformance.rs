@@ -26,6 +26,8 @@ use revoke_store::{
 struct Harness {
     store: Arc<dyn Store>,
     backend: Backend,
+    /// Where the database is, to open a second handle on it (another process, another replica).
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -43,6 +45,7 @@ impl Harness {
         Harness {
             store: s.clone(),
             backend: Backend::Sqlite(s),
+            url,
             _dir: Some(dir),
         }
     }
@@ -61,8 +64,16 @@ impl Harness {
         Harness {
             store: s.clone(),
             backend: Backend::Postgres(s),
+            url,
             _dir: None,
         }
+    }
+
+    /// A second, independent store on the same database.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        revoke_store::open(&self.url)
+            .await
+            .expect("a second handle opens")
     }
 
     async fn raw(&self, sql: &str) -> u64 {
@@ -111,6 +122,9 @@ conformance!(
     permanent_failure_fails_the_action,
     skipped_outcome_keeps_its_reason,
     finish_attempt_requires_the_lease,
+    journal_entries_come_back_in_order_and_are_audited,
+    journal_needs_the_running_attempt_and_writes_nothing_without_it,
+    journal_survives_a_new_attempt_and_is_seen_by_another_handle,
     mark_blocked_only_affects_pending,
     acknowledge_manual_action,
     record_verdict_round_trip,
@@ -901,6 +915,272 @@ async fn finish_attempt_requires_the_lease(h: Harness) {
     assert!(
         matches!(err, StoreError::LeaseLost { .. }),
         "expected LeaseLost, got {err:?}"
+    );
+}
+
+/// The action's journal as (name, value) pairs, oldest first.
+async fn journal(store: &dyn Store, id: &ActionId) -> Vec<(String, String)> {
+    store
+        .journal(id)
+        .await
+        .expect("journal reads")
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn journal_entries_come_back_in_order_and_are_audited(h: Harness) {
+    let plan = make_plan("p", vec![op("rotate", "key-a"), op("rotate", "key-b")]);
+    insert(&h, &plan).await;
+    let (a, b) = (&plan.actions[0].id, &plan.actions[1].id);
+    lease(&h, "x", at(0)).await;
+    let n = h.store.begin_attempt(a, "x", at(1)).await.expect("begins");
+    h.store.begin_attempt(b, "x", at(1)).await.expect("begins");
+    let before = audited(&h).await.len();
+    for (i, (name, value)) in [
+        ("new_key", "AKIA1"),
+        ("written", "AKIA1"),
+        ("new_key", "AKIA2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        h.store
+            .record_journal(a, "x", n, name, value, at(2 + i as i64))
+            .await
+            .expect("the owner records");
+    }
+    h.store
+        .record_journal(b, "x", 1, "new_key", "AKIB1", at(5))
+        .await
+        .expect("the owner records");
+
+    let entries = h.store.journal(a).await.expect("reads");
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.as_str(), e.at))
+            .collect::<Vec<_>>(),
+        vec![
+            ("new_key", "AKIA1", at(2)),
+            ("written", "AKIA1", at(3)),
+            ("new_key", "AKIA2", at(4)),
+        ],
+        "oldest first, with names, values and times; the other action's entry is not mixed in"
+    );
+    assert_eq!(
+        journal(h.store.as_ref(), b).await,
+        pairs(&[("new_key", "AKIB1")])
+    );
+    assert_eq!(
+        journal(h.store.as_ref(), &ActionId("nope".into())).await,
+        vec![],
+        "an unknown action has an empty journal"
+    );
+
+    let log = audited(&h).await;
+    assert_eq!(
+        log[before..].to_vec(),
+        vec![
+            row("action.journal", "job-p", Some(a), "x"),
+            row("action.journal", "job-p", Some(a), "x"),
+            row("action.journal", "job-p", Some(a), "x"),
+            row("action.journal", "job-p", Some(b), "x"),
+        ]
+    );
+    let first = h.store.audit_log().await.expect("reads")[before].seq;
+    assert_eq!(
+        audit_data(&h, first).await,
+        serde_json::json!({ "attempt": n, "name": "new_key", "value": "AKIA1" })
+    );
+}
+
+async fn journal_needs_the_running_attempt_and_writes_nothing_without_it(h: Harness) {
+    let plan = make_plan("p", vec![op("rotate", "key-a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    let ttl = Duration::from_secs(30);
+    let refused = |err: StoreError| {
+        assert!(
+            matches!(err, StoreError::LeaseLost { .. }),
+            "expected LeaseLost, got {err:?}"
+        )
+    };
+    let baseline = audited(&h).await;
+
+    // Not leased, then leased but no attempt begun, then an unknown action.
+    refused(
+        h.store
+            .record_journal(a, "x", 1, "step", "created", at(0))
+            .await
+            .expect_err("no lease"),
+    );
+    h.store
+        .lease_due(None, "x", at(0), ttl, 10)
+        .await
+        .expect("leases");
+    refused(
+        h.store
+            .record_journal(a, "x", 1, "step", "created", at(1))
+            .await
+            .expect_err("no attempt running"),
+    );
+    refused(
+        h.store
+            .record_journal(&ActionId("nope".into()), "x", 1, "step", "created", at(1))
+            .await
+            .expect_err("no such action"),
+    );
+    // Someone else's running attempt, or another attempt number than the running one.
+    let n = h.store.begin_attempt(a, "x", at(2)).await.expect("begins");
+    let after_begin = audited(&h).await;
+    refused(
+        h.store
+            .record_journal(a, "y", n, "step", "created", at(3))
+            .await
+            .expect_err("y does not own the attempt"),
+    );
+    refused(
+        h.store
+            .record_journal(a, "x", n + 1, "step", "created", at(3))
+            .await
+            .expect_err("not the running attempt"),
+    );
+    assert_eq!(
+        journal(h.store.as_ref(), a).await,
+        vec![],
+        "nothing recorded"
+    );
+    assert_eq!(
+        audited(&h).await,
+        after_begin,
+        "refused entries write no audit entry"
+    );
+    assert_eq!(after_begin.len(), baseline.len() + 1, "only action.attempt");
+
+    // Ownership, not expiry, decides (as for finish_attempt): the owner of a lapsed lease still
+    // records what it did, until another executor takes the action over.
+    h.store
+        .record_journal(a, "x", n, "step", "created", at(40))
+        .await
+        .expect("a lapsed lease nobody took over still records");
+    let got = h
+        .store
+        .lease_due(None, "new", at(41), ttl, 10)
+        .await
+        .expect("leases");
+    assert_eq!(got.len(), 1, "the expired lease is taken over");
+    let before = audited(&h).await;
+    refused(
+        h.store
+            .record_journal(a, "x", n, "step", "written", at(42))
+            .await
+            .expect_err("the old owner lost the action"),
+    );
+    assert_eq!(audited(&h).await, before, "no audit entry");
+    assert_eq!(
+        journal(h.store.as_ref(), a).await,
+        pairs(&[("step", "created")])
+    );
+
+    // A finished action takes no more entries, even from its last owner.
+    let m = h
+        .store
+        .begin_attempt(a, "new", at(43))
+        .await
+        .expect("begins");
+    h.store
+        .finish_attempt(a, "new", m, &done(), at(44))
+        .await
+        .expect("finishes");
+    let before = audited(&h).await;
+    refused(
+        h.store
+            .record_journal(a, "new", m, "step", "late", at(45))
+            .await
+            .expect_err("not running any more"),
+    );
+    assert_eq!(audited(&h).await, before, "no audit entry");
+    assert_eq!(
+        journal(h.store.as_ref(), a).await,
+        pairs(&[("step", "created")])
+    );
+}
+
+async fn journal_survives_a_new_attempt_and_is_seen_by_another_handle(h: Harness) {
+    let plan = make_plan("p", vec![op("rotate", "key-a")]);
+    insert(&h, &plan).await;
+    let a = &plan.actions[0].id;
+    assert_eq!(lease(&h, "x", at(0)).await, vec![a.clone()]);
+    let n = h.store.begin_attempt(a, "x", at(1)).await.expect("begins");
+    h.store
+        .record_journal(a, "x", n, "new_key", "AKIA1", at(2))
+        .await
+        .expect("records");
+    let retry_at = at(60);
+    h.store
+        .finish_attempt(
+            a,
+            "x",
+            n,
+            &AttemptResult::Failed {
+                error: ConnectorError::retryable("unavailable", "down"),
+                retry_at: Some(retry_at),
+            },
+            at(3),
+        )
+        .await
+        .expect("finishes");
+
+    // The next attempt, by another executor on its own handle (another process or replica).
+    let other = h.reopen().await;
+    let got = other
+        .lease_due(None, "y", retry_at, HOUR, 10)
+        .await
+        .expect("leases");
+    assert_eq!(got.len(), 1);
+    let m = other.begin_attempt(a, "y", retry_at).await.expect("begins");
+    assert_eq!(m, n + 1);
+    assert_eq!(
+        journal(other.as_ref(), a).await,
+        pairs(&[("new_key", "AKIA1")]),
+        "the new attempt finds what the earlier one recorded"
+    );
+    other
+        .record_journal(a, "y", m, "written", "AKIA1", at(61))
+        .await
+        .expect("records");
+    other
+        .finish_attempt(a, "y", m, &done(), at(62))
+        .await
+        .expect("finishes");
+    assert_eq!(
+        journal(h.store.as_ref(), a).await,
+        pairs(&[("new_key", "AKIA1"), ("written", "AKIA1")]),
+        "both attempts' entries, in order, from either handle"
+    );
+    let attempts: Vec<u64> = h
+        .store
+        .audit_log()
+        .await
+        .expect("reads")
+        .iter()
+        .filter(|e| e.kind == "action.journal")
+        .map(|e| {
+            let data: serde_json::Value = serde_json::from_str(&e.data).expect("json");
+            data["attempt"].as_u64().expect("attempt")
+        })
+        .collect();
+    assert_eq!(attempts, vec![u64::from(n), u64::from(m)]);
+    assert_eq!(
+        verify_chain(&h.store.audit_log().await.expect("reads")),
+        vec![]
     );
 }
 
