@@ -11,6 +11,8 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(revoke_connector_ldap::LdapFactory)
         .with(revoke_connector_github::GithubFactory)
+        .with(revoke_connector_aws_iam::IamFactory)
+        .with(revoke_connector_aws_organizations::OrganizationsFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

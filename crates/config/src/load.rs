@@ -70,9 +70,16 @@ fn finish(b: config::ConfigBuilder<config::builder::DefaultState>) -> Result<Con
 
 /// Whether a key holds a secret, whose value may instead come from a `KEY_file`.
 pub fn is_secret_key(key: &str) -> bool {
-    ["password", "token", "secret", "secrets", "private_key"]
-        .iter()
-        .any(|s| key.ends_with(s))
+    [
+        "password",
+        "token",
+        "secret",
+        "secrets",
+        "private_key",
+        "secret_access_key",
+    ]
+    .iter()
+    .any(|s| key.ends_with(s))
 }
 
 /// Replaces every `SECRET_file = PATH` by `SECRET = <file contents without trailing newline>`.
@@ -123,4 +130,25 @@ fn resolve_secret_files(v: &mut serde_json::Value, path: &str) -> Result<(), Con
         resolve_secret_files(child, &p)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_secret_key;
+
+    #[test]
+    fn secret_keys_may_come_from_files() {
+        for k in [
+            "bind_password",
+            "token",
+            "session_token",
+            "private_key",
+            "secret_access_key",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["access_key_id", "url", "owner_tag"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
 }

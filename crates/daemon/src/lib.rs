@@ -26,6 +26,8 @@ pub fn registry() -> Registry {
     Registry::new()
         .with(revoke_connector_ldap::LdapFactory)
         .with(revoke_connector_github::GithubFactory)
+        .with(revoke_connector_aws_iam::IamFactory)
+        .with(revoke_connector_aws_organizations::OrganizationsFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.

@@ -1,0 +1,416 @@
+//! Apply and verify. Every action reads before it writes: what is already gone (or already
+//! inactive, or already quarantined) is `AlreadyDone` and sends no mutation; a user that is gone
+//! altogether takes everything of it with it.
+
+use aws_sdk_iam::types::StatusType;
+use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
+use tracing::info;
+
+use crate::classify::CallError;
+use crate::client::Clients;
+use crate::config::IamConfig;
+use crate::plan::*;
+use crate::rotate;
+
+/// The inline policy of the contain phase: deny everything to this user's credentials,
+/// including the temporary ones made from them.
+pub const QUARANTINE_DOCUMENT: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"RevokedQuarantine","Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub clients: &'a Clients,
+    pub cfg: &'a IamConfig,
+    pub instance: &'a str,
+}
+
+/// What a read saw of an action's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Absent,
+    Present { active: bool },
+}
+
+pub fn param<'a>(a: &'a Action, k: &str) -> Result<&'a str, ConnectorError> {
+    a.params.get(k).map(String::as_str).ok_or_else(|| {
+        ConnectorError::permanent(
+            "bad_action",
+            format!("action {} has no parameter {k}", a.id.0),
+        )
+    })
+}
+
+fn active(s: &StatusType) -> bool {
+    *s == StatusType::Active
+}
+
+/// Reads the target of an action of `kind`. A user that is gone reads as `Absent`.
+pub async fn read(
+    iam: &aws_sdk_iam::Client,
+    kind: &str,
+    user: &str,
+    id: &str,
+) -> Result<Seen, CallError> {
+    let r = read_inner(iam, kind, user, id).await;
+    match r {
+        Err(e) if e.is_gone() => Ok(Seen::Absent),
+        other => other,
+    }
+}
+
+async fn read_inner(
+    iam: &aws_sdk_iam::Client,
+    kind: &str,
+    user: &str,
+    id: &str,
+) -> Result<Seen, CallError> {
+    let present = |b: bool| {
+        if b {
+            Seen::Present { active: true }
+        } else {
+            Seen::Absent
+        }
+    };
+    Ok(match kind {
+        QUARANTINE_USER | DELETE_USER_POLICY | DELETE_QUARANTINE_POLICY => {
+            iam.get_user_policy()
+                .user_name(user)
+                .policy_name(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:GetUserPolicy", &e))?;
+            Seen::Present { active: true }
+        }
+        DEACTIVATE_ACCESS_KEY | DELETE_ACCESS_KEY | ROTATE_ACCESS_KEY | DELETE_ROTATED_KEY => {
+            let o = iam
+                .list_access_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListAccessKeys", &e))?;
+            match o
+                .access_key_metadata()
+                .iter()
+                .find(|k| k.access_key_id() == Some(id))
+            {
+                Some(k) => Seen::Present {
+                    active: k.status().is_some_and(active),
+                },
+                None => Seen::Absent,
+            }
+        }
+        DELETE_LOGIN_PROFILE => {
+            iam.get_login_profile()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:GetLoginProfile", &e))?;
+            Seen::Present { active: true }
+        }
+        DELETE_SIGNING_CERTIFICATE => {
+            let o = iam
+                .list_signing_certificates()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListSigningCertificates", &e))?;
+            present(o.certificates().iter().any(|c| c.certificate_id() == id))
+        }
+        DELETE_SSH_PUBLIC_KEY => {
+            let o = iam
+                .list_ssh_public_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListSSHPublicKeys", &e))?;
+            present(
+                o.ssh_public_keys()
+                    .iter()
+                    .any(|k| k.ssh_public_key_id() == id),
+            )
+        }
+        DELETE_SERVICE_CREDENTIAL => {
+            let o = iam
+                .list_service_specific_credentials()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListServiceSpecificCredentials", &e))?;
+            present(
+                o.service_specific_credentials()
+                    .iter()
+                    .any(|c| c.service_specific_credential_id() == id),
+            )
+        }
+        DEACTIVATE_MFA_DEVICE => {
+            let o = iam
+                .list_mfa_devices()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListMFADevices", &e))?;
+            present(o.mfa_devices().iter().any(|d| d.serial_number() == id))
+        }
+        DELETE_VIRTUAL_MFA_DEVICE => {
+            let mut marker = None;
+            loop {
+                let o = iam
+                    .list_virtual_mfa_devices()
+                    .max_items(1000)
+                    .set_marker(marker)
+                    .send()
+                    .await
+                    .map_err(|e| CallError::of("iam:ListVirtualMFADevices", &e))?;
+                if o.virtual_mfa_devices()
+                    .iter()
+                    .any(|d| d.serial_number() == id)
+                {
+                    return Ok(Seen::Present { active: true });
+                }
+                match (o.is_truncated, o.marker) {
+                    (true, Some(m)) => marker = Some(m),
+                    _ => return Ok(Seen::Absent),
+                }
+            }
+        }
+        DETACH_USER_POLICY => {
+            let o = iam
+                .list_attached_user_policies()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListAttachedUserPolicies", &e))?;
+            present(
+                o.attached_policies()
+                    .iter()
+                    .any(|p| p.policy_arn() == Some(id)),
+            )
+        }
+        REMOVE_FROM_GROUP => {
+            let o = iam
+                .list_groups_for_user()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListGroupsForUser", &e))?;
+            present(o.groups().iter().any(|g| g.group_name() == id))
+        }
+        DELETE_USER => {
+            iam.get_user()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:GetUser", &e))?;
+            Seen::Present { active: true }
+        }
+        other => {
+            return Err(CallError {
+                op: "apply",
+                fault: revoke_aws::Fault::service(
+                    400,
+                    "UnknownAction",
+                    &format!("unknown action kind {other}"),
+                ),
+            })
+        }
+    })
+}
+
+/// Whether what was read is the action's end state.
+fn done(kind: &str, seen: Seen) -> bool {
+    match kind {
+        QUARANTINE_USER => seen != Seen::Absent,
+        DEACTIVATE_ACCESS_KEY => seen != Seen::Present { active: true },
+        _ => seen == Seen::Absent,
+    }
+}
+
+/// The id an action acts on (the policy name for the quarantine actions).
+fn id_of<'a>(ctx: &'a Ctx<'_>, a: &'a Action) -> Result<&'a str, ConnectorError> {
+    match a.kind.0.as_str() {
+        QUARANTINE_USER => Ok(&ctx.cfg.quarantine_policy),
+        DELETE_LOGIN_PROFILE | DELETE_USER => Ok(""),
+        _ => param(a, "id"),
+    }
+}
+
+pub async fn apply(
+    ctx: &Ctx<'_>,
+    a: &Action,
+    journal: &dyn Journal,
+) -> Result<Outcome, ConnectorError> {
+    let kind = a.kind.0.as_str();
+    let account = param(a, "account")?;
+    let user = param(a, "user")?;
+    let iam = ctx.clients.iam(account).await?;
+    if kind == ROTATE_ACCESS_KEY {
+        return rotate::rotate(ctx, &iam, a, journal).await;
+    }
+    let id = id_of(ctx, a)?;
+    // A user that is gone reads as absent, which is the end state of every removal; for the
+    // quarantine it means there is nothing left to quarantine.
+    let seen = read(&iam, kind, user, id).await?;
+    if kind == QUARANTINE_USER {
+        // Quarantined already, or there is no user left to quarantine.
+        if seen != Seen::Absent || read(&iam, DELETE_USER, user, "").await? == Seen::Absent {
+            return Ok(Outcome::AlreadyDone);
+        }
+    } else if done(kind, seen) {
+        return Ok(Outcome::AlreadyDone);
+    }
+    if kind == DELETE_ROTATED_KEY && seen == (Seen::Present { active: true }) {
+        return Err(ConnectorError::conflict(
+            "key_reactivated",
+            format!("access key {id} of {user} in {account} was reactivated after its rotation; it is left in place"),
+        ));
+    }
+    info!(connector = %ctx.instance, action_id = %a.id.0, kind, account, user, "sending");
+    let sent = mutate(ctx, &iam, kind, user, id).await;
+    match sent {
+        Ok(()) => Ok(Outcome::Done),
+        Err(e) if e.is_gone() => Ok(Outcome::AlreadyDone),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn mutate(
+    ctx: &Ctx<'_>,
+    iam: &aws_sdk_iam::Client,
+    kind: &str,
+    user: &str,
+    id: &str,
+) -> Result<(), CallError> {
+    match kind {
+        QUARANTINE_USER => {
+            iam.put_user_policy()
+                .user_name(user)
+                .policy_name(&ctx.cfg.quarantine_policy)
+                .policy_document(QUARANTINE_DOCUMENT)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:PutUserPolicy", &e))?;
+        }
+        DEACTIVATE_ACCESS_KEY => {
+            iam.update_access_key()
+                .user_name(user)
+                .access_key_id(id)
+                .status(StatusType::Inactive)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:UpdateAccessKey", &e))?;
+        }
+        DELETE_LOGIN_PROFILE => {
+            iam.delete_login_profile()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteLoginProfile", &e))?;
+        }
+        DELETE_ACCESS_KEY | DELETE_ROTATED_KEY => {
+            iam.delete_access_key()
+                .user_name(user)
+                .access_key_id(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteAccessKey", &e))?;
+        }
+        DELETE_SIGNING_CERTIFICATE => {
+            iam.delete_signing_certificate()
+                .user_name(user)
+                .certificate_id(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteSigningCertificate", &e))?;
+        }
+        DELETE_SSH_PUBLIC_KEY => {
+            iam.delete_ssh_public_key()
+                .user_name(user)
+                .ssh_public_key_id(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteSSHPublicKey", &e))?;
+        }
+        DELETE_SERVICE_CREDENTIAL => {
+            iam.delete_service_specific_credential()
+                .user_name(user)
+                .service_specific_credential_id(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteServiceSpecificCredential", &e))?;
+        }
+        DEACTIVATE_MFA_DEVICE => {
+            iam.deactivate_mfa_device()
+                .user_name(user)
+                .serial_number(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeactivateMFADevice", &e))?;
+        }
+        DELETE_VIRTUAL_MFA_DEVICE => {
+            iam.delete_virtual_mfa_device()
+                .serial_number(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteVirtualMFADevice", &e))?;
+        }
+        DELETE_USER_POLICY | DELETE_QUARANTINE_POLICY => {
+            iam.delete_user_policy()
+                .user_name(user)
+                .policy_name(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteUserPolicy", &e))?;
+        }
+        DETACH_USER_POLICY => {
+            iam.detach_user_policy()
+                .user_name(user)
+                .policy_arn(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DetachUserPolicy", &e))?;
+        }
+        REMOVE_FROM_GROUP => {
+            iam.remove_user_from_group()
+                .user_name(user)
+                .group_name(id)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:RemoveUserFromGroup", &e))?;
+        }
+        DELETE_USER => {
+            iam.delete_user()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:DeleteUser", &e))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError> {
+    let kind = a.kind.0.as_str();
+    let account = param(a, "account")?;
+    let user = param(a, "user")?;
+    let iam = ctx.clients.iam(account).await?;
+    if kind == ROTATE_ACCESS_KEY {
+        return rotate::verify(ctx, &iam, a).await;
+    }
+    let id = id_of(ctx, a)?;
+    let seen = read(&iam, kind, user, id).await?;
+    let ok = if kind == QUARANTINE_USER {
+        // Quarantined, or the user is gone altogether.
+        seen != Seen::Absent || matches!(read(&iam, DELETE_USER, user, "").await?, Seen::Absent)
+    } else {
+        done(kind, seen)
+    };
+    Ok(if ok {
+        Verdict::Confirmed
+    } else {
+        Verdict::NotConfirmed {
+            detail: format!("{kind} {}: still {seen:?}", a.target),
+        }
+    })
+}

@@ -1,0 +1,257 @@
+//! The moto world the IAM tests share: a leaver with every sub-resource moto supports, a
+//! bystander, and a service user the leaver owns.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use aws_sdk_iam::types::{StatusType, Tag};
+use revoke_aws::{sdk_config, AccessConfig, AccountSet};
+use revoke_connector_aws_iam::IamFactory;
+use revoke_core::{
+    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, Journal,
+    MemoryJournal, Outcome, Phase, Subject,
+};
+use revoke_testkit::Moto;
+use serde_json::{json, Value};
+
+pub const INSTANCE: &str = "aws";
+pub const CERT: &str = include_str!("../fixtures/signing-cert.pem");
+pub const SSH_KEY: &str = include_str!("../fixtures/ssh-key.pub");
+
+pub fn params(moto: &Moto, extra: Value) -> Value {
+    let mut p = json!({
+        "kind": "aws-iam",
+        "endpoint_url": moto.endpoint(),
+        "region": "us-east-1",
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+    });
+    if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    p
+}
+
+pub fn connector(moto: &Moto, extra: Value) -> Arc<dyn Connector> {
+    let p = params(moto, extra);
+    let f = IamFactory;
+    if let Err(issues) = f.validate("connectors.aws", &p) {
+        panic!("config should be valid: {issues:?}");
+    }
+    f.build(INSTANCE, &p).expect("build")
+}
+
+/// An IAM client for `account` (the credentials' own, or through AssumeRole), for seeding.
+pub async fn iam_in(moto: &Moto, account: Option<&str>) -> aws_sdk_iam::Client {
+    let access = AccessConfig::from_table(&params(
+        moto,
+        match account {
+            Some(a) => json!({"accounts": [a]}),
+            None => json!({}),
+        },
+    ))
+    .expect("access");
+    let base = sdk_config(&access).await;
+    match account {
+        None => aws_sdk_iam::Client::new(&base),
+        Some(a) => {
+            let set = AccountSet::new(base, &access, "revoked-test");
+            aws_sdk_iam::Client::new(&set.config_for(a).await.expect("assume role"))
+        }
+    }
+}
+
+pub fn alice() -> Subject {
+    let mut s = Subject::new("E1001");
+    s.email = Some("alice@example.com".into());
+    s.usernames.insert(INSTANCE.into(), "alice".into());
+    s
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build().expect("tag")
+}
+
+/// What was made for a user, to find it again.
+#[derive(Debug, Default, Clone)]
+pub struct Seeded {
+    pub keys: Vec<String>,
+    pub mfa_serial: String,
+    pub service_key: String,
+}
+
+/// alice (tagged with her email): two keys (one inactive), a console password, a virtual MFA
+/// device, an SSH key, a signing certificate, an inline policy, an AWS managed policy, a group,
+/// a permissions boundary. bob: a key and the same group. svc-ci: owner = alice, one key.
+pub async fn seed(iam: &aws_sdk_iam::Client) -> Seeded {
+    let mut s = Seeded::default();
+    iam.create_group()
+        .group_name("admins")
+        .send()
+        .await
+        .expect("group");
+    for (user, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
+        // moto has no PutUserPermissionsBoundary and keeps no boundary for users; real IAM does.
+        let mut create = iam.create_user().user_name(user).tags(tag("email", email));
+        if user == "alice" {
+            create = create.permissions_boundary("arn:aws:iam::aws:policy/PowerUserAccess");
+        }
+        create.send().await.expect("user");
+        iam.add_user_to_group()
+            .group_name("admins")
+            .user_name(user)
+            .send()
+            .await
+            .expect("add to group");
+    }
+    iam.create_access_key()
+        .user_name("bob")
+        .send()
+        .await
+        .expect("bob key");
+    for _ in 0..2 {
+        let k = iam
+            .create_access_key()
+            .user_name("alice")
+            .send()
+            .await
+            .expect("key");
+        s.keys
+            .push(k.access_key.expect("key").access_key_id().to_string());
+    }
+    iam.update_access_key()
+        .user_name("alice")
+        .access_key_id(&s.keys[1])
+        .status(StatusType::Inactive)
+        .send()
+        .await
+        .expect("deactivate");
+    iam.create_login_profile()
+        .user_name("alice")
+        .password("Correct-Horse-1")
+        .send()
+        .await
+        .expect("login profile");
+    let mfa = iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name("alice")
+        .send()
+        .await
+        .expect("virtual mfa");
+    s.mfa_serial = mfa
+        .virtual_mfa_device
+        .expect("device")
+        .serial_number()
+        .to_string();
+    iam.enable_mfa_device()
+        .user_name("alice")
+        .serial_number(&s.mfa_serial)
+        .authentication_code1("123456")
+        .authentication_code2("654321")
+        .send()
+        .await
+        .expect("enable mfa");
+    iam.upload_ssh_public_key()
+        .user_name("alice")
+        .ssh_public_key_body(SSH_KEY.trim())
+        .send()
+        .await
+        .expect("ssh key");
+    iam.upload_signing_certificate()
+        .user_name("alice")
+        .certificate_body(CERT)
+        .send()
+        .await
+        .expect("signing certificate");
+    iam.put_user_policy()
+        .user_name("alice")
+        .policy_name("s3-own-bucket")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::alice/*"}]}"#)
+        .send()
+        .await
+        .expect("inline policy");
+    iam.attach_user_policy()
+        .user_name("alice")
+        .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+        .send()
+        .await
+        .expect("attach");
+    iam.create_user()
+        .user_name("svc-ci")
+        .tags(tag("owner", "alice@example.com"))
+        .send()
+        .await
+        .expect("service user");
+    let k = iam
+        .create_access_key()
+        .user_name("svc-ci")
+        .send()
+        .await
+        .expect("service key");
+    s.service_key = k.access_key.expect("key").access_key_id().to_string();
+    s
+}
+
+/// The proposals as the planner would turn them into actions (no times: all due now).
+pub fn actions(c: &dyn Connector, subject: &Subject, d: &revoke_core::Discovery) -> Vec<Action> {
+    let job = JobId("job-1".into());
+    let id_of = |kind: &revoke_core::ActionKind, target: &str| {
+        ActionId::derive(&job, INSTANCE, kind, target)
+    };
+    c.plan(subject, d)
+        .iter()
+        .map(|p| Action {
+            id: id_of(&p.kind, &p.target),
+            job_id: job.clone(),
+            connector: INSTANCE.into(),
+            kind: p.kind.clone(),
+            target: p.target.clone(),
+            params: p.params.clone(),
+            depends_on: p.after.iter().map(|(k, t)| id_of(k, t)).collect(),
+            phase: p.phase,
+            not_before: None,
+            key: ActionKey::derive(&job, INSTANCE, &p.kind, &p.target),
+            summary: p.summary.clone(),
+        })
+        .collect()
+}
+
+/// Applies every action once its dependencies are done, phase by phase, as the executor would,
+/// each with its own journal (kept in `journals` across calls).
+pub async fn apply_all(
+    c: &dyn Connector,
+    actions: &[Action],
+    journals: &mut HashMap<ActionId, Arc<MemoryJournal>>,
+) -> BTreeMap<ActionId, Result<Outcome, ConnectorError>> {
+    let mut out: BTreeMap<ActionId, Result<Outcome, ConnectorError>> = BTreeMap::new();
+    for phase in [
+        Phase::Contain,
+        Phase::Transfer,
+        Phase::Revoke,
+        Phase::Delete,
+    ] {
+        loop {
+            let ready: Vec<&Action> = actions
+                .iter()
+                .filter(|a| a.phase == phase && !out.contains_key(&a.id))
+                .filter(|a| {
+                    a.depends_on
+                        .iter()
+                        .all(|d| matches!(out.get(d), Some(Ok(_))))
+                })
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for a in ready {
+                let j = journals.entry(a.id.clone()).or_default().clone();
+                let r = c.apply(a, &a.key, j.as_ref() as &dyn Journal).await;
+                out.insert(a.id.clone(), r);
+            }
+        }
+    }
+    out
+}
