@@ -7,8 +7,7 @@ use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
 use tracing::info;
 
 use crate::classify::CallError;
-use crate::client::Clients;
-use crate::config::IamConfig;
+use crate::client::{param, Ctx};
 use crate::plan::*;
 use crate::rotate;
 
@@ -16,27 +15,11 @@ use crate::rotate;
 /// including the temporary ones made from them.
 pub const QUARANTINE_DOCUMENT: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"RevokedQuarantine","Effect":"Deny","Action":"*","Resource":"*"}]}"#;
 
-#[derive(Debug)]
-pub struct Ctx<'a> {
-    pub clients: &'a Clients,
-    pub cfg: &'a IamConfig,
-    pub instance: &'a str,
-}
-
 /// What a read saw of an action's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     Absent,
     Present { active: bool },
-}
-
-pub fn param<'a>(a: &'a Action, k: &str) -> Result<&'a str, ConnectorError> {
-    a.params.get(k).map(String::as_str).ok_or_else(|| {
-        ConnectorError::permanent(
-            "bad_action",
-            format!("action {} has no parameter {k}", a.id.0),
-        )
-    })
 }
 
 fn active(s: &StatusType) -> bool {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use revoke_core::{ConnectorError, Sha256Hex};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::apply::Ctx;
 use crate::classify::CallError;
+use crate::client::Ctx;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {

@@ -39,6 +39,9 @@ pub const PERMISSIONS_BOUNDARY: &str = "permissions_boundary";
 pub const OWNED_SERVICE_USER: &str = "owned_service_user";
 pub const OWNED_ACCESS_KEY: &str = "owned_access_key";
 
+/// The user tag that names the key a rotation made, so the next plan does not rotate it again.
+pub const ROTATED_TAG: &str = "revoked:rotated-key";
+
 /// One IAM user as the scan (or GetUser and its lists) saw it.
 #[derive(Debug, Clone, Default)]
 struct UserFacts {
@@ -528,7 +531,7 @@ async fn owned_findings(
     let rotated = u
         .tags
         .iter()
-        .find(|(k, _)| k == crate::rotate::ROTATED_TAG)
+        .find(|(k, _)| k == ROTATED_TAG)
         .map(|(_, v)| v.as_str());
     for k in keys.access_key_metadata() {
         let Some(id) = k.access_key_id() else {

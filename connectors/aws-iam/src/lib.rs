@@ -62,8 +62,8 @@ impl IamConnector {
             .await
     }
 
-    async fn ctx(&self) -> apply::Ctx<'_> {
-        apply::Ctx {
+    async fn ctx(&self) -> client::Ctx<'_> {
+        client::Ctx {
             clients: self.clients().await,
             cfg: &self.cfg,
             instance: &self.instance,

@@ -24,9 +24,10 @@ use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
 use secrecy::SecretString;
 use tracing::{info, warn};
 
-use crate::apply::{param, Ctx};
 use crate::classify::CallError;
+use crate::client::{param, Ctx};
 use crate::destination::Destination;
+use crate::discover::ROTATED_TAG;
 
 /// How far a key's creation time (IAM's clock) may be before `started` (ours) and still count
 /// as made by this action.
@@ -102,9 +103,6 @@ async fn deactivate(iam: &aws_sdk_iam::Client, user: &str, id: &str) -> Result<(
         .map_err(|e| CallError::of("iam:UpdateAccessKey", &e))?;
     Ok(())
 }
-
-/// The tag that marks the key a rotation made, so the next plan does not rotate it again.
-pub const ROTATED_TAG: &str = "revoked:rotated-key";
 
 async fn rotated_key(
     iam: &aws_sdk_iam::Client,
