@@ -243,6 +243,11 @@ async fn apply(c: &dyn Connector, acts: &[Action], width: usize) -> usize {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries too; only `cargo bench` passes --bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("aws-iam scale: run with `cargo bench -p revoke-connector-aws-iam --bench scale`");
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
