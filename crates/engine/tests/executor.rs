@@ -77,7 +77,11 @@ impl Connector for Scripted {
                 after: vec![],
                 summary: format!("revoke {}", f.target),
                 account: "acct".into(),
-                delay: None,
+                // `delayed:` targets carry a grace period of a week.
+                delay: f
+                    .target
+                    .starts_with("delayed:")
+                    .then(|| Duration::from_secs(7 * 86_400)),
             })
             .collect();
         if self.targets.iter().any(|t| t == "account") {
@@ -472,4 +476,50 @@ async fn evidence_leaves_out_an_empty_journal() {
     assert!(!ev
         .render(revoke_engine::EvidenceFormat::Md)
         .contains("## Journal"));
+}
+
+#[tokio::test]
+async fn a_grace_period_is_counted_from_the_effective_date_in_place_of_the_phase_time() {
+    let conn = Arc::new(Scripted {
+        targets: vec!["g1".into(), "delayed:g2".into(), "account".into()],
+        ..Default::default()
+    });
+    let config = revoke_config::load_str(
+        "[policies.default]\nretention_days = 30\n[connectors.sys]\nkind = \"scripted\"\n",
+    )
+    .expect("config");
+    let connectors: Connectors = [("sys".to_string(), conn as Arc<dyn Connector>)].into();
+    let effective = Utc::now() + chrono::Duration::days(2);
+    let jobs = vec![Job {
+        id: JobId("job-1".into()),
+        subject: Subject::new("alice"),
+        reason: "test".into(),
+        effective_at: effective,
+        risk: Risk::Standard,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }];
+    let discoveries = discover(&config, &connectors, &jobs)
+        .await
+        .expect("discover");
+    let plan = plan_jobs(
+        &config,
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("p".into()),
+        Utc::now(),
+    )
+    .expect("plan");
+    let at = |t: &str| {
+        plan.actions
+            .iter()
+            .find(|a| a.target == t)
+            .and_then(|a| a.not_before)
+            .expect("a time")
+    };
+    assert_eq!(at("g1"), effective);
+    assert_eq!(at("delayed:g2"), effective + chrono::Duration::days(7));
+    assert_eq!(at("account"), effective + chrono::Duration::days(30));
 }
