@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use revoke_core::keys::{check_table, url_problem, KeySpec, KeyType};
 use revoke_core::ConfigIssue;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -131,143 +132,35 @@ impl GithubConfig {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Ty {
-    Str,
-    Bool,
-    Int,
-    StrList,
-    StrTable,
-}
-
-impl Ty {
-    fn expected(self) -> &'static str {
-        match self {
-            Ty::Str => "a string",
-            Ty::Bool => "true or false",
-            Ty::Int => "a positive integer",
-            Ty::StrList => "a list of strings",
-            Ty::StrTable => "a table of strings",
-        }
-    }
-
-    fn matches(self, v: &Value) -> bool {
-        match self {
-            Ty::Str => v.is_string(),
-            Ty::Bool => v.is_boolean(),
-            Ty::Int => v.as_u64().is_some(),
-            Ty::StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            Ty::StrTable => v
-                .as_object()
-                .is_some_and(|m| m.values().all(Value::is_string)),
-        }
-    }
-}
-
-const KEYS: &[(&str, Ty, bool)] = &[
-    ("kind", Ty::Str, false),
-    ("api_url", Ty::Str, false),
-    ("graphql_url", Ty::Str, false),
-    ("orgs", Ty::StrList, true),
-    ("token", Ty::Str, false),
-    ("app_id", Ty::Int, false),
-    ("private_key", Ty::Str, false),
-    ("installation_id", Ty::Int, false),
-    ("logins", Ty::StrTable, false),
-    ("match_subject_id", Ty::Bool, false),
-    ("saml_sso", Ty::Bool, false),
-    ("fine_grained_tokens", Ty::Bool, false),
-    ("remove_team_memberships", Ty::Bool, false),
-    ("repository_invitations", Ty::Bool, false),
-    ("discovery", Ty::Str, false),
-    ("mutation_spacing_ms", Ty::Int, false),
-    ("read_concurrency", Ty::Int, false),
-    ("secondary_limit_wait_secs", Ty::Int, false),
-    ("timeout_secs", Ty::Int, false),
+/// Every key the table may hold (`kind` is always allowed).
+const KEYS: &[KeySpec] = &[
+    KeySpec::optional("api_url", KeyType::Str),
+    KeySpec::optional("graphql_url", KeyType::Str),
+    KeySpec::required("orgs", KeyType::StrList),
+    KeySpec::secret("token"),
+    KeySpec::optional("app_id", KeyType::Int),
+    KeySpec::secret("private_key"),
+    KeySpec::optional("installation_id", KeyType::Int),
+    KeySpec::optional("logins", KeyType::StrTable),
+    KeySpec::optional("match_subject_id", KeyType::Bool),
+    KeySpec::optional("saml_sso", KeyType::Bool),
+    KeySpec::optional("fine_grained_tokens", KeyType::Bool),
+    KeySpec::optional("remove_team_memberships", KeyType::Bool),
+    KeySpec::optional("repository_invitations", KeyType::Bool),
+    KeySpec::optional("discovery", KeyType::Str),
+    KeySpec::optional("mutation_spacing_ms", KeyType::Int),
+    KeySpec::optional("read_concurrency", KeyType::Int),
+    KeySpec::optional("secondary_limit_wait_secs", KeyType::Int),
+    KeySpec::optional("timeout_secs", KeyType::Int),
 ];
-
-const SECRET_KEYS: &[&str] = &["token", "private_key"];
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "nothing".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "a table".into(),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a table",
-    }
-}
-
-/// Why `url` is not an http(s) base URL, if it is not.
-fn url_problem(url: &str) -> Option<&'static str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        return Some("it must start with https:// or http://");
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() {
-        return Some("it has no host");
-    }
-    if url.contains(['?', '#', ' ']) {
-        return Some("it must not have a query, a fragment or spaces");
-    }
-    None
-}
 
 /// Checks the table without any I/O; every issue names its key under `path`.
 pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
     let mut issues = Vec::new();
     let key = |k: &str| format!("{path}.{k}");
-    let Some(table) = params.as_object() else {
-        return Err(vec![ConfigIssue::new(
-            path,
-            format!("expected a table, found {}", kind_of(params)),
-        )]);
+    let Some(table) = check_table(path, params, KEYS, &mut issues) else {
+        return Err(issues);
     };
-    for (k, v) in table {
-        let Some(&(_, ty, _)) = KEYS.iter().find(|(name, _, _)| name == k) else {
-            let known: Vec<&str> = KEYS
-                .iter()
-                .map(|(n, _, _)| *n)
-                .filter(|n| *n != "kind")
-                .collect();
-            issues.push(ConfigIssue::new(
-                key(k),
-                format!("unknown key; expected one of {}", known.join(", ")),
-            ));
-            continue;
-        };
-        if !ty.matches(v) {
-            let found = if SECRET_KEYS.contains(&k.as_str()) {
-                kind_of(v).to_string()
-            } else {
-                describe(v)
-            };
-            issues.push(ConfigIssue::new(
-                key(k),
-                format!("expected {}, found {found}", ty.expected()),
-            ));
-        }
-    }
-    for (k, _, required) in KEYS {
-        if *required && !table.contains_key(*k) {
-            issues.push(ConfigIssue::new(key(k), "missing required key"));
-        }
-    }
 
     let s = |k: &str| table.get(k).and_then(Value::as_str);
     let n = |k: &str| table.get(k).and_then(Value::as_u64);

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use revoke_core::keys::{check_table, KeySpec, KeyType};
 use revoke_core::ConfigIssue;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -133,118 +134,36 @@ impl LdapConfig {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Ty {
-    Str,
-    Bool,
-    Int,
-}
-
-impl Ty {
-    fn expected(self) -> &'static str {
-        match self {
-            Ty::Str => "a string",
-            Ty::Bool => "true or false",
-            Ty::Int => "a positive integer",
-        }
-    }
-}
-
-/// Every key the table may hold: name, type, required.
-const KEYS: &[(&str, Ty, bool)] = &[
-    ("kind", Ty::Str, false),
-    ("url", Ty::Str, true),
-    ("starttls", Ty::Bool, false),
-    ("tls_ca_file", Ty::Str, false),
-    ("bind_dn", Ty::Str, true),
-    ("bind_password", Ty::Str, true),
-    ("user_base_dn", Ty::Str, true),
-    ("group_base_dn", Ty::Str, true),
-    ("user_attribute", Ty::Str, false),
-    ("user_object_class", Ty::Str, false),
-    ("email_attribute", Ty::Str, false),
-    ("employee_id_attribute", Ty::Str, false),
-    ("lock_method", Ty::Str, false),
-    ("lock_attribute", Ty::Str, false),
-    ("lock_value", Ty::Str, false),
-    ("disabled_base_dn", Ty::Str, false),
-    ("group_placeholder_dn", Ty::Str, false),
-    ("remove_groups", Ty::Bool, false),
-    ("delete_entry", Ty::Bool, false),
-    ("timeout_secs", Ty::Int, false),
+/// Every key the table may hold (`kind` is always allowed).
+const KEYS: &[KeySpec] = &[
+    KeySpec::required("url", KeyType::Str),
+    KeySpec::optional("starttls", KeyType::Bool),
+    KeySpec::optional("tls_ca_file", KeyType::Str),
+    KeySpec::required("bind_dn", KeyType::Str),
+    KeySpec::required_secret("bind_password"),
+    KeySpec::required("user_base_dn", KeyType::Str),
+    KeySpec::required("group_base_dn", KeyType::Str),
+    KeySpec::optional("user_attribute", KeyType::Str),
+    KeySpec::optional("user_object_class", KeyType::Str),
+    KeySpec::optional("email_attribute", KeyType::Str),
+    KeySpec::optional("employee_id_attribute", KeyType::Str),
+    KeySpec::optional("lock_method", KeyType::Str),
+    KeySpec::optional("lock_attribute", KeyType::Str),
+    KeySpec::optional("lock_value", KeyType::Str),
+    KeySpec::optional("disabled_base_dn", KeyType::Str),
+    KeySpec::optional("group_placeholder_dn", KeyType::Str),
+    KeySpec::optional("remove_groups", KeyType::Bool),
+    KeySpec::optional("delete_entry", KeyType::Bool),
+    KeySpec::optional("timeout_secs", KeyType::Int),
 ];
-
-/// Keys whose values never appear in a message.
-const SECRET_KEYS: &[&str] = &["bind_password"];
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "nothing".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "a table".into(),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a table",
-    }
-}
 
 /// Checks the table without any I/O and returns every issue, each naming its key under `path`.
 pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
     let mut issues = Vec::new();
     let key = |k: &str| format!("{path}.{k}");
-    let Some(table) = params.as_object() else {
-        return Err(vec![ConfigIssue::new(
-            path,
-            format!("expected a table, found {}", kind_of(params)),
-        )]);
+    let Some(table) = check_table(path, params, KEYS, &mut issues) else {
+        return Err(issues);
     };
-
-    for (k, v) in table {
-        let Some(&(_, ty, _)) = KEYS.iter().find(|(name, _, _)| name == k) else {
-            let known: Vec<&str> = KEYS
-                .iter()
-                .map(|(n, _, _)| *n)
-                .filter(|n| *n != "kind")
-                .collect();
-            issues.push(ConfigIssue::new(
-                key(k),
-                format!("unknown key; expected one of {}", known.join(", ")),
-            ));
-            continue;
-        };
-        let ok = match ty {
-            Ty::Str => v.is_string(),
-            Ty::Bool => v.is_boolean(),
-            Ty::Int => v.as_u64().is_some(),
-        };
-        if !ok {
-            let found = if SECRET_KEYS.contains(&k.as_str()) {
-                kind_of(v).to_string()
-            } else {
-                describe(v)
-            };
-            issues.push(ConfigIssue::new(
-                key(k),
-                format!("expected {}, found {found}", ty.expected()),
-            ));
-        }
-    }
-    for (k, _, required) in KEYS {
-        if *required && !table.contains_key(*k) {
-            issues.push(ConfigIssue::new(key(k), "missing required key"));
-        }
-    }
 
     let s = |k: &str| table.get(k).and_then(Value::as_str);
     let b = |k: &str| table.get(k).and_then(Value::as_bool);

@@ -78,6 +78,14 @@ impl KeySpec {
             secret: false,
         }
     }
+    pub const fn required_secret(name: &'static str) -> Self {
+        Self {
+            name,
+            ty: KeyType::Str,
+            required: true,
+            secret: true,
+        }
+    }
     pub const fn secret(name: &'static str) -> Self {
         Self {
             name,
