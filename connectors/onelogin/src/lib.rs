@@ -1,0 +1,1 @@
+//! OneLogin connector (being written).
