@@ -125,6 +125,13 @@ pub enum TestkitError {
         /// One line per error, prefixed with the operation name
         errors: String,
     },
+
+    /// No scim2-server was found, so the SCIM stand-in cannot start
+    #[error("scim2-server not found: expected it at {searched}, found none; run scripts/test (it creates tests/python/.venv) or set REVOKE_SCIM2_SERVER")]
+    Scim2ServerMissing {
+        /// The places looked at, in order
+        searched: String,
+    },
 }
 
 impl TestkitError {

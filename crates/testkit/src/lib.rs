@@ -22,17 +22,21 @@
 mod error;
 pub mod github;
 pub mod moto;
+pub mod onelogin;
 mod postgres;
 mod prism;
 mod process;
+mod scim;
 mod serve;
 mod slapd;
 
 pub use error::TestkitError;
 pub use github::GithubStandin;
 pub use moto::{iam_order_violations, AwsCall, Moto};
+pub use onelogin::OneloginStandin;
 pub use postgres::Postgres;
 pub use prism::{github_node_dir, validate_graphql, Prism, PrismViolation};
+pub use scim::Scim2Server;
 pub use slapd::{OpCounts, Slapd};
 
 /// The sample directory (alice, bob, carol, breakglass and their groups) so tests and the demo share one fixture

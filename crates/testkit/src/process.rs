@@ -154,6 +154,46 @@ impl Drop for Watchdog {
     }
 }
 
+/// The watchdog cleanup of a stand-in process: SIGTERM, up to 5 s for it to exit, SIGKILL, then
+/// its temp dir removed
+pub(crate) fn stop_script(pid: u32, dir: &Path) -> String {
+    format!(
+        "kill -TERM {pid} 2>/dev/null; i=0; \
+         while [ $i -lt 50 ] && [ -e /proc/{pid} ] && ! grep -q '^State:[[:space:]]*Z' /proc/{pid}/status 2>/dev/null; \
+         do sleep 0.1; i=$((i+1)); done; \
+         kill -KILL {pid} 2>/dev/null; rm -rf {dir}",
+        dir = sh_quote(&dir.to_string_lossy()),
+    )
+}
+
+/// A stand-in program: `configured` (the value of env var `var`) when set, else the venv's, else
+/// the first of that name on `path`; the error says where it looked
+pub(crate) fn find_program(
+    var: &str,
+    configured: Option<std::ffi::OsString>,
+    venv: &Path,
+    path: Option<std::ffi::OsString>,
+) -> Result<std::path::PathBuf, String> {
+    if let Some(p) = configured {
+        let p = std::path::PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{var}={}", p.display()))
+        };
+    }
+    if venv.is_file() {
+        return Ok(venv.to_owned());
+    }
+    let name = venv.file_name().unwrap_or_default().to_owned();
+    path.and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    })
+    .ok_or_else(|| format!("{} or on PATH", venv.display()))
+}
+
 /// Sleeps in small steps until `f` returns `Some` or `timeout` passes
 pub(crate) fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

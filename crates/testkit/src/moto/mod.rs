@@ -26,7 +26,7 @@
 //!   assert that something is gone through the AWS API (GetUser, ListAccessKeys), not data.json
 
 mod call;
-mod http;
+pub(crate) mod http;
 mod iam_rules;
 
 use std::fs::File;
@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use call::{actions, calls_named, count_calls, AwsCall, CallCounts};
 pub use iam_rules::iam_order_violations;
 
-use crate::process::{poll, read_log, sh_quote, tail, terminate, Watchdog};
+use crate::process::{find_program, poll, read_log, stop_script, tail, terminate, Watchdog};
 use crate::{free_port, TestkitError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,14 +90,7 @@ impl Moto {
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
             let mut child = spawn(&program, dir.path(), &log_path, &recording_path, port)?;
-            let mut watchdog = match Watchdog::spawn(&format!(
-                "kill -TERM {pid} 2>/dev/null; i=0; \
-                 while [ $i -lt 50 ] && [ -e /proc/{pid} ] && ! grep -q '^State:[[:space:]]*Z' /proc/{pid}/status 2>/dev/null; \
-                 do sleep 0.1; i=$((i+1)); done; \
-                 kill -KILL {pid} 2>/dev/null; rm -rf {dir}",
-                pid = child.id(),
-                dir = sh_quote(&dir.path().to_string_lossy()),
-            )) {
+            let mut watchdog = match Watchdog::spawn(&stop_script(child.id(), dir.path())) {
                 Ok(w) => w,
                 Err(e) => {
                     terminate(&mut child, Duration::from_secs(5));
@@ -386,27 +379,8 @@ fn find_moto_server(
     venv: &Path,
     path: Option<std::ffi::OsString>,
 ) -> Result<PathBuf, TestkitError> {
-    if let Some(p) = configured {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(TestkitError::MotoMissing {
-                searched: format!("REVOKE_MOTO_SERVER={}", p.display()),
-            })
-        };
-    }
-    if venv.is_file() {
-        return Ok(venv.to_owned());
-    }
-    path.and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())
-    })
-    .ok_or_else(|| TestkitError::MotoMissing {
-        searched: format!("{} or on PATH", venv.display()),
-    })
+    find_program("REVOKE_MOTO_SERVER", configured, venv, path)
+        .map_err(|searched| TestkitError::MotoMissing { searched })
 }
 
 /// The last `n` characters of a text, so a 730 kB body does not flood an error
