@@ -13,6 +13,8 @@ pub fn registry() -> Registry {
         .with(revoke_connector_github::GithubFactory)
         .with(revoke_connector_aws_iam::IamFactory)
         .with(revoke_connector_aws_organizations::OrganizationsFactory)
+        .with(revoke_connector_scim::ScimFactory)
+        .with(revoke_connector_onelogin::OneLoginFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

@@ -28,6 +28,8 @@ pub fn registry() -> Registry {
         .with(revoke_connector_github::GithubFactory)
         .with(revoke_connector_aws_iam::IamFactory)
         .with(revoke_connector_aws_organizations::OrganizationsFactory)
+        .with(revoke_connector_scim::ScimFactory)
+        .with(revoke_connector_onelogin::OneLoginFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.

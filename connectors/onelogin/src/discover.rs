@@ -1,0 +1,249 @@
+//! Read-only discovery: the user (by email or username, exact match only), its status and roles.
+//!
+//! OneLogin's search treats `*` as a wildcard and is case-insensitive, so every answer is
+//! filtered again here: only a user whose email (or username) equals the subject's is theirs,
+//! and two such users are an error, never a guess.
+
+use std::collections::{BTreeMap, HashMap};
+
+use reqwest::Method;
+use revoke_core::{ConnectorError, Discovery, Finding, Subject};
+use serde_json::Value;
+
+use crate::classify;
+use crate::client::{encode, Client};
+use crate::config::{MatchBy, OneLoginConfig};
+
+/// The OneLogin user itself (target `users/<id>`).
+pub const ACCOUNT: &str = "account";
+/// One role the user holds (target `roles/<role id>/users/<user id>`).
+pub const ROLE_MEMBERSHIP: &str = "role_membership";
+
+/// OneLogin's status code of a suspended user (2; 3 is locked).
+pub const STATUS_SUSPENDED: u64 = 2;
+
+/// OneLogin's name of a status code.
+pub fn status_name(code: u64) -> &'static str {
+    match code {
+        0 => "unactivated",
+        1 => "active",
+        2 => "suspended",
+        3 => "locked",
+        4 => "password_expired",
+        5 => "awaiting_password_reset",
+        7 => "password_pending",
+        8 => "security_questions_required",
+        _ => "unknown",
+    }
+}
+
+/// What the subject is called in OneLogin under `match_by`, if it has such a name.
+pub fn identifier(
+    cfg: &OneLoginConfig,
+    instance: &str,
+    s: &Subject,
+) -> Option<(&'static str, String)> {
+    match cfg.match_by {
+        MatchBy::Email => s
+            .email
+            .clone()
+            .or_else(|| s.id.contains('@').then(|| s.id.clone()))
+            .map(|e| ("email", e)),
+        MatchBy::Username => Some(("username", s.username_for(instance).to_string())),
+    }
+}
+
+/// A user as the API answers it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: u64,
+    pub email: String,
+    pub username: String,
+    pub status: u64,
+    pub role_ids: Vec<u64>,
+}
+
+pub fn parse_user(v: &Value) -> Option<User> {
+    Some(User {
+        id: v.get("id")?.as_u64()?,
+        email: v
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        username: v
+            .get("username")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        status: v.get("status").and_then(Value::as_u64).unwrap_or(1),
+        role_ids: v
+            .get("role_ids")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// `GET /api/2/users/:id`; `None` when the user is gone.
+pub async fn get_user(client: &Client, id: u64) -> Result<Option<User>, ConnectorError> {
+    let path = format!("/api/2/users/{id}");
+    let r = client.send(Method::GET, &path, None).await?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    if !r.is_success() {
+        return Err(classify::status(&Method::GET, &path, &r));
+    }
+    r.json()
+        .as_ref()
+        .and_then(parse_user)
+        .map(Some)
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a user object"))
+}
+
+/// Every role's name, by id (`GET /api/2/roles`, every page).
+async fn role_names(client: &Client) -> Result<HashMap<u64, String>, ConnectorError> {
+    const LIMIT: usize = 100;
+    let mut out = HashMap::new();
+    for page in 1.. {
+        let path = format!("/api/2/roles?limit={LIMIT}&page={page}");
+        let r = client.send(Method::GET, &path, None).await?;
+        if !r.is_success() {
+            return Err(classify::status(&Method::GET, &path, &r));
+        }
+        let items = r
+            .json()
+            .and_then(|v| v.as_array().cloned())
+            .ok_or_else(|| {
+                classify::bad_response(&Method::GET, &path, "expected a list of roles")
+            })?;
+        for role in &items {
+            if let Some(id) = role.get("id").and_then(Value::as_u64) {
+                let name = role.get("name").and_then(Value::as_str).unwrap_or("");
+                out.insert(id, name.to_string());
+            }
+        }
+        let total_pages = r
+            .headers
+            .get("total-pages")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let last = match total_pages {
+            Some(t) => page >= t,
+            None => items.len() < LIMIT,
+        };
+        if last || items.is_empty() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The one user whose `field` equals `value`, if any.
+async fn find(client: &Client, field: &str, value: &str) -> Result<Option<u64>, ConnectorError> {
+    let path = format!("/api/2/users?{field}={}&limit=100", encode(value));
+    let r = client.send(Method::GET, &path, None).await?;
+    if !r.is_success() {
+        return Err(classify::status(&Method::GET, &path, &r));
+    }
+    let items = r
+        .json()
+        .and_then(|v| v.as_array().cloned())
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a list of users"))?;
+    let exact: Vec<u64> = items
+        .iter()
+        .filter(|u| {
+            u.get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+        })
+        .filter_map(|u| u.get("id").and_then(Value::as_u64))
+        .collect();
+    match exact.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(ConnectorError::permanent(
+            "ambiguous_user",
+            format!(
+                "{} OneLogin users have {field} {value:?} (ids {many:?}); expected one",
+                many.len()
+            ),
+        )),
+    }
+}
+
+/// Discovery of many subjects; the role names are read once for all of them.
+pub async fn discover_many(
+    client: &Client,
+    cfg: &OneLoginConfig,
+    instance: &str,
+    subjects: &[Subject],
+) -> Result<Vec<Discovery>, ConnectorError> {
+    let mut names: Option<HashMap<u64, String>> = None;
+    let mut out = Vec::with_capacity(subjects.len());
+    for s in subjects {
+        let mut d = Discovery {
+            connector: instance.to_string(),
+            subject: s.id.clone(),
+            found: false,
+            findings: Vec::new(),
+        };
+        let Some((field, value)) = identifier(cfg, instance, s) else {
+            out.push(d);
+            continue;
+        };
+        let Some(id) = find(client, field, &value).await? else {
+            out.push(d);
+            continue;
+        };
+        let Some(user) = get_user(client, id).await? else {
+            out.push(d);
+            continue;
+        };
+        d.found = true;
+        let attrs: BTreeMap<String, String> = [
+            ("user_id", user.id.to_string()),
+            ("email", user.email.clone()),
+            ("username", user.username.clone()),
+            ("status", user.status.to_string()),
+            ("status_name", status_name(user.status).to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        d.findings.push(Finding {
+            connector: instance.to_string(),
+            subject: s.id.clone(),
+            kind: ACCOUNT.into(),
+            target: format!("users/{}", user.id),
+            attrs,
+        });
+        if cfg.remove_roles && !user.role_ids.is_empty() {
+            if names.is_none() {
+                names = Some(role_names(client).await?);
+            }
+            let names = names.as_ref();
+            for rid in &user.role_ids {
+                let name = names
+                    .and_then(|n| n.get(rid))
+                    .cloned()
+                    .unwrap_or_else(|| format!("role {rid}"));
+                d.findings.push(Finding {
+                    connector: instance.to_string(),
+                    subject: s.id.clone(),
+                    kind: ROLE_MEMBERSHIP.into(),
+                    target: format!("roles/{rid}/users/{}", user.id),
+                    attrs: [
+                        ("role_id".to_string(), rid.to_string()),
+                        ("role_name".to_string(), name),
+                        ("user_id".to_string(), user.id.to_string()),
+                    ]
+                    .into(),
+                });
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
