@@ -210,6 +210,22 @@ async fn discovery_finds_the_user_its_status_and_roles_and_the_plan_orders_the_a
         ]
     );
     assert!(plan.iter().all(|p| p.account == "alice.smith@example.com"));
+    // The whole plan for this directory state, as a reviewer reads it.
+    let lines: Vec<String> = plan
+        .iter()
+        .map(|p| {
+            let after: Vec<&str> = p.after.iter().map(|(k, _)| k.0.as_str()).collect();
+            format!(
+                "{:?} {} {} after [{}]: {}",
+                p.phase,
+                p.kind.0,
+                p.target,
+                after.join(", "),
+                p.summary
+            )
+        })
+        .collect();
+    insta::assert_snapshot!("plan_alice", lines.join("\n"));
     assert_eq!(plan[2].params["role_id"], admins.to_string());
     assert_eq!(conn.plan(&subjects[2], &found[2]), vec![]);
 
