@@ -218,3 +218,48 @@ pub(crate) fn as_postgres(program: &Path) -> Command {
         Command::new(program)
     }
 }
+
+/// How one start of a stand-in on a picked port went.
+pub(crate) enum Attempt {
+    /// Another process took the port first: pick another and start again.
+    PortTaken(String),
+    Failed(TestkitError),
+}
+
+/// Polls `ready` until it says yes, the child exits, or `timeout` passes; a failure is named
+/// from the stand-in's log (`what` is its name, e.g. "moto_server").
+pub(crate) fn wait_until_ready(
+    child: &mut Child,
+    log_path: &Path,
+    what: &str,
+    port: u16,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), Attempt> {
+    const LOG_TAIL: usize = 40;
+    let addr = format!("127.0.0.1:{port}");
+    let outcome = poll(timeout, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(Err(status));
+        }
+        ready().then_some(Ok(()))
+    });
+    let log = read_log(log_path);
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) if log.contains("Address already in use") => {
+            Err(Attempt::PortTaken(tail(&log, LOG_TAIL)))
+        }
+        Some(Err(status)) => Err(Attempt::Failed(TestkitError::Exited {
+            what: format!("{what} on {addr}"),
+            status,
+            log: tail(&log, LOG_TAIL),
+        })),
+        None => Err(Attempt::Failed(TestkitError::NotReady {
+            what: what.into(),
+            addr,
+            waited: timeout,
+            log: tail(&log, LOG_TAIL),
+        })),
+    }
+}

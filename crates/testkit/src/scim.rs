@@ -24,12 +24,13 @@ use std::time::Duration;
 
 use crate::moto::http;
 use crate::moto::python_dir;
-use crate::process::{find_program, poll, read_log, stop_script, tail, terminate, Watchdog};
+use crate::process::{
+    find_program, read_log, stop_script, terminate, wait_until_ready, Attempt, Watchdog,
+};
 use crate::{free_port, TestkitError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const PORT_ATTEMPTS: u32 = 5;
-const LOG_TAIL: usize = 40;
 
 /// A throwaway scim2-server on a free 127.0.0.1 port, so SCIM connectors are tested against a real SCIM implementation
 #[derive(Debug)]
@@ -127,20 +128,11 @@ impl Drop for Scim2Server {
     }
 }
 
-enum Attempt {
-    PortTaken(String),
-    Failed(TestkitError),
-}
-
 /// Polls until the server answers GET ServiceProviderConfig with our token, in a tenant of its
 /// own (with dynamic tenants, /v2 itself is not served)
 fn wait_ready(child: &mut Child, log_path: &Path, port: u16) -> Result<(), Attempt> {
-    let addr = format!("127.0.0.1:{port}");
     let auth = format!("Bearer {}", Scim2Server::TOKEN);
-    let outcome = poll(READY_TIMEOUT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(Err(status));
-        }
+    wait_until_ready(child, log_path, "scim2-server", port, READY_TIMEOUT, || {
         // Asking with our token (not just connecting) makes sure the port is ours.
         http::request(
             port,
@@ -150,26 +142,7 @@ fn wait_ready(child: &mut Child, log_path: &Path, port: u16) -> Result<(), Attem
             b"",
         )
         .is_ok_and(|r| r.status == 200)
-        .then_some(Ok(()))
-    });
-    let log = read_log(log_path);
-    match outcome {
-        Some(Ok(())) => Ok(()),
-        Some(Err(_)) if log.contains("Address already in use") => {
-            Err(Attempt::PortTaken(tail(&log, LOG_TAIL)))
-        }
-        Some(Err(status)) => Err(Attempt::Failed(TestkitError::Exited {
-            what: format!("scim2-server on {addr}"),
-            status,
-            log: tail(&log, LOG_TAIL),
-        })),
-        None => Err(Attempt::Failed(TestkitError::NotReady {
-            what: "scim2-server".into(),
-            addr,
-            waited: READY_TIMEOUT,
-            log: tail(&log, LOG_TAIL),
-        })),
-    }
+    })
 }
 
 fn spawn(program: &Path, dir: &Path, log_path: &Path, port: u16) -> Result<Child, TestkitError> {

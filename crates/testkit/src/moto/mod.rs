@@ -37,7 +37,9 @@ use std::time::Duration;
 pub use call::{actions, calls_named, count_calls, AwsCall, CallCounts};
 pub use iam_rules::iam_order_violations;
 
-use crate::process::{find_program, poll, read_log, stop_script, tail, terminate, Watchdog};
+use crate::process::{
+    find_program, read_log, stop_script, tail, terminate, wait_until_ready, Attempt, Watchdog,
+};
 use crate::{free_port, TestkitError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -301,41 +303,13 @@ impl Drop for Moto {
     }
 }
 
-enum Attempt {
-    PortTaken(String),
-    Failed(TestkitError),
-}
-
 /// Polls until moto answers a control request (which also creates the empty recording)
 fn wait_ready(child: &mut Child, log_path: &Path, port: u16) -> Result<(), Attempt> {
-    let addr = format!("127.0.0.1:{port}");
-    let outcome = poll(READY_TIMEOUT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(Err(status));
-        }
+    wait_until_ready(child, log_path, "moto_server", port, READY_TIMEOUT, || {
         // Asking moto itself (not just connecting) makes sure the port is ours.
         http::request(port, "POST", "/moto-api/recorder/reset-recording", &[], b"")
             .is_ok_and(|r| r.status == 200)
-            .then_some(Ok(()))
-    });
-    let log = read_log(log_path);
-    match outcome {
-        Some(Ok(())) => Ok(()),
-        Some(Err(_)) if log.contains("Address already in use") => {
-            Err(Attempt::PortTaken(tail(&log, LOG_TAIL)))
-        }
-        Some(Err(status)) => Err(Attempt::Failed(TestkitError::Exited {
-            what: format!("moto_server on {addr}"),
-            status,
-            log: tail(&log, LOG_TAIL),
-        })),
-        None => Err(Attempt::Failed(TestkitError::NotReady {
-            what: "moto_server".into(),
-            addr,
-            waited: READY_TIMEOUT,
-            log: tail(&log, LOG_TAIL),
-        })),
-    }
+    })
 }
 
 fn spawn(
