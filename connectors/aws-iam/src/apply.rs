@@ -7,7 +7,7 @@ use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
 use tracing::info;
 
 use crate::classify::CallError;
-use crate::client::{param, Ctx};
+use crate::client::Ctx;
 use crate::plan::*;
 use crate::rotate;
 
@@ -214,7 +214,7 @@ fn id_of<'a>(ctx: &'a Ctx<'_>, a: &'a Action) -> Result<&'a str, ConnectorError>
     match a.kind.0.as_str() {
         QUARANTINE_USER => Ok(&ctx.cfg.quarantine_policy),
         DELETE_LOGIN_PROFILE | DELETE_USER => Ok(""),
-        _ => param(a, "id"),
+        _ => a.param("id"),
     }
 }
 
@@ -224,8 +224,8 @@ pub async fn apply(
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
     let kind = a.kind.0.as_str();
-    let account = param(a, "account")?;
-    let user = param(a, "user")?;
+    let account = a.param("account")?;
+    let user = a.param("user")?;
     let iam = ctx.clients.iam(account).await?;
     if kind == ROTATE_ACCESS_KEY {
         return rotate::rotate(ctx, &iam, a, journal).await;
@@ -375,8 +375,8 @@ async fn mutate(
 
 pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError> {
     let kind = a.kind.0.as_str();
-    let account = param(a, "account")?;
-    let user = param(a, "user")?;
+    let account = a.param("account")?;
+    let user = a.param("user")?;
     let iam = ctx.clients.iam(account).await?;
     if kind == ROTATE_ACCESS_KEY {
         return rotate::verify(ctx, &iam, a).await;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use revoke_aws::AccountSet;
-use revoke_core::{Action, ConnectorError};
+use revoke_core::ConnectorError;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::IamConfig;
@@ -63,14 +63,4 @@ pub struct Ctx<'a> {
     pub clients: &'a Clients,
     pub cfg: &'a IamConfig,
     pub instance: &'a str,
-}
-
-/// A parameter the plan put on an action.
-pub fn param<'a>(a: &'a Action, k: &str) -> Result<&'a str, ConnectorError> {
-    a.params.get(k).map(String::as_str).ok_or_else(|| {
-        ConnectorError::permanent(
-            "bad_action",
-            format!("action {} has no parameter {k}", a.id.0),
-        )
-    })
 }

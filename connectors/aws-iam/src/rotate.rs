@@ -25,7 +25,7 @@ use secrecy::SecretString;
 use tracing::{info, warn};
 
 use crate::classify::CallError;
-use crate::client::{param, Ctx};
+use crate::client::Ctx;
 use crate::destination::Destination;
 use crate::discover::ROTATED_TAG;
 
@@ -145,14 +145,15 @@ pub async fn rotate(
     a: &Action,
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
-    let account = param(a, "account")?;
-    let user = param(a, "user")?;
-    let old = param(a, "id")?;
-    let known: Vec<&str> = param(a, "known_keys")?
+    let account = a.param("account")?;
+    let user = a.param("user")?;
+    let old = a.param("id")?;
+    let known: Vec<&str> = a
+        .param("known_keys")?
         .split(',')
         .filter(|s| !s.is_empty())
         .collect();
-    let dest = Destination::parse(param(a, "destination")?)?;
+    let dest = Destination::parse(a.param("destination")?)?;
 
     let started = journal
         .latest("started")
@@ -285,10 +286,10 @@ pub async fn verify(
     iam: &aws_sdk_iam::Client,
     a: &Action,
 ) -> Result<Verdict, ConnectorError> {
-    let account = param(a, "account")?;
-    let user = param(a, "user")?;
-    let old = param(a, "id")?;
-    let dest = Destination::parse(param(a, "destination")?)?;
+    let account = a.param("account")?;
+    let user = a.param("user")?;
+    let old = a.param("id")?;
+    let dest = Destination::parse(a.param("destination")?)?;
     let ks = keys(iam, user).await?;
     if ks.iter().any(|k| k.id == old && k.active) {
         return Ok(Verdict::NotConfirmed {

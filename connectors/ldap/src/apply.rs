@@ -31,23 +31,6 @@ pub struct Ctx<'a> {
     pub instance: &'a str,
 }
 
-fn param<'a>(action: &'a Action, name: &str) -> Result<&'a str, ConnectorError> {
-    action
-        .params
-        .get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ConnectorError::permanent(
-                "bad_action",
-                format!(
-                    "{} {}: expected param {name:?}, found none",
-                    action.kind, action.target
-                ),
-            )
-        })
-}
-
 fn unknown(action: &Action) -> ConnectorError {
     ConnectorError::permanent(
         "unknown_action",
@@ -77,7 +60,7 @@ pub async fn apply(
 
 pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
     let verdict = match action.kind.0.as_str() {
-        LOCK_ACCOUNT => match find_user(ctx.client, ctx.cfg, param(action, "username")?).await? {
+        LOCK_ACCOUNT => match find_user(ctx.client, ctx.cfg, action.param("username")?).await? {
             None => Verdict::Confirmed,
             Some(e) if is_locked(ctx.cfg, &e) => Verdict::Confirmed,
             Some(e) => Verdict::NotConfirmed {
@@ -93,7 +76,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
                 },
             }
         }
-        DELETE_ACCOUNT => match find_user(ctx.client, ctx.cfg, param(action, "username")?).await? {
+        DELETE_ACCOUNT => match find_user(ctx.client, ctx.cfg, action.param("username")?).await? {
             None => Verdict::Confirmed,
             Some(e) => Verdict::NotConfirmed {
                 detail: format!("{} still exists", e.dn),
@@ -106,7 +89,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
 }
 
 async fn lock(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let Some(entry) = find_user(ctx.client, ctx.cfg, param(action, "username")?).await? else {
+    let Some(entry) = find_user(ctx.client, ctx.cfg, action.param("username")?).await? else {
         return Ok(Outcome::AlreadyDone);
     };
     if is_locked(ctx.cfg, &entry) {
@@ -161,12 +144,13 @@ async fn listed_values(
     action: &Action,
 ) -> Result<Vec<(String, String)>, ConnectorError> {
     let group = action.target.as_str();
-    let attributes: Vec<&str> = param(action, "attribute")?
+    let attributes: Vec<&str> = action
+        .param("attribute")?
         .split(',')
         .map(str::trim)
         .collect();
-    let username = param(action, "username")?;
-    let planned_dn = param(action, "user_dn")?;
+    let username = action.param("username")?;
+    let planned_dn = action.param("user_dn")?;
     let dn_valued = attributes
         .iter()
         .any(|a| !a.eq_ignore_ascii_case("memberUid"));
@@ -311,7 +295,7 @@ async fn replace_last_member(
 }
 
 async fn delete(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let Some(entry) = find_user(ctx.client, ctx.cfg, param(action, "username")?).await? else {
+    let Some(entry) = find_user(ctx.client, ctx.cfg, action.param("username")?).await? else {
         return Ok(Outcome::AlreadyDone);
     };
     let res = ctx.client.delete(&entry.dn).await?;

@@ -35,23 +35,6 @@ pub struct Ctx<'a> {
     pub instance: &'a str,
 }
 
-fn param<'a>(action: &'a Action, name: &str) -> Result<&'a str, ConnectorError> {
-    action
-        .params
-        .get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ConnectorError::permanent(
-                "bad_action",
-                format!(
-                    "{} {}: expected param {name:?}, found none",
-                    action.kind, action.target
-                ),
-            )
-        })
-}
-
 fn unknown(action: &Action) -> ConnectorError {
     ConnectorError::permanent(
         "unknown_action",
@@ -126,7 +109,7 @@ fn judge(
 }
 
 async fn deactivate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let id = param(action, "user_id")?;
+    let id = action.param("user_id")?;
     let path = format!("/Users/{}", segment(id));
     let body = deactivate_body(ctx.cfg.deactivate_form);
     for attempt in 0..ATTEMPTS {
@@ -215,7 +198,7 @@ async fn membership(ctx: &Ctx<'_>, gid: &str, user_id: &str) -> Result<Membershi
 
 async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
     let gid = action.target.as_str();
-    let user_id = param(action, "user_id")?;
+    let user_id = action.param("user_id")?;
     let path = format!("/Groups/{}", segment(gid));
     let body = remove_member_body(user_id);
     for attempt in 0..ATTEMPTS {
@@ -246,7 +229,7 @@ async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, Connec
 }
 
 async fn delete(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let id = param(action, "user_id")?;
+    let id = action.param("user_id")?;
     let path = format!("/Users/{}", segment(id));
     for attempt in 0..ATTEMPTS {
         let Some(user) = ctx.client.get("/Users", id, None).await? else {
@@ -278,7 +261,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
     let verdict = match action.kind.0.as_str() {
         DEACTIVATE_USER => match ctx
             .client
-            .get("/Users", param(action, "user_id")?, None)
+            .get("/Users", action.param("user_id")?, None)
             .await?
         {
             None => Verdict::Confirmed,
@@ -288,7 +271,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
             },
         },
         REMOVE_GROUP_MEMBER => {
-            let user_id = param(action, "user_id")?;
+            let user_id = action.param("user_id")?;
             match membership(ctx, &action.target, user_id).await? {
                 Membership::GroupGone | Membership::Absent => Verdict::Confirmed,
                 Membership::Present(_) => Verdict::NotConfirmed {
@@ -304,7 +287,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
         }
         DELETE_USER => match ctx
             .client
-            .get("/Users", param(action, "user_id")?, None)
+            .get("/Users", action.param("user_id")?, None)
             .await?
         {
             None => Verdict::Confirmed,

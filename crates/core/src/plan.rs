@@ -4,7 +4,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Job, JobId, Sha256Hex, Snapshot};
+use crate::{ConnectorError, Job, JobId, Sha256Hex, Snapshot};
 
 /// Bumped whenever the saved plan format changes incompatibly.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -137,6 +137,24 @@ pub struct Action {
 }
 
 impl Action {
+    /// A parameter the plan put on the action, non-empty; a missing one is the permanent
+    /// `bad_action` (a plan file is input too, and may have been edited).
+    pub fn param(&self, name: &str) -> Result<&str, ConnectorError> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                ConnectorError::permanent(
+                    "bad_action",
+                    format!(
+                        "{} {}: expected param {name:?}, found none",
+                        self.kind, self.target
+                    ),
+                )
+            })
+    }
+
     pub fn is_manual(&self) -> bool {
         self.connector == crate::MANUAL_CONNECTOR
     }
@@ -225,5 +243,39 @@ mod tests {
             ActionKey::derive(&job, "a", &ActionKind::from("bc"), "t")
         );
         assert_eq!(a.0.len(), 64);
+    }
+
+    #[test]
+    fn a_missing_or_empty_param_is_a_permanent_bad_action() {
+        let job = JobId("j1".into());
+        let kind = ActionKind::from("delete_user");
+        let a = Action {
+            id: ActionId::derive(&job, "aws", &kind, "1/alice"),
+            job_id: job.clone(),
+            connector: "aws".into(),
+            key: ActionKey::derive(&job, "aws", &kind, "1/alice"),
+            kind,
+            target: "1/alice".into(),
+            params: BTreeMap::from([
+                ("user".to_string(), "alice".to_string()),
+                ("id".to_string(), String::new()),
+            ]),
+            depends_on: Vec::new(),
+            phase: Phase::Delete,
+            not_before: None,
+            summary: String::new(),
+        };
+        assert_eq!(a.param("user").ok(), Some("alice"));
+        for missing in ["id", "account"] {
+            let e = a.param(missing).expect_err(missing);
+            assert_eq!(
+                (e.class.name(), e.code.as_str()),
+                ("permanent", "bad_action")
+            );
+            assert_eq!(
+                e.message,
+                format!("delete_user 1/alice: expected param {missing:?}, found none")
+            );
+        }
     }
 }
