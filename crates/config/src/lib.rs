@@ -9,7 +9,7 @@ pub use load::is_secret_key;
 pub use load::{load, load_str, ConfigError};
 pub use model::{
     ApiConfig, ApiToken, Config, ConnectorSection, DaemonConfig, EvidenceConfig, ExecutorConfig,
-    GuardConfig, IntakeSection, ManualStep, PolicyConfig, ProtectedConfig, RetryConfig, RiskConfig,
+    GuardConfig, IntakeSection, ManualStep, PhaseOrder, PolicyConfig, ProtectedConfig, RetryConfig, RiskConfig,
     StoreConfig, TokenScope, DEFAULT_POLICY,
 };
 pub use revoke_core::ConfigIssue;

@@ -138,6 +138,10 @@ pub struct PolicyConfig {
     pub retention_days: u32,
     /// Steps a person performs and acknowledges (`revokectl ack`).
     pub manual: Vec<ManualStep>,
+    /// How far the phase order reaches: within each connector instance (a subject's revoke in
+    /// LDAP waits for its lock in LDAP), or across every instance of the job (nothing of a
+    /// subject is revoked anywhere before it is contained everywhere).
+    pub phase_order: PhaseOrder,
 }
 
 impl Default for PolicyConfig {
@@ -146,8 +150,18 @@ impl Default for PolicyConfig {
             connectors: None,
             retention_days: 30,
             manual: Vec::new(),
+            phase_order: PhaseOrder::default(),
         }
     }
+}
+
+/// The scope of the rule "a later phase of a subject runs only after its earlier phases succeeded".
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseOrder {
+    #[default]
+    PerConnector,
+    AcrossConnectors,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -164,16 +178,21 @@ pub struct ManualStep {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectedConfig {
-    /// Identifiers: usernames, emails, employee ids or account DNs/ARNs; compared case-insensitively.
+    /// Any identifier an account answers to: a username or alias, an email, an employee id, a
+    /// DN (any RFC 4514 spelling), an ARN, an immutable id (entryUUID, IAM UserId, GitHub user
+    /// id, SCIM id); compared case-insensitively, DNs in canonical form.
     #[serde(default)]
     pub accounts: Vec<String>,
 }
 
 impl ProtectedConfig {
+    /// The list in the form the planner matches accounts with.
+    pub fn set(&self) -> revoke_core::Protected {
+        revoke_core::Protected::new(&self.accounts)
+    }
+
     pub fn is_protected(&self, identifier: &str) -> bool {
-        self.accounts
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(identifier))
+        self.set().entry_for(identifier).is_some()
     }
 }
 

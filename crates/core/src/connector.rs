@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Action, ActionKey, ActionKind, ConnectorError, Finding, Journal, Outcome, Phase, Subject,
-    Verdict,
+    Account, Action, ActionKey, ActionKind, ConnectorError, Finding, Journal, Outcome, Phase,
+    Subject, Verdict,
 };
 
 /// The pseudo connector instance of steps a person performs and acknowledges.
@@ -21,6 +21,29 @@ pub struct Discovery {
     /// Whether the subject has an account in this system at all.
     pub found: bool,
     pub findings: Vec<Finding>,
+    /// Every account found for the subject (their own, and others the plan touches: a service
+    /// user they own, an invitation to their email), each with its immutable id and every
+    /// identifier it answers to. Each proposal's `account` names one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<Account>,
+}
+
+impl Discovery {
+    /// Nothing found for `subject` in `connector`.
+    pub fn not_found(connector: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self {
+            connector: connector.into(),
+            subject: subject.into(),
+            found: false,
+            findings: Vec::new(),
+            accounts: Vec::new(),
+        }
+    }
+
+    /// The account whose immutable id is `id`.
+    pub fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.id == id)
+    }
 }
 
 /// An action as a connector proposes it; the planner gives it an id, a key, a time and its place.
@@ -33,10 +56,12 @@ pub struct ProposedAction {
     /// Other proposals of the same connector and subject that must succeed first, as (kind, target).
     pub after: Vec<(ActionKind, String)>,
     pub summary: String,
-    /// The account identity this action touches, for the protected-accounts check.
+    /// The `id` of the discovered [`Account`] this action touches: the planner pins the action
+    /// to it and leaves the action out when that account is protected.
     pub account: String,
-    /// A grace period: the action is not due before the job's effective time plus this, in
-    /// place of its phase's usual time (the delete of a rotated-out key a week later).
+    /// A grace period: the action is not due before this long after its prerequisites (`after`,
+    /// and the earlier phases of its subject) succeeded, and not before its phase's time (the
+    /// delete of a rotated-out key a week after the rotation).
     pub delay: Option<std::time::Duration>,
 }
 

@@ -4,7 +4,9 @@
 //! every other crate builds on.
 
 mod connector;
+pub mod dn;
 mod hash;
+mod identity;
 mod job;
 mod journal;
 pub mod keys;
@@ -17,6 +19,7 @@ pub use connector::{
     ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, MANUAL_CONNECTOR,
 };
 pub use hash::Sha256Hex;
+pub use identity::{canonical_identifier, Account, AccountPin, Protected};
 pub use job::{Job, JobId, Risk};
 pub use journal::{Journal, JournalEntry, MemoryJournal};
 pub use outcome::{ConnectorError, ErrorClass, Outcome, Verdict};

@@ -142,7 +142,7 @@ mod millis {
     }
 }
 
-mod opt_millis {
+pub(crate) mod opt_millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -4,10 +4,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConnectorError, Job, JobId, Sha256Hex, Snapshot};
+use crate::{AccountPin, ConnectorError, Discovery, Job, JobId, ProposedAction, Sha256Hex, Snapshot};
 
 /// Bumped whenever the saved plan format changes incompatibly.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// Version 2: actions carry the account they are pinned to and their grace after prerequisites.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 macro_rules! string_id {
     ($(#[$m:meta])* $name:ident) => {
@@ -131,6 +132,20 @@ pub struct Action {
     /// The action is not due before this time (the effective date, or the end of retention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+    /// Nor before this long after the last of its prerequisites succeeded (a rotated-out key is
+    /// deleted a grace period after the rotation, not after the job's effective date).
+    #[serde(
+        default,
+        rename = "grace_ms",
+        with = "crate::outcome::opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub grace: Option<std::time::Duration>,
+    /// The account the action touches, as discovery saw it: the connector resolves `id` at apply
+    /// and verify time and sends nothing if the planned name now names another account. `None`
+    /// only for a person's manual step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountPin>,
     pub key: ActionKey,
     /// One line for people.
     pub summary: String,
@@ -153,6 +168,76 @@ impl Action {
                     ),
                 )
             })
+    }
+
+    /// One connector's proposals for one job as actions: ids, keys, dependencies among them,
+    /// each pinned to the discovered account it names; no time yet (`not_before` is the
+    /// planner's, from policy). What the planner does, and what connector tests and benchmarks
+    /// use to get actions as the planner would make them. A proposal naming an account the
+    /// discovery did not report is an error (a broken connector), as is an `after` that names
+    /// no proposal.
+    pub fn from_proposals(
+        job: &JobId,
+        instance: &str,
+        discovery: &Discovery,
+        proposals: Vec<ProposedAction>,
+    ) -> Result<Vec<Action>, String> {
+        let id_of = |kind: &ActionKind, target: &str| ActionId::derive(job, instance, kind, target);
+        let known: std::collections::BTreeSet<(&ActionKind, &str)> = proposals
+            .iter()
+            .map(|p| (&p.kind, p.target.as_str()))
+            .collect();
+        let mut out = Vec::with_capacity(proposals.len());
+        for p in &proposals {
+            let account = discovery.account(&p.account).ok_or_else(|| {
+                format!(
+                    "expected the account of {} {} to be one discovery reported for {:?}, found {:?}",
+                    p.kind, p.target, discovery.subject, p.account
+                )
+            })?;
+            let mut depends_on = Vec::with_capacity(p.after.len());
+            for (k, t) in &p.after {
+                if !known.contains(&(k, t.as_str())) {
+                    return Err(format!(
+                        "expected {} {} to come after a proposal of the same plan, found {k} {t}",
+                        p.kind, p.target
+                    ));
+                }
+                depends_on.push(id_of(k, t));
+            }
+            depends_on.sort();
+            depends_on.dedup();
+            out.push(Action {
+                id: id_of(&p.kind, &p.target),
+                job_id: job.clone(),
+                connector: instance.to_string(),
+                kind: p.kind.clone(),
+                target: p.target.clone(),
+                params: p.params.clone(),
+                depends_on,
+                phase: p.phase,
+                not_before: None,
+                grace: p.delay,
+                account: Some(account.pin()),
+                key: ActionKey::derive(job, instance, &p.kind, &p.target),
+                summary: p.summary.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The account the plan pinned this action to; a plan without one is the permanent
+    /// `bad_action` (an edited or older plan file).
+    pub fn pinned(&self) -> Result<&AccountPin, ConnectorError> {
+        self.account.as_ref().ok_or_else(|| {
+            ConnectorError::permanent(
+                "bad_action",
+                format!(
+                    "{} {}: expected the account the plan pinned it to, found none",
+                    self.kind, self.target
+                ),
+            )
+        })
     }
 
     pub fn is_manual(&self) -> bool {
@@ -200,7 +285,13 @@ impl Plan {
                 .field(&a.target)
                 .field(a.phase.as_str())
                 .field(a.not_before.map(|t| t.to_rfc3339()).unwrap_or_default())
-                .field(&a.key.0)
+                .field(a.grace.map(|g| g.as_millis().to_string()).unwrap_or_default())
+                .field(&a.key.0);
+            h = match &a.account {
+                Some(p) => h.field("pin").field(&p.id).field(&p.id_kind).field(&p.name),
+                None => h.field("manual"),
+            };
+            h = h
                 .field((a.params.len() as u64).to_be_bytes());
             for (k, v) in &a.params {
                 h = h.field(k).field(v);
@@ -263,6 +354,8 @@ mod tests {
             depends_on: Vec::new(),
             phase: Phase::Delete,
             not_before: None,
+            grace: None,
+            account: None,
             summary: String::new(),
         };
         assert_eq!(a.param("user").ok(), Some("alice"));

@@ -20,6 +20,8 @@ pub enum EngineError {
         subject: String,
         error: ConnectorError,
     },
+    #[error("connector {connector} broke its contract: {message}")]
+    Contract { connector: String, message: String },
     #[error("connector {connector} is not configured")]
     UnknownConnector { connector: String },
     #[error("connector {connector}: {issue}")]

@@ -1,10 +1,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use revoke_config::Config;
+use revoke_config::{Config, PhaseOrder};
 use revoke_core::{
-    Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan, PlanId,
-    PlanNote, Risk, Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
+    Account, Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan,
+    PlanId, PlanNote, ProposedAction, Risk, Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
 };
 use tokio::task::JoinSet;
 
@@ -94,12 +94,36 @@ pub async fn discover(
     Ok(out)
 }
 
+/// The finding kind under which each discovered account's identity enters the snapshot, so
+/// that a plan whose accounts changed identity (renamed, reused, re-created) is stale.
+pub const IDENTITY: &str = "identity";
+
 /// The canonical snapshot of what discovery saw; an absent account is a fact too.
 pub fn snapshot_of(discoveries: &[Discovery]) -> Snapshot {
     let mut findings = Vec::new();
     for d in discoveries {
         if d.found {
             findings.extend(d.findings.iter().cloned());
+            findings.extend(d.accounts.iter().map(|a| {
+                let mut attrs = BTreeMap::from([
+                    ("id".to_string(), a.id.clone()),
+                    ("id_kind".to_string(), a.id_kind.clone()),
+                ]);
+                if !a.identifiers.is_empty() {
+                    let ids: Vec<&str> = a.identifiers.iter().map(String::as_str).collect();
+                    attrs.insert("identifiers".into(), ids.join(", "));
+                }
+                if !a.matched_by.is_empty() {
+                    attrs.insert("matched_by".into(), a.matched_by.clone());
+                }
+                Finding {
+                    connector: d.connector.clone(),
+                    subject: d.subject.clone(),
+                    kind: IDENTITY.into(),
+                    target: a.name.clone(),
+                    attrs,
+                }
+            }));
         } else {
             findings.push(Finding {
                 connector: d.connector.clone(),
@@ -113,8 +137,186 @@ pub fn snapshot_of(discoveries: &[Discovery]) -> Snapshot {
     Snapshot::new(findings)
 }
 
+/// When each phase of a job becomes due, and what its grace periods count from.
+struct Timing {
+    contain_at: Option<DateTime<Utc>>,
+    delete_at: Option<DateTime<Utc>>,
+    effective_at: DateTime<Utc>,
+}
+
+impl Timing {
+    fn of(job: &Job, policy: &revoke_config::PolicyConfig) -> Self {
+        Self {
+            contain_at: match job.risk {
+                Risk::High => None,
+                Risk::Standard => Some(job.effective_at),
+            },
+            delete_at: Some(
+                job.effective_at + ChronoDuration::days(i64::from(policy.retention_days)),
+            ),
+            effective_at: job.effective_at,
+        }
+    }
+
+    /// The earliest time an action may run, by its phase. One with a grace period starts with
+    /// the job: its grace counts from its prerequisites (see `Action::grace`, and
+    /// `count_grace_from_effective_time` for one with none).
+    fn not_before(&self, a: &Action) -> Option<DateTime<Utc>> {
+        match (a.grace, a.phase) {
+            (Some(_), _) => self.contain_at,
+            (None, Phase::Delete) => self.delete_at,
+            (None, Phase::Manual | Phase::Verify) => None,
+            (None, Phase::Contain | Phase::Transfer | Phase::Revoke) => self.contain_at,
+        }
+    }
+
+    /// An action with a grace period and no prerequisite has nothing to count it from but the
+    /// effective time.
+    fn count_grace_from_effective_time(&self, a: &mut Action) {
+        if let (Some(grace), true) = (a.grace, a.depends_on.is_empty()) {
+            let at = ChronoDuration::from_std(grace)
+                .ok()
+                .and_then(|g| self.effective_at.checked_add_signed(g))
+                .or(self.delete_at);
+            a.not_before = a.not_before.max(at);
+        }
+    }
+}
+
+/// The proposals of one connector for one subject that touch a protected account, and those
+/// that depend on them; the rest go into the plan. Each protected account gets a note.
+fn leave_out_protected(
+    protected: &revoke_core::Protected,
+    job: &Job,
+    instance: &str,
+    discovery: &Discovery,
+    proposals: Vec<ProposedAction>,
+    notes: &mut Vec<PlanNote>,
+) -> Vec<ProposedAction> {
+    // A proposal naming no discovered account stays in; `Action::from_proposals` refuses it.
+    let pinned: Vec<(ProposedAction, Option<&Account>)> = proposals
+        .into_iter()
+        .map(|p| {
+            let account = discovery.account(&p.account);
+            (p, account)
+        })
+        .collect();
+    let mut out_by_account: BTreeMap<&str, Vec<(ActionKind, String)>> = BTreeMap::new();
+    let mut left_out: BTreeSet<(ActionKind, String)> = BTreeSet::new();
+    for (p, account) in &pinned {
+        if account.is_some_and(|a| protected.match_account(a).is_some()) {
+            left_out.insert((p.kind.clone(), p.target.clone()));
+            out_by_account
+                .entry(account.map_or("", |a| a.id.as_str()))
+                .or_default()
+                .push((p.kind.clone(), p.target.clone()));
+        }
+    }
+    if left_out.is_empty() {
+        return pinned.into_iter().map(|(p, _)| p).collect();
+    }
+    // What depends on a left-out action cannot run either.
+    let mut dependents = 0usize;
+    loop {
+        let before = left_out.len();
+        for (p, _) in &pinned {
+            let key = (p.kind.clone(), p.target.clone());
+            if !left_out.contains(&key) && p.after.iter().any(|k| left_out.contains(k)) {
+                left_out.insert(key);
+                dependents += 1;
+            }
+        }
+        if left_out.len() == before {
+            break;
+        }
+    }
+    for (id, kinds) in &out_by_account {
+        let Some(account) = discovery.account(id) else {
+            continue;
+        };
+        let (identifier, entry) = protected.match_account(account).unwrap_or_default();
+        let mut message = format!(
+            "protected account {} ({} {}): left out {} action(s); it answers to {identifier:?}, listed in protected.accounts as {entry:?}",
+            account.name,
+            account.id_kind,
+            account.id,
+            kinds.len(),
+        );
+        if out_by_account.len() == 1 && dependents > 0 {
+            message.push_str(&format!(
+                "; {dependents} more that depend on them left out too"
+            ));
+        }
+        notes.push(PlanNote {
+            subject: job.subject.id.clone(),
+            connector: Some(instance.to_string()),
+            message,
+        });
+    }
+    if out_by_account.len() > 1 && dependents > 0 {
+        notes.push(PlanNote {
+            subject: job.subject.id.clone(),
+            connector: Some(instance.to_string()),
+            message: format!(
+                "{dependents} more action(s) left out: they depend on actions of protected accounts"
+            ),
+        });
+    }
+    pinned
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !left_out.contains(&(p.kind.clone(), p.target.clone())))
+        .collect()
+}
+
+/// The phases whose order is enforced: a subject's actions of a later one depend on its
+/// actions of the earlier ones. Manual steps and verification stand apart.
+const ORDERED_PHASES: [Phase; 4] = [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete];
+
+/// Makes every action of a later phase depend on every action of the nearest earlier phase
+/// that has any, within each group (a connector instance, or the whole job): by induction a
+/// later phase waits for all earlier ones, and a failure blocks everything after it.
+fn order_phases(actions: &mut [Action], across_connectors: bool) {
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in actions.iter().enumerate() {
+        let group = if across_connectors { "" } else { a.connector.as_str() };
+        groups.entry(group).or_default().push(i);
+    }
+    let mut extra: Vec<(usize, Vec<ActionId>)> = Vec::new();
+    for members in groups.values() {
+        let mut previous: Vec<ActionId> = Vec::new();
+        for phase in ORDERED_PHASES {
+            let this: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|i| actions[*i].phase == phase)
+                .collect();
+            if this.is_empty() {
+                continue;
+            }
+            if !previous.is_empty() {
+                for i in &this {
+                    extra.push((*i, previous.clone()));
+                }
+            }
+            previous = this.iter().map(|i| actions[*i].id.clone()).collect();
+        }
+    }
+    for (i, deps) in extra {
+        let a = &mut actions[i];
+        a.depends_on.extend(deps);
+        a.depends_on.sort();
+        a.depends_on.dedup();
+    }
+}
+
 /// Turns jobs and what discovery found into a plan. Pure: the same inputs give the same plan
 /// and the same fingerprint (`id` and `created_at` are carried, not hashed).
+///
+/// Every action is pinned to the immutable id of the account it touches. Actions on a protected
+/// account (recognised by any identifier it answers to) are left out with a note, with whatever
+/// depends on them, and nothing else is. Within a subject, each phase depends on the earlier
+/// ones, so no leaver is revoked or deleted before they are contained.
 pub fn plan_jobs(
     config: &Config,
     connectors: &Connectors,
@@ -123,22 +325,19 @@ pub fn plan_jobs(
     id: PlanId,
     created_at: DateTime<Utc>,
 ) -> Result<Plan, EngineError> {
+    let protected = config.protected.set();
     let mut actions = Vec::new();
     let mut notes = Vec::new();
     for job in &jobs {
         let policy = policy_for(config, job)?;
         let instances = instances_for(config, connectors, job)?;
-        let contain_at = match job.risk {
-            Risk::High => None,
-            Risk::Standard => Some(job.effective_at),
-        };
-        let delete_at =
-            Some(job.effective_at + ChronoDuration::days(i64::from(policy.retention_days)));
+        let timing = Timing::of(job, &policy);
         let mut found_anywhere = false;
         let subject_protected = job
             .subject
             .identifiers()
-            .find(|i| config.protected.is_protected(i));
+            .find_map(|i| protected.entry_for(i).map(|e| (i, e)));
+        let mut job_actions: Vec<Action> = Vec::new();
         for name in &instances {
             let Some(d) = discoveries
                 .iter()
@@ -151,62 +350,31 @@ pub fn plan_jobs(
             }
             found_anywhere = true;
             let proposals = connectors[name].plan(&job.subject, d);
-            let protected = subject_protected.or_else(|| {
-                proposals
-                    .iter()
-                    .map(|p| p.account.as_str())
-                    .find(|a| config.protected.is_protected(a))
-            });
-            if let Some(account) = protected {
+            if let Some((identifier, entry)) = subject_protected {
                 notes.push(PlanNote {
                     subject: job.subject.id.clone(),
                     connector: Some(name.clone()),
                     message: format!(
-                        "protected account {account}: left out {} action(s); it is listed in protected.accounts",
+                        "protected account {identifier}: left out {} action(s); the subject is listed in protected.accounts as {entry:?}",
                         proposals.len()
                     ),
                 });
                 continue;
             }
-            let ids: BTreeMap<(ActionKind, String), ActionId> = proposals
-                .iter()
-                .map(|p| {
-                    (
-                        (p.kind.clone(), p.target.clone()),
-                        ActionId::derive(&job.id, name, &p.kind, &p.target),
-                    )
-                })
-                .collect();
-            for p in proposals {
-                let not_before = match (p.delay, p.phase) {
-                    (Some(grace), _) => ChronoDuration::from_std(grace)
-                        .ok()
-                        .and_then(|g| job.effective_at.checked_add_signed(g))
-                        .or(delete_at),
-                    (None, Phase::Delete) => delete_at,
-                    (None, Phase::Manual | Phase::Verify) => None,
-                    (None, Phase::Contain | Phase::Transfer | Phase::Revoke) => contain_at,
-                };
-                let mut depends_on: Vec<ActionId> =
-                    p.after.iter().filter_map(|k| ids.get(k).cloned()).collect();
-                depends_on.sort();
-                depends_on.dedup();
-                actions.push(Action {
-                    id: ids[&(p.kind.clone(), p.target.clone())].clone(),
-                    job_id: job.id.clone(),
+            let proposals =
+                leave_out_protected(&protected, job, name, d, proposals, &mut notes);
+            let made = Action::from_proposals(&job.id, name, d, proposals).map_err(|message| {
+                EngineError::Contract {
                     connector: name.clone(),
-                    key: ActionKey::derive(&job.id, name, &p.kind, &p.target),
-                    kind: p.kind,
-                    target: p.target,
-                    params: p.params,
-                    depends_on,
-                    phase: p.phase,
-                    not_before,
-                    summary: p.summary,
-                });
+                    message,
+                }
+            })?;
+            for mut a in made {
+                a.not_before = timing.not_before(&a);
+                job_actions.push(a);
             }
         }
-        if !found_anywhere && !notes.iter().any(|n| n.subject == job.subject.id) {
+        if !found_anywhere {
             return Err(EngineError::UnknownSubject {
                 subject: job.subject.id.clone(),
                 searched: if instances.is_empty() {
@@ -216,6 +384,14 @@ pub fn plan_jobs(
                 },
             });
         }
+        order_phases(
+            &mut job_actions,
+            policy.phase_order == PhaseOrder::AcrossConnectors,
+        );
+        for a in &mut job_actions {
+            timing.count_grace_from_effective_time(a);
+        }
+        actions.extend(job_actions);
         for step in &policy.manual {
             let kind = ActionKind::from("manual_step");
             let key = ActionKey::derive(&job.id, MANUAL_CONNECTOR, &kind, &step.id);
@@ -235,6 +411,8 @@ pub fn plan_jobs(
                 depends_on: Vec::new(),
                 phase: Phase::Manual,
                 not_before: None,
+                grace: None,
+                account: None,
                 summary: format!("{} (awaiting acknowledgement)", step.title),
             });
         }

@@ -62,6 +62,7 @@ impl Connector for Scripted {
                     attrs: BTreeMap::new(),
                 })
                 .collect(),
+            accounts: vec![revoke_core::Account::new("acct", "user id", subject.id.clone())],
         })
     }
     fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {

@@ -78,11 +78,24 @@ where
 /// The columns `decode_action` reads, in the order the SQL selects them.
 macro_rules! action_columns {
     () => {
-        "plan_id, json, state, attempts, started_at, finished_at, next_attempt_at, error_json, note, \
-         verdict_json, verified_at, lease_owner, lease_expires_at"
+        "plan_id, json, state, attempts, not_before, started_at, finished_at, next_attempt_at, error_json, \
+         note, verdict_json, verified_at, lease_owner, lease_expires_at"
     };
 }
 pub(crate) use action_columns;
+
+/// The order phases are leased in (`actions.phase_rank`).
+pub(crate) fn phase_rank(phase: revoke_core::Phase) -> i64 {
+    use revoke_core::Phase;
+    match phase {
+        Phase::Contain => 0,
+        Phase::Transfer => 1,
+        Phase::Revoke => 2,
+        Phase::Delete => 3,
+        Phase::Manual => 4,
+        Phase::Verify => 5,
+    }
+}
 
 /// Decodes a row selected with `action_columns!()` back into an `ActionRecord`.
 pub(crate) fn decode_action<'r, R>(row: &'r R) -> Result<ActionRecord, StoreError>
@@ -93,7 +106,9 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let json: String = col(row, "json")?;
-    let action: Action = from_json(&json, "actions.json")?;
+    let mut action: Action = from_json(&json, "actions.json")?;
+    // The store's due time: the plan's, moved later by a grace period once prerequisites finish.
+    action.not_before = opt_from_micros(col(row, "not_before")?, "actions.not_before")?;
     let state: String = col(row, "state")?;
     let state = ActionState::parse(&state).ok_or_else(|| {
         StoreError::Corrupt(format!(
@@ -218,17 +233,18 @@ where
     col(row, name)
 }
 
-/// The runnable actions (see `Store::lease_due`), in plan order. `$1` now, `$2` the plan (or NULL
+/// The runnable actions (see `Store::lease_due`), earlier phases first (every due contain action
+/// of every plan before any revoke or delete), then in plan order. `$1` now, `$2` the plan (or NULL
 /// for every plan, with `all`), `$3` the limit; `$suffix` is the backend's locking clause.
 /// Expired `running` leases were turned back to `pending` just before (see `lease_due`), so the
-/// query reads only `pending` rows, and with a plan it walks the `(plan_id, state, seq)` index in
+/// query reads only `pending` rows, and with a plan it walks the `(plan_id, state, phase_rank, seq)` index in
 /// order and stops at the limit instead of visiting every action of the plan.
 macro_rules! lease_candidates_sql {
     (plan, $suffix:literal) => {
-        $crate::common::lease_candidates_sql!(@ "AND a.plan_id = $2 ", "ORDER BY a.seq ", $suffix)
+        $crate::common::lease_candidates_sql!(@ "AND a.plan_id = $2 ", "ORDER BY a.phase_rank, a.seq ", $suffix)
     };
     (all, $suffix:literal) => {
-        $crate::common::lease_candidates_sql!(@ "AND CAST($2 AS TEXT) IS NULL ", "ORDER BY a.seq, a.plan_id, a.id ", $suffix)
+        $crate::common::lease_candidates_sql!(@ "AND CAST($2 AS TEXT) IS NULL ", "ORDER BY a.phase_rank, a.seq, a.plan_id, a.id ", $suffix)
     };
     (@ $plan:literal, $order:literal, $suffix:literal) => {
         concat!(
@@ -397,8 +413,8 @@ macro_rules! impl_store {
                     let state = if a.is_manual() { ActionState::AwaitingAck } else { ActionState::Pending };
                     sqlx::query(
                         "INSERT INTO actions (id, plan_id, job_id, seq, connector, kind, target, phase, not_before, \
-                         key, json, manual, state, attempts) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0)",
+                         key, json, manual, state, attempts, phase_rank, grace_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15)",
                     )
                     .bind(&a.id.0)
                     .bind(&plan.id.0)
@@ -413,6 +429,8 @@ macro_rules! impl_store {
                     .bind(to_json(a)?)
                     .bind(a.is_manual())
                     .bind(state.as_str())
+                    .bind($crate::common::phase_rank(a.phase))
+                    .bind(a.grace.map(|g| i64::try_from(g.as_micros()).unwrap_or(i64::MAX)))
                     .execute(&mut **tx)
                     .await
                     .map_err(map_err)?;
@@ -718,6 +736,21 @@ macro_rules! impl_store {
                 .map_err(map_err)?;
                 if done.rows_affected() != 1 {
                     return Err(StoreError::NotFound(format!("attempt {attempt} of action {id}")));
+                }
+                if matches!(result, AttemptResult::Succeeded(_)) {
+                    // Dependents with a grace period count it from now: the last prerequisite to
+                    // finish sets their due time.
+                    sqlx::query(
+                        "UPDATE actions SET not_before = $1 + grace_us \
+                         WHERE grace_us IS NOT NULL AND state = 'pending' \
+                           AND id IN (SELECT action_id FROM action_deps WHERE depends_on = $2) \
+                           AND (not_before IS NULL OR not_before < $1 + grace_us)",
+                    )
+                    .bind(now)
+                    .bind(&id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 }
                 let (kind, data) = match result {
                     AttemptResult::Succeeded(o) => {

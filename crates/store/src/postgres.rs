@@ -48,6 +48,11 @@ impl PostgresStore {
                 "action_journal",
                 include_str!("../migrations/postgres/0003_action_journal.sql"),
             ),
+            (
+                4,
+                "phase_order",
+                include_str!("../migrations/postgres/0004_phase_order.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -70,6 +70,11 @@ impl SqliteStore {
                 "action_journal",
                 include_str!("../migrations/sqlite/0003_action_journal.sql"),
             ),
+            (
+                4,
+                "phase_order",
+                include_str!("../migrations/sqlite/0004_phase_order.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use revoke_core::{
-    Action, ActionId, ActionKey, ActionKind, ConnectorError, Job, JobId, Outcome, Phase, Plan,
+    AccountPin, Action, ActionId, ActionKey, ActionKind, ConnectorError, Job, JobId, Outcome, Phase, Plan,
     PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
@@ -229,6 +229,12 @@ fn make_plan(name: &str, specs: Vec<Spec>) -> Plan {
                 Phase::Revoke
             },
             not_before: s.not_before,
+            grace: None,
+            account: (s.connector != revoke_core::MANUAL_CONNECTOR).then(|| AccountPin {
+                id: format!("id-of-{name}"),
+                id_kind: "user id".into(),
+                name: format!("subject-{name}"),
+            }),
             summary: format!("{} {}", s.kind, s.target),
         });
     }
