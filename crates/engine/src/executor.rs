@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use revoke_config::Config;
-use revoke_core::{Action, ActionId, Connector, ConnectorError, Outcome, Plan, PlanId, Verdict};
+use revoke_core::{
+    Action, ActionId, Connector, ConnectorError, JobId, Outcome, Plan, PlanId, Verdict,
+};
 use revoke_store::{
     ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store, StoreError,
 };
@@ -33,6 +35,13 @@ pub enum ExecEvent {
     Finished(Box<ResultLine>),
     /// Actions that could not run because a prerequisite failed.
     Blocked { action_ids: Vec<String> },
+    /// Nothing can run until another executor's leases on these actions end (it may have died:
+    /// then they run again once the leases expire, at `until`).
+    Waiting {
+        action_ids: Vec<String>,
+        owner: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Where a plan stands after a run.
@@ -186,6 +195,9 @@ impl Executor {
     /// Runs every due action of a plan until nothing more can run now; resumes whatever an
     /// earlier run left unfinished and re-sends nothing recorded as done.
     pub async fn run_plan(&self, plan: &PlanId) -> Result<RunSummary, EngineError> {
+        // An earlier run killed between an action's result and its read-back left it unverified.
+        self.verify_unverified(Some(plan), Utc::now()).await?;
+        let mut waited_for: Option<(String, DateTime<Utc>)> = None;
         let capacity: usize = {
             let records = self.store.actions(plan).await?;
             let used: BTreeSet<&str> = records
@@ -215,6 +227,17 @@ impl Executor {
             if inflight.is_empty() {
                 let records = self.store.actions(plan).await?;
                 self.block_orphans(&records).await?;
+                if let Some(w) = self.leased_elsewhere(&records, now) {
+                    if waited_for.as_ref() != Some(&(w.1.clone(), w.2)) {
+                        info!(plan_id = %plan, owner = %w.1, until = %w.2, actions = w.0.len(), "waiting for another executor's leases");
+                        waited_for = Some((w.1.clone(), w.2));
+                        self.emit(ExecEvent::Waiting {
+                            action_ids: w.0,
+                            owner: w.1,
+                            until: w.2,
+                        });
+                    }
+                }
                 match next_wake(&records, now) {
                     Some(at) => {
                         let wait = (at - Utc::now())
@@ -241,8 +264,73 @@ impl Executor {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
+        self.verify_unverified(Some(plan), Utc::now()).await?;
         let records = self.store.actions(plan).await?;
         Ok(RunSummary::from_records(&records, Utc::now()))
+    }
+
+    /// The actions of `records` that another executor holds a live lease on, its name, and when
+    /// the last of those leases runs out; `None` when there are none.
+    fn leased_elsewhere(
+        &self,
+        records: &[ActionRecord],
+        now: DateTime<Utc>,
+    ) -> Option<(Vec<String>, String, DateTime<Utc>)> {
+        let held: Vec<&ActionRecord> = records
+            .iter()
+            .filter(|r| matches!(r.state, ActionState::Running | ActionState::Pending))
+            .filter(|r| r.lease_owner.as_deref().is_some_and(|o| o != self.owner))
+            .filter(|r| r.lease_expires_at.is_some_and(|t| t > now))
+            .collect();
+        let first = held.first()?;
+        let owner = first.lease_owner.clone().unwrap_or_default();
+        let until = held.iter().filter_map(|r| r.lease_expires_at).max()?;
+        Some((
+            held.iter().map(|r| r.action.id.0.clone()).collect(),
+            owner,
+            until,
+        ))
+    }
+
+    /// Reads back (and records the verdict of) every applied action that finished by
+    /// `finished_by` without one: the run that applied it died before its verification.
+    async fn verify_unverified(
+        &self,
+        plan: Option<&PlanId>,
+        finished_by: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let records = self.store.unverified(plan, finished_by).await?;
+        for rec in &records {
+            let verdict = self.read_back(&rec.action).await;
+            info!(job_id = %rec.action.job_id, action_id = %rec.action.id, connector = %rec.action.connector, verdict = %verdict, "verified an action an earlier run left unverified");
+            self.store
+                .record_verdict(&rec.action.id, &verdict, &self.owner, Utc::now())
+                .await?;
+            self.emit_finished(&rec.action.id).await?;
+        }
+        Ok(records.len())
+    }
+
+    /// The verdict of one applied action, read back from its connector (a connector the
+    /// configuration no longer has, an error or a timeout is a verdict that does not confirm).
+    async fn read_back(&self, action: &Action) -> Verdict {
+        let Some(c) = self.connectors.get(&action.connector) else {
+            return Verdict::NotConfirmed {
+                detail: format!(
+                    "the plan names connector instance {:?}, which the configuration does not have",
+                    action.connector
+                ),
+            };
+        };
+        match tokio::time::timeout(self.action_timeout, c.verify(action)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => Verdict::NotConfirmed {
+                detail: format!("verification failed: {e}"),
+            },
+            Err(_) => Verdict::NotConfirmed {
+                detail: "verification timed out".into(),
+            },
+        }
     }
 
     /// Runs due actions of every plan in the store, up to `capacity` at once, until `stop` turns
@@ -261,7 +349,21 @@ impl Executor {
         let capacity = capacity.max(1);
         let mut inflight: JoinSet<(PlanId, Result<Option<ActionId>, EngineError>)> = JoinSet::new();
         let mut report = WorkReport::default();
+        // Applied actions left without a verdict by an executor that died are read back here, once
+        // a live executor would have verified them (its verification is bounded by the action
+        // timeout), every `SWEEP` at most.
+        const SWEEP: Duration = Duration::from_secs(10);
+        let mut swept_at: Option<tokio::time::Instant> = None;
         while !*stop.borrow() {
+            if swept_at.is_none_or(|t| t.elapsed() >= SWEEP) {
+                swept_at = Some(tokio::time::Instant::now());
+                let by = Utc::now()
+                    - chrono::Duration::from_std(self.action_timeout + Duration::from_secs(1))
+                        .unwrap_or_default();
+                if let Err(e) = self.verify_unverified(None, by).await {
+                    warn!(error = %e, "reading back unverified actions failed; will try again");
+                }
+            }
             let free = capacity.saturating_sub(inflight.len());
             let mut leased_now = 0;
             if free > 0 {
@@ -474,17 +576,8 @@ impl Executor {
                 }
                 tracing::Span::current().record("outcome", outcome.as_str());
                 info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
-                if let Some(c) = &connector {
-                    let verdict =
-                        match tokio::time::timeout(self.action_timeout, c.verify(&action)).await {
-                            Ok(Ok(v)) => v,
-                            Ok(Err(e)) => Verdict::NotConfirmed {
-                                detail: format!("verification failed: {e}"),
-                            },
-                            Err(_) => Verdict::NotConfirmed {
-                                detail: "verification timed out".into(),
-                            },
-                        };
+                if connector.is_some() {
+                    let verdict = self.read_back(&action).await;
                     self.store
                         .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
                         .await?;
@@ -622,29 +715,25 @@ impl Executor {
         Ok(())
     }
 
-    /// Re-checks every applied action of a plan (read-only) and records the verdicts.
+    /// Re-checks every applied action of a plan, or of one job of it (read-only), and records
+    /// the verdicts.
     pub async fn verify_plan(
         &self,
         plan: &PlanId,
+        job: Option<&JobId>,
     ) -> Result<Vec<(ActionRecord, Verdict)>, EngineError> {
         let mut out = Vec::new();
         for rec in self.store.actions(plan).await? {
             if rec.action.is_manual() || !rec.state.is_success() {
                 continue;
             }
-            let Some(c) = self.connectors.get(&rec.action.connector) else {
+            if job.is_some_and(|j| &rec.action.job_id != j) {
                 continue;
-            };
-            let verdict =
-                match tokio::time::timeout(self.action_timeout, c.verify(&rec.action)).await {
-                    Ok(Ok(v)) => v,
-                    Ok(Err(e)) => Verdict::NotConfirmed {
-                        detail: format!("verification failed: {e}"),
-                    },
-                    Err(_) => Verdict::NotConfirmed {
-                        detail: "verification timed out".into(),
-                    },
-                };
+            }
+            if !self.connectors.contains_key(&rec.action.connector) {
+                continue;
+            }
+            let verdict = self.read_back(&rec.action).await;
             self.store
                 .record_verdict(&rec.action.id, &verdict, &self.owner, Utc::now())
                 .await?;

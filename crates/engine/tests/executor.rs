@@ -33,6 +33,7 @@ struct Scripted {
     /// Once: another executor takes the action over just before the journal entry is recorded.
     steal_lease_once: AtomicBool,
     raw: Mutex<Option<Arc<SqliteStore>>>,
+    verified: AtomicUsize,
 }
 
 #[async_trait]
@@ -74,7 +75,12 @@ impl Connector for Scripted {
                 kind: ActionKind::from("revoke_grant"),
                 target: f.target.clone(),
                 params: BTreeMap::new(),
-                phase: Phase::Revoke,
+                // `contain:` targets are contained first.
+                phase: if f.target.starts_with("contain:") {
+                    Phase::Contain
+                } else {
+                    Phase::Revoke
+                },
                 after: vec![],
                 summary: format!("revoke {}", f.target),
                 account: "acct".into(),
@@ -151,6 +157,7 @@ impl Connector for Scripted {
         next.unwrap_or(Ok(Outcome::Done))
     }
     async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
+        self.verified.fetch_add(1, Ordering::SeqCst);
         Ok(Verdict::Confirmed)
     }
 }
@@ -480,7 +487,7 @@ async fn evidence_leaves_out_an_empty_journal() {
 }
 
 #[tokio::test]
-async fn a_grace_period_is_counted_from_the_effective_date_in_place_of_the_phase_time() {
+async fn a_grace_period_without_prerequisites_is_counted_from_the_effective_date() {
     let conn = Arc::new(Scripted {
         targets: vec!["g1".into(), "delayed:g2".into(), "account".into()],
         ..Default::default()
@@ -523,4 +530,93 @@ async fn a_grace_period_is_counted_from_the_effective_date_in_place_of_the_phase
     assert_eq!(at("g1"), effective);
     assert_eq!(at("delayed:g2"), effective + chrono::Duration::days(7));
     assert_eq!(at("account"), effective + chrono::Duration::days(30));
+}
+
+#[tokio::test]
+async fn an_action_left_without_a_verdict_is_read_back_by_the_next_run() {
+    let h = harness(&["a", "b"], vec![], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 2);
+    // As if the run had been killed between recording a's result and reading it back.
+    let raw = h.conn.raw.lock().expect("lock").clone().expect("raw");
+    raw.execute_raw("UPDATE actions SET verdict_json = NULL, verified_at = NULL WHERE target = 'a'")
+        .await
+        .expect("verdict removed");
+    let summary = h.exec.run_plan(&h.plan).await.expect("run again");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 3, "only a is read back");
+    assert_eq!(h.conn.calls.lock().expect("lock").len(), 2, "nothing is sent again");
+    let a = h
+        .store
+        .actions(&h.plan)
+        .await
+        .expect("actions")
+        .into_iter()
+        .find(|r| r.action.target == "a")
+        .expect("a");
+    assert_eq!(a.verdict, Some(Verdict::Confirmed));
+    assert_eq!(summary.done, 2);
+}
+
+#[tokio::test]
+async fn a_run_says_whose_lease_it_waits_for_and_until_when() {
+    let h = harness(&["a"], vec![], "").await;
+    // A run that died mid-action left it running under its lease.
+    let until = Utc::now() + chrono::Duration::milliseconds(1500);
+    let raw = h.conn.raw.lock().expect("lock").clone().expect("raw");
+    raw.execute_raw(&format!(
+        "UPDATE actions SET state = 'running', attempts = 1, lease_owner = 'revokectl@dead:1', lease_expires_at = {}",
+        until.timestamp_micros()
+    ))
+    .await
+    .expect("lease planted");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let summary = h
+        .exec
+        .clone()
+        .with_events(tx)
+        .run_plan(&h.plan)
+        .await
+        .expect("run");
+    assert_eq!(summary.done, 1, "it runs once the dead run's lease is over");
+    let mut waits = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let revoke_engine::ExecEvent::Waiting {
+            owner,
+            until: u,
+            action_ids,
+        } = ev
+        {
+            waits.push((owner, u, action_ids.len()));
+        }
+    }
+    assert_eq!(
+        waits.len(),
+        1,
+        "said once, not once per poll: {waits:?}"
+    );
+    assert_eq!(waits[0].0, "revokectl@dead:1");
+    assert_eq!(waits[0].1.timestamp_micros(), until.timestamp_micros());
+    assert_eq!(waits[0].2, 1);
+}
+
+#[tokio::test]
+async fn a_grace_period_counts_from_its_prerequisites_not_the_effective_date() {
+    // `contain:x` is contained first; `delayed:g2` (revoke, a week's grace) depends on it
+    // through the phase order, so its week starts when the contain succeeds, now, although
+    // the job became effective 60 days ago.
+    let h = harness(&["contain:x", "delayed:g2"], vec![], "").await;
+    let before = Utc::now();
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!((summary.done, summary.scheduled), (1, 1), "{summary:?}");
+    let due = summary.next_due.expect("a due time");
+    let week = chrono::Duration::days(7);
+    assert!(
+        due >= before + week && due <= Utc::now() + week,
+        "due {due}, a week after the contain"
+    );
+    assert_eq!(
+        h.conn.calls.lock().expect("lock").len(),
+        1,
+        "the delayed action did not run"
+    );
 }

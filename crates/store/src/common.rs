@@ -537,6 +537,27 @@ macro_rules! impl_store {
                 row.as_ref().map($crate::common::decode_action).transpose()
             }
 
+            async fn unverified(
+                &self,
+                plan: Option<&::revoke_core::PlanId>,
+                finished_by: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Vec<$crate::ActionRecord>, $crate::StoreError> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::common::action_columns!(),
+                    " FROM actions WHERE state IN ('done', 'already_done', 'skipped') AND manual = FALSE \
+                       AND verdict_json IS NULL AND finished_at <= $1 \
+                       AND (CAST($2 AS TEXT) IS NULL OR plan_id = $2) \
+                     ORDER BY plan_id, seq"
+                ))
+                .bind($crate::common::micros(finished_by))
+                .bind(plan.map(|p| p.0.as_str()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map($crate::common::decode_action).collect()
+            }
+
             async fn lease_due(
                 &self,
                 plan: Option<&::revoke_core::PlanId>,
@@ -1002,7 +1023,7 @@ pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::mig
 }
 
 /// How many migrations a backend has: `Store::ready` checks that all of them ran.
-pub(crate) const MIGRATIONS: i64 = 3;
+pub(crate) const MIGRATIONS: i64 = 4;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -62,6 +62,15 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
 
     async fn action(&self, id: &ActionId) -> Result<Option<ActionRecord>, StoreError>;
 
+    /// Applied actions (done, already done, skipped; never manual) that have no verdict and
+    /// finished at or before `finished_by`, of one plan or of all: an executor that died between
+    /// recording the result and reading it back left them so.
+    async fn unverified(
+        &self,
+        plan: Option<&PlanId>,
+        finished_by: DateTime<Utc>,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
+
     /// Leases up to `limit` runnable actions for `owner` until `now + ttl`, so no other executor
     /// runs them at once. Runnable: state `Pending` (or `Running` with an expired lease, i.e. an
     /// executor died), `not_before` and `next_attempt_at` not after `now`, not a manual action,

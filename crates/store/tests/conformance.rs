@@ -15,7 +15,7 @@ use revoke_core::{
     PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
-    verify_chain, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget, IntakeRef,
+    verify_chain, ActionRecord, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget, IntakeRef,
     JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore, Store, StoreError,
 };
 
@@ -113,6 +113,9 @@ conformance!(
     lease_respects_not_before,
     lease_respects_dependencies,
     lease_can_be_limited_to_one_plan,
+    lease_takes_earlier_phases_first_across_plans,
+    grace_counts_from_the_last_prerequisite,
+    unverified_lists_applied_actions_without_a_verdict,
     manual_actions_are_never_leased,
     concurrent_leasers_never_share_an_action,
     expired_lease_is_taken_over,
@@ -168,6 +171,8 @@ struct Spec {
     target: String,
     deps: Vec<usize>,
     not_before: Option<DateTime<Utc>>,
+    phase: Phase,
+    grace: Option<Duration>,
 }
 
 fn op(kind: &'static str, target: &str) -> Spec {
@@ -177,6 +182,8 @@ fn op(kind: &'static str, target: &str) -> Spec {
         target: target.to_string(),
         deps: vec![],
         not_before: None,
+        phase: Phase::Revoke,
+        grace: None,
     }
 }
 
@@ -194,6 +201,14 @@ impl Spec {
     }
     fn not_before(mut self, t: DateTime<Utc>) -> Spec {
         self.not_before = Some(t);
+        self
+    }
+    fn phase(mut self, phase: Phase) -> Spec {
+        self.phase = phase;
+        self
+    }
+    fn grace(mut self, grace: Duration) -> Spec {
+        self.grace = Some(grace);
         self
     }
 }
@@ -226,10 +241,10 @@ fn make_plan(name: &str, specs: Vec<Spec>) -> Plan {
             phase: if s.connector == revoke_core::MANUAL_CONNECTOR {
                 Phase::Manual
             } else {
-                Phase::Revoke
+                s.phase
             },
             not_before: s.not_before,
-            grace: None,
+            grace: s.grace,
             account: (s.connector != revoke_core::MANUAL_CONNECTOR).then(|| AccountPin {
                 id: format!("id-of-{name}"),
                 id_kind: "user id".into(),
@@ -285,6 +300,19 @@ async fn run_once(h: &Harness, id: &ActionId, now: DateTime<Utc>, result: Attemp
         got.contains(id),
         "{id} should be leasable at {now}, got {got:?}"
     );
+    let n = h
+        .store
+        .begin_attempt(id, "runner", now)
+        .await
+        .expect("attempt begins");
+    h.store
+        .finish_attempt(id, "runner", n, &result, now)
+        .await
+        .expect("attempt finishes");
+}
+
+/// Runs one attempt of `id`, which "runner" has leased already, and finishes it with `result`.
+async fn finish_leased(h: &Harness, id: &ActionId, now: DateTime<Utc>, result: AttemptResult) {
     let n = h
         .store
         .begin_attempt(id, "runner", now)
@@ -490,6 +518,116 @@ async fn lease_respects_dependencies(h: Harness) {
         vec![c.clone()],
         "already_done counts as success"
     );
+}
+
+async fn lease_takes_earlier_phases_first_across_plans(h: Harness) {
+    // Recorded first and earliest in plan order, but a delete: it waits for every due contain
+    // and revoke action of every plan.
+    let p1 = make_plan("one", vec![op("delete", "uid=a").phase(Phase::Delete)]);
+    let p2 = make_plan(
+        "two",
+        vec![
+            op("remove", "cn=g").phase(Phase::Revoke),
+            op("lock", "uid=b").phase(Phase::Contain),
+            op("rotate", "key=k").phase(Phase::Transfer),
+        ],
+    );
+    insert(&h, &p1).await;
+    insert(&h, &p2).await;
+    let mut order = Vec::new();
+    for i in 0..4 {
+        let got = h
+            .store
+            .lease_due(None, &format!("w{i}"), at(0), HOUR, 1)
+            .await
+            .expect("lease_due works");
+        assert_eq!(got.len(), 1, "one action per call");
+        order.push(got[0].action.kind.0.clone());
+    }
+    assert_eq!(order, ["lock", "rotate", "remove", "delete"]);
+    // The same within one plan.
+    let p3 = make_plan(
+        "three",
+        vec![
+            op("delete", "uid=c").phase(Phase::Delete),
+            op("lock", "uid=c").phase(Phase::Contain),
+        ],
+    );
+    insert(&h, &p3).await;
+    let got = h
+        .store
+        .lease_due(Some(&p3.id), "w", at(0), HOUR, 1)
+        .await
+        .expect("lease_due works");
+    assert_eq!(got[0].action.kind.0, "lock");
+}
+
+async fn grace_counts_from_the_last_prerequisite(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("rotate", "key=1").phase(Phase::Transfer),
+            op("rotate", "key=2").phase(Phase::Transfer),
+            op("delete_old", "key=1")
+                .phase(Phase::Delete)
+                .after(&[0, 1])
+                .grace(HOUR),
+        ],
+    );
+    insert(&h, &plan).await;
+    let (a, b, c) = (
+        &plan.actions[0].id,
+        &plan.actions[1].id,
+        &plan.actions[2].id,
+    );
+    assert_eq!(lease(&h, "runner", at(0)).await, vec![a.clone(), b.clone()]);
+    finish_leased(&h, a, at(0), done()).await;
+    let rec = h.store.action(c).await.expect("reads").expect("exists");
+    assert_eq!(rec.action.not_before, Some(at(3600)), "one prerequisite done");
+    finish_leased(&h, b, at(100), done()).await;
+    let rec = h.store.action(c).await.expect("reads").expect("exists");
+    assert_eq!(
+        rec.action.not_before,
+        Some(at(100 + 3600)),
+        "due a grace after the last prerequisite succeeded"
+    );
+    assert!(lease(&h, "x", at(100 + 3599)).await.is_empty());
+    assert_eq!(lease(&h, "x", at(100 + 3600)).await, vec![c.clone()]);
+    // The plan as recorded is unchanged: the store's due time moved, not the reviewed plan.
+    let back = h.store.plan(&plan.id).await.expect("reads").expect("exists");
+    assert_eq!(back.actions[2].not_before, None);
+}
+
+async fn unverified_lists_applied_actions_without_a_verdict(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![op("lock", "uid=a"), op("lock", "uid=b"), manual("laptop")],
+    );
+    insert(&h, &plan).await;
+    let (a, b) = (&plan.actions[0].id, &plan.actions[1].id);
+    assert_eq!(lease(&h, "runner", at(0)).await, vec![a.clone(), b.clone()]);
+    finish_leased(&h, a, at(0), done()).await;
+    finish_leased(&h, b, at(10), AttemptResult::Succeeded(Outcome::AlreadyDone)).await;
+    h.store
+        .record_verdict(a, &Verdict::Confirmed, "runner", at(1))
+        .await
+        .expect("verdict");
+    let ids = |v: Vec<ActionRecord>| v.into_iter().map(|r| r.action.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(h.store.unverified(None, at(20)).await.expect("reads")),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        ids(h.store.unverified(Some(&plan.id), at(20)).await.expect("reads")),
+        vec![b.clone()]
+    );
+    assert!(h.store.unverified(None, at(5)).await.expect("reads").is_empty(), "finished after the bound");
+    assert!(h
+        .store
+        .unverified(Some(&PlanId("other".into())), at(20))
+        .await
+        .expect("reads")
+        .is_empty());
 }
 
 async fn lease_can_be_limited_to_one_plan(h: Harness) {

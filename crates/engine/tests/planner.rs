@@ -1,0 +1,612 @@
+//! The planner's safety rules, independent of any vendor: protected accounts are recognised by
+//! every identifier they answer to and cost only their own actions; every action is pinned to the
+//! account it touches; a subject's later phases depend on its earlier ones. Ends with a property
+//! test over random plans run by the real executor on a SQLite store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use revoke_core::{
+    Account, Action, ActionKey, ActionKind, Connector, ConnectorError, Discovery, Job, JobId,
+    Journal, Outcome, Phase, Plan, PlanId, ProposedAction, Risk, Subject, Verdict,
+};
+use revoke_engine::{plan_jobs, Connectors, EngineError, Executor};
+use revoke_store::{ActionState, SqliteStore, Store};
+
+/// One proposal of the fake connector: (kind, target, phase, account id, afters by index).
+#[derive(Debug, Clone)]
+struct Prop {
+    kind: &'static str,
+    target: String,
+    phase: Phase,
+    account: String,
+    after: Vec<usize>,
+}
+
+/// A connector whose discovery and plan are given, and whose apply answers from a script and
+/// records the order of calls.
+#[derive(Debug, Default)]
+struct Fake {
+    name: String,
+    /// subject id -> (accounts, proposals)
+    world: BTreeMap<String, (Vec<Account>, Vec<Prop>)>,
+    /// targets whose apply fails for good
+    failing: BTreeSet<String>,
+    calls: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[async_trait]
+impl Connector for Fake {
+    fn instance(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
+        let mut d = Discovery::not_found(&self.name, &subject.id);
+        if let Some((accounts, _)) = self.world.get(&subject.id) {
+            d.found = true;
+            d.accounts = accounts.clone();
+        }
+        Ok(d)
+    }
+    fn plan(&self, subject: &Subject, _: &Discovery) -> Vec<ProposedAction> {
+        let Some((_, props)) = self.world.get(&subject.id) else {
+            return vec![];
+        };
+        props
+            .iter()
+            .map(|p| ProposedAction {
+                kind: ActionKind::from(p.kind),
+                target: p.target.clone(),
+                params: BTreeMap::new(),
+                phase: p.phase,
+                after: p
+                    .after
+                    .iter()
+                    .map(|i| (ActionKind::from(props[*i].kind), props[*i].target.clone()))
+                    .collect(),
+                summary: format!("{} {}", p.kind, p.target),
+                account: p.account.clone(),
+                delay: None,
+            })
+            .collect()
+    }
+    async fn apply(
+        &self,
+        action: &Action,
+        _: &ActionKey,
+        _: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((action.connector.clone(), action.target.clone()));
+        if self.failing.contains(&action.target) {
+            return Err(ConnectorError::permanent("denied", "scripted failure"));
+        }
+        Ok(Outcome::Done)
+    }
+    async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
+        Ok(Verdict::Confirmed)
+    }
+}
+
+fn job(subject: &str, risk: Risk) -> Job {
+    Job {
+        id: JobId(format!("job-{subject}")),
+        subject: Subject::new(subject),
+        reason: "left".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }
+}
+
+fn config(protected: &[&str], extra: &str) -> revoke_config::Config {
+    let list: Vec<String> = protected.iter().map(|p| format!("{p:?}")).collect();
+    revoke_config::load_str(&format!(
+        "[protected]\naccounts = [{}]\n[executor.retry]\nbase_ms = 5\ncap_ms = 10\nmax_attempts = 2\n{extra}\n",
+        list.join(", ")
+    ))
+    .expect("config")
+}
+
+fn prop(kind: &'static str, target: &str, phase: Phase, account: &str, after: &[usize]) -> Prop {
+    Prop {
+        kind,
+        target: target.into(),
+        phase,
+        account: account.into(),
+        after: after.to_vec(),
+    }
+}
+
+/// dana's directory: her own account, and the service user `admin` she owns, which answers to
+/// its DN, an email and an employee number too.
+fn dana() -> Fake {
+    let own = Account::new("uuid-dana", "entryUUID", "uid=dana,ou=people,dc=acme,dc=test")
+        .answers_to(["dana", "dana@example.org"]);
+    let admin = Account::new(
+        "uuid-admin",
+        "entryUUID",
+        "uid=admin,ou=admins,ou=people,dc=acme,dc=test",
+    )
+    .answers_to(["admin", "root@acme.test", "1"])
+    .matched_by("tag owner = dana@example.org");
+    Fake {
+        name: "dir".into(),
+        world: BTreeMap::from([(
+            "dana@example.org".to_string(),
+            (
+                vec![own, admin],
+                vec![
+                    prop("lock", "dana", Phase::Contain, "uuid-dana", &[]),
+                    prop("revoke", "dana/g1", Phase::Revoke, "uuid-dana", &[]),
+                    prop("delete", "dana", Phase::Delete, "uuid-dana", &[]),
+                    prop("rotate", "admin/key", Phase::Transfer, "uuid-admin", &[]),
+                    // dana's own action that waits for admin's rotation
+                    prop("notify", "dana/after-rotate", Phase::Revoke, "uuid-dana", &[3]),
+                ],
+            ),
+        )]),
+        ..Default::default()
+    }
+}
+
+fn plan_for(fake: Fake, protected: &[&str], subject: &str) -> Result<Plan, EngineError> {
+    let fake = Arc::new(fake);
+    let connectors: Connectors = [(fake.name.clone(), fake.clone() as Arc<dyn Connector>)].into();
+    let jobs = vec![job(subject, Risk::High)];
+    let discoveries: Vec<Discovery> = futures_block(&fake, &jobs);
+    plan_jobs(
+        &config(protected, ""),
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("p".into()),
+        Utc::now(),
+    )
+}
+
+fn futures_block(fake: &Arc<Fake>, jobs: &[Job]) -> Vec<Discovery> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    jobs.iter()
+        .map(|j| rt.block_on(fake.discover(&j.subject)).expect("discover"))
+        .collect()
+}
+
+fn targets(p: &Plan) -> BTreeSet<String> {
+    p.actions.iter().map(|a| a.target.clone()).collect()
+}
+
+#[test]
+fn a_protected_account_is_matched_on_every_identifier_and_costs_only_its_own_actions() {
+    let everyone: BTreeSet<String> = [
+        "dana",
+        "dana/g1",
+        "dana/after-rotate",
+        "admin/key",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let all = targets(&plan_for(dana(), &[], "dana@example.org").expect("plan"));
+    assert_eq!(all, everyone, "unprotected, everything is planned");
+    // The service user, named by any identifier it answers to, in any spelling.
+    for entry in [
+        "admin",
+        "ADMIN",
+        "root@ACME.test",
+        "1",
+        "uuid-admin",
+        "UID=admin, OU=admins, OU=people, DC=acme, DC=test",
+    ] {
+        let p = plan_for(dana(), &[entry], "dana@example.org").expect("plan");
+        assert_eq!(
+            targets(&p),
+            ["dana", "dana/g1"].into_iter().map(String::from).collect(),
+            "{entry}: only admin's rotation and what waits for it are left out"
+        );
+        assert!(
+            p.notes.iter().any(|n| n.message.contains("protected account uid=admin")
+                && n.message.contains("left out 1 action(s)")
+                && n.message.contains("1 more that depend on them")),
+            "{entry}: {:?}",
+            p.notes
+        );
+        assert!(
+            p.actions.iter().all(|a| a.account.as_ref().is_some_and(|pin| pin.id == "uuid-dana")),
+            "every action left is pinned to dana"
+        );
+    }
+    // A near miss protects nothing.
+    for entry in ["admins", "root", "uid=admin,ou=people,dc=acme,dc=test", "11"] {
+        let p = plan_for(dana(), &[entry], "dana@example.org").expect("plan");
+        assert_eq!(targets(&p), everyone, "{entry}");
+        assert!(p.notes.is_empty(), "{entry}: {:?}", p.notes);
+    }
+    // dana herself, by the email her account answers to: everything of hers goes; admin's
+    // rotation (its own account) stays but nothing of dana's.
+    let p = plan_for(dana(), &["DANA"], "dana@example.org").expect("plan");
+    assert_eq!(
+        targets(&p),
+        ["admin/key"].into_iter().map(String::from).collect()
+    );
+}
+
+#[test]
+fn actions_are_pinned_to_the_discovered_account() {
+    let p = plan_for(dana(), &[], "dana@example.org").expect("plan");
+    let pin = |t: &str| {
+        p.actions
+            .iter()
+            .find(|a| a.target == t)
+            .and_then(|a| a.account.clone())
+            .expect("pinned")
+    };
+    assert_eq!(pin("admin/key").id, "uuid-admin");
+    assert_eq!(pin("admin/key").id_kind, "entryUUID");
+    assert_eq!(pin("dana").name, "uid=dana,ou=people,dc=acme,dc=test");
+    // The identity is part of the snapshot: an account re-created under the same name makes
+    // the plan's fingerprint differ.
+    let mut other = dana();
+    other.world.get_mut("dana@example.org").expect("dana").0[0].id = "uuid-new-hire".into();
+    if let Some(props) = other.world.get_mut("dana@example.org").map(|w| &mut w.1) {
+        for p in props.iter_mut().filter(|p| p.account == "uuid-dana") {
+            p.account = "uuid-new-hire".into();
+        }
+    }
+    let q = plan_for(other, &[], "dana@example.org").expect("plan");
+    assert_ne!(p.fingerprint, q.fingerprint);
+    assert!(p
+        .snapshot
+        .diff(&q.snapshot)
+        .iter()
+        .any(|c| c.to_string().contains("uuid-dana -> uuid-new-hire")));
+}
+
+#[test]
+fn a_proposal_that_names_no_discovered_account_is_a_broken_contract() {
+    let mut f = dana();
+    f.world.get_mut("dana@example.org").expect("dana").1[1].account = "someone".into();
+    match plan_for(f, &[], "dana@example.org") {
+        Err(EngineError::Contract { connector, message }) => {
+            assert_eq!(connector, "dir");
+            assert!(message.contains("\"someone\""), "{message}");
+        }
+        other => panic!("expected a contract error, found {other:?}"),
+    }
+}
+
+#[test]
+fn later_phases_depend_on_every_earlier_phase_of_the_subject() {
+    let p = plan_for(dana(), &[], "dana@example.org").expect("plan");
+    let id = |t: &str| {
+        p.actions
+            .iter()
+            .find(|a| a.target == t)
+            .map(|a| a.id.clone())
+            .expect(t)
+    };
+    let deps = |t: &str| -> BTreeSet<String> {
+        p.actions
+            .iter()
+            .find(|a| a.target == t)
+            .map(|a| a.depends_on.iter().map(|d| d.0.clone()).collect())
+            .expect(t)
+    };
+    // contain: dana; transfer: admin/key; revoke: dana/g1, dana/after-rotate; delete: dana
+    assert!(deps("admin/key").contains(&id("dana").0));
+    assert!(deps("dana/g1").contains(&id("admin/key").0));
+    let delete = p
+        .actions
+        .iter()
+        .find(|a| a.phase == Phase::Delete)
+        .expect("delete");
+    let d: BTreeSet<String> = delete.depends_on.iter().map(|x| x.0.clone()).collect();
+    assert!(d.contains(&id("dana/g1").0) && d.contains(&id("dana/after-rotate").0));
+}
+
+/// Two connectors: their phases are independent by default, chained under
+/// `phase_order = "across_connectors"`.
+#[test]
+fn the_policy_can_order_phases_across_connectors() {
+    let mk = |name: &str| Fake {
+        name: name.into(),
+        world: BTreeMap::from([(
+            "eve".to_string(),
+            (
+                vec![Account::new(format!("{name}-eve"), "id", "eve")],
+                vec![
+                    prop("lock", "eve", Phase::Contain, &format!("{name}-eve"), &[]),
+                    prop("revoke", "eve/g", Phase::Revoke, &format!("{name}-eve"), &[]),
+                ],
+            ),
+        )]),
+        ..Default::default()
+    };
+    let (a, b) = (Arc::new(mk("a")), Arc::new(mk("b")));
+    let connectors: Connectors = [
+        ("a".to_string(), a.clone() as Arc<dyn Connector>),
+        ("b".to_string(), b.clone() as Arc<dyn Connector>),
+    ]
+    .into();
+    let jobs = vec![job("eve", Risk::High)];
+    let mut discoveries = futures_block(&a, &jobs);
+    discoveries.extend(futures_block(&b, &jobs));
+    for (extra, crosses) in [
+        ("", false),
+        ("[policies.default]\nphase_order = \"across_connectors\"\n", true),
+    ] {
+        let p = plan_jobs(
+            &config(&[], extra),
+            &connectors,
+            jobs.clone(),
+            &discoveries,
+            PlanId("p".into()),
+            Utc::now(),
+        )
+        .expect("plan");
+        let revoke_a = p
+            .actions
+            .iter()
+            .find(|a| a.connector == "a" && a.phase == Phase::Revoke)
+            .expect("revoke in a");
+        let lock_b = p
+            .actions
+            .iter()
+            .find(|a| a.connector == "b" && a.phase == Phase::Contain)
+            .expect("lock in b");
+        assert_eq!(revoke_a.depends_on.contains(&lock_b.id), crosses, "{extra}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property: random subjects, accounts, identifiers, protected lists and failures.
+
+const POOL: [&str; 12] = [
+    "admin",
+    "root@acme.test",
+    "1",
+    "svc-build",
+    "dana",
+    "dana@example.org",
+    "uid=admin,ou=admins,dc=acme,dc=test",
+    "uid=dana,ou=people,dc=acme,dc=test",
+    "ivan",
+    "1004",
+    "zoe@vendorx.test",
+    "arn:aws:iam::111122223333:user/admin",
+];
+
+/// The same identifier as an operator might write it in the protected list.
+fn respell(id: &str, rng: &mut StdRng) -> String {
+    match rng.random_range(0..3) {
+        0 => id.to_uppercase(),
+        1 if id.contains("=") => id.replace(',', ", ").to_uppercase(),
+        _ => format!(" {id} "),
+    }
+}
+
+struct World {
+    fakes: Vec<Arc<Fake>>,
+    jobs: Vec<Job>,
+    protected: Vec<String>,
+    /// canonical identifiers the protected list names (written independently of the planner)
+    protected_ids: BTreeSet<String>,
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_lowercase().replace(", ", ",")
+}
+
+fn random_world(seed: u64) -> World {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let phases = [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete];
+    let subjects: Vec<String> = (0..rng.random_range(1..4)).map(|i| format!("s{i}")).collect();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let mut fakes = Vec::new();
+    for c in 0..rng.random_range(1..4) {
+        let name = format!("c{c}");
+        let mut fake = Fake {
+            name: name.clone(),
+            calls: calls.clone(),
+            ..Default::default()
+        };
+        for s in &subjects {
+            if rng.random_bool(0.2) {
+                continue;
+            }
+            let accounts: Vec<Account> = (0..rng.random_range(1..4))
+                .map(|a| {
+                    let ids: Vec<&str> = (0..rng.random_range(0..3))
+                        .map(|_| POOL[rng.random_range(0..POOL.len())])
+                        .collect();
+                    Account::new(format!("{name}-{s}-a{a}"), "id", format!("{s}-a{a}"))
+                        .answers_to(ids)
+                })
+                .collect();
+            let mut props: Vec<Prop> = Vec::new();
+            for i in 0..rng.random_range(1..9) {
+                let after: Vec<usize> = (0..i).filter(|_| rng.random_bool(0.2)).collect();
+                let account = accounts[rng.random_range(0..accounts.len())].id.clone();
+                props.push(Prop {
+                    kind: "act",
+                    target: format!("{s}-t{i}"),
+                    phase: phases[rng.random_range(0..phases.len())],
+                    account,
+                    after,
+                });
+                if rng.random_bool(0.15) {
+                    fake.failing.insert(format!("{s}-t{i}"));
+                }
+            }
+            fake.world.insert(s.clone(), (accounts, props));
+        }
+        fakes.push(Arc::new(fake));
+    }
+    let n = rng.random_range(0..3);
+    let chosen: Vec<&str> = (0..n).map(|_| POOL[rng.random_range(0..POOL.len())]).collect();
+    World {
+        protected: chosen.iter().map(|p| respell(p, &mut rng)).collect(),
+        protected_ids: chosen.iter().map(|p| norm(p)).collect(),
+        jobs: subjects.iter().map(|s| job(s, Risk::High)).collect(),
+        fakes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_protected_account_is_touched_and_no_phase_runs_before_the_earlier_ones_succeeded() {
+    let mut ran = 0usize;
+    for seed in 0..60u64 {
+        let w = random_world(seed);
+        let connectors: Connectors = w
+            .fakes
+            .iter()
+            .map(|f| (f.name.clone(), f.clone() as Arc<dyn Connector>))
+            .collect();
+        let protected: Vec<&str> = w.protected.iter().map(String::as_str).collect();
+        let config = config(&protected, "[policies.default]\nretention_days = 0\n");
+        let discoveries = revoke_engine::discover(&config, &connectors, &w.jobs)
+            .await
+            .expect("discover");
+        let plan = plan_jobs(
+            &config,
+            &connectors,
+            w.jobs.clone(),
+            &discoveries,
+            PlanId(format!("p{seed}")),
+            Utc::now(),
+        );
+        let plan = match plan {
+            Ok(p) => p,
+            Err(EngineError::UnknownSubject { .. }) => continue,
+            Err(e) => panic!("seed {seed}: {e}"),
+        };
+        // 1. No action targets an account any of whose identifiers is protected, and every
+        //    action of an unprotected account is planned unless it depends on a left-out one.
+        let accounts: BTreeMap<(String, String), Account> = w
+            .fakes
+            .iter()
+            .flat_map(|f| {
+                f.world.values().flat_map(move |(accts, _)| {
+                    accts.iter().map(move |a| ((f.name.clone(), a.id.clone()), a.clone()))
+                })
+            })
+            .collect();
+        let is_protected = |a: &Account| {
+            a.all_identifiers()
+                .any(|i| w.protected_ids.contains(&norm(i)))
+        };
+        for a in &plan.actions {
+            let pin = a.account.as_ref().expect("pinned");
+            let acct = &accounts[&(a.connector.clone(), pin.id.clone())];
+            assert!(
+                !is_protected(acct),
+                "seed {seed}: {} touches protected {}",
+                a.id,
+                pin.id
+            );
+        }
+        for f in &w.fakes {
+            for (s, (accts, props)) in &f.world {
+                let mut out: BTreeSet<usize> = BTreeSet::new();
+                loop {
+                    let before = out.len();
+                    for (i, p) in props.iter().enumerate() {
+                        let acct = accts.iter().find(|a| a.id == p.account).expect("account");
+                        if is_protected(acct) || p.after.iter().any(|j| out.contains(j)) {
+                            out.insert(i);
+                        }
+                    }
+                    if out.len() == before {
+                        break;
+                    }
+                }
+                for (i, p) in props.iter().enumerate() {
+                    let planned = plan
+                        .actions
+                        .iter()
+                        .any(|a| a.connector == f.name && a.target == p.target);
+                    assert_eq!(
+                        planned,
+                        !out.contains(&i),
+                        "seed {seed}: {} {s} {} planned={planned}",
+                        f.name,
+                        p.target
+                    );
+                }
+            }
+        }
+        // 2. Run it: no later-phase action of a subject is sent before every earlier-phase
+        //    action of that subject (in that connector) succeeded.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
+        let exec = Executor::new(store.clone(), connectors.clone(), &config, "prop");
+        exec.record(&plan).await.expect("record");
+        exec.run_plan(&plan.id).await.expect("run");
+        let calls = w.fakes[0].calls.lock().expect("lock").clone();
+        let records = store.actions(&plan.id).await.expect("actions");
+        let state: BTreeMap<(String, String), ActionState> = records
+            .iter()
+            .map(|r| ((r.action.connector.clone(), r.action.target.clone()), r.state))
+            .collect();
+        for (i, (c, t)) in calls.iter().enumerate() {
+            let a = plan
+                .actions
+                .iter()
+                .find(|a| &a.connector == c && &a.target == t)
+                .expect("called action is planned");
+            for b in plan.actions.iter().filter(|b| {
+                b.connector == a.connector && b.job_id == a.job_id && b.phase < a.phase
+            }) {
+                let called_before = calls[..i]
+                    .iter()
+                    .any(|(c2, t2)| c2 == &b.connector && t2 == &b.target);
+                assert!(
+                    called_before && state[&(b.connector.clone(), b.target.clone())].is_success(),
+                    "seed {seed}: {} ({}) ran though {} ({}) had not succeeded before it",
+                    a.target,
+                    a.phase,
+                    b.target,
+                    b.phase
+                );
+            }
+            ran += 1;
+        }
+        // and a failed action blocks every later phase of its subject
+        for r in &records {
+            if r.state == ActionState::Failed {
+                for later in records.iter().filter(|x| {
+                    x.action.connector == r.action.connector
+                        && x.action.job_id == r.action.job_id
+                        && x.action.phase > r.action.phase
+                        && x.action.phase <= Phase::Delete
+                }) {
+                    assert_eq!(
+                        later.state,
+                        ActionState::Blocked,
+                        "seed {seed}: {} after failed {}",
+                        later.action.target,
+                        r.action.target
+                    );
+                }
+            }
+        }
+    }
+    assert!(ran > 100, "the property saw real runs ({ran} calls)");
+}
