@@ -620,3 +620,40 @@ async fn a_grace_period_counts_from_its_prerequisites_not_the_effective_date() {
         "the delayed action did not run"
     );
 }
+
+#[tokio::test]
+async fn the_work_loop_reads_back_what_a_dead_executor_left_unverified() {
+    let h = harness(&["a"], vec![], "").await;
+    h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 1);
+    // Applied two minutes ago by an executor that died before reading it back.
+    let raw = h.conn.raw.lock().expect("lock").clone().expect("raw");
+    raw.execute_raw(&format!(
+        "UPDATE actions SET verdict_json = NULL, verified_at = NULL, finished_at = {}",
+        (Utc::now() - chrono::Duration::minutes(2)).timestamp_micros()
+    ))
+    .await
+    .expect("verdict removed");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let exec = h.exec.clone();
+    let worker = tokio::spawn(async move {
+        exec.work(
+            stop_rx,
+            Arc::new(tokio::sync::Notify::new()),
+            Duration::from_millis(20),
+            2,
+            Duration::from_secs(1),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.conn.verified.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    worker.await.expect("joined").expect("work");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 2, "read back once");
+    assert_eq!(h.conn.calls.lock().expect("lock").len(), 1, "not sent again");
+    let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
+    assert_eq!(rec.verdict, Some(Verdict::Confirmed));
+}
