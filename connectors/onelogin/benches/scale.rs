@@ -80,21 +80,10 @@ async fn main() {
     let job = JobId("bench".into());
     let mut all: Vec<Action> = Vec::new();
     for (s, d) in subjects.iter().zip(&found) {
-        for p in conn.plan(s, d) {
-            all.push(Action {
-                id: ActionId::derive(&job, OL, &p.kind, &p.target),
-                job_id: job.clone(),
-                connector: OL.into(),
-                kind: p.kind.clone(),
-                target: p.target.clone(),
-                params: p.params.clone(),
-                depends_on: vec![],
-                phase: p.phase,
-                not_before: None,
-                key: ActionKey::derive(&job, OL, &p.kind, &p.target),
-                summary: p.summary.clone(),
-            });
-        }
+        all.extend(
+            Action::from_proposals(&job, OL, d, conn.plan(s, d))
+                .expect("the proposals name discovered accounts"),
+        );
     }
     ol.clear_requests();
     let t = Instant::now();

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use reqwest::Method;
-use revoke_core::{ConnectorError, Discovery, Finding, Subject};
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use serde_json::Value;
 
 use crate::classify;
@@ -61,6 +61,19 @@ pub struct User {
     pub username: String,
     pub status: u64,
     pub role_ids: Vec<u64>,
+}
+
+impl User {
+    /// The user as an [`Account`]: pinned to its numeric id, answering to username and email.
+    pub fn account(&self) -> Account {
+        let name = if self.username.is_empty() {
+            &self.email
+        } else {
+            &self.username
+        };
+        Account::new(self.id.to_string(), "OneLogin user id", name.as_str())
+            .answers_to([self.username.as_str(), self.email.as_str()])
+    }
 }
 
 pub fn parse_user(v: &Value) -> Option<User> {
@@ -183,12 +196,7 @@ pub async fn discover_many(
     let mut names: Option<HashMap<u64, String>> = None;
     let mut out = Vec::with_capacity(subjects.len());
     for s in subjects {
-        let mut d = Discovery {
-            connector: instance.to_string(),
-            subject: s.id.clone(),
-            found: false,
-            findings: Vec::new(),
-        };
+        let mut d = Discovery::not_found(instance, s.id.clone());
         let Some((field, value)) = identifier(cfg, instance, s) else {
             out.push(d);
             continue;
@@ -202,6 +210,8 @@ pub async fn discover_many(
             continue;
         };
         d.found = true;
+        d.accounts
+            .push(user.account().matched_by(format!("{field} = {value}")));
         let attrs: BTreeMap<String, String> = [
             ("user_id", user.id.to_string()),
             ("email", user.email.clone()),

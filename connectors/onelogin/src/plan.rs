@@ -45,7 +45,7 @@ pub fn plan(cfg: &OneLoginConfig, d: &Discovery) -> Vec<ProposedAction> {
         phase,
         after,
         summary,
-        account: who.clone(),
+        account: user_id.clone(),
         delay: None,
     };
     let suspend = (ActionKind::from(SUSPEND_USER), user_target.clone());

@@ -12,7 +12,7 @@ use revoke_connector_onelogin::{
     LOGOUT_USER, REMOVE_ROLE, ROLE_MEMBERSHIP, SUSPEND_USER,
 };
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, MemoryJournal,
+    Action, ActionId, Connector, ConnectorError, ConnectorFactory, Discovery, JobId, MemoryJournal,
     Outcome, Phase, ProposedAction, Subject, Verdict,
 };
 use revoke_testkit::onelogin::{status, OneloginStandin};
@@ -57,24 +57,9 @@ fn subject(email: &str) -> Subject {
     s
 }
 
-fn actions(job: &str, proposed: &[ProposedAction]) -> Vec<Action> {
-    let job = JobId(job.to_string());
-    proposed
-        .iter()
-        .map(|p| Action {
-            id: ActionId::derive(&job, OL, &p.kind, &p.target),
-            job_id: job.clone(),
-            connector: OL.into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: vec![],
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, OL, &p.kind, &p.target),
-            summary: p.summary.clone(),
-        })
-        .collect()
+fn actions(job: &str, d: &Discovery, proposed: Vec<ProposedAction>) -> Vec<Action> {
+    Action::from_proposals(&JobId(job.to_string()), OL, d, proposed)
+        .expect("the proposals name discovered accounts")
 }
 
 /// Plans every subject; returns the actions of all of them.
@@ -82,7 +67,7 @@ async fn plan_all(conn: &OneLoginConnector, subjects: &[Subject]) -> Vec<Action>
     let found = conn.discover_many(subjects).await.expect("discovery");
     let mut out = Vec::new();
     for (s, d) in subjects.iter().zip(&found) {
-        out.extend(actions("job-1", &conn.plan(s, d)));
+        out.extend(actions("job-1", d, conn.plan(s, d)));
     }
     out
 }
@@ -209,7 +194,7 @@ async fn discovery_finds_the_user_its_status_and_roles_and_the_plan_orders_the_a
             (DELETE_USER, Phase::Delete, 3),
         ]
     );
-    assert!(plan.iter().all(|p| p.account == "alice.smith@example.com"));
+    assert!(plan.iter().all(|p| p.account == alice.to_string()));
     // The whole plan for this directory state, as a reviewer reads it.
     let lines: Vec<String> = plan
         .iter()

@@ -201,22 +201,10 @@ async fn run(full: bool) {
     let mut acts = Vec::new();
     for (s, d) in subjects.iter().zip(&ds) {
         let job = JobId(format!("job-{}", s.id));
-        let id = |k: &revoke_core::ActionKind, t: &str| ActionId::derive(&job, "app", k, t);
-        for p in c.plan(s, d) {
-            acts.push(Action {
-                id: id(&p.kind, &p.target),
-                job_id: job.clone(),
-                connector: "app".into(),
-                kind: p.kind.clone(),
-                target: p.target.clone(),
-                params: p.params.clone(),
-                depends_on: p.after.iter().map(|(k, t)| id(k, t)).collect(),
-                phase: p.phase,
-                not_before: None,
-                key: ActionKey::derive(&job, "app", &p.kind, &p.target),
-                summary: p.summary.clone(),
-            });
-        }
+        acts.extend(
+            Action::from_proposals(&job, "app", d, c.plan(s, d))
+                .expect("the proposals name discovered accounts"),
+        );
     }
     let t = Instant::now();
     let mut ok = 0;

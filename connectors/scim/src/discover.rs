@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use revoke_core::{ConnectorError, Discovery, Finding, Subject};
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use serde_json::Value;
 use tracing::debug;
 
@@ -30,6 +30,33 @@ pub fn primary_email(user: &Value) -> Option<&str> {
         .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
         .or_else(|| emails.first())
         .and_then(|e| str_at(e, "value"))
+}
+
+/// The enterprise extension (RFC 7643 §4.3), where `employeeNumber` lives.
+pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The user as an [`Account`]: pinned to its SCIM `id`, answering to its userName, every email
+/// value, its externalId and its employeeNumber.
+pub fn user_account(user: &Value, id: &str) -> Account {
+    let user_name = str_at(user, "userName").unwrap_or_default();
+    let emails = user
+        .get("emails")
+        .and_then(Value::as_array)
+        .map(|es| {
+            es.iter()
+                .filter_map(|e| str_at(e, "value"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let external = str_at(user, "externalId");
+    let employee = user
+        .get(ENTERPRISE_USER)
+        .and_then(|e| str_at(e, "employeeNumber"));
+    Account::new(id, "SCIM id", user_name)
+        .answers_to([user_name])
+        .answers_to(emails)
+        .answers_to(external)
+        .answers_to(employee)
 }
 
 /// Whether the user is active: `active` missing counts as active (RFC 7643 gives no default, and
@@ -94,7 +121,7 @@ pub async fn find_subject(
     cfg: &ScimConfig,
     instance: &str,
     subject: &Subject,
-) -> Result<Option<(Value, MatchBy)>, ConnectorError> {
+) -> Result<Option<(Value, MatchBy, String)>, ConnectorError> {
     for by in &cfg.match_by {
         let value = match by {
             MatchBy::UserName => Some(subject.username_for(instance)),
@@ -104,7 +131,7 @@ pub async fn find_subject(
             continue;
         };
         if let Some(u) = find_by(client, *by, value).await? {
-            return Ok(Some((u, *by)));
+            return Ok(Some((u, *by, value.to_string())));
         }
     }
     Ok(None)
@@ -149,15 +176,10 @@ pub async fn discover(
     instance: &str,
     subject: &Subject,
 ) -> Result<Discovery, ConnectorError> {
-    let not_found = Discovery {
-        connector: instance.into(),
-        subject: subject.id.clone(),
-        found: false,
-        findings: vec![],
-    };
+    let not_found = Discovery::not_found(instance, subject.id.clone());
     // Learn the app's features now, so a wrong token fails discovery rather than the first apply.
     client.features().await?;
-    let Some((user, by)) = find_subject(client, cfg, instance, subject).await? else {
+    let Some((user, by, value)) = find_subject(client, cfg, instance, subject).await? else {
         debug!(connector = %instance, subject = %subject.id, "no scim user for the subject");
         return Ok(not_found);
     };
@@ -200,9 +222,11 @@ pub async fn discover(
     }
     findings.sort();
     debug!(connector = %instance, subject = %subject.id, user_id = %id, groups = findings.len() - 1, "scim discovery");
+    let account = user_account(&user, id).matched_by(format!("{} = {}", by.as_str(), value));
     Ok(Discovery {
         found: true,
         findings,
+        accounts: vec![account],
         ..not_found
     })
 }

@@ -50,7 +50,7 @@ pub fn plan(
             phase: Phase::Contain,
             after: vec![],
             summary: format!("deactivate {user_name} (scim id {id})"),
-            account: user_name.to_string(),
+            account: id.to_string(),
             delay: None,
         });
     }
@@ -80,7 +80,7 @@ pub fn plan(
                 phase: Phase::Revoke,
                 after: after_deactivate.clone(),
                 summary: format!("remove {user_name} from group {shown}"),
-                account: user_name.to_string(),
+                account: id.to_string(),
                 delay: None,
             });
         }
@@ -98,7 +98,7 @@ pub fn plan(
             phase: Phase::Delete,
             after,
             summary: format!("delete {user_name} (scim id {id})"),
-            account: user_name.to_string(),
+            account: id.to_string(),
             delay: None,
         });
     }
@@ -147,6 +147,7 @@ mod tests {
                 ),
                 finding(GROUP_MEMBERSHIP, "g1", &[("display", "eng")]),
             ],
+            accounts: vec![revoke_core::Account::new("u1", "SCIM id", "alice")],
         };
         let p = plan(&cfg(json!({})), "app", &Subject::new("alice"), &d);
         let kinds: Vec<&str> = p.iter().map(|a| a.kind.0.as_str()).collect();
@@ -157,7 +158,7 @@ mod tests {
             p[1].after,
             vec![(ActionKind::from(REMOVE_GROUP_MEMBER), "g1".to_string())]
         );
-        assert!(p.iter().all(|a| a.account == "alice"));
+        assert!(p.iter().all(|a| a.account == "u1"));
 
         let p = plan(
             &cfg(json!({"groups": false, "delete_users": false})),

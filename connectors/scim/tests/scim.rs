@@ -15,8 +15,8 @@ use revoke_connector_scim::{
     SCIM_USER,
 };
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorFactory, Discovery, JobId, MemoryJournal,
-    Outcome, ProposedAction, Subject, Verdict,
+    Action, Connector, ConnectorFactory, Discovery, JobId, MemoryJournal, Outcome, ProposedAction,
+    Subject, Verdict,
 };
 use revoke_testkit::Scim2Server;
 use serde_json::{json, Value};
@@ -124,27 +124,15 @@ fn connector(url: &str, extra: Value) -> Arc<dyn Connector> {
 }
 
 /// The proposals as actions, the way the planner makes them.
-fn actions(proposals: &[ProposedAction]) -> Vec<Action> {
-    let job = JobId("job-1".into());
-    let id_of = |kind: &revoke_core::ActionKind, target: &str| {
-        ActionId::derive(&job, INSTANCE, kind, target)
-    };
-    proposals
-        .iter()
-        .map(|p| Action {
-            id: id_of(&p.kind, &p.target),
-            job_id: job.clone(),
-            connector: INSTANCE.into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: p.after.iter().map(|(k, t)| id_of(k, t)).collect(),
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, INSTANCE, &p.kind, &p.target),
-            summary: p.summary.clone(),
-        })
-        .collect()
+fn actions(d: &Discovery, proposals: Vec<ProposedAction>) -> Vec<Action> {
+    Action::from_proposals(&JobId("job-1".into()), INSTANCE, d, proposals)
+        .expect("the proposals name discovered accounts")
+}
+
+/// Discovers `s` and plans it: the actions as the planner would make them.
+async fn plan_actions(c: &dyn Connector, s: &Subject) -> Vec<Action> {
+    let d = c.discover(s).await.expect("discover");
+    actions(&d, c.plan(s, &d))
 }
 
 async fn apply(c: &dyn Connector, a: &Action) -> Outcome {
@@ -275,7 +263,7 @@ fn render(proposals: &[ProposedAction], names: &[(&str, &str)]) -> Value {
                 json!({
                     "kind": p.kind.0, "target": redact(&p.target), "phase": format!("{:?}", p.phase),
                     "after": after,
-                    "account": p.account, "summary": redact(&p.summary),
+                    "account": redact(&p.account), "summary": redact(&p.summary),
                     "params": p.params.iter().map(|(k, v)| (k.clone(), Value::String(redact(v)))).collect::<serde_json::Map<_, _>>(),
                 })
             })
@@ -367,8 +355,7 @@ async fn apply_end_to_end_then_an_idempotent_rerun_sends_no_write() {
     let (proxy, url) = Proxy::start(&t.url).await;
     let c = connector(&url, json!({}));
 
-    let d = c.discover(&alice()).await.expect("discover");
-    let acts = actions(&c.plan(&alice(), &d));
+    let acts = plan_actions(&*c, &alice()).await;
     let kinds: Vec<&str> = acts.iter().map(|a| a.kind.0.as_str()).collect();
     assert_eq!(kinds, [DEACTIVATE_USER, REMOVE_GROUP_MEMBER, DELETE_USER]);
 
@@ -414,7 +401,7 @@ async fn value_form_and_no_delete() {
         &t.url,
         json!({"deactivate_form": "value", "delete_users": false, "groups": false}),
     );
-    let acts = actions(&c.plan(&alice(), &c.discover(&alice()).await.expect("discover")));
+    let acts = plan_actions(&*c, &alice()).await;
     let kinds: Vec<&str> = acts.iter().map(|a| a.kind.0.as_str()).collect();
     assert_eq!(kinds, [DEACTIVATE_USER]);
     assert_eq!(acts[0].params["form"], "value");
@@ -436,7 +423,7 @@ async fn a_stale_etag_is_read_again_once_then_left_to_the_executor() {
     t.user("alice", None).await;
     let (proxy, url) = Proxy::start(&t.url).await;
     let c = connector(&url, json!({"groups": false}));
-    let acts = actions(&c.plan(&alice(), &c.discover(&alice()).await.expect("discover")));
+    let acts = plan_actions(&*c, &alice()).await;
     let deactivate = &acts[0];
 
     // Changed once between read and write: 412, read again, written.
@@ -519,10 +506,7 @@ async fn hostile_names_find_nothing_or_exactly_their_user() {
         plain
     );
     // An id from the server is one path segment: `../x` as an id cannot reach another resource.
-    let acts = actions(&c.plan(
-        &Subject::new("../x"),
-        &c.discover(&Subject::new("../x")).await.expect("discover"),
-    ));
+    let acts = plan_actions(&*c, &Subject::new("../x")).await;
     assert_eq!(apply(&*c, &acts[0]).await, Outcome::Done);
 }
 
