@@ -55,6 +55,7 @@ pub fn rc_name(rc: u32) -> &'static str {
         69 => "objectClassModsProhibited",
         71 => "affectsMultipleDSAs",
         80 => "other",
+        122 => "assertionFailed",
         _ => "unknown",
     }
 }
@@ -78,6 +79,10 @@ pub fn result(op: &str, dn: &str, res: &LdapResult) -> ConnectorError {
         19 => ConnectorError::conflict("constraint_violation", message),
         68 => ConnectorError::conflict("entry_already_exists", message),
         53 => ConnectorError::permanent("unwilling_to_perform", message),
+        4 => ConnectorError::permanent(
+            "size_limit_exceeded",
+            format!("{message} (the service account's size limit is below what this search returns; raise it, e.g. OpenLDAP `limits dn.exact=<bind_dn> size=unlimited`)"),
+        ),
         10 => ConnectorError::permanent(
             "referral",
             format!("{message} (referrals are not followed; point url at the server that holds the entry)"),
@@ -149,6 +154,7 @@ mod tests {
             (19, "conflict", "constraint_violation"),
             (32, "permanent", "ldap_rc_32"),
             (65, "permanent", "ldap_rc_65"),
+            (4, "permanent", "size_limit_exceeded"),
         ];
         for (rc, class, code) in cases {
             let e = result("modify", "cn=x", &res(*rc));

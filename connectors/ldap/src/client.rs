@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use ldap3::controls::RawControl;
 use ldap3::result::LdapResult;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use revoke_core::ConnectorError;
@@ -163,63 +164,84 @@ impl Client {
         }
     }
 
-    /// Compares one value; the raw result (5 false, 6 true, 16, 32, anything else).
-    pub async fn compare(
-        &self,
-        dn: &str,
-        attr: &str,
-        value: &str,
-    ) -> Result<LdapResult, ConnectorError> {
-        let mut l = self.handle().await?;
-        debug!(connector = %self.instance, dn = %dn, attr = %attr, "ldap compare");
-        match l
-            .with_timeout(self.cfg.timeout())
-            .compare(dn, attr, value)
-            .await
-        {
-            Ok(r) => Ok(r.0),
-            Err(e) => Err(self.fail("compare", dn, e).await),
-        }
-    }
-
+    /// Modifies `dn`; with `assert`, only while the entry matches that filter (RFC 4528).
     pub async fn modify(
         &self,
         dn: &str,
         mods: Vec<Mod<String>>,
+        assert: Option<&Assertion>,
     ) -> Result<LdapResult, ConnectorError> {
         let mut l = self.handle().await?;
-        debug!(connector = %self.instance, dn = %dn, "ldap modify");
-        match l.with_timeout(self.cfg.timeout()).modify(dn, mods).await {
+        debug!(connector = %self.instance, dn = %dn, assertion = ?assert, "ldap modify");
+        let mut op = l.with_timeout(self.cfg.timeout());
+        if let Some(a) = assert {
+            op = op.with_controls(a.control());
+        }
+        match op.modify(dn, mods).await {
             Ok(r) => Ok(r),
             Err(e) => Err(self.fail("modify", dn, e).await),
         }
     }
 
+    /// Moves `dn` under `new_sup`, keeping `rdn`; with `assert`, only while the entry matches.
     pub async fn modifydn(
         &self,
         dn: &str,
         rdn: &str,
         new_sup: &str,
+        assert: Option<&Assertion>,
     ) -> Result<LdapResult, ConnectorError> {
         let mut l = self.handle().await?;
-        debug!(connector = %self.instance, dn = %dn, new_superior = %new_sup, "ldap modrdn");
-        match l
-            .with_timeout(self.cfg.timeout())
-            .modifydn(dn, rdn, false, Some(new_sup))
-            .await
-        {
+        debug!(connector = %self.instance, dn = %dn, new_superior = %new_sup, assertion = ?assert, "ldap modrdn");
+        let mut op = l.with_timeout(self.cfg.timeout());
+        if let Some(a) = assert {
+            op = op.with_controls(a.control());
+        }
+        match op.modifydn(dn, rdn, false, Some(new_sup)).await {
             Ok(r) => Ok(r),
             Err(e) => Err(self.fail("move", dn, e).await),
         }
     }
 
-    pub async fn delete(&self, dn: &str) -> Result<LdapResult, ConnectorError> {
+    /// Deletes `dn`; with `assert`, only while the entry matches.
+    pub async fn delete(
+        &self,
+        dn: &str,
+        assert: Option<&Assertion>,
+    ) -> Result<LdapResult, ConnectorError> {
         let mut l = self.handle().await?;
-        debug!(connector = %self.instance, dn = %dn, "ldap delete");
-        match l.with_timeout(self.cfg.timeout()).delete(dn).await {
+        debug!(connector = %self.instance, dn = %dn, assertion = ?assert, "ldap delete");
+        let mut op = l.with_timeout(self.cfg.timeout());
+        if let Some(a) = assert {
+            op = op.with_controls(a.control());
+        }
+        match op.delete(dn).await {
             Ok(r) => Ok(r),
             Err(e) => Err(self.fail("delete", dn, e).await),
         }
+    }
+}
+
+/// An RFC 4528 assertion sent with a write: the server performs the write only if the entry
+/// still matches the filter (rc 122 assertionFailed otherwise). Sent non-critical, so a server
+/// without the control performs the write as before (OpenLDAP honours it).
+#[derive(Debug, Clone)]
+pub struct Assertion(String);
+
+impl Assertion {
+    /// The filter, checked to parse (ldap3 would panic on one that does not).
+    pub fn new(filter: String) -> Result<Self, ConnectorError> {
+        match ldap3::parse_filter(&filter) {
+            Ok(_) => Ok(Self(filter)),
+            Err(()) => Err(ConnectorError::permanent(
+                "bad_filter",
+                format!("expected an LDAP filter for the assertion, found {filter:?}"),
+            )),
+        }
+    }
+
+    fn control(&self) -> Vec<RawControl> {
+        vec![ldap3::controls::Assertion::new(self.0.as_str())]
     }
 }
 

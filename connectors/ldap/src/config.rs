@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::escape::{dn_problem, is_attribute_name};
+use revoke_core::dn::{dn_problem, is_attribute_name, is_under, same_dn};
 
 /// How a leaver's entry is made unusable before anything is removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -68,6 +68,10 @@ pub struct LdapConfig {
     /// Where a leaver known only by employee id is looked up.
     #[serde(default = "default_employee_id_attribute")]
     pub employee_id_attribute: String,
+    /// The immutable attribute every action is pinned to (OpenLDAP `entryUUID`, 389 DS
+    /// `nsUniqueId`): it names one entry for life, whatever is renamed, moved or reused.
+    #[serde(default = "default_id_attribute")]
+    pub id_attribute: String,
     #[serde(default)]
     pub lock_method: LockMethod,
     #[serde(default)]
@@ -87,13 +91,16 @@ pub struct LdapConfig {
 }
 
 fn default_user_attribute() -> String {
-    "uid".into()
+    default_of("user_attribute").into()
 }
 fn default_email_attribute() -> String {
-    "mail".into()
+    default_of("email_attribute").into()
 }
 fn default_employee_id_attribute() -> String {
-    "employeeNumber".into()
+    default_of("employee_id_attribute").into()
+}
+fn default_id_attribute() -> String {
+    "entryUUID".into()
 }
 fn default_true() -> bool {
     true
@@ -125,12 +132,39 @@ impl LdapConfig {
         let mut bases = vec![self.user_base_dn.as_str()];
         if self.lock_method == LockMethod::Move {
             if let Some(d) = self.disabled_base_dn.as_deref() {
-                if !crate::escape::is_under(d, &self.user_base_dn) {
+                if !is_under(d, &self.user_base_dn) {
                     bases.push(d);
                 }
             }
         }
         bases
+    }
+}
+
+/// Naming and contact attributes people change and reuse: never an identity to pin actions to.
+const MUTABLE_ATTRIBUTES: &[&str] = &[
+    "uid",
+    "userid",
+    "cn",
+    "commonName",
+    "sn",
+    "givenName",
+    "displayName",
+    "mail",
+    "employeeNumber",
+    "entryDN",
+    "distinguishedName",
+    "sAMAccountName",
+    "userPrincipalName",
+];
+
+/// The default of a key whose default is an attribute name.
+fn default_of(key: &str) -> &'static str {
+    match key {
+        "user_attribute" => "uid",
+        "email_attribute" => "mail",
+        "employee_id_attribute" => "employeeNumber",
+        _ => "",
     }
 }
 
@@ -147,6 +181,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("user_object_class", KeyType::Str),
     KeySpec::optional("email_attribute", KeyType::Str),
     KeySpec::optional("employee_id_attribute", KeyType::Str),
+    KeySpec::optional("id_attribute", KeyType::Str),
     KeySpec::optional("lock_method", KeyType::Str),
     KeySpec::optional("lock_attribute", KeyType::Str),
     KeySpec::optional("lock_value", KeyType::Str),
@@ -223,6 +258,7 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
         "user_object_class",
         "email_attribute",
         "employee_id_attribute",
+        "id_attribute",
         "lock_attribute",
     ] {
         if let Some(name) = s(k) {
@@ -232,6 +268,29 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
                     format!("expected an attribute name (letters, digits and hyphens, or an OID), found {name:?}"),
                 ));
             }
+        }
+    }
+
+    if let Some(id) = s("id_attribute").filter(|a| is_attribute_name(a)) {
+        let configured = ["user_attribute", "email_attribute", "employee_id_attribute"]
+            .into_iter()
+            .find(|k| {
+                s(k).unwrap_or_else(|| default_of(k))
+                    .eq_ignore_ascii_case(id)
+            });
+        let mutable = MUTABLE_ATTRIBUTES
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(id));
+        if let Some(k) = configured {
+            issues.push(ConfigIssue::new(
+                key("id_attribute"),
+                format!("expected an immutable attribute the directory assigns (entryUUID on OpenLDAP, nsUniqueId on 389 DS), found {id:?}, which is also {k} and can be renamed or reused"),
+            ));
+        } else if mutable {
+            issues.push(ConfigIssue::new(
+                key("id_attribute"),
+                format!("expected an immutable attribute the directory assigns (entryUUID on OpenLDAP, nsUniqueId on 389 DS), found {id:?}, which can be renamed or reused"),
+            ));
         }
     }
 
@@ -286,7 +345,7 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
                     "missing; required with lock_method = \"move\"",
                 ));
             } else if let (Some(d), Some(u)) = (s("disabled_base_dn"), s("user_base_dn")) {
-                if crate::escape::same_dn(d, u) {
+                if same_dn(d, u) {
                     issues.push(ConfigIssue::new(
                         key("disabled_base_dn"),
                         format!("expected a DN other than user_base_dn, found {d:?}"),

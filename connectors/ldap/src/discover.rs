@@ -1,14 +1,16 @@
-//! Read-only: find the leaver's entry, whether it is locked, and every group that lists them.
+//! Read-only: find the leaver's entry by any identifier it answers to, its immutable id, whether
+//! it is locked, and every group that lists it.
 
 use std::collections::BTreeMap;
 
 use ldap3::{Scope, SearchEntry};
-use revoke_core::{ConnectorError, Discovery, Finding, Subject};
-use tracing::debug;
+use revoke_core::dn::{first_rdn, is_under, normalize_dn, same_dn};
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
+use tracing::{debug, warn};
 
 use crate::client::{attr, Client};
 use crate::config::{LdapConfig, LockMethod, PPOLICY_LOCKED};
-use crate::escape::{group_filter, is_under, same_dn, user_filter};
+use crate::escape::{group_filter, user_filter};
 
 pub const ACCOUNT: &str = "account";
 pub const GROUP_MEMBERSHIP: &str = "group_membership";
@@ -16,61 +18,91 @@ pub const GROUP_MEMBERSHIP: &str = "group_membership";
 /// The operational attribute the ppolicy overlay locks with.
 pub const PWD_LOCKED: &str = "pwdAccountLockedTime";
 
-/// The attributes read from a user entry: enough to tell whether it is locked.
-fn user_attrs(cfg: &LdapConfig) -> Vec<&str> {
-    let mut attrs = vec![cfg.user_attribute.as_str(), PWD_LOCKED];
+/// The attributes of a group that can list a member.
+pub const MEMBER_ATTRS: [&str; 3] = ["member", "uniqueMember", "memberUid"];
+
+/// The attributes read from a user entry: every identifier it answers to, its immutable id
+/// (operational, so asked for by name) and enough to tell whether it is locked.
+pub fn user_attrs(cfg: &LdapConfig) -> Vec<&str> {
+    let mut attrs = vec![
+        cfg.user_attribute.as_str(),
+        cfg.email_attribute.as_str(),
+        cfg.employee_id_attribute.as_str(),
+        cfg.id_attribute.as_str(),
+        PWD_LOCKED,
+    ];
     if let Some(a) = cfg.lock_attribute.as_deref() {
         attrs.push(a);
     }
     attrs
 }
 
-/// The one entry whose user attribute equals `username`, under every base a user may live in.
-pub async fn find_user(
-    client: &Client,
-    cfg: &LdapConfig,
-    username: &str,
-) -> Result<Option<SearchEntry>, ConnectorError> {
-    find_by(client, cfg, &cfg.user_attribute, username).await
+/// Values compared the way the directory's case-ignoring string rules do: trimmed, inner runs
+/// of spaces as one, lowercased.
+fn fold(v: &str) -> String {
+    v.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
-/// The subject's entry: by username, else by email, else by employee id (HR events may carry
-/// only the latter two). Each lookup must match at most one entry.
-async fn find_subject(
-    client: &Client,
-    cfg: &LdapConfig,
+/// The (attribute, value) lookups for a subject: the username, the email and the employee id,
+/// and where the subject carries no email or employee id, its id tried as each.
+fn lookups<'a>(
+    cfg: &'a LdapConfig,
     instance: &str,
-    subject: &Subject,
-) -> Result<Option<SearchEntry>, ConnectorError> {
-    if let Some(e) = find_user(client, cfg, subject.username_for(instance)).await? {
-        return Ok(Some(e));
-    }
-    if let Some(email) = subject.email.as_deref() {
-        if let Some(e) = find_by(client, cfg, &cfg.email_attribute, email).await? {
-            return Ok(Some(e));
+    subject: &'a Subject,
+) -> Vec<(&'a str, &'a str)> {
+    let id = subject.id.as_str();
+    let candidates = [
+        (
+            cfg.user_attribute.as_str(),
+            subject.usernames.get(instance).map_or(id, String::as_str),
+        ),
+        (
+            cfg.email_attribute.as_str(),
+            subject.email.as_deref().unwrap_or(id),
+        ),
+        (
+            cfg.employee_id_attribute.as_str(),
+            subject.employee_id.as_deref().unwrap_or(id),
+        ),
+    ];
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for (a, v) in candidates {
+        if v.trim().is_empty() {
+            continue;
+        }
+        if !out
+            .iter()
+            .any(|(x, y)| x.eq_ignore_ascii_case(a) && fold(y) == fold(v))
+        {
+            out.push((a, v));
         }
     }
-    if let Some(id) = subject.employee_id.as_deref() {
-        if let Some(e) = find_by(client, cfg, &cfg.employee_id_attribute, id).await? {
-            return Ok(Some(e));
-        }
-    }
-    Ok(None)
+    out
 }
 
-/// The one user entry whose `attribute` equals `value`.
-async fn find_by(
+/// Which of the lookups the entry really answers to (checked here, not taken from the server's
+/// filter), as `attr = value` lines.
+fn matched(entry: &SearchEntry, lookups: &[(&str, &str)]) -> Vec<String> {
+    lookups
+        .iter()
+        .filter(|(a, v)| attr(entry, a).iter().any(|x| fold(x) == fold(v)))
+        .map(|(a, v)| format!("{a} = {v}"))
+        .collect()
+}
+
+/// User entries under every base a user may live in, one per DN.
+pub async fn search_users(
     client: &Client,
     cfg: &LdapConfig,
-    attribute: &str,
-    value: &str,
-) -> Result<Option<SearchEntry>, ConnectorError> {
-    let username = value;
-    let filter = user_filter(cfg.user_object_class.as_deref(), attribute, value);
+    filter: &str,
+) -> Result<Vec<SearchEntry>, ConnectorError> {
     let mut found: Vec<SearchEntry> = Vec::new();
     for base in cfg.user_bases() {
         let (entries, res) = client
-            .search(base, Scope::Subtree, &filter, &user_attrs(cfg))
+            .search(base, Scope::Subtree, filter, &user_attrs(cfg))
             .await?;
         if res.rc != 0 {
             return Err(crate::classify::result("search", base, &res));
@@ -81,19 +113,121 @@ async fn find_by(
             }
         }
     }
+    Ok(found)
+}
+
+/// The subject's entry and how it matched: by username, email or employee id, each tried in one
+/// search per base. Two entries answering to the subject (by one attribute or by two) are
+/// `ambiguous_user`, never a guess.
+async fn find_subject(
+    client: &Client,
+    cfg: &LdapConfig,
+    instance: &str,
+    subject: &Subject,
+) -> Result<Option<(SearchEntry, Vec<String>)>, ConnectorError> {
+    let lookups = lookups(cfg, instance, subject);
+    if lookups.is_empty() {
+        return Ok(None);
+    }
+    let filter = user_filter(cfg.user_object_class.as_deref(), lookups.iter().copied());
+    let mut found: Vec<(SearchEntry, Vec<String>)> = Vec::new();
+    for e in search_users(client, cfg, &filter).await? {
+        let why = matched(&e, &lookups);
+        if why.is_empty() {
+            warn!(connector = %instance, subject = %subject.id, dn = %e.dn, "the server matched an entry that answers to none of the subject's identifiers; left out");
+            continue;
+        }
+        found.push((e, why));
+    }
     if found.len() > 1 {
-        let dns: Vec<&str> = found.iter().map(|e| e.dn.as_str()).collect();
+        let each: Vec<String> = found
+            .iter()
+            .map(|(e, why)| format!("{} ({})", e.dn, why.join(", ")))
+            .collect();
         return Err(ConnectorError::permanent(
             "ambiguous_user",
             format!(
-                "expected one entry with {}={username:?}, found {}: {}",
-                attribute,
+                "expected one entry for {:?}, found {}: {}",
+                subject.id,
                 found.len(),
-                dns.join("; ")
+                each.join("; ")
             ),
         ));
     }
     Ok(found.pop())
+}
+
+/// The entry's immutable id: exactly one text value of `id_attribute`. An entry without one
+/// cannot be pinned, and nothing is planned on it rather than something pinned to a name.
+pub fn entry_id(cfg: &LdapConfig, entry: &SearchEntry) -> Result<String, ConnectorError> {
+    let name = cfg.id_attribute.as_str();
+    let binary = entry.bin_attrs.keys().any(|k| k.eq_ignore_ascii_case(name));
+    match attr(entry, name) {
+        [id] if !id.trim().is_empty() => Ok(id.clone()),
+        [] if binary => Err(ConnectorError::permanent(
+            "bad_id",
+            format!(
+                "expected {} to carry a text {name} (id_attribute), found a binary value; choose an id attribute of string syntax",
+                entry.dn
+            ),
+        )),
+        [] => Err(ConnectorError::permanent(
+            "missing_id",
+            format!(
+                "expected {} to carry {name} (id_attribute), found none: actions are pinned to it, so the service account must be able to read it (or set id_attribute to the immutable id this directory has)",
+                entry.dn
+            ),
+        )),
+        many => Err(ConnectorError::permanent(
+            "bad_id",
+            format!(
+                "expected one value of {name} (id_attribute) on {}, found {}: an id names one entry",
+                entry.dn,
+                many.len()
+            ),
+        )),
+    }
+}
+
+/// Every value of the user attribute, the one in the entry's RDN first (the entry's own name),
+/// the others in the server's order.
+pub fn usernames(cfg: &LdapConfig, entry: &SearchEntry) -> Vec<String> {
+    let mut names = attr(entry, &cfg.user_attribute).to_vec();
+    let rdn = first_rdn(&entry.dn)
+        .map(normalize_dn)
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or_default();
+    if let Some(i) = names.iter().position(|n| {
+        rdn.iter()
+            .any(|(t, v)| t.eq_ignore_ascii_case(&cfg.user_attribute) && *v == n.to_lowercase())
+    }) {
+        let primary = names.remove(i);
+        names.insert(0, primary);
+    }
+    names
+}
+
+/// The account discovery reports for an entry: pinned to its id, answering to every value of
+/// the user, email and employee id attributes, the DN and the id.
+pub fn account_of(
+    cfg: &LdapConfig,
+    entry: &SearchEntry,
+    matched_by: &[String],
+) -> Result<Account, ConnectorError> {
+    let id = entry_id(cfg, entry)?;
+    let mut identifiers: Vec<String> = Vec::new();
+    for a in [
+        &cfg.user_attribute,
+        &cfg.email_attribute,
+        &cfg.employee_id_attribute,
+    ] {
+        identifiers.extend(attr(entry, a).iter().cloned());
+    }
+    identifiers.push(entry.dn.clone());
+    identifiers.push(id.clone());
+    Ok(Account::new(id, cfg.id_attribute.clone(), entry.dn.clone())
+        .answers_to(identifiers)
+        .matched_by(matched_by.join(", ")))
 }
 
 /// Whether the entry is locked by the configured method.
@@ -111,55 +245,69 @@ pub fn is_locked(cfg: &LdapConfig, entry: &SearchEntry) -> bool {
     }
 }
 
-/// A member value equals the DN, ignoring a uniqueMember's optional `#'...'B` uid part.
-fn lists_dn(values: &[String], dn: &str) -> bool {
-    values.iter().any(|v| {
-        let bare = match v.rfind("#'") {
-            Some(i) if v.ends_with("'B") => &v[..i],
-            _ => v.as_str(),
-        };
-        same_dn(bare, dn)
-    })
+/// The DN part of a member value: a uniqueMember's optional `#'0101'B` UID taken off.
+pub fn member_dn(value: &str) -> &str {
+    match value.rfind("#'") {
+        Some(i)
+            if value.ends_with("'B")
+                && value[i + 2..value.len() - 2]
+                    .bytes()
+                    .all(|b| b == b'0' || b == b'1') =>
+        {
+            &value[..i]
+        }
+        _ => value,
+    }
 }
 
-/// The membership attributes of one group that hold the leaver: (attribute, value, sole value).
+/// Whether a group's objectClass values include `class`.
+pub fn has_class(group: &SearchEntry, class: &str) -> bool {
+    attr(group, "objectClass")
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(class))
+}
+
+/// Every (attribute, stored value) of a group that names the user: `member` and `uniqueMember`
+/// values whose DN (without a UID) is one of `dns`, `memberUid` values equal to one of
+/// `usernames` (exact, as posixGroup's caseExactIA5Match compares). Checked here, value by
+/// value, whatever filter found the group.
 pub fn memberships(
     group: &SearchEntry,
-    user_dn: &str,
-    username: &str,
-) -> Vec<(&'static str, String, bool)> {
-    let classes: Vec<String> = attr(group, "objectClass")
-        .iter()
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    let kinds: [(&str, &'static str, &str); 3] = [
-        ("groupofnames", "member", user_dn),
-        ("groupofuniquenames", "uniqueMember", user_dn),
-        ("posixgroup", "memberUid", username),
-    ];
+    dns: &[&str],
+    usernames: &[&str],
+) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let mut fallback = None;
-    for (class, name, value) in kinds {
-        if !classes.iter().any(|c| c == class) {
-            continue;
+    for name in MEMBER_ATTRS {
+        for v in attr(group, name) {
+            let listed = if name == "memberUid" {
+                usernames.contains(&v.as_str())
+            } else {
+                dns.iter().any(|dn| same_dn(member_dn(v), dn))
+            };
+            if listed {
+                out.push((name, v.clone()));
+            }
         }
-        let values = attr(group, name);
-        let listed = if name == "memberUid" {
-            values.iter().any(|v| v == value)
-        } else {
-            lists_dn(values, value)
-        };
-        if listed {
-            out.push((name, value.to_string(), values.len() == 1));
-        } else if fallback.is_none() {
-            fallback = Some((name, value.to_string(), values.len() == 1));
-        }
-    }
-    // The server matched the group with its own matching rules; trust it over our DN comparison.
-    if out.is_empty() {
-        out.extend(fallback);
     }
     out
+}
+
+/// The attributes the schema requires a value of in this group (groupOfNames: member,
+/// groupOfUniqueNames: uniqueMember) that would be left with none once `removing` is gone.
+pub fn emptied(group: &SearchEntry, removing: &[(&'static str, String)]) -> Vec<&'static str> {
+    [
+        ("groupOfNames", "member"),
+        ("groupOfUniqueNames", "uniqueMember"),
+    ]
+    .into_iter()
+    .filter(|(class, name)| {
+        has_class(group, class) && {
+            let gone = removing.iter().filter(|(a, _)| a == name).count();
+            gone > 0 && attr(group, name).len() <= gone
+        }
+    })
+    .map(|(_, name)| name)
+    .collect()
 }
 
 pub async fn discover(
@@ -168,21 +316,13 @@ pub async fn discover(
     instance: &str,
     subject: &Subject,
 ) -> Result<Discovery, ConnectorError> {
-    let not_found = Discovery {
-        connector: instance.into(),
-        subject: subject.id.clone(),
-        found: false,
-        findings: vec![],
-    };
-    let Some(user) = find_subject(client, cfg, instance, subject).await? else {
+    let Some((user, why)) = find_subject(client, cfg, instance, subject).await? else {
         debug!(connector = %instance, subject = %subject.id, "no ldap entry for the subject");
-        return Ok(not_found);
+        return Ok(Discovery::not_found(instance, subject.id.clone()));
     };
-    // The entry's own login name: memberUid groups list it, whatever the subject was found by.
-    let username = attr(&user, &cfg.user_attribute)
-        .first()
-        .cloned()
-        .unwrap_or_else(|| subject.username_for(instance).to_string());
+    let account = account_of(cfg, &user, &why)?;
+    // Every login name of the entry: memberUid groups may list any of them.
+    let names = usernames(cfg, &user);
     let finding = |kind: &str, target: &str, attrs: BTreeMap<String, String>| Finding {
         connector: instance.into(),
         subject: subject.id.clone(),
@@ -190,17 +330,19 @@ pub async fn discover(
         target: target.into(),
         attrs,
     };
-    let mut findings = vec![finding(
-        ACCOUNT,
-        &user.dn,
-        BTreeMap::from([
-            ("locked".to_string(), is_locked(cfg, &user).to_string()),
-            ("lock_method".to_string(), cfg.lock_method.to_string()),
-            ("username".to_string(), username.clone()),
-        ]),
-    )];
+    let mut attrs = BTreeMap::from([
+        ("locked".to_string(), is_locked(cfg, &user).to_string()),
+        ("lock_method".to_string(), cfg.lock_method.to_string()),
+    ]);
+    if let Some(primary) = names.first() {
+        attrs.insert("username".into(), primary.clone());
+    }
+    if names.len() > 1 {
+        attrs.insert("usernames".into(), json_list(&names));
+    }
+    let mut findings = vec![finding(ACCOUNT, &user.dn, attrs)];
 
-    let filter = group_filter(&user.dn, &username);
+    let filter = group_filter(&user.dn, &names);
     let wanted = ["objectClass", "member", "uniqueMember", "memberUid"];
     let (groups, res) = client
         .search(&cfg.group_base_dn, Scope::Subtree, &filter, &wanted)
@@ -208,30 +350,186 @@ pub async fn discover(
     if res.rc != 0 {
         return Err(crate::classify::result("search", &cfg.group_base_dn, &res));
     }
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     for group in &groups {
-        let found = memberships(group, &user.dn, &username);
+        let found = memberships(group, &[user.dn.as_str()], &name_refs);
         if found.is_empty() {
+            if !has_class(group, "groupOfUniqueNames") {
+                warn!(connector = %instance, subject = %subject.id, group = %group.dn, "the server matched a group that lists none of the leaver's DN or usernames; left out");
+            }
             continue;
         }
-        let names: Vec<&str> = found.iter().map(|(n, _, _)| *n).collect();
-        findings.push(finding(
-            GROUP_MEMBERSHIP,
-            &group.dn,
-            BTreeMap::from([
-                ("attribute".to_string(), names.join(",")),
-                ("value".to_string(), found[0].1.clone()),
-                (
-                    "sole_member".to_string(),
-                    found.iter().any(|(_, _, sole)| *sole).to_string(),
-                ),
-            ]),
-        ));
+        let mut kinds: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+        kinds.dedup();
+        let mut attrs = BTreeMap::from([
+            ("attribute".to_string(), kinds.join(",")),
+            ("value".to_string(), found[0].1.clone()),
+            (
+                "sole_member".to_string(),
+                (!emptied(group, &found).is_empty()).to_string(),
+            ),
+        ]);
+        if found.len() > 1 {
+            let all: Vec<String> = found.iter().map(|(a, v)| format!("{a}: {v}")).collect();
+            attrs.insert("values".into(), json_list(&all));
+        }
+        findings.push(finding(GROUP_MEMBERSHIP, &group.dn, attrs));
     }
     findings.sort();
-    debug!(connector = %instance, subject = %subject.id, dn = %user.dn, groups = findings.len() - 1, "ldap discovery");
+    debug!(connector = %instance, subject = %subject.id, dn = %user.dn, id = %account.id, groups = findings.len() - 1, "ldap discovery");
     Ok(Discovery {
         found: true,
         findings,
-        ..not_found
+        accounts: vec![account],
+        ..Discovery::not_found(instance, subject.id.clone())
     })
+}
+
+/// A list as one finding or param value (JSON, so any character in a value survives).
+pub fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
+/// The list `json_list` made; a value that is not one is a single item.
+pub fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_else(|_| vec![s.to_string()])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn cfg() -> LdapConfig {
+        LdapConfig::from_value(&json!({
+            "url": "ldap://h", "bind_dn": "cn=a,dc=org", "bind_password": "x",
+            "user_base_dn": "ou=people,dc=org", "group_base_dn": "ou=groups,dc=org",
+        }))
+        .expect("config")
+    }
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> SearchEntry {
+        SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect::<HashMap<_, _>>(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_subject_id_is_tried_as_each_identifier_only_where_none_is_given() {
+        let c = cfg();
+        assert_eq!(
+            lookups(&c, "dir", &Subject::new("1004")),
+            [
+                ("uid", "1004"),
+                ("mail", "1004"),
+                ("employeeNumber", "1004")
+            ]
+        );
+        let mut s = Subject::new("E-1");
+        s.employee_id = Some("1".into());
+        s.email = Some("Root@Acme.Test".into());
+        s.usernames.insert("dir".into(), "root".into());
+        assert_eq!(
+            lookups(&c, "dir", &s),
+            [
+                ("uid", "root"),
+                ("mail", "Root@Acme.Test"),
+                ("employeeNumber", "1")
+            ]
+        );
+        let mut c2 = cfg();
+        c2.user_attribute = "mail".into();
+        assert_eq!(
+            lookups(&c2, "dir", &Subject::new("a@b")),
+            [("mail", "a@b"), ("employeeNumber", "a@b")]
+        );
+    }
+
+    #[test]
+    fn an_account_answers_to_every_value_and_is_pinned_to_its_id() {
+        let e = entry(
+            "uid=kim,ou=people,dc=org",
+            &[
+                ("uid", &["kim.lee", "kim"]),
+                ("mail", &["kim@x.test", "kim.lee@x.test"]),
+                ("employeeNumber", &["1005"]),
+                ("entryUUID", &["u-1"]),
+            ],
+        );
+        let c = cfg();
+        assert_eq!(usernames(&c, &e), ["kim", "kim.lee"]);
+        let a = account_of(&c, &e, &["mail = kim@x.test".into()]).expect("account");
+        assert_eq!((a.id.as_str(), a.id_kind.as_str()), ("u-1", "entryUUID"));
+        assert_eq!(a.name, "uid=kim,ou=people,dc=org");
+        assert_eq!(a.matched_by, "mail = kim@x.test");
+        for i in [
+            "kim",
+            "kim.lee",
+            "kim@x.test",
+            "kim.lee@x.test",
+            "1005",
+            "u-1",
+            "uid=kim,ou=people,dc=org",
+        ] {
+            assert!(a.identifiers.contains(i), "{i}: {:?}", a.identifiers);
+        }
+        assert_eq!(
+            matched(&e, &[("uid", "KIM"), ("mail", "nobody")]),
+            ["uid = KIM"]
+        );
+
+        let no_id = entry("cn=x,dc=org", &[("uid", &["x"])]);
+        let err = account_of(&c, &no_id, &[]).expect_err("no id");
+        assert_eq!(err.code, "missing_id");
+        assert!(
+            err.message.contains("entryUUID") && err.message.contains("cn=x,dc=org"),
+            "{}",
+            err.message
+        );
+        let two = entry("cn=x,dc=org", &[("entryUUID", &["a", "b"])]);
+        assert_eq!(account_of(&c, &two, &[]).expect_err("two").code, "bad_id");
+    }
+
+    #[test]
+    fn memberships_find_every_form_and_keep_the_stored_value() {
+        let g = entry(
+            "cn=g,ou=groups,dc=org",
+            &[
+                ("objectClass", &["groupOfUniqueNames", "posixGroup"]),
+                (
+                    "uniqueMember",
+                    &["UID=Kim, ou=People,dc=org#'1'B", "uid=bob,ou=people,dc=org"],
+                ),
+                ("memberUid", &["kim.lee", "Kim", "bob"]),
+            ],
+        );
+        let found = memberships(&g, &["uid=kim,ou=people,dc=org"], &["kim", "kim.lee"]);
+        assert_eq!(
+            found,
+            [
+                ("uniqueMember", "UID=Kim, ou=People,dc=org#'1'B".to_string()),
+                ("memberUid", "kim.lee".to_string())
+            ]
+        );
+        assert!(emptied(&g, &found).is_empty());
+        let only = entry(
+            "cn=o,dc=org",
+            &[
+                ("objectClass", &["groupOfNames"]),
+                ("member", &["uid=kim,ou=people,dc=org"]),
+            ],
+        );
+        let found = memberships(&only, &["uid=kim,ou=people,dc=org"], &[]);
+        assert_eq!(emptied(&only, &found), ["member"]);
+        assert_eq!(member_dn("uid=a,dc=org#'0101'B"), "uid=a,dc=org");
+        assert_eq!(member_dn("cn=a#'x'B,dc=org"), "cn=a#'x'B,dc=org");
+    }
 }

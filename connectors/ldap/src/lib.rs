@@ -2,7 +2,8 @@
 //!
 //! One file per concern, as in every connector: `config` (typed table, pure validation),
 //! `client` (the shared connection), `discover`, `plan`, `apply` (apply and verify), `classify`
-//! (every error to a class and a stable code) and `escape` (filters and DNs from untrusted values).
+//! (every error to a class and a stable code), `escape` (filters from untrusted values) and `pin`
+//! (the entry an action is pinned to, found again by its immutable id at apply and verify time).
 //! What it does and needs is in docs/connectors/ldap.md.
 
 mod apply;
@@ -11,6 +12,7 @@ mod client;
 mod config;
 mod discover;
 mod escape;
+mod pin;
 mod plan;
 
 use std::sync::Arc;
@@ -83,8 +85,8 @@ impl Connector for LdapConnector {
         discover::discover(&self.client, &self.cfg, &self.instance, subject).await
     }
 
-    fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
-        plan::plan(&self.cfg, &self.instance, subject, discovery)
+    fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
+        plan::plan(&self.cfg, discovery)
     }
 
     async fn apply(

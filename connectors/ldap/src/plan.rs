@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use revoke_core::{ActionKind, Discovery, Phase, ProposedAction, Subject};
+use revoke_core::{ActionKind, Discovery, Phase, ProposedAction};
 
 use crate::config::LdapConfig;
 use crate::discover::{ACCOUNT, GROUP_MEMBERSHIP};
@@ -11,12 +11,8 @@ pub const LOCK_ACCOUNT: &str = "lock_account";
 pub const REMOVE_GROUP_MEMBER: &str = "remove_group_member";
 pub const DELETE_ACCOUNT: &str = "delete_account";
 
-pub fn plan(
-    cfg: &LdapConfig,
-    instance: &str,
-    subject: &Subject,
-    discovery: &Discovery,
-) -> Vec<ProposedAction> {
+/// The actions for what `discovery` found, each pinned to the discovered entry's id.
+pub fn plan(cfg: &LdapConfig, discovery: &Discovery) -> Vec<ProposedAction> {
     let Some(account) = discovery
         .found
         .then(|| discovery.findings.iter().find(|f| f.kind == ACCOUNT))
@@ -24,16 +20,25 @@ pub fn plan(
     else {
         return vec![];
     };
-    let username = account
-        .attrs
-        .get("username")
-        .map(String::as_str)
-        .unwrap_or_else(|| subject.username_for(instance));
     let user_dn = account.target.as_str();
-    let base_params = BTreeMap::from([
-        ("user_dn".to_string(), user_dn.to_string()),
-        ("username".to_string(), username.to_string()),
-    ]);
+    // The id every action is pinned to: the discovered account of this entry.
+    let Some(pinned) = discovery
+        .accounts
+        .iter()
+        .find(|a| a.name == user_dn)
+        .or(discovery.accounts.first())
+    else {
+        return vec![];
+    };
+    let username = account.attrs.get("username").map(String::as_str);
+    let who = username.unwrap_or(user_dn);
+    let mut base_params = BTreeMap::from([("user_dn".to_string(), user_dn.to_string())]);
+    if let Some(u) = username {
+        base_params.insert("username".into(), u.to_string());
+    }
+    if let Some(all) = account.attrs.get("usernames") {
+        base_params.insert("usernames".into(), all.clone());
+    }
     let mut out = Vec::new();
 
     let locked = account.attrs.get("locked").is_some_and(|v| v == "true");
@@ -47,7 +52,7 @@ pub fn plan(
             phase: Phase::Contain,
             after: vec![],
             summary: format!("lock {user_dn} ({})", cfg.lock_method),
-            account: user_dn.to_string(),
+            account: pinned.id.clone(),
             delay: None,
         });
     }
@@ -69,8 +74,6 @@ pub fn plan(
                 "value".into(),
                 group.attrs.get("value").cloned().unwrap_or_default(),
             );
-            // Discovery saw the leaver as the last member: apply reads the group first instead of
-            // sending a removal the schema would refuse.
             if group.attrs.get("sole_member").map(String::as_str) == Some("true") {
                 params.insert("sole_member".into(), "true".into());
             }
@@ -80,8 +83,8 @@ pub fn plan(
                 params,
                 phase: Phase::Revoke,
                 after: after_lock.clone(),
-                summary: format!("remove {username} from {} ({attribute})", group.target),
-                account: user_dn.to_string(),
+                summary: format!("remove {who} from {} ({attribute})", group.target),
+                account: pinned.id.clone(),
                 delay: None,
             });
         }
@@ -99,7 +102,7 @@ pub fn plan(
             phase: Phase::Delete,
             after,
             summary: format!("delete {user_dn}"),
-            account: user_dn.to_string(),
+            account: pinned.id.clone(),
             delay: None,
         });
     }
@@ -108,7 +111,7 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
-    use revoke_core::Finding;
+    use revoke_core::{Account, Finding};
     use serde_json::json;
 
     use super::*;
@@ -120,6 +123,10 @@ mod tests {
             "delete_entry": delete,
         }))
         .expect("config")
+    }
+
+    fn account() -> Account {
+        Account::new("u-1", "entryUUID", "uid=alice,ou=people,dc=org").answers_to(["alice"])
     }
 
     fn finding(kind: &str, target: &str, attrs: &[(&str, &str)]) -> Finding {
@@ -145,7 +152,7 @@ mod tests {
                 finding(
                     "account",
                     "uid=alice,ou=people,dc=org",
-                    &[("locked", "true")],
+                    &[("locked", "true"), ("username", "alice")],
                 ),
                 finding(
                     "group_membership",
@@ -153,11 +160,13 @@ mod tests {
                     &[("attribute", "memberUid"), ("value", "alice")],
                 ),
             ],
+            accounts: vec![account()],
         };
-        let p = plan(&cfg(true), "dir", &Subject::new("alice"), &d);
+        let p = plan(&cfg(true), &d);
         let kinds: Vec<&str> = p.iter().map(|a| a.kind.0.as_str()).collect();
         assert_eq!(kinds, ["remove_group_member", "delete_account"]);
         assert!(p[0].after.is_empty());
+        assert!(p.iter().all(|a| a.account == "u-1"), "pinned to the id");
         assert_eq!(
             p[0].summary,
             "remove alice from cn=g,ou=groups,dc=org (memberUid)"
@@ -171,8 +180,6 @@ mod tests {
         );
         assert!(plan(
             &cfg(false),
-            "dir",
-            &Subject::new("alice"),
             &Discovery {
                 found: false,
                 findings: vec![],

@@ -165,8 +165,48 @@ fn bad_configs_name_every_issue() {
     expect(
         with(json!({"bind_password_file": "/run/secrets/pw", "lock_attribute": "x"})),
         &[
-            ("bind_password_file", "unknown key; expected one of url, starttls, tls_ca_file, bind_dn, bind_password, user_base_dn, group_base_dn, user_attribute, user_object_class, email_attribute, employee_id_attribute, lock_method, lock_attribute, lock_value, disabled_base_dn, group_placeholder_dn, remove_groups, delete_entry, timeout_secs"),
+            ("bind_password_file", "unknown key; expected one of url, starttls, tls_ca_file, bind_dn, bind_password, user_base_dn, group_base_dn, user_attribute, user_object_class, email_attribute, employee_id_attribute, id_attribute, lock_method, lock_attribute, lock_value, disabled_base_dn, group_placeholder_dn, remove_groups, delete_entry, timeout_secs"),
             ("lock_attribute", "only used with lock_method = \"attribute\", found lock_method = \"ppolicy\""),
+        ],
+    );
+}
+
+#[test]
+fn the_id_attribute_must_be_an_immutable_attribute() {
+    let c = LdapConfig::from_value(&good()).expect("parses");
+    assert_eq!(
+        c.id_attribute, "entryUUID",
+        "OpenLDAP's entryUUID by default"
+    );
+    expect(with(json!({"id_attribute": "nsUniqueId"})), &[]);
+    expect(with(json!({"id_attribute": "1.3.6.1.1.16.4"})), &[]);
+    expect(
+        with(json!({"id_attribute": "uid"})),
+        &[(
+            "id_attribute",
+            "expected an immutable attribute the directory assigns (entryUUID on OpenLDAP, nsUniqueId on 389 DS), found \"uid\", which is also user_attribute and can be renamed or reused",
+        )],
+    );
+    expect(
+        with(json!({"id_attribute": "EmployeeNumber"})),
+        &[(
+            "id_attribute",
+            "expected an immutable attribute the directory assigns (entryUUID on OpenLDAP, nsUniqueId on 389 DS), found \"EmployeeNumber\", which is also employee_id_attribute and can be renamed or reused",
+        )],
+    );
+    expect(
+        with(json!({"id_attribute": "mail", "email_attribute": "rfc822Mailbox"})),
+        &[(
+            "id_attribute",
+            "expected an immutable attribute the directory assigns (entryUUID on OpenLDAP, nsUniqueId on 389 DS), found \"mail\", which can be renamed or reused",
+        )],
+    );
+    expect(
+        with(json!({"id_attribute": "entryUUID)(x", "email_attribute": "", "employee_id_attribute": 7})),
+        &[
+            ("email_attribute", "expected an attribute name (letters, digits and hyphens, or an OID), found \"\""),
+            ("employee_id_attribute", "expected a string, found the number 7"),
+            ("id_attribute", "expected an attribute name (letters, digits and hyphens, or an OID), found \"entryUUID)(x\""),
         ],
     );
 }

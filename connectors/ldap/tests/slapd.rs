@@ -165,8 +165,11 @@ async fn plan_for_alice_orders_lock_then_groups_then_delete() {
         .map(|a| (a.kind.clone(), a.target.clone()))
         .collect();
     assert_eq!(p[5].after, everything_else);
+    assert_eq!(d.accounts.len(), 1);
+    let id = d.accounts[0].id.clone();
+    assert_eq!(d.accounts[0].id_kind, "entryUUID");
     for a in &p {
-        assert_eq!(a.account, ALICE);
+        assert_eq!(a.account, id, "pinned to alice's entryUUID");
         assert_eq!(a.params["user_dn"], ALICE);
         assert_eq!(a.params["username"], "alice");
     }
@@ -218,8 +221,9 @@ async fn offboarding_alice_end_to_end_then_again_changes_nothing() {
     let ops = slapd.op_counts().expect("counts").since(&before_groups);
     assert_eq!(
         (ops.compare, ops.modify, ops.search),
-        (4, 4, 1),
-        "one compare and one modify per group; the last-member group is read once instead of a refused modify"
+        (0, 4, 9),
+        "per group: one search for the pinned entryUUID, one read of the group, one modify; \
+         for the memberUid group one more search for other entries with the uid"
     );
     let left = slapd
         .search(Slapd::GROUPS, &alice_groups_filter(), &["dn"])

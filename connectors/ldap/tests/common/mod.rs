@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use revoke_connector_ldap::LdapFactory;
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, MemoryJournal,
-    Outcome, Subject, Verdict,
+    Action, Connector, ConnectorError, ConnectorFactory, Discovery, JobId, MemoryJournal, Outcome,
+    Subject, Verdict,
 };
 use revoke_testkit::{Slapd, DEMO_LDIF};
 use serde_json::{json, Value};
@@ -56,30 +56,17 @@ pub fn connector(slapd: &Slapd, extra: Value) -> Arc<dyn Connector> {
     build(&params(&slapd.url(), extra))
 }
 
-/// Discovers and plans the subject, and turns the proposals into actions as the planner would.
+/// Discovers and plans the subject, and turns the proposals into actions as the planner does.
 pub async fn planned(c: &dyn Connector, subject: &Subject) -> Vec<Action> {
     let d = c.discover(subject).await.expect("discovery");
-    let job = JobId("job-1".into());
-    let proposals = c.plan(subject, &d);
-    let id_of = |kind: &revoke_core::ActionKind, target: &str| {
-        ActionId::derive(&job, INSTANCE, kind, target)
-    };
-    proposals
-        .iter()
-        .map(|p| Action {
-            id: id_of(&p.kind, &p.target),
-            job_id: job.clone(),
-            connector: INSTANCE.into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: p.after.iter().map(|(k, t)| id_of(k, t)).collect(),
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, INSTANCE, &p.kind, &p.target),
-            summary: p.summary.clone(),
-        })
-        .collect()
+    actions_of(c, subject, &d)
+}
+
+/// The actions the planner makes of one discovery.
+pub fn actions_of(c: &dyn Connector, subject: &Subject, d: &Discovery) -> Vec<Action> {
+    let proposals = c.plan(subject, d);
+    Action::from_proposals(&JobId("job-1".into()), INSTANCE, d, proposals)
+        .expect("proposals name discovered accounts")
 }
 
 pub async fn apply(c: &dyn Connector, a: &Action) -> Result<Outcome, ConnectorError> {
