@@ -19,6 +19,7 @@
 // serde_json::json! of GitHub's minimal-repository (48 fields) needs more than the default 128.
 #![recursion_limit = "256"]
 
+mod canaille;
 mod error;
 pub mod github;
 pub mod moto;
@@ -30,6 +31,7 @@ mod scim;
 mod serve;
 mod slapd;
 
+pub use canaille::Canaille;
 pub use error::TestkitError;
 pub use github::GithubStandin;
 pub use moto::{iam_order_violations, AwsCall, Moto};
@@ -41,6 +43,9 @@ pub use slapd::{OpCounts, Slapd};
 
 /// The sample directory (alice, bob, carol, breakglass and their groups) so tests and the demo share one fixture
 pub const DEMO_LDIF: &str = include_str!("../fixtures/demo.ldif");
+
+/// A directory as odd as the world (nested OUs, no uid, multi-valued uid, uniqueMember with a UID, escaped and mixed-case DNs, a reused uid); loads alone or after DEMO_LDIF
+pub const ODD_LDIF: &str = include_str!("../fixtures/odd.ldif");
 
 /// A currently free 127.0.0.1 port, so stand-ins never use a fixed port (callers still retry on a race)
 pub fn free_port() -> u16 {
