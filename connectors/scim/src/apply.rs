@@ -1,26 +1,43 @@
-//! Apply and verify. Every apply reads before it writes: an effect that already holds sends no
-//! modification and is `AlreadyDone`.
+//! Apply and verify, each on the user the plan pinned (its SCIM `id`). Every apply reads before
+//! it writes: an effect that already holds sends no modification and is `AlreadyDone`.
+//!
+//! Every action first reads `GET /Users/{pinned id}`:
+//! - the user is there (under its planned userName or a new one): act on it, by its id;
+//! - the app answers with another user (an app that also resolves the path by userName):
+//!   `identity_changed`, nothing sent;
+//! - 404: the pinned user is gone, which is the only thing "already done" is concluded from;
+//!   but when the planned userName now names another user (the leaver deleted and re-created
+//!   between plan and apply), apply fails as `identity_changed` and sends nothing.
+//!
+//! Group membership is judged by [`crate::member`]: the user is "not a member" only when neither
+//! the group's members (by id, `$ref` or a userName the app resolves to the pinned id) nor the
+//! user's own `groups` list it. No filter search decides it.
 //!
 //! Requests per action (after the connector's one GET /ServiceProviderConfig):
 //! - deactivate_user: 1 GET /Users/{id}, then at most 1 PATCH.
-//! - remove_group_member: 1 GET /Groups/{id}?attributes=members (plus 1 GET
-//!   /Groups?filter=members.value when the app sends no members), then at most 1 PATCH.
+//! - remove_group_member: 1 GET /Users/{id}, 1 GET /Groups/{id} (plus 1 GET /Users/{value} per
+//!   member entry whose value is only the user's userName), then at most 1 PATCH.
 //! - delete_user: 1 GET /Users/{id}, then at most 1 DELETE.
+//! - when the pinned user is gone: 1 GET /Users?filter=userName more.
 //!
-//! When the app announces ETag support, each write carries If-Match with the version just read;
-//! a 412 (someone changed the resource in between) re-reads and writes once more, and a second
-//! 412 is a retryable `precondition_failed` for the executor.
+//! When the app announces ETag support, user writes and `replace` member removals carry
+//! If-Match with the version just read; a 412 (someone changed the resource in between) re-reads
+//! and writes once more, and a second 412 is a retryable `precondition_failed` for the executor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
-use revoke_core::{Action, ActionKey, ConnectorError, Outcome, Verdict};
+use revoke_core::{AccountPin, Action, ActionKey, ConnectorError, Outcome, Verdict};
 use serde_json::{json, Value};
 use tracing::{debug, info};
 
 use crate::classify;
 use crate::client::{Client, Reply, Resource};
-use crate::config::{DeactivateForm, ScimConfig};
-use crate::discover::is_active;
-use crate::escape::{eq_filter, member_path, segment};
+use crate::config::{DeactivateForm, MatchBy, MemberRemoval, ScimConfig};
+use crate::discover::{find_by, is_active, str_at, ID_KIND};
+use crate::escape::{member_path, segment};
+use crate::member::{entries_naming, others, user_lists_group, Who};
 use crate::plan::{DEACTIVATE_USER, DELETE_USER, REMOVE_GROUP_MEMBER};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -28,11 +45,31 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// Reads and writes per action: the first write, and one more after a 412.
 const ATTEMPTS: usize = 2;
 
-/// The services an action needs: the client, the config and the instance name.
+/// One lock per group for `replace` member removals: a read-modify-write of the whole member
+/// list, which two removals from one group must not interleave (an app whose ETags have
+/// one-second resolution, as Canaille's, cannot catch that itself).
+#[derive(Debug, Default)]
+pub struct GroupLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl GroupLocks {
+    async fn lock(&self, gid: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(gid.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+}
+
+/// The services an action needs: the client, the config, the instance name and the locks.
 pub struct Ctx<'a> {
     pub client: &'a Client,
     pub cfg: &'a ScimConfig,
     pub instance: &'a str,
+    pub locks: &'a GroupLocks,
 }
 
 fn unknown(action: &Action) -> ConnectorError {
@@ -54,9 +91,65 @@ pub fn deactivate_body(form: DeactivateForm) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": [op]})
 }
 
-/// The PATCH body that removes one member from a group.
-pub fn remove_member_body(user_id: &str) -> Value {
-    json!({"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": member_path(user_id)}]})
+/// The PATCH body that removes the member entries whose values are `values`.
+pub fn remove_member_body(values: &[&str]) -> Value {
+    let ops: Vec<Value> = values
+        .iter()
+        .map(|v| json!({"op": "remove", "path": member_path(v)}))
+        .collect();
+    json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+/// The PATCH body that sets a group's members to `members`.
+pub fn replace_members_body(members: Vec<Value>) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "members", "value": members}]})
+}
+
+/// The pinned account of an action, and the plan's `user_id` agreeing with it.
+fn pin_of(action: &Action) -> Result<&AccountPin, ConnectorError> {
+    let pin = action.pinned()?;
+    match action.params.get("user_id") {
+        Some(id) if id != &pin.id => Err(ConnectorError::permanent(
+            "bad_action",
+            format!(
+                "{} {}: expected user_id to be the pinned {ID_KIND} {}, found {id:?}",
+                action.kind, action.target, pin.id
+            ),
+        )),
+        _ => Ok(pin),
+    }
+}
+
+fn describe(user: &Value) -> String {
+    format!(
+        "{ID_KIND} {} (userName {:?})",
+        str_at(user, "id").unwrap_or("?"),
+        str_at(user, "userName").unwrap_or_default()
+    )
+}
+
+/// The pinned user as it is now; `None` when it is gone.
+async fn resolve(ctx: &Ctx<'_>, pin: &AccountPin) -> Result<Option<Resource>, ConnectorError> {
+    let Some(user) = ctx.client.get("/Users", &pin.id, None).await? else {
+        return Ok(None);
+    };
+    if str_at(&user.body, "id") != Some(pin.id.as_str()) {
+        return Err(pin.changed(describe(&user.body)));
+    }
+    Ok(Some(user))
+}
+
+/// The pinned user is gone, so the effect holds on it; unless its planned userName now names
+/// another user, which apply must not call done: it may be the leaver, re-created.
+async fn gone(ctx: &Ctx<'_>, pin: &AccountPin) -> Result<Outcome, ConnectorError> {
+    if !pin.name.is_empty() {
+        if let Some(other) = find_by(ctx.client, MatchBy::UserName, &pin.name).await? {
+            if str_at(&other, "id") != Some(pin.id.as_str()) {
+                return Err(pin.changed(describe(&other)));
+            }
+        }
+    }
+    Ok(Outcome::AlreadyDone)
 }
 
 pub async fn apply(
@@ -109,12 +202,12 @@ fn judge(
 }
 
 async fn deactivate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let id = action.param("user_id")?;
-    let path = format!("/Users/{}", segment(id));
+    let pin = pin_of(action)?;
+    let path = format!("/Users/{}", segment(&pin.id));
     let body = deactivate_body(ctx.cfg.deactivate_form);
     for attempt in 0..ATTEMPTS {
-        let Some(user) = ctx.client.get("/Users", id, None).await? else {
-            return Ok(Outcome::AlreadyDone);
+        let Some(user) = resolve(ctx, pin).await? else {
+            return gone(ctx, pin).await;
         };
         if !is_active(&user.body) {
             return Ok(Outcome::AlreadyDone);
@@ -138,81 +231,86 @@ async fn deactivate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, Connector
     Err(stale(&path))
 }
 
-/// Whether the group lists the user: `None` when the app sends no `members` at all (some never
-/// do, scim2-server leaves out an empty list).
-fn lists(group: &Value, user_id: &str) -> Option<bool> {
-    let members = group.get("members")?.as_array()?;
-    Some(
-        members
-            .iter()
-            .any(|m| m.get("value").and_then(Value::as_str) == Some(user_id)),
-    )
-}
-
-/// The leaver's membership of one group, as far as the app tells.
+/// The pinned user's membership of one group, as far as the app tells.
 enum Membership {
     /// The group is gone (404), and the membership with it.
     GroupGone,
+    /// Neither the group's members nor the user's `groups` list it.
     Absent,
-    Present(Resource),
-    /// The app sends no members and refuses the search by member: the removal is sent and
-    /// judged by its answer.
-    Unknown(Resource),
+    /// The group's members name the user: these entries.
+    Present {
+        group: Resource,
+        entries: Vec<Value>,
+    },
+    /// The user's `groups` lists the group, but no member entry can be told to be the user.
+    Unclear,
 }
 
-async fn membership(ctx: &Ctx<'_>, gid: &str, user_id: &str) -> Result<Membership, ConnectorError> {
-    let Some(group) = ctx.client.get("/Groups", gid, Some("members")).await? else {
+async fn membership(
+    ctx: &Ctx<'_>,
+    gid: &str,
+    user: &Resource,
+    pin: &AccountPin,
+) -> Result<Membership, ConnectorError> {
+    // A replace needs the group's version, which some apps send only with the whole group.
+    let attributes = match ctx.cfg.member_removal {
+        MemberRemoval::Filter => Some("members"),
+        MemberRemoval::Replace => None,
+    };
+    let Some(group) = ctx.client.get("/Groups", gid, attributes).await? else {
         return Ok(Membership::GroupGone);
     };
-    match lists(&group.body, user_id) {
-        Some(true) => return Ok(Membership::Present(group)),
-        Some(false) => return Ok(Membership::Absent),
-        None => {}
-    }
-    // No members attribute: an empty group, or an app that does not send members. Ask by member.
-    match ctx
-        .client
-        .list(
-            "/Groups",
-            &eq_filter("members.value", user_id),
-            Some("displayName"),
-        )
-        .await
-    {
-        Ok(groups) => Ok(
-            if groups
-                .iter()
-                .any(|g| g.get("id").and_then(Value::as_str) == Some(gid))
-            {
-                Membership::Present(group)
-            } else {
-                Membership::Absent
-            },
-        ),
-        Err(e) if e.code == "bad_request" || e.code == "http_501" || e.code == "forbidden" => {
-            Ok(Membership::Unknown(group))
-        }
-        Err(e) => Err(e),
-    }
+    let who = Who::of(&user.body, &pin.id);
+    let entries = entries_naming(ctx.client, &group.body, &who).await?;
+    let listed_by_user = user_lists_group(&user.body, gid) == Some(true);
+    Ok(match entries {
+        Some(e) if !e.is_empty() => Membership::Present { group, entries: e },
+        _ if listed_by_user => Membership::Unclear,
+        _ => Membership::Absent,
+    })
 }
 
 async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
+    let pin = pin_of(action)?;
     let gid = action.target.as_str();
-    let user_id = action.param("user_id")?;
     let path = format!("/Groups/{}", segment(gid));
-    let body = remove_member_body(user_id);
+    let _serial = match ctx.cfg.member_removal {
+        MemberRemoval::Replace => Some(ctx.locks.lock(gid).await),
+        MemberRemoval::Filter => None,
+    };
     for attempt in 0..ATTEMPTS {
-        let group = match membership(ctx, gid, user_id).await? {
-            Membership::GroupGone | Membership::Absent => return Ok(Outcome::AlreadyDone),
-            Membership::Present(g) | Membership::Unknown(g) => g,
+        let Some(user) = resolve(ctx, pin).await? else {
+            return gone(ctx, pin).await;
         };
-        // No If-Match on a group: removing one member by value is applied by the server to the
-        // group as it is, so it loses no other writer's change, and a version check would only
-        // make the removals of many leavers from one large group race each other (412s).
-        let _ = group;
+        let (body, version) = match (
+            membership(ctx, gid, &user, pin).await?,
+            ctx.cfg.member_removal,
+        ) {
+            (Membership::GroupGone | Membership::Absent, _) => return Ok(Outcome::AlreadyDone),
+            (Membership::Present { entries, .. }, MemberRemoval::Filter) => {
+                let mut values: Vec<&str> =
+                    entries.iter().filter_map(|m| str_at(m, "value")).collect();
+                values.sort_unstable();
+                values.dedup();
+                // No If-Match: removing members by value is applied by the server to the group as
+                // it is, so it loses no other writer's change, and a version check would only
+                // make the removals of many leavers from one large group race each other.
+                (remove_member_body(&values), None)
+            }
+            (Membership::Unclear, MemberRemoval::Filter) => {
+                (remove_member_body(&[pin.id.as_str()]), None)
+            }
+            (Membership::Present { group, entries }, MemberRemoval::Replace) => {
+                let version = if_match(ctx, &group).await?.map(str::to_string);
+                (replace_members_body(others(&group.body, &entries)), version)
+            }
+            (Membership::Unclear, MemberRemoval::Replace) => {
+                return Err(unclear(gid, pin));
+            }
+        };
         let r = ctx
             .client
-            .send(Method::PATCH, &path, Some(&body), None)
+            .send(Method::PATCH, &path, Some(&body), version.as_deref())
             .await?;
         // RFC 7644 §3.5.2.2: a filter that matches no member is 400 noTarget.
         if r.status == 400 && r.failure().scim_type() == Some("noTarget") {
@@ -228,12 +326,21 @@ async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, Connec
     Err(stale(&path))
 }
 
+fn unclear(gid: &str, pin: &AccountPin) -> ConnectorError {
+    ConnectorError::permanent(
+        "membership_unclear",
+        format!(
+            "expected group {gid} to list {pin} among its members, as the user's groups attribute says, found no member entry that is the user"
+        ),
+    )
+}
+
 async fn delete(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let id = action.param("user_id")?;
-    let path = format!("/Users/{}", segment(id));
+    let pin = pin_of(action)?;
+    let path = format!("/Users/{}", segment(&pin.id));
     for attempt in 0..ATTEMPTS {
-        let Some(user) = ctx.client.get("/Users", id, None).await? else {
-            return Ok(Outcome::AlreadyDone);
+        let Some(user) = resolve(ctx, pin).await? else {
+            return gone(ctx, pin).await;
         };
         let r = ctx
             .client
@@ -257,43 +364,28 @@ fn stale(path: &str) -> ConnectorError {
     )
 }
 
+/// Read-only. The verdict is about the pinned user: gone is confirmed (a later user with the
+/// same userName is another account, which verify does not judge).
 pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
-    let verdict = match action.kind.0.as_str() {
-        DEACTIVATE_USER => match ctx
-            .client
-            .get("/Users", action.param("user_id")?, None)
-            .await?
-        {
-            None => Verdict::Confirmed,
-            Some(u) if !is_active(&u.body) => Verdict::Confirmed,
-            Some(_) => Verdict::NotConfirmed {
-                detail: format!("user {} is still active", action.target),
+    let pin = pin_of(action)?;
+    let user = resolve(ctx, pin).await?;
+    let verdict = match (action.kind.0.as_str(), user) {
+        (DEACTIVATE_USER | REMOVE_GROUP_MEMBER | DELETE_USER, None) => Verdict::Confirmed,
+        (DEACTIVATE_USER, Some(u)) if !is_active(&u.body) => Verdict::Confirmed,
+        (DEACTIVATE_USER, Some(_)) => Verdict::NotConfirmed {
+            detail: format!("user {pin} is still active"),
+        },
+        (REMOVE_GROUP_MEMBER, Some(u)) => match membership(ctx, &action.target, &u, pin).await? {
+            Membership::GroupGone | Membership::Absent => Verdict::Confirmed,
+            Membership::Present { .. } => Verdict::NotConfirmed {
+                detail: format!("group {} still lists {pin}", action.target),
+            },
+            Membership::Unclear => Verdict::NotConfirmed {
+                detail: unclear(&action.target, pin).message,
             },
         },
-        REMOVE_GROUP_MEMBER => {
-            let user_id = action.param("user_id")?;
-            match membership(ctx, &action.target, user_id).await? {
-                Membership::GroupGone | Membership::Absent => Verdict::Confirmed,
-                Membership::Present(_) => Verdict::NotConfirmed {
-                    detail: format!("group {} still lists {user_id}", action.target),
-                },
-                Membership::Unknown(_) => Verdict::NotConfirmed {
-                    detail: format!(
-                        "group {} sends no members and cannot be searched by member; cannot confirm the removal",
-                        action.target
-                    ),
-                },
-            }
-        }
-        DELETE_USER => match ctx
-            .client
-            .get("/Users", action.param("user_id")?, None)
-            .await?
-        {
-            None => Verdict::Confirmed,
-            Some(_) => Verdict::NotConfirmed {
-                detail: format!("user {} still exists", action.target),
-            },
+        (DELETE_USER, Some(_)) => Verdict::NotConfirmed {
+            detail: format!("user {pin} still exists"),
         },
         _ => return Err(unknown(action)),
     };

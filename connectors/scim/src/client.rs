@@ -20,10 +20,10 @@ use crate::escape::{query, segment};
 /// SCIM's media type (RFC 7644 §8.1), sent as Content-Type and Accept.
 pub const SCIM_JSON: &str = "application/scim+json";
 
-/// How many list pages are read at most (a leaver in more groups than pages × page size is
-/// reported, not silently cut).
+/// How many list pages, and resources in all, are read at most (a leaver in more groups than
+/// that is reported, not silently cut).
 const MAX_PAGES: usize = 50;
-const PAGE_SIZE: usize = 100;
+const MAX_RESULTS: usize = 5000;
 
 /// What the app's ServiceProviderConfig says about the features we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,8 @@ pub struct Resource {
 pub struct Client {
     http: reqwest::Client,
     root: String,
+    /// `count` per list page; 0 sends none.
+    page_size: usize,
     features: OnceCell<Features>,
 }
 
@@ -126,6 +128,7 @@ impl Client {
         Ok(Self {
             http,
             root: cfg.root().to_string(),
+            page_size: cfg.page_size,
             features: OnceCell::new(),
         })
     }
@@ -253,7 +256,18 @@ impl Client {
         Ok(Some(Resource { body, version }))
     }
 
-    /// Every resource of `endpoint` matching `filter`, page by page.
+    /// The query of one list page from `start`: `count` only when the app takes one.
+    pub fn page_query<'a>(&self, start: &'a str, count: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut pairs = vec![("startIndex", start)];
+        if self.page_size > 0 {
+            pairs.push(("count", count));
+        }
+        pairs
+    }
+
+    /// Every resource of `endpoint` the app answers for `filter`, page by page. The app is not
+    /// trusted to have applied the filter (some ignore it and list everything): callers check
+    /// each resource themselves.
     pub async fn list(
         &self,
         endpoint: &str,
@@ -262,18 +276,16 @@ impl Client {
     ) -> Result<Vec<Value>, crate::ConnectorError> {
         let mut out = Vec::new();
         let mut start = 1usize;
+        let what = format!("GET {endpoint}?filter={filter}");
+        let count_s = self.page_size.to_string();
         for _ in 0..MAX_PAGES {
-            let (start_s, count_s) = (start.to_string(), PAGE_SIZE.to_string());
-            let mut pairs = vec![
-                ("filter", filter),
-                ("startIndex", start_s.as_str()),
-                ("count", count_s.as_str()),
-            ];
+            let start_s = start.to_string();
+            let mut pairs = vec![("filter", filter)];
+            pairs.extend(self.page_query(&start_s, &count_s));
             if let Some(a) = attributes {
                 pairs.push(("attributes", a));
             }
             let path = format!("{endpoint}?{}", query(&pairs));
-            let what = format!("GET {endpoint}?filter={filter}");
             let r = self.send(Method::GET, &path, None, None).await?;
             if !r.ok() {
                 return Err(classify::status(&what, &r.failure()));
@@ -298,14 +310,14 @@ impl Client {
             if got == 0 || out.len() >= total {
                 return Ok(out);
             }
+            if out.len() > MAX_RESULTS {
+                break;
+            }
             start += got;
         }
         Err(classify::bad_response(
-            &format!("GET {endpoint}?filter={filter}"),
-            format!(
-                "expected at most {} results, found more",
-                MAX_PAGES * PAGE_SIZE
-            ),
+            &what,
+            format!("expected at most {MAX_RESULTS} results in {MAX_PAGES} pages, found more"),
         ))
     }
 }

@@ -18,13 +18,63 @@ pub enum MatchBy {
     /// `emails.value eq "<the subject's email>"`.
     #[serde(rename = "emails")]
     Emails,
+    /// The enterprise extension's `employeeNumber` (RFC 7643 §4.3), by the subject's employee id.
+    #[serde(rename = "employeeNumber")]
+    EmployeeNumber,
+    /// `externalId eq "<the subject's employee id>"` (the id the provisioning client gave it).
+    #[serde(rename = "externalId")]
+    ExternalId,
 }
 
 impl MatchBy {
+    pub const ALL: [MatchBy; 4] = [
+        MatchBy::UserName,
+        MatchBy::Emails,
+        MatchBy::EmployeeNumber,
+        MatchBy::ExternalId,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             MatchBy::UserName => "userName",
             MatchBy::Emails => "emails",
+            MatchBy::EmployeeNumber => "employeeNumber",
+            MatchBy::ExternalId => "externalId",
+        }
+    }
+
+    /// The attribute path a filter compares.
+    pub fn filter_attribute(&self) -> &'static str {
+        match self {
+            MatchBy::UserName => "userName",
+            MatchBy::Emails => "emails.value",
+            MatchBy::EmployeeNumber => {
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber"
+            }
+            MatchBy::ExternalId => "externalId",
+        }
+    }
+}
+
+/// How a member is taken out of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRemoval {
+    /// `{"op":"remove","path":"members[value eq \"<value>\"]"}` (RFC 7644 §3.5.2.2): the server
+    /// removes the one member from the group as it is then, losing no other change.
+    #[default]
+    Filter,
+    /// `{"op":"replace","path":"members","value":[the others]}` with If-Match: for servers that
+    /// support no value filter in a PATCH path (Canaille). A read-modify-write of the whole list,
+    /// serialized per group within one connector instance.
+    Replace,
+}
+
+impl MemberRemoval {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberRemoval::Filter => "filter",
+            MemberRemoval::Replace => "replace",
         }
     }
 }
@@ -75,6 +125,12 @@ pub struct ScimConfig {
     pub match_by: Vec<MatchBy>,
     #[serde(default)]
     pub deactivate_form: DeactivateForm,
+    #[serde(default)]
+    pub member_removal: MemberRemoval,
+    /// The `count` sent with list requests; 0 sends none and takes the server's pages (Canaille
+    /// answers 500 to any `count`).
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
     #[serde(default = "default_true")]
     pub delete_users: bool,
     #[serde(default = "default_true")]
@@ -86,7 +142,10 @@ pub struct ScimConfig {
 }
 
 fn default_match_by() -> Vec<MatchBy> {
-    vec![MatchBy::UserName, MatchBy::Emails]
+    MatchBy::ALL.to_vec()
+}
+fn default_page_size() -> usize {
+    100
 }
 fn default_true() -> bool {
     true
@@ -129,6 +188,7 @@ impl ScimConfig {
 
 const MAX_TIMEOUT_SECS: u64 = 300;
 const MAX_READ_CONCURRENCY: u64 = 64;
+const MAX_PAGE_SIZE: u64 = 1000;
 
 /// Every key the table may hold (`kind` is always allowed).
 const KEYS: &[KeySpec] = &[
@@ -138,6 +198,8 @@ const KEYS: &[KeySpec] = &[
     KeySpec::secret("password"),
     KeySpec::optional("match_by", KeyType::StrOrList),
     KeySpec::optional("deactivate_form", KeyType::Str),
+    KeySpec::optional("member_removal", KeyType::Str),
+    KeySpec::optional("page_size", KeyType::Int),
     KeySpec::optional("delete_users", KeyType::Bool),
     KeySpec::optional("groups", KeyType::Bool),
     KeySpec::optional("timeout_secs", KeyType::Int),
@@ -222,26 +284,27 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
         if values.is_empty() {
             issues.push(ConfigIssue::new(
                 key("match_by"),
-                "expected userName and/or emails, found an empty list",
+                "expected some of userName, emails, employeeNumber, externalId, found an empty list",
             ));
         }
         let mut seen = Vec::new();
         for v in values {
             match v.as_str() {
-                Some(m @ ("userName" | "emails")) => {
+                Some(m @ ("userName" | "emails" | "employeeNumber" | "externalId")) => {
                     if seen.contains(&m) {
                         issues.push(ConfigIssue::new(
                             key("match_by"),
-                            format!(
-                                "expected each of userName, emails at most once, found {m:?} twice"
-                            ),
+                            format!("expected each lookup at most once, found {m:?} twice"),
                         ));
                     }
                     seen.push(m);
                 }
                 Some(_) => issues.push(ConfigIssue::new(
                     key("match_by"),
-                    format!("expected userName or emails, found {}", describe(v)),
+                    format!(
+                        "expected userName, emails, employeeNumber or externalId, found {}",
+                        describe(v)
+                    ),
                 )),
                 // check_table has reported the type already.
                 None => {}
@@ -254,6 +317,22 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
             issues.push(ConfigIssue::new(
                 key("deactivate_form"),
                 format!("expected path or value, found {form:?}"),
+            ));
+        }
+    }
+    if let Some(form) = s("member_removal") {
+        if !matches!(form, "filter" | "replace") {
+            issues.push(ConfigIssue::new(
+                key("member_removal"),
+                format!("expected filter or replace, found {form:?}"),
+            ));
+        }
+    }
+    if let Some(p) = n("page_size") {
+        if p > MAX_PAGE_SIZE {
+            issues.push(ConfigIssue::new(
+                key("page_size"),
+                format!("expected 0 (send no count) to {MAX_PAGE_SIZE}, found {p}"),
             ));
         }
     }
@@ -300,7 +379,11 @@ mod tests {
         let v = json!({"kind": "scim", "base_url": "https://x.example/scim/v2/", "token": "s3cret-token"});
         assert_eq!(messages(v.clone()), Vec::<String>::new());
         let c = ScimConfig::from_value(&v).expect("parses");
-        assert_eq!(c.match_by, [MatchBy::UserName, MatchBy::Emails]);
+        assert_eq!(c.match_by, MatchBy::ALL);
+        assert_eq!(
+            (c.member_removal, c.page_size),
+            (MemberRemoval::Filter, 100)
+        );
         assert_eq!(c.deactivate_form, DeactivateForm::Path);
         assert!(c.delete_users && c.groups);
         assert_eq!((c.timeout_secs, c.read_concurrency), (10, 4));
@@ -321,12 +404,15 @@ mod tests {
             messages(json!({
                 "base_url": "ftp://x", "token": "t", "password": "p", "match_by": ["userName", "mail", "userName"],
                 "deactivate_form": "soft", "timeout_secs": 0, "read_concurrency": 500,
+                "member_removal": "put", "page_size": 5000,
             })),
             vec![
                 "connectors.app.base_url: expected the SCIM root as an http(s) url (it must start with https:// or http://), found \"ftp://x\"",
                 "connectors.app.deactivate_form: expected path or value, found \"soft\"",
-                "connectors.app.match_by: expected userName or emails, found \"mail\"",
-                "connectors.app.match_by: expected each of userName, emails at most once, found \"userName\" twice",
+                "connectors.app.match_by: expected userName, emails, employeeNumber or externalId, found \"mail\"",
+                "connectors.app.match_by: expected each lookup at most once, found \"userName\" twice",
+                "connectors.app.member_removal: expected filter or replace, found \"put\"",
+                "connectors.app.page_size: expected 0 (send no count) to 1000, found 5000",
                 "connectors.app.read_concurrency: expected 1 to 64 concurrent reads, found 500",
                 "connectors.app.timeout_secs: expected 1 to 300 seconds, found 0",
                 "connectors.app.token: expected either token (bearer) or username + password (basic), found both",
@@ -342,7 +428,7 @@ mod tests {
         assert_eq!(
             messages(json!({"base_url": "https://x", "username": "u", "match_by": []})),
             vec![
-                "connectors.app.match_by: expected userName and/or emails, found an empty list",
+                "connectors.app.match_by: expected some of userName, emails, employeeNumber, externalId, found an empty list",
                 "connectors.app.password: missing; required with username (basic auth)",
             ]
         );

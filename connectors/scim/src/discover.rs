@@ -1,9 +1,17 @@
-//! Read-only: find the leaver's SCIM user (by userName, then by email), whether it is active, and
-//! the groups the app keeps for it.
+//! Read-only: find the leaver's SCIM user by every identifier the subject has, whether it is
+//! active, and the groups that list it.
+//!
+//! The subject's identifiers are tried in order (see [`lookups`]): its username for this
+//! instance as userName, its email as an email, its employee id as employeeNumber and externalId,
+//! then the identifier the job was raised with as each of those (`revokectl plan --user X` sets
+//! only that one). Each is one `GET /Users?filter=` whose every returned user is checked here:
+//! an app may ignore the filter (Canaille lists every user) and must not make us act on someone
+//! else.
 //!
 //! Requests per subject: 1 GET /ServiceProviderConfig per connector; 1 GET /Users?filter per
-//! `match_by` tried until one matches; with `groups`, 1 GET /Groups?filter=members.value (paged)
-//! when the user has no `groups` attribute.
+//! lookup tried until one matches; with `groups`, none more when the user has a `groups`
+//! attribute, else 1 GET /Groups?filter=members.value (paged) whose groups are each checked to
+//! list the user.
 
 use std::collections::BTreeMap;
 
@@ -14,11 +22,18 @@ use tracing::debug;
 use crate::client::Client;
 use crate::config::{MatchBy, ScimConfig};
 use crate::escape::eq_filter;
+use crate::member::{entries_naming, groups_listed_by, Who};
 
 pub const SCIM_USER: &str = "scim_user";
 pub const GROUP_MEMBERSHIP: &str = "group_membership";
 
-fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+/// The enterprise extension (RFC 7643 §4.3), where `employeeNumber` lives.
+pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// What the pinned id is called in plans and errors.
+pub const ID_KIND: &str = "SCIM id";
+
+pub fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
@@ -32,31 +47,32 @@ pub fn primary_email(user: &Value) -> Option<&str> {
         .and_then(|e| str_at(e, "value"))
 }
 
-/// The enterprise extension (RFC 7643 §4.3), where `employeeNumber` lives.
-pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// Every value of `by` the user holds.
+fn values_of(user: &Value, by: MatchBy) -> Vec<&str> {
+    match by {
+        MatchBy::UserName => str_at(user, "userName").into_iter().collect(),
+        MatchBy::Emails => user
+            .get("emails")
+            .and_then(Value::as_array)
+            .map(|es| es.iter().filter_map(|e| str_at(e, "value")).collect())
+            .unwrap_or_default(),
+        MatchBy::EmployeeNumber => user
+            .get(ENTERPRISE_USER)
+            .and_then(|e| str_at(e, "employeeNumber"))
+            .into_iter()
+            .collect(),
+        MatchBy::ExternalId => str_at(user, "externalId").into_iter().collect(),
+    }
+}
 
 /// The user as an [`Account`]: pinned to its SCIM `id`, answering to its userName, every email
 /// value, its externalId and its employeeNumber.
 pub fn user_account(user: &Value, id: &str) -> Account {
-    let user_name = str_at(user, "userName").unwrap_or_default();
-    let emails = user
-        .get("emails")
-        .and_then(Value::as_array)
-        .map(|es| {
-            es.iter()
-                .filter_map(|e| str_at(e, "value"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let external = str_at(user, "externalId");
-    let employee = user
-        .get(ENTERPRISE_USER)
-        .and_then(|e| str_at(e, "employeeNumber"));
-    Account::new(id, "SCIM id", user_name)
-        .answers_to([user_name])
-        .answers_to(emails)
-        .answers_to(external)
-        .answers_to(employee)
+    let mut account = Account::new(id, ID_KIND, str_at(user, "userName").unwrap_or_default());
+    for by in MatchBy::ALL {
+        account = account.answers_to(values_of(user, by));
+    }
+    account
 }
 
 /// Whether the user is active: `active` missing counts as active (RFC 7643 gives no default, and
@@ -65,42 +81,73 @@ pub fn is_active(user: &Value) -> bool {
     user.get("active").and_then(Value::as_bool) != Some(false)
 }
 
-/// Whether `user` really has the value we filtered on: the app is the judge of its filter, but a
+/// Whether `user` really holds `value` as `by`: the app is the judge of its filter, but a
 /// lenient or broken filter (one that ignores it) must not make us act on someone else.
-fn matches(user: &Value, by: MatchBy, value: &str) -> bool {
-    match by {
-        // userName is case-insensitive (RFC 7643 §4.1.1, caseExact false).
-        MatchBy::UserName => {
-            str_at(user, "userName").is_some_and(|u| u.to_lowercase() == value.to_lowercase())
-        }
-        MatchBy::Emails => user
-            .get("emails")
-            .and_then(Value::as_array)
-            .is_some_and(|es| {
-                es.iter()
-                    .filter_map(|e| str_at(e, "value"))
-                    .any(|e| e.eq_ignore_ascii_case(value))
-            }),
-    }
+/// externalId is case-exact (RFC 7643 §3.1); userName, emails and employeeNumber are not.
+fn holds(user: &Value, by: MatchBy, value: &str) -> bool {
+    values_of(user, by).into_iter().any(|v| match by {
+        MatchBy::ExternalId => v == value,
+        _ => v.to_lowercase() == value.to_lowercase(),
+    })
 }
 
-/// The one user whose `by` equals `value`; an error when the app lists more than one.
-async fn find_by(
+/// The (lookup, value) pairs tried for `subject`, in order, limited to `match_by`: the
+/// subject's fields at their own kind first, then the identifier the job was raised with as
+/// every kind (an HR event may carry only an employee id, `plan --user` only one string).
+pub fn lookups(cfg: &ScimConfig, instance: &str, subject: &Subject) -> Vec<(MatchBy, String)> {
+    let mut out: Vec<(MatchBy, String)> = Vec::new();
+    let mut push = |by: MatchBy, v: &str| {
+        let v = v.trim();
+        if !v.is_empty()
+            && cfg.match_by.contains(&by)
+            && !out.iter().any(|(b, x)| *b == by && x == v)
+        {
+            out.push((by, v.to_string()));
+        }
+    };
+    push(MatchBy::UserName, subject.username_for(instance));
+    if let Some(e) = &subject.email {
+        push(MatchBy::Emails, e);
+    }
+    if let Some(e) = &subject.employee_id {
+        push(MatchBy::EmployeeNumber, e);
+        push(MatchBy::ExternalId, e);
+    }
+    let id = subject.id.as_str();
+    if id.contains('@') {
+        push(MatchBy::Emails, id);
+    }
+    push(MatchBy::EmployeeNumber, id);
+    push(MatchBy::ExternalId, id);
+    push(MatchBy::UserName, id);
+    // Apps whose userName is the email.
+    if let Some(e) = &subject.email {
+        push(MatchBy::UserName, e);
+    }
+    out
+}
+
+/// The one user that holds `value` as `by`, checked here whatever the filter returned; an
+/// error when more than one does. An app that cannot search the enterprise extension or
+/// externalId (400) is taken as having no user by it.
+pub async fn find_by(
     client: &Client,
     by: MatchBy,
     value: &str,
 ) -> Result<Option<Value>, ConnectorError> {
-    let attr = match by {
-        MatchBy::UserName => "userName",
-        MatchBy::Emails => "emails.value",
+    let filter = eq_filter(by.filter_attribute(), value);
+    let listed = match client.list("/Users", &filter, None).await {
+        Ok(l) => l,
+        Err(e)
+            if e.code == "bad_request"
+                && matches!(by, MatchBy::EmployeeNumber | MatchBy::ExternalId) =>
+        {
+            debug!(lookup = by.as_str(), error = %e, "the app cannot search users by this attribute");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
-    let filter = eq_filter(attr, value);
-    let mut found: Vec<Value> = client
-        .list("/Users", &filter, None)
-        .await?
-        .into_iter()
-        .filter(|u| matches(u, by, value))
-        .collect();
+    let mut found: Vec<Value> = listed.into_iter().filter(|u| holds(u, by, value)).collect();
     if found.len() > 1 {
         let ids: Vec<&str> = found.iter().filter_map(|u| str_at(u, "id")).collect();
         return Err(ConnectorError::permanent(
@@ -115,55 +162,53 @@ async fn find_by(
     Ok(found.pop())
 }
 
-/// The subject's user, by each configured `match_by` in order.
+/// The subject's user, by each lookup in order: the user, and which lookup found it.
 pub async fn find_subject(
     client: &Client,
     cfg: &ScimConfig,
     instance: &str,
     subject: &Subject,
 ) -> Result<Option<(Value, MatchBy, String)>, ConnectorError> {
-    for by in &cfg.match_by {
-        let value = match by {
-            MatchBy::UserName => Some(subject.username_for(instance)),
-            MatchBy::Emails => subject.email.as_deref(),
-        };
-        let Some(value) = value.filter(|v| !v.is_empty()) else {
-            continue;
-        };
-        if let Some(u) = find_by(client, *by, value).await? {
-            return Ok(Some((u, *by, value.to_string())));
+    for (by, value) in lookups(cfg, instance, subject) {
+        if let Some(u) = find_by(client, by, &value).await? {
+            return Ok(Some((u, by, value)));
         }
     }
     Ok(None)
 }
 
-/// The groups listing `user_id`, as (id, display name): the user's own `groups` attribute when
-/// the app sends one, else a search of /Groups by member.
+/// The groups listing the user, as (id, display name): the user's own `groups` attribute when
+/// the app sends one, else a search of /Groups by member in which every returned group is
+/// checked to list the user (an app may ignore the filter and return every group).
 async fn groups_of(
     client: &Client,
     user: &Value,
     user_id: &str,
 ) -> Result<Vec<(String, String)>, ConnectorError> {
-    let from = |g: &Value, id_key: &str| {
-        let id = str_at(g, id_key)?.to_string();
-        let name = str_at(g, "display")
-            .or_else(|| str_at(g, "displayName"))
-            .unwrap_or_default()
-            .to_string();
-        Some((id, name))
-    };
-    let mut out: Vec<(String, String)> = match user.get("groups") {
-        Some(Value::Array(gs)) => gs.iter().filter_map(|g| from(g, "value")).collect(),
-        _ => client
-            .list(
-                "/Groups",
-                &eq_filter("members.value", user_id),
-                Some("displayName"),
-            )
-            .await?
-            .iter()
-            .filter_map(|g| from(g, "id"))
-            .collect(),
+    let mut out = match groups_listed_by(user) {
+        Some(gs) => gs,
+        None => {
+            let who = Who::of(user, user_id);
+            let mut out = Vec::new();
+            let listed = client
+                .list(
+                    "/Groups",
+                    &eq_filter("members.value", user_id),
+                    Some("displayName,members"),
+                )
+                .await?;
+            for g in &listed {
+                let Some(gid) = str_at(g, "id") else { continue };
+                if entries_naming(client, g, &who)
+                    .await?
+                    .is_some_and(|e| !e.is_empty())
+                {
+                    let name = str_at(g, "displayName").unwrap_or_default();
+                    out.push((gid.to_string(), name.to_string()));
+                }
+            }
+            out
+        }
     };
     out.sort();
     out.dedup_by(|a, b| a.0 == b.0);
@@ -221,12 +266,76 @@ pub async fn discover(
         }
     }
     findings.sort();
+    let account = user_account(&user, id).matched_by(format!("{} = {value}", by.as_str()));
     debug!(connector = %instance, subject = %subject.id, user_id = %id, groups = findings.len() - 1, "scim discovery");
-    let account = user_account(&user, id).matched_by(format!("{} = {}", by.as_str(), value));
     Ok(Discovery {
         found: true,
         findings,
         accounts: vec![account],
         ..not_found
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cfg(extra: Value) -> ScimConfig {
+        let mut v = json!({"base_url": "https://x/scim/v2", "token": "t"});
+        if let (Some(v), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        ScimConfig::from_value(&v).expect("config")
+    }
+
+    #[test]
+    fn one_identifier_is_tried_as_every_kind_and_fields_at_their_own_kind_first() {
+        let mut s = Subject::new("1004");
+        s.email = Some("dave@example.org".into());
+        let got: Vec<(&str, String)> = lookups(&cfg(json!({})), "app", &s)
+            .into_iter()
+            .map(|(b, v)| (b.as_str(), v))
+            .collect();
+        let want: Vec<(&str, String)> = [
+            ("userName", "1004"),
+            ("emails", "dave@example.org"),
+            ("employeeNumber", "1004"),
+            ("externalId", "1004"),
+            ("userName", "dave@example.org"),
+        ]
+        .iter()
+        .map(|(b, v)| (*b, v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let only_mail = lookups(
+            &cfg(json!({"match_by": "emails"})),
+            "app",
+            &Subject::new("zoe@vendorx.test"),
+        );
+        assert_eq!(
+            only_mail,
+            vec![(MatchBy::Emails, "zoe@vendorx.test".into())]
+        );
+    }
+
+    #[test]
+    fn the_account_answers_to_every_identifier() {
+        let u = json!({"id": "u1", "userName": "dave", "externalId": "X-9",
+            "emails": [{"value": "dave@example.org"}, {"value": "d@alias.test"}],
+            ENTERPRISE_USER: {"employeeNumber": "1004"}});
+        let a = user_account(&u, "u1");
+        assert_eq!(
+            (a.id.as_str(), a.id_kind.as_str(), a.name.as_str()),
+            ("u1", ID_KIND, "dave")
+        );
+        let ids: Vec<&str> = a.identifiers.iter().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            ["1004", "X-9", "d@alias.test", "dave", "dave@example.org"]
+        );
+        assert!(holds(&u, MatchBy::ExternalId, "X-9") && !holds(&u, MatchBy::ExternalId, "x-9"));
+        assert!(holds(&u, MatchBy::Emails, "D@ALIAS.test"));
+    }
 }

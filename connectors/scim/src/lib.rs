@@ -3,8 +3,10 @@
 //!
 //! One file per concern, as in every connector: `config` (typed table, pure validation),
 //! `client` (HTTP, auth, ServiceProviderConfig), `discover`, `plan`, `apply` (apply and verify,
-//! with If-Match where the app has ETags), `classify` (every status to a class and a stable code)
-//! and `escape` (filter values and URL parts from untrusted values). What it does and needs is in
+//! with If-Match where the app has ETags, each action on the user the plan pinned), `member`
+//! (whether a group lists a user, judged from the app's answers, never from a filter),
+//! `classify` (every status to a class and a stable code) and `escape` (filter values and URL
+//! parts from untrusted values). What it does and needs is in
 //! docs/connectors/scim.md.
 
 mod apply;
@@ -13,6 +15,7 @@ mod client;
 mod config;
 mod discover;
 mod escape;
+mod member;
 mod plan;
 
 use std::sync::Arc;
@@ -24,8 +27,8 @@ use revoke_core::{
     Journal, Outcome, ProposedAction, Subject, Verdict,
 };
 
-pub use config::{validate, DeactivateForm, MatchBy, ScimConfig};
-pub use discover::{GROUP_MEMBERSHIP, SCIM_USER};
+pub use config::{validate, DeactivateForm, MatchBy, MemberRemoval, ScimConfig};
+pub use discover::{GROUP_MEMBERSHIP, ID_KIND, SCIM_USER};
 pub use plan::{DEACTIVATE_USER, DELETE_USER, REMOVE_GROUP_MEMBER};
 
 /// The connector type name in config (`kind = "scim"`).
@@ -37,6 +40,7 @@ pub struct ScimConnector {
     instance: String,
     cfg: Arc<ScimConfig>,
     client: client::Client,
+    locks: apply::GroupLocks,
 }
 
 impl ScimConnector {
@@ -47,6 +51,7 @@ impl ScimConnector {
             instance: instance.to_string(),
             cfg: Arc::new(cfg),
             client,
+            locks: apply::GroupLocks::default(),
         })
     }
 
@@ -59,6 +64,7 @@ impl ScimConnector {
             client: &self.client,
             cfg: &self.cfg,
             instance: &self.instance,
+            locks: &self.locks,
         }
     }
 }
@@ -77,14 +83,18 @@ impl Connector for ScimConnector {
     /// (ServiceProviderConfig alone may be public).
     async fn check(&self) -> Result<(), ConnectorError> {
         self.client.features().await?;
+        let path = format!(
+            "/Users?{}",
+            escape::query(&self.client.page_query("1", "1"))
+        );
         let r = self
             .client
-            .send(reqwest::Method::GET, "/Users?count=1", None, None)
+            .send(reqwest::Method::GET, &path, None, None)
             .await?;
         if r.ok() {
             Ok(())
         } else {
-            Err(classify::status("GET /Users?count=1", &r.failure()))
+            Err(classify::status(&format!("GET {path}"), &r.failure()))
         }
     }
 
