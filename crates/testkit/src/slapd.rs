@@ -61,6 +61,9 @@ pub struct OpCounts {
     pub delete: u64,
     /// MODRDN requests
     pub modrdn: u64,
+    /// Entries sent back by searches (the `nentries` of each SEARCH RESULT), to measure what a
+    /// search costs beyond its round trip
+    pub entries: u64,
 }
 
 impl OpCounts {
@@ -79,6 +82,7 @@ impl OpCounts {
             modify: self.modify.saturating_sub(earlier.modify),
             delete: self.delete.saturating_sub(earlier.delete),
             modrdn: self.modrdn.saturating_sub(earlier.modrdn),
+            entries: self.entries.saturating_sub(earlier.entries),
         }
     }
 }
@@ -234,30 +238,21 @@ impl Slapd {
     /// Counts of operations received so far, from the stats log; compare two readings with [`OpCounts::since`]
     ///
     /// Helper calls ([`Slapd::add_ldif`], [`Slapd::search`], ...) are operations too (a BIND and
-    /// their request), so take a reading right before the code under test runs.
+    /// their request), so take a reading right before the code under test runs. slapd logs a
+    /// search's RESULT line (which carries `entries`) just after it has sent the result, so a
+    /// reading waits up to [`RESULT_LAG`] until every search request has its RESULT line.
     pub fn op_counts(&self) -> Result<OpCounts, TestkitError> {
-        let log = self.read_log()?;
-        let mut c = OpCounts::default();
-        for (verb, rest) in log.lines().filter_map(parse_op) {
-            match verb {
-                "BIND"
-                    if rest
-                        .rsplit(' ')
-                        .next()
-                        .is_some_and(|m| m.starts_with("method=")) =>
-                {
-                    c.bind += 1
-                }
-                "SRCH" if rest.starts_with("base=") => c.search += 1,
-                "CMP" if rest.starts_with("dn=") => c.compare += 1,
-                "ADD" if rest.starts_with("dn=") => c.add += 1,
-                "MOD" if rest.starts_with("dn=") => c.modify += 1,
-                "DEL" if rest.starts_with("dn=") => c.delete += 1,
-                "MODRDN" if rest.starts_with("dn=") => c.modrdn += 1,
-                _ => {}
+        let mut last = Ok((OpCounts::default(), 0));
+        // A search still running (or abandoned) has no RESULT line: after the wait, the reading
+        // counts what is there.
+        let _ = poll(RESULT_LAG, || {
+            last = self.read_log().map(|log| count_ops(&log));
+            match &last {
+                Ok((_, unanswered)) if *unanswered > 0 => None,
+                _ => Some(()),
             }
-        }
-        Ok(c)
+        });
+        last.map(|(c, _)| c)
     }
 
     /// Every MOD, DEL and MODRDN request so far, in order, as "MOD uid=alice,ou=people,dc=example,dc=org"
@@ -307,6 +302,43 @@ impl Drop for Slapd {
         self.watchdog.disarm();
         terminate(&mut self.child, Duration::from_secs(5));
     }
+}
+
+/// How long a reading of the op counts waits for the RESULT lines of answered searches.
+pub const RESULT_LAG: Duration = Duration::from_secs(2);
+
+/// The counts in a stats log, and how many search requests have no RESULT line yet.
+fn count_ops(log: &str) -> (OpCounts, u64) {
+    let mut c = OpCounts::default();
+    let mut results = 0u64;
+    for (verb, rest) in log.lines().filter_map(parse_op) {
+        match verb {
+            "BIND"
+                if rest
+                    .rsplit(' ')
+                    .next()
+                    .is_some_and(|m| m.starts_with("method=")) =>
+            {
+                c.bind += 1
+            }
+            "SRCH" if rest.starts_with("base=") => c.search += 1,
+            "CMP" if rest.starts_with("dn=") => c.compare += 1,
+            "ADD" if rest.starts_with("dn=") => c.add += 1,
+            "MOD" if rest.starts_with("dn=") => c.modify += 1,
+            "DEL" if rest.starts_with("dn=") => c.delete += 1,
+            "MODRDN" if rest.starts_with("dn=") => c.modrdn += 1,
+            "SEARCH" if rest.starts_with("RESULT ") => {
+                results += 1;
+                c.entries += rest
+                    .split(' ')
+                    .find_map(|f| f.strip_prefix("nentries="))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            }
+            _ => {}
+        }
+    }
+    (c, c.search.saturating_sub(results))
 }
 
 /// (verb, rest) of a stats line such as `... conn=1001 op=2 MOD dn="..."`

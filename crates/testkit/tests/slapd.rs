@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use revoke_testkit::{OpCounts, Slapd, DEMO_LDIF};
+use revoke_testkit::{OpCounts, Slapd, DEMO_LDIF, ODD_LDIF};
 
 const ALICE: &str = "uid=alice,ou=people,dc=example,dc=org";
 
@@ -239,6 +239,7 @@ fn op_counts_count_exactly() {
             bind: 2,
             search: 1,
             delete: 1,
+            entries: 1,
             ..OpCounts::default()
         }
     );
@@ -318,4 +319,90 @@ fn many_in_parallel() {
     ports.sort();
     ports.dedup();
     assert_eq!(ports.len(), 6);
+}
+
+#[test]
+fn the_odd_directory_loads_alone_and_after_the_demo() {
+    for with_demo in [false, true] {
+        let slapd = if with_demo {
+            demo()
+        } else {
+            Slapd::start().unwrap()
+        };
+        slapd.add_ldif(ODD_LDIF).expect("the odd ldif should load");
+        let people = slapd
+            .search(
+                Slapd::PEOPLE,
+                "(objectClass=inetOrgPerson)",
+                &["entryUUID", "uid"],
+            )
+            .unwrap();
+        let dns: Vec<&str> = people.lines().filter(|l| l.starts_with("dn")).collect();
+        let ids = people
+            .lines()
+            .filter(|l| l.starts_with("entryUUID: "))
+            .count();
+        assert_eq!(ids, dns.len(), "every entry has an entryUUID: {people}");
+        assert_eq!(dns.len(), if with_demo { 14 } else { 10 }, "{people}");
+        // Zoë's DN is not ASCII, so ldapsearch prints it base64 (dn::); she has no uid.
+        let zoe = slapd
+            .search(Slapd::PEOPLE, "(mail=zoe@vendorx.test)", &["uid", "cn"])
+            .unwrap();
+        assert!(zoe.starts_with("dn:: "), "{zoe}");
+        assert!(!zoe.contains("uid:"), "{zoe}");
+        let kim = slapd
+            .search(Slapd::PEOPLE, "(uid=kim.lee)", &["uid"])
+            .unwrap();
+        assert!(
+            kim.contains("uid: kim\n") && kim.contains("uid: kim.lee\n"),
+            "{kim}"
+        );
+        // Two entries answer to uid=lena: the old one moved to alumni and the new hire.
+        let lena = slapd.search(Slapd::PEOPLE, "(uid=lena)", &["dn"]).unwrap();
+        assert_eq!(lena.matches("dn: ").count(), 2, "{lena}");
+    }
+}
+
+#[test]
+fn unique_member_with_a_uid_is_not_matched_by_a_dn_equality_filter() {
+    // The fact the LDAP connector works around: (uniqueMember=<dn>) misses "<dn>#'1'B".
+    let slapd = Slapd::start().unwrap();
+    slapd.add_ldif(ODD_LDIF).unwrap();
+    let jdoe = "uid=jdoe,ou=sales,ou=people,dc=example,dc=org";
+    let by_dn = slapd
+        .search(Slapd::GROUPS, &format!("(uniqueMember={jdoe})"), &["dn"])
+        .unwrap();
+    assert!(!by_dn.contains("vpn-unique"), "{by_dn}");
+    let with_uid = slapd
+        .search(
+            Slapd::GROUPS,
+            &format!("(uniqueMember={jdoe}#'1'B)"),
+            &["dn"],
+        )
+        .unwrap();
+    assert!(with_uid.contains("cn=vpn-unique"), "{with_uid}");
+    let ivan = slapd
+        .search(
+            Slapd::GROUPS,
+            "(uniqueMember=uid=ivan,ou=sales,ou=people,dc=example,dc=org)",
+            &["dn"],
+        )
+        .unwrap();
+    assert!(ivan.contains("cn=vpn-unique"), "{ivan}");
+}
+
+#[test]
+fn op_counts_count_the_entries_searches_return() {
+    let slapd = demo();
+    for round in 0..10 {
+        let before = slapd.op_counts().unwrap();
+        let _ = slapd
+            .search(Slapd::PEOPLE, "(objectClass=inetOrgPerson)", &["uid"])
+            .unwrap();
+        let _ = slapd
+            .search(Slapd::PEOPLE, "(uid=nobody-here)", &["uid"])
+            .unwrap();
+        let delta = slapd.op_counts().unwrap().since(&before);
+        assert_eq!((delta.search, delta.entries), (2, 4), "round {round}");
+    }
 }
