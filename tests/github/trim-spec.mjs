@@ -22,6 +22,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The operations the connector (and the stand-in) use: path -> methods */
 export const OPERATIONS = {
   "/orgs/{org}": ["get"],
+  "/user/{account_id}": ["get"],
+  "/users/{username}": ["get"],
   "/orgs/{org}/memberships/{username}": ["get", "delete"],
   "/orgs/{org}/invitations": ["get"],
   "/orgs/{org}/invitations/{invitation_id}": ["delete"],

@@ -89,8 +89,15 @@ async fn every_endpoint_conforms_to_githubs_spec_through_prism() {
     let c = client();
     use Method as M;
 
+    let bob_id = gh.world(|w| w.user_id("bob"));
+    let bob_by_id = format!("/user/{bob_id}");
     let expect = [
         (M::GET, "/orgs/acme", 200),
+        (M::GET, bob_by_id.as_str(), 200),
+        (M::GET, "/user/1", 404),
+        (M::GET, "/users/bob", 200),
+        (M::GET, "/users/BOB", 200),
+        (M::GET, "/users/nobody", 404),
         (M::GET, "/orgs/acme/memberships/alice", 200),
         (M::GET, "/orgs/acme/memberships/dave", 200),
         (M::GET, "/orgs/acme/memberships/nobody", 404),
@@ -340,6 +347,91 @@ async fn every_endpoint_conforms_to_githubs_spec_through_prism() {
         "the email invitation stays"
     );
     assert_eq!(gh.installation_tokens_issued(), 1);
+}
+
+/// GitHub lets a renamed user's old login be taken by someone else: the durable id (`GET
+/// /user/{id}`) follows the person, the login (`GET /users/{login}`) names whoever holds it now
+#[tokio::test]
+async fn a_renamed_login_can_be_taken_by_a_new_user_and_ids_follow_the_person() {
+    let gh = standin();
+    gh.world(|w| {
+        w.user("dave", 1200).expect("free");
+        let o = w.org("acme");
+        o.member("dave", Role::Member);
+        o.team("platform").member("dave");
+        o.repo("api").collaborator("dave", Permission::Push);
+        o.credential_authorization("dave", CredentialType::SshKey);
+        o.pat_grant("dave", "laptop");
+        o.saml_identity("dave", "dave@corp.example");
+        assert!(w.user("dave", 1300).is_err(), "a login names one user");
+        assert!(
+            w.user("someone", 1200).is_err(),
+            "an id is never given twice"
+        );
+    });
+    let prism = gh.behind_prism().expect("prism should start");
+    let (base, t, c) = (prism.rest_url(), gh.token(), client());
+    let get = |path: String| {
+        let c = c.clone();
+        let (url, t) = (format!("{base}{path}"), t.clone());
+        async move {
+            let r = call(&c, Method::GET, &url, &t, None).await;
+            let status = r.status().as_u16();
+            let body = if status == 200 {
+                json_of(r).await
+            } else {
+                Value::Null
+            };
+            (status, body)
+        }
+    };
+    let (status, dave) = get("/user/1200".into()).await;
+    assert_eq!((status, dave["login"].as_str()), (200, Some("dave")));
+
+    gh.world(|w| {
+        assert_eq!(w.rename_user("dave", "dave-old"), Ok(1200));
+        assert!(w.rename_user("nobody", "x").is_err());
+        w.user("dave", 2200).expect("the old login is free");
+        w.org("acme").member("dave", Role::Member);
+        assert!(w.rename_user("dave-old", "dave").is_err(), "taken");
+    });
+    let (_, by_id) = get("/user/1200".into()).await;
+    assert_eq!(
+        (by_id["login"].as_str(), by_id["id"].as_u64()),
+        (Some("dave-old"), Some(1200))
+    );
+    let (_, by_login) = get("/users/dave".into()).await;
+    assert_eq!(by_login["id"].as_u64(), Some(2200));
+    let (_, old) = get("/users/dave-old".into()).await;
+    assert_eq!(old["id"].as_u64(), Some(1200));
+    // Everything of the person followed the rename; the new dave has only his membership.
+    let (_, m) = get("/orgs/acme/memberships/dave-old".into()).await;
+    assert_eq!(
+        (m["state"].as_str(), m["user"]["id"].as_u64()),
+        (Some("active"), Some(1200))
+    );
+    let (_, m) = get("/orgs/acme/memberships/dave".into()).await;
+    assert_eq!(m["user"]["id"].as_u64(), Some(2200));
+    assert_eq!(gh.team_members("acme", "platform")[0].0, "dave-old");
+    assert_eq!(gh.collaborators("acme", "api")[0].0, "dave-old");
+    assert_eq!(gh.credential_authorizations("acme")[0].login, "dave-old");
+    assert_eq!(gh.pat_grants("acme")[0].owner, "dave-old");
+
+    // A deleted account: its id and login answer 404, and it leaves the org.
+    gh.world(|w| assert_eq!(w.delete_user("dave-old"), Ok(1200)));
+    assert_eq!(get("/user/1200".into()).await.0, 404);
+    assert_eq!(get("/users/dave-old".into()).await.0, 404);
+    assert_eq!(get("/user/2200".into()).await.0, 200);
+    assert!(gh.team_members("acme", "platform").is_empty());
+    assert!(gh.collaborators("acme", "api").is_empty());
+    assert!(gh.credential_authorizations("acme").is_empty());
+    assert!(gh.pat_grants("acme").is_empty());
+    assert_eq!(gh.members("acme"), vec![("dave".to_owned(), Role::Member)]);
+    assert!(
+        prism.violations().is_empty(),
+        "prism violations: {:#?}",
+        prism.violations()
+    );
 }
 
 #[tokio::test]
@@ -831,7 +923,7 @@ query OrgMembers($org: String!, $after: String) {
   organization(login: $org) {
     membersWithRole(first: 100, after: $after) {
       pageInfo { hasNextPage endCursor }
-      edges { role node { login } }
+      edges { role node { login databaseId id } }
     }
   }
 }
@@ -843,7 +935,7 @@ query OrgTeams($org: String!, $after: String) {
         slug
         members(first: 100, membership: IMMEDIATE) {
           pageInfo { hasNextPage endCursor }
-          edges { role node { login } }
+          edges { role node { login databaseId id } }
         }
       }
     }
@@ -854,7 +946,7 @@ query TeamMembers($org: String!, $slug: String!, $after: String) {
     team(slug: $slug) {
       members(first: 100, after: $after, membership: IMMEDIATE) {
         pageInfo { hasNextPage endCursor }
-        edges { role node { login } }
+        edges { role node { login databaseId id } }
       }
     }
   }
@@ -867,7 +959,7 @@ query OrgRepositories($org: String!, $after: String) {
         name
         collaborators(first: 100, affiliation: DIRECT) {
           pageInfo { hasNextPage endCursor }
-          edges { permission node { login } }
+          edges { permission node { login databaseId id } }
         }
       }
     }
@@ -877,16 +969,22 @@ query RepositoryCollaborators($org: String!, $name: String!, $after: String) {
   repository(owner: $org, name: $name) {
     collaborators(first: 100, after: $after, affiliation: DIRECT) {
       pageInfo { hasNextPage endCursor }
-      edges { permission node { login } }
+      edges { permission node { login databaseId id } }
     }
   }
 }
-query SamlIdentities($org: String!, $userName: String, $after: String) {
+query SamlIdentities($org: String!, $userName: String, $login: String, $after: String) {
   organization(login: $org) {
     samlIdentityProvider {
-      externalIdentities(first: 100, after: $after, userName: $userName) {
+      externalIdentities(first: 100, after: $after, userName: $userName, login: $login) {
         pageInfo { hasNextPage endCursor }
-        edges { node { samlIdentity { nameId emails { value } } user { login } } }
+        edges {
+          node {
+            samlIdentity { nameId emails { value } }
+            scimIdentity { username emails { value } }
+            user { login databaseId }
+          }
+        }
       }
     }
   }
@@ -925,6 +1023,9 @@ async fn graphql(c: &Client, gh: &GithubStandin, name: &str, variables: Value) -
 async fn graphql_pages_every_connection_including_nested_ones() {
     let gh = standin();
     gh.world(|w| {
+        w.user("user000", 100)
+            .and_then(|w| w.user("outsider", 101))
+            .expect("free logins and ids");
         let o = w.org("acme");
         for i in 0..150 {
             o.member(
@@ -950,10 +1051,9 @@ async fn graphql_pages_every_connection_including_nested_ones() {
     let conn = &p1["data"]["organization"]["membersWithRole"];
     assert_eq!(conn["edges"].as_array().map(Vec::len), Some(100));
     assert_eq!(conn["pageInfo"]["hasNextPage"], true);
-    assert_eq!(
-        conn["edges"][0],
-        json!({"role": "ADMIN", "node": {"login": "user000"}})
-    );
+    // Users carry their durable id (databaseId) and global node id.
+    let user000 = json!({"login": "user000", "databaseId": 100, "id": "MDQ6VXNlcjEwMA=="});
+    assert_eq!(conn["edges"][0], json!({"role": "ADMIN", "node": user000}));
     let p2 = graphql(
         &c,
         &gh,
@@ -973,7 +1073,7 @@ async fn graphql_pages_every_connection_including_nested_ones() {
     assert_eq!(nodes[0]["members"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(
         nodes[1]["members"]["edges"][0],
-        json!({"role": "MAINTAINER", "node": {"login": "user000"}})
+        json!({"role": "MAINTAINER", "node": user000})
     );
     let cursor = nodes[0]["members"]["pageInfo"]["endCursor"].clone();
     let rest = graphql(
@@ -1002,7 +1102,7 @@ async fn graphql_pages_every_connection_including_nested_ones() {
     assert_eq!(nodes[0]["collaborators"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(
         nodes[1]["collaborators"]["edges"][0],
-        json!({"permission": "ADMIN", "node": {"login": "outsider"}})
+        json!({"permission": "ADMIN", "node": {"login": "outsider", "databaseId": 101, "id": "MDQ6VXNlcjEwMQ=="}})
     );
     let cursor = nodes[0]["collaborators"]["pageInfo"]["endCursor"].clone();
     let rest = graphql(
@@ -1037,10 +1137,12 @@ async fn graphql_pages_every_connection_including_nested_ones() {
         none["data"]["organization"]["samlIdentityProvider"],
         Value::Null
     );
-    gh.world(|w| {
+    let (one_id, two_id) = gh.world(|w| {
         w.org("acme")
             .saml_identity("user001", "one@example.com")
-            .saml_identity("user002", "two@example.com");
+            .saml_identity("user002", "two@example.com")
+            .scim_identity("user002", "two");
+        (w.user_id("user001"), w.user_id("user002"))
     });
     let one = graphql(
         &c,
@@ -1051,7 +1153,27 @@ async fn graphql_pages_every_connection_including_nested_ones() {
     .await;
     assert_eq!(
         one["data"]["organization"]["samlIdentityProvider"]["externalIdentities"]["edges"],
-        json!([{"node": {"samlIdentity": {"nameId": "one@example.com", "emails": [{"value": "one@example.com"}]}, "user": {"login": "user001"}}}])
+        json!([{"node": {
+            "samlIdentity": {"nameId": "one@example.com", "emails": [{"value": "one@example.com"}]},
+            "scimIdentity": null,
+            "user": {"login": "user001", "databaseId": one_id},
+        }}])
+    );
+    // Filtered by the linked user's login, with the SCIM identity where there is one.
+    let two = graphql(
+        &c,
+        &gh,
+        "SamlIdentities",
+        json!({"org": "acme", "login": "USER002"}),
+    )
+    .await;
+    assert_eq!(
+        two["data"]["organization"]["samlIdentityProvider"]["externalIdentities"]["edges"],
+        json!([{"node": {
+            "samlIdentity": {"nameId": "two@example.com", "emails": [{"value": "two@example.com"}]},
+            "scimIdentity": {"username": "two", "emails": [{"value": "two@example.com"}]},
+            "user": {"login": "user002", "databaseId": two_id},
+        }}])
     );
 
     // Unknown org, unknown operation, a cursor we did not issue.
@@ -1112,7 +1234,7 @@ fn validate_graphql_accepts_the_connector_queries_and_rejects_a_wrong_one() {
     assert_eq!(qs.len(), 6);
     validate_graphql(&qs).expect("the six queries are valid");
     let wrong = query("OrgMembers").replace(
-        "edges { role node { login } }",
+        "edges { role node { login databaseId id } }",
         "edges { role node { login emailAddress } }",
     );
     match validate_graphql(&[wrong]) {

@@ -14,7 +14,8 @@ use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::world::{Org, Permission, Role, TeamRole};
+use super::rest::node_id;
+use super::world::{key, Org, Role, TeamRole, Users};
 use super::{lock, Shared};
 
 const PAGE: usize = 100;
@@ -53,8 +54,13 @@ fn start_after(after: Option<&str>) -> Result<usize, String> {
 }
 
 /// A connection page over `items`, from `start`, built with `edge`, as `edges` or `nodes`
-fn connection<T>(items: &[T], start: usize, field: &str, edge: impl Fn(&T) -> Value) -> Value {
-    let page: Vec<Value> = items.iter().skip(start).take(PAGE).map(&edge).collect();
+fn connection<T>(
+    items: &[T],
+    start: usize,
+    field: &str,
+    mut edge: impl FnMut(&T) -> Value,
+) -> Value {
+    let page: Vec<Value> = items.iter().skip(start).take(PAGE).map(&mut edge).collect();
     let end = (!page.is_empty()).then(|| cursor(start + page.len() - 1));
     json!({
         "pageInfo": { "hasNextPage": start + page.len() < items.len(), "endCursor": end },
@@ -76,12 +82,10 @@ fn team_role(r: TeamRole) -> &'static str {
     }
 }
 
-fn member_edge((login, r): &(String, TeamRole)) -> Value {
-    json!({ "role": team_role(*r), "node": { "login": login } })
-}
-
-fn collaborator_edge((login, p): &(String, Permission)) -> Value {
-    json!({ "permission": p.graphql(), "node": { "login": login } })
+/// A `User` node: its login, `databaseId` (the REST `id`) and global node `id`
+fn user_node(users: &mut Users, login: &str) -> Value {
+    let id = users.id(login);
+    json!({ "login": login, "databaseId": id, "id": node_id("User", id) })
 }
 
 fn errors(message: String) -> Response {
@@ -138,10 +142,13 @@ pub(crate) async fn handle(State(s): State<Arc<Shared>>, body: axum::body::Bytes
         Err(message) => return errors(message),
     };
 
-    let world = s.world();
+    let mut guard = s.world();
+    // The orgs read, the users given ids as they are shown: two parts of the world at once.
+    let world = &mut *guard;
+    let (orgs, users) = (&world.orgs, &mut world.users);
     if op == "RepositoryCollaborators" {
         let name = var("name").unwrap_or_default();
-        let Some(repo) = world.org_ref(&org_login).and_then(|o| o.repo_ref(&name)) else {
+        let Some(repo) = orgs.get(&key(&org_login)).and_then(|o| o.repo_ref(&name)) else {
             return not_found(
                 "repository",
                 format!("Could not resolve to a Repository with the name '{org_login}/{name}'."),
@@ -149,48 +156,66 @@ pub(crate) async fn handle(State(s): State<Arc<Shared>>, body: axum::body::Bytes
         };
         let collaborators = repo.collaborators();
         let data = json!({ "repository": {
-            "collaborators": connection(&collaborators, start, "edges", collaborator_edge),
+            "collaborators": connection(&collaborators, start, "edges", |(login, p)| {
+                json!({ "permission": p.graphql(), "node": user_node(users, login) })
+            }),
         }});
         return Json(json!({ "data": data })).into_response();
     }
-    let Some(o) = world.org_ref(&org_login) else {
+    let Some(o) = orgs.get(&key(&org_login)) else {
         return not_found(
             "organization",
             format!("Could not resolve to an Organization with the login of '{org_login}'."),
         );
     };
+    let member_edge = |users: &mut Users, (login, r): &(String, TeamRole)| json!({ "role": team_role(*r), "node": user_node(users, login) });
     let organization = match op.as_str() {
         "OrgMembers" => {
             let members = o.member_list();
             json!({ "membersWithRole": connection(&members, start, "edges", |(login, r)| {
-                json!({ "role": role(*r), "node": { "login": login } })
+                json!({ "role": role(*r), "node": user_node(users, login) })
             })})
         }
         "OrgTeams" => {
             let teams: Vec<_> = o.teams.values().collect();
             json!({ "teams": connection(&teams, start, "nodes", |t| {
-                json!({ "slug": t.slug, "members": connection(&t.members(), 0, "edges", member_edge) })
+                json!({ "slug": t.slug, "members": connection(&t.members(), 0, "edges", |m| member_edge(users, m)) })
             })})
         }
         "TeamMembers" => {
             let slug = var("slug").unwrap_or_default();
             let team = o.team_ref(&slug).map(
-                |t| json!({ "members": connection(&t.members(), start, "edges", member_edge) }),
+                |t| json!({ "members": connection(&t.members(), start, "edges", |m| member_edge(users, m)) }),
             );
             json!({ "team": team })
         }
         "OrgRepositories" => {
             let repos: Vec<_> = o.repos.values().collect();
             json!({ "repositories": connection(&repos, start, "nodes", |r| {
-                json!({ "name": r.name, "collaborators": connection(&r.collaborators(), 0, "edges", collaborator_edge) })
+                json!({ "name": r.name, "collaborators": connection(&r.collaborators(), 0, "edges", |(login, p)| {
+                    json!({ "permission": p.graphql(), "node": user_node(users, login) })
+                }) })
             })})
         }
-        _ => saml(o, var("userName").as_deref(), start),
+        _ => saml(
+            users,
+            o,
+            var("userName").as_deref(),
+            var("login").as_deref(),
+            start,
+        ),
     };
     Json(json!({ "data": { "organization": organization } })).into_response()
 }
 
-fn saml(o: &Org, user_name: Option<&str>, start: usize) -> Value {
+/// The org's SAML external identities, filtered by NameID (`userName`) and by linked `login`
+fn saml(
+    users: &mut Users,
+    o: &Org,
+    user_name: Option<&str>,
+    login: Option<&str>,
+    start: usize,
+) -> Value {
     if o.saml_identities.is_empty() {
         return json!({ "samlIdentityProvider": null });
     }
@@ -198,6 +223,13 @@ fn saml(o: &Org, user_name: Option<&str>, start: usize) -> Value {
         .saml_identities
         .iter()
         .filter(|i| user_name.is_none_or(|u| i.name_id.eq_ignore_ascii_case(u)))
+        .filter(|i| {
+            login.is_none_or(|l| {
+                i.login
+                    .as_deref()
+                    .is_some_and(|il| il.eq_ignore_ascii_case(l))
+            })
+        })
         .collect();
     json!({ "samlIdentityProvider": {
         "externalIdentities": connection(&identities, start, "edges", |i| json!({ "node": {
@@ -205,7 +237,14 @@ fn saml(o: &Org, user_name: Option<&str>, start: usize) -> Value {
                 "nameId": i.name_id,
                 "emails": i.emails.iter().map(|e| json!({ "value": e })).collect::<Vec<_>>(),
             },
-            "user": i.login.as_ref().map(|l| json!({ "login": l })),
+            "scimIdentity": i.scim_username.as_ref().map(|u| json!({
+                "username": u,
+                "emails": i.emails.iter().map(|e| json!({ "value": e })).collect::<Vec<_>>(),
+            })),
+            "user": i.login.as_ref().map(|l| {
+                let id = users.id(l);
+                json!({ "login": l, "databaseId": id })
+            }),
         }})),
     }})
 }

@@ -20,6 +20,8 @@ type S = State<Arc<Shared>>;
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/orgs/{org}", get(get_org))
+        .route("/user/{account_id}", get(get_user_by_id))
+        .route("/users/{username}", get(get_user))
         .route(
             "/orgs/{org}/memberships/{username}",
             get(get_membership).delete(delete_membership),
@@ -417,6 +419,52 @@ async fn get_org(
         Some(o) => Json(org_full(&here.base, o)).into_response(),
         None => not_found(),
     }
+}
+
+/// `public-user`: what anyone may read of an account (no email is public in this world)
+fn public_user(base: &str, id: u64, login: &str) -> Value {
+    let mut v = user_of_type(base, id, login, "User");
+    let created = time(seed_time(id % 100_000));
+    merge(
+        &mut v,
+        json!({
+            "name": null, "company": null, "blog": "", "location": null, "email": null,
+            "hireable": null, "bio": null, "public_repos": 0, "public_gists": 0,
+            "followers": 0, "following": 0, "created_at": created, "updated_at": created,
+        }),
+    );
+    v
+}
+
+/// `GET /user/{account_id}`: the account with this durable id, under its current login
+async fn get_user_by_id(
+    State(s): S,
+    Extension(here): Extension<Here>,
+    Path(account_id): Path<String>,
+) -> Response {
+    let world = s.world();
+    let Ok(id) = account_id.parse::<u64>() else {
+        return not_found();
+    };
+    match world.login_of(id) {
+        Some(login) => Json(public_user(&here.base, id, &login)).into_response(),
+        None => not_found(),
+    }
+}
+
+/// `GET /users/{username}`: whoever holds this login now
+async fn get_user(
+    State(s): S,
+    Extension(here): Extension<Here>,
+    Path(username): Path<String>,
+) -> Response {
+    let mut world = s.world();
+    if !world.user_exists(&username) {
+        return not_found();
+    }
+    let id = world.user_id(&username);
+    let login = world.login_of(id).unwrap_or(username);
+    Json(public_user(&here.base, id, &login)).into_response()
 }
 
 async fn get_membership(

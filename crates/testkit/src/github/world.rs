@@ -208,6 +208,8 @@ pub struct SamlIdentity {
     pub name_id: String,
     /// The emails of the identity
     pub emails: Vec<String>,
+    /// The SCIM identity's `userName`, when the IdP provisions the org by SCIM too
+    pub scim_username: Option<String>,
 }
 
 /// A team of an organization
@@ -449,7 +451,19 @@ impl Org {
             login: Some(login.to_owned()),
             name_id: name_id.to_owned(),
             emails: vec![name_id.to_owned()],
+            scim_username: None,
         });
+        self
+    }
+
+    /// Gives the SAML identity of `login` a SCIM identity with this `userName` too
+    pub fn scim_identity(&mut self, login: &str, user_name: &str) -> &mut Org {
+        let k = key(login);
+        for i in &mut self.saml_identities {
+            if i.login.as_deref().map(key).as_deref() == Some(k.as_str()) {
+                i.scim_username = Some(user_name.to_owned());
+            }
+        }
         self
     }
 
@@ -503,6 +517,109 @@ impl Org {
         self.invitations
             .iter()
             .find(|i| i.login.as_deref().map(key).as_deref() == Some(k.as_str()))
+    }
+
+    /// Whether the lowercased login `k` appears anywhere in the organization
+    pub(crate) fn names_user(&self, k: &str) -> bool {
+        self.spelling_of(k).is_some()
+    }
+
+    /// The login as seeded, where the lowercased login `k` appears in the organization
+    pub(crate) fn spelling_of(&self, k: &str) -> Option<String> {
+        let same = |l: &str| key(l) == k;
+        if let Some((l, _)) = self.members.get(k) {
+            return Some(l.clone());
+        }
+        for t in self.teams.values() {
+            if let Some((l, _)) = t.members.get(k) {
+                return Some(l.clone());
+            }
+        }
+        for r in self.repos.values() {
+            if let Some((l, _)) = r.collaborators.get(k) {
+                return Some(l.clone());
+            }
+            if let Some(i) = r.invitations.iter().find(|i| same(&i.invitee)) {
+                return Some(i.invitee.clone());
+            }
+        }
+        self.invitations
+            .iter()
+            .filter_map(|i| i.login.as_deref())
+            .chain(
+                self.credential_authorizations
+                    .iter()
+                    .map(|c| c.login.as_str()),
+            )
+            .chain(self.pat_grants.iter().map(|g| g.owner.as_str()))
+            .chain(
+                self.saml_identities
+                    .iter()
+                    .filter_map(|i| i.login.as_deref()),
+            )
+            .find(|l| same(l))
+            .map(str::to_owned)
+    }
+
+    /// Everything of the lowercased login `old` now under the login `to`
+    pub(crate) fn rename(&mut self, old: &str, to: &str) {
+        let new = key(to);
+        let moved = |l: &mut String| {
+            if key(l) == old {
+                *l = to.to_owned();
+            }
+        };
+        if let Some((_, role)) = self.members.remove(old) {
+            self.members.insert(new.clone(), (to.to_owned(), role));
+        }
+        for t in self.teams.values_mut() {
+            if let Some((_, role)) = t.members.remove(old) {
+                t.members.insert(new.clone(), (to.to_owned(), role));
+            }
+        }
+        for r in self.repos.values_mut() {
+            if let Some((_, p)) = r.collaborators.remove(old) {
+                r.collaborators.insert(new.clone(), (to.to_owned(), p));
+            }
+            r.invitations.iter_mut().for_each(|i| moved(&mut i.invitee));
+        }
+        for i in &mut self.invitations {
+            if let Some(l) = i.login.as_mut() {
+                moved(l);
+            }
+        }
+        self.credential_authorizations
+            .iter_mut()
+            .for_each(|c| moved(&mut c.login));
+        self.pat_grants.iter_mut().for_each(|g| moved(&mut g.owner));
+        for i in &mut self.saml_identities {
+            if let Some(l) = i.login.as_mut() {
+                moved(l);
+            }
+        }
+    }
+
+    /// Everything of the lowercased login `k` gone (the account was deleted); a SAML identity
+    /// stays, unlinked
+    pub(crate) fn forget(&mut self, k: &str) {
+        let other = |l: &str| key(l) != k;
+        self.members.remove(k);
+        for t in self.teams.values_mut() {
+            t.members.remove(k);
+        }
+        for r in self.repos.values_mut() {
+            r.collaborators.remove(k);
+            r.invitations.retain(|i| other(&i.invitee));
+        }
+        self.invitations
+            .retain(|i| i.login.as_deref().is_none_or(other));
+        self.credential_authorizations.retain(|c| other(&c.login));
+        self.pat_grants.retain(|g| other(&g.owner));
+        for i in &mut self.saml_identities {
+            if i.login.as_deref().is_some_and(|l| !other(l)) {
+                i.login = None;
+            }
+        }
     }
 
     /// Removes a member with every team membership and credential authorization (what GitHub
@@ -565,6 +682,81 @@ impl World {
     /// The numeric id GitHub would give this login: stable per login (a hash), unique in this world
     pub fn user_id(&mut self, login: &str) -> u64 {
         self.users.id(login)
+    }
+
+    /// Creates the user `login` with the numeric id `id` (GitHub's `id` / GraphQL `databaseId`),
+    /// as when someone signs up; fails when the login names a user already or the id was ever
+    /// given out (GitHub never reuses a user id)
+    pub fn user(&mut self, login: &str, id: u64) -> Result<&mut World, String> {
+        if self.user_exists(login) {
+            return Err(format!("login {login:?} already names a user"));
+        }
+        if !self.users.taken.insert(id) {
+            return Err(format!("user id {id} was given out already"));
+        }
+        self.users.by_login.insert(key(login), id);
+        Ok(self)
+    }
+
+    /// Whether `login` names a user: one created with [`World::user`], given an id, or named
+    /// anywhere in an organization (members, collaborators, invitations, credentials, tokens)
+    pub fn user_exists(&self, login: &str) -> bool {
+        let k = key(login);
+        self.users.by_login.contains_key(&k) || self.orgs.values().any(|o| o.names_user(&k))
+    }
+
+    /// The user with this numeric id now: its current login (`None`: no such user, or deleted)
+    pub fn login_of(&self, id: u64) -> Option<String> {
+        let k = self
+            .users
+            .by_login
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())?;
+        Some(self.spelling(&k))
+    }
+
+    /// How the login is spelled where it was seeded (the lowercased key when nowhere)
+    fn spelling(&self, k: &str) -> String {
+        self.orgs
+            .values()
+            .find_map(|o| o.spelling_of(k))
+            .unwrap_or_else(|| k.to_owned())
+    }
+
+    /// Renames a user, as GitHub does: the id stays, every membership, team, grant, invitation,
+    /// credential, token and SAML identity follows the new login, and the old login is free
+    /// for anyone to take (with [`World::user`]); returns the user's id
+    pub fn rename_user(&mut self, from: &str, to: &str) -> Result<u64, String> {
+        if !self.user_exists(from) {
+            return Err(format!("no user {from:?} to rename"));
+        }
+        if self.user_exists(to) {
+            return Err(format!("login {to:?} already names a user"));
+        }
+        let id = self.users.id(from);
+        let (old, new) = (key(from), key(to));
+        self.users.by_login.remove(&old);
+        self.users.by_login.insert(new, id);
+        for o in self.orgs.values_mut() {
+            o.rename(&old, to);
+        }
+        Ok(id)
+    }
+
+    /// Deletes a user account: the id and the login answer 404 from then on, and the user
+    /// leaves every organization (memberships, teams, grants, invitations, credentials, tokens)
+    pub fn delete_user(&mut self, login: &str) -> Result<u64, String> {
+        if !self.user_exists(login) {
+            return Err(format!("no user {login:?} to delete"));
+        }
+        let id = self.users.id(login);
+        let k = key(login);
+        self.users.by_login.remove(&k);
+        for o in self.orgs.values_mut() {
+            o.forget(&k);
+        }
+        Ok(id)
     }
 }
 
