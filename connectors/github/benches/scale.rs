@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use revoke_connector_github::{GithubConfig, GithubConnector};
-use revoke_core::{Action, ActionId, ActionKey, Connector, JobId, MemoryJournal, Outcome, Subject};
+use revoke_core::{Action, Connector, JobId, MemoryJournal, Outcome, Subject};
 use revoke_testkit::github::{Permission, Role};
 use revoke_testkit::GithubStandin;
 use serde_json::json;
@@ -212,19 +212,9 @@ async fn main() {
     let actions: Vec<Action> = subjects
         .iter()
         .zip(&found)
-        .flat_map(|(s, d)| no_inv.plan(s, d))
-        .map(|p| Action {
-            id: ActionId::derive(&job, "github", &p.kind, &p.target),
-            job_id: job.clone(),
-            connector: "github".into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: vec![],
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, "github", &p.kind, &p.target),
-            summary: p.summary.clone(),
+        .flat_map(|(s, d)| {
+            Action::from_proposals(&job, "github", d, no_inv.plan(s, d))
+                .expect("proposals name discovered accounts")
         })
         .collect();
     let paced_conn = connector(
@@ -266,7 +256,7 @@ async fn main() {
         paced_time.as_secs_f64() / slow.len().max(1) as f64
     );
     println!(
-        "  unpaced: {} actions in {unpaced_time:.2?} ({:.0} ms each: one read + one write at {latency:?})",
+        "  unpaced: {} actions in {unpaced_time:.2?} ({:.0} ms each: the pin's read, one read and one write at {latency:?})",
         fast.len(),
         unpaced_time.as_millis() as f64 / fast.len().max(1) as f64
     );

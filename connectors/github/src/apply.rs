@@ -1,18 +1,26 @@
-//! Apply and verify: read before every write, so a rerun sends no mutation.
+//! Apply and verify: resolve the pinned account, then read before every write, so a rerun sends
+//! no mutation and a renamed login never leads to someone else.
 //!
-//! Each action kind has one read that says whether the access is still there (`present`) and
-//! one mutation that removes it. `apply` sends the mutation only when the read says present;
+//! Every action is pinned to the account discovery saw: a user by numeric id, or an org
+//! invitation by its id. Before anything else, apply and verify ask GitHub who that user is now
+//! (`GET /user/{id}`): gone (404) means there is nothing left to remove; renamed means act on the
+//! new login, unless the planned login now names another user (renamed and taken by a new
+//! hire), which is the permanent `identity_changed` and sends nothing.
+//!
+//! Each action kind then has one read that says whether the access is still there (`present`)
+//! and one mutation that removes it. `apply` sends the mutation only when the read says present;
 //! `verify` is the same read afterwards. A 404 on the person is "already gone"; a 404 because
 //! the org or the team is gone (or the credentials cannot see it) is a permanent error, decided
 //! by asking for the org or team itself.
 
 use http::{Method, StatusCode};
-use revoke_core::{Action, ActionKey, ConnectorError, Outcome, Verdict};
+use revoke_core::{AccountPin, Action, ActionKey, ConnectorError, Outcome, Verdict};
 use serde_json::{json, Value};
 use tracing::info;
 
 use crate::classify;
 use crate::client::Client;
+use crate::discover::{invitation_account, INVITATION_ID, USER_ID};
 use crate::escape::{is_login, query, seg};
 use crate::plan::{
     CANCEL_ORG_INVITATION, CANCEL_REPOSITORY_INVITATION, REMOVE_ORG_MEMBER,
@@ -30,6 +38,30 @@ pub struct Ctx<'a> {
 struct Target<'a> {
     org: &'a str,
     action: &'a Action,
+}
+
+/// Whom the action acts on now, after resolving its pin.
+enum Now {
+    /// The pinned user, by id, under the login they have now.
+    User { id: u64, login: String },
+    /// An org invitation, pinned by its own id.
+    Invitation,
+    /// The pinned user no longer exists: nothing of theirs is left to remove.
+    Gone,
+}
+
+/// The pinned user, where resolved: every read and write names them by their login now.
+struct Who<'a> {
+    id: u64,
+    login: &'a str,
+    pin: &'a AccountPin,
+}
+
+impl Who<'_> {
+    /// Whether a REST user object (or a membership's `user`) is the pinned user.
+    fn is(&self, user: Option<&Value>) -> bool {
+        user.and_then(|u| u.get("id")).and_then(Value::as_u64) == Some(self.id)
+    }
 }
 
 impl<'a> Target<'a> {
@@ -114,65 +146,145 @@ async fn list_in_org(
     }
 }
 
+/// Resolves the action's pin: who the pinned account is now (see the module docs).
+async fn resolve(ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Now, ConnectorError> {
+    let action = t.action;
+    let pin = action.pinned()?;
+    match pin.id_kind.as_str() {
+        USER_ID => {
+            let id: u64 = pin
+                .id
+                .parse()
+                .map_err(|_| bad(action, "pinned user id", &pin.id))?;
+            let planned = t.param("login")?;
+            if !planned.eq_ignore_ascii_case(&pin.name) {
+                return Err(bad(action, "login (the pinned account's name)", planned));
+            }
+            let Some(user) = ctx.client.get_opt(&format!("/user/{id}")).await? else {
+                // The account is deleted, unless the credentials lost sight of the org.
+                org_must_exist(ctx, t).await?;
+                info!(connector = %ctx.instance, action_id = %action.id.0, user_id = id, "the pinned github user no longer exists");
+                return Ok(Now::Gone);
+            };
+            let login = user.get("login").and_then(Value::as_str).unwrap_or("");
+            if user.get("id").and_then(Value::as_u64) != Some(id) || !is_login(login) {
+                return Err(ConnectorError::permanent(
+                    "bad_response",
+                    format!(
+                        "GET /user/{id}: expected user {id} with a login, found {:?}",
+                        reply_excerpt(&user)
+                    ),
+                ));
+            }
+            let login = login.to_ascii_lowercase();
+            if login == planned.to_ascii_lowercase() {
+                return Ok(Now::User { id, login });
+            }
+            // Renamed since the plan. Whoever holds the planned login now is not ours to touch,
+            // and a plan that names them is a plan to make again.
+            let path = format!("/users/{}", seg(planned));
+            if let Some(other) = ctx.client.get_opt(&path).await? {
+                let other_id = other.get("id").and_then(Value::as_u64);
+                if other_id != Some(id) {
+                    let other_id = other_id.map(|i| i.to_string()).unwrap_or_default();
+                    return Err(
+                        pin.changed(format!("user id {other_id} (user id {id} is now {login})"))
+                    );
+                }
+            }
+            info!(connector = %ctx.instance, action_id = %action.id.0, user_id = id, planned = %planned, now = %login, "the pinned github user was renamed; acting on the new login");
+            Ok(Now::User { id, login })
+        }
+        INVITATION_ID => {
+            let expected = invitation_account(t.param("invitation_id")?);
+            if pin.id != expected {
+                return Err(bad(action, "pinned invitation", &pin.id));
+            }
+            Ok(Now::Invitation)
+        }
+        other => Err(bad(action, "kind of pinned account", other)),
+    }
+}
+
+fn reply_excerpt(v: &Value) -> String {
+    crate::reply::excerpt(&v.to_string())
+}
+
 fn has_id(items: &[Value], field: &str, id: u64) -> bool {
     items
         .iter()
         .any(|i| i.get(field).and_then(Value::as_u64) == Some(id))
 }
 
-/// Whether the access the action removes is still there.
-async fn present(ctx: &Ctx<'_>, action: &Action) -> Result<bool, ConnectorError> {
-    let t = Target::of(action)?;
+/// Whether the access the action removes is still there. `who` is the pinned user (`None` for
+/// an invitation's own action).
+async fn present(
+    ctx: &Ctx<'_>,
+    t: &Target<'_>,
+    who: Option<&Who<'_>>,
+) -> Result<bool, ConnectorError> {
+    let action = t.action;
     let org = t.org_path();
+    let user = || {
+        who.ok_or_else(|| {
+            ConnectorError::permanent(
+                "bad_action",
+                format!(
+                    "action {} ({}): expected an action pinned to a user, found an invitation",
+                    action.id.0, action.kind.0
+                ),
+            )
+        })
+    };
     match action.kind.0.as_str() {
         REMOVE_ORG_MEMBER => {
-            let path = format!("{org}/memberships/{}", seg(t.param("login")?));
+            let who = user()?;
+            let path = format!("{org}/memberships/{}", seg(who.login));
             match ctx.client.get_opt(&path).await? {
-                Some(_) => Ok(true),
-                None => org_must_exist(ctx, &t).await.map(|_| false),
+                Some(m) => {
+                    same_user(who, m.get("user"))?;
+                    Ok(true)
+                }
+                None => org_must_exist(ctx, t).await.map(|_| false),
             }
         }
         REMOVE_OUTSIDE_COLLABORATOR => {
-            let login = t.param("login")?;
-            let list = list_in_org(ctx, &t, &format!("{org}/outside_collaborators")).await?;
-            let outside = list.iter().any(|u| {
-                u.get("login")
-                    .and_then(Value::as_str)
-                    .is_some_and(|l| l.eq_ignore_ascii_case(login))
-            });
-            if outside {
+            // What this action removes is the outside-collaborator status (every direct grant
+            // at once): that is what is read, by the pinned id, and not a pending invitation.
+            let who = user()?;
+            let list = list_in_org(ctx, t, &format!("{org}/outside_collaborators")).await?;
+            if list.iter().any(|u| who.is(Some(u))) {
                 return Ok(true);
             }
             // Joined the org since the plan: still access, and the removal takes the member path.
-            let path = format!("{org}/memberships/{}", seg(login));
-            Ok(ctx.client.get_opt(&path).await?.is_some())
+            let path = format!("{org}/memberships/{}", seg(who.login));
+            Ok(match ctx.client.get_opt(&path).await? {
+                Some(m) => {
+                    m.get("state").and_then(Value::as_str) == Some("active")
+                        && who.is(m.get("user"))
+                }
+                None => false,
+            })
         }
         REMOVE_TEAM_MEMBER => {
+            let who = user()?;
             let team = t.param("team")?;
-            let path = format!(
-                "{org}/teams/{}/memberships/{}",
-                seg(team),
-                seg(t.param("login")?)
-            );
+            let path = format!("{org}/teams/{}/memberships/{}", seg(team), seg(who.login));
             match ctx.client.get_opt(&path).await? {
                 Some(_) => Ok(true),
-                None => team_must_exist(ctx, &t, team).await.map(|_| false),
+                None => team_must_exist(ctx, t, team).await.map(|_| false),
             }
         }
         REMOVE_REPOSITORY_COLLABORATOR => {
-            let login = t.param("login")?;
+            let who = user()?;
             let path = format!(
                 "/repos/{}/{}/collaborators?affiliation=direct",
                 seg(t.org),
                 seg(t.param("repo")?)
             );
             // A repository that is gone grants nothing; the org must still be there.
-            let list = list_in_org(ctx, &t, &path).await?;
-            Ok(list.iter().any(|u| {
-                u.get("login")
-                    .and_then(Value::as_str)
-                    .is_some_and(|l| l.eq_ignore_ascii_case(login))
-            }))
+            let list = list_in_org(ctx, t, &path).await?;
+            Ok(list.iter().any(|u| who.is(Some(u))))
         }
         CANCEL_REPOSITORY_INVITATION => {
             let path = format!(
@@ -180,33 +292,44 @@ async fn present(ctx: &Ctx<'_>, action: &Action) -> Result<bool, ConnectorError>
                 seg(t.org),
                 seg(t.param("repo")?)
             );
-            let list = list_in_org(ctx, &t, &path).await?;
+            let list = list_in_org(ctx, t, &path).await?;
             Ok(has_id(&list, "id", t.id("invitation_id")?))
         }
         CANCEL_ORG_INVITATION => {
-            let list = list_in_org(ctx, &t, &format!("{org}/invitations")).await?;
+            let list = list_in_org(ctx, t, &format!("{org}/invitations")).await?;
             Ok(has_id(&list, "id", t.id("invitation_id")?))
         }
         REVOKE_CREDENTIAL_AUTHORIZATION => {
+            // Filtered by the login the user has now; the id is checked here all the same.
             let path = format!(
                 "{org}/credential-authorizations?login={}",
-                query(t.param("login")?)
+                query(user()?.login)
             );
-            let list = list_in_org(ctx, &t, &path).await?;
+            let list = list_in_org(ctx, t, &path).await?;
             Ok(has_id(&list, "credential_id", t.id("credential_id")?))
         }
         REVOKE_PERSONAL_ACCESS_TOKEN => {
             let path = format!(
                 "{org}/personal-access-tokens?owner%5B%5D={}",
-                query(t.param("login")?)
+                query(user()?.login)
             );
-            let list = list_in_org(ctx, &t, &path).await?;
+            let list = list_in_org(ctx, t, &path).await?;
             Ok(has_id(&list, "id", t.id("token_id")?))
         }
         other => Err(ConnectorError::permanent(
             "unknown_action",
             format!("the github connector has no action {other:?}"),
         )),
+    }
+}
+
+/// A membership read by login must be the pinned user's (a rename between the pin's
+/// resolution and this read would show someone else).
+fn same_user(who: &Who<'_>, user: Option<&Value>) -> Result<(), ConnectorError> {
+    let other = user.and_then(|u| u.get("id")).and_then(Value::as_u64);
+    match other {
+        Some(o) if o != who.id => Err(who.pin.changed(format!("user id {o}"))),
+        _ => Ok(()),
     }
 }
 
@@ -224,21 +347,30 @@ async fn delete(ctx: &Ctx<'_>, path: &str) -> Result<Outcome, ConnectorError> {
     judged(Method::DELETE, path, &r)
 }
 
-/// The mutation that removes the access.
-async fn mutate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
-    let t = Target::of(action)?;
+/// The mutation that removes the access; user paths name the pinned user's login now.
+async fn mutate(
+    ctx: &Ctx<'_>,
+    t: &Target<'_>,
+    who: Option<&Who<'_>>,
+) -> Result<Outcome, ConnectorError> {
+    let action = t.action;
     let org = t.org_path();
+    let login = || {
+        who.map(|w| w.login)
+            .ok_or_else(|| bad(action, "pinned user", "an invitation"))
+    };
     match action.kind.0.as_str() {
-        REMOVE_ORG_MEMBER => remove_member(ctx, &t).await,
+        REMOVE_ORG_MEMBER => remove_member(ctx, t, login()?).await,
         REMOVE_OUTSIDE_COLLABORATOR => {
-            let path = format!("{org}/outside_collaborators/{}", seg(t.param("login")?));
+            let login = login()?;
+            let path = format!("{org}/outside_collaborators/{}", seg(login));
             let r = ctx.client.delete(&path).await?;
             if r.status == StatusCode::UNPROCESSABLE_ENTITY {
                 // GitHub: "You cannot specify an organization member to remove as an outside
                 // collaborator." They joined since the plan: take the member path.
                 // Their direct grants outlive the membership: then remove them org-wide too.
                 info!(connector = %ctx.instance, action_id = %action.id.0, "outside collaborator is now a member; removing the membership");
-                remove_member(ctx, &t).await?;
+                remove_member(ctx, t, login).await?;
                 let r = ctx.client.delete(&path).await?;
                 judged(Method::DELETE, &path, &r)?;
                 return Ok(Outcome::Done);
@@ -251,7 +383,7 @@ async fn mutate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorErro
                 &format!(
                     "{org}/teams/{}/memberships/{}",
                     seg(t.param("team")?),
-                    seg(t.param("login")?)
+                    seg(login()?)
                 ),
             )
             .await
@@ -263,7 +395,7 @@ async fn mutate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorErro
                     "/repos/{}/{}/collaborators/{}",
                     seg(t.org),
                     seg(t.param("repo")?),
-                    seg(t.param("login")?)
+                    seg(login()?)
                 ),
             )
             .await
@@ -308,8 +440,12 @@ async fn mutate(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorErro
 
 /// `DELETE /orgs/{org}/memberships/{u}` removes a member or cancels a pending invitation; a
 /// member with an invitation pending too may need it twice, so read again and repeat once.
-async fn remove_member(ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Outcome, ConnectorError> {
-    let path = format!("{}/memberships/{}", t.org_path(), seg(t.param("login")?));
+async fn remove_member(
+    ctx: &Ctx<'_>,
+    t: &Target<'_>,
+    login: &str,
+) -> Result<Outcome, ConnectorError> {
+    let path = format!("{}/memberships/{}", t.org_path(), seg(login));
     let mut outcome = Outcome::AlreadyDone;
     for _ in 0..2 {
         let r = ctx.client.delete(&path).await?;
@@ -324,30 +460,58 @@ async fn remove_member(ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Outcome, Connect
     Ok(outcome)
 }
 
+/// The pinned account resolved, and the action's target checked: what `present` and `mutate`
+/// need, or the outcome when the pinned user is gone.
+async fn prepare<'a>(
+    ctx: &Ctx<'_>,
+    action: &'a Action,
+) -> Result<(Target<'a>, Now), ConnectorError> {
+    let t = Target::of(action)?;
+    let now = resolve(ctx, &t).await?;
+    Ok((t, now))
+}
+
 pub async fn apply(
     ctx: &Ctx<'_>,
     action: &Action,
     _key: &ActionKey,
 ) -> Result<Outcome, ConnectorError> {
-    if !present(ctx, action).await? {
+    let (t, now) = prepare(ctx, action).await?;
+    let pin = action.pinned()?;
+    let who = match &now {
+        Now::Gone => return Ok(Outcome::AlreadyDone),
+        Now::User { id, login } => Some(Who {
+            id: *id,
+            login,
+            pin,
+        }),
+        Now::Invitation => None,
+    };
+    if !present(ctx, &t, who.as_ref()).await? {
         return Ok(Outcome::AlreadyDone);
     }
-    mutate(ctx, action).await
+    mutate(ctx, &t, who.as_ref()).await
 }
 
 pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
-    Ok(if present(ctx, action).await? {
+    let (t, now) = prepare(ctx, action).await?;
+    let pin = action.pinned()?;
+    let who = match &now {
+        Now::Gone => return Ok(Verdict::Confirmed),
+        Now::User { id, login } => Some(Who {
+            id: *id,
+            login,
+            pin,
+        }),
+        Now::Invitation => None,
+    };
+    Ok(if present(ctx, &t, who.as_ref()).await? {
+        let holder = match &who {
+            Some(w) => format!("{} (user id {})", w.login, w.id),
+            None => pin.name.clone(),
+        };
         Verdict::NotConfirmed {
-            detail: format!(
-                "{} still holds {}",
-                action
-                    .params
-                    .get("login")
-                    .or(action.params.get("email"))
-                    .map(String::as_str)
-                    .unwrap_or("the subject"),
-                action.target
-            ),
+            detail: format!("{holder} still holds {}", action.target),
         }
     } else {
         Verdict::Confirmed

@@ -1,14 +1,19 @@
 //! Read-only: who the subject is on GitHub, and every access each configured org grants them.
+//!
+//! Every access found belongs to an account: the subject's GitHub user, pinned by its numeric
+//! user id (REST `id`, GraphQL `databaseId`), which GitHub never gives to anyone else even when
+//! the login is renamed and taken by a new user; or a pending org invitation that names no user
+//! of ours (sent to an email), pinned by the invitation's own id.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use revoke_core::{ConnectorError, Discovery, ErrorClass, Finding, Subject};
+use revoke_core::{Account, ConnectorError, Discovery, ErrorClass, Finding, Subject};
 use tracing::{debug, warn};
 
 use crate::client::Client;
 use crate::config::{DiscoveryMode, GithubConfig};
-use crate::escape::is_login;
-use crate::scan::{saml_logins, scan, OrgIndex, Wanted};
+use crate::escape::{is_email, is_login, seg};
+use crate::scan::{note_user, saml_identities, scan, OrgIndex, SamlEntry, UserRef, Wanted};
 
 pub const ORG_MEMBERSHIP: &str = "org_membership";
 pub const ORG_INVITATION: &str = "org_invitation";
@@ -19,18 +24,31 @@ pub const REPOSITORY_INVITATION: &str = "repository_invitation";
 pub const CREDENTIAL_AUTHORIZATION: &str = "credential_authorization";
 pub const PERSONAL_ACCESS_TOKEN: &str = "personal_access_token";
 
-/// The subject's login from what we know without asking GitHub: the job's username for this
-/// instance, the `logins` table (by email, id or employee id), or the subject id itself when
-/// `match_subject_id` is on. A login that breaks GitHub's rules is an error, never sent.
+/// The `id_kind` of a GitHub user's account: its numeric id.
+pub const USER_ID: &str = "user id";
+/// The `id_kind` of a pending org invitation that names no user of ours.
+pub const INVITATION_ID: &str = "org invitation id";
+
+/// The account id of an org invitation. Prefixed: invitation ids and user ids are separate
+/// number ranges at GitHub, and one discovery may hold both.
+pub fn invitation_account(invitation_id: &str) -> String {
+    format!("invitation:{invitation_id}")
+}
+
+/// The subject's login from what we know without asking GitHub, with where it came from: the
+/// job's username for this instance, the `logins` table (by email, id or employee id), or the
+/// subject id itself when `match_subject_id` is on. A login that breaks GitHub's rules is an
+/// error, never sent; so is, with `match_subject_id`, a subject id that is neither a login nor
+/// an email.
 pub fn known_login(
     cfg: &GithubConfig,
     instance: &str,
     subject: &Subject,
-) -> Result<Option<String>, ConnectorError> {
+) -> Result<Option<(String, String)>, ConnectorError> {
     let explicit = subject
         .usernames
         .get(instance)
-        .map(|l| (l, "the job's username"));
+        .map(|l| (l, "the job's username".to_string()));
     let mapped = || {
         let keys = [
             subject.email.as_deref(),
@@ -41,7 +59,7 @@ pub fn known_login(
             cfg.logins
                 .iter()
                 .find(|(who, _)| who.eq_ignore_ascii_case(k))
-                .map(|(_, l)| (l, "the logins table"))
+                .map(|(who, l)| (l, format!("the logins table: {who}")))
         })
     };
     if let Some((login, from)) = explicit.or_else(mapped) {
@@ -51,10 +69,24 @@ pub fn known_login(
                 format!("{from} gives {login:?} for {}, expected a GitHub login (letters, digits, hyphens)", subject.id),
             ));
         }
-        return Ok(Some(login.to_ascii_lowercase()));
+        return Ok(Some((login.to_ascii_lowercase(), from)));
     }
-    if cfg.match_subject_id && is_login(&subject.id) {
-        return Ok(Some(subject.id.to_ascii_lowercase()));
+    if cfg.match_subject_id {
+        if is_login(&subject.id) {
+            return Ok(Some((
+                subject.id.to_ascii_lowercase(),
+                "the subject id (match_subject_id)".to_string(),
+            )));
+        }
+        if !is_email(&subject.id) {
+            return Err(ConnectorError::permanent(
+                "invalid_login",
+                format!(
+                    "match_subject_id takes the subject id {:?} as the GitHub login, expected a login (letters, digits, hyphens) or an email",
+                    subject.id
+                ),
+            ));
+        }
     }
     Ok(None)
 }
@@ -62,7 +94,7 @@ pub fn known_login(
 fn email_of(s: &Subject) -> Option<String> {
     s.email
         .as_deref()
-        .or_else(|| s.id.contains('@').then_some(s.id.as_str()))
+        .or_else(|| is_email(&s.id).then_some(s.id.as_str()))
         .map(str::to_ascii_lowercase)
 }
 
@@ -72,6 +104,66 @@ fn worth_rest(e: &ConnectorError) -> bool {
     !matches!(e.class, ErrorClass::RateLimited { .. } | ErrorClass::Auth)
 }
 
+/// What the orgs' SAML (and SCIM) identities say: logins by email, and what each login answers to.
+#[derive(Debug, Default)]
+struct Saml {
+    /// email or NameID -> login
+    logins: BTreeMap<String, String>,
+    /// login -> the identities' NameIDs, emails and SCIM userNames
+    identifiers: BTreeMap<String, BTreeSet<String>>,
+    users: BTreeMap<String, UserRef>,
+}
+
+impl Saml {
+    fn add(&mut self, e: SamlEntry) -> Result<(), ConnectorError> {
+        note_user(&mut self.users, &e.login, e.user)?;
+        let ids = self.identifiers.entry(e.login.clone()).or_default();
+        for n in std::iter::once(&e.name_id).chain(&e.identifiers) {
+            if !n.is_empty() {
+                ids.insert(n.clone());
+                self.logins
+                    .entry(n.clone())
+                    .or_insert_with(|| e.login.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The SAML identities of every org that can name one of the subjects: filtered on GitHub's
+/// side by login or NameID for a single subject, the whole list for a batch.
+async fn saml_pass(
+    client: &Client,
+    cfg: &GithubConfig,
+    logins: &[Option<(String, String)>],
+    emails: &[Option<String>],
+) -> Result<Saml, ConnectorError> {
+    let mut out = Saml::default();
+    if logins.iter().all(Option::is_none) && emails.iter().all(Option::is_none) {
+        return Ok(out);
+    }
+    // (NameID filter, login filter): one subject is looked up, a batch reads the whole list.
+    let (by_name, by_login) = match (logins, emails) {
+        ([Some((l, _))], _) => (None, Some(l.as_str())),
+        ([None], [Some(e)]) => (Some(e.as_str()), None),
+        _ => (None, None),
+    };
+    let wanted_logins: BTreeSet<&str> = logins.iter().flatten().map(|(l, _)| l.as_str()).collect();
+    let wanted_emails: BTreeSet<&str> = emails.iter().flatten().map(String::as_str).collect();
+    for org in &cfg.orgs {
+        for e in saml_identities(client, org, by_name, by_login).await? {
+            let ours = wanted_logins.contains(e.login.as_str())
+                || std::iter::once(&e.name_id)
+                    .chain(&e.identifiers)
+                    .any(|i| wanted_emails.contains(i.as_str()));
+            if ours {
+                out.add(e)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every subject's accesses, one scan per org for all of them.
 pub async fn discover_many(
     client: &Client,
@@ -79,35 +171,28 @@ pub async fn discover_many(
     instance: &str,
     subjects: &[Subject],
 ) -> Result<Vec<Discovery>, ConnectorError> {
-    let mut logins: Vec<Option<String>> = subjects
+    let mut logins: Vec<Option<(String, String)>> = subjects
         .iter()
         .map(|s| known_login(cfg, instance, s))
         .collect::<Result<_, _>>()?;
     let emails: Vec<Option<String>> = subjects.iter().map(email_of).collect();
 
-    if cfg.saml_sso {
-        let unresolved: BTreeSet<String> = logins
-            .iter()
-            .zip(&emails)
-            .filter(|(l, _)| l.is_none())
-            .filter_map(|(_, e)| e.clone())
-            .collect();
-        if !unresolved.is_empty() {
-            for org in &cfg.orgs {
-                let map = saml_logins(client, org, &unresolved).await?;
-                for (login, email) in logins.iter_mut().zip(&emails) {
-                    if login.is_none() {
-                        if let Some(l) = email.as_ref().and_then(|e| map.get(e)) {
-                            *login = Some(l.to_ascii_lowercase());
-                        }
-                    }
-                }
+    let saml = if cfg.saml_sso {
+        saml_pass(client, cfg, &logins, &emails).await?
+    } else {
+        Saml::default()
+    };
+    for (login, email) in logins.iter_mut().zip(&emails) {
+        if login.is_none() {
+            if let Some(l) = email.as_ref().and_then(|e| saml.logins.get(e)) {
+                let how = format!("the SAML identity {}", email.as_deref().unwrap_or_default());
+                *login = Some((l.clone(), how));
             }
         }
     }
 
     let wanted = Wanted {
-        logins: logins.iter().flatten().cloned().collect(),
+        logins: logins.iter().flatten().map(|(l, _)| l.clone()).collect(),
         emails: emails.iter().flatten().cloned().collect(),
     };
     let mut orgs = Vec::with_capacity(cfg.orgs.len());
@@ -130,25 +215,126 @@ pub async fn discover_many(
         }
     }
 
-    Ok(subjects
-        .iter()
-        .zip(logins.iter().zip(&emails))
-        .map(|(subject, (login, email))| {
-            if login.is_none() {
-                debug!(connector = %instance, subject = %subject.id, "no github login known for the subject");
+    // Every login's user as the scans saw it; the same login as two ids is a rename meanwhile.
+    let mut users = saml.users.clone();
+    for idx in &orgs {
+        for (login, u) in &idx.users {
+            note_user(&mut users, login, Some(u.clone()))?;
+        }
+    }
+
+    let mut out = Vec::with_capacity(subjects.len());
+    for (subject, (login, email)) in subjects.iter().zip(logins.iter().zip(&emails)) {
+        let login = login.as_ref();
+        if login.is_none() {
+            debug!(connector = %instance, subject = %subject.id, "no github login known for the subject");
+        }
+        let mut findings: Vec<Finding> = orgs
+            .iter()
+            .flat_map(|idx| {
+                findings(
+                    instance,
+                    subject,
+                    login.map(|(l, _)| l.as_str()),
+                    email.as_deref(),
+                    idx,
+                )
+            })
+            .collect();
+        let mut accounts = Vec::new();
+        if let Some((login, how)) = login {
+            let theirs = |f: &Finding| f.attrs.get("login") == Some(login);
+            let user = match users.get(login) {
+                Some(u) => Some(u.clone()),
+                None if findings.iter().any(theirs) => user_by_login(client, login).await?,
+                None => None,
+            };
+            match user {
+                Some(u) => {
+                    let id = u.id.to_string();
+                    for f in findings.iter_mut().filter(|f| theirs(f)) {
+                        f.attrs.insert("user_id".into(), id.clone());
+                    }
+                    if findings.iter().any(theirs) {
+                        let mut also: Vec<String> = vec![login.clone(), id.clone(), u.node_id];
+                        also.extend(saml.identifiers.get(login).into_iter().flatten().cloned());
+                        accounts.push(
+                            Account::new(id, USER_ID, login.clone())
+                                .answers_to(also)
+                                .matched_by(format!("login {login} ({how})")),
+                        );
+                    }
+                }
+                None => {
+                    // No such user any more: an invitation by that login is cancelled by its
+                    // own id below; nothing else can be held by a user who does not exist.
+                    let gone: Vec<String> = findings
+                        .iter()
+                        .filter(|f| theirs(f) && f.kind != ORG_INVITATION)
+                        .map(|f| format!("{} {}", f.kind, f.target))
+                        .collect();
+                    if !gone.is_empty() {
+                        warn!(connector = %instance, subject = %subject.id, login = %login, left_out = ?gone, "github has no user with this login: its accesses are left out");
+                    }
+                    findings.retain(|f| !theirs(f) || f.kind == ORG_INVITATION);
+                }
             }
-            let findings: Vec<Finding> = orgs
-                .iter()
-                .flat_map(|idx| findings(instance, subject, login.as_deref(), email.as_deref(), idx))
-                .collect();
-            Discovery {
-                connector: instance.to_string(),
-                subject: subject.id.clone(),
-                found: !findings.is_empty(),
-                findings,
-            }
-        })
-        .collect())
+        }
+        // Invitations that name no user of ours: each is its own account, by its own id.
+        for f in findings
+            .iter()
+            .filter(|f| f.kind == ORG_INVITATION && !f.attrs.contains_key("user_id"))
+        {
+            let attr = |k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+            let (email, inv_login) = (attr("email"), attr("login"));
+            let name = if email.is_empty() {
+                inv_login.clone()
+            } else {
+                email.clone()
+            };
+            let why = if email.is_empty() {
+                format!("invitation to login {inv_login}")
+            } else {
+                format!("invitation email = {email}")
+            };
+            accounts.push(
+                Account::new(
+                    invitation_account(&attr("invitation_id")),
+                    INVITATION_ID,
+                    name,
+                )
+                .answers_to([email, inv_login, attr("invitation_id")])
+                .matched_by(why),
+            );
+        }
+        out.push(Discovery {
+            connector: instance.to_string(),
+            subject: subject.id.clone(),
+            found: !findings.is_empty(),
+            findings,
+            accounts,
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /users/{login}`: the user a login names now, for a login the scans saw without its id
+/// (an invitation by login, a credential authorization); `None` when no user has it.
+async fn user_by_login(client: &Client, login: &str) -> Result<Option<UserRef>, ConnectorError> {
+    let Some(u) = client.get_opt(&format!("/users/{}", seg(login))).await? else {
+        return Ok(None);
+    };
+    let named = u
+        .get("login")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    match UserRef::of(&u) {
+        Some(user) if named.eq_ignore_ascii_case(login) => Ok(Some(user)),
+        _ => Err(ConnectorError::permanent(
+            "bad_response",
+            format!("GET /users/{login}: expected the user {login} with an id, found {named:?}"),
+        )),
+    }
 }
 
 fn finding(
@@ -323,32 +509,38 @@ mod tests {
         GithubConfig::from_value(&v).expect("config")
     }
 
+    fn login_of(c: &GithubConfig, s: &Subject) -> Option<String> {
+        known_login(c, "gh", s).expect("ok").map(|(l, _)| l)
+    }
+
     #[test]
     fn logins_come_from_the_job_the_table_or_the_id_when_allowed() {
         let mut s = Subject::new("E123");
         s.email = Some("Alice@Corp.example".into());
-        assert_eq!(known_login(&cfg(json!({})), "gh", &s).expect("ok"), None);
+        assert_eq!(login_of(&cfg(json!({})), &s), None);
         let c = cfg(json!({"logins": {"alice@corp.example": "Alice-GH"}}));
-        assert_eq!(
-            known_login(&c, "gh", &s).expect("ok").as_deref(),
-            Some("alice-gh")
-        );
+        assert_eq!(login_of(&c, &s).as_deref(), Some("alice-gh"));
         s.usernames.insert("gh".into(), "al1ce".into());
-        assert_eq!(
-            known_login(&c, "gh", &s).expect("ok").as_deref(),
-            Some("al1ce")
-        );
+        assert_eq!(login_of(&c, &s).as_deref(), Some("al1ce"));
         let plain = Subject::new("bob");
         let c = cfg(json!({"match_subject_id": true}));
-        assert_eq!(
-            known_login(&c, "gh", &plain).expect("ok").as_deref(),
-            Some("bob")
-        );
-        // An id that cannot be a login is never guessed from.
-        assert_eq!(
-            known_login(&c, "gh", &Subject::new("../x")).expect("ok"),
-            None
-        );
+        assert_eq!(login_of(&c, &plain).as_deref(), Some("bob"));
+        // An email as the subject id is looked for as an email, not refused.
+        assert_eq!(login_of(&c, &Subject::new("bob@corp.example")), None);
+        // Without match_subject_id, an id that cannot be a login is never guessed from.
+        assert_eq!(login_of(&cfg(json!({})), &Subject::new("../x")), None);
+    }
+
+    #[test]
+    fn with_match_subject_id_an_id_that_is_no_login_is_refused() {
+        let c = cfg(json!({"match_subject_id": true}));
+        for bad in [
+            "../x", "a/b", "?", "#", "%2F", "\"q\"", "'q'", "*)(uid=*", "a b", "",
+        ] {
+            let e = known_login(&c, "gh", &Subject::new(bad)).expect_err(bad);
+            assert_eq!(e.code, "invalid_login", "{bad}");
+            assert!(!e.is_retryable(), "{bad}");
+        }
     }
 
     #[test]

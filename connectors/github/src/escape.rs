@@ -14,6 +14,26 @@ pub fn is_login(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
+/// Whether `s` can be an email address to look for (in invitations, SAML and SCIM identities):
+/// one `@` between a plain local part and a domain of letters, digits, dots and hyphens.
+/// Anything else (`../x`, `*)(uid=*`, `a%2Fb@x`, quotes) is no email and is never sent.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let plain_local = |b: u8| b.is_ascii_alphanumeric() || b"._+-".contains(&b);
+    !local.is_empty()
+        && s.len() <= 254
+        && local.bytes().all(plain_local)
+        && domain.contains('.')
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && !domain.contains("..")
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
 /// One path segment: everything but RFC 3986 unreserved characters is percent-encoded, so a
 /// `/`, `..`, `%` or `?` in a name can never change which resource a request names.
 pub fn seg(s: &str) -> String {
@@ -58,6 +78,37 @@ mod tests {
             assert!(!is_login(bad), "{bad}");
         }
         assert!(!is_login(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn emails_are_plain_or_refused() {
+        for ok in [
+            "a@b.c",
+            "Dave.Smith+gh@corp.example",
+            "x_y-z@sub.corp.example",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "@b.c",
+            "a@",
+            "a@b",
+            "a@@b.c",
+            "../x@b.c",
+            "a/b@c.d",
+            "a%2Fb@c.d",
+            "*)(uid=*@c.d",
+            "a@b.c/../x",
+            "\"a\"@b.c",
+            "a@.b.c",
+            "a@b..c",
+            "a@b.c?x",
+            "a b@c.d",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
     }
 
     #[test]

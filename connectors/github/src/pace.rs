@@ -1,7 +1,11 @@
 //! GitHub's pace: one governor per connector instance, shared by every job and every task.
 //!
 //! - Mutations are serial and at least `mutation_spacing` apart (GitHub asks for 1 s).
-//! - Reads run at most `read_concurrency` at a time.
+//! - Reads run at most `read_concurrency` at a time, and never while a mutation is in flight:
+//!   a mutation is sent when no read is out, and reads start again only once its answer has
+//!   been read. So when GitHub refuses a mutation, no request of ours is already on its way
+//!   (the requests of many jobs' actions interleave: each resolves its account and reads
+//!   before it writes).
 //! - When GitHub says stop (primary limit exhausted, `retry-after`, a secondary limit without
 //!   one), nothing at all is sent before the time it allows: the governor holds every request
 //!   until then. The request that was refused still fails, classified as rate-limited, so the
@@ -14,7 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, SemaphorePermit};
+use tokio::sync::{
+    Mutex as AsyncMutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphorePermit,
+};
 use tokio::time::Instant;
 
 /// Why a request was held.
@@ -51,6 +57,8 @@ pub struct Governor {
     instance: String,
     reads: Semaphore,
     mutation: AsyncMutex<Option<Instant>>,
+    /// Shared by reads in flight, exclusive for a mutation in flight.
+    flight: RwLock<()>,
     spacing: Duration,
     secondary_wait: Duration,
     blocked: Mutex<Option<(Instant, WaitReason)>>,
@@ -59,13 +67,19 @@ pub struct Governor {
 /// Held while a request is in flight.
 #[derive(Debug)]
 pub enum Permit<'a> {
-    Read(#[allow(dead_code)] SemaphorePermit<'a>),
-    Mutation(tokio::sync::MutexGuard<'a, Option<Instant>>),
+    Read(
+        #[allow(dead_code)] Option<SemaphorePermit<'a>>,
+        #[allow(dead_code)] RwLockReadGuard<'a, ()>,
+    ),
+    Mutation(
+        tokio::sync::MutexGuard<'a, Option<Instant>>,
+        #[allow(dead_code)] RwLockWriteGuard<'a, ()>,
+    ),
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if let Permit::Mutation(last) = self {
+        if let Permit::Mutation(last, _) = self {
             **last = Some(Instant::now());
         }
     }
@@ -82,24 +96,25 @@ impl Governor {
             instance: instance.to_string(),
             reads: Semaphore::new(read_concurrency.max(1)),
             mutation: AsyncMutex::new(None),
+            flight: RwLock::new(()),
             spacing,
             secondary_wait,
             blocked: Mutex::new(None),
         }
     }
 
-    /// Waits for a read slot and for any pause GitHub asked for.
+    /// Waits for a read slot, for no mutation in flight, and for any pause GitHub asked for
+    /// (checked after the mutation's answer, so a refusal it met holds this read too).
     pub async fn read(&self) -> Permit<'_> {
-        // A closed semaphore cannot happen (never closed); fall back to no permit rather than panic.
-        let permit = self.reads.acquire().await;
+        // The semaphore is never closed; were it, the read would go without a slot.
+        let slot = self.reads.acquire().await.ok();
+        let flight = self.flight.read().await;
         self.wait_unblocked().await;
-        match permit {
-            Ok(p) => Permit::Read(p),
-            Err(_) => Permit::Mutation(self.mutation.lock().await),
-        }
+        Permit::Read(slot, flight)
     }
 
-    /// Waits for the mutation slot, the spacing after the previous mutation, and any pause.
+    /// Waits for the mutation slot, the spacing after the previous mutation, for the reads in
+    /// flight to be answered, and for any pause.
     pub async fn mutation(&self) -> Permit<'_> {
         let last = self.mutation.lock().await;
         if let Some(at) = *last {
@@ -109,8 +124,9 @@ impl Governor {
                 self.sleep(due - now, WaitReason::Spacing).await;
             }
         }
+        let flight = self.flight.write().await;
         self.wait_unblocked().await;
-        Permit::Mutation(last)
+        Permit::Mutation(last, flight)
     }
 
     async fn wait_unblocked(&self) {
@@ -320,5 +336,35 @@ mod tests {
         let t1 = tokio::time::Instant::now();
         drop(g.read().await);
         assert!(t1.elapsed() >= Duration::from_secs(5) - Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_read_is_sent_while_a_mutation_is_in_flight() {
+        let g = std::sync::Arc::new(Governor::new("gh", 4, Duration::ZERO, MIN));
+        let read = g.read().await;
+        // The mutation waits for the read in flight...
+        let m = tokio::spawn({
+            let g = g.clone();
+            async move {
+                let p = g.mutation().await;
+                // ...and, in flight, meets a secondary limit.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                g.observe(
+                    StatusCode::FORBIDDEN,
+                    &headers(&[("retry-after", "3")]),
+                    "secondary rate limit",
+                );
+                drop(p);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!m.is_finished(), "the mutation waited for the read");
+        drop(read);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A read asked for while the mutation is out goes only after its refusal's pause.
+        let t = tokio::time::Instant::now();
+        drop(g.read().await);
+        assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
+        m.await.expect("mutation task");
     }
 }

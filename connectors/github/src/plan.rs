@@ -12,8 +12,9 @@ use revoke_core::{ActionKind, Discovery, Finding, Phase, ProposedAction};
 
 use crate::config::GithubConfig;
 use crate::discover::{
-    CREDENTIAL_AUTHORIZATION, ORG_INVITATION, ORG_MEMBERSHIP, OUTSIDE_COLLABORATOR,
-    PERSONAL_ACCESS_TOKEN, REPOSITORY_COLLABORATOR, REPOSITORY_INVITATION, TEAM_MEMBERSHIP,
+    invitation_account, CREDENTIAL_AUTHORIZATION, ORG_INVITATION, ORG_MEMBERSHIP,
+    OUTSIDE_COLLABORATOR, PERSONAL_ACCESS_TOKEN, REPOSITORY_COLLABORATOR, REPOSITORY_INVITATION,
+    TEAM_MEMBERSHIP,
 };
 
 pub const REVOKE_CREDENTIAL_AUTHORIZATION: &str = "revoke_credential_authorization";
@@ -35,17 +36,25 @@ fn params(f: &Finding, keys: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whose access a finding is: the user's numeric id (discovery pins every finding of a user
+/// with it); empty for an invitation that names no user of ours.
+fn user_id(f: &Finding) -> &str {
+    attr(f, "user_id")
+}
+
 pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
     if !discovery.found {
         return vec![];
     }
     let mut out = Vec::new();
     for org in &cfg.orgs {
+        // Every finding of a user carries the user's id; one without could not be pinned.
         let of = |kind: &'static str| {
-            discovery
-                .findings
-                .iter()
-                .filter(move |f| f.kind == kind && attr(f, "org") == org)
+            discovery.findings.iter().filter(move |f| {
+                f.kind == kind
+                    && attr(f, "org") == org
+                    && (kind == ORG_INVITATION || !user_id(f).is_empty())
+            })
         };
         let mut first = Vec::new();
         let mut push = |out: &mut Vec<ProposedAction>, a: ProposedAction, early: bool| {
@@ -72,7 +81,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     phase: Phase::Contain,
                     after: vec![],
                     summary: format!("revoke {login}'s SSO authorization of {what} for {org}"),
-                    account: login.to_string(),
+                    account: user_id(f).to_string(),
                     delay: None,
                 },
                 true,
@@ -92,7 +101,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         "revoke {login}'s fine-grained token {:?} for {org}",
                         attr(f, "token_name")
                     ),
-                    account: login.to_string(),
+                    account: user_id(f).to_string(),
                     delay: None,
                 },
                 true,
@@ -109,16 +118,19 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     phase: Phase::Contain,
                     after: vec![],
                     summary: format!("cancel {login}'s invitation to {org}/{}", attr(f, "repo")),
-                    account: login.to_string(),
+                    account: user_id(f).to_string(),
                     delay: None,
                 },
                 true,
             );
         }
-        // An invitation by login goes with the membership (one DELETE cancels both); one by
-        // email alone has its own call.
-        for f in of(ORG_INVITATION).filter(|f| attr(f, "login").is_empty()) {
-            let email = attr(f, "email");
+        // An invitation of the user goes with the membership (one DELETE cancels both); one
+        // that names no user of ours (sent to an email) has its own call, by its id.
+        for f in of(ORG_INVITATION).filter(|f| user_id(f).is_empty()) {
+            let email = match attr(f, "email") {
+                "" => attr(f, "login"),
+                e => e,
+            };
             push(
                 &mut out,
                 ProposedAction {
@@ -128,7 +140,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     phase: Phase::Contain,
                     after: vec![],
                     summary: format!("cancel the invitation of {email} to {org}"),
-                    account: email.to_string(),
+                    account: invitation_account(attr(f, "invitation_id")),
                     delay: None,
                 },
                 true,
@@ -146,7 +158,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         phase: Phase::Contain,
                         after: vec![],
                         summary: format!("remove {login} from team {}", f.target),
-                        account: login.to_string(),
+                        account: user_id(f).to_string(),
                         delay: None,
                     },
                     true,
@@ -155,7 +167,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
         }
 
         let member = of(ORG_MEMBERSHIP).next();
-        let invited = of(ORG_INVITATION).find(|f| !attr(f, "login").is_empty());
+        let invited = of(ORG_INVITATION).find(|f| !user_id(f).is_empty());
         let mut membership = None;
         if let Some(f) = member.or(invited) {
             let login = attr(f, "login");
@@ -178,7 +190,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                 phase: Phase::Contain,
                 after: first.clone(),
                 summary: format!("remove {login} from {org} ({what} the org)"),
-                account: login.to_string(),
+                account: user_id(f).to_string(),
                 delay: None,
             };
             membership = Some((a.kind.clone(), a.target.clone()));
@@ -203,7 +215,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                     "remove outside collaborator {login} from every repository of {org} ({})",
                     repos.len()
                 ),
-                account: login.to_string(),
+                account: user_id(f).to_string(),
                 delay: None,
             });
         } else {
@@ -220,7 +232,7 @@ pub fn plan(cfg: &GithubConfig, discovery: &Discovery) -> Vec<ProposedAction> {
                         attr(f, "permission"),
                         f.target
                     ),
-                    account: login.to_string(),
+                    account: user_id(f).to_string(),
                     delay: None,
                 });
             }

@@ -21,7 +21,7 @@ pub const ORG_MEMBERS: &str = "query OrgMembers($org: String!, $after: String) {
   organization(login: $org) {
     membersWithRole(first: 100, after: $after) {
       pageInfo { hasNextPage endCursor }
-      edges { role node { login } }
+      edges { role node { login databaseId id } }
     }
   }
 }";
@@ -34,7 +34,7 @@ pub const ORG_TEAMS: &str = "query OrgTeams($org: String!, $after: String) {
         slug
         members(first: 100, membership: IMMEDIATE) {
           pageInfo { hasNextPage endCursor }
-          edges { role node { login } }
+          edges { role node { login databaseId id } }
         }
       }
     }
@@ -46,7 +46,7 @@ pub const TEAM_MEMBERS: &str = "query TeamMembers($org: String!, $slug: String!,
     team(slug: $slug) {
       members(first: 100, after: $after, membership: IMMEDIATE) {
         pageInfo { hasNextPage endCursor }
-        edges { role node { login } }
+        edges { role node { login databaseId id } }
       }
     }
   }
@@ -60,7 +60,7 @@ pub const ORG_REPOSITORIES: &str = "query OrgRepositories($org: String!, $after:
         name
         collaborators(first: 100, affiliation: DIRECT) {
           pageInfo { hasNextPage endCursor }
-          edges { permission node { login } }
+          edges { permission node { login databaseId id } }
         }
       }
     }
@@ -72,18 +72,24 @@ pub const REPOSITORY_COLLABORATORS: &str =
   repository(owner: $org, name: $name) {
     collaborators(first: 100, after: $after, affiliation: DIRECT) {
       pageInfo { hasNextPage endCursor }
-      edges { permission node { login } }
+      edges { permission node { login databaseId id } }
     }
   }
 }";
 
 pub const SAML_IDENTITIES: &str =
-    "query SamlIdentities($org: String!, $userName: String, $after: String) {
+    "query SamlIdentities($org: String!, $userName: String, $login: String, $after: String) {
   organization(login: $org) {
     samlIdentityProvider {
-      externalIdentities(first: 100, after: $after, userName: $userName) {
+      externalIdentities(first: 100, after: $after, userName: $userName, login: $login) {
         pageInfo { hasNextPage endCursor }
-        edges { node { samlIdentity { nameId emails { value } } user { login } } }
+        edges {
+          node {
+            samlIdentity { nameId emails { value } }
+            scimIdentity { username emails { value } }
+            user { login databaseId }
+          }
+        }
       }
     }
   }
@@ -144,11 +150,73 @@ pub struct Token {
     pub name: String,
 }
 
+/// A GitHub user as GitHub itself names it: the durable numeric id (REST `id`, GraphQL
+/// `databaseId`), which never comes to name anyone else, and the global node id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: u64,
+    pub node_id: String,
+}
+
+impl UserRef {
+    /// From a REST user object (`id`, `node_id`) or a GraphQL `User` (`databaseId`, `id`).
+    pub fn of(user: &Value) -> Option<Self> {
+        let rest = user.get("id").and_then(Value::as_u64);
+        let gql = user.get("databaseId").and_then(Value::as_u64);
+        let id = gql.or(rest)?;
+        let node_id = match (gql, user.get("id"), user.get("node_id")) {
+            (Some(_), Some(Value::String(n)), _) => n.clone(),
+            (_, _, Some(Value::String(n))) => n.clone(),
+            _ => String::new(),
+        };
+        Some(Self { id, node_id })
+    }
+}
+
+/// The login named two users in one discovery: renamed and taken by someone else meanwhile.
+pub fn login_moved(login: &str, a: u64, b: u64) -> ConnectorError {
+    ConnectorError::retryable(
+        "login_moved",
+        format!("login {login:?} named user id {a} and then user id {b} during one discovery (renamed and reused meanwhile); discover again"),
+    )
+}
+
+/// Remembers that `login` is `user`; the same login seen as two ids is an error.
+pub fn note_user(
+    users: &mut BTreeMap<String, UserRef>,
+    login: &str,
+    user: Option<UserRef>,
+) -> Result<(), ConnectorError> {
+    let Some(user) = user else { return Ok(()) };
+    let login = login.to_ascii_lowercase();
+    match users.get(&login) {
+        Some(known) if known.id != user.id => Err(login_moved(&login, known.id, user.id)),
+        Some(known) if !known.node_id.is_empty() || user.node_id.is_empty() => Ok(()),
+        _ => {
+            users.insert(login, user);
+            Ok(())
+        }
+    }
+}
+
+/// One SAML external identity of an org linked to a GitHub user, with what it answers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlEntry {
+    /// The linked user's login, lowercased.
+    pub login: String,
+    pub user: Option<UserRef>,
+    pub name_id: String,
+    /// The SAML identity's emails, then the SCIM identity's userName and emails.
+    pub identifiers: Vec<String>,
+}
+
 /// What one org grants to the wanted people (logins lowercased as keys).
 #[derive(Debug, Default, Clone)]
 pub struct OrgIndex {
     pub org: String,
     pub exists: bool,
+    /// login -> the user, for every wanted login the scan saw with its id
+    pub users: BTreeMap<String, UserRef>,
     /// login -> role (admin, member)
     pub members: BTreeMap<String, String>,
     pub invitations: Vec<Invitation>,
@@ -238,45 +306,47 @@ async fn paged(
     }
 }
 
-/// GitHub login -> login, from the org's SAML identities (email or NameID), for subjects that
-/// HR knows only by email.
-pub async fn saml_logins(
+/// The org's SAML identities that are linked to a user, filtered on GitHub's side by NameID
+/// (`user_name`) or by the user's `login` when given; each result is still checked by the
+/// caller, since a filter we did not apply ourselves proves nothing.
+pub async fn saml_identities(
     client: &Client,
     org: &str,
-    emails: &BTreeSet<String>,
-) -> Result<BTreeMap<String, String>, ConnectorError> {
-    let mut out = BTreeMap::new();
-    let filters: Vec<Option<&String>> = if emails.len() == 1 {
-        emails.iter().map(Some).collect()
-    } else {
-        vec![None]
-    };
-    for f in filters {
-        let edges = paged(
-            client,
-            SAML_IDENTITIES,
-            json!({"org": org, "userName": f}),
-            "/organization/samlIdentityProvider/externalIdentities",
-            None,
-        )
-        .await?
-        .unwrap_or_default();
-        for e in edges {
-            let login = s(&e, "/node/user/login");
-            if login.is_empty() {
-                continue;
-            }
-            let mut names = vec![lower(&e, "/node/samlIdentity/nameId")];
-            if let Some(list) = e
-                .pointer("/node/samlIdentity/emails")
-                .and_then(Value::as_array)
-            {
-                names.extend(list.iter().map(|m| lower(m, "/value")));
-            }
-            for n in names.into_iter().filter(|n| emails.contains(n)) {
-                out.entry(n).or_insert_with(|| login.clone());
-            }
+    user_name: Option<&str>,
+    login: Option<&str>,
+) -> Result<Vec<SamlEntry>, ConnectorError> {
+    let edges = paged(
+        client,
+        SAML_IDENTITIES,
+        json!({"org": org, "userName": user_name, "login": login}),
+        "/organization/samlIdentityProvider/externalIdentities",
+        None,
+    )
+    .await?
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    for e in edges {
+        let login = lower(&e, "/node/user/login");
+        if login.is_empty() {
+            continue;
         }
+        let mut identifiers = Vec::new();
+        let values = |ptr: &str| -> Vec<String> {
+            e.pointer(ptr)
+                .and_then(Value::as_array)
+                .map(|list| list.iter().map(|m| lower(m, "/value")).collect())
+                .unwrap_or_default()
+        };
+        identifiers.extend(values("/node/samlIdentity/emails"));
+        identifiers.push(lower(&e, "/node/scimIdentity/username"));
+        identifiers.extend(values("/node/scimIdentity/emails"));
+        identifiers.retain(|i| !i.is_empty());
+        out.push(SamlEntry {
+            user: e.pointer("/node/user").and_then(UserRef::of),
+            name_id: lower(&e, "/node/samlIdentity/nameId"),
+            login,
+            identifiers,
+        });
     }
     Ok(out)
 }
@@ -311,7 +381,10 @@ pub async fn scan(
         .await?
         .unwrap_or_default()
     {
-        let login = inv.get("login").and_then(Value::as_str).map(str::to_string);
+        let login = inv
+            .get("login")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
         let email = inv.get("email").and_then(Value::as_str).map(str::to_string);
         let hit = login.as_deref().is_some_and(|l| wanted.login(l))
             || email
@@ -329,18 +402,21 @@ pub async fn scan(
 
     if cfg.repository_invitations && !wanted.logins.is_empty() {
         let repos = repo_names(client, org).await?;
-        let found: Vec<Vec<RepoInvitation>> = stream::iter(repos)
+        let found: Vec<Vec<(RepoInvitation, Option<UserRef>)>> = stream::iter(repos)
             .map(|repo| async move {
                 let path = format!("/repos/{}/{}/invitations", seg(org), seg(&repo));
                 let list = client.list(&path).await?.unwrap_or_default();
                 Ok::<_, ConnectorError>(
                     list.iter()
                         .filter(|i| wanted.login(&s(i, "/invitee/login")))
-                        .map(|i| RepoInvitation {
-                            repo: repo.clone(),
-                            id: i.get("id").and_then(Value::as_u64).unwrap_or_default(),
-                            login: lower(i, "/invitee/login"),
-                            permission: s(i, "/permissions"),
+                        .map(|i| {
+                            let inv = RepoInvitation {
+                                repo: repo.clone(),
+                                id: i.get("id").and_then(Value::as_u64).unwrap_or_default(),
+                                login: lower(i, "/invitee/login"),
+                                permission: s(i, "/permissions"),
+                            };
+                            (inv, i.get("invitee").and_then(UserRef::of))
                         })
                         .collect(),
                 )
@@ -348,7 +424,10 @@ pub async fn scan(
             .buffer_unordered(cfg.read_concurrency as usize)
             .try_collect()
             .await?;
-        idx.repo_invitations = found.into_iter().flatten().collect();
+        for (inv, user) in found.into_iter().flatten() {
+            note_user(&mut idx.users, &inv.login, user)?;
+            idx.repo_invitations.push(inv);
+        }
         idx.repo_invitations
             .sort_by(|a, b| (&a.repo, a.id).cmp(&(&b.repo, b.id)));
     }
@@ -386,6 +465,11 @@ pub async fn scan(
         };
         for t in client.list(&path).await?.unwrap_or_default() {
             if wanted.login(&s(&t, "/owner/login")) {
+                note_user(
+                    &mut idx.users,
+                    &s(&t, "/owner/login"),
+                    t.get("owner").and_then(UserRef::of),
+                )?;
                 idx.tokens.push(Token {
                     id: t.get("id").and_then(Value::as_u64).unwrap_or_default(),
                     login: lower(&t, "/owner/login"),
@@ -432,6 +516,7 @@ async fn graphql_scan(
     for e in members {
         let login = lower(&e, "/node/login");
         if wanted.logins.contains(&login) {
+            note_user(&mut idx.users, &login, e.get("node").and_then(UserRef::of))?;
             idx.members
                 .insert(login, s(&e, "/role").to_ascii_lowercase());
         }
@@ -466,6 +551,7 @@ async fn graphql_scan(
         for e in edges {
             let login = lower(&e, "/node/login");
             if wanted.logins.contains(&login) {
+                note_user(&mut idx.users, &login, e.get("node").and_then(UserRef::of))?;
                 idx.teams
                     .insert((slug.clone(), login), s(&e, "/role").to_ascii_lowercase());
             }
@@ -501,6 +587,7 @@ async fn graphql_scan(
         for e in edges {
             let login = lower(&e, "/node/login");
             if wanted.logins.contains(&login) {
+                note_user(&mut idx.users, &login, e.get("node").and_then(UserRef::of))?;
                 idx.collaborators
                     .insert((name.clone(), login), permission(&s(&e, "/permission")));
             }
@@ -524,6 +611,10 @@ async fn rest_scan(
     for login in &wanted.logins {
         let path = format!("{org_path}/memberships/{}", seg(login));
         if let Some(m) = client.get_opt(&path).await? {
+            // A pending membership names the invited user too: its id is the pin.
+            if lower(&m, "/user/login") == *login {
+                note_user(&mut idx.users, login, m.get("user").and_then(UserRef::of))?;
+            }
             if s(&m, "/state") == "active" {
                 idx.members.insert(login.clone(), s(&m, "/role"));
             }
@@ -551,7 +642,8 @@ async fn rest_scan(
         }
     }
     let repos = repo_names(client, org).await?;
-    let found: Vec<Vec<((String, String), String)>> = stream::iter(repos)
+    type Grant = ((String, String), String, Option<UserRef>);
+    let found: Vec<Vec<Grant>> = stream::iter(repos)
         .map(|repo| async move {
             let path = format!(
                 "/repos/{}/{}/collaborators?affiliation=direct",
@@ -562,14 +654,20 @@ async fn rest_scan(
             Ok::<_, ConnectorError>(
                 list.iter()
                     .filter(|c| wanted.login(&s(c, "/login")))
-                    .map(|c| ((repo.clone(), lower(c, "/login")), rest_permission(c)))
+                    .map(|c| {
+                        let who = (repo.clone(), lower(c, "/login"));
+                        (who, rest_permission(c), UserRef::of(c))
+                    })
                     .collect(),
             )
         })
         .buffer_unordered(read_concurrency)
         .try_collect()
         .await?;
-    idx.collaborators = found.into_iter().flatten().collect();
+    for ((repo, login), permission, user) in found.into_iter().flatten() {
+        note_user(&mut idx.users, &login, user)?;
+        idx.collaborators.insert((repo, login), permission);
+    }
     Ok(true)
 }
 

@@ -11,8 +11,8 @@ use revoke_connector_github::{
     GithubConfig, GithubConnector, QUERIES, REMOVE_ORG_MEMBER, REMOVE_OUTSIDE_COLLABORATOR,
 };
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, Discovery, ErrorClass, JobId,
-    MemoryJournal, Outcome, ProposedAction, Subject, Verdict,
+    Action, Connector, ConnectorError, Discovery, ErrorClass, JobId, MemoryJournal, Outcome,
+    ProposedAction, Subject, Verdict,
 };
 use revoke_testkit::github::{CredentialType, LimitScope, Permission, Role};
 use revoke_testkit::{validate_graphql, GithubStandin, Prism};
@@ -96,22 +96,20 @@ fn subject(id: &str, email: Option<&str>, login: Option<&str>) -> Subject {
     s
 }
 
-fn actions(job: &str, proposed: &[ProposedAction]) -> Vec<Action> {
+/// The actions the planner would make of each subject's proposals, pinned to their accounts.
+fn actions(
+    conn: &GithubConnector,
+    job: &str,
+    subjects: &[Subject],
+    found: &[Discovery],
+) -> Vec<Action> {
     let job = JobId(job.to_string());
-    proposed
+    subjects
         .iter()
-        .map(|p| Action {
-            id: ActionId::derive(&job, GH, &p.kind, &p.target),
-            job_id: job.clone(),
-            connector: GH.into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: vec![],
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, GH, &p.kind, &p.target),
-            summary: p.summary.clone(),
+        .zip(found)
+        .flat_map(|(s, d)| {
+            Action::from_proposals(&job, GH, d, conn.plan(s, d))
+                .unwrap_or_else(|e| panic!("proposals of {} name its accounts: {e}", s.id))
         })
         .collect()
 }
@@ -250,7 +248,7 @@ async fn seeded_org_plan_apply_rerun_with_a_github_app() {
     insta::assert_json_snapshot!("seeded_org_plan", render(&proposed));
 
     let before = env.gh.mutations().len();
-    let done = run(&conn, &actions("job-1", &proposed)).await;
+    let done = run(&conn, &actions(&conn, "job-1", &subjects, &found)).await;
     assert!(done.iter().all(|(_, o)| *o == Outcome::Done), "{done:?}");
     // One mutation per grant (the member removal may read back, never write twice).
     assert_eq!(env.gh.mutations().len() - before, proposed.len());
@@ -287,7 +285,7 @@ async fn seeded_org_plan_apply_rerun_with_a_github_app() {
 
     // A rerun of the same plan sends no mutation at all.
     let before = env.gh.mutations().len();
-    let again = run(&conn, &actions("job-1", &proposed)).await;
+    let again = run(&conn, &actions(&conn, "job-1", &subjects, &found)).await;
     assert!(
         again.iter().all(|(_, o)| *o == Outcome::AlreadyDone),
         "{again:?}"
@@ -343,7 +341,7 @@ async fn a_member_with_a_pending_invitation_too_is_removed_and_uninvited() {
     let proposed = plan_all(&conn, &s, &found);
     let kinds: Vec<&str> = proposed.iter().map(|p| p.kind.0.as_str()).collect();
     assert_eq!(kinds, vec!["cancel_org_invitation", REMOVE_ORG_MEMBER]);
-    run(&conn, &actions("job-2", &proposed)).await;
+    run(&conn, &actions(&conn, "job-2", &s, &found)).await;
     assert!(!env.gh.is_member("acme", "alice"));
     assert_eq!(env.gh.org_invitations("acme"), vec![]);
     env.assert_clean();
@@ -373,7 +371,7 @@ async fn an_outside_collaborator_on_fifty_repositories_goes_in_one_call() {
     assert_eq!(proposed.len(), 1, "{:#?}", render(&proposed));
     assert_eq!(proposed[0].kind.0, REMOVE_OUTSIDE_COLLABORATOR);
     let before = env.gh.mutations().len();
-    run(&conn, &actions("job-3", &proposed)).await;
+    run(&conn, &actions(&conn, "job-3", &s, &found)).await;
     assert_eq!(env.gh.mutations().len() - before, 1);
     for i in 0..50 {
         assert!(env
@@ -395,11 +393,10 @@ async fn an_outside_collaborator_who_joined_since_the_plan_is_removed_as_a_membe
     let conn = env.connector(json!({}));
     let s = [subject("E1", None, Some("eve"))];
     let found = conn.discover_many(&s).await.expect("discover");
-    let proposed = plan_all(&conn, &s, &found);
     env.gh.world(|w| {
         w.org("acme").member("eve", Role::Member);
     });
-    let out = run(&conn, &actions("job-4", &proposed)).await;
+    let out = run(&conn, &actions(&conn, "job-4", &s, &found)).await;
     assert_eq!(
         out,
         vec![(REMOVE_OUTSIDE_COLLABORATOR.to_string(), Outcome::Done)]
@@ -430,7 +427,7 @@ async fn a_secondary_limit_storm_is_waited_out_and_everything_converges() {
     let found = conn.discover_many(&s).await.expect("discover");
     let proposed = plan_all(&conn, &s, &found);
     assert_eq!(proposed.len(), 12);
-    let acts = actions("job-5", &proposed);
+    let acts = actions(&conn, "job-5", &s, &found);
     let (first, rest) = acts.split_at(4);
     run(&conn, first).await;
     env.gh.set_secondary_wait(Duration::from_secs(2));
@@ -474,7 +471,22 @@ async fn bad_names_are_refused_before_any_request_and_odd_names_are_encoded() {
             .collaborator("alice", Permission::Push);
     });
     let conn = env.connector(json!({"match_subject_id": true}));
-    for bad in ["../x", "a%2Fb", "*)(uid=*", "..", "x/../../orgs/acme"] {
+    let guarded = env.connector(json!({}));
+    let bad_names = [
+        "../x",
+        "a/b",
+        "?",
+        "#",
+        "%2F",
+        "a%2Fb",
+        "\"q\"",
+        "'q'",
+        "*)(uid=*",
+        "..",
+        "x/../../orgs/acme",
+        "a b",
+    ];
+    for bad in bad_names {
         let n = env.gh.requests().len();
         let e = conn
             .discover_many(&[subject("E1", None, Some(bad))])
@@ -482,8 +494,20 @@ async fn bad_names_are_refused_before_any_request_and_odd_names_are_encoded() {
             .expect_err("refused");
         assert_eq!(e.code, "invalid_login", "{bad}: {e:?}");
         assert_eq!(env.gh.requests().len(), n, "{bad}: no request sent");
-        // As a subject id (not a login anyone gave us) it is simply never guessed from.
-        let d = conn
+        // As the subject id, with match_subject_id (revokectl plan --user '../x'): the
+        // permanent invalid_login the docs promise, not "unknown user".
+        let e = conn
+            .discover_many(&[Subject::new(bad)])
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            (e.code.as_str(), e.is_retryable()),
+            ("invalid_login", false),
+            "{bad}: {e:?}"
+        );
+        assert!(e.message.contains(&format!("{bad:?}")), "{}", e.message);
+        // Without match_subject_id the id is never taken for a login: nothing found.
+        let d = guarded
             .discover_many(&[Subject::new(bad)])
             .await
             .expect("discover");
@@ -492,18 +516,33 @@ async fn bad_names_are_refused_before_any_request_and_odd_names_are_encoded() {
     }
     let s = [subject("E1", None, Some("alice"))];
     let found = conn.discover_many(&s).await.expect("discover");
-    let proposed = plan_all(&conn, &s, &found);
-    run(&conn, &actions("job-6", &proposed)).await;
+    run(&conn, &actions(&conn, "job-6", &s, &found)).await;
     assert!(env.gh.collaborators("acme", "dots.and-dashes_1").is_empty());
     assert!(env.gh.requests().iter().all(|r| !r.path.contains("/../")));
     // A tampered plan file is input too: its parameters are checked again.
-    let mut a = actions("job-6", &proposed).remove(0);
+    let mut a = actions(&conn, "job-6", &s, &found).remove(0);
     a.params.insert("login".into(), "../admin".into());
     let e = conn
         .apply(&a, &a.key, &MemoryJournal::new())
         .await
         .expect_err("refused");
     assert_eq!(e.code, "bad_action");
+    // So is its pin: an action without one, or pinned to something that is no user id.
+    let n = env.gh.requests().len();
+    let mut a = actions(&conn, "job-6", &s, &found).remove(0);
+    a.account = None;
+    let e = conn.verify(&a).await.expect_err("no pin");
+    assert_eq!(e.code, "bad_action");
+    let mut a = actions(&conn, "job-6", &s, &found).remove(0);
+    if let Some(pin) = a.account.as_mut() {
+        pin.id = "../1".into();
+    }
+    let e = conn
+        .apply(&a, &a.key, &MemoryJournal::new())
+        .await
+        .expect_err("bad pin");
+    assert_eq!(e.code, "bad_action");
+    assert_eq!(env.gh.requests().len(), n, "nothing sent for a bad pin");
     env.assert_clean();
 }
 
@@ -518,7 +557,7 @@ async fn a_gone_org_or_team_is_a_permanent_error_not_success() {
     let conn = env.connector(json!({"remove_team_memberships": true}));
     let s = [subject("E1", None, Some("alice"))];
     let found = conn.discover_many(&s).await.expect("discover");
-    let acts = actions("job-7", &plan_all(&conn, &s, &found));
+    let acts = actions(&conn, "job-7", &s, &found);
     assert_eq!(acts[0].kind.0, "remove_team_member");
     env.gh.remove_team("acme", "platform");
     let e = conn
@@ -578,7 +617,7 @@ async fn enterprise_server_base_url_is_honoured() {
     let found = conn.discover_many(&s).await.expect("discover");
     let proposed = plan_all(&conn, &s, &found);
     assert_eq!(proposed.len(), 2);
-    run(&conn, &actions("job-8", &proposed)).await;
+    run(&conn, &actions(&conn, "job-8", &s, &found)).await;
     assert!(!gh.is_member("acme", "alice"));
     let paths: Vec<String> = gh.requests().into_iter().map(|r| r.path).collect();
     assert!(
