@@ -1,20 +1,22 @@
-//! Apply and verify. Every action reads the user first, so an effect that already holds is
-//! `AlreadyDone` without a write; a user that is gone (404) has nothing left to suspend, sign
-//! out, strip or delete.
+//! Apply and verify, each on the user the plan pinned (its numeric id). Every action reads
+//! `GET /api/2/users/{pinned id}` first, so an effect that already holds is `AlreadyDone`
+//! without a write. A user that is gone (404) has nothing left to suspend, sign out, strip or
+//! delete, unless its planned username or email now names another user (the leaver deleted and
+//! re-created between plan and apply): then apply fails as `identity_changed` and sends nothing.
 //!
 //! OneLogin cannot show whether a user has sessions, so `logout_user` records `logged_out` in
 //! the action's journal once OneLogin confirmed it, and a later attempt that finds it is
 //! `AlreadyDone`.
 
 use reqwest::Method;
-use revoke_core::{Action, ActionKey, ConnectorError, Journal, Outcome, Verdict};
+use revoke_core::{AccountPin, Action, ActionKey, ConnectorError, Journal, Outcome, Verdict};
 use serde_json::json;
 use tracing::debug;
 
 use crate::batch::Batcher;
 use crate::classify;
 use crate::client::Client;
-use crate::discover::{get_user, STATUS_SUSPENDED};
+use crate::discover::{find, get_user, User, STATUS_SUSPENDED};
 use crate::plan::{DELETE_USER, LOGOUT_USER, REMOVE_ROLE, SUSPEND_USER};
 
 /// The journal entry of a confirmed logout (its value: the user id).
@@ -51,17 +53,55 @@ pub async fn apply(
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
     debug!(connector = %ctx.instance, action = %action.id, key = %key, kind = %action.kind, "onelogin apply");
-    let user_id = id_param(action, "user_id")?;
+    let (pin, user_id) = pinned(action)?;
+    if action.kind.0 == LOGOUT_USER && journal.latest(LOGGED_OUT).await?.is_some() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let Some(user) = get_user(ctx.client, user_id).await? else {
+        return gone(ctx.client, pin).await;
+    };
     match action.kind.0.as_str() {
-        SUSPEND_USER => suspend(ctx.client, user_id).await,
+        SUSPEND_USER => suspend(ctx.client, &user).await,
         LOGOUT_USER => logout(ctx.client, user_id, journal).await,
         REMOVE_ROLE => {
             let role_id = id_param(action, "role_id")?;
-            remove_role(ctx, role_id, user_id).await
+            remove_role(ctx, role_id, &user).await
         }
         DELETE_USER => delete(ctx.client, user_id).await,
         other => Err(unknown(other)),
     }
+}
+
+/// The pinned account and its numeric id, which the plan's `user_id` must agree with.
+fn pinned(action: &Action) -> Result<(&AccountPin, u64), ConnectorError> {
+    let pin = action.pinned()?;
+    let user_id = id_param(action, "user_id")?;
+    if pin.id != user_id.to_string() {
+        return Err(ConnectorError::permanent(
+            "bad_action",
+            format!(
+                "{} {}: expected user_id to be the pinned {} {}, found {user_id}",
+                action.kind, action.target, pin.id_kind, pin.id
+            ),
+        ));
+    }
+    Ok((pin, user_id))
+}
+
+/// The pinned user is gone, so the effect holds on it; unless its planned username or email now
+/// names another user, which apply must not call done (it may be the leaver, re-created).
+async fn gone(client: &Client, pin: &AccountPin) -> Result<Outcome, ConnectorError> {
+    for field in ["username", "email"] {
+        if pin.name.is_empty() || (field == "email" && !pin.name.contains('@')) {
+            continue;
+        }
+        if let Some(other) = find(client, field, &pin.name).await? {
+            if other.to_string() != pin.id {
+                return Err(pin.changed(format!("{} {other} ({field} {})", pin.id_kind, pin.name)));
+            }
+        }
+    }
+    Ok(Outcome::AlreadyDone)
 }
 
 fn unknown(kind: &str) -> ConnectorError {
@@ -71,13 +111,11 @@ fn unknown(kind: &str) -> ConnectorError {
     )
 }
 
-async fn suspend(client: &Client, user_id: u64) -> Result<Outcome, ConnectorError> {
-    match get_user(client, user_id).await? {
-        None => return Ok(Outcome::AlreadyDone),
-        Some(u) if u.status == STATUS_SUSPENDED => return Ok(Outcome::AlreadyDone),
-        Some(_) => {}
+async fn suspend(client: &Client, user: &User) -> Result<Outcome, ConnectorError> {
+    if user.status == STATUS_SUSPENDED {
+        return Ok(Outcome::AlreadyDone);
     }
-    let path = format!("/api/2/users/{user_id}");
+    let path = format!("/api/2/users/{}", user.id);
     let r = client
         .send(
             Method::PUT,
@@ -97,12 +135,6 @@ async fn logout(
     user_id: u64,
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
-    if journal.latest(LOGGED_OUT).await?.is_some() {
-        return Ok(Outcome::AlreadyDone);
-    }
-    if get_user(client, user_id).await?.is_none() {
-        return Ok(Outcome::AlreadyDone);
-    }
     let path = format!("/api/1/users/{user_id}/logout");
     // OneLogin's v1 answer body differs between its reference and its SDK; only the status counts.
     let r = client.send(Method::PUT, &path, None).await?;
@@ -116,20 +148,15 @@ async fn logout(
     }
 }
 
-async fn remove_role(ctx: &Ctx<'_>, role_id: u64, user_id: u64) -> Result<Outcome, ConnectorError> {
-    match get_user(ctx.client, user_id).await? {
-        None => return Ok(Outcome::AlreadyDone),
-        Some(u) if !u.role_ids.contains(&role_id) => return Ok(Outcome::AlreadyDone),
-        Some(_) => {}
+async fn remove_role(ctx: &Ctx<'_>, role_id: u64, user: &User) -> Result<Outcome, ConnectorError> {
+    if !user.role_ids.contains(&role_id) {
+        return Ok(Outcome::AlreadyDone);
     }
-    ctx.batcher.remove(role_id, user_id).await?;
+    ctx.batcher.remove(role_id, user.id).await?;
     Ok(Outcome::Done)
 }
 
 async fn delete(client: &Client, user_id: u64) -> Result<Outcome, ConnectorError> {
-    if get_user(client, user_id).await?.is_none() {
-        return Ok(Outcome::AlreadyDone);
-    }
     let path = format!("/api/2/users/{user_id}");
     let r = client.send(Method::DELETE, &path, None).await?;
     match r.status {
@@ -139,8 +166,10 @@ async fn delete(client: &Client, user_id: u64) -> Result<Outcome, ConnectorError
     }
 }
 
+/// Read-only. The verdict is about the pinned user: gone is confirmed (a later user with the
+/// same username is another account, which verify does not judge).
 pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
-    let user_id = id_param(action, "user_id")?;
+    let (_, user_id) = pinned(action)?;
     let user = get_user(ctx.client, user_id).await?;
     let verdict = match (action.kind.0.as_str(), user) {
         (_, None) => Verdict::Confirmed,

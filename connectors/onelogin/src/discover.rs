@@ -1,8 +1,9 @@
-//! Read-only discovery: the user (by email or username, exact match only), its status and roles.
+//! Read-only discovery: the user (by email, username or external id, exact match only), its
+//! status and roles, and the account every action is pinned to (the numeric user id).
 //!
 //! OneLogin's search treats `*` as a wildcard and is case-insensitive, so every answer is
-//! filtered again here: only a user whose email (or username) equals the subject's is theirs,
-//! and two such users are an error, never a guess.
+//! filtered again here: only a user whose field equals the subject's value is theirs, and two
+//! such users are an error, never a guess.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +19,9 @@ use crate::config::{MatchBy, OneLoginConfig};
 pub const ACCOUNT: &str = "account";
 /// One role the user holds (target `roles/<role id>/users/<user id>`).
 pub const ROLE_MEMBERSHIP: &str = "role_membership";
+
+/// What the pinned id is called in plans and errors.
+pub const ID_KIND: &str = "OneLogin user id";
 
 /// OneLogin's status code of a suspended user (2; 3 is locked).
 pub const STATUS_SUSPENDED: u64 = 2;
@@ -37,20 +41,42 @@ pub fn status_name(code: u64) -> &'static str {
     }
 }
 
-/// What the subject is called in OneLogin under `match_by`, if it has such a name.
-pub fn identifier(
-    cfg: &OneLoginConfig,
-    instance: &str,
-    s: &Subject,
-) -> Option<(&'static str, String)> {
+/// The (field, value) searches tried for a subject, in order: the configured `match_by` first,
+/// then every other identifier the subject has at its own kind (email, username, employee id as
+/// `external_id`), then the identifier the job was raised with as each kind (`plan --user X`
+/// and HR events may carry only one). Duplicates and empty values are left out.
+pub fn lookups(cfg: &OneLoginConfig, instance: &str, s: &Subject) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut push = |field: &'static str, v: &str| {
+        let v = v.trim();
+        if !v.is_empty() && !out.iter().any(|(f, x)| *f == field && x == v) {
+            out.push((field, v.to_string()));
+        }
+    };
+    let username = s.username_for(instance);
     match cfg.match_by {
-        MatchBy::Email => s
-            .email
-            .clone()
-            .or_else(|| s.id.contains('@').then(|| s.id.clone()))
-            .map(|e| ("email", e)),
-        MatchBy::Username => Some(("username", s.username_for(instance).to_string())),
+        MatchBy::Email => {
+            if let Some(e) = &s.email {
+                push("email", e);
+            }
+            push("username", username);
+        }
+        MatchBy::Username => {
+            push("username", username);
+            if let Some(e) = &s.email {
+                push("email", e);
+            }
+        }
     }
+    if let Some(e) = &s.employee_id {
+        push("external_id", e);
+    }
+    if s.id.contains('@') {
+        push("email", &s.id);
+    }
+    push("username", &s.id);
+    push("external_id", &s.id);
+    out
 }
 
 /// A user as the API answers it.
@@ -59,6 +85,10 @@ pub struct User {
     pub id: u64,
     pub email: String,
     pub username: String,
+    /// Identifiers a directory sync or HR integration may have set.
+    pub external_id: String,
+    pub samaccountname: String,
+    pub userprincipalname: String,
     pub status: u64,
     pub role_ids: Vec<u64>,
 }
@@ -71,14 +101,31 @@ impl User {
         } else {
             &self.username
         };
-        Account::new(self.id.to_string(), "OneLogin user id", name.as_str())
-            .answers_to([self.username.as_str(), self.email.as_str()])
+        Account::new(self.id.to_string(), ID_KIND, name.as_str()).answers_to([
+            self.username.as_str(),
+            self.email.as_str(),
+            self.external_id.as_str(),
+            self.samaccountname.as_str(),
+            self.userprincipalname.as_str(),
+        ])
+    }
+}
+
+/// A string field of a user; absent and null are empty, a number is its digits.
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
     }
 }
 
 pub fn parse_user(v: &Value) -> Option<User> {
     Some(User {
         id: v.get("id")?.as_u64()?,
+        external_id: text(v, "external_id"),
+        samaccountname: text(v, "samaccountname"),
+        userprincipalname: text(v, "userprincipalname"),
         email: v
             .get("email")
             .and_then(Value::as_str)
@@ -153,8 +200,13 @@ async fn role_names(client: &Client) -> Result<HashMap<u64, String>, ConnectorEr
     Ok(out)
 }
 
-/// The one user whose `field` equals `value`, if any.
-async fn find(client: &Client, field: &str, value: &str) -> Result<Option<u64>, ConnectorError> {
+/// The one user whose `field` equals `value`, if any: OneLogin's search is case-insensitive and
+/// takes `*` as a wildcard, so every answer is checked here (external_id exactly).
+pub async fn find(
+    client: &Client,
+    field: &str,
+    value: &str,
+) -> Result<Option<u64>, ConnectorError> {
     let path = format!("/api/2/users?{field}={}&limit=100", encode(value));
     let r = client.send(Method::GET, &path, None).await?;
     if !r.is_success() {
@@ -167,9 +219,13 @@ async fn find(client: &Client, field: &str, value: &str) -> Result<Option<u64>, 
     let exact: Vec<u64> = items
         .iter()
         .filter(|u| {
-            u.get(field)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+            let v = text(u, field);
+            !v.is_empty()
+                && if field == "external_id" {
+                    v == value
+                } else {
+                    v.eq_ignore_ascii_case(value)
+                }
         })
         .filter_map(|u| u.get("id").and_then(Value::as_u64))
         .collect();
@@ -197,11 +253,14 @@ pub async fn discover_many(
     let mut out = Vec::with_capacity(subjects.len());
     for s in subjects {
         let mut d = Discovery::not_found(instance, s.id.clone());
-        let Some((field, value)) = identifier(cfg, instance, s) else {
-            out.push(d);
-            continue;
-        };
-        let Some(id) = find(client, field, &value).await? else {
+        let mut hit = None;
+        for (field, value) in lookups(cfg, instance, s) {
+            if let Some(id) = find(client, field, &value).await? {
+                hit = Some((field, value, id));
+                break;
+            }
+        }
+        let Some((field, value, id)) = hit else {
             out.push(d);
             continue;
         };

@@ -536,3 +536,102 @@ fn bad_config_is_reported_per_key_and_a_good_one_builds_without_a_call() {
     assert_eq!((conn.instance(), conn.kind()), ("ol", "onelogin"));
     assert!(!format!("{conn:?}").contains("\"s\""));
 }
+
+#[tokio::test]
+async fn a_subject_given_as_one_identifier_is_found_by_any() {
+    let ol = standin();
+    let (alice, _, _, _, _) = seed(&ol);
+    ol.world(|w| w.set_external_id(alice, "E-1004"));
+    let conn = connector(&ol, json!({}));
+    // Only a username (match_by is email), only an employee id, the id alone as each kind.
+    let mut hr = Subject::new("ignored");
+    hr.employee_id = Some("E-1004".into());
+    for (s, via) in [
+        (Subject::new("alice"), "username = alice"),
+        (
+            Subject::new("ALICE.SMITH@example.com"),
+            "email = ALICE.SMITH@example.com",
+        ),
+        (Subject::new("E-1004"), "external_id = E-1004"),
+        (hr, "external_id = E-1004"),
+    ] {
+        let d = conn.discover(&s).await.expect("discovery");
+        assert_eq!(d.accounts.len(), 1, "{s:?}: {d:?}");
+        let a = &d.accounts[0];
+        assert_eq!(a.id, alice.to_string());
+        assert_eq!(a.id_kind, "OneLogin user id");
+        assert_eq!(a.name, "alice");
+        assert_eq!(a.matched_by, via);
+        for i in ["alice", "alice.smith@example.com", "E-1004"] {
+            assert!(a.identifiers.contains(i), "{i} in {:?}", a.identifiers);
+        }
+    }
+    // external_id is exact; wildcards and odd values find nothing.
+    for s in ["e-1004", "E-*", "*", "../x", "a/b", "?", "#", "%2F", "\""] {
+        let d = conn.discover(&Subject::new(s)).await.expect("discovery");
+        assert!(!d.found, "{s}: {d:?}");
+    }
+    assert!(ol.mutations().is_empty());
+}
+
+#[tokio::test]
+async fn a_user_deleted_and_recreated_between_plan_and_apply_is_left_alone() {
+    let ol = standin();
+    let (old, _, _, admins, _) = seed(&ol);
+    let conn = connector(&ol, json!({}));
+    let all = plan_all(&conn, &[subject("alice.smith@example.com")]).await;
+    assert_eq!(all.len(), 5);
+    // An admin deletes alice and makes her again: same username and email, a new id, a role.
+    let new = ol.world(|w| {
+        w.remove_user(old);
+        let new = w.user("alice.smith@example.com", "alice");
+        w.assign(admins, new);
+        new
+    });
+    assert_ne!(new, old);
+    ol.clear_requests();
+    for a in &all {
+        let e = conn
+            .apply(a, &a.key, &MemoryJournal::new())
+            .await
+            .expect_err("the planned username now names another user");
+        assert_eq!(e.code, "identity_changed", "{}: {e}", a.kind);
+        assert!(!e.is_retryable());
+        assert!(
+            e.message.contains(&old.to_string()) && e.message.contains(&new.to_string()),
+            "{e}"
+        );
+    }
+    assert_eq!(ol.mutations(), vec![], "nothing was sent");
+    let u = ol.user(new).expect("the new alice stays");
+    assert_eq!((u.status, u.sessions), (status::ACTIVE, 1));
+    assert_eq!(ol.roles_of(new), vec![admins]);
+    // verify judges the pinned user, which is gone.
+    for a in &all {
+        assert_eq!(conn.verify(a).await.expect("verify"), Verdict::Confirmed);
+    }
+}
+
+#[tokio::test]
+async fn a_renamed_user_is_acted_on_by_its_pinned_id() {
+    let ol = standin();
+    let (old, ..) = seed(&ol);
+    let conn = connector(
+        &ol,
+        json!({"match_by": "username", "remove_roles": false, "delete_users": false}),
+    );
+    let all = plan_all(&conn, &[Subject::new("alice")]).await;
+    let new = ol.world(|w| {
+        w.set_username(old, "alice.old");
+        w.user("alice.new@example.com", "alice")
+    });
+    let results = run(&conn, &all, &mut Journals::new()).await;
+    assert_all(&results, Outcome::Done);
+    assert_eq!(ol.user(old).expect("old").status, status::SUSPENDED);
+    let n = ol.user(new).expect("new");
+    assert_eq!(
+        (n.status, n.logouts),
+        (status::ACTIVE, 0),
+        "the new alice is untouched"
+    );
+}

@@ -179,10 +179,14 @@ async fn list_users(State(s): S, RawQuery(raw): RawQuery) -> Response {
     let w = s.world();
     let email = param(&q, "email");
     let username = param(&q, "username");
+    let external_id = param(&q, "external_id");
     let items: Vec<Value> = w
         .users
         .values()
         .filter(|u| email.is_none_or(|e| matches(e, &u.email)))
+        .filter(|u| {
+            external_id.is_none_or(|x| u.external_id.as_deref().is_some_and(|v| matches(x, v)))
+        })
         .filter(|u| username.is_none_or(|n| u.username.as_deref().is_some_and(|un| matches(n, un))))
         .map(|u| w.listed(u))
         .collect();

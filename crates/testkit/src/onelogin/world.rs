@@ -36,6 +36,8 @@ pub struct User {
     pub email: String,
     /// The username (may be empty, answered as null)
     pub username: Option<String>,
+    /// The external id a directory or HR sync set (answered as null when unset)
+    pub external_id: Option<String>,
     /// First name
     pub firstname: String,
     /// Last name
@@ -100,6 +102,7 @@ impl World {
                 id,
                 email: email.to_owned(),
                 username: (!username.is_empty()).then(|| username.to_owned()),
+                external_id: None,
                 firstname: first.to_owned(),
                 lastname: last.to_owned(),
                 status: status::ACTIVE,
@@ -145,6 +148,25 @@ impl World {
         if let Some(u) = self.users.get_mut(&user) {
             u.status = status;
         }
+    }
+
+    /// Sets a user's external id (an employee id from HR, say)
+    pub fn set_external_id(&mut self, user: u64, external_id: &str) {
+        if let Some(u) = self.users.get_mut(&user) {
+            u.external_id = Some(external_id.to_owned());
+        }
+    }
+
+    /// Renames a user (its username), as an admin might
+    pub fn set_username(&mut self, user: u64, username: &str) {
+        if let Some(u) = self.users.get_mut(&user) {
+            u.username = Some(username.to_owned());
+        }
+    }
+
+    /// Deletes a user and its role assignments, as an admin might; returns whether it existed
+    pub fn remove_user(&mut self, user: u64) -> bool {
+        self.delete_user(user)
     }
 
     /// A user by id
@@ -206,7 +228,7 @@ impl World {
             "member_of": null,
             "userprincipalname": null,
             "distinguished_name": null,
-            "external_id": null,
+            "external_id": u.external_id,
             "activated_at": SEEDED_AT,
             "last_login": if u.sessions > 0 { Value::from(SEEDED_AT) } else { Value::Null },
             "invitation_sent_at": null,
