@@ -56,4 +56,18 @@ need_python_packages() {
     "$venv/bin/pip" install -q -r "$dir/requirements.txt"
     touch "$stamp"
   fi
+  # Canaille (a second real SCIM server) in a venv of its own: it needs older scim2 packages
+  # than scim2-server's.
+  local cdir="$dir/canaille"
+  local cvenv="$cdir/.venv"
+  local cstamp="$cvenv/.requirements-installed"
+  if [ ! -x "$cvenv/bin/pip" ]; then
+    rm -rf "$cvenv"
+    python3 -m venv "$cvenv"
+  fi
+  if [ ! -e "$cstamp" ] || [ "$cdir/requirements.txt" -nt "$cstamp" ]; then
+    echo "installing the python packages of $cdir (pip install -r requirements.txt)" >&2
+    "$cvenv/bin/pip" install -q -r "$cdir/requirements.txt"
+    touch "$cstamp"
+  fi
 }
