@@ -246,6 +246,26 @@ async fn seeded_org_plan_apply_rerun_with_a_github_app() {
 
     let proposed = plan_all(&conn, &subjects, &found);
     insta::assert_json_snapshot!("seeded_org_plan", render(&proposed));
+    // Whom each subject's actions are pinned to: a user by numeric id, with every identifier
+    // GitHub holds for them; dave's invitation (by email, no user) by its own id.
+    let accounts: Vec<String> = found
+        .iter()
+        .flat_map(|d| {
+            d.accounts.iter().map(move |a| {
+                let ids: Vec<&str> = a.identifiers.iter().map(String::as_str).collect();
+                format!(
+                    "{}: {} {} = {} [{}] ({})",
+                    d.subject,
+                    a.name,
+                    a.id_kind,
+                    a.id,
+                    ids.join(", "),
+                    a.matched_by
+                )
+            })
+        })
+        .collect();
+    insta::assert_json_snapshot!("seeded_org_accounts", accounts);
 
     let before = env.gh.mutations().len();
     let done = run(&conn, &actions(&conn, "job-1", &subjects, &found)).await;
@@ -402,6 +422,267 @@ async fn an_outside_collaborator_who_joined_since_the_plan_is_removed_as_a_membe
         vec![(REMOVE_OUTSIDE_COLLABORATOR.to_string(), Outcome::Done)]
     );
     assert!(!env.gh.is_member("acme", "eve"));
+    env.assert_clean();
+}
+
+/// dave (user id 1200): a member with a team, a direct grant, an SSO-authorized key and a
+/// fine-grained token; bob stays.
+fn seed_dave(gh: &GithubStandin) {
+    gh.world(|w| {
+        w.user("dave", 1200).expect("free login and id");
+        let o = w.org("acme");
+        o.member("dave", Role::Member).member("bob", Role::Member);
+        o.team("platform").member("dave").member("bob");
+        o.repo("api")
+            .collaborator("dave", Permission::Push)
+            .collaborator("bob", Permission::Push);
+        o.credential_authorization("dave", CredentialType::SshKey);
+        o.pat_grant("dave", "laptop");
+        o.saml_identity("dave", "dave@corp.example");
+        o.scim_identity("dave", "dsmith");
+    });
+}
+
+fn dave_connector(env: &Env) -> GithubConnector {
+    env.connector(json!({
+        "token": null, "app_id": 5, "installation_id": 6, "private_key": app_key(),
+        "saml_sso": true, "remove_team_memberships": true,
+    }))
+}
+
+/// Requests since `from` that name `login` as a path segment (`/dave`, `/dave/`, `?login=dave`).
+fn naming(env: &Env, from: usize, login: &str) -> Vec<String> {
+    env.gh.requests()[from..]
+        .iter()
+        .filter(|r| {
+            r.path.split('/').any(|seg| seg.eq_ignore_ascii_case(login))
+                || r.query.as_deref().is_some_and(|q| {
+                    q.split('&').any(|kv| {
+                        kv.split('=')
+                            .nth(1)
+                            .is_some_and(|v| v.eq_ignore_ascii_case(login))
+                    })
+                })
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaver_is_one_account_pinned_by_user_id_with_every_identifier() {
+    let env = env();
+    seed_dave(&env.gh);
+    env.gh.set_app(5, 6);
+    let conn = dave_connector(&env);
+    let s = [subject("E1", None, Some("Dave"))];
+    let found = conn.discover_many(&s).await.expect("discover");
+    let node_id = "MDQ6VXNlcjEyMDA="; // GitHub's global id of User 1200
+    assert_eq!(found[0].accounts.len(), 1, "{:#?}", found[0].accounts);
+    let a = &found[0].accounts[0];
+    assert_eq!(
+        (a.id.as_str(), a.id_kind.as_str(), a.name.as_str()),
+        ("1200", "user id", "dave")
+    );
+    let ids: Vec<&str> = a.identifiers.iter().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        vec!["1200", node_id, "dave", "dave@corp.example", "dsmith"]
+    );
+    assert_eq!(a.matched_by, "login dave (the job's username)");
+    assert!(found[0]
+        .findings
+        .iter()
+        .all(|f| f.attrs.get("user_id").map(String::as_str) == Some("1200")));
+    // Every action is pinned to that account; REST discovery finds the same.
+    let acts = actions(&conn, "job-p", &s, &found);
+    assert_eq!(acts.len(), 5, "{acts:#?}");
+    assert!(acts
+        .iter()
+        .all(|x| x.account.as_ref().map(|p| p.id.as_str()) == Some("1200")));
+    let rest = env.connector(json!({
+        "token": null, "app_id": 5, "installation_id": 6, "private_key": app_key(),
+        "saml_sso": true, "discovery": "rest",
+    }));
+    assert_eq!(rest.discover_many(&s).await.expect("rest")[0].accounts, found[0].accounts);
+
+    // Known to HR by email only: found through the SAML identity, the same account.
+    let by_email = conn
+        .discover_many(&[subject("E1", Some("Dave@Corp.example"), None)])
+        .await
+        .expect("by email");
+    assert_eq!(by_email[0].accounts[0].id, "1200");
+    assert_eq!(
+        by_email[0].accounts[0].matched_by,
+        "login dave (the SAML identity dave@corp.example)"
+    );
+    env.assert_clean();
+}
+
+/// Issue 12, section 7: plan leaver dave (user id 1200); before apply dave is renamed dave-old
+/// and the login dave is taken by a new member (user id 2200). Nothing may reach the new dave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_renamed_and_taken_by_a_new_user_is_never_touched() {
+    let env = env();
+    seed_dave(&env.gh);
+    env.gh.set_app(5, 6);
+    let conn = dave_connector(&env);
+    let s = [subject("E1", None, Some("dave"))];
+    let found = conn.discover_many(&s).await.expect("discover");
+    let acts = actions(&conn, "job-r", &s, &found);
+    assert_eq!(acts.len(), 5);
+
+    env.gh.world(|w| {
+        w.rename_user("dave", "dave-old").expect("rename");
+        w.user("dave", 2200).expect("the login is free again");
+        let o = w.org("acme");
+        o.member("dave", Role::Member);
+        o.team("platform").member("dave");
+        o.repo("api").collaborator("dave", Permission::Pull);
+    });
+    let from = env.gh.requests().len();
+    let mutations = env.gh.mutations().len();
+    for a in &acts {
+        let e = conn
+            .apply(a, &a.key, &MemoryJournal::new())
+            .await
+            .expect_err("identity changed");
+        assert_eq!(
+            (e.code.as_str(), e.is_retryable()),
+            ("identity_changed", false),
+            "{} {}: {e:?}",
+            a.kind,
+            a.target
+        );
+        for named in ["1200", "2200", "dave-old"] {
+            assert!(e.message.contains(named), "{named}: {}", e.message);
+        }
+        let e = conn.verify(a).await.expect_err("verify refuses too");
+        assert_eq!(e.code, "identity_changed");
+    }
+    assert_eq!(env.gh.mutations().len(), mutations, "nothing was sent");
+    assert_eq!(
+        naming(&env, from, "dave"),
+        vec!["GET /users/dave"; acts.len() * 2],
+        "the new dave is only looked up, never read or written as the leaver"
+    );
+    assert!(env.gh.is_member("acme", "dave"), "the new user keeps his membership");
+    assert!(env.gh.is_member("acme", "dave-old"), "identity_changed: left for a new plan");
+    assert_eq!(env.gh.team_members("acme", "platform").len(), 3);
+    env.assert_clean();
+}
+
+/// The same rename without the reuse: the pinned user is removed under the login he has now,
+/// by every action, including the ones read and filtered by login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_leaver_is_removed_under_his_new_login() {
+    let env = env();
+    seed_dave(&env.gh);
+    env.gh.set_app(5, 6);
+    let conn = dave_connector(&env);
+    let s = [subject("E1", None, Some("dave"))];
+    let found = conn.discover_many(&s).await.expect("discover");
+    let acts = actions(&conn, "job-n", &s, &found);
+    env.gh.world(|w| w.rename_user("dave", "dave-old").map(|_| ()))
+        .expect("rename");
+    // Before apply, verify says what is still held, and by whom now.
+    match conn.verify(&acts[0]).await.expect("verify") {
+        Verdict::NotConfirmed { detail } => {
+            assert!(detail.contains("dave-old (user id 1200)"), "{detail}")
+        }
+        other => panic!("expected not confirmed, got {other:?}"),
+    }
+    let from = env.gh.requests().len();
+    let done = run(&conn, &acts).await;
+    assert!(done.iter().all(|(_, o)| *o == Outcome::Done), "{done:?}");
+    let deletes: Vec<String> = env.gh.requests()[from..]
+        .iter()
+        .filter(|r| r.method == "DELETE" && !r.path.contains("/credential-authorizations/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        deletes,
+        vec![
+            "/orgs/acme/teams/platform/memberships/dave-old",
+            "/orgs/acme/memberships/dave-old",
+            "/repos/acme/api/collaborators/dave-old",
+        ]
+    );
+    assert!(naming(&env, from, "dave").iter().all(|r| r == "GET /users/dave"));
+    assert!(!env.gh.is_member("acme", "dave-old"));
+    assert_eq!(env.gh.collaborators("acme", "api").len(), 1);
+    assert!(env.gh.credential_authorizations("acme").is_empty());
+    assert!(env.gh.pat_grants("acme").is_empty());
+    assert!(env.gh.is_member("acme", "bob"));
+    env.assert_clean();
+}
+
+/// The pinned user's account was deleted: nothing of theirs is left, nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_leaver_is_already_gone() {
+    let env = env();
+    seed_dave(&env.gh);
+    env.gh.set_app(5, 6);
+    let conn = dave_connector(&env);
+    let s = [subject("E1", None, Some("dave"))];
+    let found = conn.discover_many(&s).await.expect("discover");
+    let acts = actions(&conn, "job-d", &s, &found);
+    env.gh.world(|w| w.delete_user("dave").map(|_| ())).expect("delete");
+    let mutations = env.gh.mutations().len();
+    let out = run(&conn, &acts).await;
+    assert!(out.iter().all(|(_, o)| *o == Outcome::AlreadyDone), "{out:?}");
+    assert_eq!(env.gh.mutations().len(), mutations);
+    // Unless the org itself is out of sight: that is no success.
+    env.gh.remove_org("acme");
+    let e = conn
+        .apply(&acts[0], &acts[0].key, &MemoryJournal::new())
+        .await
+        .expect_err("org gone");
+    assert_eq!(e.code, "org_not_found");
+    env.assert_clean();
+}
+
+/// Issue 12, section 7 (false failure): an outside collaborator with a pending org invitation.
+/// The collaborator removal is verified by the outside-collaborator status it removed, not by
+/// the pending membership the invitation's own action removes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_collaborator_with_a_pending_invitation_is_confirmed_on_its_own() {
+    let env = env();
+    env.gh.world(|w| {
+        let o = w.org("acme");
+        o.repo("web").collaborator("eve", Permission::Push);
+        o.invite("eve", Role::Member);
+    });
+    let conn = env.connector(json!({}));
+    let s = [subject("E1", None, Some("eve"))];
+    let found = conn.discover_many(&s).await.expect("discover");
+    let acts = actions(&conn, "job-o", &s, &found);
+    let kinds: Vec<&str> = acts.iter().map(|a| a.kind.0.as_str()).collect();
+    assert_eq!(kinds, vec![REMOVE_ORG_MEMBER, REMOVE_OUTSIDE_COLLABORATOR]);
+    let (member, outside) = (&acts[0], &acts[1]);
+    assert_eq!(
+        conn.apply(outside, &outside.key, &MemoryJournal::new())
+            .await
+            .expect("apply"),
+        Outcome::Done
+    );
+    assert_eq!(env.gh.org_invitations("acme").len(), 1, "still pending");
+    assert_eq!(conn.verify(outside).await.expect("verify"), Verdict::Confirmed);
+    assert!(matches!(
+        conn.verify(member).await.expect("verify"),
+        Verdict::NotConfirmed { .. }
+    ));
+    run(&conn, std::slice::from_ref(member)).await;
+    assert!(env.gh.org_invitations("acme").is_empty());
+    assert!(env.gh.collaborators("acme", "web").is_empty());
+    // Joined since: the outside-collaborator action is not confirmed while he is an active
+    // member, whatever the outside-collaborator list says.
+    env.gh.world(|w| {
+        w.org("acme").member("eve", Role::Member);
+    });
+    assert!(matches!(
+        conn.verify(outside).await.expect("verify"),
+        Verdict::NotConfirmed { .. }
+    ));
     env.assert_clean();
 }
 
