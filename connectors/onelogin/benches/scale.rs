@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use revoke_connector_onelogin::{
     OneLoginConfig, OneLoginConnector, DELETE_USER, LOGOUT_USER, REMOVE_ROLE, SUSPEND_USER,
 };
-use revoke_core::{Action, ActionId, ActionKey, Connector, JobId, MemoryJournal, Outcome, Subject};
+use revoke_core::{Action, Connector, JobId, MemoryJournal, Outcome, Subject};
 use revoke_testkit::onelogin::OneloginStandin;
 use serde_json::json;
 

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use revoke_connector_scim::{ScimFactory, KIND};
-use revoke_core::{
-    Action, ActionId, ActionKey, ConnectorFactory, JobId, MemoryJournal, Outcome, Phase, Subject,
-};
+use revoke_core::{Action, ConnectorFactory, JobId, MemoryJournal, Outcome, Phase, Subject};
 use revoke_testkit::Scim2Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
