@@ -20,8 +20,7 @@ use aws_sdk_iam::types::Tag;
 use futures_util::stream::{self, StreamExt};
 use revoke_connector_aws_iam::IamFactory;
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorFactory, JobId, MemoryJournal, Outcome, Phase,
-    Subject,
+    Action, ActionId, Connector, ConnectorFactory, JobId, MemoryJournal, Outcome, Phase, Subject,
 };
 use revoke_testkit::moto::count_calls;
 use revoke_testkit::Moto;
@@ -190,22 +189,10 @@ fn to_actions(
     let mut out = Vec::new();
     for (s, d) in subjects.iter().zip(ds) {
         let job = JobId(format!("job-{}", s.id));
-        let id = |k: &revoke_core::ActionKind, t: &str| ActionId::derive(&job, "aws", k, t);
-        for p in c.plan(s, d) {
-            out.push(Action {
-                id: id(&p.kind, &p.target),
-                job_id: job.clone(),
-                connector: "aws".into(),
-                kind: p.kind.clone(),
-                target: p.target.clone(),
-                params: p.params.clone(),
-                depends_on: p.after.iter().map(|(k, t)| id(k, t)).collect(),
-                phase: p.phase,
-                not_before: None,
-                key: ActionKey::derive(&job, "aws", &p.kind, &p.target),
-                summary: p.summary.clone(),
-            });
-        }
+        out.extend(
+            Action::from_proposals(&job, "aws", d, c.plan(s, d))
+                .expect("every proposal names a discovered account"),
+        );
     }
     out
 }

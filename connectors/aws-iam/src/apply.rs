@@ -1,6 +1,8 @@
-//! Apply and verify. Every action reads before it writes: what is already gone (or already
-//! inactive, or already quarantined) is `AlreadyDone` and sends no mutation; a user that is gone
-//! altogether takes everything of it with it.
+//! Apply and verify. Every action first finds the user it was pinned to (pin.rs): a planned
+//! name that now names another user fails as `identity_changed` and sends nothing. Then it reads
+//! before it writes: what is already gone (or already inactive, or already quarantined) is
+//! `AlreadyDone` and sends no mutation; a pinned user that is gone altogether takes everything
+//! of it with it.
 
 use aws_sdk_iam::types::StatusType;
 use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
@@ -8,6 +10,7 @@ use tracing::info;
 
 use crate::classify::CallError;
 use crate::client::Ctx;
+use crate::pin::{self, Pinned};
 use crate::plan::*;
 use crate::rotate;
 
@@ -26,7 +29,8 @@ fn active(s: &StatusType) -> bool {
     *s == StatusType::Active
 }
 
-/// Reads the target of an action of `kind`. A user that is gone reads as `Absent`.
+/// Reads the target of an action of `kind` on `user` (the pinned user's current name). A user
+/// that is gone reads as `Absent`. The virtual MFA device has its own read (`virtual_mfa`).
 pub async fn read(
     iam: &aws_sdk_iam::Client,
     kind: &str,
@@ -133,28 +137,6 @@ async fn read_inner(
                 .map_err(|e| CallError::of("iam:ListMFADevices", &e))?;
             present(o.mfa_devices().iter().any(|d| d.serial_number() == id))
         }
-        DELETE_VIRTUAL_MFA_DEVICE => {
-            let mut marker = None;
-            loop {
-                let o = iam
-                    .list_virtual_mfa_devices()
-                    .max_items(1000)
-                    .set_marker(marker)
-                    .send()
-                    .await
-                    .map_err(|e| CallError::of("iam:ListVirtualMFADevices", &e))?;
-                if o.virtual_mfa_devices()
-                    .iter()
-                    .any(|d| d.serial_number() == id)
-                {
-                    return Ok(Seen::Present { active: true });
-                }
-                match (o.is_truncated, o.marker) {
-                    (true, Some(m)) => marker = Some(m),
-                    _ => return Ok(Seen::Absent),
-                }
-            }
-        }
         DETACH_USER_POLICY => {
             let o = iam
                 .list_attached_user_policies()
@@ -218,6 +200,23 @@ fn id_of<'a>(ctx: &'a Ctx<'_>, a: &'a Action) -> Result<&'a str, ConnectorError>
     }
 }
 
+/// The user an action touches, found again by its pin (see pin.rs); `None` when it is gone.
+async fn pinned_user(
+    ctx: &Ctx<'_>,
+    iam: &aws_sdk_iam::Client,
+    a: &Action,
+) -> Result<Option<String>, ConnectorError> {
+    let account = a.param("account")?;
+    let planned = a.param("user")?;
+    let pin = a.pinned()?;
+    Ok(
+        match pin::resolve(ctx.clients, iam, account, pin, planned).await? {
+            Pinned::Here(name) => Some(name),
+            Pinned::Gone => None,
+        },
+    )
+}
+
 pub async fn apply(
     ctx: &Ctx<'_>,
     a: &Action,
@@ -225,21 +224,38 @@ pub async fn apply(
 ) -> Result<Outcome, ConnectorError> {
     let kind = a.kind.0.as_str();
     let account = a.param("account")?;
-    let user = a.param("user")?;
     let iam = ctx.clients.iam(account).await?;
+    // Before anything else: the planned user, or nothing is sent.
+    let user = pinned_user(ctx, &iam, a).await?;
     if kind == ROTATE_ACCESS_KEY {
-        return rotate::rotate(ctx, &iam, a, journal).await;
+        return match user {
+            Some(user) => rotate::rotate(ctx, &iam, a, &user, journal).await,
+            None => Ok(Outcome::Skipped {
+                reason: format!(
+                    "service user {} is gone; there is no key to rotate",
+                    a.pinned()?
+                ),
+            }),
+        };
     }
     let id = id_of(ctx, a)?;
-    // A user that is gone reads as absent, which is the end state of every removal; for the
-    // quarantine it means there is nothing left to quarantine.
-    let seen = read(&iam, kind, user, id).await?;
-    if kind == QUARANTINE_USER {
-        // Quarantined already, or there is no user left to quarantine.
-        if seen != Seen::Absent || read(&iam, DELETE_USER, user, "").await? == Seen::Absent {
-            return Ok(Outcome::AlreadyDone);
-        }
-    } else if done(kind, seen) {
+    if kind == DELETE_VIRTUAL_MFA_DEVICE {
+        // The device outlives its user; it is ours unless it is enabled on somebody else.
+        return match virtual_mfa(&iam, id).await? {
+            None => Ok(Outcome::AlreadyDone),
+            Some(owner) => {
+                mfa_owner_is_pinned(a, id, owner.as_ref())?;
+                send(ctx, &iam, a, kind, "", id).await
+            }
+        };
+    }
+    // The pinned user is gone, and everything of it with it: the end state of every removal,
+    // and nothing left to quarantine.
+    let Some(user) = user else {
+        return Ok(Outcome::AlreadyDone);
+    };
+    let seen = read(&iam, kind, &user, id).await?;
+    if done(kind, seen) {
         return Ok(Outcome::AlreadyDone);
     }
     if kind == DELETE_ROTATED_KEY && seen == (Seen::Present { active: true }) {
@@ -248,12 +264,70 @@ pub async fn apply(
             format!("access key {id} of {user} in {account} was reactivated after its rotation; it is left in place"),
         ));
     }
-    info!(connector = %ctx.instance, action_id = %a.id.0, kind, account, user, "sending");
-    let sent = mutate(ctx, &iam, kind, user, id).await;
-    match sent {
+    let outcome = send(ctx, &iam, a, kind, &user, id).await?;
+    if kind == DELETE_USER {
+        ctx.clients.mark_gone(account, &a.pinned()?.id);
+    }
+    Ok(outcome)
+}
+
+async fn send(
+    ctx: &Ctx<'_>,
+    iam: &aws_sdk_iam::Client,
+    a: &Action,
+    kind: &str,
+    user: &str,
+    id: &str,
+) -> Result<Outcome, ConnectorError> {
+    info!(connector = %ctx.instance, action_id = %a.id.0, kind, user, "sending");
+    match mutate(ctx, iam, kind, user, id).await {
         Ok(()) => Ok(Outcome::Done),
         Err(e) if e.is_gone() => Ok(Outcome::AlreadyDone),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A virtual MFA device by serial: `None` when there is none, else the UserId it is enabled on
+/// (`None` inside when it is enabled on nobody).
+async fn virtual_mfa(
+    iam: &aws_sdk_iam::Client,
+    serial: &str,
+) -> Result<Option<Option<String>>, ConnectorError> {
+    let mut marker = None;
+    loop {
+        let o = iam
+            .list_virtual_mfa_devices()
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| CallError::of("iam:ListVirtualMFADevices", &e))?;
+        if let Some(d) = o
+            .virtual_mfa_devices()
+            .iter()
+            .find(|d| d.serial_number() == serial)
+        {
+            return Ok(Some(d.user().map(|u| u.user_id().to_string())));
+        }
+        match (o.is_truncated, o.marker) {
+            (true, Some(m)) => marker = Some(m),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// A device enabled on another user than the pinned one is not this action's to delete.
+fn mfa_owner_is_pinned(
+    a: &Action,
+    serial: &str,
+    owner: Option<&String>,
+) -> Result<(), ConnectorError> {
+    let pin = a.pinned()?;
+    match owner {
+        Some(id) if id != &pin.id => Err(pin.changed(format!(
+            "UserId {id}, on which the virtual MFA device {serial} is enabled now"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -376,20 +450,33 @@ async fn mutate(
 pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError> {
     let kind = a.kind.0.as_str();
     let account = a.param("account")?;
-    let user = a.param("user")?;
     let iam = ctx.clients.iam(account).await?;
-    if kind == ROTATE_ACCESS_KEY {
-        return rotate::verify(ctx, &iam, a).await;
-    }
-    let id = id_of(ctx, a)?;
-    let seen = read(&iam, kind, user, id).await?;
-    let ok = if kind == QUARANTINE_USER {
-        // Quarantined, or the user is gone altogether.
-        seen != Seen::Absent || matches!(read(&iam, DELETE_USER, user, "").await?, Seen::Absent)
+    let user = pinned_user(ctx, &iam, a).await?;
+    let id = if kind == ROTATE_ACCESS_KEY {
+        ""
     } else {
-        done(kind, seen)
+        id_of(ctx, a)?
     };
-    Ok(if ok {
+    if kind == DELETE_VIRTUAL_MFA_DEVICE {
+        return Ok(match virtual_mfa(&iam, id).await? {
+            None => Verdict::Confirmed,
+            Some(owner) => {
+                mfa_owner_is_pinned(a, id, owner.as_ref())?;
+                Verdict::NotConfirmed {
+                    detail: format!("virtual MFA device {id} still exists"),
+                }
+            }
+        });
+    }
+    // The pinned user is gone: nothing of it is left (its keys, its rotated-out key included).
+    let Some(user) = user else {
+        return Ok(Verdict::Confirmed);
+    };
+    if kind == ROTATE_ACCESS_KEY {
+        return rotate::verify(ctx, &iam, a, &user).await;
+    }
+    let seen = read(&iam, kind, &user, id).await?;
+    Ok(if done(kind, seen) {
         Verdict::Confirmed
     } else {
         Verdict::NotConfirmed {

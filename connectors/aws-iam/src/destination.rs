@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use revoke_core::{ConnectorError, Sha256Hex};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::classify::CallError;
 use crate::client::Ctx;
+use crate::config::{self, IamConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -107,12 +108,29 @@ impl Destination {
                     }
                 }
             }
-            Destination::File(path) => write_file(path, &document(key_id, secret)).map_err(|e| {
-                ConnectorError::retryable(
-                    "destination_unwritable",
-                    format!("{}: {e}", path.display()),
-                )
-            }),
+            // Permanent: a directory that is missing or read-only does not mend itself between
+            // two attempts, and each attempt would make (and have to discard) another key.
+            Destination::File(path) => write_file(path, &document(key_id, secret))
+                .map_err(|e| unwritable(&path.display().to_string(), &e.to_string())),
+        }
+    }
+
+    /// Whether the destination can take a secret now, asked before a key is made: a file's
+    /// directory must exist and take a new file (a probe file is made and removed). Secrets
+    /// Manager is only known by writing, so it is not probed.
+    pub fn probe(&self) -> Result<(), ConnectorError> {
+        match self {
+            Destination::SecretsManager(_) => Ok(()),
+            Destination::File(path) => match path.parent() {
+                Some(dir) => match dir_problem(dir) {
+                    Some(reason) => Err(unwritable(&dir.display().to_string(), &reason)),
+                    None => Ok(()),
+                },
+                None => Err(unwritable(
+                    &path.display().to_string(),
+                    "no parent directory",
+                )),
+            },
         }
     }
 
@@ -153,7 +171,51 @@ impl Destination {
     }
 }
 
-/// Writes `body` to `path` through a temp file beside it (mode 0600) and a rename.
+/// The permanent `destination_unwritable` error.
+fn unwritable(what: &str, reason: &str) -> ConnectorError {
+    ConnectorError::permanent(
+        "destination_unwritable",
+        format!("expected {what} to take the rotated key's secret, found: {reason}"),
+    )
+}
+
+/// Why `dir` cannot take a new file, if it cannot: missing, not a directory, or a file cannot
+/// be made in it (read-only, no permission, full).
+pub fn dir_problem(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Err(e) => return Some(e.to_string()),
+        Ok(m) if !m.is_dir() => return Some("not a directory".into()),
+        Ok(_) => {}
+    }
+    let probe = dir.join(format!(".revoked-probe-{}", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe);
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Why the configured file destination cannot take secrets now, if it cannot (None for
+/// Secrets Manager and when rotation is off): what `check` and discovery report.
+pub fn problem(cfg: &IamConfig) -> Option<String> {
+    match (&cfg.rotation, &cfg.secrets_dir) {
+        (Some(config::Destination::File), Some(dir)) => {
+            dir_problem(dir).map(|r| format!("secrets_dir {}: {r}", dir.display()))
+        }
+        (Some(config::Destination::File), None) => Some("secrets_dir is not set".into()),
+        _ => None,
+    }
+}
+
+/// Writes `body` to `path` through a temp file beside it (mode 0600) and a rename; a temp file
+/// left by a failure is removed.
 fn write_file(path: &PathBuf, body: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
@@ -165,15 +227,21 @@ fn write_file(path: &PathBuf, body: &str) -> std::io::Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or("secret")
     ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(body.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use revoke_core::{ConnectorError, Discovery, Finding, Subject};
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use tracing::{debug, warn};
 
 use crate::classify::CallError;
@@ -38,6 +38,9 @@ pub const GROUP_MEMBERSHIP: &str = "group_membership";
 pub const PERMISSIONS_BOUNDARY: &str = "permissions_boundary";
 pub const OWNED_SERVICE_USER: &str = "owned_service_user";
 pub const OWNED_ACCESS_KEY: &str = "owned_access_key";
+/// The rotation destination cannot be written (`secrets_dir` missing or read-only): the
+/// rotation of this service user will fail, and the plan says so.
+pub const DESTINATION_UNWRITABLE: &str = "rotation_destination_unwritable";
 
 /// The user tag that names the key a rotation made, so the next plan does not rotate it again.
 pub const ROTATED_TAG: &str = "revoked:rotated-key";
@@ -81,50 +84,94 @@ fn lower(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// What an IAM user's actions are pinned to: its UserId (`AIDA...`), which IAM never gives to
+/// another user, even one created later under the same name.
+pub const ID_KIND: &str = "UserId";
+
 /// The identifiers a tag value is compared with (case-insensitively).
 fn identifiers(s: &Subject) -> BTreeSet<String> {
     s.identifiers().map(lower).collect()
 }
 
-/// How `user` belongs to `subject`, if it does.
-fn matched_by(cfg: &IamConfig, instance: &str, s: &Subject, u: &UserFacts) -> Option<MatchBy> {
+/// Every identifier an IAM user answers to: its name, ARN and UserId, and the values of the
+/// match tag and of an `email` tag (a user tagged `email=dana@example.org` answers to it).
+fn user_identifiers<'a>(cfg: &IamConfig, u: &'a UserFacts) -> Vec<&'a str> {
+    let mut out = vec![u.name.as_str(), u.arn.as_str(), u.user_id.as_str()];
+    out.extend(
+        u.tags
+            .iter()
+            .filter(|(k, _)| k == &cfg.match_tag || k == "email")
+            .map(|(_, v)| v.trim()),
+    );
+    out
+}
+
+/// The account discovery reports for `u`: pinned to its UserId, named `account/user`.
+fn account_of(cfg: &IamConfig, u: &UserFacts, why: &str) -> Result<Account, ConnectorError> {
+    if u.user_id.is_empty() {
+        return Err(ConnectorError::permanent(
+            "no_user_id",
+            format!(
+                "expected a UserId for IAM user {} in {}, found none",
+                u.name, u.account
+            ),
+        ));
+    }
+    Ok(
+        Account::new(&u.user_id, ID_KIND, target(&u.account, &u.name, None))
+            .answers_to(user_identifiers(cfg, u))
+            .matched_by(why),
+    )
+}
+
+/// How `user` belongs to `subject`, if it does, and one line saying so. IAM user names are
+/// case-insensitive (`DANA` is `dana`), and so are mapping keys and tag values here.
+fn matched_by(
+    cfg: &IamConfig,
+    instance: &str,
+    s: &Subject,
+    u: &UserFacts,
+) -> Option<(MatchBy, String)> {
     if cfg.matches_by(MatchBy::Mapping) {
         for id in s.identifiers() {
-            if let Some(v) = cfg.users.get(id) {
+            for (key, v) in cfg.users.iter().filter(|(k, _)| k.eq_ignore_ascii_case(id)) {
                 let hit = match v.split_once('/') {
-                    Some((acct, name)) => acct == u.account && name == u.name,
-                    None => v == &u.name,
+                    Some((acct, name)) => acct == u.account && name.eq_ignore_ascii_case(&u.name),
+                    None => v.eq_ignore_ascii_case(&u.name),
                 };
                 if hit {
-                    return Some(MatchBy::Mapping);
+                    return Some((MatchBy::Mapping, format!("users.{key} = {v}")));
                 }
             }
         }
     }
     if cfg.matches_by(MatchBy::Tag) {
         let ids = identifiers(s);
-        if u.tags
+        if let Some((k, v)) = u
+            .tags
             .iter()
-            .any(|(k, v)| k == &cfg.match_tag && !v.is_empty() && ids.contains(&lower(v)))
+            .find(|(k, v)| k == &cfg.match_tag && !v.is_empty() && ids.contains(&lower(v.trim())))
         {
-            return Some(MatchBy::Tag);
+            return Some((MatchBy::Tag, format!("tag {k} = {v}")));
         }
     }
     if cfg.matches_by(MatchBy::Name) {
         let name = s.username_for(instance);
-        if is_user_name(name) && name == u.name {
-            return Some(MatchBy::Name);
+        if is_user_name(name) && name.eq_ignore_ascii_case(&u.name) {
+            return Some((MatchBy::Name, format!("user name = {}", u.name)));
         }
     }
     None
 }
 
-/// Whether the user's owner tag names the subject.
-fn owned_by(cfg: &IamConfig, s: &Subject, u: &UserFacts) -> bool {
-    let ids = identifiers(s);
+/// Whether the user's owner tag names the subject: `ids` holds every identifier of the subject
+/// and of the accounts found as theirs, lowercased, so `--user dana` finds the service users
+/// tagged with the email her IAM user carries. One line saying so.
+fn owned_by(cfg: &IamConfig, ids: &BTreeSet<String>, u: &UserFacts) -> Option<String> {
     u.tags
         .iter()
-        .any(|(k, v)| k == &cfg.owner_tag && !v.is_empty() && ids.contains(&lower(v)))
+        .find(|(k, v)| k == &cfg.owner_tag && !v.is_empty() && ids.contains(&lower(v.trim())))
+        .map(|(k, v)| format!("tag {k} = {v}"))
 }
 
 async fn scan_users(c: &Clients, account: &str) -> Result<Vec<UserFacts>, ConnectorError> {
@@ -560,10 +607,20 @@ async fn owned_findings(
     Ok(out)
 }
 
-/// What to look at in one account for one subject.
+/// What to look at for one subject.
 enum Work {
-    User(String, UserFacts, MatchBy),
-    Owned(String, UserFacts),
+    /// The subject's own user: how it matched, and the line saying so.
+    User(String, UserFacts, MatchBy, String),
+    /// A service user the subject owns, and the line saying so.
+    Owned(String, UserFacts, String),
+}
+
+impl Work {
+    fn subject(&self) -> &str {
+        match self {
+            Work::User(s, ..) | Work::Owned(s, ..) => s,
+        }
+    }
 }
 
 /// Discovery of a batch of subjects across every account.
@@ -574,60 +631,110 @@ pub async fn discover_many(
     subjects: &[Subject],
 ) -> Result<Vec<Discovery>, ConnectorError> {
     let accounts = c.accounts.accounts().await?;
-    let mut findings: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
-    for account in &accounts {
-        let work = match cfg.discovery {
-            DiscoveryMode::Batch => {
-                let users = scan_users(c, account).await?;
-                let mut work = Vec::new();
-                for s in subjects {
-                    for u in &users {
-                        if let Some(how) = matched_by(cfg, instance, s, u) {
-                            work.push(Work::User(s.id.clone(), u.clone(), how));
-                        } else if cfg.rotation.is_some() && owned_by(cfg, s, u) {
-                            work.push(Work::Owned(s.id.clone(), u.clone()));
+    let mut work: Vec<Work> = Vec::new();
+    match cfg.discovery {
+        DiscoveryMode::Batch => {
+            // Every account first: a service user in one account may be owned through the
+            // email tag of the subject's user in another.
+            let mut users = Vec::new();
+            for account in &accounts {
+                users.extend(scan_users(c, account).await?);
+            }
+            for s in subjects {
+                let own: Vec<(usize, MatchBy, String)> = users
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, u)| {
+                        matched_by(cfg, instance, s, u).map(|(how, why)| (i, how, why))
+                    })
+                    .collect();
+                let mut ids = identifiers(s);
+                for (i, ..) in &own {
+                    ids.extend(user_identifiers(cfg, &users[*i]).into_iter().map(lower));
+                }
+                ids.remove("");
+                for (i, u) in users.iter().enumerate() {
+                    if let Some((_, how, why)) = own.iter().find(|(j, ..)| *j == i) {
+                        work.push(Work::User(s.id.clone(), u.clone(), *how, why.clone()));
+                    } else if cfg.rotation.is_some() {
+                        if let Some(why) = owned_by(cfg, &ids, u) {
+                            work.push(Work::Owned(s.id.clone(), u.clone(), why));
                         }
                     }
                 }
-                work
             }
-            DiscoveryMode::PerUser => {
-                let mut work = Vec::new();
-                for s in subjects {
-                    for (u, how) in get_users(c, cfg, instance, account, s).await? {
-                        work.push(Work::User(s.id.clone(), u, how));
-                    }
-                }
-                work
-            }
-        };
-        let any_user = work.iter().any(|w| matches!(w, Work::User(..)));
-        let report = if cfg.discovery == DiscoveryMode::Batch && any_user {
-            Some(credential_report(c, account).await)
-        } else {
-            None
-        };
-        let report = report.as_ref();
-        let results: Vec<(String, Vec<Finding>)> = stream::iter(work)
-            .map(|w| async move {
-                match w {
-                    Work::User(s, u, how) => {
-                        let mut v = user_findings(cfg, &s, instance, &u, how);
-                        v.extend(details(c, &s, instance, &u, report).await?);
-                        Ok::<_, ConnectorError>((s, v))
-                    }
-                    Work::Owned(s, u) => {
-                        let v = owned_findings(c, cfg, &s, instance, &u).await?;
-                        Ok((s, v))
-                    }
-                }
-            })
-            .buffer_unordered(cfg.read_concurrency)
-            .try_collect()
-            .await?;
-        for (subject, v) in results {
-            findings.entry(subject).or_default().extend(v);
         }
+        DiscoveryMode::PerUser => {
+            for account in &accounts {
+                for s in subjects {
+                    for (u, how, why) in get_users(c, cfg, instance, account, s).await? {
+                        work.push(Work::User(s.id.clone(), u, how, why));
+                    }
+                }
+            }
+        }
+    }
+
+    let mut reports: HashMap<String, LastUse> = HashMap::new();
+    if cfg.discovery == DiscoveryMode::Batch {
+        for w in &work {
+            if let Work::User(_, u, ..) = w {
+                if !reports.contains_key(&u.account) {
+                    let r = credential_report(c, &u.account).await;
+                    reports.insert(u.account.clone(), r);
+                }
+            }
+        }
+    }
+    // An unwritable destination is said in the plan, before any key is made.
+    let unwritable = if work.iter().any(|w| matches!(w, Work::Owned(..))) {
+        crate::destination::problem(cfg)
+    } else {
+        None
+    };
+
+    let mut accounts_of: BTreeMap<String, BTreeSet<Account>> = BTreeMap::new();
+    for w in &work {
+        let (u, why) = match w {
+            Work::User(_, u, _, why) | Work::Owned(_, u, why) => (u, why),
+        };
+        accounts_of
+            .entry(w.subject().to_string())
+            .or_default()
+            .insert(account_of(cfg, u, why)?);
+    }
+
+    let reports = &reports;
+    let unwritable = unwritable.as_deref();
+    let results: Vec<(String, Vec<Finding>)> = stream::iter(work)
+        .map(|w| async move {
+            match w {
+                Work::User(s, u, how, _) => {
+                    let mut v = user_findings(cfg, &s, instance, &u, how);
+                    v.extend(details(c, &s, instance, &u, reports.get(&u.account)).await?);
+                    Ok::<_, ConnectorError>((s, v))
+                }
+                Work::Owned(s, u, _) => {
+                    let mut v = owned_findings(c, cfg, &s, instance, &u).await?;
+                    if let Some(reason) = unwritable {
+                        v.push(Finding {
+                            connector: instance.to_string(),
+                            subject: s.clone(),
+                            kind: DESTINATION_UNWRITABLE.into(),
+                            target: target(&u.account, &u.name, None),
+                            attrs: BTreeMap::from([("reason".to_string(), reason.to_string())]),
+                        });
+                    }
+                    Ok((s, v))
+                }
+            }
+        })
+        .buffer_unordered(cfg.read_concurrency)
+        .try_collect()
+        .await?;
+    let mut findings: BTreeMap<String, Vec<Finding>> = BTreeMap::new();
+    for (subject, v) in results {
+        findings.entry(subject).or_default().extend(v);
     }
     Ok(subjects
         .iter()
@@ -641,6 +748,10 @@ pub async fn discover_many(
                     .iter()
                     .any(|x| x.kind == USER || x.kind == OWNED_SERVICE_USER),
                 findings: f,
+                accounts: accounts_of
+                    .remove(&s.id)
+                    .map(|a| a.into_iter().collect())
+                    .unwrap_or_default(),
             }
         })
         .collect())
@@ -653,27 +764,32 @@ async fn get_users(
     instance: &str,
     account: &str,
     s: &Subject,
-) -> Result<Vec<(UserFacts, MatchBy)>, ConnectorError> {
-    let mut names: Vec<(String, MatchBy)> = Vec::new();
+) -> Result<Vec<(UserFacts, MatchBy, String)>, ConnectorError> {
+    let mut names: Vec<(String, MatchBy, String)> = Vec::new();
     if cfg.matches_by(MatchBy::Mapping) {
         for id in s.identifiers() {
-            if let Some(v) = cfg.users.get(id) {
+            for (key, v) in cfg.users.iter().filter(|(k, _)| k.eq_ignore_ascii_case(id)) {
+                let why = format!("users.{key} = {v}");
                 match v.split_once('/') {
-                    Some((a, n)) if a == account => names.push((n.to_string(), MatchBy::Mapping)),
+                    Some((a, n)) if a == account => {
+                        names.push((n.to_string(), MatchBy::Mapping, why))
+                    }
                     Some(_) => {}
-                    None => names.push((v.clone(), MatchBy::Mapping)),
+                    None => names.push((v.clone(), MatchBy::Mapping, why)),
                 }
             }
         }
     }
     if cfg.matches_by(MatchBy::Name) {
-        names.push((s.username_for(instance).to_string(), MatchBy::Name));
+        let name = s.username_for(instance).to_string();
+        names.push((name, MatchBy::Name, String::new()));
     }
     let iam = c.iam(account).await?;
-    let mut out: Vec<(UserFacts, MatchBy)> = Vec::new();
-    for (name, how) in names {
-        // A name IAM cannot hold (`../x`, `*)(uid=*`) is never sent.
-        if !is_user_name(&name) || out.iter().any(|(u, _)| u.name == name) {
+    let mut out: Vec<(UserFacts, MatchBy, String)> = Vec::new();
+    for (name, how, why) in names {
+        // A name IAM cannot hold (`../x`, `*)(uid=*`) is never sent; IAM user names are
+        // case-insensitive, so `DANA` is the `dana` already found.
+        if !is_user_name(&name) || out.iter().any(|(u, ..)| u.name.eq_ignore_ascii_case(&name)) {
             continue;
         }
         let _permit = c.reads.acquire().await;
@@ -743,7 +859,14 @@ async fn get_users(
                     .map(str::to_string),
             },
             how,
+            why,
         ));
+    }
+    // The name IAM answered with, as it holds it (`dana` for `DANA`).
+    for (u, how, why) in &mut out {
+        if *how == MatchBy::Name {
+            *why = format!("user name = {}", u.name);
+        }
     }
     Ok(out)
 }

@@ -4,8 +4,9 @@
 //! AssumeRole.
 //!
 //! One file per concern, as in every connector: `config`, `client`, `discover`, `plan`, `apply`
-//! (apply and verify), `rotate` and `destination` (service key rotation), `classify` and
-//! `escape`. What it does and needs is in docs/connectors/aws.md.
+//! (apply and verify), `pin` (the pinned UserId found again before anything is sent), `rotate`
+//! and `destination` (service key rotation), `classify` and `escape`. What it does and needs is
+//! in docs/connectors/aws-iam.md.
 
 mod apply;
 mod classify;
@@ -14,6 +15,7 @@ mod config;
 mod destination;
 mod discover;
 mod escape;
+mod pin;
 mod plan;
 mod rotate;
 
@@ -81,8 +83,15 @@ impl Connector for IamConnector {
         KIND
     }
 
-    /// The credentials work and every account is reachable (AssumeRole included).
+    /// The rotation destination can take a secret, the credentials work and every account is
+    /// reachable (AssumeRole included).
     async fn check(&self) -> Result<(), ConnectorError> {
+        if let Some(reason) = destination::problem(&self.cfg) {
+            return Err(ConnectorError::permanent(
+                "destination_unwritable",
+                format!("expected the rotation destination to take secrets, found: {reason}"),
+            ));
+        }
         let c = self.clients().await;
         for account in c.accounts.accounts().await? {
             let iam = c.iam(&account).await?;

@@ -5,6 +5,13 @@
 //! deleted. Transfer: the active keys of service users the subject owned, rotated. Delete
 //! (after retention): each sub-resource its own action, then the quarantine policy, then the
 //! user; a failure holds back only what depends on it.
+//!
+//! Every action names the UserId of the user it touches (the account discovery reported), so the
+//! planner pins it there. The order between phases (no delete before every contain action of
+//! the subject succeeded, no delete of a rotated-out key before its rotation) is the planner's;
+//! the `after`s here are only the order IAM itself needs within the delete phase: the virtual
+//! MFA device after its deactivation, the quarantine policy after every credential it covers,
+//! the user last.
 
 use std::collections::BTreeMap;
 
@@ -12,9 +19,9 @@ use revoke_core::{ActionKind, Discovery, Finding, Phase, ProposedAction};
 
 use crate::config::{Destination, IamConfig};
 use crate::discover::{
-    ACCESS_KEY, ATTACHED_POLICY, GROUP_MEMBERSHIP, INLINE_POLICY, LOGIN_PROFILE, MFA_DEVICE,
-    OWNED_ACCESS_KEY, SERVICE_CREDENTIAL, SERVICE_CREDENTIALS_UNLISTED, SIGNING_CERTIFICATE,
-    SSH_PUBLIC_KEY, USER,
+    ACCESS_KEY, ATTACHED_POLICY, DESTINATION_UNWRITABLE, GROUP_MEMBERSHIP, INLINE_POLICY,
+    LOGIN_PROFILE, MFA_DEVICE, OWNED_ACCESS_KEY, SERVICE_CREDENTIAL, SERVICE_CREDENTIALS_UNLISTED,
+    SIGNING_CERTIFICATE, SSH_PUBLIC_KEY, USER,
 };
 use crate::escape::secret_file_name;
 
@@ -43,12 +50,13 @@ pub fn split_target(t: &str) -> (&str, &str, Option<&str>) {
     (account, user, it.next())
 }
 
-struct Builder<'a> {
+struct Builder {
     out: Vec<ProposedAction>,
-    user: &'a str,
+    /// The UserId of the user the actions touch.
+    account: String,
 }
 
-impl Builder<'_> {
+impl Builder {
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
@@ -73,7 +81,7 @@ impl Builder<'_> {
                 .map(|(k, t)| (ActionKind::from(k), t))
                 .collect(),
             summary,
-            account: self.user.to_string(),
+            account: self.account.clone(),
             delay,
         });
     }
@@ -96,10 +104,17 @@ pub fn plan(cfg: &IamConfig, d: &Discovery) -> Vec<ProposedAction> {
     }
     let mut out = Vec::new();
     for (user_target, fs) in &by_user {
+        // The account discovery reported under this name; without one the planner refuses
+        // the proposals (a broken discovery), so the name stands in.
+        let account = d
+            .accounts
+            .iter()
+            .find(|a| &a.name == user_target)
+            .map_or_else(|| user_target.clone(), |a| a.id.clone());
         if fs.iter().any(|f| f.kind == USER) {
-            out.extend(plan_user(cfg, user_target, fs));
+            out.extend(plan_user(cfg, user_target, &account, fs));
         }
-        out.extend(plan_rotation(cfg, user_target, fs));
+        out.extend(plan_rotation(cfg, user_target, &account, fs));
     }
     out
 }
@@ -108,11 +123,16 @@ fn of_kind<'a>(fs: &'a [&'a Finding], kind: &'static str) -> impl Iterator<Item 
     fs.iter().filter(move |f| f.kind == kind)
 }
 
-fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<ProposedAction> {
+fn plan_user(
+    cfg: &IamConfig,
+    user_target: &str,
+    account: &str,
+    fs: &[&Finding],
+) -> Vec<ProposedAction> {
     let (acct, user, _) = split_target(user_target);
     let mut b = Builder {
         out: Vec::new(),
-        user,
+        account: account.to_string(),
     };
     let of = |kind: &'static str| of_kind(fs, kind);
     let id_of = |f: &Finding| split_target(&f.target).2.unwrap_or("").to_string();
@@ -131,7 +151,6 @@ fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Propose
         ),
         None,
     );
-    let mut deactivated = Vec::new();
     for k in of(ACCESS_KEY) {
         if k.attrs.get("status").map(String::as_str) == Some("Active") {
             let id = id_of(k);
@@ -145,7 +164,6 @@ fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Propose
                 format!("deactivate access key {id} of {who} (last used {used})"),
                 None,
             );
-            deactivated.push(k.target.clone());
         }
     }
     let has_login = of(LOGIN_PROFILE).next().is_some();
@@ -164,21 +182,17 @@ fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Propose
         return b.out;
     }
 
-    // Delete, after retention: each removal on its own.
+    // Delete, after retention and after every contain action of the subject (the planner's
+    // phase order): each removal on its own.
     let mut removals: Vec<(&str, String)> = Vec::new();
     for k in of(ACCESS_KEY) {
         let id = id_of(k);
-        let after = if deactivated.contains(&k.target) {
-            vec![(DEACTIVATE_ACCESS_KEY, k.target.clone())]
-        } else {
-            vec![]
-        };
         b.push(
             DELETE_ACCESS_KEY,
             &k.target,
             Phase::Delete,
             params(acct, user, Some(&id)),
-            after,
+            vec![],
             format!("delete access key {id} of {who}"),
             None,
         );
@@ -278,14 +292,13 @@ fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Propose
         );
         removals.push((REMOVE_FROM_GROUP, g.target.clone()));
     }
-    let mut lift_after = removals.clone();
-    lift_after.push((QUARANTINE_USER, user_target.to_string()));
+    // The quarantine covers every credential: it goes only once they are all gone.
     b.push(
         DELETE_QUARANTINE_POLICY,
         user_target,
         Phase::Delete,
         params(acct, user, Some(&cfg.quarantine_policy)),
-        lift_after,
+        removals.clone(),
         format!(
             "delete the quarantine policy {} of {who}, last before the user",
             cfg.quarantine_policy
@@ -294,9 +307,6 @@ fn plan_user(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Propose
     );
     let mut user_after = removals;
     user_after.push((DELETE_QUARANTINE_POLICY, user_target.to_string()));
-    if has_login {
-        user_after.push((DELETE_LOGIN_PROFILE, user_target.to_string()));
-    }
     let mut summary = format!("delete IAM user {who}");
     if let Some(f) = of(SERVICE_CREDENTIALS_UNLISTED).next() {
         summary.push_str(&format!(
@@ -331,12 +341,26 @@ pub fn destination(cfg: &IamConfig, account: &str, user: &str) -> Option<String>
     }
 }
 
-fn plan_rotation(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<ProposedAction> {
+fn plan_rotation(
+    cfg: &IamConfig,
+    user_target: &str,
+    account: &str,
+    fs: &[&Finding],
+) -> Vec<ProposedAction> {
     let (acct, user, _) = split_target(user_target);
     let mut b = Builder {
         out: Vec::new(),
-        user,
+        account: account.to_string(),
     };
+    let unwritable = fs
+        .iter()
+        .find(|f| f.kind == DESTINATION_UNWRITABLE)
+        .map(|f| {
+            f.attrs
+                .get("reason")
+                .map(String::as_str)
+                .unwrap_or("unknown")
+        });
     let Some(dest) = destination(cfg, acct, user) else {
         return b.out;
     };
@@ -364,6 +388,11 @@ fn plan_rotation(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Pro
                 "; the user already has two keys (IAM's limit), so one must be deleted first",
             );
         }
+        if let Some(reason) = unwritable {
+            summary.push_str(&format!(
+                "; the destination cannot be written now ({reason}): this fails before a key is made unless it is fixed"
+            ));
+        }
         let after = previous
             .take()
             .map(|t| vec![(ROTATE_ACCESS_KEY, t)])
@@ -384,7 +413,7 @@ fn plan_rotation(cfg: &IamConfig, user_target: &str, fs: &[&Finding]) -> Vec<Pro
             params(acct, user, Some(&id)),
             vec![(ROTATE_ACCESS_KEY, k.target.clone())],
             format!(
-                "delete the rotated-out key {id} of {user} after a grace of {} days, unless it was reactivated",
+                "delete the rotated-out key {id} of {user} {} days after its rotation, unless it was reactivated",
                 cfg.rotation_grace.as_secs() / 86_400
             ),
             Some(cfg.rotation_grace),

@@ -8,6 +8,11 @@
 //!    anywhere;
 //! 3. `written` (the id) is recorded once the destination holds the secret.
 //!
+//! A destination that cannot take a secret is found before a key is made (`Destination::probe`);
+//! one that fails the write anyway gets the new key deleted at once (`discarded`), and the
+//! action fails as the permanent `destination_unwritable`: the user never keeps a key whose
+//! secret went nowhere, and no attempt makes another.
+//!
 //! A later attempt finishes a written rotation (deactivates the old key), discards a recorded
 //! key whose secret was never written (its secret is lost: IAM shows it only once), and deletes
 //! a key created after `started` that no entry names (a crash between create and record).
@@ -139,14 +144,15 @@ async fn tag_rotated(
     Ok(())
 }
 
+/// Rotates the key of the service user the action is pinned to, `user` being its name now.
 pub async fn rotate(
     ctx: &Ctx<'_>,
     iam: &aws_sdk_iam::Client,
     a: &Action,
+    user: &str,
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
     let account = a.param("account")?;
-    let user = a.param("user")?;
     let old = a.param("id")?;
     let known: Vec<&str> = a
         .param("known_keys")?
@@ -249,6 +255,8 @@ pub async fn rotate(
         ));
     }
 
+    // A destination that cannot take the secret is said before a key is made.
+    dest.probe()?;
     if started.is_none() {
         journal.record("started", &Utc::now().to_rfc3339()).await?;
     }
@@ -270,9 +278,19 @@ pub async fn rotate(
     journal.record("new_key", &new_id).await?;
     info!(connector = %ctx.instance, action_id = %a.id.0, new_key = %new_id, "new key created");
 
-    dest.write(ctx, account, user, &new_id, &secret, &a.key.0)
-        .await?;
+    let written = dest
+        .write(ctx, account, user, &new_id, &secret, &a.key.0)
+        .await;
     drop(secret);
+    if let Err(e) = written {
+        // The secret went nowhere (IAM shows it only once): the new key is of no use to
+        // anybody and must not stay beside the old one. Deleted now; should the delete fail,
+        // the journal's `new_key` without `written` makes the next attempt discard it.
+        warn!(connector = %ctx.instance, action_id = %a.id.0, key = %new_id, error = %e.message, "the new key's secret could not be written; deleting the new key");
+        delete_key(iam, user, &new_id).await?;
+        journal.record("discarded", &new_id).await?;
+        return Err(e);
+    }
     journal.record("written", &new_id).await?;
     deactivate(iam, user, old).await?;
     tag_rotated(iam, user, &new_id).await?;
@@ -285,9 +303,9 @@ pub async fn verify(
     ctx: &Ctx<'_>,
     iam: &aws_sdk_iam::Client,
     a: &Action,
+    user: &str,
 ) -> Result<Verdict, ConnectorError> {
     let account = a.param("account")?;
-    let user = a.param("user")?;
     let old = a.param("id")?;
     let dest = Destination::parse(a.param("destination")?)?;
     let ks = keys(iam, user).await?;

@@ -156,31 +156,26 @@ async fn a_key_whose_secret_was_never_written_is_discarded_and_the_rotation_redo
     let iam = iam_in(&moto, None).await;
     let seeded = seed(&iam).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let secrets = dir.path().join("secrets");
-    let (c, a) = rotation(&moto, &secrets).await;
+    let (c, a) = rotation(&moto, dir.path()).await;
 
-    // The destination directory is missing: the new key is recorded, its write fails.
+    // An attempt died between recording the new key and writing its secret.
     let journal = MemoryJournal::new();
-    let e = c
-        .apply(&a, &a.key, &journal)
+    journal
+        .record("started", &chrono::Utc::now().to_rfc3339())
         .await
-        .expect_err("write fails");
-    assert_eq!(e.code, "destination_unwritable");
-    assert!(e.is_retryable());
-    let first = journal
-        .latest("new_key")
+        .expect("j");
+    let first = iam
+        .create_access_key()
+        .user_name("svc-ci")
+        .send()
         .await
-        .expect("j")
-        .expect("recorded");
-    assert_eq!(journal.latest("written").await.expect("j"), None);
-    assert!(
-        keys(&iam)
-            .await
-            .contains(&(seeded.service_key.clone(), true)),
-        "old key still active"
-    );
+        .expect("key")
+        .access_key
+        .expect("key")
+        .access_key_id()
+        .to_string();
+    journal.record("new_key", &first).await.expect("j");
 
-    std::fs::create_dir(&secrets).expect("mkdir");
     let r = c.apply(&a, &a.key, &journal).await.expect("second attempt");
     assert_eq!(r, Outcome::Done);
     assert_eq!(
@@ -190,11 +185,114 @@ async fn a_key_whose_secret_was_never_written_is_discarded_and_the_rotation_redo
     let now = keys(&iam).await;
     assert_eq!(now.len(), 2);
     assert!(now.iter().all(|(id, _)| id != &first));
+    assert!(now.contains(&(seeded.service_key.clone(), false)));
     // A third attempt finds the rotation complete.
     assert_eq!(
         c.apply(&a, &a.key, &journal).await.expect("third"),
         Outcome::AlreadyDone
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_destination_is_said_by_check_and_plan_and_makes_no_key() {
+    let moto = Moto::start().expect("moto");
+    let iam = iam_in(&moto, None).await;
+    let seeded = seed(&iam).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("missing");
+    let c = connector(
+        &moto,
+        json!({"rotation_destination": "file", "secrets_dir": missing.to_str(), "delete_users": false}),
+    );
+    let e = c.check().await.expect_err("check finds it");
+    assert_eq!(
+        (e.code.as_str(), e.is_retryable()),
+        ("destination_unwritable", false)
+    );
+    assert!(e.message.contains("missing"), "{}", e.message);
+
+    let d = c.discover(&alice()).await.expect("discover");
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.kind == iam_conn::DESTINATION_UNWRITABLE)
+        .expect("a finding");
+    assert_eq!(f.target, "123456789012/svc-ci");
+    let a = actions(c.as_ref(), &alice(), &d)
+        .into_iter()
+        .find(|a| a.kind.0 == iam_conn::ROTATE_ACCESS_KEY)
+        .expect("still planned, so the plan shows it");
+    assert!(a.summary.contains("cannot be written"), "{}", a.summary);
+
+    moto.clear_recording().expect("clear");
+    let e = c
+        .apply(&a, &a.key, &MemoryJournal::new())
+        .await
+        .expect_err("apply refuses");
+    assert_eq!(
+        (e.code.as_str(), e.is_retryable()),
+        ("destination_unwritable", false)
+    );
+    let calls = moto.recorded().expect("recorded");
+    assert!(
+        calls.iter().all(|c| c.is_read()),
+        "no key is made: {:?}",
+        revoke_testkit::moto::actions(&calls)
+    );
+    assert_eq!(keys(&iam).await, [(seeded.service_key.clone(), true)]);
+
+    // Fixed: check passes and the finding is gone.
+    std::fs::create_dir(&missing).expect("mkdir");
+    assert_eq!(c.check().await, Ok(()));
+    let d = c.discover(&alice()).await.expect("discover");
+    assert!(d
+        .findings
+        .iter()
+        .all(|f| f.kind != iam_conn::DESTINATION_UNWRITABLE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_after_the_key_is_made_deletes_that_key() {
+    let moto = Moto::start().expect("moto");
+    let iam = iam_in(&moto, None).await;
+    let seeded = seed(&iam).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // The directory takes files (the probe passes), but the secret's place is a directory.
+    std::fs::create_dir(dir.path().join("123456789012.svc-ci.json")).expect("mkdir");
+    let (c, a) = rotation(&moto, dir.path()).await;
+    moto.clear_recording().expect("clear");
+    let journal = MemoryJournal::new();
+    let e = c
+        .apply(&a, &a.key, &journal)
+        .await
+        .expect_err("the write fails");
+    assert_eq!(
+        (e.code.as_str(), e.is_retryable()),
+        ("destination_unwritable", false)
+    );
+    let made = journal
+        .latest("new_key")
+        .await
+        .expect("j")
+        .expect("journaled");
+    assert_eq!(
+        journal.latest("discarded").await.expect("j").as_deref(),
+        Some(made.as_str())
+    );
+    let calls = moto.recorded().expect("recorded");
+    let writes: Vec<(&str, Option<&str>)> = calls
+        .iter()
+        .filter(|c| !c.is_read())
+        .map(|c| (c.action.as_str(), c.param("AccessKeyId")))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("CreateAccessKey", None),
+            ("DeleteAccessKey", Some(made.as_str()))
+        ]
+    );
+    assert_eq!(keys(&iam).await, [(seeded.service_key.clone(), true)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,18 @@ fn account_of(action: &Action) -> Result<&str, ConnectorError> {
     if !is_account_id(id) || id != action.target {
         return Err(bad(action, "account_id", id));
     }
+    // The plan pinned the action to the account id discovery saw; AWS never reuses one, so an
+    // action naming another account than its pin is an edited plan.
+    let pin = action.pinned()?;
+    if pin.id != id {
+        return Err(ConnectorError::permanent(
+            "bad_action",
+            format!(
+                "action {} ({}): expected account {id} to be the one the plan pinned, found {pin}",
+                action.id.0, action.kind.0
+            ),
+        ));
+    }
     Ok(id)
 }
 

@@ -28,6 +28,8 @@ pub struct AccountInfo {
     pub id: String,
     pub name: String,
     pub email: String,
+    /// `arn:aws:organizations::MGMT:account/o-ORG/ID`, one more identifier it answers to.
+    pub arn: String,
     /// `state` where AWS sends it (the newer field), else `status`: `ACTIVE`, `SUSPENDED`,
     /// `PENDING_CLOSURE`, `PENDING_ACTIVATION`, `CLOSED`.
     pub state: String,
@@ -44,6 +46,7 @@ impl AccountInfo {
             id: a.id().unwrap_or_default().to_string(),
             name: a.name().unwrap_or_default().to_string(),
             email: a.email().unwrap_or_default().to_string(),
+            arn: a.arn().unwrap_or_default().to_string(),
             state,
         }
     }

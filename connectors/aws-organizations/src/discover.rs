@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
 use futures_util::{stream, StreamExt, TryStreamExt};
-use revoke_core::{ConnectorError, Discovery, Finding, Subject};
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use tracing::warn;
 
 use crate::client::{AccountInfo, Client, Org};
@@ -73,6 +73,48 @@ pub fn owned_via(
         (false, true) => Some("owners"),
         (false, false) => None,
     }
+}
+
+/// The immutable id a member account's actions are pinned to is its 12-digit account id,
+/// which AWS never gives to another account.
+pub const ID_KIND: &str = "account id";
+
+/// The account as discovery reports it: pinned to its id, answering to its id, name, email and
+/// ARN, and why it is the subject's (`tag owner = alice@example.com`, `owners.alice`).
+fn account_of(
+    cfg: &OrganizationsConfig,
+    names: &[String],
+    a: &AccountInfo,
+    tags: Option<&BTreeMap<String, String>>,
+) -> Account {
+    let mut why = Vec::new();
+    if let Some(v) = tags.and_then(|t| t.get(&cfg.owner_tag)) {
+        if cfg.matches_tag() && names.contains(&v.trim().to_lowercase()) {
+            why.push(format!("tag {} = {}", cfg.owner_tag, v.trim()));
+        }
+    }
+    for n in names {
+        if cfg
+            .owners
+            .get(n)
+            .is_some_and(|ids| ids.iter().any(|id| id == &a.id))
+        {
+            why.push(format!("owners.{n} = {}", a.id));
+        }
+    }
+    let name = if a.name.trim().is_empty() {
+        a.id.clone()
+    } else {
+        a.name.clone()
+    };
+    Account::new(&a.id, ID_KIND, name)
+        .answers_to([
+            a.id.as_str(),
+            a.name.as_str(),
+            a.email.as_str(),
+            a.arn.as_str(),
+        ])
+        .matched_by(why.join(", "))
 }
 
 /// What one scan of the organization saw.
@@ -147,10 +189,12 @@ pub async fn discover_many(
             }
         }
         let mut findings = Vec::new();
+        let mut accounts = Vec::new();
         for a in &scan.accounts {
             let Some(via) = owned_via(cfg, &names, &a.id, scan.tags.get(&a.id)) else {
                 continue;
             };
+            accounts.push(account_of(cfg, &names, a, scan.tags.get(&a.id)));
             let mut attrs = BTreeMap::from([
                 ("id".to_string(), a.id.clone()),
                 ("name".to_string(), a.name.clone()),
@@ -207,6 +251,7 @@ pub async fn discover_many(
             subject: subject.id.clone(),
             found,
             findings,
+            accounts,
         });
     }
     Ok(out)

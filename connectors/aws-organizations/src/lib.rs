@@ -6,7 +6,7 @@
 //! `client` (the SDK client, built on first use, no retries of its own), `discover` (one scan of
 //! the organization for a batch of people), `quota` (AWS's closure quota, counted), `plan`,
 //! `apply` (apply and verify, with the closure's wait), `classify` (every failure to a class
-//! and a stable code). What it does and needs is in docs/connectors/aws.md.
+//! and a stable code). What it does and needs is in docs/connectors/aws-organizations.md.
 
 mod apply;
 mod classify;

@@ -192,6 +192,7 @@ mod tests {
             subject: "alice".into(),
             found: true,
             findings,
+            accounts: vec![],
         };
         plan(&cfg, &d)
             .into_iter()
@@ -263,6 +264,7 @@ mod tests {
             subject: "alice".into(),
             found: true,
             findings: vec![account("111111111111", "a", "ACTIVE", "r-root")],
+            accounts: vec![],
         };
         let a = &plan(&cfg, &d)[0];
         assert_eq!(a.params["account_id"], "111111111111");

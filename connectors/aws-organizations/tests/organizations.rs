@@ -13,8 +13,8 @@ use revoke_connector_aws_organizations::{
     CLOSE_ACCOUNT, CLOSURE_QUOTA, KIND, MANAGEMENT_ACCOUNT, MEMBER_ACCOUNT, MOVE_ACCOUNT,
 };
 use revoke_core::{
-    Action, ActionId, ActionKey, ActionKind, Connector, ConnectorFactory, Discovery, ErrorClass,
-    JobId, Journal, MemoryJournal, Outcome, Phase, ProposedAction, Subject, Verdict,
+    Action, ActionKind, Connector, ConnectorFactory, Discovery, ErrorClass, JobId, Journal,
+    MemoryJournal, Outcome, Phase, ProposedAction, Subject, Verdict,
 };
 use revoke_testkit::moto::{actions, calls_named, count_calls};
 use revoke_testkit::Moto;
@@ -179,22 +179,23 @@ impl Org {
     }
 }
 
-/// The planner's part, enough for these tests: ids and keys as the engine derives them.
-fn action(p: &ProposedAction) -> Action {
-    let job = JobId("job-1".into());
-    Action {
-        id: ActionId::derive(&job, INSTANCE, &p.kind, &p.target),
-        job_id: job.clone(),
-        connector: INSTANCE.into(),
-        kind: p.kind.clone(),
-        target: p.target.clone(),
-        params: p.params.clone(),
-        depends_on: vec![],
-        phase: p.phase,
-        not_before: None,
-        key: ActionKey::derive(&job, INSTANCE, &p.kind, &p.target),
-        summary: p.summary.clone(),
+/// The planner's part, enough for these tests: the action as the engine makes it from a
+/// proposal, pinned to the account discovery reported.
+fn action(d: &Discovery, p: &ProposedAction) -> Action {
+    Action::from_proposals(&JobId("job-1".into()), INSTANCE, d, vec![p.clone()])
+        .unwrap()
+        .remove(0)
+}
+
+/// A plan file edited by hand to name `account` everywhere, its pin included.
+fn edited(d: &Discovery, p: &ProposedAction, account: &str) -> Action {
+    let mut a = action(d, p);
+    a.target = account.into();
+    a.params.insert("account_id".into(), account.into());
+    if let Some(pin) = a.account.as_mut() {
+        pin.id = account.into();
     }
+    a
 }
 
 fn of_kind<'a>(d: &'a Discovery, kind: &str) -> Vec<&'a str> {
@@ -229,6 +230,27 @@ async fn discovery_finds_exactly_alices_account_by_tag_and_by_mapping_and_reads_
     assert_eq!(f.attrs["status"], "ACTIVE");
     assert_eq!(f.attrs["parent"], o.root);
     assert_eq!(f.attrs["owned_by"], "tag");
+    // The account, pinned to its id, answers to its id, name, email and ARN.
+    assert_eq!(d.accounts.len(), 1, "{:?}", d.accounts);
+    let acct = d.account(&o.alice).expect("alice's sandbox is reported");
+    assert_eq!(
+        (acct.id_kind.as_str(), acct.name.as_str()),
+        ("account id", "sandbox-alice")
+    );
+    assert_eq!(acct.matched_by, "tag owner = Alice@Example.com");
+    for i in [
+        o.alice.as_str(),
+        "sandbox-alice",
+        "sandbox-alice@aws.example.com",
+    ] {
+        assert!(acct.identifiers.contains(i), "{i} in {acct:?}");
+    }
+    assert!(
+        acct.identifiers
+            .iter()
+            .any(|i| i.starts_with("arn:aws:organizations::") && i.ends_with(&o.alice)),
+        "{acct:?}"
+    );
     let q = d.findings.iter().find(|f| f.kind == CLOSURE_QUOTA).unwrap();
     // 3 active members (the management account left out): AWS's minimum of 10 applies.
     assert_eq!(
@@ -254,6 +276,10 @@ async fn discovery_finds_exactly_alices_account_by_tag_and_by_mapping_and_reads_
     let d = c.discover(&alice()).await.unwrap();
     assert_eq!(of_kind(&d, MEMBER_ACCOUNT), [o.shared.as_str()]);
     assert_eq!(d.findings[0].attrs["owned_by"], "owners");
+    assert_eq!(
+        d.account(&o.shared).map(|a| a.matched_by.as_str()),
+        Some(format!("owners.alice@example.com = {}", o.shared).as_str())
+    );
     let calls = o.moto.recorded().unwrap();
     assert_eq!(
         calls_named(&calls, "ListTagsForResource").count(),
@@ -338,12 +364,13 @@ async fn the_management_account_is_never_acted_on_even_when_tagged_as_alices() {
         let mut p = plan[0].clone();
         p.kind = ActionKind::from(kind);
         p.target = Moto::ACCOUNT_ID.into();
+        p.account = Moto::ACCOUNT_ID.into();
         p.params
             .insert("account_id".into(), Moto::ACCOUNT_ID.into());
         if let Some(dest) = params.get("destination").and_then(Value::as_str) {
             p.params.insert("destination".into(), dest.into());
         }
-        let a = action(&p);
+        let a = action(&d, &p);
         let err = c
             .apply(&a, &a.key, &MemoryJournal::new())
             .await
@@ -370,7 +397,7 @@ async fn close_account_ends_suspended_with_one_close_and_a_rerun_sends_nothing()
     );
     assert_eq!(plan[0].phase, Phase::Contain);
     assert_eq!(plan[0].account, o.alice);
-    let a = action(&plan[0]);
+    let a = action(&d, &plan[0]);
 
     o.moto.clear_recording().unwrap();
     let journal = MemoryJournal::new();
@@ -486,7 +513,7 @@ async fn move_account_parks_it_in_the_suspended_ou_once() {
             o.alice, o.root, o.suspended_ou
         )]
     );
-    let a = action(&plan[0]);
+    let a = action(&d, &plan[0]);
     o.moto.clear_recording().unwrap();
     assert_eq!(
         c.apply(&a, &a.key, &MemoryJournal::new()).await,
@@ -519,10 +546,8 @@ async fn an_account_outside_the_organization_is_a_permanent_error() {
     let o = org().await;
     let c = o.connector(json!({}));
     let d = c.discover(&alice()).await.unwrap();
-    let mut p = c.plan(&alice(), &d)[0].clone();
-    p.target = "999999999999".into();
-    p.params.insert("account_id".into(), "999999999999".into());
-    let a = action(&p);
+    let p = c.plan(&alice(), &d)[0].clone();
+    let a = edited(&d, &p, "999999999999");
     let err = c
         .apply(&a, &a.key, &MemoryJournal::new())
         .await
@@ -532,13 +557,11 @@ async fn an_account_outside_the_organization_is_a_permanent_error() {
         ("permanent", "account_not_found")
     );
 
-    // A plan file edited to name something else than an account id is refused unsent.
+    // A plan file edited to name something else than an account id, or another account than
+    // the one it was pinned to, is refused unsent.
     o.moto.clear_recording().unwrap();
     for bad in ["../x", "*)(uid=*"] {
-        let mut q = p.clone();
-        q.target = bad.into();
-        q.params.insert("account_id".into(), bad.into());
-        let a = action(&q);
+        let a = edited(&d, &p, bad);
         let err = c
             .apply(&a, &a.key, &MemoryJournal::new())
             .await
@@ -547,13 +570,24 @@ async fn an_account_outside_the_organization_is_a_permanent_error() {
         let mut m = p.clone();
         m.kind = ActionKind::from(MOVE_ACCOUNT);
         m.params.insert("destination".into(), bad.into());
-        let a = action(&m);
+        let a = action(&d, &m);
         let err = c
             .apply(&a, &a.key, &MemoryJournal::new())
             .await
             .expect_err("bad");
         assert_eq!(err.code, "bad_action");
     }
+    let mut a = action(&d, &p);
+    a.target = o.bob.clone();
+    a.params.insert("account_id".into(), o.bob.clone());
+    let err = c
+        .apply(&a, &a.key, &MemoryJournal::new())
+        .await
+        .expect_err("pinned to alice's account");
+    assert_eq!(err.code, "bad_action");
+    assert!(err.message.contains(&o.alice), "{}", err.message);
+    let err = c.verify(&a).await.expect_err("verify refuses it too");
+    assert_eq!(err.code, "bad_action");
     assert_eq!(o.moto.recorded().unwrap(), vec![]);
 }
 

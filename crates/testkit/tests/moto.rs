@@ -159,3 +159,34 @@ async fn json_protocol_calls_are_decoded_from_an_async_test() {
     assert_eq!(orgs.as_array().map(Vec::len), Some(1), "{orgs}");
     assert_eq!(orgs[0]["feature_set"], "ALL", "{orgs}");
 }
+
+#[test]
+fn authorization_can_be_turned_on_and_off_and_users_get_keys_for_it() {
+    let moto = Moto::start().expect("moto should start");
+    let (key, secret) = moto
+        .user_with_policy(
+            "reader",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetUser","Resource":"*"}]}"#,
+        )
+        .unwrap();
+    assert!(key.starts_with("AKIA"), "{key}");
+    assert!(secret.len() >= 20);
+    let policy = moto
+        .iam(
+            "GetUserPolicy",
+            &[("UserName", "reader"), ("PolicyName", "test-policy")],
+        )
+        .unwrap();
+    assert!(
+        policy.contains("iam%3AGetUser") || policy.contains("iam:GetUser"),
+        "{policy}"
+    );
+
+    moto.enable_auth().unwrap();
+    // The testkit's own requests carry a key moto never issued: refused now.
+    let err = moto.iam("GetUser", &[("UserName", "reader")]).unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    moto.disable_auth().unwrap();
+    moto.iam("GetUser", &[("UserName", "reader")])
+        .expect("open again");
+}

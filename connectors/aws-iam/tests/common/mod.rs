@@ -2,6 +2,8 @@
 //! bystander, and a service user the leaver owns.
 #![allow(dead_code)]
 
+pub mod engine;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -9,8 +11,8 @@ use aws_sdk_iam::types::{StatusType, Tag};
 use revoke_aws::{sdk_config, AccessConfig, AccountSet};
 use revoke_connector_aws_iam::IamFactory;
 use revoke_core::{
-    Action, ActionId, ActionKey, Connector, ConnectorError, ConnectorFactory, JobId, Journal,
-    MemoryJournal, Outcome, Phase, Subject,
+    Action, ActionId, Connector, ConnectorError, ConnectorFactory, JobId, Journal, MemoryJournal,
+    Outcome, Phase, Subject,
 };
 use revoke_testkit::Moto;
 use serde_json::{json, Value};
@@ -195,28 +197,11 @@ pub async fn seed(iam: &aws_sdk_iam::Client) -> Seeded {
     s
 }
 
-/// The proposals as the planner would turn them into actions (no times: all due now).
+/// The proposals as the planner would turn them into actions (no times: all due now; no phase
+/// order either: `apply_all` runs the phases in order).
 pub fn actions(c: &dyn Connector, subject: &Subject, d: &revoke_core::Discovery) -> Vec<Action> {
-    let job = JobId("job-1".into());
-    let id_of = |kind: &revoke_core::ActionKind, target: &str| {
-        ActionId::derive(&job, INSTANCE, kind, target)
-    };
-    c.plan(subject, d)
-        .iter()
-        .map(|p| Action {
-            id: id_of(&p.kind, &p.target),
-            job_id: job.clone(),
-            connector: INSTANCE.into(),
-            kind: p.kind.clone(),
-            target: p.target.clone(),
-            params: p.params.clone(),
-            depends_on: p.after.iter().map(|(k, t)| id_of(k, t)).collect(),
-            phase: p.phase,
-            not_before: None,
-            key: ActionKey::derive(&job, INSTANCE, &p.kind, &p.target),
-            summary: p.summary.clone(),
-        })
-        .collect()
+    Action::from_proposals(&JobId("job-1".into()), INSTANCE, d, c.plan(subject, d))
+        .expect("every proposal names a discovered account")
 }
 
 /// Applies every action once its dependencies are done, phase by phase, as the executor would,
@@ -254,4 +239,110 @@ pub async fn apply_all(
         }
     }
     out
+}
+
+/// dana@example.org as `revokectl plan --user` makes her: only an id, whatever was typed.
+pub fn typed(id: &str) -> Subject {
+    Subject::new(id)
+}
+
+/// What dana's world holds, to find it again.
+#[derive(Debug, Default, Clone)]
+pub struct Dana {
+    pub dana_id: String,
+    pub dana_key: String,
+    pub admin_id: String,
+    pub admin_key: String,
+    pub svc_key: String,
+}
+
+/// dana (tagged `email = dana@example.org`): an active key, a console password, an inline
+/// policy, an AWS managed policy, the group engineers. admin, a break-glass user tagged
+/// `owner = dana@example.org` (protected in the tests that say so): one key. svc-build, a
+/// service user tagged `owner = Dana@Example.org`: one key. bob: a bystander in engineers.
+pub async fn seed_dana(iam: &aws_sdk_iam::Client) -> Dana {
+    let mut w = Dana::default();
+    iam.create_group()
+        .group_name("engineers")
+        .send()
+        .await
+        .expect("group");
+    for (user, k, v) in [
+        ("dana", "email", "dana@example.org"),
+        ("admin", "owner", "dana@example.org"),
+        ("svc-build", "owner", "Dana@Example.org"),
+        ("bob", "email", "bob@example.org"),
+    ] {
+        let u = iam
+            .create_user()
+            .user_name(user)
+            .tags(tag(k, v))
+            .send()
+            .await
+            .expect("user");
+        let id = u.user.expect("user").user_id().to_string();
+        let key = iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .expect("key")
+            .access_key
+            .expect("key")
+            .access_key_id()
+            .to_string();
+        match user {
+            "dana" => (w.dana_id, w.dana_key) = (id, key),
+            "admin" => (w.admin_id, w.admin_key) = (id, key),
+            "svc-build" => w.svc_key = key,
+            _ => {}
+        }
+    }
+    for user in ["dana", "bob"] {
+        iam.add_user_to_group()
+            .group_name("engineers")
+            .user_name(user)
+            .send()
+            .await
+            .expect("add to group");
+    }
+    iam.create_login_profile()
+        .user_name("dana")
+        .password("Correct-Horse-1")
+        .send()
+        .await
+        .expect("login profile");
+    iam.put_user_policy()
+        .user_name("dana")
+        .policy_name("dana-s3")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::dana/*"}]}"#)
+        .send()
+        .await
+        .expect("inline policy");
+    iam.attach_user_policy()
+        .user_name("dana")
+        .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+        .send()
+        .await
+        .expect("attach");
+    w
+}
+
+/// The mutating IAM calls that name `user` (any case), in order, as `Action Param`.
+pub fn mutations_on(calls: &[revoke_testkit::AwsCall], user: &str) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.service == "iam" && !c.is_read())
+        .filter(|c| {
+            c.param("UserName")
+                .is_some_and(|u| u.eq_ignore_ascii_case(user))
+        })
+        .map(|c| {
+            let detail = ["AccessKeyId", "PolicyName", "PolicyArn", "GroupName"]
+                .iter()
+                .find_map(|k| c.param(k))
+                .unwrap_or("");
+            format!("{} {detail}", c.action).trim().to_string()
+        })
+        .collect()
 }

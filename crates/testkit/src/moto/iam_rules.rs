@@ -67,16 +67,22 @@ fn dec(n: &mut usize) {
 /// - DeleteVirtualMFADevice of a serial still enabled on a user (DeactivateMFADevice first)
 /// - at the end, a group still listing a user DeleteUser was called for (moto's dangling member)
 ///
+/// Users are keyed by UserName without regard to case, as IAM names them (`DANA` is `dana`), and
+/// follow UpdateUser's NewUserName (a rename keeps what the user holds).
+///
 /// Keys, certificates, SSH keys and service-specific credentials are counted (a create request
 /// carries no id); the rest are tracked by SerialNumber, PolicyName, PolicyArn and GroupName. A
 /// call without UserName (which acts on the caller) is not attributed, except
 /// DeactivateMFADevice, which finds the user by SerialNumber. The recording has requests, not
-/// responses, so every call is taken as accepted; record from before the test's setup so the
-/// model sees the creations too (a removal of something never seen is ignored).
+/// responses, so every call is taken as accepted (a removal IAM refused, AccessDenied with
+/// authorization on, still counts as done: check those with the API); record from before the
+/// test's setup so the model sees the creations too (a removal of something never seen is
+/// ignored). Calls in different accounts are not told apart.
 pub fn iam_order_violations(calls: &[AwsCall]) -> Vec<String> {
     let mut users: BTreeMap<String, UserModel> = BTreeMap::new();
     let mut mfa_owner: BTreeMap<String, String> = BTreeMap::new();
-    let mut delete_called: BTreeSet<String> = BTreeSet::new();
+    // lowercased name -> the name DeleteUser was called with
+    let mut delete_called: BTreeMap<String, String> = BTreeMap::new();
     let mut violations = Vec::new();
 
     for call in calls.iter().filter(|c| c.service == "iam") {
@@ -98,19 +104,34 @@ pub fn iam_order_violations(calls: &[AwsCall]) -> Vec<String> {
             },
             (_, None) => continue,
         };
+        let key = user_name.to_lowercase();
         if action == "CreateUser" {
-            users.insert(user_name.clone(), UserModel::default());
-            delete_called.remove(&user_name);
+            users.insert(key.clone(), UserModel::default());
+            delete_called.remove(&key);
+            continue;
+        }
+        if action == "UpdateUser" {
+            if let Some(new_name) = call.param("NewUserName") {
+                let new_key = new_name.to_lowercase();
+                if let Some(model) = users.remove(&key) {
+                    users.insert(new_key, model);
+                }
+                for owner in mfa_owner.values_mut() {
+                    if owner.to_lowercase() == key {
+                        *owner = new_name.to_owned();
+                    }
+                }
+            }
             continue;
         }
         if action == "DeleteUser" {
-            delete_called.insert(user_name.clone());
+            delete_called.insert(key.clone(), user_name.clone());
             let remaining = users
-                .get(&user_name)
+                .get(&key)
                 .map(UserModel::remaining)
                 .unwrap_or_default();
             if remaining.is_empty() {
-                users.remove(&user_name);
+                users.remove(&key);
             } else {
                 violations.push(format!(
                     "DeleteUser {user_name} while it still had: {}",
@@ -119,7 +140,7 @@ pub fn iam_order_violations(calls: &[AwsCall]) -> Vec<String> {
             }
             continue;
         }
-        let user = users.entry(user_name.clone()).or_default();
+        let user = users.entry(key).or_default();
         let param = |name: &str| call.param(name).unwrap_or_default().to_owned();
         match action {
             "CreateAccessKey" => inc(&mut user.access_keys),
@@ -162,8 +183,8 @@ pub fn iam_order_violations(calls: &[AwsCall]) -> Vec<String> {
         }
     }
 
-    for user_name in &delete_called {
-        if let Some(user) = users.get(user_name) {
+    for (key, user_name) in &delete_called {
+        if let Some(user) = users.get(key) {
             for group in &user.groups {
                 violations.push(format!(
                     "group {group} still lists {user_name} after DeleteUser {user_name}"
@@ -275,6 +296,26 @@ mod tests {
             bob("DeleteUser"),
         ]);
         assert_eq!(iam_order_violations(&right), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_renames_keep_what_the_user_holds() {
+        let calls = [
+            iam("CreateUser", &[("UserName", "Dana")]),
+            iam("CreateAccessKey", &[("UserName", "dana")]),
+            iam(
+                "UpdateUser",
+                &[("UserName", "DANA"), ("NewUserName", "dana-old")],
+            ),
+            // A new dana holds nothing; the renamed one still holds the key.
+            iam("CreateUser", &[("UserName", "dana")]),
+            iam("DeleteUser", &[("UserName", "dana")]),
+            iam("DeleteUser", &[("UserName", "Dana-Old")]),
+        ];
+        assert_eq!(
+            iam_order_violations(&calls),
+            ["DeleteUser Dana-Old while it still had: 1 access key(s)"]
+        );
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //!   or SSH keys, and the group keeps listing the deleted user. [`iam_order_violations`] replays a
 //!   recording and reports every call real IAM would refuse for that reason (see its doc)
 //! - ListServiceSpecificCredentials is not implemented (HTTP 500)
-//! - an Inactive access key still authenticates (real AWS rejects it); only after
-//!   `POST /moto-api/reset-auth` does moto check credentials at all
+//! - moto checks no credentials until [`Moto::enable_auth`] (`POST /moto-api/reset-auth`);
+//!   then it checks signatures and the caller's IAM policies (actions and Deny; IAM calls reach
+//!   it with the resource `*`, so a statement naming ARNs matches nothing). An Inactive access
+//!   key still authenticates (real AWS rejects it)
 //! - Organizations CreateAccount and CloseAccount complete at once (real AWS: asynchronous,
 //!   PENDING_CLOSURE, and at most 10% of the accounts closed per 30 days)
 //! - GET /moto-api/data.json ([`Moto::data`]) lists every object created since the last reset,
@@ -264,6 +266,54 @@ impl Moto {
         self.query("iam", &all)
     }
 
+    /// Turns IAM's authorization on: from now on moto checks every request's signature against
+    /// the access keys it issued and evaluates the caller's IAM policies, answering
+    /// `AccessDenied` (403) to what they do not allow (`POST /moto-api/reset-auth` with 0 free
+    /// requests)
+    ///
+    /// Seed first (with [`Moto::iam`], whose dummy signature is refused once this is on, or with
+    /// an SDK client), and make the users whose keys the test will use with
+    /// [`Moto::user_with_policy`]. moto evaluates actions and `Deny`, but IAM calls reach it
+    /// with the resource `*`: a statement whose `Resource` names ARNs matches nothing there, so
+    /// give test policies `"Resource": "*"`. Control requests (`/moto-api/...`) stay open.
+    pub fn enable_auth(&self) -> Result<(), TestkitError> {
+        self.control_with("POST", "/moto-api/reset-auth", b"0")
+            .map(drop)
+    }
+
+    /// Turns authorization off again (every request allowed, as after [`Moto::start`])
+    pub fn disable_auth(&self) -> Result<(), TestkitError> {
+        self.control_with("POST", "/moto-api/reset-auth", b"inf")
+            .map(drop)
+    }
+
+    /// Makes IAM user `name` with the inline policy `policy` (a JSON document) and an access
+    /// key; returns (access key id, secret access key), for a client whose calls moto checks
+    /// once [`Moto::enable_auth`] is on. Call it before that.
+    pub fn user_with_policy(
+        &self,
+        name: &str,
+        policy: &str,
+    ) -> Result<(String, String), TestkitError> {
+        self.iam("CreateUser", &[("UserName", name)])?;
+        self.iam(
+            "PutUserPolicy",
+            &[
+                ("UserName", name),
+                ("PolicyName", "test-policy"),
+                ("PolicyDocument", policy),
+            ],
+        )?;
+        let xml = self.iam("CreateAccessKey", &[("UserName", name)])?;
+        let field = |tag: &str| {
+            xml_field(&xml, tag).ok_or_else(|| TestkitError::Parse {
+                what: format!("moto's CreateAccessKey answer for {name}"),
+                reason: format!("expected <{tag}>, found {}", tail_chars(&xml, 300)),
+            })
+        };
+        Ok((field("AccessKeyId")?, field("SecretAccessKey")?))
+    }
+
     /// moto_server's whole log so far (one line per request, Python tracebacks of 500s), to print when a test fails
     pub fn log(&self) -> String {
         read_log(&self.log_path)
@@ -276,8 +326,13 @@ impl Moto {
 
     /// A moto-api request that must answer 2xx; its body
     fn control(&self, method: &str, path: &str) -> Result<Vec<u8>, TestkitError> {
+        self.control_with(method, path, b"")
+    }
+
+    /// [`Moto::control`] with a request body
+    fn control_with(&self, method: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, TestkitError> {
         let what = format!("moto {method} {path}");
-        let response = http::request(self.port, method, path, &[], b"")
+        let response = http::request(self.port, method, path, &[], body)
             .map_err(|e| TestkitError::io(format!("send {what}"), e))?;
         if (200..300).contains(&response.status) {
             Ok(response.body)
@@ -355,6 +410,14 @@ fn find_moto_server(
 ) -> Result<PathBuf, TestkitError> {
     find_program("REVOKE_MOTO_SERVER", configured, venv, path)
         .map_err(|searched| TestkitError::MotoMissing { searched })
+}
+
+/// The text of the first `<tag>...</tag>` in an XML answer
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find('<')?;
+    Some(xml[start..end].to_owned())
 }
 
 /// The last `n` characters of a text, so a 730 kB body does not flood an error
