@@ -387,6 +387,11 @@ async fn the_secret_reaches_the_destination_and_nothing_else() {
         .with_writer(move || sink.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // With one dispatcher registered, tracing caches a callsite's interest from the default of
+    // whichever thread reaches it first: a sibling test without a subscriber would cache
+    // "never" for the connector's events. A second live dispatcher makes tracing ask every
+    // dispatcher, the capture included (tokio-rs/tracing#3611).
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let moto = Moto::start().expect("moto");
     let iam = iam_in(&moto, None).await;

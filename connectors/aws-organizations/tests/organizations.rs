@@ -251,6 +251,19 @@ async fn discovery_finds_exactly_alices_account_by_tag_and_by_mapping_and_reads_
             .any(|i| i.starts_with("arn:aws:organizations::") && i.ends_with(&o.alice)),
         "{acct:?}"
     );
+    // `[protected] accounts` may name it by any of them.
+    for entry in [
+        "SANDBOX-ALICE@aws.example.com",
+        o.alice.as_str(),
+        "sandbox-alice",
+    ] {
+        assert!(
+            revoke_core::Protected::new([entry])
+                .match_account(acct)
+                .is_some(),
+            "{entry}"
+        );
+    }
     let q = d.findings.iter().find(|f| f.kind == CLOSURE_QUOTA).unwrap();
     // 3 active members (the management account left out): AWS's minimum of 10 applies.
     assert_eq!(
