@@ -6,7 +6,8 @@
 //!   credential report for all, then six calls per user), against per-user discovery, against
 //!   the floor of 10 discovery calls per leaver;
 //! - apply calls per leaver: mutations (the floor: one per sub-resource, plus DeleteUser) and
-//!   the reads apply makes before each write;
+//!   the reads apply makes before each write (GetUser to find the pinned UserId, then the
+//!   target's own read);
 //! - wall time of discovery and apply with `BENCH_LATENCY_MS` (default 20) added to every request
 //!   by a relay in front of moto, at `read_concurrency` 8.
 //!
