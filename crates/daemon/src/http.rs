@@ -208,13 +208,66 @@ struct IntakePath {
 }
 
 /// Every intake request: authenticate the raw body, parse, then record, deduplicated.
+/// A too-large body is refused with a 413 the sender can read: up to this many of its bytes are
+/// read and thrown away first (within [`DRAIN_TIME`]), so that a client that writes its whole
+/// body before it reads the answer is not cut off with a broken pipe. Past either bound the
+/// answer is sent and the connection closed.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards what is left of a body, within the drain bounds.
+async fn drain(mut stream: axum::body::BodyDataStream, mut budget: usize) {
+    use futures_util::StreamExt;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            if chunk.len() >= budget {
+                return;
+            }
+            budget -= chunk.len();
+        }
+    })
+    .await;
+}
+
+/// The body, if it is at most `limit` bytes: refused from Content-Length before anything is
+/// read, else as soon as the stream passes the limit; either way drained (see [`DRAIN_BYTES`]).
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, revoke_intake::IntakeError> {
+    use futures_util::StreamExt;
+    let too_large = revoke_intake::IntakeError::TooLarge { limit };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
+    if declared.is_some_and(|n| n > limit as u64) {
+        drain(stream, DRAIN_BYTES).await;
+        return Err(too_large);
+    }
+    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            revoke_intake::IntakeError::Malformed(format!("the body could not be read: {e}"))
+        })?;
+        if buf.len() + chunk.len() > limit {
+            drain(stream, DRAIN_BYTES.saturating_sub(buf.len() + chunk.len())).await;
+            return Err(too_large);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
 async fn intake(
     State(state): State<Arc<AppState>>,
     Path(p): Path<IntakePath>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(src) = state.sources.get(&p.source) else {
         return ApiError::new(
@@ -222,6 +275,15 @@ async fn intake(
             format!("expected a configured intake source, found {:?}", p.source),
         )
         .into_response();
+    };
+    let body = match read_body(&headers, body, src.source.max_body_bytes()).await {
+        Ok(b) => b,
+        Err(e) => {
+            revoke_telemetry::webhook_received(&p.source, e.result_label());
+            warn!(source = %p.source, status = e.status(), error = %e, "intake request refused");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return ApiError::new(status, e.to_string()).into_response();
+        }
     };
     let now = Utc::now();
     let mut path = p.rest.map(|r| format!("/{r}")).unwrap_or_default();

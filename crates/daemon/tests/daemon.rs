@@ -360,6 +360,113 @@ fn bad_requests_are_refused_clearly_and_change_nothing() {
     );
 }
 
+/// Writes a whole request (as a client that sends its body before it reads, like Python's
+/// http.client) and returns the status line of the answer.
+fn raw_request(d: &Daemon, head: &str, body: &[u8]) -> String {
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s.flush().unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_oversized_body_gets_a_413_the_sender_can_read() {
+    let slapd = slapd();
+    let setup = Setup::new(&slapd, None, "");
+    let d = Daemon::start(&setup.config, &setup.dir.path().join("revoked.log"));
+    // Declared larger than the source's 4096 bytes, and written in full before reading: more
+    // than loopback's socket buffers hold, so a server that answered and closed at once would
+    // cut the sender off with a broken pipe.
+    let body = vec![b'x'; 12_000_000];
+    for _ in 0..5 {
+        let head = format!(
+            "POST /intake/hr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(raw_request(&d, &head, &body), "HTTP/1.1 413 Payload Too Large");
+    }
+    // Chunked, no length declared: refused once past the source's own limit.
+    let mut chunked = Vec::new();
+    for _ in 0..2048 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 4096).as_bytes());
+        chunked.extend_from_slice(&[b'y'; 4096]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /intake/hr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(raw_request(&d, head, &chunked), "HTTP/1.1 413 Payload Too Large");
+    let c = client();
+    assert!(c.get_json(&d, "/api/v1/jobs").as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_hr_event_naming_a_protected_account_by_email_or_employee_id_touches_nothing() {
+    let slapd = slapd();
+    let setup = Setup::new(&slapd, None, "");
+    let d = Daemon::start(&setup.config, &setup.dir.path().join("revoked.log"));
+    let c = client();
+    let before = slapd.op_counts().unwrap();
+    // `breakglass` is protected by its uid; these events name it only by its employee number
+    // or its email, as an HR system does.
+    let mut jobs = Vec::new();
+    for data in [
+        json!({ "employee_id": "9999", "high_risk": true }),
+        json!({ "email": "BreakGlass@example.org", "high_risk": true }),
+    ] {
+        let (s, a) = c.deliver(&d, &Delivery::termination(data), WEBHOOK_SECRET);
+        assert_eq!(s, 202, "{a}");
+        jobs.push(a["jobs"][0]["job_id"].as_str().unwrap().to_string());
+    }
+    // And a real leaver named only by employee number is found and contained.
+    let (s, a) = c.deliver(
+        &d,
+        &Delivery::termination(json!({ "employee_id": "1001", "high_risk": true })),
+        WEBHOOK_SECRET,
+    );
+    assert_eq!(s, 202, "{a}");
+    let alice_job = a["jobs"][0]["job_id"].as_str().unwrap().to_string();
+    for job in &jobs {
+        let j = c.wait_job(&d, job, "planned", |j| j["state"] == "planned");
+        let actions = j["actions"].as_array().unwrap();
+        assert!(
+            actions.is_empty(),
+            "nothing planned for the protected account: {j}"
+        );
+    }
+    c.wait_job(&d, &alice_job, "contained", |j| phases_done(j, &["contain"]));
+    assert!(alice_locked(&slapd), "alice, named by employee number, is locked");
+    let breakglass = slapd
+        .search(
+            "uid=breakglass,ou=people,dc=example,dc=org",
+            "(objectClass=*)",
+            &["pwdAccountLockedTime"],
+        )
+        .unwrap();
+    assert!(!breakglass.contains("pwdAccountLockedTime"), "{breakglass}");
+    let touched: Vec<String> = mutations_per_dn(&slapd)
+        .into_keys()
+        .filter(|k| k.contains("breakglass"))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+    assert!(slapd.op_counts().unwrap().since(&before).mutations() > 0);
+}
+
 #[test]
 fn blast_radius_guard_holds_jobs_until_approved() {
     let slapd = slapd();
