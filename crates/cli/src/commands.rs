@@ -168,7 +168,7 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
             command: ConfigCommand::Check,
         } => {
             let ctx = Context::load(cfg)?;
-            println!(
+            outln!(
                 "configuration is valid: {} connector(s): {}",
                 ctx.connectors.len(),
                 ctx.connectors
@@ -240,17 +240,89 @@ fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
     Ok(jobs)
 }
 
-async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Plan> {
+/// A plan for the leavers named on the command line, and a line for each one an earlier job
+/// already offboarded and for whom nothing is left to remove (they get no new job).
+struct Planned {
+    plan: Option<Plan>,
+    already: Vec<String>,
+}
+
+/// The earlier job of `subject`, newest first, matched on any identifier either job carried.
+fn earlier_job<'a>(
+    subject: &Subject,
+    earlier: &'a [revoke_store::JobRecord],
+) -> Option<&'a revoke_store::JobRecord> {
+    let mine: std::collections::BTreeSet<String> = subject
+        .identifiers()
+        .map(revoke_core::canonical_identifier)
+        .collect();
+    earlier.iter().find(|j| {
+        j.job
+            .subject
+            .identifiers()
+            .any(|i| mine.contains(&revoke_core::canonical_identifier(i)))
+    })
+}
+
+async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
     let jobs = jobs_from(args)?;
     let discoveries = discover(&ctx.config, &ctx.connectors, &jobs).await?;
-    Ok(plan_jobs(
-        &ctx.config,
-        &ctx.connectors,
-        jobs,
-        &discoveries,
-        PlanId(uuid::Uuid::new_v4().to_string()),
-        Utc::now(),
-    )?)
+    let earlier = match ctx.existing_store().await? {
+        Some(store) => store.jobs().await?,
+        None => Vec::new(),
+    };
+    let mut already = Vec::new();
+    let mut keep = Vec::new();
+    for job in jobs {
+        let Some(before) = earlier_job(&job.subject, &earlier) else {
+            keep.push(job);
+            continue;
+        };
+        // Nothing found anywhere, or found but with nothing left to remove: done before.
+        let found = discoveries
+            .iter()
+            .any(|d| d.subject == job.subject.id && d.found);
+        let nothing_left = !found
+            || plan_jobs(
+                &ctx.config,
+                &ctx.connectors,
+                vec![job.clone()],
+                &discoveries,
+                PlanId("probe".into()),
+                Utc::now(),
+            )
+            .map(|p| p.actions.iter().all(|a| a.is_manual()) && p.notes.is_empty())
+            .unwrap_or(false);
+        if nothing_left {
+            already.push(format!(
+                "{}: already offboarded (job {}, recorded {}); nothing left to remove",
+                job.subject.id,
+                before.job.id,
+                before.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        } else {
+            eprintln!(
+                "note: {} also has an earlier job {} (recorded {}); planning what is left",
+                job.subject.id,
+                before.job.id,
+                before.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            keep.push(job);
+        }
+    }
+    let plan = if keep.is_empty() {
+        None
+    } else {
+        Some(plan_jobs(
+            &ctx.config,
+            &ctx.connectors,
+            keep,
+            &discoveries,
+            PlanId(uuid::Uuid::new_v4().to_string()),
+            Utc::now(),
+        )?)
+    };
+    Ok(Planned { plan, already })
 }
 
 async fn plan(
@@ -261,15 +333,21 @@ async fn plan(
     output: Format,
 ) -> anyhow::Result<u8> {
     let ctx = Context::load(cfg)?;
-    let plan = make_plan(&ctx, args).await?;
+    let planned = make_plan(&ctx, args).await?;
+    for line in &planned.already {
+        eprintln!("{line}");
+    }
+    let Some(plan) = planned.plan else {
+        return Ok(0);
+    };
     match output {
-        Format::Json | Format::Jsonl => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Json | Format::Jsonl => outln!("{}", serde_json::to_string_pretty(&plan)?),
         Format::Table => render::plan(&plan, Utc::now()),
     }
     if let Some(path) = out {
         write_plan(&plan, path)?;
         if output == Format::Table {
-            println!(
+            outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: revokectl apply {}",
                 path.display(),
                 path.display()
@@ -326,7 +404,7 @@ fn confirm(auto_approve: bool, what: &str) -> anyhow::Result<bool> {
         return Ok(true);
     }
     refuse_without_terminal(false)?;
-    print!("\n{what}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    out!("\n{what}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
@@ -370,7 +448,13 @@ async fn apply_users(
 ) -> anyhow::Result<u8> {
     refuse_without_terminal(auto_approve)?;
     let ctx = Context::load(cfg)?;
-    let plan = make_plan(&ctx, args).await?;
+    let planned = make_plan(&ctx, args).await?;
+    for line in &planned.already {
+        eprintln!("{line}");
+    }
+    let Some(plan) = planned.plan else {
+        return Ok(0);
+    };
     let exec = ctx.executor().await?;
     let store = ctx.store().await?;
     review_and_apply(&exec, &store, &plan, auto_approve, output).await
@@ -391,7 +475,7 @@ async fn review_and_apply(
         auto_approve,
         &format!("Apply this plan ({} actions)?", plan.actions.len()),
     )? {
-        println!("Apply cancelled.");
+        outln!("Apply cancelled.");
         return Ok(1);
     }
     record_and_execute(exec, store, plan, output).await
@@ -440,7 +524,7 @@ async fn execute(
             .iter()
             .filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck)
         {
-            println!("{}", serde_json::to_string(&r.result_line())?);
+            outln!("{}", serde_json::to_string(&r.result_line())?);
         }
     } else {
         render::summary(&summary, &records, Utc::now());
@@ -461,7 +545,7 @@ async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Resul
         let plan = read_plan(path)?;
         match output {
             Format::Table => render::plan(&plan, Utc::now()),
-            _ => println!("{}", serde_json::to_string_pretty(&plan)?),
+            _ => outln!("{}", serde_json::to_string_pretty(&plan)?),
         }
         return Ok(0);
     }
@@ -477,7 +561,7 @@ async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Resul
             render::plan(&plan, Utc::now());
             render::records(&store.actions(&plan_id).await?);
         }
-        _ => println!("{}", serde_json::to_string_pretty(&plan)?),
+        _ => outln!("{}", serde_json::to_string_pretty(&plan)?),
     }
     Ok(0)
 }
@@ -500,7 +584,7 @@ async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow
                     render::records(&records);
                     render::summary(&RunSummary::from_records(&records, now), &records, now);
                 }
-                _ => println!(
+                _ => outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &records.iter().map(|r| r.result_line()).collect::<Vec<_>>()
@@ -526,7 +610,7 @@ async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow
                         .iter()
                         .map(|(j, s)| serde_json::json!({ "job": j.job, "plan_id": j.plan_id, "created_at": j.created_at, "summary": s }))
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    outln!("{}", serde_json::to_string_pretty(&v)?);
                 }
             }
         }
@@ -561,20 +645,22 @@ async fn verify(cfg: Option<&Path>, job: &str) -> anyhow::Result<u8> {
     let store = ctx.store().await?;
     let plan = job_plan(&store, job).await?;
     let exec = ctx.executor().await?;
-    let verdicts = exec.verify_plan(&plan).await?;
+    let verdicts = exec
+        .verify_plan(&plan, Some(&JobId(job.to_string())))
+        .await?;
     let mut bad = 0;
-    for (r, v) in verdicts.iter().filter(|(r, _)| r.action.job_id.0 == job) {
+    for (r, v) in &verdicts {
         if !matches!(v, revoke_core::Verdict::Confirmed) {
             bad += 1;
         }
-        println!(
+        outln!(
             "{:<12} {:<40} {}",
             v.to_string().split(':').next().unwrap_or(""),
             r.action.id,
             v
         );
     }
-    println!("{} action(s) verified, {bad} not confirmed", verdicts.len());
+    outln!("{} action(s) verified, {bad} not confirmed", verdicts.len());
     Ok(if bad > 0 { 1 } else { 0 })
 }
 
@@ -610,7 +696,7 @@ async fn ack(
         Err(StoreError::Conflict(why)) => bail!("cannot acknowledge {action}: {why}"),
         Err(e) => return Err(e.into()),
     }
-    println!("acknowledged {action_id} of job {job} (by {by})");
+    outln!("acknowledged {action_id} of job {job} (by {by})");
     Ok(0)
 }
 
@@ -619,7 +705,13 @@ async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
     let store = ctx.store().await?;
     let exec = ctx.executor().await?;
     let now = Utc::now();
+    // Plans with applied actions an earlier run left unverified (killed before reading them back).
     let mut plans: Vec<PlanId> = Vec::new();
+    for r in store.unverified(None, now).await? {
+        if !plans.contains(&r.plan_id) {
+            plans.push(r.plan_id);
+        }
+    }
     for j in store.jobs().await? {
         if plans.contains(&j.plan_id) {
             continue;
@@ -632,12 +724,12 @@ async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
         }
     }
     if plans.is_empty() {
-        println!("nothing is due");
+        outln!("nothing is due");
         return Ok(0);
     }
     let mut code = 0;
     for p in plans {
-        println!("resuming plan {p}");
+        outln!("resuming plan {p}");
         code = code.max(execute(&exec, &store, &p, output).await?);
     }
     Ok(code)
@@ -653,13 +745,13 @@ async fn audit_verify(cfg: Option<&Path>) -> anyhow::Result<u8> {
             .last()
             .map(|e| e.hash.as_str())
             .unwrap_or(revoke_store::GENESIS_HASH);
-        println!("audit log intact: {} entries, head {head}", entries.len());
+        outln!("audit log intact: {} entries, head {head}", entries.len());
         Ok(0)
     } else {
         for p in &problems {
-            println!("{p}");
+            outln!("{p}");
         }
-        println!(
+        outln!(
             "audit log damaged: {} problem(s) in {} entries",
             problems.len(),
             entries.len()

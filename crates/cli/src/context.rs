@@ -44,6 +44,19 @@ impl Context {
             .with_context(|| format!("cannot open the store at {}", redact_url(&url)))
     }
 
+    /// The store if it exists already (a SQLite file that is not there yet is not created):
+    /// for read-only commands that only look at what earlier runs recorded.
+    pub async fn existing_store(&self) -> anyhow::Result<Option<Arc<dyn Store>>> {
+        let url = self.config.store_url();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if !Path::new(path).exists() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.store().await?))
+    }
+
     pub async fn executor(&self) -> anyhow::Result<Executor> {
         Ok(Executor::new(
             self.store().await?,

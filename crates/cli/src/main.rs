@@ -1,6 +1,9 @@
 //! `revokectl`: plan, apply, show and verify offboardings, embedded on a local store, or talk to
 //! a `revoked` daemon with `--server URL`.
 
+#[macro_use]
+mod out;
+
 mod commands;
 mod context;
 mod queue;
@@ -350,6 +353,8 @@ fn main() -> ExitCode {
     };
     match rt.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // The reader of our output went away (`| head`): end quietly.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -31,8 +31,8 @@ fn job_path<'a>(job: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
 /// Prints a value as pretty JSON (`json`) or one compact line (`jsonl`).
 fn print_json(value: &impl serde::Serialize, output: Format) -> anyhow::Result<()> {
     match output {
-        Format::Jsonl => println!("{}", serde_json::to_string(value)?),
-        _ => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Jsonl => outln!("{}", serde_json::to_string(value)?),
+        _ => outln!("{}", serde_json::to_string_pretty(value)?),
     }
     Ok(())
 }
@@ -94,7 +94,7 @@ pub async fn remote_ack(
             &serde_json::json!({}),
         )
         .await?;
-    println!(
+    outln!(
         "acknowledged {} of job {job} ({})",
         line.action_id, line.outcome
     );
@@ -168,7 +168,7 @@ pub async fn decide(
         }
     };
     match output {
-        Format::Table => println!(
+        Format::Table => outln!(
             "{} job {} ({}): now {}",
             if approve { "approved" } else { "rejected" },
             summary.job_id,
@@ -219,13 +219,13 @@ pub async fn cancel(
     };
     match output {
         Format::Table => {
-            println!(
+            outln!(
                 "cancelled job {}: {} action(s) that had not started never will",
                 answer.job_id,
                 answer.cancelled_actions.len()
             );
             for a in &answer.cancelled_actions {
-                println!("  cancelled    {a}");
+                outln!("  cancelled    {a}");
             }
         }
         _ => print_json(&answer, output)?,
@@ -278,9 +278,9 @@ pub async fn evidence(
             );
         }
         None => {
-            print!("{text}");
+            out!("{text}");
             if !text.ends_with('\n') {
-                println!();
+                outln!();
             }
         }
     }
@@ -430,13 +430,13 @@ pub async fn import(
                         && d.submitted.state == JobState::AwaitingApproval.as_str()
                 })
                 .count();
-            println!(
+            outln!(
                 "{} event(s): {new} new job(s), {} already imported",
                 done.len(),
                 done.len() - new
             );
             if held > 0 {
-                println!("{held} job(s) held by the blast-radius guard: review them with `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`");
+                outln!("{held} job(s) held by the blast-radius guard: review them with `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`");
             }
         }
         Format::Json => print_json(&done, output)?,
@@ -447,7 +447,7 @@ pub async fn import(
 
 fn print_imported(row: &Imported, output: Format) -> anyhow::Result<()> {
     match output {
-        Format::Table => println!(
+        Format::Table => outln!(
             "{:<38} {:<17} {:<9} {:<24} event {}",
             row.submitted.job_id,
             row.submitted.state,
@@ -459,7 +459,7 @@ fn print_imported(row: &Imported, output: Format) -> anyhow::Result<()> {
             row.subject,
             row.event_id
         ),
-        Format::Jsonl => println!("{}", serde_json::to_string(row)?),
+        Format::Jsonl => outln!("{}", serde_json::to_string(row)?),
         Format::Json => {}
     }
     Ok(())

@@ -18,9 +18,9 @@ fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
 }
 
 pub fn plan(plan: &Plan, now: DateTime<Utc>) {
-    println!("Plan {} (fingerprint {})", plan.id, &plan.fingerprint[..16]);
+    outln!("Plan {} (fingerprint {})", plan.id, &plan.fingerprint[..16]);
     for j in &plan.jobs {
-        println!(
+        outln!(
             "  job {}  {}  risk {}  effective {}  policy {}",
             j.id,
             j.subject.id,
@@ -41,14 +41,37 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
     }
     for (connector, phases) in &by_connector {
         let n: usize = phases.values().map(Vec::len).sum();
-        println!(
+        outln!(
             "\n{connector} ({n} action{})",
             if n == 1 { "" } else { "s" }
         );
+        // The accounts these actions are pinned to, and why each is the leaver's.
+        let mut pins: Vec<&revoke_core::AccountPin> = phases
+            .values()
+            .flatten()
+            .filter_map(|a| a.account.as_ref())
+            .collect();
+        pins.sort();
+        pins.dedup();
+        for pin in pins {
+            let why = plan
+                .snapshot
+                .findings
+                .iter()
+                .find(|f| {
+                    f.connector == *connector
+                        && f.kind == revoke_engine::IDENTITY
+                        && f.attrs.get("id") == Some(&pin.id)
+                })
+                .and_then(|f| f.attrs.get("matched_by"))
+                .map(|m| format!("; matched by {m}"))
+                .unwrap_or_default();
+            outln!("  account {} ({} {}{why})", pin.name, pin.id_kind, pin.id);
+        }
         for (phase, actions) in phases {
-            println!("  {phase} ({})", actions.len());
+            outln!("  {phase} ({})", actions.len());
             for a in actions {
-                println!(
+                outln!(
                     "    {:<44} {:<30} {}",
                     a.id.0,
                     when(a.not_before, now),
@@ -58,9 +81,9 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
         }
     }
     if !plan.notes.is_empty() {
-        println!("\nNotes:");
+        outln!("\nNotes:");
         for n in &plan.notes {
-            println!(
+            outln!(
                 "  ! {} ({}): {}",
                 n.subject,
                 n.connector.as_deref().unwrap_or("-"),
@@ -76,9 +99,9 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
         .count();
     let manual = plan.actions.len() - mutating;
     if plan.actions.is_empty() {
-        println!("\nNo changes: nothing to remove.");
+        outln!("\nNo changes: nothing to remove.");
     } else {
-        println!(
+        outln!(
             "\nPlan: {mutating} to change ({scheduled} scheduled for later), {manual} manual step{} to acknowledge.",
             if manual == 1 { "" } else { "s" }
         );
@@ -86,11 +109,27 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
 }
 
 pub fn event(ev: &ExecEvent, output: Format) {
+    if let ExecEvent::Waiting {
+        action_ids,
+        owner,
+        until,
+    } = ev
+    {
+        // Said on stderr in every format: it explains a silence, it is not a result.
+        let secs = (*until - Utc::now()).num_seconds().max(0);
+        eprintln!(
+            "waiting for {} action(s) leased by {owner} until {} ({secs} s): if that run stopped, its leases run out then and the actions run here ({})",
+            action_ids.len(),
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            action_ids.join(", ")
+        );
+        return;
+    }
     match output {
         Format::Jsonl => {
             if let ExecEvent::Finished(line) = ev {
                 if let Ok(s) = serde_json::to_string(line) {
-                    println!("{s}");
+                    outln!("{s}");
                 }
             }
         }
@@ -103,7 +142,7 @@ pub fn event(ev: &ExecEvent, output: Format) {
                 delay_ms,
                 error,
             } => {
-                println!("  retry    {action_id}  attempt {attempt} failed ({error}); next in {delay_ms} ms")
+                outln!("  retry    {action_id}  attempt {attempt} failed ({error}); next in {delay_ms} ms")
             }
             ExecEvent::Finished(l) => {
                 let detail = match (&l.error_code, &l.verdict) {
@@ -113,22 +152,23 @@ pub fn event(ev: &ExecEvent, output: Format) {
                     (None, Some(v)) => v.clone(),
                     (None, None) => String::new(),
                 };
-                println!(
+                outln!(
                     "  {:<12} {:<44} {} (attempt {}) {}",
                     l.outcome, l.action_id, l.target, l.attempts, detail
                 )
             }
             ExecEvent::Blocked { action_ids } => {
                 for a in action_ids {
-                    println!("  {:<12} {a} (a prerequisite failed)", "blocked");
+                    outln!("  {:<12} {a} (a prerequisite failed)", "blocked");
                 }
             }
+            ExecEvent::Waiting { .. } => {}
         },
     }
 }
 
 pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
-    println!(
+    outln!(
         "\nSummary: {} done, {} already done, {} skipped, {} failed, {} blocked, {} scheduled, {} awaiting acknowledgement, {} acknowledged, {} not confirmed",
         s.done, s.already_done, s.skipped, s.failed, s.blocked, s.scheduled, s.awaiting_ack, s.acknowledged, s.not_confirmed
     );
@@ -136,7 +176,7 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
         .iter()
         .filter(|r| r.action.not_before.is_some_and(|t| t > now) && !r.state.is_final())
     {
-        println!(
+        outln!(
             "  scheduled    {:<44} {}",
             r.action.id,
             when(r.action.not_before, now)
@@ -146,13 +186,13 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
         .iter()
         .filter(|r| r.state == revoke_store::ActionState::AwaitingAck)
     {
-        println!(
+        outln!(
             "  awaiting     {:<44} {}  (revokectl ack {} {})",
             r.action.id, r.action.summary, r.action.job_id, r.action.id
         );
     }
     if let Some(t) = s.next_due {
-        println!(
+        outln!(
             "Run `revokectl resume` after {} to run what is scheduled.",
             t.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
@@ -160,7 +200,7 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
 }
 
 pub fn records(records: &[ActionRecord]) {
-    println!(
+    outln!(
         "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
         "action", "phase", "state", "attempts", "finished"
     );
@@ -170,7 +210,7 @@ pub fn records(records: &[ActionRecord]) {
             (None, Some(v)) => v.to_string(),
             (None, None) => r.note.clone().unwrap_or_default(),
         };
-        println!(
+        outln!(
             "{:<44} {:<9} {:<13} {:>8}  {:<20} {}",
             r.action.id,
             r.action.phase,
@@ -186,15 +226,15 @@ pub fn records(records: &[ActionRecord]) {
 
 pub fn jobs(rows: &[(JobRecord, RunSummary)]) {
     if rows.is_empty() {
-        println!("no jobs recorded");
+        outln!("no jobs recorded");
         return;
     }
-    println!(
+    outln!(
         "{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}",
         "job", "subject", "created", "done", "failed", "blocked", "sched", "awaiting", "issues"
     );
     for (j, s) in rows {
-        println!(
+        outln!(
             "{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}",
             j.job.id,
             j.job.subject.id,
@@ -216,15 +256,15 @@ fn secs(t: DateTime<Utc>) -> String {
 /// `revokectl jobs`: the daemon's queue.
 pub fn job_summaries(jobs: &[JobSummary]) {
     if jobs.is_empty() {
-        println!("no jobs");
+        outln!("no jobs");
         return;
     }
-    println!(
+    outln!(
         "{:<38} {:<17} {:<24} {:<10} {:<8} {:<20} note",
         "job", "state", "subject", "source", "risk", "due"
     );
     for j in jobs {
-        println!(
+        outln!(
             "{:<38} {:<17} {:<24} {:<10} {:<8} {:<20} {}",
             j.job_id,
             j.state,
@@ -240,7 +280,7 @@ pub fn job_summaries(jobs: &[JobSummary]) {
 /// `revokectl --server URL show JOB`: the job, its progress and each action.
 pub fn job_detail(d: &JobDetail) {
     let s = &d.summary;
-    println!("Job {}  {}", s.job_id, s.state);
+    outln!("Job {}  {}", s.job_id, s.state);
     let rows = [
         ("subject", s.subject.clone()),
         (
@@ -263,20 +303,20 @@ pub fn job_detail(d: &JobDetail) {
         ("note", s.note.clone().unwrap_or_else(|| "-".into())),
     ];
     for (k, v) in rows {
-        println!("  {k:<12} {v}");
+        outln!("  {k:<12} {v}");
     }
     let p = &d.progress;
-    println!(
+    outln!(
         "\nProgress: {} action(s): {} done, {} already done, {} skipped, {} pending, {} running, {} failed, {} blocked, {} cancelled, {} awaiting acknowledgement, {} acknowledged",
         p.total, p.done, p.already_done, p.skipped, p.pending, p.running, p.failed, p.blocked, p.cancelled, p.awaiting_ack, p.acknowledged
     );
     if let Some(t) = p.next_due {
-        println!("Next due: {}", secs(t));
+        outln!("Next due: {}", secs(t));
     }
     if d.actions.is_empty() {
         return;
     }
-    println!(
+    outln!(
         "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
         "action", "phase", "outcome", "attempts", "finished"
     );
@@ -290,7 +330,7 @@ pub fn job_detail(d: &JobDetail) {
             (None, Some(v)) => v.clone(),
             (None, None) => a.note.clone().unwrap_or_default(),
         };
-        println!(
+        outln!(
             "{:<44} {:<9} {:<13} {:>8}  {:<20} {}",
             a.action_id,
             a.phase,
@@ -304,13 +344,13 @@ pub fn job_detail(d: &JobDetail) {
 
 /// `revokectl --server URL status`: the daemon's version and queue.
 pub fn queue_status(s: &Status) {
-    println!("revoked {}", s.version);
+    outln!("revoked {}", s.version);
     let q = &s.queue;
-    println!("  scheduled jobs     {}", q.scheduled_jobs);
-    println!("  awaiting approval  {}", q.awaiting_approval);
-    println!("  due actions        {}", q.due_actions);
-    println!("  running actions    {}", q.running_actions);
+    outln!("  scheduled jobs     {}", q.scheduled_jobs);
+    outln!("  awaiting approval  {}", q.awaiting_approval);
+    outln!("  due actions        {}", q.due_actions);
+    outln!("  running actions    {}", q.running_actions);
     if q.awaiting_approval > 0 {
-        println!("\nJobs held by the blast-radius guard: `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`.");
+        outln!("\nJobs held by the blast-radius guard: `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`.");
     }
 }

@@ -45,14 +45,14 @@ pub fn token_new(name: &str, scope: ScopeArg, output: Format) -> anyhow::Result<
     let toml = format!("[api.tokens.{name}]\nsha256 = \"{sha256}\"\nscope = \"{scope}\"\n");
     match output {
         Format::Table => {
-            println!(
+            outln!(
                 "# The token, shown this once: give it to its user (REVOKE_TOKEN or --token-file)"
             );
-            println!("# and keep it in a secret manager. revoked stores only its hash.");
-            println!("{token}");
-            println!();
-            println!("# Add this to the daemon's configuration and restart it:");
-            print!("{toml}");
+            outln!("# and keep it in a secret manager. revoked stores only its hash.");
+            outln!("{token}");
+            outln!();
+            outln!("# Add this to the daemon's configuration and restart it:");
+            out!("{toml}");
         }
         _ => {
             let v = serde_json::json!({
@@ -62,7 +62,7 @@ pub fn token_new(name: &str, scope: ScopeArg, output: Format) -> anyhow::Result<
                 "sha256": sha256,
                 "toml": toml,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
     }
     Ok(0)
@@ -82,7 +82,7 @@ pub fn token_hash() -> anyhow::Result<u8> {
     if token.lines().count() > 1 {
         bail!("stdin: expected one token on one line, found several lines");
     }
-    println!("{}", token_sha256(token));
+    outln!("{}", token_sha256(token));
     Ok(0)
 }
 
@@ -265,7 +265,7 @@ pub async fn send(a: SendArgs) -> anyhow::Result<u8> {
     if a.output != Format::Table {
         let v: serde_json::Value =
             serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "status": status.as_u16(),
@@ -276,7 +276,7 @@ pub async fn send(a: SendArgs) -> anyhow::Result<u8> {
         );
         return Ok(0);
     }
-    println!(
+    outln!(
         "sent {kind} {msg_id} to {url}: {} {}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
@@ -284,33 +284,33 @@ pub async fn send(a: SendArgs) -> anyhow::Result<u8> {
     // The answer as the daemon gave it (scripts read `"job_id"` from it), then what it means.
     match serde_json::from_str::<IntakeAnswer>(&text) {
         Ok(answer) => {
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            outln!("{}", serde_json::to_string_pretty(&answer)?);
             let server = url
                 .as_str()
                 .split_once("/intake/")
                 .map_or_else(|| url.to_string(), |(base, _)| base.to_string());
             for j in &answer.jobs {
                 if j.duplicate {
-                    println!(
+                    outln!(
                         "job {} was made by the first delivery of this event ({})",
                         j.job_id, j.state
                     );
                 } else {
-                    println!("new job {} ({})", j.job_id, j.state);
+                    outln!("new job {} ({})", j.job_id, j.state);
                 }
-                println!("  follow it: revokectl --server {server} show {}", j.job_id);
+                outln!("  follow it: revokectl --server {server} show {}", j.job_id);
             }
             for c in &answer.cancelled {
-                println!("cancelled job {c}");
+                outln!("cancelled job {c}");
             }
             if let Some(why) = &answer.ignored {
-                println!("ignored: {why}");
+                outln!("ignored: {why}");
             }
             if answer.jobs.is_empty() && answer.cancelled.is_empty() && answer.ignored.is_none() {
-                println!("nothing new: this event was received before");
+                outln!("nothing new: this event was received before");
             }
         }
-        Err(_) => println!("{}", text.trim()),
+        Err(_) => outln!("{}", text.trim()),
     }
     Ok(0)
 }

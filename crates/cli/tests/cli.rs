@@ -163,14 +163,38 @@ fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_
         .search("ou=people,dc=example,dc=org", "(uid=alice)", &["uid"])
         .expect("search");
     assert!(gone.trim().is_empty(), "alice is deleted: {gone}");
-    // A leaver who is already gone everywhere is an unknown user: a clear error, nothing sent.
+    // A leaver an earlier job already removed everywhere: said so, exit 0, nothing sent, no
+    // new job.
+    let job = first.json_lines()[0]["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
     let before = env.slapd.op_counts().expect("counts");
-    let again = env.ctl(&["apply", "--user", "alice", "--auto-approve"]);
-    assert_eq!(again.code, 1);
+    for args in [
+        &["apply", "--user", "alice", "--auto-approve"][..],
+        &["plan", "--user", "alice", "--detailed-exitcode"][..],
+    ] {
+        let again = env.ctl(args).ok();
+        assert!(
+            again
+                .stderr
+                .contains(&format!("alice: already offboarded (job {job}")),
+            "{args:?}: {}",
+            again.stderr
+        );
+    }
+    assert_eq!(
+        env.ctl(&["status", "-o", "json"]).ok().stdout.matches("\"plan_id\"").count(),
+        1,
+        "no second job"
+    );
+    // Someone nobody ever offboarded is still an unknown user.
+    let unknown = env.ctl(&["apply", "--user", "zed", "--auto-approve"]);
+    assert_eq!(unknown.code, 1);
     assert!(
-        again.stderr.contains("unknown user \"alice\""),
+        unknown.stderr.contains("unknown user \"zed\""),
         "{}",
-        again.stderr
+        unknown.stderr
     );
     assert_eq!(
         env.slapd

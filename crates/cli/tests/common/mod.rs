@@ -17,6 +17,12 @@ pub struct Env {
 impl Env {
     /// `ldap_extra` is appended to the connector table, `extra` to the file.
     pub fn new(ldap_extra: &str, extra: &str) -> Env {
+        Env::protecting(&["breakglass"], ldap_extra, extra)
+    }
+
+    /// As `new`, with `protected` as `[protected] accounts`.
+    pub fn protecting(protected: &[&str], ldap_extra: &str, extra: &str) -> Env {
+        let protected: Vec<String> = protected.iter().map(|p| format!("{p:?}")).collect();
         let slapd = Slapd::start().expect("slapd starts");
         slapd.add_ldif(DEMO_LDIF).expect("demo directory loads");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -33,7 +39,7 @@ base_ms = 20
 cap_ms = 200
 max_attempts = 3
 [protected]
-accounts = ["breakglass"]
+accounts = [{protected}]
 [policies.default]
 manual = [{{ id = "collect-laptop", title = "Collect laptop" }}]
 {extra}
@@ -48,6 +54,7 @@ delete_entry = true
 {ldap_extra}
 "#,
                 data = dir.path().join("data").display(),
+                protected = protected.join(", "),
                 url = slapd.url(),
                 root = Slapd::ROOT_DN,
                 pw = dir.path().join("pw").display(),
