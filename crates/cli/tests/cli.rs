@@ -276,6 +276,14 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
         "{}",
         results.stdout
     );
+    // Whatever the kill interrupted between a result and its read-back was read back.
+    let unverified: Vec<_> = results
+        .json_lines()
+        .into_iter()
+        .filter(|l| matches!(l["outcome"].as_str(), Some("done" | "already_done")))
+        .filter(|l| l["verdict"] != "confirmed")
+        .collect();
+    assert!(unverified.is_empty(), "{unverified:?}");
 }
 
 #[test]
