@@ -308,6 +308,12 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
                 "tag matching needs discovery = \"batch\" (IAM lists users without their tags)",
             ));
         }
+        if table.contains_key("rotation_destination") {
+            issues.push(ConfigIssue::new(
+                key("rotation_destination"),
+                "rotation needs discovery = \"batch\" (service users are found by their owner tag, which only the scan reads)",
+            ));
+        }
     }
     match s("rotation_destination") {
         None => {
@@ -397,5 +403,31 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
         Ok(())
     } else {
         Err(issues)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn issues(v: Value) -> Vec<String> {
+        validate("connectors.aws", &v)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn per_user_discovery_cannot_find_service_users_so_rotation_is_refused() {
+        assert_eq!(
+            issues(json!({"discovery": "per_user", "match_by": "name", "rotation_destination": "secrets_manager"})),
+            ["connectors.aws.rotation_destination: rotation needs discovery = \"batch\" (service users are found by their owner tag, which only the scan reads)"]
+        );
+        assert!(issues(json!({"discovery": "per_user", "match_by": "name"})).is_empty());
+        assert!(issues(json!({"rotation_destination": "secrets_manager"})).is_empty());
     }
 }
