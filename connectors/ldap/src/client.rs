@@ -259,3 +259,46 @@ pub fn attr<'a>(entry: &'a SearchEntry, name: &str) -> &'a [String] {
         .map(|(_, v)| v.as_slice())
         .unwrap_or(&[])
 }
+
+#[cfg(test)]
+mod tests {
+    use revoke_testkit::{Slapd, DEMO_LDIF};
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn slapd_refuses_a_write_whose_assertion_does_not_hold() {
+        let slapd = Slapd::start().expect("slapd");
+        slapd.add_ldif(DEMO_LDIF).expect("demo");
+        let cfg = LdapConfig::from_value(&json!({
+            "url": slapd.url(), "bind_dn": Slapd::ROOT_DN, "bind_password": Slapd::ROOT_PW,
+            "user_base_dn": Slapd::PEOPLE, "group_base_dn": Slapd::GROUPS,
+        }))
+        .expect("config");
+        let client = Client::new("dir", Arc::new(cfg), None);
+        let alice = "uid=alice,ou=people,dc=example,dc=org";
+        let set = |v: &str| vec![Mod::Replace("description".to_string(), values(&[v]))];
+        let wrong = Assertion::new("(entryUUID=00000000-0000-0000-0000-000000000000)".into())
+            .expect("filter");
+        let res = client
+            .modify(alice, set("wrong"), Some(&wrong))
+            .await
+            .expect("answered");
+        assert_eq!(res.rc, 122, "assertionFailed: {res:?}");
+        let right = Assertion::new("(uid=alice)".into()).expect("filter");
+        let res = client
+            .modify(alice, set("right"), Some(&right))
+            .await
+            .expect("answered");
+        assert_eq!(res.rc, 0);
+        let out = slapd
+            .search(alice, "(objectClass=*)", &["description"])
+            .expect("search");
+        assert!(out.contains("description: right"), "{out}");
+        assert!(
+            Assertion::new("(uid=a".into()).is_err(),
+            "checked, not a panic"
+        );
+    }
+}
