@@ -15,6 +15,6 @@ mod retry;
 pub use error::EngineError;
 pub use evidence::{Evidence, EvidenceAction, EvidenceAudit, EvidenceFormat};
 pub use executor::{ExecEvent, Executor, RunSummary, WorkReport};
-pub use planner::{check_fresh, discover, plan, plan_jobs, Staleness};
+pub use planner::{check_fresh, discover, plan, plan_jobs, Staleness, IDENTITY};
 pub use registry::{Connectors, Registry};
 pub use retry::RetryPolicy;

@@ -109,8 +109,14 @@ pub fn snapshot_of(discoveries: &[Discovery]) -> Snapshot {
                     ("id".to_string(), a.id.clone()),
                     ("id_kind".to_string(), a.id_kind.clone()),
                 ]);
-                if !a.identifiers.is_empty() {
-                    let ids: Vec<&str> = a.identifiers.iter().map(String::as_str).collect();
+                // The id and the name have their own places.
+                let ids: Vec<&str> = a
+                    .identifiers
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|i| *i != a.id && *i != a.name)
+                    .collect();
+                if !ids.is_empty() {
                     attrs.insert("identifiers".into(), ids.join(", "));
                 }
                 if !a.matched_by.is_empty() {
