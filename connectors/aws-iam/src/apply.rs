@@ -182,6 +182,20 @@ async fn read_inner(
     })
 }
 
+/// What an action's target looks like on the pinned user, who exists (as `user`): the user
+/// itself needs no second read.
+async fn seen(
+    iam: &aws_sdk_iam::Client,
+    kind: &str,
+    user: &str,
+    id: &str,
+) -> Result<Seen, CallError> {
+    if kind == DELETE_USER {
+        return Ok(Seen::Present { active: true });
+    }
+    read(iam, kind, user, id).await
+}
+
 /// Whether what was read is the action's end state.
 fn done(kind: &str, seen: Seen) -> bool {
     match kind {
@@ -254,7 +268,7 @@ pub async fn apply(
     let Some(user) = user else {
         return Ok(Outcome::AlreadyDone);
     };
-    let seen = read(&iam, kind, &user, id).await?;
+    let seen = seen(&iam, kind, &user, id).await?;
     if done(kind, seen) {
         return Ok(Outcome::AlreadyDone);
     }
@@ -475,7 +489,7 @@ pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError
     if kind == ROTATE_ACCESS_KEY {
         return rotate::verify(ctx, &iam, a, &user).await;
     }
-    let seen = read(&iam, kind, &user, id).await?;
+    let seen = seen(&iam, kind, &user, id).await?;
     Ok(if done(kind, seen) {
         Verdict::Confirmed
     } else {
