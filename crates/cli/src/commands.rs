@@ -165,7 +165,7 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
             command: AuditCommand::Verify,
         } => audit_verify(cfg).await,
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { connect },
         } => {
             let ctx = Context::load(cfg)?;
             outln!(
@@ -177,7 +177,20 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            Ok(0)
+            if !connect {
+                return Ok(0);
+            }
+            let mut failed = 0;
+            for (name, c) in &ctx.connectors {
+                match c.check().await {
+                    Ok(()) => outln!("  {name}: ok"),
+                    Err(e) => {
+                        failed += 1;
+                        outln!("  {name}: {} {e}", e.class.name());
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
         }
         Command::Jobs { .. }
         | Command::Approve { .. }
@@ -267,22 +280,68 @@ fn earlier_job<'a>(
 async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
     let jobs = jobs_from(args)?;
     let discoveries = discover(&ctx.config, &ctx.connectors, &jobs).await?;
-    let earlier = match ctx.existing_store().await? {
+    let store = ctx.existing_store().await?;
+    let earlier = match &store {
         Some(store) => store.jobs().await?,
         None => Vec::new(),
     };
+    // The accounts earlier jobs' actions are pinned to: the same account is the same leaver,
+    // whichever identifier either job was raised with.
+    let mut pinned_by: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    if let Some(store) = &store {
+        let mut plans_seen = std::collections::BTreeSet::new();
+        for j in &earlier {
+            if !plans_seen.insert(j.plan_id.clone()) {
+                continue;
+            }
+            for r in store.actions(&j.plan_id).await? {
+                if let (Some(pin), Some(i)) = (
+                    &r.action.account,
+                    earlier.iter().position(|e| e.job.id == r.action.job_id),
+                ) {
+                    let slot = pinned_by
+                        .entry((r.action.connector.clone(), pin.id.clone()))
+                        .or_insert(i);
+                    *slot = (*slot).min(i);
+                }
+            }
+        }
+    }
     let mut already = Vec::new();
     let mut keep = Vec::new();
     for job in jobs {
-        let Some(before) = earlier_job(&job.subject, &earlier) else {
+        let by_account = discoveries
+            .iter()
+            .filter(|d| d.subject == job.subject.id)
+            .flat_map(|d| d.accounts.iter().map(move |a| (d.connector.clone(), a.id.clone())))
+            .filter_map(|k| pinned_by.get(&k).copied())
+            .min()
+            .map(|i| &earlier[i]);
+        let before = by_account.or_else(|| earlier_job(&job.subject, &earlier));
+        let (Some(before), Some(store)) = (before, &store) else {
             keep.push(job);
             continue;
         };
-        // Nothing found anywhere, or found but with nothing left to remove: done before.
+        // What the earlier job removed or still will: (connector, kind, target).
+        let mut scheduled = 0usize;
+        let mut covered = std::collections::BTreeSet::new();
+        for r in store.actions(&before.plan_id).await? {
+            if r.action.job_id != before.job.id || r.action.is_manual() {
+                continue;
+            }
+            if !r.state.is_final() {
+                scheduled += 1;
+            }
+            if r.state.is_success() || !r.state.is_final() {
+                covered.insert((r.action.connector, r.action.kind, r.action.target));
+            }
+        }
+        // Nothing found anywhere, or nothing found that the earlier job does not already
+        // remove: that job is the leaver's offboarding, and a second would repeat it.
         let found = discoveries
             .iter()
             .any(|d| d.subject == job.subject.id && d.found);
-        let nothing_left = !found
+        let nothing_new = !found
             || plan_jobs(
                 &ctx.config,
                 &ctx.connectors,
@@ -291,21 +350,29 @@ async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
                 PlanId("probe".into()),
                 Utc::now(),
             )
-            .map(|p| p.actions.iter().all(|a| a.is_manual()) && p.notes.is_empty())
+            .map(|p| {
+                p.notes.is_empty()
+                    && p.actions.iter().filter(|a| !a.is_manual()).all(|a| {
+                        covered.contains(&(a.connector.clone(), a.kind.clone(), a.target.clone()))
+                    })
+            })
             .unwrap_or(false);
-        if nothing_left {
+        let when = before
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if nothing_new {
+            let rest = match scheduled {
+                0 => "nothing left to remove".to_string(),
+                n => format!("{n} action(s) of it still scheduled (`revokectl status {}`)", before.job.id),
+            };
             already.push(format!(
-                "{}: already offboarded (job {}, recorded {}); nothing left to remove",
-                job.subject.id,
-                before.job.id,
-                before.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                "{}: already offboarded (job {}, recorded {when}); {rest}",
+                job.subject.id, before.job.id
             ));
         } else {
             eprintln!(
-                "note: {} also has an earlier job {} (recorded {}); planning what is left",
-                job.subject.id,
-                before.job.id,
-                before.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                "note: {} also has an earlier job {} (recorded {when}); planning what it does not cover",
+                job.subject.id, before.job.id
             );
             keep.push(job);
         }

@@ -308,8 +308,12 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the configuration (no network)
-    Check,
+    /// Validate the configuration (no network); with --connect, also run each connector's
+    /// read-only preflight (credentials, reachability, writable destinations)
+    Check {
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 /// Terraform users type `-out FILE`; clap would read that as `-o ut`.

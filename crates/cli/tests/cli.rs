@@ -696,3 +696,62 @@ fn the_bind_password_appears_in_no_log_result_plan_or_store() {
     }
     assert!(!seen.contains(password), "the bind password leaked");
 }
+
+#[test]
+fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it() {
+    let env = Env::new(PLACEHOLDER, "");
+    let first = env
+        .ctl(&["apply", "--user", "alice", "--risk", "high", "--auto-approve", "-o", "jsonl"])
+        .ok();
+    let job = first.json_lines()[0]["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
+    assert!(env.alice_locked());
+    let before = env.slapd.op_counts().expect("counts");
+    // By email this time: the same leaver.
+    let again = env
+        .ctl(&["apply", "--user", "alice@example.org", "--auto-approve"])
+        .ok();
+    assert!(
+        again.stderr.contains(&format!(
+            "alice@example.org: already offboarded (job {job}"
+        )) && again.stderr.contains("1 action(s) of it still scheduled"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        env.ctl(&["status", "-o", "json"])
+            .ok()
+            .stdout
+            .matches("\"plan_id\"")
+            .count(),
+        1,
+        "no second job"
+    );
+    assert_eq!(env.slapd.op_counts().expect("counts").since(&before).mutations(), 0);
+    // New access since the first job is planned (and only then a new job is made).
+    env.slapd
+        .add_ldif(&format!(
+            "dn: cn=new-team,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: new-team\nmember: {ALICE}\nmember: uid=bob,ou=people,dc=example,dc=org\n"
+        ))
+        .expect("group added");
+    let third = env
+        .ctl(&["apply", "--user", "alice", "--risk", "high", "--auto-approve", "-o", "jsonl"])
+        .ok();
+    assert!(third.stderr.contains("planning what it does not cover"), "{}", third.stderr);
+    assert!(env.alice_groups().is_empty(), "{:?}", env.alice_groups());
+}
+
+#[test]
+fn config_check_connect_runs_each_connectors_preflight() {
+    let env = Env::new(PLACEHOLDER, "");
+    let run = env.ctl(&["config", "check", "--connect"]).ok();
+    assert!(run.stdout.contains("corp-ldap: ok"), "{}", run.stdout);
+    // A wrong password is found by the preflight, not by plain validation.
+    std::fs::write(env.path("pw"), "wrong\n").expect("write");
+    env.ctl(&["config", "check"]).ok();
+    let run = env.ctl(&["config", "check", "--connect"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("corp-ldap: auth"), "{}", run.stdout);
+}
