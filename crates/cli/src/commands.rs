@@ -313,7 +313,11 @@ async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
         let by_account = discoveries
             .iter()
             .filter(|d| d.subject == job.subject.id)
-            .flat_map(|d| d.accounts.iter().map(move |a| (d.connector.clone(), a.id.clone())))
+            .flat_map(|d| {
+                d.accounts
+                    .iter()
+                    .map(move |a| (d.connector.clone(), a.id.clone()))
+            })
             .filter_map(|k| pinned_by.get(&k).copied())
             .min()
             .map(|i| &earlier[i]);
@@ -363,7 +367,10 @@ async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
         if nothing_new {
             let rest = match scheduled {
                 0 => "nothing left to remove".to_string(),
-                n => format!("{n} action(s) of it still scheduled (`revokectl status {}`)", before.job.id),
+                n => format!(
+                    "{n} action(s) of it still scheduled (`revokectl status {}`)",
+                    before.job.id
+                ),
             };
             already.push(format!(
                 "{}: already offboarded (job {}, recorded {when}); {rest}",

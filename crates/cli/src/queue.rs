@@ -96,7 +96,8 @@ pub async fn remote_ack(
         .await?;
     outln!(
         "acknowledged {} of job {job} ({})",
-        line.action_id, line.outcome
+        line.action_id,
+        line.outcome
     );
     Ok(0)
 }

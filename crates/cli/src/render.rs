@@ -154,7 +154,11 @@ pub fn event(ev: &ExecEvent, output: Format) {
                 };
                 outln!(
                     "  {:<12} {:<44} {} (attempt {}) {}",
-                    l.outcome, l.action_id, l.target, l.attempts, detail
+                    l.outcome,
+                    l.action_id,
+                    l.target,
+                    l.attempts,
+                    detail
                 )
             }
             ExecEvent::Blocked { action_ids } => {
@@ -188,7 +192,10 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
     {
         outln!(
             "  awaiting     {:<44} {}  (revokectl ack {} {})",
-            r.action.id, r.action.summary, r.action.job_id, r.action.id
+            r.action.id,
+            r.action.summary,
+            r.action.job_id,
+            r.action.id
         );
     }
     if let Some(t) = s.next_due {
@@ -202,7 +209,11 @@ pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {
 pub fn records(records: &[ActionRecord]) {
     outln!(
         "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
-        "action", "phase", "state", "attempts", "finished"
+        "action",
+        "phase",
+        "state",
+        "attempts",
+        "finished"
     );
     for r in records {
         let detail = match (&r.error, &r.verdict) {
@@ -231,7 +242,15 @@ pub fn jobs(rows: &[(JobRecord, RunSummary)]) {
     }
     outln!(
         "{:<38} {:<20} {:<21} {:>5} {:>6} {:>7} {:>6} {:>9} {:>6}",
-        "job", "subject", "created", "done", "failed", "blocked", "sched", "awaiting", "issues"
+        "job",
+        "subject",
+        "created",
+        "done",
+        "failed",
+        "blocked",
+        "sched",
+        "awaiting",
+        "issues"
     );
     for (j, s) in rows {
         outln!(
@@ -261,7 +280,12 @@ pub fn job_summaries(jobs: &[JobSummary]) {
     }
     outln!(
         "{:<38} {:<17} {:<24} {:<10} {:<8} {:<20} note",
-        "job", "state", "subject", "source", "risk", "due"
+        "job",
+        "state",
+        "subject",
+        "source",
+        "risk",
+        "due"
     );
     for j in jobs {
         outln!(
@@ -318,7 +342,11 @@ pub fn job_detail(d: &JobDetail) {
     }
     outln!(
         "\n{:<44} {:<9} {:<13} {:>8}  {:<20} verdict / error",
-        "action", "phase", "outcome", "attempts", "finished"
+        "action",
+        "phase",
+        "outcome",
+        "attempts",
+        "finished"
     );
     for a in &d.actions {
         let detail = match (&a.error_code, &a.verdict) {

@@ -293,7 +293,8 @@ pub async fn send(a: SendArgs) -> anyhow::Result<u8> {
                 if j.duplicate {
                     outln!(
                         "job {} was made by the first delivery of this event ({})",
-                        j.job_id, j.state
+                        j.job_id,
+                        j.state
                     );
                 } else {
                     outln!("new job {} ({})", j.job_id, j.state);

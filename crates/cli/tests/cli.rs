@@ -184,7 +184,11 @@ fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_
         );
     }
     assert_eq!(
-        env.ctl(&["status", "-o", "json"]).ok().stdout.matches("\"plan_id\"").count(),
+        env.ctl(&["status", "-o", "json"])
+            .ok()
+            .stdout
+            .matches("\"plan_id\"")
+            .count(),
         1,
         "no second job"
     );
@@ -701,7 +705,16 @@ fn the_bind_password_appears_in_no_log_result_plan_or_store() {
 fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it() {
     let env = Env::new(PLACEHOLDER, "");
     let first = env
-        .ctl(&["apply", "--user", "alice", "--risk", "high", "--auto-approve", "-o", "jsonl"])
+        .ctl(&[
+            "apply",
+            "--user",
+            "alice",
+            "--risk",
+            "high",
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
         .ok();
     let job = first.json_lines()[0]["job_id"]
         .as_str()
@@ -714,9 +727,10 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
         .ctl(&["apply", "--user", "alice@example.org", "--auto-approve"])
         .ok();
     assert!(
-        again.stderr.contains(&format!(
-            "alice@example.org: already offboarded (job {job}"
-        )) && again.stderr.contains("1 action(s) of it still scheduled"),
+        again
+            .stderr
+            .contains(&format!("alice@example.org: already offboarded (job {job}"))
+            && again.stderr.contains("1 action(s) of it still scheduled"),
         "{}",
         again.stderr
     );
@@ -729,7 +743,14 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
         1,
         "no second job"
     );
-    assert_eq!(env.slapd.op_counts().expect("counts").since(&before).mutations(), 0);
+    assert_eq!(
+        env.slapd
+            .op_counts()
+            .expect("counts")
+            .since(&before)
+            .mutations(),
+        0
+    );
     // New access since the first job is planned (and only then a new job is made).
     env.slapd
         .add_ldif(&format!(
@@ -737,9 +758,22 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
         ))
         .expect("group added");
     let third = env
-        .ctl(&["apply", "--user", "alice", "--risk", "high", "--auto-approve", "-o", "jsonl"])
+        .ctl(&[
+            "apply",
+            "--user",
+            "alice",
+            "--risk",
+            "high",
+            "--auto-approve",
+            "-o",
+            "jsonl",
+        ])
         .ok();
-    assert!(third.stderr.contains("planning what it does not cover"), "{}", third.stderr);
+    assert!(
+        third.stderr.contains("planning what it does not cover"),
+        "{}",
+        third.stderr
+    );
     assert!(env.alice_groups().is_empty(), "{:?}", env.alice_groups());
 }
 

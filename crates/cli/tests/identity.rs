@@ -49,13 +49,19 @@ fn admin_untouched(env: &Env) {
         .search(ADMIN, "(objectClass=*)", &["pwdAccountLockedTime", "uid"])
         .expect("search");
     assert!(entry.contains("uid: admin"), "admin still exists: {entry}");
-    assert!(!entry.contains("pwdAccountLockedTime"), "admin not locked: {entry}");
+    assert!(
+        !entry.contains("pwdAccountLockedTime"),
+        "admin not locked: {entry}"
+    );
     let mutated: Vec<String> = env
         .mutations_per_dn()
         .into_keys()
         .filter(|k| k.contains("admin") || k.contains("cn=ops") || k.contains("cn=wheel"))
         .collect();
-    assert!(mutated.is_empty(), "nothing of admin's was modified: {mutated:?}");
+    assert!(
+        mutated.is_empty(),
+        "nothing of admin's was modified: {mutated:?}"
+    );
 }
 
 #[test]
@@ -64,17 +70,28 @@ fn a_protected_entry_is_left_out_whichever_identifier_names_it() {
     env.slapd.add_ldif(ADMINS).expect("admins load");
     for typed in ["root@example.org", "1", "ADMIN"] {
         let run = env.ctl(&["plan", "--user", typed, "--detailed-exitcode"]);
-        assert_eq!(run.code, 0, "{typed}: no changes\n{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            run.code, 0,
+            "{typed}: no changes\n{}{}",
+            run.stdout, run.stderr
+        );
         assert!(
             run.stdout.contains(&format!("protected account {ADMIN}"))
                 || run.stdout.contains("protected account ADMIN"),
             "{typed}: {}",
             run.stdout
         );
-        assert!(!run.stdout.contains("lock_account"), "{typed}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains("lock_account"),
+            "{typed}: {}",
+            run.stdout
+        );
         let applied = env.ctl(&["apply", "--user", typed, "--auto-approve", "-o", "jsonl"]);
         assert!(
-            applied.json_lines().iter().all(|l| l["kind"] == "manual_step"),
+            applied
+                .json_lines()
+                .iter()
+                .all(|l| l["kind"] == "manual_step"),
             "{typed}: only the manual step is left: {}",
             applied.stdout
         );
@@ -97,10 +114,18 @@ fn a_protected_dn_matches_in_any_rfc_4514_spelling() {
             "{typed}: {}",
             run.stdout
         );
-        assert!(!run.stdout.contains("lock_account"), "{typed}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains("lock_account"),
+            "{typed}: {}",
+            run.stdout
+        );
     }
     // A DN that differs in one RDN protects nothing.
-    let env = Env::protecting(&["uid=breakglass,ou=admins,dc=example,dc=org"], PLACEHOLDER, "");
+    let env = Env::protecting(
+        &["uid=breakglass,ou=admins,dc=example,dc=org"],
+        PLACEHOLDER,
+        "",
+    );
     let run = env.ctl(&["plan", "--user", "breakglass", "--detailed-exitcode"]);
     assert_eq!(run.code, 2, "changes planned\n{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("lock_account"), "{}", run.stdout);
@@ -110,17 +135,28 @@ fn a_protected_dn_matches_in_any_rfc_4514_spelling() {
 fn a_protected_account_costs_only_its_own_actions() {
     // Protecting bob leaves alice's plan whole, although both are in one plan and share groups.
     let env = Env::protecting(&["bob@example.org"], PLACEHOLDER, "");
-    let run = env.ctl(&["plan", "--user", "alice", "--user", "bob", "-o", "json"]).ok();
+    let run = env
+        .ctl(&["plan", "--user", "alice", "--user", "bob", "-o", "json"])
+        .ok();
     let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("plan json");
     let actions = plan["actions"].as_array().expect("actions");
     let on = |who: &str| {
         actions
             .iter()
-            .filter(|a| a["account"]["name"].as_str().is_some_and(|n| n.contains(who)))
+            .filter(|a| {
+                a["account"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains(who))
+            })
             .count()
     };
     assert_eq!(on("uid=bob"), 0, "{}", run.stdout);
-    assert_eq!(on("uid=alice"), 6, "lock, four groups, delete: {}", run.stdout);
+    assert_eq!(
+        on("uid=alice"),
+        6,
+        "lock, four groups, delete: {}",
+        run.stdout
+    );
     let notes = plan["notes"].as_array().expect("notes");
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0]["message"]
@@ -166,8 +202,10 @@ fn verify_of_a_job_checks_that_job_only() {
     };
     let v = env.ctl(&["verify", &alice]).ok();
     assert!(
-        v.stdout
-            .contains(&format!("{} action(s) verified, 0 not confirmed", applied(&alice))),
+        v.stdout.contains(&format!(
+            "{} action(s) verified, 0 not confirmed",
+            applied(&alice)
+        )),
         "{}",
         v.stdout
     );

@@ -141,7 +141,6 @@ fn unescape_value(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-
 /// One canonical spelling of a DN: types and values lowercased, escapes decoded and re-encoded
 /// minimally, spaces around separators dropped, the AVAs of a multi-valued RDN sorted. `None`
 /// when `dn` does not parse as a DN (`admin`, `root@example.org`).

@@ -164,8 +164,12 @@ mod tests {
     use super::*;
 
     fn admin() -> Account {
-        Account::new("5f3c-uuid", "entryUUID", "uid=admin,ou=admins,ou=people,dc=acme,dc=test")
-            .answers_to(["admin", "root@acme.test", "1", ""])
+        Account::new(
+            "5f3c-uuid",
+            "entryUUID",
+            "uid=admin,ou=admins,ou=people,dc=acme,dc=test",
+        )
+        .answers_to(["admin", "root@acme.test", "1", ""])
     }
 
     #[test]
@@ -187,7 +191,12 @@ mod tests {
                 "{entry} protects the account"
             );
         }
-        for entry in ["admins", "root", "uid=admin,ou=people,dc=acme,dc=test", "11"] {
+        for entry in [
+            "admins",
+            "root",
+            "uid=admin,ou=people,dc=acme,dc=test",
+            "11",
+        ] {
             assert_eq!(Protected::new([entry]).match_account(&a), None, "{entry}");
         }
         assert!(Protected::new(["", "  "]).is_empty());
@@ -195,7 +204,9 @@ mod tests {
 
     #[test]
     fn identity_changed_names_both_accounts() {
-        let e = admin().pin().changed("entryUUID 77aa (uid=admin,ou=sales,dc=acme,dc=test)");
+        let e = admin()
+            .pin()
+            .changed("entryUUID 77aa (uid=admin,ou=sales,dc=acme,dc=test)");
         assert_eq!(e.code, "identity_changed");
         assert!(!e.is_retryable());
         assert!(e.message.contains("5f3c-uuid"), "{}", e.message);

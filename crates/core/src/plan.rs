@@ -4,7 +4,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountPin, ConnectorError, Discovery, Job, JobId, ProposedAction, Sha256Hex, Snapshot};
+use crate::{
+    AccountPin, ConnectorError, Discovery, Job, JobId, ProposedAction, Sha256Hex, Snapshot,
+};
 
 /// Bumped whenever the saved plan format changes incompatibly.
 /// Version 2: actions carry the account they are pinned to and their grace after prerequisites.
@@ -285,14 +287,17 @@ impl Plan {
                 .field(&a.target)
                 .field(a.phase.as_str())
                 .field(a.not_before.map(|t| t.to_rfc3339()).unwrap_or_default())
-                .field(a.grace.map(|g| g.as_millis().to_string()).unwrap_or_default())
+                .field(
+                    a.grace
+                        .map(|g| g.as_millis().to_string())
+                        .unwrap_or_default(),
+                )
                 .field(&a.key.0);
             h = match &a.account {
                 Some(p) => h.field("pin").field(&p.id).field(&p.id_kind).field(&p.name),
                 None => h.field("manual"),
             };
-            h = h
-                .field((a.params.len() as u64).to_be_bytes());
+            h = h.field((a.params.len() as u64).to_be_bytes());
             for (k, v) in &a.params {
                 h = h.field(k).field(v);
             }

@@ -399,7 +399,10 @@ fn an_oversized_body_gets_a_413_the_sender_can_read() {
             "POST /intake/hr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        assert_eq!(raw_request(&d, &head, &body), "HTTP/1.1 413 Payload Too Large");
+        assert_eq!(
+            raw_request(&d, &head, &body),
+            "HTTP/1.1 413 Payload Too Large"
+        );
     }
     // Chunked, no length declared: refused once past the source's own limit.
     let mut chunked = Vec::new();
@@ -410,9 +413,16 @@ fn an_oversized_body_gets_a_413_the_sender_can_read() {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     let head = "POST /intake/hr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    assert_eq!(raw_request(&d, head, &chunked), "HTTP/1.1 413 Payload Too Large");
+    assert_eq!(
+        raw_request(&d, head, &chunked),
+        "HTTP/1.1 413 Payload Too Large"
+    );
     let c = client();
-    assert!(c.get_json(&d, "/api/v1/jobs").as_array().unwrap().is_empty());
+    assert!(c
+        .get_json(&d, "/api/v1/jobs")
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -449,8 +459,13 @@ fn an_hr_event_naming_a_protected_account_by_email_or_employee_id_touches_nothin
             "nothing planned for the protected account: {j}"
         );
     }
-    c.wait_job(&d, &alice_job, "contained", |j| phases_done(j, &["contain"]));
-    assert!(alice_locked(&slapd), "alice, named by employee number, is locked");
+    c.wait_job(&d, &alice_job, "contained", |j| {
+        phases_done(j, &["contain"])
+    });
+    assert!(
+        alice_locked(&slapd),
+        "alice, named by employee number, is locked"
+    );
     let breakglass = slapd
         .search(
             "uid=breakglass,ou=people,dc=example,dc=org",

@@ -3,8 +3,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use revoke_config::{Config, PhaseOrder};
 use revoke_core::{
-    Account, Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan,
-    PlanId, PlanNote, ProposedAction, Risk, Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
+    Account, Action, ActionId, ActionKey, ActionKind, Discovery, Finding, Job, Phase, Plan, PlanId,
+    PlanNote, ProposedAction, Risk, Snapshot, MANUAL_CONNECTOR, PLAN_FORMAT_VERSION,
 };
 use tokio::task::JoinSet;
 
@@ -277,7 +277,12 @@ fn leave_out_protected(
 
 /// The phases whose order is enforced: a subject's actions of a later one depend on its
 /// actions of the earlier ones. Manual steps and verification stand apart.
-const ORDERED_PHASES: [Phase; 4] = [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete];
+const ORDERED_PHASES: [Phase; 4] = [
+    Phase::Contain,
+    Phase::Transfer,
+    Phase::Revoke,
+    Phase::Delete,
+];
 
 /// Makes every action of a later phase depend on every action of the nearest earlier phase
 /// that has any, within each group (a connector instance, or the whole job): by induction a
@@ -285,7 +290,11 @@ const ORDERED_PHASES: [Phase; 4] = [Phase::Contain, Phase::Transfer, Phase::Revo
 fn order_phases(actions: &mut [Action], across_connectors: bool) {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in actions.iter().enumerate() {
-        let group = if across_connectors { "" } else { a.connector.as_str() };
+        let group = if across_connectors {
+            ""
+        } else {
+            a.connector.as_str()
+        };
         groups.entry(group).or_default().push(i);
     }
     let mut extra: Vec<(usize, Vec<ActionId>)> = Vec::new();
@@ -367,8 +376,7 @@ pub fn plan_jobs(
                 });
                 continue;
             }
-            let proposals =
-                leave_out_protected(&protected, job, name, d, proposals, &mut notes);
+            let proposals = leave_out_protected(&protected, job, name, d, proposals, &mut notes);
             let made = Action::from_proposals(&job.id, name, d, proposals).map_err(|message| {
                 EngineError::Contract {
                     connector: name.clone(),

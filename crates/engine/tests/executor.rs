@@ -63,7 +63,11 @@ impl Connector for Scripted {
                     attrs: BTreeMap::new(),
                 })
                 .collect(),
-            accounts: vec![revoke_core::Account::new("acct", "user id", subject.id.clone())],
+            accounts: vec![revoke_core::Account::new(
+                "acct",
+                "user id",
+                subject.id.clone(),
+            )],
         })
     }
     fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {
@@ -539,12 +543,22 @@ async fn an_action_left_without_a_verdict_is_read_back_by_the_next_run() {
     assert_eq!(h.conn.verified.load(Ordering::SeqCst), 2);
     // As if the run had been killed between recording a's result and reading it back.
     let raw = h.conn.raw.lock().expect("lock").clone().expect("raw");
-    raw.execute_raw("UPDATE actions SET verdict_json = NULL, verified_at = NULL WHERE target = 'a'")
-        .await
-        .expect("verdict removed");
+    raw.execute_raw(
+        "UPDATE actions SET verdict_json = NULL, verified_at = NULL WHERE target = 'a'",
+    )
+    .await
+    .expect("verdict removed");
     let summary = h.exec.run_plan(&h.plan).await.expect("run again");
-    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 3, "only a is read back");
-    assert_eq!(h.conn.calls.lock().expect("lock").len(), 2, "nothing is sent again");
+    assert_eq!(
+        h.conn.verified.load(Ordering::SeqCst),
+        3,
+        "only a is read back"
+    );
+    assert_eq!(
+        h.conn.calls.lock().expect("lock").len(),
+        2,
+        "nothing is sent again"
+    );
     let a = h
         .store
         .actions(&h.plan)
@@ -589,11 +603,7 @@ async fn a_run_says_whose_lease_it_waits_for_and_until_when() {
             waits.push((owner, u, action_ids.len()));
         }
     }
-    assert_eq!(
-        waits.len(),
-        1,
-        "said once, not once per poll: {waits:?}"
-    );
+    assert_eq!(waits.len(), 1, "said once, not once per poll: {waits:?}");
     assert_eq!(waits[0].0, "revokectl@dead:1");
     assert_eq!(waits[0].1.timestamp_micros(), until.timestamp_micros());
     assert_eq!(waits[0].2, 1);
@@ -653,7 +663,11 @@ async fn the_work_loop_reads_back_what_a_dead_executor_left_unverified() {
     stop_tx.send(true).expect("stop");
     worker.await.expect("joined").expect("work");
     assert_eq!(h.conn.verified.load(Ordering::SeqCst), 2, "read back once");
-    assert_eq!(h.conn.calls.lock().expect("lock").len(), 1, "not sent again");
+    assert_eq!(
+        h.conn.calls.lock().expect("lock").len(),
+        1,
+        "not sent again"
+    );
     let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
     assert_eq!(rec.verdict, Some(Verdict::Confirmed));
 }

@@ -135,8 +135,12 @@ fn prop(kind: &'static str, target: &str, phase: Phase, account: &str, after: &[
 /// dana's directory: her own account, and the service user `admin` she owns, which answers to
 /// its DN, an email and an employee number too.
 fn dana() -> Fake {
-    let own = Account::new("uuid-dana", "entryUUID", "uid=dana,ou=people,dc=acme,dc=test")
-        .answers_to(["dana", "dana@example.org"]);
+    let own = Account::new(
+        "uuid-dana",
+        "entryUUID",
+        "uid=dana,ou=people,dc=acme,dc=test",
+    )
+    .answers_to(["dana", "dana@example.org"]);
     let admin = Account::new(
         "uuid-admin",
         "entryUUID",
@@ -156,7 +160,13 @@ fn dana() -> Fake {
                     prop("delete", "dana", Phase::Delete, "uuid-dana", &[]),
                     prop("rotate", "admin/key", Phase::Transfer, "uuid-admin", &[]),
                     // dana's own action that waits for admin's rotation
-                    prop("notify", "dana/after-rotate", Phase::Revoke, "uuid-dana", &[3]),
+                    prop(
+                        "notify",
+                        "dana/after-rotate",
+                        Phase::Revoke,
+                        "uuid-dana",
+                        &[3],
+                    ),
                 ],
             ),
         )]),
@@ -194,15 +204,10 @@ fn targets(p: &Plan) -> BTreeSet<String> {
 
 #[test]
 fn a_protected_account_is_matched_on_every_identifier_and_costs_only_its_own_actions() {
-    let everyone: BTreeSet<String> = [
-        "dana",
-        "dana/g1",
-        "dana/after-rotate",
-        "admin/key",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    let everyone: BTreeSet<String> = ["dana", "dana/g1", "dana/after-rotate", "admin/key"]
+        .into_iter()
+        .map(String::from)
+        .collect();
     let all = targets(&plan_for(dana(), &[], "dana@example.org").expect("plan"));
     assert_eq!(all, everyone, "unprotected, everything is planned");
     // The service user, named by any identifier it answers to, in any spelling.
@@ -221,19 +226,28 @@ fn a_protected_account_is_matched_on_every_identifier_and_costs_only_its_own_act
             "{entry}: only admin's rotation and what waits for it are left out"
         );
         assert!(
-            p.notes.iter().any(|n| n.message.contains("protected account uid=admin")
-                && n.message.contains("left out 1 action(s)")
-                && n.message.contains("1 more that depend on them")),
+            p.notes
+                .iter()
+                .any(|n| n.message.contains("protected account uid=admin")
+                    && n.message.contains("left out 1 action(s)")
+                    && n.message.contains("1 more that depend on them")),
             "{entry}: {:?}",
             p.notes
         );
         assert!(
-            p.actions.iter().all(|a| a.account.as_ref().is_some_and(|pin| pin.id == "uuid-dana")),
+            p.actions
+                .iter()
+                .all(|a| a.account.as_ref().is_some_and(|pin| pin.id == "uuid-dana")),
             "every action left is pinned to dana"
         );
     }
     // A near miss protects nothing.
-    for entry in ["admins", "root", "uid=admin,ou=people,dc=acme,dc=test", "11"] {
+    for entry in [
+        "admins",
+        "root",
+        "uid=admin,ou=people,dc=acme,dc=test",
+        "11",
+    ] {
         let p = plan_for(dana(), &[entry], "dana@example.org").expect("plan");
         assert_eq!(targets(&p), everyone, "{entry}");
         assert!(p.notes.is_empty(), "{entry}: {:?}", p.notes);
@@ -332,7 +346,13 @@ fn the_policy_can_order_phases_across_connectors() {
                 vec![Account::new(format!("{name}-eve"), "id", "eve")],
                 vec![
                     prop("lock", "eve", Phase::Contain, &format!("{name}-eve"), &[]),
-                    prop("revoke", "eve/g", Phase::Revoke, &format!("{name}-eve"), &[]),
+                    prop(
+                        "revoke",
+                        "eve/g",
+                        Phase::Revoke,
+                        &format!("{name}-eve"),
+                        &[],
+                    ),
                 ],
             ),
         )]),
@@ -349,7 +369,10 @@ fn the_policy_can_order_phases_across_connectors() {
     discoveries.extend(futures_block(&b, &jobs));
     for (extra, crosses) in [
         ("", false),
-        ("[policies.default]\nphase_order = \"across_connectors\"\n", true),
+        (
+            "[policies.default]\nphase_order = \"across_connectors\"\n",
+            true,
+        ),
     ] {
         let p = plan_jobs(
             &config(&[], extra),
@@ -415,8 +438,15 @@ fn norm(s: &str) -> String {
 
 fn random_world(seed: u64) -> World {
     let mut rng = StdRng::seed_from_u64(seed);
-    let phases = [Phase::Contain, Phase::Transfer, Phase::Revoke, Phase::Delete];
-    let subjects: Vec<String> = (0..rng.random_range(1..4)).map(|i| format!("s{i}")).collect();
+    let phases = [
+        Phase::Contain,
+        Phase::Transfer,
+        Phase::Revoke,
+        Phase::Delete,
+    ];
+    let subjects: Vec<String> = (0..rng.random_range(1..4))
+        .map(|i| format!("s{i}"))
+        .collect();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let mut fakes = Vec::new();
     for c in 0..rng.random_range(1..4) {
@@ -459,7 +489,9 @@ fn random_world(seed: u64) -> World {
         fakes.push(Arc::new(fake));
     }
     let n = rng.random_range(0..3);
-    let chosen: Vec<&str> = (0..n).map(|_| POOL[rng.random_range(0..POOL.len())]).collect();
+    let chosen: Vec<&str> = (0..n)
+        .map(|_| POOL[rng.random_range(0..POOL.len())])
+        .collect();
     World {
         protected: chosen.iter().map(|p| respell(p, &mut rng)).collect(),
         protected_ids: chosen.iter().map(|p| norm(p)).collect(),
@@ -503,7 +535,9 @@ async fn no_protected_account_is_touched_and_no_phase_runs_before_the_earlier_on
             .iter()
             .flat_map(|f| {
                 f.world.values().flat_map(move |(accts, _)| {
-                    accts.iter().map(move |a| ((f.name.clone(), a.id.clone()), a.clone()))
+                    accts
+                        .iter()
+                        .map(move |a| ((f.name.clone(), a.id.clone()), a.clone()))
                 })
             })
             .collect();
@@ -563,7 +597,12 @@ async fn no_protected_account_is_touched_and_no_phase_runs_before_the_earlier_on
         let records = store.actions(&plan.id).await.expect("actions");
         let state: BTreeMap<(String, String), ActionState> = records
             .iter()
-            .map(|r| ((r.action.connector.clone(), r.action.target.clone()), r.state))
+            .map(|r| {
+                (
+                    (r.action.connector.clone(), r.action.target.clone()),
+                    r.state,
+                )
+            })
             .collect();
         for (i, (c, t)) in calls.iter().enumerate() {
             let a = plan
@@ -571,9 +610,11 @@ async fn no_protected_account_is_touched_and_no_phase_runs_before_the_earlier_on
                 .iter()
                 .find(|a| &a.connector == c && &a.target == t)
                 .expect("called action is planned");
-            for b in plan.actions.iter().filter(|b| {
-                b.connector == a.connector && b.job_id == a.job_id && b.phase < a.phase
-            }) {
+            for b in plan
+                .actions
+                .iter()
+                .filter(|b| b.connector == a.connector && b.job_id == a.job_id && b.phase < a.phase)
+            {
                 let called_before = calls[..i]
                     .iter()
                     .any(|(c2, t2)| c2 == &b.connector && t2 == &b.target);

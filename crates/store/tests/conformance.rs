@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use revoke_core::{
-    AccountPin, Action, ActionId, ActionKey, ActionKind, ConnectorError, Job, JobId, Outcome, Phase, Plan,
-    PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
+    AccountPin, Action, ActionId, ActionKey, ActionKind, ConnectorError, Job, JobId, Outcome,
+    Phase, Plan, PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
-    verify_chain, ActionRecord, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget, IntakeRef,
-    JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore, Store, StoreError,
+    verify_chain, ActionRecord, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget,
+    IntakeRef, JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore, Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -583,7 +583,11 @@ async fn grace_counts_from_the_last_prerequisite(h: Harness) {
     assert_eq!(lease(&h, "runner", at(0)).await, vec![a.clone(), b.clone()]);
     finish_leased(&h, a, at(0), done()).await;
     let rec = h.store.action(c).await.expect("reads").expect("exists");
-    assert_eq!(rec.action.not_before, Some(at(3600)), "one prerequisite done");
+    assert_eq!(
+        rec.action.not_before,
+        Some(at(3600)),
+        "one prerequisite done"
+    );
     finish_leased(&h, b, at(100), done()).await;
     let rec = h.store.action(c).await.expect("reads").expect("exists");
     assert_eq!(
@@ -594,7 +598,12 @@ async fn grace_counts_from_the_last_prerequisite(h: Harness) {
     assert!(lease(&h, "x", at(100 + 3599)).await.is_empty());
     assert_eq!(lease(&h, "x", at(100 + 3600)).await, vec![c.clone()]);
     // The plan as recorded is unchanged: the store's due time moved, not the reviewed plan.
-    let back = h.store.plan(&plan.id).await.expect("reads").expect("exists");
+    let back = h
+        .store
+        .plan(&plan.id)
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(back.actions[2].not_before, None);
 }
 
@@ -607,7 +616,13 @@ async fn unverified_lists_applied_actions_without_a_verdict(h: Harness) {
     let (a, b) = (&plan.actions[0].id, &plan.actions[1].id);
     assert_eq!(lease(&h, "runner", at(0)).await, vec![a.clone(), b.clone()]);
     finish_leased(&h, a, at(0), done()).await;
-    finish_leased(&h, b, at(10), AttemptResult::Succeeded(Outcome::AlreadyDone)).await;
+    finish_leased(
+        &h,
+        b,
+        at(10),
+        AttemptResult::Succeeded(Outcome::AlreadyDone),
+    )
+    .await;
     h.store
         .record_verdict(a, &Verdict::Confirmed, "runner", at(1))
         .await
@@ -618,10 +633,21 @@ async fn unverified_lists_applied_actions_without_a_verdict(h: Harness) {
         vec![b.clone()]
     );
     assert_eq!(
-        ids(h.store.unverified(Some(&plan.id), at(20)).await.expect("reads")),
+        ids(h
+            .store
+            .unverified(Some(&plan.id), at(20))
+            .await
+            .expect("reads")),
         vec![b.clone()]
     );
-    assert!(h.store.unverified(None, at(5)).await.expect("reads").is_empty(), "finished after the bound");
+    assert!(
+        h.store
+            .unverified(None, at(5))
+            .await
+            .expect("reads")
+            .is_empty(),
+        "finished after the bound"
+    );
     assert!(h
         .store
         .unverified(Some(&PlanId("other".into())), at(20))

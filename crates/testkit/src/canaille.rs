@@ -23,9 +23,8 @@
 //!   one-second resolution (two writes within a second share one)
 //! - externalId is not kept; the enterprise `employeeNumber` is
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,7 +32,8 @@ use base64::Engine;
 use crate::moto::http;
 use crate::moto::python_dir;
 use crate::process::{
-    find_program, read_log, run, stop_script, terminate, wait_until_ready, Attempt, Watchdog,
+    find_program, read_log, run, spawn_logged, stop_script, terminate, wait_until_ready, Attempt,
+    Watchdog,
 };
 use crate::{free_port, TestkitError};
 
@@ -247,19 +247,10 @@ fn spawn(
     log_path: &Path,
     port: u16,
 ) -> Result<Child, TestkitError> {
-    let log = File::create(log_path)
-        .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate the canaille log handle", e))?;
-    Command::new(program)
-        .args(["run", "--bind", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(program);
+    cmd.args(["run", "--bind", &format!("127.0.0.1:{port}")])
         .env("CANAILLE_CONFIG", config)
         .env("PYTHONUNBUFFERED", "1")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| TestkitError::io(format!("run {}", program.display()), e))
+        .current_dir(dir);
+    spawn_logged(cmd, log_path, &program.display().to_string())
 }

@@ -88,6 +88,25 @@ pub(crate) fn read_log(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Starts `cmd` with stdin closed and stdout and stderr both appended to a new `log_path`;
+/// `what` names the program in errors.
+pub(crate) fn spawn_logged(
+    mut cmd: std::process::Command,
+    log_path: &Path,
+    what: &str,
+) -> Result<Child, TestkitError> {
+    let log = std::fs::File::create(log_path)
+        .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| TestkitError::io(format!("duplicate the {what} log handle"), e))?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| TestkitError::io(format!("run {what}"), e))
+}
+
 /// Sends SIGTERM, waits up to `grace`, then SIGKILL, so a child never outlives its owner
 pub(crate) fn terminate(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {

@@ -17,15 +17,15 @@
 //! - a PATCH `remove` whose filter matches no member answers 204 (RFC 7644 asks for 400 noTarget)
 //! - it serves one request at a time (wsgiref, HTTP/1.0)
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::moto::http;
 use crate::moto::python_dir;
 use crate::process::{
-    find_program, read_log, stop_script, terminate, wait_until_ready, Attempt, Watchdog,
+    find_program, read_log, spawn_logged, stop_script, terminate, wait_until_ready, Attempt,
+    Watchdog,
 };
 use crate::{free_port, TestkitError};
 
@@ -146,26 +146,17 @@ fn wait_ready(child: &mut Child, log_path: &Path, port: u16) -> Result<(), Attem
 }
 
 fn spawn(program: &Path, dir: &Path, log_path: &Path, port: u16) -> Result<Child, TestkitError> {
-    let log = File::create(log_path)
-        .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate the scim2-server log handle", e))?;
-    Command::new(program)
-        .args([
-            "--hostname",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--bearer-token",
-            Scim2Server::TOKEN,
-            "--dynamic-tenants",
-        ])
-        .env("PYTHONUNBUFFERED", "1")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| TestkitError::io(format!("run {}", program.display()), e))
+    let mut cmd = Command::new(program);
+    cmd.args([
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--bearer-token",
+        Scim2Server::TOKEN,
+        "--dynamic-tenants",
+    ])
+    .env("PYTHONUNBUFFERED", "1")
+    .current_dir(dir);
+    spawn_logged(cmd, log_path, &program.display().to_string())
 }

@@ -1,12 +1,11 @@
 //! A throwaway OpenLDAP slapd for tests
 
-use std::fs::File;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::process::{poll, read_log, run, sh_quote, tail, terminate, Watchdog};
+use crate::process::{poll, read_log, run, sh_quote, spawn_logged, tail, terminate, Watchdog};
 use crate::{free_port, TestkitError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -358,22 +357,13 @@ enum Attempt {
 }
 
 fn spawn_slapd(conf: &Path, log_path: &Path, port: u16) -> Result<Child, TestkitError> {
-    let log = File::create(log_path)
-        .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate the slapd log handle", e))?;
-    Command::new(sbin("slapd"))
-        .arg("-h")
+    let mut cmd = Command::new(sbin("slapd"));
+    cmd.arg("-h")
         .arg(format!("ldap://127.0.0.1:{port}/"))
         .arg("-f")
         .arg(conf)
-        .args(["-d", "256"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| TestkitError::io(format!("run {}", sbin("slapd").display()), e))
+        .args(["-d", "256"]);
+    spawn_logged(cmd, log_path, &sbin("slapd").display().to_string())
 }
 
 fn wait_ready(child: &mut Child, log_path: &Path, port: u16) -> Result<(), Attempt> {

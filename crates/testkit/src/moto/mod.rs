@@ -31,16 +31,16 @@ mod call;
 pub(crate) mod http;
 mod iam_rules;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub use call::{actions, calls_named, count_calls, AwsCall, CallCounts};
 pub use iam_rules::iam_order_violations;
 
 use crate::process::{
-    find_program, read_log, stop_script, tail, terminate, wait_until_ready, Attempt, Watchdog,
+    find_program, read_log, spawn_logged, stop_script, tail, terminate, wait_until_ready, Attempt,
+    Watchdog,
 };
 use crate::{free_port, TestkitError};
 
@@ -374,24 +374,15 @@ fn spawn(
     recording_path: &Path,
     port: u16,
 ) -> Result<Child, TestkitError> {
-    let log = File::create(log_path)
-        .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate the moto log handle", e))?;
-    Command::new(program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let mut cmd = Command::new(program);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         // moto reads any non-empty value as true.
         .env("MOTO_ENABLE_RECORDING", "True")
         .env("MOTO_RECORDER_FILEPATH", recording_path)
         .env("PYTHONUNBUFFERED", "1")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .spawn()
-        .map_err(|e| TestkitError::io(format!("run {}", program.display()), e))
+        .current_dir(dir);
+    spawn_logged(cmd, log_path, &program.display().to_string())
 }
 
 /// `$REVOKE_MOTO_SERVER`, else the venv's, else PATH's moto_server
