@@ -538,6 +538,11 @@ fn the_evidence_matches_its_schema() {
             connector: "corp-ldap".into(),
             kind: "lock_account".into(),
             target: "uid=alice".into(),
+            account: Some(revoke_core::AccountPin {
+                id: "5f3c-uuid".into(),
+                id_kind: "entryUUID".into(),
+                name: "uid=alice".into(),
+            }),
             phase: "contain".into(),
             outcome: "done".into(),
             attempts: 1,

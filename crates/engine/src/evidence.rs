@@ -55,6 +55,9 @@ pub struct EvidenceAction {
     pub connector: String,
     pub kind: String,
     pub target: String,
+    /// The account the action was pinned to: its immutable id as discovery saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<revoke_core::AccountPin>,
     pub phase: String,
     pub outcome: String,
     pub attempts: u32,
@@ -140,6 +143,7 @@ pub async fn collect(
             connector: r.action.connector.clone(),
             kind: r.action.kind.0.clone(),
             target: r.action.target.clone(),
+            account: r.action.account.clone(),
             phase: r.action.phase.as_str().to_string(),
             outcome: r.state.as_str().to_string(),
             attempts: r.attempts,
@@ -315,6 +319,8 @@ impl Evidence {
             "verified_at",
             "late",
             "error",
+            "account",
+            "account_id",
         ];
         let mut out = header.join(",") + "\n";
         let t = |d: &Option<DateTime<Utc>>| d.map(|d| d.to_rfc3339()).unwrap_or_default();
@@ -341,6 +347,11 @@ impl Evidence {
                 t(&a.verified_at),
                 a.late.to_string(),
                 a.error.clone().unwrap_or_default(),
+                a.account.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                a.account
+                    .as_ref()
+                    .map(|p| format!("{} {}", p.id_kind, p.id))
+                    .unwrap_or_default(),
             ];
             out += &row
                 .iter()
@@ -417,14 +428,18 @@ impl Evidence {
             let _ = writeln!(s, "| {k} | {v} |");
         }
         let _ = writeln!(s, "\n## Actions\n");
-        let _ = writeln!(s, "| Action | Phase | Target | Outcome | Started | Finished | By | Verification | Late |\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(s, "| Action | Phase | Target | Pinned to | Outcome | Started | Finished | By | Verification | Late |\n|---|---|---|---|---|---|---|---|---|---|");
         for a in &self.actions {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 md(&a.action_id),
                 a.phase,
                 md(&a.target),
+                a.account
+                    .as_ref()
+                    .map(|p| md(&format!("{} {}", p.id_kind, p.id)))
+                    .unwrap_or_else(|| "-".into()),
                 md(&a.outcome),
                 t(&a.started_at),
                 t(&a.finished_at),
