@@ -165,10 +165,7 @@ fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_
     assert!(gone.trim().is_empty(), "alice is deleted: {gone}");
     // A leaver an earlier job already removed everywhere: said so, exit 0, nothing sent, no
     // new job.
-    let job = first.json_lines()[0]["job_id"]
-        .as_str()
-        .expect("job id")
-        .to_string();
+    let job = first.job_id();
     let before = env.slapd.op_counts().expect("counts");
     for args in [
         &["apply", "--user", "alice", "--auto-approve"][..],
@@ -183,15 +180,7 @@ fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_
             again.stderr
         );
     }
-    assert_eq!(
-        env.ctl(&["status", "-o", "json"])
-            .ok()
-            .stdout
-            .matches("\"plan_id\"")
-            .count(),
-        1,
-        "no second job"
-    );
+    assert_eq!(env.job_count(), 1, "no second job");
     // Someone nobody ever offboarded is still an unknown user.
     let unknown = env.ctl(&["apply", "--user", "zed", "--auto-approve"]);
     assert_eq!(unknown.code, 1);
@@ -426,10 +415,7 @@ fn manual_steps_wait_for_acknowledgement() {
     let run = env
         .ctl(&["apply", "--user", "alice", "--auto-approve", "-o", "jsonl"])
         .ok();
-    let job = run.json_lines()[0]["job_id"]
-        .as_str()
-        .expect("job id")
-        .to_string();
+    let job = run.job_id();
     let status = env.ctl(&["status", &job]).ok();
     assert!(status.stdout.contains("awaiting"), "{}", status.stdout);
     let step = run
@@ -716,10 +702,7 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
             "jsonl",
         ])
         .ok();
-    let job = first.json_lines()[0]["job_id"]
-        .as_str()
-        .expect("job id")
-        .to_string();
+    let job = first.job_id();
     assert!(env.alice_locked());
     let before = env.slapd.op_counts().expect("counts");
     // By email this time: the same leaver.
@@ -734,15 +717,7 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
         "{}",
         again.stderr
     );
-    assert_eq!(
-        env.ctl(&["status", "-o", "json"])
-            .ok()
-            .stdout
-            .matches("\"plan_id\"")
-            .count(),
-        1,
-        "no second job"
-    );
+    assert_eq!(env.job_count(), 1, "no second job");
     assert_eq!(
         env.slapd
             .op_counts()

@@ -64,6 +64,15 @@ delete_entry = true
         Env { slapd, dir, config }
     }
 
+    /// How many jobs the local store holds.
+    pub fn job_count(&self) -> usize {
+        self.ctl(&["status", "-o", "json"])
+            .ok()
+            .stdout
+            .matches("\"plan_id\"")
+            .count()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -146,6 +155,14 @@ impl Run {
             self.stdout, self.stderr
         );
         self
+    }
+
+    /// The job of the first JSON line (an `apply -o jsonl`).
+    pub fn job_id(&self) -> String {
+        self.json_lines()[0]["job_id"]
+            .as_str()
+            .expect("a job id")
+            .to_string()
     }
 
     /// The JSON lines of stdout.
