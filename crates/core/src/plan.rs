@@ -235,7 +235,7 @@ impl Action {
             ConnectorError::permanent(
                 "bad_action",
                 format!(
-                    "{} {}: expected the account the plan pinned it to, found none",
+                    "{} {}: expected the account the plan pinned it to, found none (a plan made before actions were pinned, or an edited one); nothing was sent: plan again",
                     self.kind, self.target
                 ),
             )
