@@ -18,10 +18,6 @@ use serde_json::{json, Value};
 
 const ACCT: &str = Moto::ACCOUNT_ID;
 
-fn file_rotation(dir: &std::path::Path) -> Value {
-    json!({"rotation_destination": "file", "secrets_dir": dir.to_str()})
-}
-
 async fn key_status(iam: &aws_sdk_iam::Client, user: &str) -> Vec<(String, bool)> {
     iam.list_access_keys()
         .user_name(user)

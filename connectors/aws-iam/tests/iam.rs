@@ -27,10 +27,7 @@ async fn a_leaver_is_contained_then_deleted_in_iams_order() {
     let iam = iam_in(&moto, None).await;
     let seeded = seed(&iam).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let c = connector(
-        &moto,
-        json!({"rotation_destination": "file", "secrets_dir": dir.path().to_str()}),
-    );
+    let c = connector(&moto, file_rotation(dir.path()));
 
     let d = c.discover(&alice()).await.expect("discover");
     assert!(d.found);
@@ -146,10 +143,7 @@ async fn a_rerun_sends_no_mutation() {
     let iam = iam_in(&moto, None).await;
     seed(&iam).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let c = connector(
-        &moto,
-        json!({"rotation_destination": "file", "secrets_dir": dir.path().to_str()}),
-    );
+    let c = connector(&moto, file_rotation(dir.path()));
     let d = c.discover(&alice()).await.expect("discover");
     let acts = actions(c.as_ref(), &alice(), &d);
     let mut journals = HashMap::new();

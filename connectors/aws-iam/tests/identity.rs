@@ -16,10 +16,6 @@ use serde_json::json;
 
 const ACCT: &str = Moto::ACCOUNT_ID;
 
-fn rotation(dir: &tempfile::TempDir) -> serde_json::Value {
-    json!({"rotation_destination": "file", "secrets_dir": dir.path().to_str()})
-}
-
 async fn user_id(iam: &aws_sdk_iam::Client, user: &str) -> String {
     iam.get_user()
         .user_name(user)
@@ -38,7 +34,7 @@ async fn every_account_is_reported_with_its_user_id_and_every_identifier() {
     let iam = iam_in(&moto, None).await;
     let w = seed_dana(&iam).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let c = connector(&moto, rotation(&dir));
+    let c = connector(&moto, file_rotation(dir.path()));
     let d = c
         .discover(&typed("dana@example.org"))
         .await
@@ -99,7 +95,7 @@ async fn a_username_finds_the_service_users_her_email_tag_owns_and_case_does_not
     let iam = iam_in(&moto, None).await;
     let w = seed_dana(&iam).await;
     let dir = tempfile::tempdir().expect("tmp");
-    let c = connector(&moto, rotation(&dir));
+    let c = connector(&moto, file_rotation(dir.path()));
     for typed_as in ["dana", "DANA", "Dana@Example.ORG"] {
         let d = c.discover(&typed(typed_as)).await.expect("discover");
         assert!(d.found, "{typed_as}");
@@ -154,7 +150,7 @@ async fn a_leaver_deleted_and_recreated_before_the_delayed_actions_is_never_touc
     let cfg = config(
         &moto,
         "[policies.default]\nretention_days = 30\n[protected]\naccounts = [\"admin\"]\n",
-        rotation(&dir),
+        file_rotation(dir.path()),
     );
     let cs = connectors(&cfg);
     let p = plan(

@@ -286,13 +286,18 @@ async fn make_plan(ctx: &Context, args: &JobArgs) -> anyhow::Result<Planned> {
         None => Vec::new(),
     };
     // The accounts earlier jobs' actions are pinned to: the same account is the same leaver,
-    // whichever identifier either job was raised with.
+    // whichever identifier either job was raised with. Only the newest plans are read (a leaver
+    // offboarded long ago and missed here gets a new job, which finds its work already done).
+    const RECENT_PLANS: usize = 500;
     let mut pinned_by: std::collections::BTreeMap<(String, String), usize> = Default::default();
     if let Some(store) = &store {
         let mut plans_seen = std::collections::BTreeSet::new();
         for j in &earlier {
             if !plans_seen.insert(j.plan_id.clone()) {
                 continue;
+            }
+            if plans_seen.len() > RECENT_PLANS {
+                break;
             }
             for r in store.actions(&j.plan_id).await? {
                 if let (Some(pin), Some(i)) = (

@@ -687,21 +687,22 @@ fn the_bind_password_appears_in_no_log_result_plan_or_store() {
     assert!(!seen.contains(password), "the bind password leaked");
 }
 
+/// alice, contained and revoked now, deleted after retention.
+const ALICE_HIGH_RISK: &[&str] = &[
+    "apply",
+    "--user",
+    "alice",
+    "--risk",
+    "high",
+    "--auto-approve",
+    "-o",
+    "jsonl",
+];
+
 #[test]
 fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it() {
     let env = Env::new(PLACEHOLDER, "");
-    let first = env
-        .ctl(&[
-            "apply",
-            "--user",
-            "alice",
-            "--risk",
-            "high",
-            "--auto-approve",
-            "-o",
-            "jsonl",
-        ])
-        .ok();
+    let first = env.ctl(ALICE_HIGH_RISK).ok();
     let job = first.job_id();
     assert!(env.alice_locked());
     let before = env.slapd.op_counts().expect("counts");
@@ -732,18 +733,7 @@ fn a_second_apply_during_retention_repeats_nothing_and_says_which_job_covers_it(
             "dn: cn=new-team,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: new-team\nmember: {ALICE}\nmember: uid=bob,ou=people,dc=example,dc=org\n"
         ))
         .expect("group added");
-    let third = env
-        .ctl(&[
-            "apply",
-            "--user",
-            "alice",
-            "--risk",
-            "high",
-            "--auto-approve",
-            "-o",
-            "jsonl",
-        ])
-        .ok();
+    let third = env.ctl(ALICE_HIGH_RISK).ok();
     assert!(
         third.stderr.contains("planning what it does not cover"),
         "{}",

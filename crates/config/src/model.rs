@@ -190,10 +190,6 @@ impl ProtectedConfig {
     pub fn set(&self) -> revoke_core::Protected {
         revoke_core::Protected::new(&self.accounts)
     }
-
-    pub fn is_protected(&self, identifier: &str) -> bool {
-        self.set().entry_for(identifier).is_some()
-    }
 }
 
 /// One connector instance: its type, and the rest of its table for the connector to read.

@@ -37,6 +37,11 @@ pub fn params(moto: &Moto, extra: Value) -> Value {
     p
 }
 
+/// The connector keys that rotate owned keys into files under `dir`.
+pub fn file_rotation(dir: &std::path::Path) -> Value {
+    serde_json::json!({"rotation_destination": "file", "secrets_dir": dir.to_str()})
+}
+
 pub fn connector(moto: &Moto, extra: Value) -> Arc<dyn Connector> {
     let p = params(moto, extra);
     let f = IamFactory;

@@ -21,3 +21,8 @@ DROP INDEX actions_state;
 CREATE INDEX actions_queue ON actions (plan_id, state, phase_rank, seq);
 CREATE INDEX actions_state ON actions (state, phase_rank, seq);
 CREATE INDEX action_deps_prerequisite ON action_deps (depends_on);
+
+-- Applied actions still without a verdict (a run died before reading them back): the executor's
+-- sweep looks for these every few seconds, so it must not scan every finished action.
+CREATE INDEX actions_unverified ON actions (finished_at)
+    WHERE verdict_json IS NULL AND manual = FALSE AND state IN ('done', 'already_done', 'skipped');
