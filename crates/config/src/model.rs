@@ -219,6 +219,16 @@ pub struct DaemonConfig {
     pub json_logs: bool,
     /// The default log filter (`RUST_LOG` overrides it).
     pub log_filter: String,
+    /// A connection must send a request's whole head (request line and headers) within this
+    /// many seconds of its first byte, or of the end of its previous request (so this is also
+    /// how long a keep-alive connection may sit idle); otherwise it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request's whole body must arrive within this many seconds of its head, or the request is
+    /// answered 408 and the connection closed.
+    pub body_read_timeout_secs: u64,
+    /// Connections served at once; at the bound no further connection is accepted until one
+    /// closes (the kernel's listen backlog holds the rest).
+    pub max_connections: usize,
 }
 
 impl Default for DaemonConfig {
@@ -230,6 +240,9 @@ impl Default for DaemonConfig {
             workers: 8,
             json_logs: false,
             log_filter: "info".into(),
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -241,7 +254,19 @@ impl DaemonConfig {
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.poll_ms)
     }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
 }
+
+/// Upper bounds of the daemon's HTTP settings: a value past them is a typo or a unit mistake,
+/// and would leave the daemon open to the slow clients these settings exist to drop.
+pub const MAX_HEADER_READ_TIMEOUT_SECS: u64 = 300;
+pub const MAX_BODY_READ_TIMEOUT_SECS: u64 = 3600;
+pub const MAX_CONNECTIONS: usize = 65_536;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -188,6 +188,31 @@ impl Config {
                 "expected at least 1, found 0",
             ));
         }
+        let bounds = [
+            (
+                "daemon.header_read_timeout_secs",
+                self.daemon.header_read_timeout_secs,
+                crate::model::MAX_HEADER_READ_TIMEOUT_SECS,
+            ),
+            (
+                "daemon.body_read_timeout_secs",
+                self.daemon.body_read_timeout_secs,
+                crate::model::MAX_BODY_READ_TIMEOUT_SECS,
+            ),
+            (
+                "daemon.max_connections",
+                self.daemon.max_connections as u64,
+                crate::model::MAX_CONNECTIONS as u64,
+            ),
+        ];
+        for (key, value, max) in bounds {
+            if value == 0 || value > max {
+                issues.push(ConfigIssue::new(
+                    key,
+                    format!("expected 1 to {max}, found {value}"),
+                ));
+            }
+        }
         for (name, t) in &self.api.tokens {
             let ok = t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit());
             if !ok {
@@ -271,5 +296,45 @@ impl std::fmt::Debug for ConnectorSection {
             .field("concurrency", &self.concurrency)
             .field("params", &redacted(&self.params))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_str, ConfigError};
+
+    fn issues(toml: &str) -> Vec<String> {
+        let c = load_str(toml).expect("loads");
+        match c.validate(&[]) {
+            Ok(()) => Vec::new(),
+            Err(ConfigError::Invalid(v)) => v.into_iter().map(|i| i.to_string()).collect(),
+            Err(other) => panic!("expected invalid configuration, found {other}"),
+        }
+    }
+
+    #[test]
+    fn daemon_http_bounds_have_defaults_and_refuse_zero_or_absurd_values() {
+        let c = load_str("").expect("loads");
+        assert_eq!(c.daemon.header_read_timeout_secs, 10);
+        assert_eq!(c.daemon.body_read_timeout_secs, 30);
+        assert_eq!(c.daemon.max_connections, 1024);
+        assert!(issues("").is_empty());
+        assert_eq!(
+            issues(
+                "[daemon]\nheader_read_timeout_secs = 0\nbody_read_timeout_secs = 86400\nmax_connections = 0\n"
+            ),
+            vec![
+                "daemon.header_read_timeout_secs: expected 1 to 300, found 0",
+                "daemon.body_read_timeout_secs: expected 1 to 3600, found 86400",
+                "daemon.max_connections: expected 1 to 65536, found 0",
+            ]
+        );
+        assert_eq!(
+            issues("[daemon]\nheader_read_timeout_secs = 301\nmax_connections = 65537\n"),
+            vec![
+                "daemon.header_read_timeout_secs: expected 1 to 300, found 301",
+                "daemon.max_connections: expected 1 to 65536, found 65537",
+            ]
+        );
     }
 }
