@@ -6,6 +6,7 @@
 mod connector;
 pub mod dn;
 mod hash;
+pub mod identifier;
 mod identity;
 mod job;
 mod journal;
@@ -19,6 +20,7 @@ pub use connector::{
     ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, MANUAL_CONNECTOR,
 };
 pub use hash::Sha256Hex;
+pub use identifier::IdentifierError;
 pub use identity::{canonical_identifier, Account, AccountPin, Protected};
 pub use job::{Job, JobId, Risk};
 pub use journal::{Journal, JournalEntry, MemoryJournal};
