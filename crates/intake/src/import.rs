@@ -9,7 +9,7 @@ use crate::auth::sha256_hex;
 use crate::describe::describe;
 use crate::error::{ImportError, IntakeError};
 use crate::event::{EventKind, NormalizedEvent, RiskRules};
-use crate::norm::{build_event, parse_bool, Draft};
+use crate::norm::{build_event, exact_numbers, parse_bool, Draft};
 use crate::time::{from_unix, parse_effective, EFFECTIVE_EXPECTED};
 
 /// The columns (CSV) or keys (JSONL) an import line may have.
@@ -106,6 +106,16 @@ impl Ctx<'_> {
         d.employee_id = self.string(line, "employee_id", get("employee_id").as_ref())?;
         d.email = self.string(line, "email", get("email").as_ref())?;
         d.username = self.string(line, "username", get("username").as_ref())?;
+        for (field, value) in [
+            ("employee_id", &d.employee_id),
+            ("email", &d.email),
+            ("username", &d.username),
+        ] {
+            if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                revoke_core::identifier::check(field, v)
+                    .map_err(|e| self.err(line, field, e.problem.to_string()))?;
+            }
+        }
         d.reason = self.string(line, "reason", get("reason").as_ref())?;
         d.involuntary = self
             .boolean(line, "involuntary", get("involuntary").as_ref())?
@@ -269,7 +279,8 @@ fn parse_jsonl(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Vec<NormalizedEvent>, Impo
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let obj = match serde_json::from_slice::<Value>(raw) {
+        let parsed = serde_json::from_slice::<Value>(raw).map(|v| exact_numbers(raw, v));
+        let obj = match parsed {
             Ok(Value::Object(m)) => m,
             Ok(other) => {
                 return Err(ctx.err(

@@ -79,6 +79,17 @@ pub(crate) fn build_event(
     let employee_id = clean(d.employee_id);
     let email = clean(d.email);
     let username = clean(d.username);
+    for (field, value) in [
+        ("employee_id", &employee_id),
+        ("email", &email),
+        ("username", &username),
+    ] {
+        if let Some(v) = value {
+            revoke_core::identifier::check(field, v).map_err(|e| {
+                IntakeError::Unprocessable(format!("event {:?}: {e}", d.source_event_id))
+            })?;
+        }
+    }
     if employee_id.is_none() && email.is_none() && username.is_none() {
         return Err(IntakeError::Unprocessable(format!(
             "event {:?}: expected an employee id, email or username, found none",
@@ -106,11 +117,84 @@ pub(crate) fn build_event(
     })
 }
 
-/// Parses the body as JSON; the error names the problem serde found.
+/// Parses the body as JSON, every number literal kept exactly (see [`exact_numbers`]); the
+/// error names the problem serde found.
 pub(crate) fn parse_json(body: &[u8]) -> Result<Value, IntakeError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let parsed = serde_json::from_slice(body).map_err(|e| {
         IntakeError::Malformed(format!("body: expected JSON, found invalid JSON ({e})"))
-    })
+    })?;
+    Ok(exact_numbers(body, parsed))
+}
+
+/// `parsed` (what serde_json made of the valid JSON `text`) with every number whose value
+/// would not print back to its literal's digits (an integer beyond i64/u64, `1.50`, `1e3`)
+/// replaced by a string of the literal's exact text. A 30-digit employee id is then that
+/// id, not `1.2345678901234568e+29`, and two ids that differ past f64 precision stay two
+/// ids (and two event ids). Numbers that print back unchanged stay numbers, so a body
+/// without such a literal is parsed once. (serde_json's `arbitrary_precision` would do the
+/// same, but features unify across the workspace and it changes number handling in every
+/// crate.)
+pub(crate) fn exact_numbers(text: &[u8], parsed: Value) -> Value {
+    let lossy = lossy_literals(text);
+    if lossy.is_empty() {
+        return parsed;
+    }
+    let mut quoted = Vec::with_capacity(text.len() + 2 * lossy.len());
+    let mut at = 0;
+    for r in lossy {
+        quoted.extend_from_slice(&text[at..r.start]);
+        quoted.push(b'"');
+        quoted.extend_from_slice(&text[r.clone()]);
+        quoted.push(b'"');
+        at = r.end;
+    }
+    quoted.extend_from_slice(&text[at..]);
+    // Valid JSON with a number value quoted is valid JSON; keep what serde made otherwise.
+    serde_json::from_slice(&quoted).unwrap_or(parsed)
+}
+
+/// Where the number literals of the valid JSON `text` lie that serde_json's value would not
+/// print back digit for digit. Outside strings, valid JSON has numbers only as values, each a
+/// maximal run of `-+.eE` and digits starting with `-` or a digit.
+fn lossy_literals(text: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_string = false;
+    while let Some(&b) = text.get(i) {
+        if in_string {
+            match b {
+                b'\\' => i += 2,
+                b'"' => {
+                    in_string = false;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while text
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                let printed = serde_json::from_slice::<Value>(literal).map(|v| v.to_string());
+                if printed.is_ok_and(|p| p.as_bytes() != literal) {
+                    out.push(start..i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 /// Requires a method; anything else is malformed.
@@ -130,7 +214,8 @@ fn found(v: Option<&Value>) -> String {
     v.map_or_else(|| "nothing".to_string(), describe)
 }
 
-/// A string field; numbers are taken as their decimal text (numeric ids). Missing or null is
+/// A string field; numbers are taken as their literal's exact text (numeric ids; see
+/// [`exact_numbers`]). Missing or null is
 /// `None`; any other type is malformed.
 pub(crate) fn opt_string(v: Option<&Value>, field: &str) -> Result<Option<String>, IntakeError> {
     match v {
