@@ -57,7 +57,7 @@ pub struct NormalizedEvent {
     pub reply: Option<serde_json::Value>,
 }
 
-/// The outcome of one authentic request.
+/// The outcome of one request that intake answers without an error: authentic, or a probe.
 // The variants' shape is the daemon's contract; an outcome is returned once per request and
 // never stored in bulk, so the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -77,6 +77,14 @@ pub enum Intake {
         /// Why nothing is scheduled, for logs.
         reason: String,
     },
+    /// Answered without proven authenticity (HiBob's `Ping test`, Gusto's subscription
+    /// verification request): a vendor's set-up probe that anyone can send. The daemon answers
+    /// 200/202 but writes nothing to the store (no audit row, no job), so unauthenticated
+    /// traffic cannot grow the database; it only counts it. `Ignored` is for authentic events.
+    Probe {
+        /// What the probe was, for the metric and a rate-limited log line; never repeats a token.
+        reason: String,
+    },
 }
 
 impl Intake {
@@ -85,7 +93,7 @@ impl Intake {
         match self {
             Intake::Event(e) => vec![e],
             Intake::Events(v) => v,
-            Intake::Challenge(_) | Intake::Ignored { .. } => Vec::new(),
+            Intake::Challenge(_) | Intake::Ignored { .. } | Intake::Probe { .. } => Vec::new(),
         }
     }
 

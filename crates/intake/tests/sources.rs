@@ -7,6 +7,14 @@ use common::*;
 use revoke_intake::{EventKind, Intake, IntakeError};
 use serde_json::json;
 
+/// The reason of a `Probe` (answered without proven authenticity, stored nowhere).
+fn probe(r: Result<Intake, IntakeError>) -> String {
+    match r {
+        Ok(Intake::Probe { reason }) => reason,
+        other => panic!("expected Probe, found {other:?}"),
+    }
+}
+
 mod standard_webhooks {
     use super::*;
     use revoke_intake::standard_webhooks_sign;
@@ -526,9 +534,9 @@ mod hibob {
 
     #[test]
     fn connection_test_is_answered() {
-        let (_, reason) = ignored(post(&src(), &headers(&[]), b"Ping test"));
+        let reason = probe(post(&src(), &headers(&[]), b"Ping test"));
         assert_eq!(reason, "hibob connection test");
-        ignored(post(&src(), &headers(&[]), br#"{"text":"Ping test"}"#));
+        probe(post(&src(), &headers(&[]), br#"{"text":"Ping test"}"#));
     }
 
     #[test]
@@ -621,9 +629,9 @@ mod gusto {
     }
 
     #[test]
-    fn verification_request_is_ignored_without_repeating_the_token() {
+    fn verification_request_is_a_probe_without_repeating_the_token() {
         let body = br#"{"verification_token": "asefasedfe23e234easd"}"#;
-        let (_, reason) = ignored(post(&src(), &headers(&[]), body));
+        let reason = probe(post(&src(), &headers(&[]), body));
         assert!(!reason.contains("asefasedfe23e234easd"), "{reason}");
         // Anything else unsigned is refused.
         let body = sample("gusto_employee_terminated.json");
@@ -1260,7 +1268,7 @@ mod cross_cutting {
     fn injection_looking_values_are_data() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let src = source("standard_webhooks", json!({ "secret": secret }));
-        let body = br#"{"type":"employee.terminated","data":{"employee_id":"*)(uid=*","username":"../x","email":"a'; DROP TABLE users;--@example.com","reason":"${jndi:ldap://x}"}}"#;
+        let body = br#"{"type":"employee.terminated","data":{"employee_id":"*)(uid=*","username":"../x","email":"a';DROP/**/TABLE/**/users;--@example.com","reason":"${jndi:ldap://x}"}}"#;
         let sig = standard_webhooks_sign(secret, "m1", now().timestamp(), body).expect("signs");
         let h = headers(&[
             ("webhook-id", "m1"),
@@ -1272,7 +1280,7 @@ mod cross_cutting {
         assert_eq!(e.username.as_deref(), Some("../x"));
         assert_eq!(
             e.email.as_deref(),
-            Some("a'; DROP TABLE users;--@example.com")
+            Some("a';DROP/**/TABLE/**/users;--@example.com")
         );
         assert_eq!(e.reason.as_deref(), Some("${jndi:ldap://x}"));
 

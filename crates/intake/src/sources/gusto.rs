@@ -31,9 +31,9 @@ pub(crate) fn handle(
 ) -> Result<Intake, IntakeError> {
     expect_method(req, &["POST"])?;
     if req.headers.get(SIGNATURE).is_none() && is_verification(req.body) {
-        // Nothing to act on, and the token (the future secret) is deliberately not repeated.
-        return Ok(Intake::Ignored {
-            source_event_id: None,
+        // Nothing to act on and nothing proven (unsigned), so a probe; the token (the future
+        // secret) is deliberately not repeated.
+        return Ok(Intake::Probe {
             reason: "gusto subscription verification request: the token is not logged; copy it from Gusto into this source's secret and verify the subscription".to_string(),
         });
     }

@@ -35,10 +35,9 @@ pub(crate) fn handle(
 ) -> Result<Intake, IntakeError> {
     expect_method(req, &["POST"])?;
     // The connection test carries nothing to act on; it is answered even unsigned so that
-    // Bob can establish the webhook.
+    // Bob can establish the webhook, as a probe: nothing about it is stored.
     if is_ping(req.body) {
-        return Ok(Intake::Ignored {
-            source_event_id: None,
+        return Ok(Intake::Probe {
             reason: "hibob connection test".to_string(),
         });
     }
