@@ -17,6 +17,14 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 262_144;
 const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub(crate) const DEFAULT_TOLERANCE_SECS: i64 = 300;
 const MAX_TOLERANCE_SECS: u64 = 86_400;
+/// Standard Webhooks senders list one signature per active secret; two or three during a
+/// rotation. Sixteen leaves room and bounds what an unsigned request can make us decode.
+pub(crate) const DEFAULT_MAX_SIGNATURES: usize = 16;
+const MAX_MAX_SIGNATURES: u64 = 64;
+/// Every signature or token header we read fits in far less (16 `v1,` entries are 768 bytes).
+pub(crate) const DEFAULT_MAX_SIGNATURE_HEADER_BYTES: usize = 4096;
+const MIN_MAX_SIGNATURE_HEADER_BYTES: u64 = 256;
+const MAX_MAX_SIGNATURE_HEADER_BYTES: u64 = 65_536;
 
 /// Settings every kind shares.
 #[derive(Debug, Clone)]
@@ -25,6 +33,10 @@ pub(crate) struct Common {
     pub tz: Tz,
     pub tolerance_secs: i64,
     pub date_format: Option<String>,
+    /// Most signatures one request may list (`webhook-signature`); more is refused unread.
+    pub max_signatures: usize,
+    /// Longest signature, timestamp, id or token header read for authentication.
+    pub max_signature_header_bytes: usize,
 }
 
 /// Keys and token hashes; never printed (see `Source`'s Debug).
@@ -74,7 +86,8 @@ pub(crate) struct GenericSpec {
     pub reason: Option<String>,
     pub involuntary: Option<String>,
     pub high_risk: Option<String>,
-    pub kind: Option<String>,
+    /// Where the event kind is (config key `event_kind`; `kind` is the source's own kind).
+    pub event_kind: Option<String>,
     pub termination_values: Vec<String>,
     pub cancellation_values: Vec<String>,
 }
@@ -128,9 +141,16 @@ pub(crate) fn parse(path: &str, kind: &str, params: &Value) -> Result<Parsed, Ve
             .iter()
             .map(|k| format!("{:?}", k.as_str()))
             .collect();
+        // `kind = "/action"` is the old name of a generic source's event-kind pointer; it took
+        // the place of the source's own kind (or clashed with it as a duplicate TOML key).
+        let hint = if kind.starts_with('/') {
+            " (a JSON Pointer: a generic source's event-kind pointer is configured as event_kind, kind names the source kind)"
+        } else {
+            ""
+        };
         c.issue(
             "kind",
-            format!("expected one of {}, found {kind:?}", known.join(", ")),
+            format!("expected one of {}, found {kind:?}{hint}", known.join(", ")),
         );
         return Err(c.issues);
     };
@@ -156,6 +176,15 @@ pub(crate) fn parse(path: &str, kind: &str, params: &Value) -> Result<Parsed, Ve
             .int(params, "tolerance_secs", 1, MAX_TOLERANCE_SECS)
             .map_or(DEFAULT_TOLERANCE_SECS, |v| v as i64),
         date_format: c.date_format(params),
+        max_signatures: c.max_signatures(kind, params),
+        max_signature_header_bytes: c
+            .int(
+                params,
+                "max_signature_header_bytes",
+                MIN_MAX_SIGNATURE_HEADER_BYTES,
+                MAX_MAX_SIGNATURE_HEADER_BYTES,
+            )
+            .map_or(DEFAULT_MAX_SIGNATURE_HEADER_BYTES, |v| v as usize),
     };
     let secrets = c.secrets(kind, params);
     let spec = match kind {
@@ -304,6 +333,25 @@ impl Checker<'_> {
                 Tz::UTC
             }
         }
+    }
+
+    /// Only Standard Webhooks lists several signatures; other kinds carry exactly one.
+    fn max_signatures(&mut self, kind: SourceKind, p: &Map<String, Value>) -> usize {
+        if kind != SourceKind::StandardWebhooks {
+            if let Some(v) = p.get("max_signatures") {
+                self.issue(
+                    "max_signatures",
+                    format!(
+                        "expected no max_signatures for kind {:?} (it carries one signature or token per request; max_signature_header_bytes bounds it), found {}",
+                        kind.as_str(),
+                        describe(v)
+                    ),
+                );
+            }
+            return 1;
+        }
+        self.int(p, "max_signatures", 1, MAX_MAX_SIGNATURES)
+            .map_or(DEFAULT_MAX_SIGNATURES, |v| v as usize)
     }
 
     fn date_format(&mut self, p: &Map<String, Value>) -> Option<String> {
@@ -610,9 +658,17 @@ impl Checker<'_> {
             reason: self.pointer(p, "reason"),
             involuntary: self.pointer(p, "involuntary"),
             high_risk: self.pointer(p, "high_risk"),
-            kind: self.pointer(p, "kind"),
+            event_kind: self.pointer(p, "event_kind"),
             ..GenericSpec::default()
         };
+        // The daemon takes `kind` for the source's own kind, so it reaches us only from callers
+        // that hand over the whole table; then it is the old name of the event-kind pointer.
+        if p.contains_key("kind") {
+            self.issue(
+                "kind",
+                "expected the event-kind JSON Pointer under event_kind (kind names the source kind, \"generic\"), found a kind key among the pointers",
+            );
+        }
         let id_keys_present = ["employee_id", "email", "username"]
             .iter()
             .any(|k| p.contains_key(*k));
@@ -626,26 +682,26 @@ impl Checker<'_> {
         g.cancellation_values = self
             .string_list(p, "cancellation_values")
             .unwrap_or_default();
-        if g.kind.is_some() {
+        if g.event_kind.is_some() {
             match &termination_values {
                 Some(v) if v.is_empty() => self.issue(
                     "termination_values",
-                    "expected at least one value of the kind pointer that means a termination, found an empty list",
+                    "expected at least one value of the event_kind pointer that means a termination, found an empty list",
                 ),
                 None if !p.contains_key("termination_values") => self.issue(
                     "termination_values",
-                    "expected the values of the kind pointer that mean a termination (the kind pointer is set), found none",
+                    "expected the values of the event_kind pointer that mean a termination (the event_kind pointer is set), found none",
                 ),
                 _ => {}
             }
         }
         g.termination_values = termination_values.unwrap_or_default();
-        if g.kind.is_none()
+        if g.event_kind.is_none()
             && (p.contains_key("termination_values") || p.contains_key("cancellation_values"))
         {
             self.issue(
-                "kind",
-                "expected a kind pointer (termination_values or cancellation_values are set), found none",
+                "event_kind",
+                "expected an event_kind pointer (termination_values or cancellation_values are set), found none",
             );
         }
         g

@@ -2,8 +2,10 @@
 //! rules, borrowed from the public `Source` for one request.
 
 use crate::config::{Common, Parsed};
+use crate::error::IntakeError;
 use crate::event::RiskRules;
 use crate::kind::SourceKind;
+use crate::request::Request;
 
 /// What a source's handler and the shared steps of `norm` read about the source.
 #[derive(Clone, Copy)]
@@ -29,5 +31,15 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn token_hashes(&self) -> &'a [[u8; 32]] {
         &self.parsed.secrets.token_hashes
+    }
+
+    /// A header authentication reads (signature, timestamp, id, token): missing, unreadable or
+    /// longer than the source's `max_signature_header_bytes` is `Unauthenticated`.
+    pub(crate) fn auth_header<'h>(
+        &self,
+        req: &Request<'h>,
+        name: &str,
+    ) -> Result<&'h str, IntakeError> {
+        crate::auth::auth_header(req.headers, name, self.common().max_signature_header_bytes)
     }
 }

@@ -1102,7 +1102,7 @@ mod generic {
             "effective_at": "/offboarding/last_day",
             "reason": "/offboarding/reason",
             "involuntary": "/offboarding/involuntary",
-            "kind": "/action",
+            "event_kind": "/action",
             "termination_values": ["offboard"],
             "cancellation_values": ["cancel_offboard"]
         })
@@ -1139,7 +1139,7 @@ mod generic {
         assert_eq!(id.as_deref(), Some("c2"));
         let body = br#"{"id":"c3","person":{"worker_id":"W1"}}"#;
         let m = malformed(post(&src, &bearer(TOKEN), body));
-        assert!(m.starts_with("field /action (kind)"), "{m}");
+        assert!(m.starts_with("field /action (event_kind)"), "{m}");
 
         let plain = source("generic", json!({ "secret": TOKEN, "email": "/email" }));
         let body = br#"{"email":"a@example.com"}"#;

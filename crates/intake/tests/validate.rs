@@ -48,7 +48,7 @@ fn good_configs_have_no_issues() {
         ),
         (
             "generic",
-            json!({ "secret": "t", "email": "/person/email", "kind": "/type", "termination_values": ["left"] }),
+            json!({ "secret": "t", "email": "/person/email", "event_kind": "/type", "termination_values": ["left"] }),
         ),
     ];
     for (kind, params) in cases {
@@ -156,14 +156,14 @@ fn generic_pointers() {
     );
     let (path, _) = one_issue(
         "generic",
-        json!({ "secret": "t", "email": "/e", "kind": "/k" }),
+        json!({ "secret": "t", "email": "/e", "event_kind": "/k" }),
     );
     assert_eq!(path, "intake.src.termination_values");
     let (path, _) = one_issue(
         "generic",
         json!({ "secret": "t", "email": "/e", "termination_values": ["x"] }),
     );
-    assert_eq!(path, "intake.src.kind");
+    assert_eq!(path, "intake.src.event_kind");
 }
 
 #[test]

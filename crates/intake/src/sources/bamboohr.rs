@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::{auth_header, check_tolerance, hex_signature, hmac_sha256_matches, sha256_hex};
+use crate::auth::{check_tolerance, hex_signature, hmac_sha256_matches, sha256_hex};
 use crate::config::BambooFields;
 use crate::ctx::Ctx;
 use crate::describe::describe;
@@ -40,8 +40,8 @@ pub(crate) fn handle(
     f: &BambooFields,
 ) -> Result<Intake, IntakeError> {
     expect_method(req, &["POST"])?;
-    let sig_text = auth_header(req.headers, SIGNATURE)?;
-    let ts_text = auth_header(req.headers, TIMESTAMP)?;
+    let sig_text = src.auth_header(req, SIGNATURE)?;
+    let ts_text = src.auth_header(req, TIMESTAMP)?;
     let sent = parse_instant(ts_text).ok_or_else(|| {
         IntakeError::Unauthenticated(format!(
             "header {TIMESTAMP}: expected unix seconds or an ISO 8601 time with offset, found {:?}",
@@ -50,7 +50,7 @@ pub(crate) fn handle(
     })?;
     check_tolerance(TIMESTAMP, sent, req.now, src.common().tolerance_secs)?;
     let tag = hex_signature(SIGNATURE, sig_text)?;
-    if !hmac_sha256_matches(src.hmac_keys(), &[req.body, ts_text.as_bytes()], &tag) {
+    if !hmac_sha256_matches(src.hmac_keys(), &[req.body, ts_text.as_bytes()], &[tag]) {
         return Err(IntakeError::Unauthenticated(format!(
             "header {SIGNATURE}: expected the HMAC-SHA256 of body + timestamp by a configured secret, found one that matches none"
         )));

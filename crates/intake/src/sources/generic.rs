@@ -43,7 +43,7 @@ pub(crate) fn handle(
             }
         },
     };
-    let kind = match &g.kind {
+    let kind = match &g.event_kind {
         None => EventKind::Termination,
         Some(p) => {
             let value = opt_string(json.pointer(p), p)?.unwrap_or_default();
@@ -53,7 +53,7 @@ pub(crate) fn handle(
                 EventKind::Cancellation
             } else if json.pointer(p).is_none() {
                 return Err(IntakeError::Malformed(format!(
-                    "field {p} (kind): expected one of {:?}, found nothing",
+                    "field {p} (event_kind): expected one of {:?}, found nothing",
                     g.termination_values
                         .iter()
                         .chain(&g.cancellation_values)
@@ -63,7 +63,7 @@ pub(crate) fn handle(
                 return Ok(Intake::Ignored {
                     source_event_id: Some(event_id),
                     reason: format!(
-                        "kind {value:?} is neither a termination nor a cancellation value"
+                        "event kind {value:?} is neither a termination nor a cancellation value"
                     ),
                 });
             }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::auth::{auth_header, hex_signature, hmac_sha256_matches, sha256_hex};
+use crate::auth::{hex_signature, hmac_sha256_matches, sha256_hex};
 use crate::config::EventSets;
 use crate::ctx::Ctx;
 use crate::error::IntakeError;
@@ -37,9 +37,9 @@ pub(crate) fn handle(
             reason: "gusto subscription verification request: the token is not logged; copy it from Gusto into this source's secret and verify the subscription".to_string(),
         });
     }
-    let sig_text = auth_header(req.headers, SIGNATURE)?;
+    let sig_text = src.auth_header(req, SIGNATURE)?;
     let tag = hex_signature(SIGNATURE, sig_text)?;
-    if !hmac_sha256_matches(src.hmac_keys(), &[req.body], &tag) {
+    if !hmac_sha256_matches(src.hmac_keys(), &[req.body], &[tag]) {
         return Err(IntakeError::Unauthenticated(format!(
             "header {SIGNATURE}: expected the hex HMAC-SHA256 of the body by a configured verification token, found one that matches none"
         )));

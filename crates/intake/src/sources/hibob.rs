@@ -4,7 +4,7 @@
 use chrono::TimeZone;
 use serde_json::Value;
 
-use crate::auth::{auth_header, base64_signature, hmac_sha512_matches, sha256_hex};
+use crate::auth::{base64_signature, hmac_sha512_matches, sha256_hex};
 use crate::config::EventSets;
 use crate::ctx::Ctx;
 use crate::error::IntakeError;
@@ -41,9 +41,9 @@ pub(crate) fn handle(
             reason: "hibob connection test".to_string(),
         });
     }
-    let sig_text = auth_header(req.headers, SIGNATURE)?;
+    let sig_text = src.auth_header(req, SIGNATURE)?;
     let tag = base64_signature(SIGNATURE, sig_text)?;
-    if !hmac_sha512_matches(src.hmac_keys(), &[req.body], &tag) {
+    if !hmac_sha512_matches(src.hmac_keys(), &[req.body], &[tag]) {
         return Err(IntakeError::Unauthenticated(format!(
             "header {SIGNATURE}: expected the base64 HMAC-SHA512 of the body by a configured secret, found one that matches none"
         )));

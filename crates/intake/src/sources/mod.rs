@@ -9,7 +9,6 @@ pub(crate) mod personio;
 pub(crate) mod scim;
 pub(crate) mod standard_webhooks;
 
-use crate::auth::auth_header;
 use crate::config::EventSets;
 use crate::ctx::Ctx;
 use crate::error::IntakeError;
@@ -29,7 +28,7 @@ pub(crate) fn classify(sets: &EventSets, event_type: &str) -> Option<EventKind> 
 
 /// Checks `Authorization: Bearer <token>` against the source's token hashes.
 pub(crate) fn check_bearer(src: &Ctx<'_>, req: &Request<'_>) -> Result<(), IntakeError> {
-    let value = auth_header(req.headers, "authorization")?;
+    let value = src.auth_header(req, "authorization")?;
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => {

@@ -5,7 +5,7 @@
 use http::HeaderName;
 use serde_json::{json, Value};
 
-use crate::auth::{auth_header, sha256_hex, token_matches};
+use crate::auth::{sha256_hex, token_matches};
 use crate::config::EventSets;
 use crate::ctx::Ctx;
 use crate::describe::describe;
@@ -24,7 +24,7 @@ pub(crate) fn handle(
 ) -> Result<Intake, IntakeError> {
     expect_method(req, &["GET", "POST"])?;
     let name = header.as_str();
-    let presented = auth_header(req.headers, name)?;
+    let presented = src.auth_header(req, name)?;
     if !token_matches(src.token_hashes(), presented.as_bytes()) {
         return Err(IntakeError::Unauthenticated(format!(
             "header {name}: expected the configured secret, found a value that matches none"

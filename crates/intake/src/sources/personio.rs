@@ -6,7 +6,7 @@
 use http::HeaderName;
 use serde_json::Value;
 
-use crate::auth::{auth_header, hex_signature, hmac_sha256_matches, sha256_hex};
+use crate::auth::{hex_signature, hmac_sha256_matches, sha256_hex};
 use crate::ctx::Ctx;
 use crate::error::IntakeError;
 use crate::event::{EventKind, Intake};
@@ -32,10 +32,10 @@ pub(crate) fn handle(
 ) -> Result<Intake, IntakeError> {
     expect_method(req, &["POST"])?;
     let name = header.as_str();
-    let sig_text = auth_header(req.headers, name)?;
+    let sig_text = src.auth_header(req, name)?;
     let sig_text = sig_text.strip_prefix("sha256=").unwrap_or(sig_text);
     let tag = hex_signature(name, sig_text)?;
-    if !hmac_sha256_matches(src.hmac_keys(), &[req.body], &tag) {
+    if !hmac_sha256_matches(src.hmac_keys(), &[req.body], &[tag]) {
         return Err(IntakeError::Unauthenticated(format!(
             "header {name}: expected the hex HMAC-SHA256 of the body by a configured secret, found one that matches none"
         )));

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::auth::{auth_header, check_tolerance, hmac_sha256_matches, sha256_hex};
+use crate::auth::{check_tolerance, hmac_sha256_matches, sha256_hex};
 use crate::ctx::Ctx;
 use crate::describe::describe;
 use crate::error::IntakeError;
@@ -22,9 +22,18 @@ pub(crate) const CANCELLED: &str = "employee.termination_cancelled";
 /// `{"type", "data": {...}}`.
 pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeError> {
     expect_method(req, &["POST"])?;
-    let id = auth_header(req.headers, "webhook-id")?;
-    let ts_text = auth_header(req.headers, "webhook-timestamp")?;
-    let sigs = auth_header(req.headers, "webhook-signature")?;
+    let id = src.auth_header(req, "webhook-id")?;
+    let ts_text = src.auth_header(req, "webhook-timestamp")?;
+    let sigs = src.auth_header(req, "webhook-signature")?;
+    // Counted before anything is decoded or any MAC computed: an unsigned request may list
+    // entries, but not make us work per entry beyond this bound.
+    let max = src.common().max_signatures;
+    let listed = sigs.split_whitespace().count();
+    if listed > max {
+        return Err(IntakeError::Unauthenticated(format!(
+            "header webhook-signature: expected at most {max} signatures, found {listed}"
+        )));
+    }
     let ts: i64 = ts_text.parse().map_err(|_| {
         IntakeError::Unauthenticated(format!(
             "header webhook-timestamp: expected unix seconds, found {:?}",
@@ -44,7 +53,7 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeE
     )?;
 
     let mut saw_v1 = false;
-    let mut ok = false;
+    let mut candidates = Vec::new();
     for part in sigs.split_whitespace() {
         let Some((version, b64)) = part.split_once(',') else {
             continue;
@@ -53,16 +62,8 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeE
             continue;
         }
         saw_v1 = true;
-        let Ok(tag) = STANDARD.decode(b64) else {
-            continue;
-        };
-        if hmac_sha256_matches(
-            src.hmac_keys(),
-            &[id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body],
-            &tag,
-        ) {
-            ok = true;
-            break;
+        if let Ok(tag) = STANDARD.decode(b64) {
+            candidates.push(tag);
         }
     }
     if !saw_v1 {
@@ -70,7 +71,12 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeE
             "header webhook-signature: expected \"v1,<base64>\" entries, found none".to_string(),
         ));
     }
-    if !ok {
+    // One MAC per configured secret, compared with every candidate.
+    if !hmac_sha256_matches(
+        src.hmac_keys(),
+        &[id.as_bytes(), b".", ts_text.as_bytes(), b".", req.body],
+        &candidates,
+    ) {
         return Err(IntakeError::Unauthenticated(
             "header webhook-signature: expected a v1 signature by a configured secret, found none that matches"
                 .to_string(),
