@@ -11,6 +11,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An event id (or API idempotency key) seen before arrives with a different body: the first
+    /// delivery's job stands and the new content is refused, never dropped silently.
+    #[error("conflict: {0}")]
+    BodyConflict(Box<crate::BodyConflict>),
     #[error("lease on action {action} is not held by {owner}")]
     LeaseLost { action: String, owner: String },
     #[error("corrupt record: {0}")]

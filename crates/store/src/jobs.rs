@@ -131,6 +131,124 @@ pub struct IntakeRef {
     pub body_sha256: Option<String>,
 }
 
+/// An event id seen before, arriving with a different body: what `submit_job` and `cancel_jobs`
+/// refuse with [`StoreError::BodyConflict`]. Both hashes are hex SHA-256 of the raw bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyConflict {
+    pub source: String,
+    pub event_id: String,
+    /// What the first delivery was: `termination` or `cancellation`.
+    pub first_kind: String,
+    /// The job the first delivery made (a termination) or cancelled first (a cancellation).
+    pub first_job_id: Option<JobId>,
+    pub first_body_sha256: String,
+    pub body_sha256: String,
+}
+
+impl std::fmt::Display for BodyConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event {:?} of source {}: expected the body first received (sha256 {}), found a different body (sha256 {}); the first {}",
+            self.event_id, self.source, self.first_body_sha256, self.body_sha256, self.first_kind
+        )?;
+        match &self.first_job_id {
+            Some(j) => write!(f, " (job {j}) stands"),
+            None => write!(f, " stands"),
+        }
+    }
+}
+
+/// Which daemon jobs `list_jobs` returns: every filter given must hold (several states: any of
+/// them). Newest first by `received_at`, ties broken by job id (descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Any of these states; empty: every state.
+    pub states: Vec<JobState>,
+    /// The person, exactly: employee id, username (the subject id) or email (case-insensitive).
+    pub subject: Option<String>,
+    /// The intake source name (`api`, `import`, `[intake.<name>]`).
+    pub source: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Received before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many jobs (1 to [`JobQuery::MAX_LIMIT`]; larger values are capped).
+    pub limit: u32,
+    /// Continue after the last job of an earlier page (its `next`).
+    pub after: Option<JobCursor>,
+}
+
+impl JobQuery {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+impl Default for JobQuery {
+    fn default() -> Self {
+        JobQuery {
+            states: Vec::new(),
+            subject: None,
+            source: None,
+            since: None,
+            until: None,
+            limit: Self::DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// Where a page of jobs ended: the last job's (received_at, job_id) key. Keyset paging, so a job
+/// received while a client pages neither shifts nor repeats what it reads next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCursor {
+    received_at_us: i64,
+    job_id: String,
+}
+
+impl JobCursor {
+    pub(crate) fn new(received_at_us: i64, job_id: String) -> Self {
+        JobCursor {
+            received_at_us,
+            job_id,
+        }
+    }
+
+    pub(crate) fn received_at_us(&self) -> i64 {
+        self.received_at_us
+    }
+
+    pub(crate) fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The cursor as an opaque, URL-safe token.
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}.{}", self.received_at_us, self.job_id))
+    }
+
+    /// A token made by [`JobCursor::encode`]; `None` when it is not one.
+    pub fn parse(token: &str) -> Option<Self> {
+        let raw = String::from_utf8(hex::decode(token).ok()?).ok()?;
+        let (at, id) = raw.split_once('.')?;
+        if id.is_empty() {
+            return None;
+        }
+        Some(JobCursor {
+            received_at_us: at.parse().ok()?,
+            job_id: id.to_string(),
+        })
+    }
+}
+
+/// One page of `list_jobs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobPage {
+    pub jobs: Vec<QueuedJob>,
+    /// Set when more jobs match: pass it as `after` for the next page.
+    pub next: Option<JobCursor>,
+}
+
 /// What `cancel_jobs` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancellation {
@@ -155,7 +273,8 @@ pub struct QueueStats {
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync {
     /// Records a job the daemon was asked to run, unless its event was received before: then
-    /// nothing is written and the first job is returned with `duplicate: true`. The job is
+    /// nothing is written and the first job is returned with `duplicate: true`, or, when the
+    /// event came with a different body (both hashes known), `StoreError::BodyConflict`. The job is
     /// `Scheduled`, or `AwaitingApproval` when the guard counts `max_jobs` or more jobs received
     /// within its window. Serialized across writers (SQLite: `BEGIN IMMEDIATE`; Postgres: an
     /// advisory lock), so two deliveries of one event never make two jobs.
@@ -174,7 +293,8 @@ pub trait JobQueue: Send + Sync {
     /// Cancels open jobs (scheduled, awaiting approval or planned): a planned job's actions that
     /// have not started (pending, awaiting acknowledgement) become `Cancelled` with `reason`;
     /// running and finished ones are left alone. With `intake`, the event is deduplicated like a
-    /// termination (`duplicate: true`, nothing written). `Job` target: `NotFound` if unknown,
+    /// termination (`duplicate: true`, nothing written; a different body than the first
+    /// delivery's is `StoreError::BodyConflict`). `Job` target: `NotFound` if unknown,
     /// `Conflict` if not open.
     ///
     /// Audit, in the same transaction: `action.cancelled` per action and `job.cancelled` per job.
@@ -237,6 +357,10 @@ pub trait JobQueue: Send + Sync {
         limit: u32,
     ) -> Result<Vec<QueuedJob>, StoreError>;
 
+    /// One page of daemon jobs matching `query`, newest first (see [`JobQuery`]), read by keyset
+    /// (never OFFSET): `next` continues after the last job of this page.
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError>;
+
     /// The audit entries about one job, in order.
     async fn job_audit(&self, job: &JobId) -> Result<Vec<AuditEntry>, StoreError>;
 
@@ -268,8 +392,8 @@ macro_rules! job_queue_methods {
             self.lock_intake(&mut tx).await?;
             if let Some(event_id) = &new.source_event_id {
                 let row = sqlx::query(
-                    "SELECT e.job_id, q.state FROM intake_events e LEFT JOIN job_queue q ON q.job_id = e.job_id \
-                     WHERE e.source = $1 AND e.event_id = $2",
+                    "SELECT e.job_id, e.kind, e.body_sha256, q.state FROM intake_events e \
+                     LEFT JOIN job_queue q ON q.job_id = e.job_id WHERE e.source = $1 AND e.event_id = $2",
                 )
                 .bind(&job.source)
                 .bind(event_id)
@@ -279,6 +403,20 @@ macro_rules! job_queue_methods {
                 if let Some(row) = row {
                     let job_id: Option<String> = row.try_get("job_id").map_err(map_err)?;
                     let state: Option<String> = row.try_get("state").map_err(map_err)?;
+                    let first_sha: Option<String> = row.try_get("body_sha256").map_err(map_err)?;
+                    if let (Some(first), Some(sha)) = (first_sha, new.body_sha256.as_ref()) {
+                        if !first.eq_ignore_ascii_case(sha) {
+                            let first_kind: String = row.try_get("kind").map_err(map_err)?;
+                            return Err(StoreError::BodyConflict(Box::new($crate::BodyConflict {
+                                source: job.source.clone(),
+                                event_id: event_id.clone(),
+                                first_kind,
+                                first_job_id: job_id.map(::revoke_core::JobId),
+                                first_body_sha256: first,
+                                body_sha256: sha.clone(),
+                            })));
+                        }
+                    }
                     let (Some(job_id), Some(state)) = (job_id, state) else {
                         return Err(StoreError::Conflict(format!(
                             "event {event_id} of source {}: expected a termination, found it already received as a cancellation",
@@ -314,8 +452,8 @@ macro_rules! job_queue_methods {
             });
             sqlx::query(
                 "INSERT INTO job_queue (job_id, state, job_json, employee_id, email, source, source_event_id, \
-                   event_json, received_at, due_at, note, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                   event_json, received_at, due_at, note, updated_at, subject_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&job.id.0)
             .bind(state.as_str())
@@ -329,6 +467,7 @@ macro_rules! job_queue_methods {
             .bind(micros(new.due_at))
             .bind(note.as_deref())
             .bind(micros(now))
+            .bind(&job.subject.id)
             .execute(&mut *tx)
             .await
             .map_err(|e| match map_err(e) {
@@ -385,13 +524,28 @@ macro_rules! job_queue_methods {
             let mut tx = self.begin_write().await?;
             self.lock_intake(&mut tx).await?;
             if let Some(i) = intake {
-                let seen = sqlx::query("SELECT 1 AS one FROM intake_events WHERE source = $1 AND event_id = $2")
+                let seen = sqlx::query("SELECT job_id, kind, body_sha256 FROM intake_events WHERE source = $1 AND event_id = $2")
                     .bind(&i.source)
                     .bind(&i.event_id)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                if seen.is_some() {
+                if let Some(row) = seen {
+                    use ::sqlx::Row;
+                    let first_sha: Option<String> = row.try_get("body_sha256").map_err(map_err)?;
+                    if let (Some(first), Some(sha)) = (first_sha, i.body_sha256.as_ref()) {
+                        if !first.eq_ignore_ascii_case(sha) {
+                            let first_job: Option<String> = row.try_get("job_id").map_err(map_err)?;
+                            return Err(StoreError::BodyConflict(Box::new($crate::BodyConflict {
+                                source: i.source.clone(),
+                                event_id: i.event_id.clone(),
+                                first_kind: decode_string(&row, "kind")?,
+                                first_job_id: first_job.map(::revoke_core::JobId),
+                                first_body_sha256: first,
+                                body_sha256: sha.clone(),
+                            })));
+                        }
+                    }
                     tx.rollback().await.map_err(map_err)?;
                     return Ok(Cancellation { duplicate: true, ..Cancellation::default() });
                 }
@@ -696,6 +850,82 @@ macro_rules! job_queue_methods {
             .await
             .map_err(map_err)?;
             rows.iter().map($crate::jobs::decode_queued_job).collect()
+        }
+
+        async fn list_jobs(
+            &self,
+            query: &$crate::JobQuery,
+        ) -> Result<$crate::JobPage, $crate::StoreError> {
+            use $crate::common::{decode_i64, decode_string, micros};
+            use $crate::{JobCursor, JobPage, JobQuery};
+
+            /// A value bound to the next `$n` placeholder.
+            enum Arg {
+                Text(String),
+                Int(i64),
+            }
+            let mut args: Vec<Arg> = Vec::new();
+            let mut arg = |a: Arg| {
+                args.push(a);
+                format!("${}", args.len())
+            };
+            let mut sql = String::from(concat!(
+                "SELECT ",
+                $crate::jobs::queued_job_columns!(),
+                ", job_id FROM job_queue WHERE TRUE"
+            ));
+            if !query.states.is_empty() {
+                // The states are the enum's own fixed names, never caller text.
+                let states: Vec<String> = query.states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                sql += &format!(" AND state IN ({})", states.join(", "));
+            }
+            if let Some(source) = &query.source {
+                sql += &format!(" AND source = {}", arg(Arg::Text(source.clone())));
+            }
+            if let Some(subject) = &query.subject {
+                let exact = arg(Arg::Text(subject.clone()));
+                let email = arg(Arg::Text(subject.to_lowercase()));
+                sql += &format!(" AND (employee_id = {exact} OR subject_id = {exact} OR email = {email})");
+            }
+            if let Some(since) = query.since {
+                sql += &format!(" AND received_at >= {}", arg(Arg::Int(micros(since))));
+            }
+            if let Some(until) = query.until {
+                sql += &format!(" AND received_at < {}", arg(Arg::Int(micros(until))));
+            }
+            if let Some(after) = &query.after {
+                let at = arg(Arg::Int(after.received_at_us()));
+                let id = arg(Arg::Text(after.job_id().to_string()));
+                sql += &format!(" AND (received_at, job_id) < ({at}, {id})");
+            }
+            let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
+            // One more than asked: whether there is a next page, without an empty last one.
+            sql += &format!(
+                " ORDER BY received_at DESC, job_id DESC LIMIT {}",
+                arg(Arg::Int(i64::from(limit) + 1))
+            );
+            let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql));
+            for a in args {
+                q = match a {
+                    Arg::Text(t) => q.bind(t),
+                    Arg::Int(i) => q.bind(i),
+                };
+            }
+            let mut rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let next = match rows.last() {
+                Some(last) if more => Some(JobCursor::new(
+                    decode_i64(last, "received_at")?,
+                    decode_string(last, "job_id")?,
+                )),
+                _ => None,
+            };
+            let jobs = rows
+                .iter()
+                .map($crate::jobs::decode_queued_job)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(JobPage { jobs, next })
         }
 
         async fn job_audit(

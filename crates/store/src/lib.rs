@@ -26,8 +26,8 @@ use revoke_core::{ActionId, JobId, JournalEntry, Plan, PlanId, Verdict};
 pub use audit::{verify_chain, AuditEntry, AuditProblem, NewAuditEntry, GENESIS_HASH};
 pub use error::StoreError;
 pub use jobs::{
-    BlastGuard, CancelTarget, Cancellation, IntakeRef, JobQueue, JobState, NewJob, QueueStats,
-    QueuedJob, Submitted,
+    BlastGuard, BodyConflict, CancelTarget, Cancellation, IntakeRef, JobCursor, JobPage, JobQuery,
+    JobQueue, JobState, NewJob, QueueStats, QueuedJob, Submitted,
 };
 pub use model::{ActionRecord, ActionState, AttemptResult, JobRecord, ResultLine};
 pub use postgres::PostgresStore;

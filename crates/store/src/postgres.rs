@@ -53,6 +53,11 @@ impl PostgresStore {
                 "phase_order",
                 include_str!("../migrations/postgres/0004_phase_order.sql"),
             ),
+            (
+                5,
+                "job_listing",
+                include_str!("../migrations/postgres/0005_job_listing.sql"),
+            ),
         ])
         .run(&pool)
         .await

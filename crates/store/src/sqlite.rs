@@ -75,6 +75,11 @@ impl SqliteStore {
                 "phase_order",
                 include_str!("../migrations/sqlite/0004_phase_order.sql"),
             ),
+            (
+                5,
+                "job_listing",
+                include_str!("../migrations/sqlite/0005_job_listing.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -16,7 +16,8 @@ use revoke_core::{
 };
 use revoke_store::{
     verify_chain, ActionRecord, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget,
-    IntakeRef, JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore, Store, StoreError,
+    IntakeRef, JobCursor, JobQuery, JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore,
+    Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -147,6 +148,9 @@ conformance!(
     planning_failure_retries_or_fails,
     cancellation_stops_what_has_not_run,
     queue_stats_and_readiness,
+    same_event_with_another_body_is_a_conflict,
+    jobs_are_listed_in_keyset_pages,
+    job_listing_filters,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2458,5 +2462,358 @@ async fn queue_stats_and_readiness(h: Harness) {
     assert!(
         h.store.ready().await.is_err(),
         "a missing migration is not ready"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Same event id, another body
+
+fn sha(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+async fn same_event_with_another_body_is_a_conflict(h: Harness) {
+    let mut first = new_job("b1", "hr", Some("msg_1"), at(86400));
+    first.body_sha256 = Some(sha('a'));
+    assert!(!submit(&h, &first, BlastGuard::OFF).await.duplicate);
+    let audit_before = h.store.audit_log().await.unwrap().len();
+    // The same body again (another job id, as a redelivery makes): a duplicate naming the first job.
+    let mut same = new_job("b2", "hr", Some("msg_1"), at(86400));
+    same.body_sha256 = Some(sha('a'));
+    let again = submit(&h, &same, BlastGuard::OFF).await;
+    assert!(again.duplicate);
+    assert_eq!(again.job_id, JobId("job-b1".into()));
+    // Another body under the same id: refused, naming both hashes and the first job.
+    let mut other = new_job("b3", "hr", Some("msg_1"), t0());
+    other.body_sha256 = Some(sha('b'));
+    let refused = h
+        .store
+        .submit_job(&other, BlastGuard::OFF, "intake", t0())
+        .await;
+    let Err(StoreError::BodyConflict(c)) = &refused else {
+        panic!("expected a body conflict, found {refused:?}");
+    };
+    assert_eq!(
+        (
+            c.source.as_str(),
+            c.event_id.as_str(),
+            c.first_kind.as_str()
+        ),
+        ("hr", "msg_1", "termination")
+    );
+    assert_eq!(c.first_job_id, Some(JobId("job-b1".into())));
+    assert_eq!(
+        (c.first_body_sha256.clone(), c.body_sha256.clone()),
+        (sha('a'), sha('b'))
+    );
+    let text = refused.unwrap_err().to_string();
+    assert!(
+        text.contains(&sha('a')) && text.contains(&sha('b')) && text.contains("job-b1"),
+        "{text}"
+    );
+    // Nothing was written: the first job is as it was, there is no second one, no audit entry.
+    let q = h
+        .store
+        .queued_job(&JobId("job-b1".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.due_at, at(86400));
+    assert!(h
+        .store
+        .queued_job(&JobId("job-b3".into()))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(h.store.audit_log().await.unwrap().len(), audit_before);
+    // An unknown hash on either side cannot tell: a duplicate, as before.
+    let mut unknown = new_job("b4", "hr", Some("msg_1"), t0());
+    unknown.body_sha256 = None;
+    assert!(submit(&h, &unknown, BlastGuard::OFF).await.duplicate);
+
+    // Cancellations: the same body is a duplicate, another body a conflict; both write nothing.
+    let cancel = |c: char| IntakeRef {
+        source: "hr".into(),
+        event_id: "msg_2".into(),
+        body_sha256: Some(sha(c)),
+    };
+    let target = CancelTarget::Subject {
+        employee_id: Some("E-b1".into()),
+        email: None,
+    };
+    let c = h
+        .store
+        .cancel_jobs(&target, "rehired", Some(&cancel('c')), "intake", at(1))
+        .await
+        .unwrap();
+    assert_eq!(c.job_ids, vec![JobId("job-b1".into())]);
+    let audit_before = h.store.audit_log().await.unwrap().len();
+    let dup = h
+        .store
+        .cancel_jobs(&target, "rehired", Some(&cancel('c')), "intake", at(2))
+        .await
+        .unwrap();
+    assert!(dup.duplicate);
+    let refused = h
+        .store
+        .cancel_jobs(&target, "rehired", Some(&cancel('d')), "intake", at(3))
+        .await;
+    let Err(StoreError::BodyConflict(c)) = &refused else {
+        panic!("expected a body conflict, found {refused:?}");
+    };
+    assert_eq!(c.first_kind, "cancellation");
+    assert_eq!(c.first_job_id, Some(JobId("job-b1".into())));
+    assert_eq!(
+        (c.first_body_sha256.clone(), c.body_sha256.clone()),
+        (sha('c'), sha('d'))
+    );
+    // A termination resent under the cancellation's id with another body: a conflict too.
+    let mut late = new_job("b5", "hr", Some("msg_2"), t0());
+    late.body_sha256 = Some(sha('e'));
+    let refused = h
+        .store
+        .submit_job(&late, BlastGuard::OFF, "intake", t0())
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::BodyConflict(c)) if c.first_kind == "cancellation"),
+        "{refused:?}"
+    );
+    assert_eq!(h.store.audit_log().await.unwrap().len(), audit_before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job listing
+
+/// A job named `name` from `source`, received `secs` after t0.
+fn listed_job(name: &str, source: &str, secs: i64) -> NewJob {
+    let mut new = new_job(name, source, Some(&format!("ev-{name}")), at(86400 * 365));
+    new.received_at = at(secs);
+    new
+}
+
+/// Every job id `query` lists, page by page (`limit` per page), and how many pages it took.
+async fn all_pages(h: &Harness, query: &JobQuery) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut q = query.clone();
+    loop {
+        let page = h.store.list_jobs(&q).await.expect("list_jobs works");
+        pages += 1;
+        assert!(page.jobs.len() <= q.limit as usize);
+        ids.extend(page.jobs.iter().map(|j| j.job.id.0.clone()));
+        match page.next {
+            Some(next) => {
+                assert!(!page.jobs.is_empty(), "a page with a next cursor has jobs");
+                // The cursor survives the round trip through its text form.
+                q.after = Some(JobCursor::parse(&next.encode()).expect("a cursor parses"));
+            }
+            None => return (ids, pages),
+        }
+        assert!(pages < 10_000, "paging never ends");
+    }
+}
+
+async fn jobs_are_listed_in_keyset_pages(h: Harness) {
+    // 60 jobs over 20 distinct times: three share each time, so ties need the job id to order.
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let name = format!("l{i:02}");
+        submit(
+            &h,
+            &listed_job(&name, "hr", i64::from(i / 3)),
+            BlastGuard::OFF,
+        )
+        .await;
+        want.push((i / 3, format!("job-{name}")));
+    }
+    want.sort();
+    want.reverse();
+    let want: Vec<String> = want.into_iter().map(|(_, id)| id).collect();
+    let (ids, pages) = all_pages(
+        &h,
+        &JobQuery {
+            limit: 7,
+            ..JobQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(ids, want, "newest first, ties by job id, each exactly once");
+    assert_eq!(pages, 9, "60 jobs in pages of 7; no empty last page");
+    // A page that ends exactly at the last job has no next.
+    let page = h
+        .store
+        .list_jobs(&JobQuery {
+            limit: 60,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 60);
+    assert!(page.next.is_none());
+    // Jobs received while a client pages do not shift or repeat the pages after its cursor.
+    let first = h
+        .store
+        .list_jobs(&JobQuery {
+            limit: 10,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        submit(
+            &h,
+            &listed_job(&format!("new{i}"), "hr", 1000 + i),
+            BlastGuard::OFF,
+        )
+        .await;
+    }
+    let mut rest = all_pages(
+        &h,
+        &JobQuery {
+            limit: 10,
+            after: first.next.clone(),
+            ..JobQuery::default()
+        },
+    )
+    .await
+    .0;
+    let mut seen: Vec<String> = first.jobs.iter().map(|j| j.job.id.0.clone()).collect();
+    seen.append(&mut rest);
+    assert_eq!(
+        seen, want,
+        "the new jobs come before the cursor, not in the later pages"
+    );
+    // The default and the cap: 100 by default, never more than 1000, at least 1.
+    assert_eq!(JobQuery::default().limit, 100);
+    let one = h
+        .store
+        .list_jobs(&JobQuery {
+            limit: 0,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.jobs.len(), 1);
+    // Cursors are opaque but checked.
+    for bad in [
+        "",
+        "zz",
+        "not-a-cursor",
+        &hex_of("12"),
+        &hex_of("x.job"),
+        &hex_of("12."),
+    ] {
+        assert!(JobCursor::parse(bad).is_none(), "{bad:?} is not a cursor");
+    }
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn job_listing_filters(h: Harness) {
+    for i in 0..30 {
+        let source = if i % 3 == 0 { "api" } else { "hr" };
+        submit(
+            &h,
+            &listed_job(&format!("f{i:02}"), source, i64::from(i)),
+            BlastGuard::OFF,
+        )
+        .await;
+    }
+    // Some states besides scheduled: f00..f04 cancelled, f05 held and rejected.
+    for i in 0..5 {
+        h.store
+            .cancel_jobs(
+                &CancelTarget::Job(JobId(format!("job-f{i:02}"))),
+                "x",
+                None,
+                "api",
+                at(100),
+            )
+            .await
+            .unwrap();
+    }
+    h.raw("UPDATE job_queue SET state = 'rejected' WHERE job_id = 'job-f05'")
+        .await;
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let list = |q: JobQuery| {
+        let h = &h;
+        async move { all_pages(h, &JobQuery { limit: 4, ..q }).await.0 }
+    };
+    // Several states: any of them.
+    assert_eq!(
+        list(JobQuery {
+            states: vec![JobState::Rejected, JobState::Cancelled],
+            ..JobQuery::default()
+        })
+        .await,
+        ids(&["job-f05", "job-f04", "job-f03", "job-f02", "job-f01", "job-f00"])
+    );
+    assert_eq!(
+        list(JobQuery {
+            states: vec![JobState::Scheduled],
+            ..JobQuery::default()
+        })
+        .await
+        .len(),
+        24
+    );
+    // Subject: the employee id, the email (any case) or the subject id, exactly.
+    for subject in ["E-f07", "F07@example.ORG", "subject-f07"] {
+        assert_eq!(
+            list(JobQuery {
+                subject: Some(subject.into()),
+                ..JobQuery::default()
+            })
+            .await,
+            ids(&["job-f07"]),
+            "subject {subject}"
+        );
+    }
+    for near in ["E-f0", "e-f07", "subject-f", "%", "f07@example"] {
+        assert!(
+            list(JobQuery {
+                subject: Some(near.into()),
+                ..JobQuery::default()
+            })
+            .await
+            .is_empty(),
+            "{near} matches nothing"
+        );
+    }
+    // Source, and the time range: since inclusive, until exclusive.
+    let api = list(JobQuery {
+        source: Some("api".into()),
+        ..JobQuery::default()
+    })
+    .await;
+    assert_eq!(api.len(), 10);
+    assert!(
+        api.iter()
+            .all(|id| id[5..].parse::<u32>().unwrap() % 3 == 0),
+        "{api:?}"
+    );
+    assert_eq!(
+        list(JobQuery {
+            since: Some(at(10)),
+            until: Some(at(14)),
+            ..JobQuery::default()
+        })
+        .await,
+        ids(&["job-f13", "job-f12", "job-f11", "job-f10"])
+    );
+    // Every filter at once.
+    assert_eq!(
+        list(JobQuery {
+            states: vec![JobState::Scheduled],
+            source: Some("hr".into()),
+            since: Some(at(5)),
+            until: Some(at(12)),
+            subject: Some("E-f11".into()),
+            ..JobQuery::default()
+        })
+        .await,
+        ids(&["job-f11"])
     );
 }
