@@ -182,7 +182,9 @@ impl Prism {
                 }
             };
             let ready = poll(READY_TIMEOUT, || {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && crate::process::listens_on(child.id(), port)
+                {
                     return Some(true);
                 }
                 matches!(child.try_wait(), Ok(Some(_))).then_some(false)

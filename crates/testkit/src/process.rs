@@ -257,11 +257,14 @@ pub(crate) fn wait_until_ready(
 ) -> Result<(), Attempt> {
     const LOG_TAIL: usize = 40;
     let addr = format!("127.0.0.1:{port}");
+    let pid = child.id();
     let outcome = poll(timeout, || {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(Err(status));
         }
-        ready().then_some(Ok(()))
+        // A stand-in of another test that won the same free port answers `ready` too: only a
+        // listener our child (or its descendant) holds counts.
+        (ready() && listens_on(pid, port)).then_some(Ok(()))
     });
     let log = read_log(log_path);
     match outcome {
@@ -280,5 +283,115 @@ pub(crate) fn wait_until_ready(
             waited: timeout,
             log: tail(&log, LOG_TAIL),
         })),
+    }
+}
+
+/// Whether `pid` or one of its descendants holds the listening TCP socket on 127.0.0.1:`port`
+/// (Linux `/proc`). Two tests can draw the same free port; the loser's server fails to bind,
+/// but a readiness probe on that port reaches the winner's server and would share it.
+pub(crate) fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for entry in procs.flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| {
+                    l.to_str()
+                        .and_then(|l| l.strip_prefix("socket:["))
+                        .and_then(|l| l.strip_suffix(']'))
+                        .and_then(|i| i.parse::<u64>().ok())
+                })
+                .is_some_and(|i| inodes.contains(&i))
+        });
+        if holds && descends_from(p, pid) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The inodes of listening sockets on 127.0.0.1:`port` or the IPv4/IPv6 wildcard.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let Some((_, p)) = local.rsplit_once(':') else {
+                continue;
+            };
+            if *state == "0A" && u16::from_str_radix(p, 16).ok() == Some(port) {
+                if let Ok(i) = inode.parse() {
+                    out.push(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether process `p` is `ancestor` or runs under it.
+fn descends_from(mut p: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if p == ancestor {
+            return true;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        if ppid <= 1 {
+            return false;
+        }
+        p = ppid;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_counts_only_for_the_process_that_holds_it() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(listens_on(std::process::id(), port));
+        // Another process (here a child that holds nothing) does not own our listener.
+        let mut other = Command::new("sleep").arg("5").spawn().expect("sleep");
+        assert!(!listens_on(other.id(), port));
+        terminate(&mut other, Duration::from_secs(1));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port));
     }
 }

@@ -426,6 +426,34 @@ fn tail_chars(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Two tests can draw the same free port. The second moto_server cannot bind it, but its
+    /// readiness probe reaches the first one's moto, which answers: the second test must see the
+    /// port taken (and pick another), never share the first test's moto and its state.
+    #[test]
+    fn a_moto_of_another_test_on_the_drawn_port_is_not_taken_for_ours() {
+        let Ok(program) = moto_server() else {
+            panic!("moto_server is not installed: run scripts/test");
+        };
+        let first = Moto::start().expect("first moto");
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("moto.log");
+        let mut second = spawn(
+            &program,
+            dir.path(),
+            &log,
+            &dir.path().join("recording.jsonl"),
+            first.port(),
+        )
+        .expect("spawn");
+        let outcome = wait_ready(&mut second, &log, first.port());
+        terminate(&mut second, Duration::from_secs(5));
+        match outcome {
+            Err(Attempt::PortTaken(_)) => {}
+            Ok(()) => panic!("the second moto_server took the first one's for its own"),
+            Err(Attempt::Failed(e)) => panic!("expected the port taken, found {e}"),
+        }
+    }
+
     #[test]
     fn moto_server_is_looked_up_in_order_and_a_miss_names_scripts_test() {
         let dir = tempfile::tempdir().expect("temp dir");
