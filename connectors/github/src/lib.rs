@@ -13,7 +13,8 @@ mod classify;
 mod client;
 mod config;
 mod discover;
-mod escape;
+/// Logins, emails and URL parts from untrusted values; public so the fuzz crate can check them.
+pub mod escape;
 mod pace;
 mod plan;
 mod reply;

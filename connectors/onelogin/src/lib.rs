@@ -26,6 +26,8 @@ use revoke_core::{
 };
 
 pub use apply::LOGGED_OUT;
+/// Public so the fuzz crate can check that an encoded value decodes to itself.
+pub use client::encode;
 pub use config::{validate, MatchBy, OneLoginConfig};
 pub use discover::{ACCOUNT, ROLE_MEMBERSHIP, STATUS_SUSPENDED};
 pub use plan::{DELETE_USER, LOGOUT_USER, REMOVE_ROLE, SUSPEND_USER};

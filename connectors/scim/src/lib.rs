@@ -14,7 +14,8 @@ mod classify;
 mod client;
 mod config;
 mod discover;
-mod escape;
+/// Filter values and URL parts from untrusted values; public so the fuzz crate can check them.
+pub mod escape;
 mod member;
 mod plan;
 

@@ -30,8 +30,28 @@ pub fn first_rdn(dn: &str) -> Option<&str> {
     split_rdns(dn)
         .into_iter()
         .next()
-        .map(str::trim)
+        .map(trim_spaces)
         .filter(|r| !r.is_empty())
+}
+
+/// Drops the spaces around a DN part (RFC 4514 allows only U+0020 there), but not an escaped
+/// trailing space (`a\ `) and no other whitespace, which belongs to the value.
+fn trim_spaces(s: &str) -> &str {
+    let s = s.trim_start_matches(' ');
+    let b = s.as_bytes();
+    let mut end = b.len();
+    while end > 0 && b[end - 1] == b' ' {
+        let backslashes = b[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|c| **c == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn split_unescaped<'a>(s: &'a str, seps: &[u8]) -> Vec<&'a str> {
@@ -66,7 +86,7 @@ pub fn dn_problem(dn: &str) -> Option<String> {
             if !is_attribute_name(attr.trim()) {
                 return Some(format!("\"{}\" is not an attribute name", attr.trim()));
             }
-            if value.trim().is_empty() {
+            if trim_spaces(value).is_empty() {
                 return Some(format!("\"{}\" has an empty value", ava.trim()));
             }
         }
@@ -89,7 +109,7 @@ pub fn normalize_dn(dn: &str) -> Vec<Vec<(String, String)>> {
                     let (t, v) = ava.split_once('=').unwrap_or((ava, ""));
                     (
                         t.trim().to_ascii_lowercase(),
-                        unescape_value(v.trim()).to_lowercase(),
+                        unescape_value(trim_spaces(v)).to_lowercase(),
                     )
                 })
                 .collect();
@@ -120,8 +140,10 @@ fn unescape_value(v: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 1 < b.len() {
+            // Two hex digits exactly: from_str_radix alone would also read `+b` as 11.
             let hex = b
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok());
             match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 Some(byte) => {
@@ -218,6 +240,43 @@ mod tests {
         assert!(!is_under("uid=a,ou=people,dc=org", "ou=disabled,dc=org"));
         assert!(!is_under("dc=org", "ou=disabled,dc=org"));
         assert_eq!(first_rdn("uid=a\\,b,ou=people,dc=org"), Some("uid=a\\,b"));
+    }
+
+    #[test]
+    fn escaped_values_come_back_as_written() {
+        // Found by crates/fuzz: `\+b` was read as the byte 0x0b (from_str_radix takes a sign),
+        // an escaped trailing space was trimmed to a lone backslash, and whitespace other than
+        // U+0020 was trimmed from values.
+        for value in [
+            "a+b",
+            "+10000",
+            "x+1",
+            "trailing ",
+            " both ",
+            "\u{2028}",
+            "\u{b}",
+            "\u{a0}x\u{a0}",
+            "a\\ ",
+        ] {
+            let dn = format!("uid={},ou=people,dc=org", escape_value(value));
+            assert_eq!(dn_problem(&dn), None, "{dn:?}");
+            assert_eq!(
+                normalize_dn(&dn)[0],
+                vec![("uid".to_string(), value.to_lowercase())],
+                "{dn:?}"
+            );
+            assert_eq!(
+                first_rdn(&dn),
+                Some(format!("uid={}", escape_value(value)).as_str())
+            );
+            let c = canonical(&dn).expect("canonical");
+            assert_eq!(canonical(&c), Some(c.clone()), "{dn:?}");
+        }
+        assert!(!same_dn("cn=a\\+b,dc=x", "cn=a\\0b,dc=x"));
+        assert_eq!(
+            canonical("cn=\\\n\\,ou=people,dc=x"),
+            Some("cn=\n\\,ou\\=people,dc=x".to_string())
+        );
     }
 
     #[test]
