@@ -80,8 +80,10 @@ pub fn target(account: &str, user: &str, id: Option<&str>) -> String {
     }
 }
 
+/// ASCII case only: a non-ASCII letter must be the same letter (`\u{212A}im`, with a Kelvin
+/// sign, is not `kim`; a fullwidth `ｄａｖｅ` is not `dave`).
 fn lower(s: &str) -> String {
-    s.to_lowercase()
+    s.to_ascii_lowercase()
 }
 
 /// What an IAM user's actions are pinned to: its UserId (`AIDA...`), which IAM never gives to

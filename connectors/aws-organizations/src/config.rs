@@ -57,7 +57,7 @@ pub struct OrganizationsConfig {
     pub access: AccessConfig,
     /// Empty when owners are only taken from `owners`.
     pub owner_tag: String,
-    /// Subject identifier (lowercased) -> account ids.
+    /// Subject identifier (ASCII-lowercased) -> account ids.
     pub owners: BTreeMap<String, Vec<String>>,
     pub action: AccountAction,
     pub suspended_ou: Option<String>,
@@ -124,7 +124,7 @@ impl OrganizationsConfig {
                     OneOrMany::One(id) => vec![id],
                     OneOrMany::Many(ids) => ids,
                 };
-                (who.to_lowercase(), ids)
+                (who.to_ascii_lowercase(), ids)
             })
             .collect();
         Ok(Self {

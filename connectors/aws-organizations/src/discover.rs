@@ -43,7 +43,7 @@ fn names(subject: &Subject, instance: &str) -> Vec<String> {
     .into_iter()
     .flatten()
     .filter(|s| !s.trim().is_empty())
-    .map(|s| s.trim().to_lowercase())
+    .map(|s| s.trim().to_ascii_lowercase())
     .collect();
     n.sort();
     n.dedup();
@@ -51,7 +51,8 @@ fn names(subject: &Subject, instance: &str) -> Vec<String> {
 }
 
 /// How the subject owns `account`, if they do: `tag`, `owners`, or `tag+owners`. Tag values and
-/// `owners` keys are compared whole and case-insensitively, never as patterns.
+/// `owners` keys are compared whole and ASCII case-insensitively (a non-ASCII letter must be
+/// the same letter: no Kelvin sign for `k`, no fullwidth forms), never as patterns.
 pub fn owned_via(
     cfg: &OrganizationsConfig,
     names: &[String],
@@ -61,7 +62,7 @@ pub fn owned_via(
     let by_tag = cfg.matches_tag()
         && tags
             .and_then(|t| t.get(&cfg.owner_tag))
-            .is_some_and(|v| names.contains(&v.trim().to_lowercase()));
+            .is_some_and(|v| names.contains(&v.trim().to_ascii_lowercase()));
     let by_map = names.iter().any(|n| {
         cfg.owners
             .get(n)
@@ -89,7 +90,7 @@ fn account_of(
 ) -> Account {
     let mut why = Vec::new();
     if let Some(v) = tags.and_then(|t| t.get(&cfg.owner_tag)) {
-        if cfg.matches_tag() && names.contains(&v.trim().to_lowercase()) {
+        if cfg.matches_tag() && names.contains(&v.trim().to_ascii_lowercase()) {
             why.push(format!("tag {} = {}", cfg.owner_tag, v.trim()));
         }
     }

@@ -83,12 +83,21 @@ fn lookups<'a>(
     out
 }
 
+/// Whether a stored value is the value asked for: equal but for case and runs of spaces, and
+/// never by a fold the directory applies beyond that (OpenLDAP's `(uid=ｄａｖｅ)` finds
+/// `uid=dave`, its `(uid=\u{212A}im)` finds `uid=kim`): see
+/// [`revoke_core::identifier::same_ignoring_case`].
+fn carries(stored: &str, asked: &str) -> bool {
+    let spaced = |v: &str| v.split_whitespace().collect::<Vec<_>>().join(" ");
+    revoke_core::identifier::same_ignoring_case(&spaced(asked), &spaced(stored))
+}
+
 /// Which of the lookups the entry really answers to (checked here, not taken from the server's
 /// filter), as `attr = value` lines.
 fn matched(entry: &SearchEntry, lookups: &[(&str, &str)]) -> Vec<String> {
     lookups
         .iter()
-        .filter(|(a, v)| attr(entry, a).iter().any(|x| fold(x) == fold(v)))
+        .filter(|(a, v)| attr(entry, a).iter().any(|x| carries(x, v)))
         .map(|(a, v)| format!("{a} = {v}"))
         .collect()
 }
@@ -134,7 +143,8 @@ async fn find_subject(
     for e in search_users(client, cfg, &filter).await? {
         let why = matched(&e, &lookups);
         if why.is_empty() {
-            warn!(connector = %instance, subject = %subject.id, dn = %e.dn, "the server matched an entry that answers to none of the subject's identifiers; left out");
+            let asked: Vec<String> = lookups.iter().map(|(a, v)| format!("{a} = {v}")).collect();
+            warn!(connector = %instance, subject = %subject.id, dn = %e.dn, asked = ?asked, "the server matched an entry that carries none of the subject's identifiers exactly; left out");
             continue;
         }
         found.push((e, why));
@@ -485,6 +495,16 @@ mod tests {
             matched(&e, &[("uid", "KIM"), ("mail", "nobody")]),
             ["uid = KIM"]
         );
+        // The directory's folds beyond case are not ours.
+        assert!(matched(
+            &e,
+            &[
+                ("uid", "ｋｉｍ"),
+                ("uid", "\u{212A}im"),
+                ("employeeNumber", "１００５")
+            ]
+        )
+        .is_empty());
 
         let no_id = entry("cn=x,dc=org", &[("uid", &["x"])]);
         let err = account_of(&c, &no_id, &[]).expect_err("no id");

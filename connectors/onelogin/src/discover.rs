@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use reqwest::Method;
 use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use serde_json::Value;
+use tracing::warn;
 
 use crate::classify;
 use crate::client::{encode, Client};
@@ -216,19 +217,24 @@ pub async fn find(
         .json()
         .and_then(|v| v.as_array().cloned())
         .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a list of users"))?;
-    let exact: Vec<u64> = items
-        .iter()
-        .filter(|u| {
-            let v = text(u, field);
-            !v.is_empty()
-                && if field == "external_id" {
-                    v == value
-                } else {
-                    v.eq_ignore_ascii_case(value)
-                }
-        })
-        .filter_map(|u| u.get("id").and_then(Value::as_u64))
-        .collect();
+    // Exact (external_id) or ASCII case-insensitive: a look-alike OneLogin's search folded
+    // (`ｄａｖｅ` for `dave`) is left out with a warning.
+    let mut exact: Vec<u64> = Vec::new();
+    for u in &items {
+        let v = text(u, field);
+        let id = u.get("id").and_then(Value::as_u64);
+        let holds = !v.is_empty()
+            && if field == "external_id" {
+                v == value
+            } else {
+                v.eq_ignore_ascii_case(value)
+            };
+        if holds {
+            exact.extend(id);
+        } else if !v.is_empty() && revoke_core::identifier::looks_alike(&v, value) {
+            warn!(field = %field, value = %value, user_id = ?id, found = %v, "onelogin matched a user whose value only looks like the one asked for; left out");
+        }
+    }
     match exact.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),

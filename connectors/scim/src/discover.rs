@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
 use serde_json::Value;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::client::Client;
 use crate::config::{MatchBy, ScimConfig};
@@ -83,11 +83,14 @@ pub fn is_active(user: &Value) -> bool {
 
 /// Whether `user` really holds `value` as `by`: the app is the judge of its filter, but a
 /// lenient or broken filter (one that ignores it) must not make us act on someone else.
-/// externalId is case-exact (RFC 7643 §3.1); userName, emails and employeeNumber are not.
+/// externalId is case-exact (RFC 7643 §3.1); userName, emails and employeeNumber ignore case,
+/// and nothing more: an app that folds width or compatibility forms in its filter (`ｄａｖｅ`
+/// for `dave`) finds a user that does not hold the value
+/// ([`revoke_core::identifier::same_ignoring_case`]).
 fn holds(user: &Value, by: MatchBy, value: &str) -> bool {
     values_of(user, by).into_iter().any(|v| match by {
         MatchBy::ExternalId => v == value,
-        _ => v.to_lowercase() == value.to_lowercase(),
+        _ => revoke_core::identifier::same_ignoring_case(value, v),
     })
 }
 
@@ -147,7 +150,21 @@ pub async fn find_by(
         }
         Err(e) => return Err(e),
     };
-    let mut found: Vec<Value> = listed.into_iter().filter(|u| holds(u, by, value)).collect();
+    let (mut found, others): (Vec<Value>, Vec<Value>) =
+        listed.into_iter().partition(|u| holds(u, by, value));
+    // An app that ignores the filter returns everyone (debug); one that folds it returns a
+    // look-alike, which is worth a warning.
+    for u in &others {
+        let id = str_at(u, "id").unwrap_or_default();
+        if values_of(u, by)
+            .into_iter()
+            .any(|v| revoke_core::identifier::looks_alike(v, value))
+        {
+            warn!(lookup = by.as_str(), value = %value, user_id = %id, "the app matched a user whose value only looks like the one asked for; left out");
+        } else {
+            debug!(lookup = by.as_str(), value = %value, user_id = %id, "the app returned a user that does not hold the value asked for; left out");
+        }
+    }
     if found.len() > 1 {
         let ids: Vec<&str> = found.iter().filter_map(|u| str_at(u, "id")).collect();
         return Err(ConnectorError::permanent(

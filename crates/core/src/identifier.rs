@@ -24,27 +24,32 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use unicode_script::{Script, UnicodeScript};
 
-/// Why an identifier was refused; the message names the field and the character or segment.
+/// Why an identifier was refused: the field and what is wrong with its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdentifierError {
-    #[error("{field}: expected no control, format, space or unassigned characters, found U+{code:04X} ({category}) at character {position} of {value:?}")]
+#[error("{field}: {problem}")]
+pub struct IdentifierError {
+    /// `employee_id`, `email` or `username`, as the caller named it.
+    pub field: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with a refused identifier; the message says what was expected and found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("expected no control, format, space or unassigned characters, found U+{code:04X} ({category}) at character {position} of {value:?}")]
     Character {
-        field: String,
         value: String,
         code: u32,
         category: &'static str,
         /// 1-based.
         position: usize,
     },
-    #[error("{field}: expected an identifier that NFKC normalisation leaves unchanged, found {value:?}, a look-alike of {normalized:?}")]
-    NotNormalized {
-        field: String,
-        value: String,
-        normalized: String,
-    },
-    #[error("{field}: expected each segment in one script, found {segment:?} mixing {scripts} in {value:?}")]
+    #[error("expected an identifier that NFKC normalisation leaves unchanged, found {value:?}, a look-alike of {normalized:?}")]
+    NotNormalized { value: String, normalized: String },
+    #[error(
+        "expected each segment in one script, found {segment:?} mixing {scripts} in {value:?}"
+    )]
     MixedScripts {
-        field: String,
         value: String,
         segment: String,
         scripts: String,
@@ -74,6 +79,13 @@ fn shown(value: &str) -> String {
     s
 }
 
+fn refused(field: &str, problem: Problem) -> IdentifierError {
+    IdentifierError {
+        field: field.to_string(),
+        problem,
+    }
+}
+
 fn forbidden(c: char) -> Option<&'static str> {
     Some(match c.general_category() {
         GeneralCategory::Control => "control",
@@ -94,22 +106,26 @@ fn forbidden(c: char) -> Option<&'static str> {
 pub fn check(field: &str, value: &str) -> Result<(), IdentifierError> {
     for (i, c) in value.chars().enumerate() {
         if let Some(category) = forbidden(c) {
-            return Err(IdentifierError::Character {
-                field: field.to_string(),
-                value: shown(value),
-                code: u32::from(c),
-                category,
-                position: i + 1,
-            });
+            return Err(refused(
+                field,
+                Problem::Character {
+                    value: shown(value),
+                    code: u32::from(c),
+                    category,
+                    position: i + 1,
+                },
+            ));
         }
     }
     let normalized: String = value.nfkc().collect();
     if normalized != value {
-        return Err(IdentifierError::NotNormalized {
-            field: field.to_string(),
-            value: shown(value),
-            normalized: shown(&normalized),
-        });
+        return Err(refused(
+            field,
+            Problem::NotNormalized {
+                value: shown(value),
+                normalized: shown(&normalized),
+            },
+        ));
     }
     for segment in value.split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric()) {
         let mut scripts: Vec<Script> = Vec::new();
@@ -124,16 +140,18 @@ pub fn check(field: &str, value: &str) -> Result<(), IdentifierError> {
                 .iter()
                 .any(|mix| scripts.iter().all(|s| mix.contains(s)));
         if !one_mix {
-            return Err(IdentifierError::MixedScripts {
-                field: field.to_string(),
-                value: shown(value),
-                segment: shown(segment),
-                scripts: scripts
-                    .iter()
-                    .map(|s| s.full_name())
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-            });
+            return Err(refused(
+                field,
+                Problem::MixedScripts {
+                    value: shown(value),
+                    segment: shown(segment),
+                    scripts: scripts
+                        .iter()
+                        .map(|s| s.full_name())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                },
+            ));
         }
     }
     Ok(())
@@ -165,6 +183,14 @@ pub fn same_ignoring_case(requested: &str, found: &str) -> bool {
     }
 }
 
+/// Whether two values are one under NFKC and Unicode lowercase, the folds a lenient directory
+/// or app applies: a stored value that looks alike but is not [`same_ignoring_case`] is worth
+/// a warning when a server returned it for the identifier asked for.
+pub fn looks_alike(a: &str, b: &str) -> bool {
+    let fold = |s: &str| s.nfkc().collect::<String>().to_lowercase();
+    fold(a) == fold(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +217,7 @@ mod tests {
     fn look_alikes_are_refused_with_what_they_look_like() {
         let e = check("username", "ｄａｖｅ").expect_err("fullwidth");
         assert!(
-            matches!(&e, IdentifierError::NotNormalized { normalized, .. } if normalized == "dave")
+            matches!(&e.problem, Problem::NotNormalized { normalized, .. } if normalized == "dave")
         );
         assert!(
             e.to_string()
@@ -200,13 +226,16 @@ mod tests {
         );
         let e = check("employee_id", "１２３").expect_err("fullwidth digits");
         assert!(
-            matches!(&e, IdentifierError::NotNormalized { normalized, .. } if normalized == "123")
+            matches!(&e.problem, Problem::NotNormalized { normalized, .. } if normalized == "123")
         );
         for v in ["ﬁona", "\u{212A}im", "jose\u{301}", "dave\u{2079}"] {
             assert!(
                 matches!(
                     check("username", v),
-                    Err(IdentifierError::NotNormalized { .. })
+                    Err(IdentifierError {
+                        problem: Problem::NotNormalized { .. },
+                        ..
+                    })
                 ),
                 "{v}"
             );
@@ -224,7 +253,7 @@ mod tests {
         );
         let e = check("email", "dave@ex\u{430}mple.org").expect_err("mixed domain");
         assert!(
-            matches!(&e, IdentifierError::MixedScripts { segment, .. } if segment == "ex\u{430}mple")
+            matches!(&e.problem, Problem::MixedScripts { segment, .. } if segment == "ex\u{430}mple")
         );
         assert!(check("username", "dave\u{3b1}").is_err());
     }
@@ -240,8 +269,12 @@ mod tests {
             ("da\u{E000}ve", 0xE000, 3),
         ] {
             match check("username", v) {
-                Err(IdentifierError::Character {
-                    code: c, position, ..
+                Err(IdentifierError {
+                    problem:
+                        Problem::Character {
+                            code: c, position, ..
+                        },
+                    ..
                 }) => {
                     assert_eq!((c, position), (code, pos), "{v:?}")
                 }
@@ -260,5 +293,7 @@ mod tests {
         assert!(!same_ignoring_case("kim", "\u{212A}im"));
         assert!(!same_ignoring_case("dave", "dav"));
         assert!(!same_ignoring_case("dave", "d\u{430}ve"));
+        assert!(looks_alike("dave", "ＤＡＶＥ") && looks_alike("kim", "\u{212A}im"));
+        assert!(!looks_alike("dave", "d\u{430}ve"));
     }
 }
