@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
@@ -14,8 +15,9 @@ use revoke_core::{ActionId, JobId};
 use revoke_engine::EvidenceFormat;
 use revoke_intake::{EventKind, Intake, NormalizedEvent};
 use revoke_store::{CancelTarget, IntakeRef, JobState, StoreError};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::state::AppState;
 use crate::types::{
@@ -30,14 +32,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 const API_BODY_LIMIT: usize = 64 * 1024;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let intake_limit = state
-        .sources
-        .values()
-        .map(|s| s.source.max_body_bytes())
-        .max()
-        .unwrap_or(0)
-        .max(API_BODY_LIMIT);
-    Router::new()
+    let body_timeout = state.config.daemon.body_read_timeout();
+    let routes = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -45,16 +41,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/intake/{source}", any(intake))
         .route("/intake/{source}/{*rest}", any(intake))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/jobs", get(list_jobs).post(submit_job))
+        .route("/api/v1/jobs", get(crate::jobs_api::list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/approve", post(approve))
         .route("/api/v1/jobs/{id}/reject", post(reject))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/actions/{action}/ack", post(ack))
         .route("/api/v1/jobs/{id}/evidence", get(evidence))
-        // Each source checks its own (smaller) limit; this one bounds what is read at all.
-        .layer(DefaultBodyLimit::max(intake_limit + 1))
-        .with_state(state)
+        .fallback(not_found)
+        .with_state(state);
+    harden(routes, body_timeout)
+}
+
+/// The layers every route gets: a panic answers a JSON 500, every other error answer is JSON
+/// too, and a request body must arrive within `body_timeout` of the head.
+pub fn harden(routes: Router, body_timeout: std::time::Duration) -> Router {
+    routes
+        // Intake reads its bodies itself (each source's own limit, see `read_body`) and so does
+        // `ApiBody`; this bounds any other extractor that would buffer a body.
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(catch_panic))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            next.run(req.map(|b| body_with_deadline(b, body_timeout)))
+        }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,6 +114,10 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, format!("not found: {what}"))
             }
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            StoreError::BodyConflict(c) => {
+                warn!(source = %c.source, source_event_id = %c.event_id, first_body_sha256 = %c.first_body_sha256, body_sha256 = %c.body_sha256, first_job_id = ?c.first_job_id.as_ref().map(|j| j.0.as_str()), "same event id with a different body refused");
+                ApiError::new(StatusCode::CONFLICT, c.to_string())
+            }
             other => {
                 warn!(error = %other, "store error answering a request");
                 ApiError::new(
@@ -124,8 +138,178 @@ impl From<revoke_engine::EngineError> for ApiError {
     }
 }
 
+/// Every unknown route.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "expected a route of this API (see /openapi.json), found {method} {}",
+            uri.path()
+        ),
+    )
+}
+
+/// A handler that panics answers a JSON 500 instead of dropping the connection.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            error!(%method, %path, panic = %what, "a request handler panicked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the request handler failed; see the daemon's log",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Health and metrics answer plain text on purpose (probes and Prometheus read them).
+fn is_plain_text_route(path: &str) -> bool {
+    matches!(path, "/livez" | "/readyz" | "/metrics")
+}
+
+/// Largest error body of a layer below that is carried over into the JSON message.
+const ERROR_TEXT_LIMIT: usize = 4096;
+
+/// Turns an error answer that is not JSON (axum's own rejections: 405, 413 from
+/// `DefaultBodyLimit`, query and path errors of extractors not wrapped here) into an
+/// [`ErrorBody`], keeping its status and headers (`Allow` on a 405).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let r = next.run(req).await;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if r.status().as_u16() < 400 || is_json || is_plain_text_route(&path) {
+        return r;
+    }
+    let (mut parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if parts.status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        format!("{path}: expected one of the methods {allow}, found {method}")
+    } else if text.is_empty() {
+        format!(
+            "{}: {method} {path}",
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_lowercase()
+        )
+    } else {
+        lowercase_first(&text)
+    };
+    let body = serde_json::to_vec(&ErrorBody { error: message }).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// `axum::extract::Query` with a JSON rejection.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(Query(q.0)),
+            Err(e) => Err(ApiError::new(
+                e.status(),
+                format!("query: {}", lowercase_first(&e.body_text())),
+            )),
+        }
+    }
+}
+
+/// `axum::extract::Path` with a JSON rejection.
+#[derive(Debug)]
+pub(crate) struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Path(p.0)),
+            Err(e) => Err(ApiError::new(
+                e.status(),
+                format!("path: {}", lowercase_first(&e.body_text())),
+            )),
+        }
+    }
+}
+
+/// An API request body of at most [`API_BODY_LIMIT`] bytes: 413 past it (from Content-Length
+/// before reading), 408 when it does not arrive within `daemon.body_read_timeout_secs`.
+#[derive(Debug)]
+pub(crate) struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        match read_body(&parts.headers, body, API_BODY_LIMIT).await {
+            Ok(b) => Ok(ApiBody(b)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Runs CPU-heavy work (signature checks, parsing, rendering) on the blocking pool, never on
+/// the async workers; a panic in it becomes a JSON 500.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error!(task = what, error = %e, "a blocking task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {what} failed; see the daemon's log"),
+        )
+    })
+}
+
 /// The token's name (the acting identity) when the request carries a token with `need`.
-fn authorize(state: &AppState, headers: &HeaderMap, need: TokenScope) -> Result<String, ApiError> {
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: TokenScope,
+) -> Result<String, ApiError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -229,15 +413,79 @@ async fn drain(mut stream: axum::body::BodyDataStream, mut budget: usize) {
     .await;
 }
 
+/// The error a body yields once `daemon.body_read_timeout_secs` have passed since its head.
+#[derive(Debug)]
+struct BodyTimeout(u64);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "expected the whole request body within {} s of its head, found it still arriving",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// `body`, ending in a [`BodyTimeout`] error if it is still arriving `timeout` after now (the
+/// whole body, not each chunk: a client that sends a byte a second is cut off too).
+fn body_with_deadline(body: Body, timeout: std::time::Duration) -> Body {
+    use futures_util::StreamExt;
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let secs = timeout.as_secs();
+    let chunks = futures_util::stream::unfold(Some(body.into_data_stream()), move |s| async move {
+        let mut s = s?;
+        match tokio::time::timeout_at(deadline, s.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(s))),
+            Ok(Some(Err(e))) => Some((Err(BoxError::from(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(BoxError::from(BodyTimeout(secs))), None)),
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+/// Why a body was not read.
+#[derive(Debug)]
+enum BodyError {
+    TooLarge { limit: usize },
+    Timeout(String),
+    Broken(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge { limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("expected a body of at most {limit} bytes, found a larger one"),
+            ),
+            BodyError::Timeout(m) => ApiError::new(StatusCode::REQUEST_TIMEOUT, m),
+            BodyError::Broken(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+        }
+    }
+}
+
+/// The [`BodyTimeout`] somewhere in the chain of a body error, if that is what it is.
+fn body_timeout(e: &axum::Error) -> Option<&BodyTimeout> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// The body, if it is at most `limit` bytes: refused from Content-Length before anything is
 /// read, else as soon as the stream passes the limit; either way drained (see [`DRAIN_BYTES`]).
-async fn read_body(
-    headers: &HeaderMap,
-    body: axum::body::Body,
-    limit: usize,
-) -> Result<Bytes, revoke_intake::IntakeError> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
     use futures_util::StreamExt;
-    let too_large = revoke_intake::IntakeError::TooLarge { limit };
+    let too_large = BodyError::TooLarge { limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -249,8 +497,9 @@ async fn read_body(
     }
     let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            revoke_intake::IntakeError::Malformed(format!("the body could not be read: {e}"))
+        let chunk = chunk.map_err(|e| match body_timeout(&e) {
+            Some(t) => BodyError::Timeout(t.to_string()),
+            None => BodyError::Broken(format!("the body could not be read: {e}")),
         })?;
         if buf.len() + chunk.len() > limit {
             drain(stream, DRAIN_BYTES.saturating_sub(buf.len() + chunk.len())).await;
@@ -267,7 +516,7 @@ async fn intake(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: axum::body::Body,
+    body: Body,
 ) -> Response {
     let Some(src) = state.sources.get(&p.source) else {
         return ApiError::new(
@@ -278,11 +527,25 @@ async fn intake(
     };
     let body = match read_body(&headers, body, src.source.max_body_bytes()).await {
         Ok(b) => b,
-        Err(e) => {
-            revoke_telemetry::webhook_received(&p.source, e.result_label());
-            warn!(source = %p.source, status = e.status(), error = %e, "intake request refused");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return ApiError::new(status, e.to_string()).into_response();
+        Err(BodyError::TooLarge { limit }) => {
+            return refused(
+                &state,
+                &p.source,
+                &revoke_intake::IntakeError::TooLarge { limit },
+            )
+        }
+        Err(BodyError::Broken(m)) => {
+            return refused(&state, &p.source, &revoke_intake::IntakeError::Malformed(m))
+        }
+        Err(BodyError::Timeout(m)) => {
+            revoke_telemetry::webhook_received(&p.source, "timeout");
+            if let Some(suppressed) = state.refusals.allow(&format!("{}:timeout", p.source)) {
+                warn!(source = %p.source, status = 408, error = %m, suppressed, "intake request refused");
+            }
+            let mut r = ApiError::new(StatusCode::REQUEST_TIMEOUT, m).into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
     let now = Utc::now();
@@ -290,24 +553,54 @@ async fn intake(
     if let Some(q) = uri.query() {
         path = format!("{path}?{q}");
     }
-    let req = revoke_intake::Request {
-        method: method.as_str(),
-        path: &path,
-        headers: &headers,
-        body: &body,
-        now,
+    // Signature checks (an HMAC over the whole body per secret) and parsing run on the blocking
+    // pool: a flood of large unsigned requests must not stall health checks and other requests.
+    let handled = {
+        let (state, name) = (state.clone(), p.source.clone());
+        blocking("checking and parsing an intake request", move || {
+            let req = revoke_intake::Request {
+                method: method.as_str(),
+                path: &path,
+                headers: &headers,
+                body: &body,
+                now,
+            };
+            state.sources.get(&name).map(|src| src.source.handle(&req))
+        })
+        .await
     };
-    let handled = src.source.handle(&req);
     let intake = match handled {
-        Ok(i) => i,
+        Ok(Some(Ok(i))) => i,
+        Ok(Some(Err(e))) => return refused(&state, &p.source, &e),
+        Ok(None) => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("expected a configured intake source, found {:?}", p.source),
+            )
+            .into_response()
+        }
         Err(e) => {
-            revoke_telemetry::webhook_received(&p.source, e.result_label());
-            warn!(source = %p.source, status = e.status(), error = %e, "intake request refused");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return ApiError::new(status, e.to_string()).into_response();
+            revoke_telemetry::webhook_received(&p.source, "error");
+            return e.into_response();
         }
     };
     match intake {
+        Intake::Probe { reason } => {
+            // Anyone can send a vendor's set-up probe: it is answered, counted and (rate-limited)
+            // logged, and writes nothing to the store.
+            revoke_telemetry::webhook_received(&p.source, "probe");
+            if let Some(suppressed) = state.refusals.allow(&format!("{}:probe", p.source)) {
+                info!(source = %p.source, reason = %reason, suppressed, "intake probe answered; nothing stored");
+            }
+            (
+                StatusCode::ACCEPTED,
+                Json(IntakeAnswer {
+                    ignored: Some(reason),
+                    ..IntakeAnswer::default()
+                }),
+            )
+                .into_response()
+        }
         Intake::Challenge(body) => {
             revoke_telemetry::webhook_received(&p.source, "challenge");
             info!(source = %p.source, "intake verification answered");
@@ -356,7 +649,12 @@ async fn intake(
                     }
                     Ok(Recorded::Duplicate) => {}
                     Err(e) => {
-                        revoke_telemetry::webhook_received(&p.source, "error");
+                        let label = if e.status == StatusCode::CONFLICT {
+                            "conflict"
+                        } else {
+                            "error"
+                        };
+                        revoke_telemetry::webhook_received(&p.source, label);
                         return e.into_response();
                     }
                 }
@@ -375,6 +673,22 @@ async fn intake(
             (status, Json(answer)).into_response()
         }
     }
+}
+
+/// How often at most one line per source and reason is logged for refused or unauthenticated
+/// intake requests (the next line says how many were held back).
+pub const INTAKE_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A refused intake request: counted every time, logged at most once per source and reason per
+/// [`INTAKE_LOG_WINDOW`] (unauthenticated floods must not grow the logs).
+fn refused(state: &AppState, source: &str, e: &revoke_intake::IntakeError) -> Response {
+    let label = e.result_label();
+    revoke_telemetry::webhook_received(source, label);
+    if let Some(suppressed) = state.refusals.allow(&format!("{source}:{label}")) {
+        warn!(source = %source, status = e.status(), error = %e, suppressed, "intake request refused");
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    ApiError::new(status, e.to_string()).into_response()
 }
 
 enum Recorded {
@@ -470,45 +784,10 @@ async fn status(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    state: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn list_jobs(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<JobSummary>>, ApiError> {
-    authorize(&state, &headers, TokenScope::Read)?;
-    let filter = match q.state.as_deref() {
-        None => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "state: expected one of {}, found {s:?}",
-                    JobState::ALL
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        })?),
-    };
-    let jobs = state
-        .store
-        .queued_jobs(filter, q.limit.unwrap_or(100).min(1000))
-        .await?;
-    Ok(Json(jobs.iter().map(JobSummary::of).collect()))
-}
-
 async fn submit_job(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Response, ApiError> {
     let actor = authorize(&state, &headers, TokenScope::Operator)?;
     if body.len() > API_BODY_LIMIT {
@@ -526,6 +805,16 @@ async fn submit_job(
             format!("expected a job as JSON: {e}"),
         )
     })?;
+    for (field, value) in [
+        ("employee_id", &req.employee_id),
+        ("email", &req.email),
+        ("username", &req.username),
+    ] {
+        if let Some(v) = value {
+            revoke_core::identifier::check(field, v)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        }
+    }
     let policy = req
         .policy
         .clone()
@@ -664,7 +953,7 @@ async fn cancel(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<CancelAnswer>, ApiError> {
     let actor = authorize(&state, &headers, TokenScope::Operator)?;
     let req: CancelRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -766,9 +1055,7 @@ async fn evidence(
     let sla = std::time::Duration::from_secs(state.config.evidence.sla_hours * 3600);
     let ev =
         revoke_engine::evidence::collect(state.store.as_ref(), &JobId(id), sla, Utc::now()).await?;
-    Ok((
-        [(header::CONTENT_TYPE, format.content_type())],
-        ev.render(format),
-    )
-        .into_response())
+    // A big job's evidence (every action and audit entry) is rendered off the async workers.
+    let body = blocking("rendering evidence", move || ev.render(format)).await?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }

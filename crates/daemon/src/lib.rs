@@ -3,7 +3,9 @@
 //! health and metrics. `types` is shared with `revokectl --server`.
 
 pub mod http;
+pub mod jobs_api;
 pub mod scheduler;
+pub mod serve;
 pub mod state;
 pub mod types;
 
@@ -150,6 +152,7 @@ pub async fn run(
         wake_scheduler: Arc::new(Notify::new()),
         wake_workers: Arc::new(Notify::new()),
         stop: stop_rx.clone(),
+        refusals: revoke_telemetry::LogLimiter::new(http::INTAKE_LOG_WINDOW),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.daemon.listen)
@@ -176,15 +179,13 @@ pub async fn run(
         );
         tokio::spawn(async move { executor.work(stop, wake, poll, n, grace).await })
     };
-    let mut server_stop = stop_rx.clone();
     let router = http::router(state.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::of(&config.daemon),
+        stop_rx.clone(),
+    ));
 
     shutdown.await;
     info!("shutting down: no new requests, jobs or actions; letting actions in flight finish");

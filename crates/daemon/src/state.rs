@@ -43,6 +43,8 @@ pub struct AppState {
     pub wake_scheduler: Arc<Notify>,
     pub wake_workers: Arc<Notify>,
     pub stop: watch::Receiver<bool>,
+    /// One log line per intake source and reason per window for refused requests and probes.
+    pub refusals: revoke_telemetry::LogLimiter,
 }
 
 impl AppState {

@@ -14,8 +14,10 @@
 //! Give integer span fields a signed type (`attempt = attempt as i64`): tracing-opentelemetry
 //! exports `i64`/`i32` fields as OTLP integers but unsigned ones as strings.
 
+mod limit;
 mod prom;
 
+pub use limit::LogLimiter;
 pub use prom::{
     action_finished, blast_radius_tripped, job_finished, jobs_awaiting_approval, metrics, names,
     queue_depth, time_to_contain, time_to_contain_for_risk, webhook_received, MetricKind,

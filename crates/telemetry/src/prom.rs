@@ -35,8 +35,10 @@ pub mod names {
     pub const BLAST_RADIUS_TRIPPED_TOTAL: &str = "revoke_blast_radius_tripped_total";
 
     /// The `result` label values of [`WEBHOOKS_RECEIVED_TOTAL`]: the request outcomes, plus
-    /// `challenge` (a source's URL verification handshake), `config` (the source is
-    /// misconfigured) and `error` (revoked failed to record the event).
+    /// `challenge` (a source's URL verification handshake), `probe` (a vendor's set-up probe
+    /// answered without authentication, which writes nothing), `timeout` (the body did not
+    /// arrive within `daemon.body_read_timeout_secs`), `config` (the source is misconfigured)
+    /// and `error` (revoked failed to record the event).
     pub const WEBHOOK_RESULTS: &[&str] = &[
         "accepted",
         "duplicate",
@@ -46,6 +48,8 @@ pub mod names {
         "too_large",
         "unprocessable",
         "challenge",
+        "probe",
+        "timeout",
         "config",
         "error",
     ];
@@ -285,7 +289,8 @@ pub fn time_to_contain_for_risk(risk: &str, seconds: f64) {
 
 /// A webhook delivery was handled. `source`: configured intake source name; `result`: one of
 /// [`names::WEBHOOK_RESULTS`] (`accepted`, `duplicate`, `ignored`, `unauthenticated`,
-/// `malformed`, `too_large`, `unprocessable`, `challenge`, `config`, `error`).
+/// `malformed`, `too_large`, `unprocessable`, `challenge`, `probe`, `timeout`, `config`,
+/// `error`).
 /// Low-cardinality values only: never anything taken from the payload.
 pub fn webhook_received(source: &str, result: &str) {
     ::metrics::counter!(
