@@ -10,6 +10,7 @@ use revoke_testkit::Slapd;
 use serde_json::json;
 
 const DAVE: &str = "uid=dave,ou=people,dc=example,dc=org";
+const KIM: &str = "uid=kim,ou=people,dc=example,dc=org";
 
 const LDIF: &str = "dn: uid=dave,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
@@ -37,18 +38,18 @@ fn slapd() -> Slapd {
 async fn look_alikes_the_directory_folds_find_no_account() {
     let slapd = slapd();
     // The stand-in folds as a production OpenLDAP does: without our check these would be found.
-    for filter in [
-        "(uid=ｄａｖｅ)",
-        "(employeeNumber=１２３)",
-        "(mail=ｄａｖｅ@example.org)",
+    // (mail is IA5String: the server does not fold it.) A KELVIN SIGN lowercases to `k` in
+    // Unicode, so a comparison by `to_lowercase` took it for `kim` too.
+    for (filter, dn) in [
+        ("(uid=ｄａｖｅ)", DAVE),
+        ("(employeeNumber=１２３)", DAVE),
+        ("(uid=\u{212A}im)", KIM),
     ] {
-        let found = slapd.search(Slapd::PEOPLE, filter, &["uid"]).expect("search");
-        assert_eq!(dns(&found), [DAVE], "slapd folds {filter}");
+        let found = slapd
+            .search(Slapd::PEOPLE, filter, &["uid"])
+            .expect("search");
+        assert_eq!(dns(&found), [dn], "slapd folds {filter}");
     }
-    let kelvin = slapd
-        .search(Slapd::PEOPLE, "(uid=\u{212A}im)", &["uid"])
-        .expect("search");
-    let kelvin_folds = !dns(&kelvin).is_empty();
 
     let c = connector(&slapd, json!({}));
     let mut subjects = vec![
@@ -60,9 +61,7 @@ async fn look_alikes_the_directory_folds_find_no_account() {
     let mut by_employee_id = Subject::new("E-none");
     by_employee_id.employee_id = Some("１２３".into());
     subjects.push(by_employee_id);
-    if kelvin_folds {
-        subjects.push(Subject::new("\u{212A}im"));
-    }
+    subjects.push(Subject::new("\u{212A}im"));
     for s in &subjects {
         let d = c.discover(s).await.expect("discovery");
         assert!(
