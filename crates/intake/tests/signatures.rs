@@ -382,3 +382,30 @@ mod generic_event_kind {
         );
     }
 }
+
+/// Probes are answered before authentication, so only a body of a probe's size is read as
+/// one; anything longer must be signed like any other request.
+#[test]
+fn only_small_bodies_are_read_as_unauthenticated_probes() {
+    let bob = source("hibob", json!({ "secret": "k" }));
+    assert!(matches!(
+        post(&bob, &headers(&[]), b"Ping test"),
+        Ok(Intake::Probe { .. })
+    ));
+    let padded = format!("{}Ping test", " ".repeat(300));
+    assert_eq!(
+        unauthenticated(post(&bob, &headers(&[]), padded.as_bytes())),
+        "missing header Bob-Signature"
+    );
+    let gusto = source("gusto", json!({ "secret": "k" }));
+    let small = json!({ "verification_token": "a".repeat(40) }).to_string();
+    assert!(matches!(
+        post(&gusto, &headers(&[]), small.as_bytes()),
+        Ok(Intake::Probe { .. })
+    ));
+    let large = json!({ "verification_token": "a".repeat(2000) }).to_string();
+    assert_eq!(
+        unauthenticated(post(&gusto, &headers(&[]), large.as_bytes())),
+        "missing header X-Gusto-Signature"
+    );
+}

@@ -13,9 +13,16 @@ use crate::norm::{expect_method, finish, opt_string, opt_time, parse_json, req_s
 use crate::request::Request;
 
 const SIGNATURE: &str = "X-Gusto-Signature";
+/// The longest body read as a possible verification request (a token of a few dozen
+/// characters in `{"verification_token": "..."}`).
+const MAX_PROBE_BYTES: usize = 1024;
 
 /// The subscription verification request: `{"verification_token": "..."}` and nothing else.
 fn is_verification(body: &[u8]) -> bool {
+    // Answered before authentication: nothing longer than a verification request is parsed.
+    if body.len() > MAX_PROBE_BYTES {
+        return false;
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => {
             m.len() == 1 && m.get("verification_token").is_some_and(Value::is_string)
