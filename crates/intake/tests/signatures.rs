@@ -157,12 +157,15 @@ mod candidates {
     }
 }
 
+/// A kind, its params, the header it authenticates with, and other headers it needs first.
+type Bounded<'a> = (&'a str, Value, &'a str, &'a [(&'a str, &'a str)]);
+
 /// Every source's signature or token header is bounded the same way, before it is decoded or
 /// hashed: one byte over `max_signature_header_bytes` is refused, naming the header.
 #[test]
 fn every_source_bounds_its_signature_or_token_header() {
     let token = "t".repeat(10);
-    let cases: [(&str, Value, &str, &[(&str, &str)]); 7] = [
+    let cases: [Bounded<'_>; 7] = [
         (
             "bamboohr",
             json!({ "secret": "k" }),
