@@ -41,7 +41,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/intake/{source}", any(intake))
         .route("/intake/{source}/{*rest}", any(intake))
         .route("/api/v1/status", get(status))
-        .route("/api/v1/jobs", get(crate::jobs_api::list_jobs).post(submit_job))
+        .route(
+            "/api/v1/jobs",
+            get(crate::jobs_api::list_jobs).post(submit_job),
+        )
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/approve", post(approve))
         .route("/api/v1/jobs/{id}/reject", post(reject))
@@ -62,9 +65,11 @@ pub fn harden(routes: Router, body_timeout: std::time::Duration) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-            next.run(req.map(|b| body_with_deadline(b, body_timeout)))
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                next.run(req.map(|b| body_with_deadline(b, body_timeout)))
+            },
+        ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,7 +158,10 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 async fn catch_panic(req: Request, next: Next) -> Response {
     use futures_util::FutureExt;
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
         Ok(r) => r,
         Err(panic) => {
             let what = panic
@@ -1058,4 +1066,78 @@ async fn evidence(
     // A big job's evidence (every action and audit entry) is rendered off the async workers.
     let body = blocking("rendering evidence", move || ev.render(format)).await?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves `routes` with the daemon's layers and accept loop; returns the address and the stop.
+    async fn serve(routes: Router) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let limits = crate::serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(5),
+            max_connections: 8,
+            shutdown_grace: std::time::Duration::from_secs(5),
+        };
+        let app = harden(routes, std::time::Duration::from_secs(5));
+        tokio::spawn(crate::serve::serve(listener, app, limits, stopped));
+        (addr, stop)
+    }
+
+    async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            s.read_to_string(&mut answer),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        answer
+    }
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500_and_the_server_goes_on() {
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route(
+                "/boom-blocking",
+                get(|| async {
+                    blocking("a test", || -> u8 { panic!("boom") })
+                        .await
+                        .map(|_| ())
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }));
+        let (addr, _stop) = serve(routes).await;
+        for path in ["/boom", "/boom-blocking"] {
+            let answer = fetch(addr, path).await;
+            assert!(answer.starts_with("HTTP/1.1 500"), "{path}: {answer}");
+            assert!(
+                answer.contains("content-type: application/json"),
+                "{path}: {answer}"
+            );
+            assert!(
+                answer.contains(r#"{"error":"internal error: "#),
+                "{path}: {answer}"
+            );
+        }
+        assert!(fetch(addr, "/fine").await.ends_with("fine"));
+    }
 }
