@@ -220,7 +220,7 @@ pub struct DaemonConfig {
     /// The default log filter (`RUST_LOG` overrides it).
     pub log_filter: String,
     /// A connection must send a request's whole head (request line and headers) within this
-    /// many seconds of its first byte, or of the end of its previous request (so this is also
+    /// many seconds of the connection opening, or of the end of its previous request (so this is also
     /// how long a keep-alive connection may sit idle); otherwise it is closed.
     pub header_read_timeout_secs: u64,
     /// A request's whole body must arrive within this many seconds of its head, or the request is

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 /// What bounds the HTTP side of the daemon (from `[daemon]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// A request's head must arrive within this long of its first byte or of the previous
+    /// A request's head must arrive within this long of the connection opening or of the previous
     /// request's end (hyper starts the timer as soon as a keep-alive connection is idle, so this
     /// also closes idle connections).
     pub header_read_timeout: Duration,
@@ -39,6 +39,9 @@ impl Limits {
         }
     }
 }
+
+/// At most one warning per this window that the connection bound was reached.
+const BOUND_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long the loop pauses after a failed `accept` (out of file descriptors, typically), so
 /// that it does not spin.
@@ -59,6 +62,7 @@ pub async fn serve(
 ) {
     // Each open connection holds one slot; once every slot is back, every connection is closed.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let bound_log = revoke_telemetry::LogLimiter::new(BOUND_LOG_WINDOW);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -67,10 +71,13 @@ pub async fn serve(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                warn!(
-                    max_connections = limits.max_connections,
-                    "connection bound reached: accepting no more until one closes"
-                );
+                if let Some(suppressed) = bound_log.allow("max_connections") {
+                    warn!(
+                        max_connections = limits.max_connections,
+                        suppressed,
+                        "connection bound reached: accepting no more until one closes"
+                    );
+                }
                 tokio::select! {
                     biased;
                     _ = stopped(&mut stop) => break,
