@@ -57,9 +57,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Jobs {
             state,
+            subject,
+            source,
+            since,
+            until,
             limit,
             output,
-        } => queue::jobs(cfg, remote, state, limit, output).await,
+        } => {
+            let filter = queue::JobsFilter {
+                states: state.into_iter().map(crate::JobStateArg::state).collect(),
+                subject,
+                source,
+                since,
+                until,
+            };
+            queue::jobs(cfg, remote, &filter, limit, output).await
+        }
         Command::Approve { job, output } => queue::decide(cfg, remote, &job, true, output).await,
         Command::Reject { job, output } => queue::decide(cfg, remote, &job, false, output).await,
         Command::Cancel {

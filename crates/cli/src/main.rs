@@ -81,6 +81,13 @@ impl EvidenceArg {
     }
 }
 
+/// An RFC 3339 time given on the command line.
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("expected an RFC 3339 time (2030-01-31T17:00:00Z), found {s:?} ({e})"))
+}
+
 /// Daemon job states, for `jobs --state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -206,14 +213,27 @@ pub enum Command {
         #[arg(long)]
         by: Option<String>,
     },
-    /// The daemon's jobs, newest first (embedded: the queue in the local store)
+    /// The daemon's jobs, newest first, every match page by page (embedded: the queue in the
+    /// local store)
     Jobs {
-        /// Only jobs in this state
-        #[arg(long, value_enum)]
-        state: Option<JobStateArg>,
-        /// At most this many
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        limit: u32,
+        /// Only jobs in this state (repeat it, or separate states with commas: any of them)
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<JobStateArg>,
+        /// Only the jobs of this person: employee id, email (any case) or username, exactly
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only jobs from this source (api, import, or an [intake.NAME] source)
+        #[arg(long)]
+        source: Option<String>,
+        /// Only jobs received at or after this time (RFC 3339, 2030-01-31T17:00:00Z)
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only jobs received before this time (RFC 3339)
+        #[arg(long, value_parser = parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many (the newest); default: every matching job
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
     },

@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use revoke_core::JobId;
 use revoke_intake::{NormalizedEvent, RiskRules};
-use revoke_store::{CancelTarget, JobState, ResultLine, StoreError};
+use revoke_store::{CancelTarget, JobQuery, JobState, ResultLine, StoreError};
 use revoked::types::{
     CancelAnswer, CancelRequest, JobDetail, JobSummary, Status, SubmitJob, Submitted,
 };
@@ -17,7 +17,7 @@ use revoked::types::{
 use crate::context::{operator, Context};
 use crate::remote::Remote;
 use crate::render;
-use crate::{EvidenceArg, Format, JobStateArg};
+use crate::{EvidenceArg, Format};
 
 const JOBS: [&str; 3] = ["api", "v1", "jobs"];
 
@@ -105,32 +105,98 @@ pub async fn remote_ack(
 // ---------------------------------------------------------------------------------------------
 // jobs, approve, reject, cancel, evidence
 
+/// What `jobs` lists (every filter given must hold; several states: any of them).
+#[derive(Debug, Clone, Default)]
+pub struct JobsFilter {
+    pub states: Vec<JobState>,
+    pub subject: Option<String>,
+    pub source: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl JobsFilter {
+    /// The query parameters of `GET /api/v1/jobs` for this filter.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if !self.states.is_empty() {
+            let states: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
+            q.push(("state", states.join(",")));
+        }
+        if let Some(s) = &self.subject {
+            q.push(("subject", s.clone()));
+        }
+        if let Some(s) = &self.source {
+            q.push(("source", s.clone()));
+        }
+        let rfc = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        if let Some(t) = &self.since {
+            q.push(("since", rfc(t)));
+        }
+        if let Some(t) = &self.until {
+            q.push(("until", rfc(t)));
+        }
+        q
+    }
+}
+
+/// `jobs`: every matching job (or the newest `limit`), read page by page (the API's `Link`
+/// header, or the store's cursor), newest first.
 pub async fn jobs(
     cfg: Option<&Path>,
     remote: Option<&Remote>,
-    state: Option<JobStateArg>,
-    limit: u32,
+    filter: &JobsFilter,
+    limit: Option<u32>,
     output: Format,
 ) -> anyhow::Result<u8> {
-    let list: Vec<JobSummary> = match remote {
+    let want = limit.map(|n| n as usize);
+    let page_size = |have: usize| -> u32 {
+        let left = want.map_or(usize::MAX, |w| w.saturating_sub(have));
+        left.min(JobQuery::MAX_LIMIT as usize) as u32
+    };
+    let mut list: Vec<JobSummary> = Vec::new();
+    match remote {
         Some(r) => {
-            let mut query = vec![("limit", limit.to_string())];
-            if let Some(s) = state {
-                query.push(("state", s.state().as_str().to_string()));
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = filter.params();
+                query.push(("limit", page_size(list.len()).to_string()));
+                if let Some(c) = cursor.take() {
+                    query.push(("cursor", c));
+                }
+                let (page, next): (Vec<JobSummary>, _) = r.get_page(&JOBS, &query).await?;
+                list.extend(page);
+                match next {
+                    Some(c) if want.is_none_or(|w| list.len() < w) => cursor = Some(c),
+                    _ => break,
+                }
             }
-            r.get(&JOBS, &query).await?
         }
         None => {
+            if filter.since.zip(filter.until).is_some_and(|(s, u)| s >= u) {
+                bail!("--until: expected a time after --since, found one at or before it");
+            }
             let ctx = Context::load(cfg)?;
             let store = ctx.store().await?;
-            store
-                .queued_jobs(state.map(JobStateArg::state), limit)
-                .await?
-                .iter()
-                .map(JobSummary::of)
-                .collect()
+            let mut query = JobQuery {
+                states: filter.states.clone(),
+                subject: filter.subject.clone(),
+                source: filter.source.clone(),
+                since: filter.since,
+                until: filter.until,
+                ..JobQuery::default()
+            };
+            loop {
+                query.limit = page_size(list.len());
+                let page = store.list_jobs(&query).await?;
+                list.extend(page.jobs.iter().map(JobSummary::of));
+                match page.next {
+                    Some(c) if want.is_none_or(|w| list.len() < w) => query.after = Some(c),
+                    _ => break,
+                }
+            }
         }
-    };
+    }
     match output {
         Format::Table => render::job_summaries(&list),
         Format::Json => print_json(&list, output)?,

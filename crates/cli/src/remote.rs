@@ -92,6 +92,30 @@ pub fn describe_error(status: StatusCode, body: &str) -> String {
     }
 }
 
+/// The `cursor` parameter of the `rel="next"` target in a `Link` header value.
+fn next_cursor(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
+        if !is_next {
+            return None;
+        }
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let url = Url::parse("http://relative.invalid/")
+            .ok()?
+            .join(target)
+            .ok()?;
+        let cursor = url
+            .query_pairs()
+            .find(|(k, _)| k == "cursor")?
+            .1
+            .into_owned();
+        Some(cursor)
+    })
+}
+
 impl Remote {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
         Ok(Self {
@@ -131,6 +155,20 @@ impl Remote {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<(StatusCode, String)> {
+        let (status, _, text) = self
+            .send_with_headers(method, segments, query, body)
+            .await?;
+        Ok((status, text))
+    }
+
+    /// `send`, also giving the answer's headers.
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(StatusCode, reqwest::header::HeaderMap, String)> {
         let url = self.url(segments, query)?;
         let mut req = self.http.request(method.clone(), url.clone());
         if let Some(t) = &self.token {
@@ -144,6 +182,7 @@ impl Remote {
             .await
             .map_err(|e| anyhow!("cannot reach the server at {}: {e}", self.base))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp
             .text()
             .await
@@ -151,7 +190,31 @@ impl Remote {
         if !status.is_success() {
             bail!("{}", describe_error(status, &text));
         }
-        Ok((status, text))
+        Ok((status, headers, text))
+    }
+
+    /// A GET of one page of a listing: the decoded body and the `cursor` of its
+    /// `Link: <...>; rel="next"` header (none on the last page, or from a daemon without paging).
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> anyhow::Result<(T, Option<String>)> {
+        let (_, headers, text) = self
+            .send_with_headers(Method::GET, segments, query, None)
+            .await?;
+        let value = serde_json::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}: expected the daemon's JSON answer, found something else ({e})",
+                segments.join("/")
+            )
+        })?;
+        let next = headers
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_cursor);
+        Ok((value, next))
     }
 
     /// A JSON request and its decoded answer.
@@ -205,6 +268,21 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_cursor_is_read_from_a_link_header() {
+        assert_eq!(
+            next_cursor("</api/v1/jobs?state=failed&cursor=3132>; rel=\"next\"").as_deref(),
+            Some("3132")
+        );
+        assert_eq!(
+            next_cursor("<http://h/a?cursor=1>; rel=\"prev\", <http://h/a?x=1&cursor=2>; rel=next")
+                .as_deref(),
+            Some("2")
+        );
+        assert_eq!(next_cursor("</api/v1/jobs?limit=5>; rel=\"next\""), None);
+        assert_eq!(next_cursor("garbage"), None);
+    }
 
     #[test]
     fn urls_keep_a_base_path_and_encode_segments() {
