@@ -164,6 +164,7 @@ fn time(name: &str, value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
