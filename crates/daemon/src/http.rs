@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
+use crate::jobs_api::list_jobs;
 use crate::state::AppState;
 use crate::types::{
     CancelAnswer, CancelRequest, ErrorBody, IntakeAnswer, JobDetail, JobSummary, Progress, Status,
@@ -41,10 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/intake/{source}", any(intake))
         .route("/intake/{source}/{*rest}", any(intake))
         .route("/api/v1/status", get(status))
-        .route(
-            "/api/v1/jobs",
-            get(crate::jobs_api::list_jobs).post(submit_job),
-        )
+        .route("/api/v1/jobs", get(list_jobs).post(submit_job))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/approve", post(approve))
         .route("/api/v1/jobs/{id}/reject", post(reject))
@@ -198,7 +196,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
     if r.status().as_u16() < 400 || is_json || is_plain_text_route(&path) {
         return r;
     }
