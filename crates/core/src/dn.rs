@@ -86,7 +86,7 @@ pub fn dn_problem(dn: &str) -> Option<String> {
             if !is_attribute_name(attr.trim()) {
                 return Some(format!("\"{}\" is not an attribute name", attr.trim()));
             }
-            if trim_spaces(value).is_empty() {
+            if unescape_value(trim_spaces(value)).is_empty() {
                 return Some(format!("\"{}\" has an empty value", ava.trim()));
             }
         }
@@ -273,6 +273,8 @@ mod tests {
             assert_eq!(canonical(&c), Some(c.clone()), "{dn:?}");
         }
         assert!(!same_dn("cn=a\\+b,dc=x", "cn=a\\0b,dc=x"));
+        // A quoted empty value is empty: no canonical form that does not parse.
+        assert_eq!(canonical("cn=\"\",dc=x"), None);
         assert_eq!(
             canonical("cn=\\\n\\,ou=people,dc=x"),
             Some("cn=\n\\,ou\\=people,dc=x".to_string())

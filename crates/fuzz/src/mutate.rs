@@ -246,7 +246,7 @@ pub fn hostile_string(rng: &mut Rng, base: &str) -> String {
         7 => {
             let mut s = base.to_string();
             let at = char_boundary(&s, rng.below(s.len() + 1));
-            s.insert_str(at, *rng.pick(CONTROLS));
+            s.insert_str(at, rng.pick::<&str>(CONTROLS));
             s
         }
         8 => long_string(rng),
@@ -543,8 +543,12 @@ fn mutate_once(rng: &mut Rng, root: &mut Value, dict: &[String], raws: &mut Raws
                 format!("add key {k:?} at {where_}")
             }
             Value::Array(a) if !a.is_empty() => {
-                let copies = *rng.pick(&[1usize, 2, 50, 1000]);
                 let first = a[0].clone();
+                // At most about 600 KB of copies: past the body limit, more costs only time.
+                let size = serde_json::to_string(&first).map_or(1, |t| t.len() + 1);
+                let copies = (*rng.pick(&[1usize, 2, 50, 1000]))
+                    .min(600_000 / size)
+                    .max(1);
                 for _ in 0..copies {
                     a.push(first.clone());
                 }
@@ -582,7 +586,7 @@ fn mutate_once(rng: &mut Rng, root: &mut Value, dict: &[String], raws: &mut Raws
 fn damage(rng: &mut Rng, body: &mut Vec<u8>) -> String {
     match rng.below(8) {
         0 | 1 => {
-            let bad: &[u8] = *rng.pick(&[
+            let bad: &[u8] = rng.pick::<&[u8]>(&[
                 &[0xFF][..],
                 &[0xC3],
                 &[0xC0, 0xAF],
@@ -615,12 +619,12 @@ fn damage(rng: &mut Rng, body: &mut Vec<u8>) -> String {
             "bom".to_string()
         }
         4 => {
-            let junk: &[u8] = *rng.pick(&[&b"}"[..], b" {}", b"\0", b"garbage", b"\n\n"]);
+            let junk: &[u8] = rng.pick::<&[u8]>(&[&b"}"[..], b" {}", b"\0", b"garbage", b"\n\n"]);
             body.extend_from_slice(junk);
             "trailing junk".to_string()
         }
         5 => {
-            let json_escape: &[u8] = *rng.pick(&[
+            let json_escape: &[u8] = rng.pick::<&[u8]>(&[
                 &b"\"\\ud800\""[..],
                 b"\"\\udc00\\ud800\"",
                 b"\"\\u0000\"",
@@ -643,7 +647,7 @@ fn damage(rng: &mut Rng, body: &mut Vec<u8>) -> String {
             "leading whitespace".to_string()
         }
         _ => {
-            let whole: &[u8] = *rng.pick(&[
+            let whole: &[u8] = rng.pick::<&[u8]>(&[
                 &b""[..],
                 b"null",
                 b"[]",

@@ -5,7 +5,7 @@
 use revoke_fuzz::{run_counted, Options};
 
 /// Inputs per target; the long run is `cargo run -p revoke-fuzz --release -- --seconds 600`.
-const PER_TARGET: u64 = 2_000;
+const PER_TARGET: u64 = 1_500;
 const SEED: u64 = 13;
 
 fn pass(target: &str) {
