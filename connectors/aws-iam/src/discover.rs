@@ -878,6 +878,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_look_alike_tag_value_is_not_the_subject() {
+        let cfg = IamConfig::from_value(&serde_json::json!({"match_by": ["tag"]})).expect("config");
+        let user = |tag: &str| UserFacts {
+            account: "111111111111".into(),
+            name: "svc".into(),
+            user_id: "AIDAEXAMPLE".into(),
+            tags: vec![(cfg.match_tag.clone(), tag.to_string())],
+            ..UserFacts::default()
+        };
+        let kim = Subject::new("kim");
+        assert!(matched_by(&cfg, "iam", &kim, &user("KIM")).is_some());
+        for look_alike in ["\u{212A}im", "ｋｉｍ"] {
+            assert!(
+                matched_by(&cfg, "iam", &kim, &user(look_alike)).is_none(),
+                "{look_alike}"
+            );
+        }
+    }
+
+    #[test]
     fn report_slots_are_tied_to_keys_by_creation_time() {
         let csv = "user,arn,user_creation_time,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date\n\
 alice,arn,2026-01-01T00:00:00+00:00,true,2026-01-02T10:00:00+00:00,2026-11-20T08:00:00+00:00,false,2026-03-01T00:00:00+00:00,N/A\n\

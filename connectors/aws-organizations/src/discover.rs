@@ -285,6 +285,20 @@ mod tests {
             owned_via(&c, &n, "111111111111", Some(&tags("alice"))),
             Some("tag+owners")
         );
+        // Look-alikes are not the name: a Kelvin sign lowercases to `k` in Unicode, fullwidth
+        // letters are other letters.
+        let kim = names(&Subject::new("kim"), "org");
+        for look_alike in ["\u{212A}im", "ｋｉｍ", "KİM"] {
+            assert_eq!(
+                owned_via(&c, &kim, "333333333333", Some(&tags(look_alike))),
+                None,
+                "{look_alike}"
+            );
+        }
+        assert_eq!(
+            owned_via(&c, &kim, "333333333333", Some(&tags("KIM"))),
+            Some("tag")
+        );
         for other in ["*", "alice*", "*)(uid=*", "../alice", "bob", ""] {
             assert_eq!(
                 owned_via(&c, &n, "333333333333", Some(&tags(other))),
