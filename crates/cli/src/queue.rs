@@ -403,7 +403,11 @@ pub async fn import(
                     employee_id: ev.employee_id.clone(),
                     email: ev.email.clone(),
                     username: ev.username.clone(),
-                    effective_at: Some(ev.effective_at),
+                    // A line without effective_at means now: leave it to the daemon, so that
+                    // importing the file again sends the same body (a different body under the
+                    // same idempotency key is a 409).
+                    effective_at: (ev.effective_at != now.fixed_offset())
+                        .then_some(ev.effective_at),
                     reason: ev.reason.clone(),
                     involuntary: ev.involuntary,
                     high_risk: ev.high_risk.then_some(true),

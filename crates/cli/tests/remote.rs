@@ -565,7 +565,12 @@ fn import_submits_each_line_once_and_a_bad_line_submits_nothing() {
     );
     let ids = d.job_ids(None);
     assert_eq!(ids.len(), 2, "{ids:?}");
-    let again = d.ctl(Some(OPERATOR), &["import", &csv, "-o", "jsonl"]).ok();
+    let again = d
+        .ctl(
+            Some(OPERATOR),
+            &["import", &csv, "--timezone", "Europe/Berlin", "-o", "jsonl"],
+        )
+        .ok();
     let lines = again.json_lines();
     assert_eq!(lines.len(), 2, "{}", again.stdout);
     for l in &lines {
@@ -576,6 +581,14 @@ fn import_submits_each_line_once_and_a_bad_line_submits_nothing() {
         );
     }
     assert_eq!(d.job_ids(None).len(), 2, "re-importing makes no new job");
+    // The same lines read in another zone are other terminations under the same keys: refused
+    // (409 naming both body hashes), not dropped as duplicates.
+    let moved = failed(&d.ctl(Some(OPERATOR), &["import", &csv, "--timezone", "UTC"]));
+    assert!(
+        moved.contains("409") && moved.contains("expected the body first received"),
+        "{moved}"
+    );
+    assert_eq!(d.job_ids(None).len(), 2);
     // The date is read in the given zone and ends at the next day's midnight there.
     let gina = ids
         .iter()
@@ -623,6 +636,13 @@ fn import_submits_each_line_once_and_a_bad_line_submits_nothing() {
         &["import", &csv, "--timezone", "Mars/Olympus"],
     ));
     assert!(err.contains("--timezone"), "{err}");
+    // A line without effective_at (now) imports again as a duplicate.
+    let undated = write(&d.path("undated.csv"), "employee_id,username\nE9,olga\n");
+    d.ctl(Some(OPERATOR), &["import", &undated]).ok();
+    let again = d
+        .ctl(Some(OPERATOR), &["import", &undated, "-o", "jsonl"])
+        .ok();
+    assert_eq!(again.json_lines()[0]["duplicate"], true, "{}", again.stdout);
 }
 
 #[test]
