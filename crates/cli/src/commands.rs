@@ -242,6 +242,7 @@ fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
         if u.is_empty() {
             bail!("--user: expected an identifier, found an empty string");
         }
+        revoke_core::identifier::check("--user", u)?;
         if !seen.insert(u.to_string()) {
             continue;
         }

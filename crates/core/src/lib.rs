@@ -20,7 +20,7 @@ pub use connector::{
     ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, MANUAL_CONNECTOR,
 };
 pub use hash::Sha256Hex;
-pub use identifier::IdentifierError;
+pub use identifier::{IdentifierError, Problem as IdentifierProblem};
 pub use identity::{canonical_identifier, Account, AccountPin, Protected};
 pub use job::{Job, JobId, Risk};
 pub use journal::{Journal, JournalEntry, MemoryJournal};
