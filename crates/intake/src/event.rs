@@ -50,7 +50,9 @@ pub struct NormalizedEvent {
     pub high_risk: bool,
     /// The `now` of the request that carried the event.
     pub received_at: DateTime<Utc>,
-    /// Hex SHA-256 of the raw body (of the line, for imports), for audit.
+    /// Hex SHA-256 of the raw body (of the line, for imports; of the event, for the sources that
+    /// batch several events in one body: Okta and BambooHR), for audit and to tell a redelivery
+    /// from another body under the same event id.
     pub body_sha256: String,
     /// SCIM only: the body the daemon answers with (a minimal SCIM User resource).
     #[serde(skip)]

@@ -822,7 +822,26 @@ mod okta {
         assert_eq!(events[1].email, None);
         assert_eq!(events[1].username.as_deref(), Some("sam.lee"));
         assert!(events.iter().all(|e| e.kind == EventKind::Termination));
-        assert!(events.iter().all(|e| e.body_sha256 == hex_sha256(&body)));
+        // Each event carries its own hash: the same event in another batch is a redelivery,
+        // the same uuid with other content is another body (409 at the daemon).
+        assert_ne!(events[0].body_sha256, events[1].body_sha256);
+        assert!(events.iter().all(|e| e.body_sha256 != hex_sha256(&body)));
+        let mut doc: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let list = doc["data"]["events"].as_array_mut().expect("events");
+        list.remove(1);
+        let alone = serde_json::to_vec(&doc).expect("json");
+        let again = post(&src(), &auth(SECRET), &alone)
+            .expect("accepted")
+            .into_events();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].source_event_id, events[0].source_event_id);
+        assert_eq!(again[0].body_sha256, events[0].body_sha256);
+        doc["data"]["events"][0]["published"] = "2024-03-16T00:00:00.000Z".into();
+        let changed = serde_json::to_vec(&doc).expect("json");
+        let changed = post(&src(), &auth(SECRET), &changed)
+            .expect("accepted")
+            .into_events();
+        assert_ne!(changed[0].body_sha256, events[0].body_sha256);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use super::event_sha256;
 use crate::auth::{check_tolerance, hex_signature, hmac_sha256_matches, sha256_hex};
 use crate::config::BambooFields;
 use crate::ctx::Ctx;
@@ -204,7 +205,9 @@ pub(crate) fn handle(
         d.reason = field_value(fields, &f.termination_reason, &label)?.map(|v| v.1);
         d.involuntary = field_value(fields, &f.termination_type, &label)?
             .is_some_and(|t| t.1.to_lowercase().contains("involuntary"));
-        events.push(finish(src, req, &body_sha, d)?);
+        // A batch may carry the same employee's change again with others: each event is
+        // deduplicated (and a changed one refused) by its own hash.
+        events.push(finish(src, req, &event_sha256(entry), d)?);
     }
     Ok(Intake::from_events(events, None, &reasons))
 }

@@ -15,6 +15,12 @@ use crate::error::IntakeError;
 use crate::event::EventKind;
 use crate::request::Request;
 
+/// Hex SHA-256 of one event of a batched delivery (Okta, BambooHR), as parsed and written
+/// back: the same event in another batch has the same hash, a changed one another.
+pub(crate) fn event_sha256(event: &serde_json::Value) -> String {
+    crate::auth::sha256_hex(&serde_json::to_vec(event).unwrap_or_default())
+}
+
 /// Maps a vendor event type to what we do with it; `None` is ignored.
 pub(crate) fn classify(sets: &EventSets, event_type: &str) -> Option<EventKind> {
     if sets.termination.iter().any(|t| t == event_type) {

@@ -5,6 +5,7 @@
 use http::HeaderName;
 use serde_json::{json, Value};
 
+use super::event_sha256;
 use crate::auth::{sha256_hex, token_matches};
 use crate::config::EventSets;
 use crate::ctx::Ctx;
@@ -102,7 +103,9 @@ pub(crate) fn handle(
             d.username = login;
         }
         d.effective_at = opt_time(e.get("published"), &format!("{label}.published"), src)?;
-        out.push(finish(src, req, &body_sha, d)?);
+        // One delivery may batch several events, and an event may come again in another
+        // batch: each event is deduplicated (and a changed one refused) by its own hash.
+        out.push(finish(src, req, &event_sha256(e), d)?);
     }
     Ok(Intake::from_events(out, delivery, &reasons))
 }
