@@ -14,11 +14,13 @@ use revoke_config::TokenScope;
 use revoke_core::{ActionId, JobId};
 use revoke_engine::EvidenceFormat;
 use revoke_intake::{EventKind, Intake, NormalizedEvent};
-use revoke_store::{CancelTarget, IntakeRef, JobState, StoreError};
+use revoke_store::{CancelTarget, IntakeRef, JobState};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
+use crate::auth::authorize;
+pub use crate::error::ApiError;
 use crate::jobs_api::list_jobs;
 use crate::state::AppState;
 use crate::types::{
@@ -72,74 +74,6 @@ pub fn harden(routes: Router, body_timeout: std::time::Duration) -> Router {
 
 // ---------------------------------------------------------------------------------------------
 // Errors
-
-/// An error answer: a status and a message that says what was expected and found.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    challenge: bool,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            challenge: false,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response();
-        if self.challenge {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"revoked\""),
-            );
-        }
-        r
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => {
-                ApiError::new(StatusCode::NOT_FOUND, format!("not found: {what}"))
-            }
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
-            StoreError::BodyConflict(c) => {
-                warn!(source = %c.source, source_event_id = %c.event_id, first_body_sha256 = %c.first_body_sha256, body_sha256 = %c.body_sha256, first_job_id = ?c.first_job_id.as_ref().map(|j| j.0.as_str()), "same event id with a different body refused");
-                ApiError::new(StatusCode::CONFLICT, c.to_string())
-            }
-            other => {
-                warn!(error = %other, "store error answering a request");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the store is unavailable; try again",
-                )
-            }
-        }
-    }
-}
-
-impl From<revoke_engine::EngineError> for ApiError {
-    fn from(e: revoke_engine::EngineError) -> Self {
-        match e {
-            revoke_engine::EngineError::Store(s) => s.into(),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
-    }
-}
 
 /// Every unknown route.
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -308,52 +242,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
             format!("internal error: {what} failed; see the daemon's log"),
         )
     })
-}
-
-/// The token's name (the acting identity) when the request carries a token with `need`.
-pub(crate) fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    need: TokenScope,
-) -> Result<String, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(bearer) = bearer.filter(|b| !b.is_empty()) else {
-        return Err(ApiError {
-            challenge: true,
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "expected an Authorization: Bearer token, found none",
-            )
-        });
-    };
-    let Some(token) = state.token(bearer) else {
-        return Err(ApiError {
-            challenge: true,
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "expected a configured API token, found an unknown one",
-            )
-        });
-    };
-    if token.scope < need {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "expected a token with the {} scope, found {} ({})",
-                need.as_str(),
-                token.name,
-                token.scope.as_str()
-            ),
-        ));
-    }
-    Ok(format!("token:{}", token.name))
 }
 
 // ---------------------------------------------------------------------------------------------

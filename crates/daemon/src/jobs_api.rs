@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use revoke_config::TokenScope;
 use revoke_store::{JobCursor, JobQuery, JobState};
 
-use crate::http::{authorize, ApiError};
+use crate::auth::authorize;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::types::{ErrorBody, JobSummary};
 

@@ -2,6 +2,8 @@
 //! run their actions (several processes may share one Postgres queue), the JSON API, evidence,
 //! health and metrics. `types` is shared with `revokectl --server`.
 
+mod auth;
+mod error;
 pub mod http;
 pub mod jobs_api;
 pub mod scheduler;
