@@ -6,9 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::Run;
+use common::{InProcessDaemon, Run};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -17,11 +16,9 @@ const LEAVERS: usize = 1050;
 
 /// A daemon on its own thread and runtime; stopped (and waited for) when dropped.
 struct Daemon {
-    url: String,
+    server: InProcessDaemon,
     config: PathBuf,
     dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -47,38 +44,10 @@ scope = "operator"
         let config = dir.path().join("revoke.toml");
         std::fs::write(&config, &toml).expect("write config");
         let loaded = revoke_config::load(Some(&config)).expect("config loads");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                revoked::run(
-                    loaded,
-                    None,
-                    move |addr| {
-                        let _ = addr_tx.send(addr);
-                    },
-                    async move {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-                .expect("the daemon runs and stops cleanly");
-            });
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the daemon is ready");
         Daemon {
-            url: format!("http://{addr}"),
+            server: InProcessDaemon::start(loaded),
             config,
             dir,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
@@ -92,7 +61,7 @@ scope = "operator"
             .env_remove("REVOKE_CONFIG");
         if remote {
             c.arg("--server")
-                .arg(&self.url)
+                .arg(self.server.url())
                 .env("REVOKE_TOKEN", OPERATOR);
         } else {
             c.arg("--config").arg(&self.config);
@@ -115,17 +84,6 @@ scope = "operator"
         let unique: BTreeSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "a job listed twice: {args:?}");
         ids
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Run;
+use common::{InProcessDaemon, Run};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -26,11 +25,9 @@ fn sha256_hex(s: &str) -> String {
 
 /// One daemon on its own thread and runtime; stopped (and waited for) when dropped.
 struct Daemon {
-    addr: SocketAddr,
+    server: InProcessDaemon,
     config: PathBuf,
     dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -64,43 +61,15 @@ scope = "read"
     }
 
     fn run(config: revoke_config::Config, path: PathBuf, dir: tempfile::TempDir) -> Daemon {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                revoked::run(
-                    config,
-                    None,
-                    move |addr| {
-                        let _ = addr_tx.send(addr);
-                    },
-                    async move {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-                .expect("the daemon runs and stops cleanly");
-            });
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the daemon is ready");
         Daemon {
-            addr,
+            server: InProcessDaemon::start(config),
             config: path,
             dir,
-            stop: Some(stop_tx),
-            thread: Some(thread),
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -188,17 +157,6 @@ scope = "read"
             .iter()
             .map(|j| j["job_id"].as_str().expect("job_id").to_string())
             .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -174,3 +174,62 @@ impl Run {
             .collect()
     }
 }
+
+/// `revoked` in this process, on its own thread and runtime, on the given configuration; stopped
+/// (and waited for) when dropped.
+pub struct InProcessDaemon {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcessDaemon {
+    pub fn start(config: revoke_config::Config) -> InProcessDaemon {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                revoked::run(
+                    config,
+                    None,
+                    move |addr| {
+                        let _ = addr_tx.send(addr);
+                    },
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+                .expect("the daemon runs and stops cleanly");
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the daemon is ready");
+        InProcessDaemon {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for InProcessDaemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
