@@ -108,6 +108,25 @@ pub trait Connector: Send + Sync + fmt::Debug {
 
     /// Read-only re-check that the action's effect holds.
     async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError>;
+
+    /// Read-only re-check of several applied actions, one result per action in the same order;
+    /// override where one read confirms many (one search per account instead of one per
+    /// action). The default reads each back with [`Connector::verify`].
+    async fn verify_many(&self, actions: &[Action]) -> Vec<Result<Verdict, ConnectorError>> {
+        let mut out = Vec::with_capacity(actions.len());
+        for a in actions {
+            out.push(self.verify(a).await);
+        }
+        out
+    }
+
+    /// True when this connector's read-backs are cheaper together: the executor then does not
+    /// verify each action right after it succeeds, but reads back the actions it applied together
+    /// through [`Connector::verify_many`] once the run has nothing more to send (or goes idle).
+    /// Dependents do not wait for verdicts either way.
+    fn batch_verification(&self) -> bool {
+        false
+    }
 }
 
 /// One problem in a connector's configuration: the key's path, what was expected, what was found.

@@ -113,7 +113,16 @@ pub struct Executor {
     default_limit: usize,
     owner: String,
     events: Option<UnboundedSender<ExecEvent>>,
+    /// Applied actions of connectors that verify in batches (`Connector::batch_verification`),
+    /// not yet read back; shared by the clones that run each action.
+    deferred: Arc<std::sync::Mutex<Vec<Action>>>,
 }
+
+/// At most this many deferred read-backs go to one `verify_many` call (never splitting the
+/// actions of one account), and the work loop reads them back once this many are waiting.
+const VERIFY_BATCH: usize = 256;
+/// The work loop reads back deferred actions at the latest this long after the first of them.
+const VERIFY_WAIT: Duration = Duration::from_millis(500);
 
 impl Executor {
     /// `owner` names this executor in leases and the audit log (`revokectl@host:pid`).
@@ -145,6 +154,7 @@ impl Executor {
             default_limit: config.executor.concurrency,
             owner: owner.into(),
             events: None,
+            deferred: Arc::default(),
         }
     }
 
@@ -264,6 +274,7 @@ impl Executor {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
+        self.verify_deferred().await?;
         self.verify_unverified(Some(plan), Utc::now()).await?;
         let records = self.store.actions(plan).await?;
         Ok(RunSummary::from_records(&records, Utc::now()))
@@ -300,15 +311,118 @@ impl Executor {
         finished_by: DateTime<Utc>,
     ) -> Result<usize, EngineError> {
         let records = self.store.unverified(plan, finished_by).await?;
-        for rec in &records {
-            let verdict = self.read_back(&rec.action).await;
-            info!(job_id = %rec.action.job_id, action_id = %rec.action.id, connector = %rec.action.connector, verdict = %verdict, "verified an action an earlier run left unverified");
-            self.store
-                .record_verdict(&rec.action.id, &verdict, &self.owner, Utc::now())
-                .await?;
-            self.emit_finished(&rec.action.id).await?;
+        let actions: Vec<Action> = records.into_iter().map(|r| r.action).collect();
+        self.verify_actions(actions, true).await
+    }
+
+    /// Reads back the actions this executor applied and left for a batched read-back.
+    async fn verify_deferred(&self) -> Result<usize, EngineError> {
+        let actions = std::mem::take(&mut *self.deferred_list());
+        self.verify_actions(actions, false).await
+    }
+
+    fn deferred_list(&self) -> std::sync::MutexGuard<'_, Vec<Action>> {
+        // A panic while holding this lock left a plain list behind: keep using it.
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads back `actions` and records their verdicts: per connector instance, through
+    /// `verify_many` in batches that keep each account's actions together (a connector that
+    /// reads one account once confirms all of its actions with that read).
+    async fn verify_actions(
+        &self,
+        mut actions: Vec<Action>,
+        left_by_earlier_run: bool,
+    ) -> Result<usize, EngineError> {
+        let n = actions.len();
+        let pin = |a: &Action| a.account.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        actions.sort_by(|a, b| {
+            (a.connector.as_str(), pin(a), a.id.0.as_str()).cmp(&(
+                b.connector.as_str(),
+                pin(b),
+                b.id.0.as_str(),
+            ))
+        });
+        let mut rest = actions.as_slice();
+        while !rest.is_empty() {
+            let mut end = 1;
+            while end < rest.len()
+                && rest[end].connector == rest[0].connector
+                && (end < VERIFY_BATCH || pin(&rest[end]) == pin(&rest[end - 1]))
+            {
+                end += 1;
+            }
+            let (batch, tail) = rest.split_at(end);
+            rest = tail;
+            let verdicts = self.read_back_many(batch).await;
+            for (action, verdict) in batch.iter().zip(verdicts) {
+                if left_by_earlier_run {
+                    info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, verdict = %verdict, "verified an action an earlier run left unverified");
+                } else {
+                    debug!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, verdict = %verdict, "action verified");
+                }
+                self.store
+                    .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
+                    .await?;
+                self.emit_finished(&action.id).await?;
+            }
         }
-        Ok(records.len())
+        Ok(n)
+    }
+
+    /// The verdicts of applied actions of one connector instance, read back together (see
+    /// [`Executor::read_back`] for what does not confirm).
+    async fn read_back_many(&self, actions: &[Action]) -> Vec<Verdict> {
+        let Some(first) = actions.first() else {
+            return Vec::new();
+        };
+        let Some(c) = self.connectors.get(&first.connector) else {
+            return actions
+                .iter()
+                .map(|a| Verdict::NotConfirmed {
+                    detail: format!(
+                        "the plan names connector instance {:?}, which the configuration does not have",
+                        a.connector
+                    ),
+                })
+                .collect();
+        };
+        if !c.batch_verification() {
+            let mut out = Vec::with_capacity(actions.len());
+            for a in actions {
+                out.push(self.read_back(a).await);
+            }
+            return out;
+        }
+        match tokio::time::timeout(self.action_timeout, c.verify_many(actions)).await {
+            Ok(results) if results.len() == actions.len() => results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(v) => v,
+                    Err(e) => Verdict::NotConfirmed {
+                        detail: format!("verification failed: {e}"),
+                    },
+                })
+                .collect(),
+            Ok(results) => actions
+                .iter()
+                .map(|_| Verdict::NotConfirmed {
+                    detail: format!(
+                        "verification failed: the connector answered {} verdicts for {} actions",
+                        results.len(),
+                        actions.len()
+                    ),
+                })
+                .collect(),
+            Err(_) => actions
+                .iter()
+                .map(|_| Verdict::NotConfirmed {
+                    detail: "verification timed out".into(),
+                })
+                .collect(),
+        }
     }
 
     /// The verdict of one applied action, read back from its connector (a connector the
@@ -354,7 +468,21 @@ impl Executor {
         // timeout), every `SWEEP` at most.
         const SWEEP: Duration = Duration::from_secs(10);
         let mut swept_at: Option<tokio::time::Instant> = None;
+        let mut deferred_since: Option<tokio::time::Instant> = None;
         while !*stop.borrow() {
+            let waiting = self.deferred_list().len();
+            if waiting == 0 {
+                deferred_since = None;
+            } else {
+                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                if inflight.is_empty() || waiting >= VERIFY_BATCH || since.elapsed() >= VERIFY_WAIT
+                {
+                    deferred_since = None;
+                    if let Err(e) = self.verify_deferred().await {
+                        warn!(error = %e, "reading back applied actions failed; the sweep will try again");
+                    }
+                }
+            }
             if swept_at.is_none_or(|t| t.elapsed() >= SWEEP) {
                 swept_at = Some(tokio::time::Instant::now());
                 let by = Utc::now()
@@ -386,13 +514,18 @@ impl Executor {
             if leased_now > 0 && inflight.len() < capacity {
                 continue;
             }
+            // With read-backs waiting, wake in time to send them.
+            let wait = match deferred_since {
+                Some(t) => poll.min(VERIFY_WAIT.saturating_sub(t.elapsed())),
+                None => poll,
+            };
             tokio::select! {
                 joined = inflight.join_next(), if !inflight.is_empty() => {
                     if let Some(joined) = joined {
                         self.settle(joined, &mut report).await;
                     }
                 }
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = wake.notified() => {}
                 _ = stop.changed() => {}
             }
@@ -414,6 +547,9 @@ impl Executor {
                     break;
                 }
             }
+        }
+        if let Err(e) = self.verify_deferred().await {
+            warn!(error = %e, "reading back applied actions failed; the sweep of the next start will");
         }
         Ok(report)
     }
@@ -576,13 +712,21 @@ impl Executor {
                 }
                 tracing::Span::current().record("outcome", outcome.as_str());
                 info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, outcome = outcome.as_str(), attempt, "action applied");
-                if connector.is_some() {
-                    let verdict = self.read_back(&action).await;
-                    self.store
-                        .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
-                        .await?;
+                match &connector {
+                    Some(c) if c.batch_verification() => {
+                        // Read back later with the other actions of its account (`verify_many`);
+                        // a run that dies first leaves it to the sweep of unverified actions.
+                        self.deferred_list().push(action.clone());
+                    }
+                    Some(_) => {
+                        let verdict = self.read_back(&action).await;
+                        self.store
+                            .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
+                            .await?;
+                        self.emit_finished(&action.id).await?;
+                    }
+                    None => self.emit_finished(&action.id).await?,
                 }
-                self.emit_finished(&action.id).await?;
                 Ok(None)
             }
             Err(error) => {

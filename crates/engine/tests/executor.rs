@@ -34,6 +34,11 @@ struct Scripted {
     steal_lease_once: AtomicBool,
     raw: Mutex<Option<Arc<SqliteStore>>>,
     verified: AtomicUsize,
+    /// Reads back in batches (`batch_verification`); each `verify_many` call's size is kept.
+    batch: AtomicBool,
+    batches: Mutex<Vec<usize>>,
+    /// Targets whose read-back does not confirm.
+    unconfirmed: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -163,6 +168,25 @@ impl Connector for Scripted {
     async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
         self.verified.fetch_add(1, Ordering::SeqCst);
         Ok(Verdict::Confirmed)
+    }
+    async fn verify_many(&self, actions: &[Action]) -> Vec<Result<Verdict, ConnectorError>> {
+        self.batches.lock().expect("lock").push(actions.len());
+        let unconfirmed = self.unconfirmed.lock().expect("lock").clone();
+        actions
+            .iter()
+            .map(|a| {
+                Ok(if unconfirmed.contains(&a.target) {
+                    Verdict::NotConfirmed {
+                        detail: format!("{} still there", a.target),
+                    }
+                } else {
+                    Verdict::Confirmed
+                })
+            })
+            .collect()
+    }
+    fn batch_verification(&self) -> bool {
+        self.batch.load(Ordering::SeqCst)
     }
 }
 
@@ -670,4 +694,68 @@ async fn the_work_loop_reads_back_what_a_dead_executor_left_unverified() {
     );
     let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
     assert_eq!(rec.verdict, Some(Verdict::Confirmed));
+}
+
+#[tokio::test]
+async fn a_batch_verifying_connector_reads_back_a_run_together_with_each_verdict_its_own() {
+    let h = harness(&["contain:a", "b", "c", "d", "account"], vec![], "").await;
+    h.conn.batch.store(true, Ordering::SeqCst);
+    h.conn.unconfirmed.lock().expect("lock").push("c".into());
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 5, "{summary:?}");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0, "no read-back one by one");
+    assert_eq!(*h.conn.batches.lock().expect("lock"), vec![5], "one read-back of all five");
+    assert_eq!(summary.not_confirmed, 1, "{summary:?}");
+    for r in h.store.actions(&h.plan).await.expect("actions") {
+        let want = if r.action.target == "c" {
+            Verdict::NotConfirmed {
+                detail: "c still there".into(),
+            }
+        } else {
+            Verdict::Confirmed
+        };
+        assert_eq!(r.verdict, Some(want), "{}", r.action.target);
+    }
+    // A second run sends nothing and reads nothing back again.
+    h.exec.run_plan(&h.plan).await.expect("rerun");
+    assert_eq!(h.conn.calls.lock().expect("lock").len(), 5);
+    assert_eq!(h.conn.batches.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn the_work_loop_reads_back_a_batch_verifying_connector_when_it_goes_idle() {
+    let h = harness(&["contain:a", "b", "c"], vec![], "").await;
+    h.conn.batch.store(true, Ordering::SeqCst);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let exec = h.exec.clone();
+    let worker = tokio::spawn(async move {
+        exec.work(
+            stop_rx,
+            Arc::new(tokio::sync::Notify::new()),
+            Duration::from_secs(3600),
+            4,
+            Duration::from_secs(1),
+        )
+        .await
+    });
+    // The poll is an hour: the verdicts come from the idle read-back, not a poll or the sweep.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let verified = || async {
+        h.store
+            .actions(&h.plan)
+            .await
+            .expect("actions")
+            .iter()
+            .filter(|r| r.verdict == Some(Verdict::Confirmed))
+            .count()
+    };
+    while verified().await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    worker.await.expect("joined").expect("work");
+    assert_eq!(verified().await, 3, "every action read back");
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0, "no read-back one by one");
+    let batches = h.conn.batches.lock().expect("lock").clone();
+    assert_eq!(batches.iter().sum::<usize>(), 3, "each read back once: {batches:?}");
 }
