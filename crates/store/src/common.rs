@@ -287,7 +287,7 @@ pub(crate) fn audit_entry(
 }
 
 /// Implements `Store` for a backend with the shared SQL. The backend type must have a `pool`
-/// field, `begin_write` (a transaction of database `$db` that may write), `lock_audit`
+/// field (reads), `write_pool` (single statements that write), `begin_write` (a transaction of database `$db` that may write), `lock_audit`
 /// (serializes audit appends within that transaction), and a module-level
 /// `map_err(sqlx::Error) -> StoreError`.
 ///
@@ -302,7 +302,7 @@ macro_rules! impl_store {
             #[doc(hidden)]
             pub async fn execute_raw(&self, sql: &str) -> Result<u64, $crate::StoreError> {
                 let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await
                     .map_err(map_err)?;
                 Ok(done.rows_affected())
@@ -626,7 +626,7 @@ macro_rules! impl_store {
                 .bind(&id.0)
                 .bind(owner)
                 .bind(micros(now))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await
                 .map_err(map_err)?;
                 Ok(done.rows_affected() == 1)

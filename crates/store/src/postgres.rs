@@ -71,6 +71,11 @@ impl PostgresStore {
         self.pool.begin().await.map_err(map_err)
     }
 
+    /// The pool single statements that write go through (the same as reads: rows lock).
+    fn write_pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
     /// Held until the transaction ends, so appends (read last hash, insert next) never interleave.
     async fn lock_audit(&self, tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -1,6 +1,9 @@
-//! The embedded backend: one SQLite file in WAL mode. Writers are serialized by SQLite itself;
-//! every write transaction starts with `BEGIN IMMEDIATE` so two writers never deadlock upgrading
-//! a read lock, and `busy_timeout` makes the second one wait instead of failing.
+//! The embedded backend: one SQLite file in WAL mode. Inside one process every write goes through
+//! one connection (a pool of one): writers queue for it in order, with no lock contention and
+//! none of the busy handler's sleeps, while reads use a pool of their own (WAL lets them run
+//! beside the writer). Every write transaction still starts with `BEGIN IMMEDIATE`, and
+//! `busy_timeout` makes a writer of another process (revokectl beside the daemon) wait instead of
+//! failing.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,7 +17,10 @@ use crate::StoreError;
 /// The SQLite store; cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection, so this process never contends with itself for the write lock.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -34,6 +40,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut pool = SqlitePoolOptions::new();
+        let mut writer = None;
         if in_memory {
             // One connection that never closes: the database lives exactly as long as the pool.
             pool = pool
@@ -52,8 +59,14 @@ impl SqliteStore {
                 })?;
             }
             pool = pool.max_connections(8);
+            writer = Some(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(60)),
+            );
         }
-        let pool = pool.connect_with(options).await.map_err(map_err)?;
+        let pool = pool.connect_with(options.clone()).await.map_err(map_err)?;
         migrator(&[
             (
                 1,
@@ -84,16 +97,26 @@ impl SqliteStore {
         .run(&pool)
         .await
         .map_err(migrate_err)?;
+        let writer = match writer {
+            Some(w) => w.connect_with(options).await.map_err(map_err)?,
+            // In memory: the database is the one connection, for reads and writes alike.
+            None => pool.clone(),
+        };
         tracing::debug!(url, "sqlite store open");
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// Every write takes the database write lock up front (see the module docs).
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)
+    }
+
+    /// The pool single statements that write go through.
+    fn write_pool(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// `BEGIN IMMEDIATE` already serializes audit appends.
