@@ -113,7 +113,7 @@ async fn record(state: &AppState, q: QueuedJob, planned: Result<revoke_core::Pla
                 Ok(()) => {
                     revoke_telemetry::job_finished(&job.source, "planned");
                     info!(job_id = %job.id, plan_id = %plan.id, actions, fingerprint = %plan.fingerprint, "job planned");
-                    state.wake_workers.notify_waiters();
+                    state.wake_workers.notify_one();
                 }
                 Err(e) => {
                     warn!(job_id = %job.id, error = %e, "recording the plan failed; the claim will expire and the job be planned again")
