@@ -363,6 +363,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(out::stderr_colour())
         .with_target(false)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -30,6 +30,21 @@ pub fn write(args: std::fmt::Arguments<'_>, newline: bool) {
     }
 }
 
+/// Whether stderr gets ANSI colour: only on a terminal, and never when `NO_COLOR` is set to a
+/// non-empty value (<https://no-color.org>); a file or pipe gets plain text.
+pub fn stderr_colour() -> bool {
+    use std::io::IsTerminal;
+    colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// The rule of [`stderr_colour`]: a terminal, and `NO_COLOR` absent or empty.
+pub fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Whether an error is the reader of stdout going away (ends the command quietly).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -47,4 +62,22 @@ macro_rules! outln {
 /// `print!` on [`write`].
 macro_rules! out {
     ($($arg:tt)*) => { $crate::out::write(format_args!($($arg)*), false) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(true, Some(OsStr::new("false"))), "any value counts");
+        assert!(!colour(false, None));
+    }
 }
