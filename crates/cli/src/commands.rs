@@ -797,6 +797,10 @@ async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
     let ctx = Context::load(cfg)?;
     let store = ctx.store().await?;
     let exec = ctx.executor().await?;
+    // The daemon's queue first: jobs that came due (imported, or received while no daemon ran)
+    // are planned as the scheduler plans them, and run below with everything else that is due.
+    let due = crate::due::plan_due(&ctx, &store, exec.owner()).await?;
+    let mut code = report_due(&due, output);
     let now = Utc::now();
     // Plans with applied actions an earlier run left unverified (killed before reading them back).
     let mut plans: Vec<PlanId> = Vec::new();
@@ -817,15 +821,124 @@ async fn resume(cfg: Option<&Path>, output: Format) -> anyhow::Result<u8> {
         }
     }
     if plans.is_empty() {
-        outln!("nothing is due");
-        return Ok(0);
+        let stats = store.queue_stats(now).await?;
+        let mut waiting = Vec::new();
+        if stats.scheduled_jobs > 0 {
+            waiting.push(format!(
+                "{} queued job(s) wait for their time",
+                stats.scheduled_jobs
+            ));
+        }
+        if stats.awaiting_approval > 0 {
+            waiting.push(format!(
+                "{} wait for approval (`revokectl batches`)",
+                stats.awaiting_approval
+            ));
+        }
+        if waiting.is_empty() {
+            outln!("nothing is due");
+        } else {
+            outln!("nothing is due; {}", waiting.join(", "));
+        }
+        return Ok(code);
     }
-    let mut code = 0;
-    for p in plans {
-        outln!("resuming plan {p}");
-        code = code.max(execute(&exec, &store, &p, output).await?);
+    if output == Format::Table {
+        outln!("resuming {} plan(s)", plans.len());
     }
+    code = code.max(execute_plans(&exec, &store, &plans, output).await?);
     Ok(code)
+}
+
+/// Says which queued jobs `resume` planned, and which it could not (exit code 1 then).
+fn report_due(due: &crate::due::DuePlanned, output: Format) -> u8 {
+    let line = |s: String| match output {
+        Format::Table => outln!("{s}"),
+        // Standard output stays one JSON object per action.
+        _ => eprintln!("{s}"),
+    };
+    for (q, plan, n) in &due.planned {
+        line(format!(
+            "planned job {} ({}, due {}): {n} action(s), plan {plan}",
+            q.job.id,
+            q.job.subject.id,
+            q.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    for (q, error, at) in &due.retry {
+        line(format!(
+            "job {} ({}): planning failed, will be tried again after {}: {error}",
+            q.job.id,
+            q.job.subject.id,
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    for (q, error) in &due.failed {
+        line(format!(
+            "job {} ({}): planning failed for good: {error}",
+            q.job.id, q.job.subject.id
+        ));
+    }
+    u8::from(!due.retry.is_empty() || !due.failed.is_empty())
+}
+
+/// Runs several recorded plans one after the other with one executor, printing results as they
+/// happen, then one summary. (Not side by side: clones of one executor share the list of
+/// read-backs they defer, so two `run_plan`s at once may both read back, and report, the same
+/// action.)
+async fn execute_plans(
+    exec: &Executor,
+    store: &Arc<dyn Store>,
+    plans: &[PlanId],
+    output: Format,
+) -> anyhow::Result<u8> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = exec.clone().with_events(tx);
+    let list = plans.to_vec();
+    let runner = tokio::spawn(async move {
+        let mut total = RunSummary::default();
+        for p in &list {
+            add_summary(&mut total, &exec.run_plan(p).await?);
+        }
+        Ok::<_, EngineError>(total)
+    });
+    // The channel closes once the runner has finished and dropped its executor.
+    while let Some(ev) = rx.recv().await {
+        render::event(&ev, output);
+    }
+    let total = runner
+        .await
+        .map_err(|e| anyhow!("executor stopped: {e}"))??;
+    let mut records = Vec::new();
+    for p in plans {
+        records.extend(store.actions(p).await?);
+    }
+    if output == Format::Jsonl {
+        for r in records
+            .iter()
+            .filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck)
+        {
+            outln!("{}", serde_json::to_string(&r.result_line())?);
+        }
+    } else {
+        render::summary(&total, &records, Utc::now());
+    }
+    Ok(if total.has_problems() { 1 } else { 0 })
+}
+
+fn add_summary(total: &mut RunSummary, s: &RunSummary) {
+    total.done += s.done;
+    total.already_done += s.already_done;
+    total.skipped += s.skipped;
+    total.failed += s.failed;
+    total.blocked += s.blocked;
+    total.scheduled += s.scheduled;
+    total.awaiting_ack += s.awaiting_ack;
+    total.acknowledged += s.acknowledged;
+    total.not_confirmed += s.not_confirmed;
+    total.next_due = match (total.next_due, s.next_due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
 }
 
 async fn audit_verify(cfg: Option<&Path>) -> anyhow::Result<u8> {

@@ -6,6 +6,7 @@ mod out;
 
 mod commands;
 mod context;
+mod due;
 mod queue;
 mod remote;
 mod render;
@@ -287,7 +288,8 @@ pub enum Command {
     },
     /// Send a signed sample termination to a Standard Webhooks intake endpoint
     Send(tools::SendArgs),
-    /// Run every action that has become due (for cron, without the daemon)
+    /// Run whatever has become due, for cron, without the daemon: queued jobs now due (imported,
+    /// or approved) are planned as the daemon's scheduler plans them, then every due action runs
     Resume {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
