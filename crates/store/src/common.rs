@@ -995,7 +995,7 @@ macro_rules! impl_store {
             }
         }
 
-        $crate::jobs::job_queue_methods!($store, $skip_locked);
+        $crate::jobs::job_queue_methods!($store, $db, $skip_locked);
     };
 }
 pub(crate) use impl_store;

@@ -282,6 +282,8 @@ pub trait JobQueue: Send + Sync {
     /// Audit, in the same transaction: `job.received` by `actor` (data: source, source_event_id,
     /// body_sha256, received_at, subject, risk, effective_at, due_at, reason, requested_by, state)
     /// and, when held, `job.held` (reason, recent_jobs, limit).
+    ///
+    /// Durable when it returns: on SQLite the write-ahead log is synced after the commit.
     async fn submit_job(
         &self,
         new: &NewJob,
@@ -289,6 +291,19 @@ pub trait JobQueue: Send + Sync {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Submitted, StoreError>;
+
+    /// Group commit: submits every `(job, actor)` of `batch` as [`JobQueue::submit_job`] would, in
+    /// order, in one transaction with one sync, and returns each one's result (a duplicate or a
+    /// `BodyConflict` is that job's result and writes nothing of it). A later job of the batch
+    /// sees the earlier ones: the same event twice is one job and a duplicate, and the guard
+    /// counts them. When the transaction itself fails, nothing of the batch is written and the
+    /// error is returned: submit each on its own then.
+    async fn submit_jobs(
+        &self,
+        batch: &[(NewJob, String)],
+        guard: BlastGuard,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError>;
 
     /// Cancels open jobs (scheduled, awaiting approval or planned): a planned job's actions that
     /// have not started (pending, awaiting acknowledgement) become `Cancelled` with `reason`;
@@ -373,23 +388,23 @@ pub trait JobQueue: Send + Sync {
 /// The `JobQueue` implementation, expanded inside `impl Store for $store` by
 /// `impl_store!`; the same SQL on both backends, with the backend's row-locking suffix.
 macro_rules! job_queue_methods {
-    ($store:ty, $skip_locked:literal) => {
-        #[async_trait::async_trait]
-        impl $crate::JobQueue for $store {
-        async fn submit_job(
-            &self,
-            new: &$crate::NewJob,
-            guard: $crate::BlastGuard,
-            actor: &str,
-            now: ::chrono::DateTime<::chrono::Utc>,
-        ) -> Result<$crate::Submitted, $crate::StoreError> {
+    ($store:ty, $db:ty, $skip_locked:literal) => {
+        impl $store {
+            /// The body of `submit_job` inside `tx` (which holds the intake lock): writes nothing
+            /// for a duplicate or a `BodyConflict`.
+            async fn submit_in(
+                &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                new: &$crate::NewJob,
+                guard: $crate::BlastGuard,
+                actor: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<$crate::Submitted, $crate::StoreError> {
             use $crate::common::{audit_entry, decode_i64, micros, to_json};
             use $crate::{JobState, StoreError, Submitted};
             use ::sqlx::Row;
 
             let job = &new.job;
-            let mut tx = self.begin_write().await?;
-            self.lock_intake(&mut tx).await?;
             if let Some(event_id) = &new.source_event_id {
                 let row = sqlx::query(
                     "SELECT e.job_id, e.kind, e.body_sha256, q.state FROM intake_events e \
@@ -397,7 +412,7 @@ macro_rules! job_queue_methods {
                 )
                 .bind(&job.source)
                 .bind(event_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await
                 .map_err(map_err)?;
                 if let Some(row) = row {
@@ -423,7 +438,6 @@ macro_rules! job_queue_methods {
                             job.source
                         )));
                     };
-                    tx.rollback().await.map_err(map_err)?;
                     let state = JobState::parse(&state)
                         .ok_or_else(|| StoreError::Corrupt(format!("job_queue.state: unknown state {state:?}")))?;
                     return Ok(Submitted { job_id: ::revoke_core::JobId(job_id), state, duplicate: true, recent_jobs: 0 });
@@ -435,7 +449,7 @@ macro_rules! job_queue_methods {
                 let since = now - ::chrono::Duration::from_std(guard.window).unwrap_or_default();
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM job_queue WHERE received_at > $1")
                     .bind(micros(since))
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut **tx)
                     .await
                     .map_err(map_err)?;
                 recent_jobs = decode_i64(&row, "n")?.max(0) as u64;
@@ -468,7 +482,7 @@ macro_rules! job_queue_methods {
             .bind(note.as_deref())
             .bind(micros(now))
             .bind(&job.subject.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(|e| match map_err(e) {
                 StoreError::Conflict(_) => StoreError::Conflict(format!("job {}: expected a new job id, found it already recorded", job.id)),
@@ -484,7 +498,7 @@ macro_rules! job_queue_methods {
                 .bind(&job.id.0)
                 .bind(new.body_sha256.as_deref())
                 .bind(micros(new.received_at))
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(map_err)?;
             }
@@ -501,14 +515,61 @@ macro_rules! job_queue_methods {
                 "requested_by": job.requested_by,
                 "state": state,
             });
-            self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.received", &job.id.0, None, &data)).await?;
+            self.append_audit_in(tx, &audit_entry(now, actor, "job.received", &job.id.0, None, &data)).await?;
             if let Some(note) = &note {
                 let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs });
-                self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.held", &job.id.0, None, &data)).await?;
+                self.append_audit_in(tx, &audit_entry(now, actor, "job.held", &job.id.0, None, &data)).await?;
+            }
+            Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs })
+            }
+        }
+        #[async_trait::async_trait]
+        impl $crate::JobQueue for $store {
+        async fn submit_job(
+            &self,
+            new: &$crate::NewJob,
+            guard: $crate::BlastGuard,
+            actor: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::Submitted, $crate::StoreError> {
+            let mut tx = self.begin_write().await?;
+            self.lock_intake(&mut tx).await?;
+            let submitted = self.submit_in(&mut tx, new, guard, actor, now).await?;
+            if submitted.duplicate {
+                tx.rollback().await.map_err(map_err)?;
+            } else {
+                tx.commit().await.map_err(map_err)?;
+                self.sync_commits().await?;
+            }
+            Ok(submitted)
+        }
+
+        async fn submit_jobs(
+            &self,
+            batch: &[($crate::NewJob, String)],
+            guard: $crate::BlastGuard,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Vec<Result<$crate::Submitted, $crate::StoreError>>, $crate::StoreError> {
+            use $crate::StoreError;
+
+            let mut tx = self.begin_write().await?;
+            self.lock_intake(&mut tx).await?;
+            let mut out = Vec::with_capacity(batch.len());
+            for (new, actor) in batch {
+                match self.submit_in(&mut tx, new, guard, actor, now).await {
+                    // Decided from what was read, before any write of this job.
+                    Err(e @ StoreError::BodyConflict(_)) => out.push(Err(e)),
+                    // Anything else may have left this job half written (and on Postgres an
+                    // error aborts the transaction): nothing of the batch is kept.
+                    Err(e) => return Err(e),
+                    Ok(s) => out.push(Ok(s)),
+                }
             }
             tx.commit().await.map_err(map_err)?;
-            Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs })
+            self.sync_commits().await?;
+            Ok(out)
         }
+
 
         async fn cancel_jobs(
             &self,
@@ -652,6 +713,9 @@ macro_rules! job_queue_methods {
                 self.append_audit_in(&mut tx, &audit_entry(now, actor, "job.cancelled", job_id, None, &data)).await?;
             }
             tx.commit().await.map_err(map_err)?;
+            if intake.is_some() {
+                self.sync_commits().await?;
+            }
             Ok(out)
         }
 

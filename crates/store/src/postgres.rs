@@ -71,6 +71,11 @@ impl PostgresStore {
         self.pool.begin().await.map_err(map_err)
     }
 
+    /// A commit is durable when it returns (`synchronous_commit`, on by default): nothing to do.
+    async fn sync_commits(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The pool single statements that write go through (the same as reads: rows lock).
     fn write_pool(&self) -> &sqlx::PgPool {
         &self.pool

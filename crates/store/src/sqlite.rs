@@ -21,6 +21,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Writes: one connection, so this process never contends with itself for the write lock.
     writer: SqlitePool,
+    /// The write-ahead log of a file database (`None` in memory), synced by `sync_commits`.
+    wal: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
@@ -41,6 +43,7 @@ impl SqliteStore {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut pool = SqlitePoolOptions::new();
         let mut writer = None;
+        let mut wal = None;
         if in_memory {
             // One connection that never closes: the database lives exactly as long as the pool.
             pool = pool
@@ -58,6 +61,9 @@ impl SqliteStore {
                     ))
                 })?;
             }
+            let mut name = path.as_os_str().to_owned();
+            name.push("-wal");
+            wal = Some(std::path::PathBuf::from(name));
             pool = pool.max_connections(8);
             writer = Some(
                 SqlitePoolOptions::new()
@@ -103,7 +109,7 @@ impl SqliteStore {
             None => pool.clone(),
         };
         tracing::debug!(url, "sqlite store open");
-        Ok(Self { pool, writer })
+        Ok(Self { pool, writer, wal })
     }
 
     /// Every write takes the database write lock up front (see the module docs).
@@ -117,6 +123,26 @@ impl SqliteStore {
     /// The pool single statements that write go through.
     fn write_pool(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Makes every transaction committed so far durable: syncs the write-ahead log. Commits run with
+    /// `synchronous = NORMAL`, which writes the log at each commit but syncs it only before a
+    /// checkpoint (and the database after one), so one sync here covers every commit before it,
+    /// however many (group commit): the intake answers only after it. Commits a checkpoint
+    /// already moved into the database were synced by that checkpoint.
+    async fn sync_commits(&self) -> Result<(), StoreError> {
+        let Some(wal) = self.wal.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data(),
+            // No log: nothing was committed since the last connection closed (and checkpointed).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("sqlite: syncing the write-ahead log: {e}")))?
+        .map_err(|e| StoreError::Database(format!("sqlite: syncing the write-ahead log: {e}")))
     }
 
     /// `BEGIN IMMEDIATE` already serializes audit appends.

@@ -151,6 +151,7 @@ conformance!(
     same_event_with_another_body_is_a_conflict,
     jobs_are_listed_in_keyset_pages,
     job_listing_filters,
+    a_batch_is_submitted_in_order_with_each_result_its_own,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2815,5 +2816,89 @@ async fn job_listing_filters(h: Harness) {
         })
         .await,
         ids(&["job-f11"])
+    );
+}
+
+async fn a_batch_is_submitted_in_order_with_each_result_its_own(h: Harness) {
+    let earlier = submit(
+        &h,
+        &new_job("z", "bamboo", Some("evt-3"), t0()),
+        BlastGuard::OFF,
+    )
+    .await;
+    assert!(!earlier.duplicate);
+    let mut changed = new_job("d", "bamboo", Some("evt-3"), t0());
+    changed.body_sha256 = Some("cd".repeat(32));
+    let batch: Vec<(NewJob, String)> = vec![
+        new_job("a", "bamboo", Some("evt-1"), t0()),
+        // The same event again within the batch: a duplicate of the first.
+        new_job("b", "bamboo", Some("evt-1"), t0()),
+        new_job("c", "hibob", Some("evt-2"), t0()),
+        // An event received before, now with another body.
+        changed,
+        new_job("e", "api", None, t0()),
+    ]
+    .into_iter()
+    .map(|n| (n, "intake:test".to_string()))
+    .collect();
+    // The guard counts the jobs before the batch and the batch's own jobs before each one.
+    let guard = BlastGuard {
+        max_jobs: 3,
+        window: HOUR,
+    };
+    let results = h
+        .store
+        .submit_jobs(&batch, guard, t0())
+        .await
+        .expect("the batch commits");
+    assert_eq!(results.len(), 5);
+    let ok = |i: usize| results[i].as_ref().expect("a result").clone();
+    assert!(!ok(0).duplicate);
+    assert_eq!(ok(0).state, JobState::Scheduled);
+    assert!(ok(1).duplicate, "{:?}", results[1]);
+    assert_eq!(ok(1).job_id, JobId("job-a".into()));
+    assert_eq!(ok(2).state, JobState::Scheduled);
+    match &results[3] {
+        Err(StoreError::BodyConflict(c)) => {
+            assert_eq!(c.first_job_id, Some(JobId("job-z".into())));
+            assert_eq!(c.body_sha256, "cd".repeat(32));
+        }
+        other => panic!("expected a body conflict, found {other:?}"),
+    }
+    assert_eq!(ok(4).state, JobState::AwaitingApproval, "the fourth job in the window is held");
+    for (name, want) in [
+        ("a", Some(JobState::Scheduled)),
+        ("b", None),
+        ("c", Some(JobState::Scheduled)),
+        ("d", None),
+        ("e", Some(JobState::AwaitingApproval)),
+    ] {
+        let found = h
+            .store
+            .queued_job(&JobId(format!("job-{name}")))
+            .await
+            .expect("reads")
+            .map(|q| q.state);
+        assert_eq!(found, want, "job-{name}");
+    }
+    let log = h.store.audit_log().await.expect("reads");
+    let received: Vec<&str> = log
+        .iter()
+        .filter(|e| e.kind == "job.received")
+        .filter_map(|e| e.job_id.as_deref())
+        .collect();
+    assert_eq!(received, vec!["job-z", "job-a", "job-c", "job-e"]);
+    assert_eq!(log.iter().filter(|e| e.kind == "job.held").count(), 1);
+    assert_eq!(verify_chain(&log), vec![]);
+    // A batch whose transaction fails (here: a job id already recorded) writes nothing.
+    let clash = vec![
+        (new_job("f", "bamboo", Some("evt-9"), t0()), "intake:test".to_string()),
+        (new_job("a", "bamboo", Some("evt-10"), t0()), "intake:test".to_string()),
+    ];
+    assert!(h.store.submit_jobs(&clash, BlastGuard::OFF, t0()).await.is_err());
+    assert_eq!(
+        h.store.queued_job(&JobId("job-f".into())).await.expect("reads"),
+        None,
+        "nothing of a failed batch is kept"
     );
 }
