@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::auth::authorize;
 pub use crate::error::ApiError;
-use crate::jobs_api::list_jobs;
+use crate::jobs_api::{self, list_jobs};
 use crate::state::AppState;
 use crate::types::{
     CancelAnswer, CancelRequest, ErrorBody, IntakeAnswer, JobDetail, JobSummary, Progress, Status,
@@ -51,6 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/actions/{action}/ack", post(ack))
         .route("/api/v1/jobs/{id}/evidence", get(evidence))
+        .route("/api/v1/batches", get(jobs_api::list_batches))
+        .route("/api/v1/batches/{id}", get(jobs_api::get_batch))
+        .route("/api/v1/batches/{id}/approve", post(jobs_api::approve_batch))
+        .route("/api/v1/batches/{id}/reject", post(jobs_api::reject_batch))
         .fallback(not_found)
         .with_state(state);
     harden(routes, body_timeout)
@@ -609,10 +613,7 @@ async fn record_event(
                 ));
             };
             let risk = new.job.risk;
-            let s = state
-                .store
-                .submit_job(&new, state.guard, &actor, now)
-                .await?;
+            let s = state.intake.submit(new, actor).await?;
             if !s.duplicate {
                 info!(job_id = %s.job_id, source = %ev.source, source_event_id = %ev.source_event_id, risk = %risk, state = %s.state, "termination received");
                 if s.state == JobState::AwaitingApproval {
@@ -749,10 +750,7 @@ async fn submit_job(
         ));
     };
     new.job.requested_by = actor.clone();
-    let s = state
-        .store
-        .submit_job(&new, state.guard, &actor, now)
-        .await?;
+    let s = state.intake.submit(new, actor).await?;
     if !s.duplicate && s.state == JobState::AwaitingApproval {
         revoke_telemetry::blast_radius_tripped("api");
         warn!(job_id = %s.job_id, recent_jobs = s.recent_jobs, "blast-radius guard: job held for approval");

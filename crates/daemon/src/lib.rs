@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 pub mod http;
+pub mod intake_writer;
 pub mod jobs_api;
 pub mod scheduler;
 pub mod serve;
@@ -149,6 +150,7 @@ pub async fn run(
         tokens,
         risk,
         guard,
+        intake: intake_writer::IntakeWriter::start(store.clone(), guard),
         metrics,
         owner: owner.clone(),
         wake_scheduler: Arc::new(Notify::new()),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub tokens: Vec<Token>,
     pub risk: RiskRules,
     pub guard: BlastGuard,
+    /// Group commit of the jobs intake and the API ask for (see `intake_writer`).
+    pub intake: crate::intake_writer::IntakeWriter,
     pub metrics: Option<revoke_telemetry::Metrics>,
     /// This process in leases and the audit log: `revoked@host:pid`.
     pub owner: String,
