@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let uses_api = matches!(
         cli.command,
         Command::Jobs { .. }
+            | Command::Batches { .. }
             | Command::Approve { .. }
             | Command::Reject { .. }
             | Command::Cancel { .. }
@@ -73,8 +74,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             queue::jobs(cfg, remote, &filter, limit, output).await
         }
-        Command::Approve { job, output } => queue::decide(cfg, remote, &job, true, output).await,
-        Command::Reject { job, output } => queue::decide(cfg, remote, &job, false, output).await,
+        Command::Batches {
+            id,
+            all,
+            sample,
+            output,
+        } => queue::batches(cfg, remote, id.as_deref(), all, sample, output).await,
+        Command::Approve {
+            job,
+            batch,
+            yes,
+            output,
+        } => decide(cfg, remote, job, batch, true, yes, output).await,
+        Command::Reject {
+            job,
+            batch,
+            yes,
+            output,
+        } => decide(cfg, remote, job, batch, false, yes, output).await,
         Command::Cancel {
             job,
             reason,
@@ -131,6 +148,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             local(cfg, cmd).await
         }
         other => local(cfg, other).await,
+    }
+}
+
+/// `approve` / `reject`: one job, or every held job of a batch.
+async fn decide(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    job: Option<String>,
+    batch: Option<String>,
+    approve: bool,
+    yes: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
+    match (job, batch) {
+        (_, Some(b)) => queue::decide_batch(cfg, remote, &b, approve, yes, output).await,
+        (Some(j), None) => queue::decide(cfg, remote, &j, approve, output).await,
+        (None, None) => bail!("expected a job id or --batch ID, found neither"),
     }
 }
 
@@ -206,6 +240,7 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
             Ok(if failed > 0 { 1 } else { 0 })
         }
         Command::Jobs { .. }
+        | Command::Batches { .. }
         | Command::Approve { .. }
         | Command::Reject { .. }
         | Command::Cancel { .. }

@@ -26,8 +26,8 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// A revoked daemon (http://HOST:PORT): status, jobs, show, approve, reject, cancel, ack,
-    /// evidence and import go to its API instead of the local store
+    /// A revoked daemon (http://HOST:PORT): status, jobs, batches, show, approve, reject, cancel,
+    /// ack, evidence and import go to its API instead of the local store
     #[arg(long, global = true, env = "REVOKE_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// The API token for --server
@@ -238,15 +238,43 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
     },
-    /// Approve a job the blast-radius guard holds: it is scheduled again
-    Approve {
-        job: String,
+    /// Batches of jobs the blast-radius guard held together (an import, a burst of one HR
+    /// source): the open ones, or what one contains; decide one with `approve --batch ID`
+    Batches {
+        /// Show this batch: counts by state, source, department, reason and risk, and a sample
+        id: Option<String>,
+        /// Every batch, decided ones too
+        #[arg(long)]
+        all: bool,
+        /// How many of the batch's jobs to show (with ID)
+        #[arg(long, default_value_t = 20)]
+        sample: u32,
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
     },
-    /// Reject a job the blast-radius guard holds: it never runs
+    /// Approve a job the blast-radius guard holds, or every held job of a batch: scheduled again
+    Approve {
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        job: Option<String>,
+        /// Every job of this batch still awaiting approval, as one unit (`revokectl batches`)
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// Decide the batch without asking (it is shown first; only the jobs shown are decided)
+        #[arg(long, requires = "batch")]
+        yes: bool,
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Reject a job the blast-radius guard holds, or every held job of a batch: it never runs
     Reject {
-        job: String,
+        #[arg(required_unless_present = "batch", conflicts_with = "batch")]
+        job: Option<String>,
+        /// Every job of this batch still awaiting approval, as one unit (`revokectl batches`)
+        #[arg(long, value_name = "ID")]
+        batch: Option<String>,
+        /// Decide the batch without asking (it is shown first; only the jobs shown are decided)
+        #[arg(long, requires = "batch")]
+        yes: bool,
         #[arg(long, short = 'o', value_enum, default_value = "table")]
         output: Format,
     },

@@ -2,6 +2,7 @@
 //! `evidence` and `import`, embedded on the local store or through `--server`; and the
 //! server-only forms of `status`, `show` and `ack`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -9,9 +10,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use revoke_core::JobId;
 use revoke_intake::{NormalizedEvent, RiskRules};
-use revoke_store::{CancelTarget, JobQuery, JobState, ResultLine, StoreError};
+use revoke_store::{
+    BatchDecision, BatchDetail, CancelTarget, JobBatch, JobQuery, JobState, ResultLine, StoreError,
+};
 use revoked::types::{
-    CancelAnswer, CancelRequest, JobDetail, JobSummary, Status, SubmitJob, Submitted,
+    BatchDecisionRequest, CancelAnswer, CancelRequest, JobDetail, JobSummary, Status, SubmitJob,
+    Submitted,
 };
 
 use crate::context::{operator, Context};
@@ -506,8 +510,11 @@ pub async fn import(
                 done.len(),
                 done.len() - new
             );
+            if remote.is_none() && new > held {
+                outln!("queued: `revokectl resume` (from cron) plans and runs each job once due, or the daemon does");
+            }
             if held > 0 {
-                outln!("{held} job(s) held by the blast-radius guard: review them with `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`");
+                outln!("{held} job(s) held by the blast-radius guard: review the batch with `revokectl batches`, then `revokectl approve --batch ID` or `revokectl reject --batch ID` (one job: `revokectl approve JOB`)");
             }
         }
         Format::Json => print_json(&done, output)?,
@@ -534,4 +541,149 @@ fn print_imported(row: &Imported, output: Format) -> anyhow::Result<()> {
         Format::Json => {}
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// batches: the jobs the blast-radius guard held together, decided as one unit
+
+const BATCHES: [&str; 3] = ["api", "v1", "batches"];
+
+/// The batch with what it contains, from the daemon or the local store.
+async fn read_batch(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    id: &str,
+    sample: u32,
+) -> anyhow::Result<BatchDetail> {
+    match remote {
+        Some(r) => {
+            r.get(
+                &[BATCHES[0], BATCHES[1], BATCHES[2], id],
+                &[("sample", sample.to_string())],
+            )
+            .await
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            store.batch(id, sample).await?.ok_or_else(|| {
+                anyhow!("cannot show batch {id:?}: expected a batch of held jobs, found none with this id (`revokectl batches --all` lists them)")
+            })
+        }
+    }
+}
+
+/// `batches`: the open batches (or every one), or what one batch contains.
+pub async fn batches(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    id: Option<&str>,
+    all: bool,
+    sample: u32,
+    output: Format,
+) -> anyhow::Result<u8> {
+    if let Some(id) = id {
+        let detail = read_batch(cfg, remote, id, sample).await?;
+        match output {
+            Format::Table => render::batch_detail(&detail),
+            _ => print_json(&detail, output)?,
+        }
+        return Ok(0);
+    }
+    let list: Vec<JobBatch> = match remote {
+        Some(r) => {
+            let mut q = vec![("limit", "1000".to_string())];
+            if all {
+                q.push(("all", "true".to_string()));
+            }
+            r.get(&BATCHES, &q).await?
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            store.batches(!all, 1000).await?
+        }
+    };
+    match output {
+        Format::Table => render::batches(&list, all),
+        Format::Json => print_json(&list, output)?,
+        Format::Jsonl => {
+            for b in &list {
+                print_json(b, output)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `approve --batch ID` / `reject --batch ID`: shows what the batch holds, asks on a terminal
+/// (or takes `--yes`), then decides exactly the jobs shown: if the batch changed meanwhile the
+/// store refuses and nothing is decided.
+pub async fn decide_batch(
+    cfg: Option<&Path>,
+    remote: Option<&Remote>,
+    id: &str,
+    approve: bool,
+    yes: bool,
+    output: Format,
+) -> anyhow::Result<u8> {
+    let verb = if approve { "approve" } else { "reject" };
+    if !yes && !std::io::stdin().is_terminal() {
+        bail!("refusing to {verb} batch {id} without a terminal to confirm on: review it with `revokectl batches {id}`, then pass --yes");
+    }
+    let detail = read_batch(cfg, remote, id, 10).await?;
+    let n = detail.batch.awaiting_approval;
+    if output == Format::Table {
+        render::batch_detail(&detail);
+    }
+    if n == 0 {
+        bail!("cannot {verb} batch {id}: expected jobs awaiting approval, found none");
+    }
+    if !yes {
+        use std::io::{BufRead, Write};
+        eprint!("\n{verb} these {n} job(s) of batch {id}? Only 'yes' will be accepted: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() != "yes" {
+            outln!("nothing decided");
+            return Ok(1);
+        }
+    }
+    let decision: BatchDecision = match remote {
+        Some(r) => {
+            let body = BatchDecisionRequest { expect: Some(n) };
+            r.post(&[BATCHES[0], BATCHES[1], BATCHES[2], id, verb], &body)
+                .await?
+                .1
+        }
+        None => {
+            let ctx = Context::load(cfg)?;
+            let store = ctx.store().await?;
+            store
+                .decide_batch(id, approve, Some(n), &operator(), Utc::now())
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => anyhow!("cannot {verb} batch {id:?}: expected a batch of held jobs, found none with this id (`revokectl batches --all` lists them)"),
+                    StoreError::Conflict(why) => anyhow!("cannot {verb} batch: {why}"),
+                    other => anyhow!("cannot {verb} batch {id}: {other}"),
+                })?
+        }
+    };
+    match output {
+        Format::Table => outln!(
+            "{} batch {}: {} job(s) now {}{}",
+            if approve { "approved" } else { "rejected" },
+            decision.batch.batch_id,
+            decision.job_ids.len(),
+            decision.state,
+            if approve && remote.is_none() {
+                " (`revokectl resume` plans and runs those that are due, or the daemon does)"
+            } else {
+                ""
+            }
+        ),
+        _ => print_json(&decision, output)?,
+    }
+    Ok(0)
 }

@@ -382,3 +382,109 @@ pub fn queue_status(s: &Status) {
         outln!("\nJobs held by the blast-radius guard: `revokectl jobs --state awaiting_approval`, then `revokectl approve JOB` or `revokectl reject JOB`.");
     }
 }
+
+fn short_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Batches of held jobs, one a line.
+pub fn batches(list: &[revoke_store::JobBatch], all: bool) {
+    if list.is_empty() {
+        outln!(
+            "{}",
+            if all {
+                "no batches"
+            } else {
+                "no batch awaits approval"
+            }
+        );
+        return;
+    }
+    outln!(
+        "{:<20} {:<16} {:>6} {:>9}  {:<21} {:<21} decision",
+        "batch",
+        "source",
+        "held",
+        "awaiting",
+        "opened",
+        "last hold"
+    );
+    for b in list {
+        outln!(
+            "{:<20} {:<16} {:>6} {:>9}  {:<21} {:<21} {}",
+            b.batch_id,
+            b.source,
+            b.held,
+            b.awaiting_approval,
+            short_time(b.opened_at),
+            short_time(b.last_held_at),
+            match (&b.decision, &b.decided_by) {
+                (Some(d), Some(by)) => format!("{d} by {by}"),
+                (Some(d), None) => d.clone(),
+                _ => "-".to_string(),
+            }
+        );
+    }
+    if list.iter().any(|b| b.awaiting_approval > 0) {
+        outln!("\nShow one with `revokectl batches ID`; decide it with `revokectl approve --batch ID` or `revokectl reject --batch ID`.");
+    }
+}
+
+fn counts(m: &BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What one batch contains.
+pub fn batch_detail(d: &revoke_store::BatchDetail) {
+    let b = &d.batch;
+    outln!(
+        "batch {} (source {}): {} job(s) awaiting approval of {} held",
+        b.batch_id,
+        b.source,
+        b.awaiting_approval,
+        b.held
+    );
+    outln!(
+        "  opened {}, last hold {}{}",
+        short_time(b.opened_at),
+        short_time(b.last_held_at),
+        match (&b.decision, &b.decided_by, b.closed_at) {
+            (Some(dec), by, Some(at)) => format!(
+                ", {dec} by {} at {}",
+                by.as_deref().unwrap_or("?"),
+                short_time(at)
+            ),
+            _ => String::new(),
+        }
+    );
+    outln!("  by state:      {}", counts(&d.by_state));
+    if b.awaiting_approval > 0 {
+        outln!("  by source:     {}", counts(&d.by_source));
+        outln!("  by department: {}", counts(&d.by_department));
+        outln!("  by reason:     {}", counts(&d.by_reason));
+        outln!("  by risk:       {}", counts(&d.by_risk));
+        if let (Some(from), Some(to)) = (d.effective_from, d.effective_to) {
+            outln!(
+                "  effective:     {} to {}",
+                short_time(from),
+                short_time(to)
+            );
+        }
+        outln!("  sample ({} of {}):", d.sample.len(), b.awaiting_approval);
+        for j in &d.sample {
+            outln!(
+                "    {:<38} {:<24} {:<8} {:<21} {}",
+                j.job_id,
+                j.subject,
+                j.risk,
+                short_time(j.effective_at),
+                j.reason
+            );
+        }
+    }
+}

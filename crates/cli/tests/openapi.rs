@@ -32,6 +32,10 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/jobs/{id}/cancel", &["post"]),
     ("/api/v1/jobs/{id}/actions/{action}/ack", &["post"]),
     ("/api/v1/jobs/{id}/evidence", &["get"]),
+    ("/api/v1/batches", &["get"]),
+    ("/api/v1/batches/{id}", &["get"]),
+    ("/api/v1/batches/{id}/approve", &["post"]),
+    ("/api/v1/batches/{id}/reject", &["post"]),
 ];
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
@@ -43,6 +47,8 @@ const OPERATOR: &[(&str, &str)] = &[
     ("/api/v1/jobs/{id}/reject", "post"),
     ("/api/v1/jobs/{id}/cancel", "post"),
     ("/api/v1/jobs/{id}/actions/{action}/ack", "post"),
+    ("/api/v1/batches/{id}/approve", "post"),
+    ("/api/v1/batches/{id}/reject", "post"),
 ];
 
 fn doc() -> Value {
@@ -413,6 +419,67 @@ fn line(full: bool) -> ResultLine {
         error_code: full.then(|| "busy".into()),
         error_message: full.then(|| "server busy".into()),
         note: full.then(|| "n".into()),
+    }
+}
+
+#[test]
+fn the_batch_bodies_match_their_schemas() {
+    use revoke_store::{BatchDecision, BatchDetail, BatchJob, JobBatch, JobState};
+    use revoked::types::BatchDecisionRequest;
+    let t = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).single().expect("time");
+    for full in [true, false] {
+        let batch = JobBatch {
+            batch_id: "b-0123456789abcdef".into(),
+            source: "import".into(),
+            opened_at: t,
+            last_held_at: t,
+            held: 3,
+            awaiting_approval: if full { 0 } else { 3 },
+            closed_at: full.then_some(t),
+            decision: full.then(|| "approved".into()),
+            decided_by: full.then(|| "token:ops".into()),
+        };
+        conforms("JobBatch", &batch);
+        let counts: std::collections::BTreeMap<String, u64> =
+            [("import".to_string(), 3)].into_iter().collect();
+        conforms(
+            "BatchDetail",
+            &BatchDetail {
+                batch: batch.clone(),
+                by_state: counts.clone(),
+                by_source: counts.clone(),
+                by_reason: counts.clone(),
+                by_risk: counts.clone(),
+                by_department: counts.clone(),
+                effective_from: full.then_some(t),
+                effective_to: full.then_some(t),
+                sample: vec![BatchJob {
+                    job_id: revoke_core::JobId("j".into()),
+                    subject: "alice".into(),
+                    employee_id: full.then(|| "E1".into()),
+                    email: full.then(|| "a@example.org".into()),
+                    reason: "resigned".into(),
+                    risk: "standard".into(),
+                    effective_at: t,
+                    received_at: t,
+                    state: JobState::AwaitingApproval,
+                }],
+            },
+        );
+        conforms(
+            "BatchDecision",
+            &BatchDecision {
+                batch,
+                state: JobState::Scheduled,
+                job_ids: vec![revoke_core::JobId("j".into())],
+            },
+        );
+        conforms(
+            "BatchDecisionRequest",
+            &BatchDecisionRequest {
+                expect: full.then_some(3),
+            },
+        );
     }
 }
 

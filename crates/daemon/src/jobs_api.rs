@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use revoke_config::TokenScope;
-use revoke_store::{JobCursor, JobQuery, JobState};
+use revoke_store::{BatchDecision, BatchDetail, JobBatch, JobCursor, JobQuery, JobState};
+use tracing::info;
 
 use crate::auth::authorize;
 use crate::error::ApiError;
+use crate::http::{ApiBody, Path, Query};
 use crate::state::AppState;
-use crate::types::{ErrorBody, JobSummary};
+use crate::types::{BatchDecisionRequest, ErrorBody, JobSummary};
 
 /// The query parameters the listing takes; anything else is a 400 naming it.
 const PARAMS: [&str; 7] = [
@@ -214,4 +216,112 @@ mod tests {
             )
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches: the jobs the blast-radius guard held together (see `revoke_store::JobBatch`),
+// reviewed and decided as one unit.
+
+/// `GET /api/v1/batches` parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchesParams {
+    /// Every batch, decided ones too (default: only those with a job awaiting approval).
+    #[serde(default)]
+    all: bool,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/batches/{id}` parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchParams {
+    sample: Option<u32>,
+}
+
+/// Batches listed at most, and sampled jobs shown at most.
+const MAX_BATCHES: u32 = 1000;
+const DEFAULT_SAMPLE: u32 = 20;
+const MAX_SAMPLE: u32 = 10_000;
+
+/// `GET /api/v1/batches?all=&limit=`: newest first.
+pub(crate) async fn list_batches(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<BatchesParams>,
+) -> Result<Json<Vec<JobBatch>>, ApiError> {
+    authorize(&state, &headers, TokenScope::Read)?;
+    let limit = p.limit.unwrap_or(100).clamp(1, MAX_BATCHES);
+    Ok(Json(state.store.batches(!p.all, limit).await?))
+}
+
+/// `GET /api/v1/batches/{id}?sample=`: what the batch contains.
+pub(crate) async fn get_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(p): Query<BatchParams>,
+) -> Result<Json<BatchDetail>, ApiError> {
+    authorize(&state, &headers, TokenScope::Read)?;
+    let sample = p.sample.unwrap_or(DEFAULT_SAMPLE).min(MAX_SAMPLE);
+    match state.store.batch(&id, sample).await? {
+        Some(b) => Ok(Json(b)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("not found: batch {id} (GET /api/v1/batches lists them)"),
+        )),
+    }
+}
+
+pub(crate) async fn approve_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> Result<Json<BatchDecision>, ApiError> {
+    decide_batch(&state, &headers, id, true, &body).await
+}
+
+pub(crate) async fn reject_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiBody(body): ApiBody,
+) -> Result<Json<BatchDecision>, ApiError> {
+    decide_batch(&state, &headers, id, false, &body).await
+}
+
+/// Approves or rejects every job of a batch still awaiting approval, as the token's name; an
+/// empty body decides whatever the batch holds, `{"expect": N}` only the N jobs reviewed.
+async fn decide_batch(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: String,
+    approve: bool,
+    body: &[u8],
+) -> Result<Json<BatchDecision>, ApiError> {
+    let actor = authorize(state, headers, TokenScope::Operator)?;
+    let req: BatchDecisionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        BatchDecisionRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{}} or {{\"expect\": N}} (the count of jobs reviewed): {e}"),
+            )
+        })?
+    };
+    let d = state
+        .store
+        .decide_batch(&id, approve, req.expect, &actor, Utc::now())
+        .await?;
+    let outcome = if approve { "approved" } else { "rejected" };
+    info!(batch_id = %id, by = %actor, outcome, jobs = d.job_ids.len(), "held batch decided");
+    if !approve {
+        for _ in &d.job_ids {
+            revoke_telemetry::job_finished(&d.batch.source, "rejected");
+        }
+    }
+    state.wake_scheduler.notify_one();
+    Ok(Json(d))
 }

@@ -174,3 +174,13 @@ pub struct Status {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// `POST /api/v1/batches/{id}/approve` and `.../reject`: how many jobs awaiting approval the
+/// person reviewed. When given and the batch holds another number now (a job joined, or one was
+/// decided on its own), the decision is refused with a 409 and nothing changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchDecisionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u64>,
+}

@@ -110,6 +110,9 @@ pub struct QueuedJob {
     /// Why it failed, was cancelled or rejected, or who approved it.
     pub note: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The batch the blast-radius guard held it in (see [`JobBatch`]); `None` when never held.
+    #[serde(default)]
+    pub batch_id: Option<String>,
 }
 
 /// Which jobs a cancellation is about.
@@ -268,6 +271,70 @@ pub struct QueueStats {
     pub awaiting_approval: u64,
 }
 
+/// Jobs the blast-radius guard held together, approved or rejected as one unit: a held job joins
+/// the open batch of its source (an import is one, a burst of one HR source's events is one),
+/// the one whose last hold is less than a guard window ago and that was not decided as a whole;
+/// else it opens a new batch. Deciding a batch closes it: a later hold opens another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobBatch {
+    pub batch_id: String,
+    /// The intake source of its jobs (`import`, `api`, `[intake.<name>]`).
+    pub source: String,
+    pub opened_at: DateTime<Utc>,
+    pub last_held_at: DateTime<Utc>,
+    /// Jobs held into it.
+    pub held: u64,
+    /// Of those, the ones still awaiting approval (what deciding the batch would decide).
+    pub awaiting_approval: u64,
+    /// When it was decided as a whole (`None`: still open to holds within the window).
+    pub closed_at: Option<DateTime<Utc>>,
+    /// `approved` or `rejected`, once decided as a whole.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+}
+
+/// One job of a batch, as a person reviewing the batch sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchJob {
+    pub job_id: JobId,
+    pub subject: String,
+    pub employee_id: Option<String>,
+    pub email: Option<String>,
+    pub reason: String,
+    pub risk: String,
+    pub effective_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub state: JobState,
+}
+
+/// What a batch contains: counts of its jobs awaiting approval by source, reason, risk and
+/// department (from the event's `department` when the source gives one, else `unknown`), every
+/// job by state, the range of effective times and a sample of the jobs awaiting approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchDetail {
+    #[serde(flatten)]
+    pub batch: JobBatch,
+    pub by_state: std::collections::BTreeMap<String, u64>,
+    pub by_source: std::collections::BTreeMap<String, u64>,
+    pub by_reason: std::collections::BTreeMap<String, u64>,
+    pub by_risk: std::collections::BTreeMap<String, u64>,
+    pub by_department: std::collections::BTreeMap<String, u64>,
+    pub effective_from: Option<DateTime<Utc>>,
+    pub effective_to: Option<DateTime<Utc>>,
+    /// The first jobs awaiting approval, oldest first.
+    pub sample: Vec<BatchJob>,
+}
+
+/// What deciding a batch did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchDecision {
+    pub batch: JobBatch,
+    /// `scheduled` (approved) or `rejected`: where every decided job now stands.
+    pub state: JobState,
+    /// Every job decided, oldest first.
+    pub job_ids: Vec<JobId>,
+}
+
 /// The daemon's job queue; part of every `Store`. Like the rest of the store, every state change
 /// writes its audit entry in the same transaction.
 #[async_trait::async_trait]
@@ -362,6 +429,32 @@ pub trait JobQueue: Send + Sync {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<QueuedJob, StoreError>;
+
+    /// Batches of held jobs (see [`JobBatch`]), newest first, at most `limit`; with `open_only`,
+    /// only those with a job still awaiting approval.
+    async fn batches(&self, open_only: bool, limit: u32) -> Result<Vec<JobBatch>, StoreError>;
+
+    /// One batch and what it contains, with up to `sample` of its jobs awaiting approval.
+    async fn batch(&self, id: &str, sample: u32) -> Result<Option<BatchDetail>, StoreError>;
+
+    /// Approves (back to `Scheduled`) or rejects, as one unit, every job of a batch still
+    /// awaiting approval, and closes the batch. With `expect`, refused (`Conflict`, nothing
+    /// written) unless exactly that many jobs await approval in it: the count the person
+    /// reviewed, so a job that joined since is never decided unseen. `NotFound`; `Conflict` when
+    /// the batch was decided already or has no job awaiting approval (each decided on its own).
+    /// Serialized with intake, so no job joins the batch while it is decided.
+    ///
+    /// Audit, in the same transaction: `job.approved` or `job.rejected` per job by `by` (data:
+    /// by, batch_id, batch_jobs), then one `batch.approved` or `batch.rejected` (data: by,
+    /// batch_id, source, count, job_ids: every job decided).
+    async fn decide_batch(
+        &self,
+        id: &str,
+        approve: bool,
+        expect: Option<u64>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<BatchDecision, StoreError>;
 
     async fn queued_job(&self, job: &JobId) -> Result<Option<QueuedJob>, StoreError>;
 
@@ -517,10 +610,78 @@ macro_rules! job_queue_methods {
             });
             self.append_audit_in(tx, &audit_entry(now, actor, "job.received", &job.id.0, None, &data)).await?;
             if let Some(note) = &note {
-                let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs });
+                let batch_id = self.hold_in_batch(tx, &job.source, &job.id.0, guard, now).await?;
+                let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs, "batch_id": batch_id });
                 self.append_audit_in(tx, &audit_entry(now, actor, "job.held", &job.id.0, None, &data)).await?;
             }
             Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs })
+            }
+        }
+        impl $store {
+            /// Puts a job the guard has just held into the open batch of its source, or opens
+            /// one (see [`JobBatch`]); under the intake lock, so two holds never open two.
+            async fn hold_in_batch(
+                &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                source: &str,
+                job_id: &str,
+                guard: $crate::BlastGuard,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<String, $crate::StoreError> {
+                use $crate::common::{decode_string, micros};
+
+                let window = i64::try_from(guard.window.as_micros()).unwrap_or(i64::MAX);
+                let open = sqlx::query(
+                    "SELECT batch_id FROM job_batches WHERE source = $1 AND closed_at IS NULL AND last_held_at > $2 \
+                     ORDER BY last_held_at DESC, batch_id DESC LIMIT 1",
+                )
+                .bind(source)
+                .bind(micros(now).saturating_sub(window))
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                let batch_id = match open {
+                    Some(row) => {
+                        let id = decode_string(&row, "batch_id")?;
+                        sqlx::query("UPDATE job_batches SET last_held_at = $1, held = held + 1 WHERE batch_id = $2")
+                            .bind(micros(now))
+                            .bind(&id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        id
+                    }
+                    None => {
+                        let id = $crate::jobs::batch_id_for(source, micros(now), job_id);
+                        sqlx::query(
+                            "INSERT INTO job_batches (batch_id, source, opened_at, last_held_at, held) VALUES ($1, $2, $3, $3, 1)",
+                        )
+                        .bind(&id)
+                        .bind(source)
+                        .bind(micros(now))
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(map_err)?;
+                        id
+                    }
+                };
+                sqlx::query("UPDATE job_queue SET batch_id = $1 WHERE job_id = $2")
+                    .bind(&batch_id)
+                    .bind(job_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(batch_id)
+            }
+
+            /// A batch's summary row, on the pool (`None` when unknown).
+            async fn batch_row(&self, id: &str) -> Result<Option<$crate::JobBatch>, $crate::StoreError> {
+                let row = sqlx::query(concat!($crate::jobs::batch_select!(), " WHERE b.batch_id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map($crate::jobs::decode_batch).transpose()
             }
         }
         #[async_trait::async_trait]
@@ -881,6 +1042,164 @@ macro_rules! job_queue_methods {
             Ok(decided)
         }
 
+        async fn batches(
+            &self,
+            open_only: bool,
+            limit: u32,
+        ) -> Result<Vec<$crate::JobBatch>, $crate::StoreError> {
+            let sql = if open_only {
+                concat!(
+                    $crate::jobs::batch_select!(),
+                    " WHERE EXISTS (SELECT 1 FROM job_queue q WHERE q.batch_id = b.batch_id AND q.state = 'awaiting_approval')",
+                    " ORDER BY b.opened_at DESC, b.batch_id DESC LIMIT $1"
+                )
+            } else {
+                concat!($crate::jobs::batch_select!(), " ORDER BY b.opened_at DESC, b.batch_id DESC LIMIT $1")
+            };
+            let rows = sqlx::query(sql)
+                .bind(i64::from(limit.max(1)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            rows.iter().map($crate::jobs::decode_batch).collect()
+        }
+
+        async fn batch(
+            &self,
+            id: &str,
+            sample: u32,
+        ) -> Result<Option<$crate::BatchDetail>, $crate::StoreError> {
+            let Some(batch) = self.batch_row(id).await? else {
+                return Ok(None);
+            };
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                $crate::jobs::queued_job_columns!(),
+                " FROM job_queue WHERE batch_id = $1 ORDER BY received_at, job_id"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            let jobs = rows
+                .iter()
+                .map($crate::jobs::decode_queued_job)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some($crate::jobs::batch_detail(batch, &jobs, sample)))
+        }
+
+        async fn decide_batch(
+            &self,
+            id: &str,
+            approve: bool,
+            expect: Option<u64>,
+            by: &str,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<$crate::BatchDecision, $crate::StoreError> {
+            use $crate::common::{audit_entry, decode_string, micros};
+            use $crate::{JobState, NewAuditEntry, StoreError};
+            use ::sqlx::Row;
+
+            let mut tx = self.begin_write().await?;
+            // Holds take the intake lock too: no job joins the batch while it is decided.
+            self.lock_intake(&mut tx).await?;
+            let row = sqlx::query("SELECT source, decision, decided_by FROM job_batches WHERE batch_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("batch {id}")));
+            };
+            let source = decode_string(&row, "source")?;
+            let decision: Option<String> = row.try_get("decision").map_err(map_err)?;
+            if let Some(decision) = decision {
+                let who: Option<String> = row.try_get("decided_by").map_err(map_err)?;
+                return Err(StoreError::Conflict(format!(
+                    "batch {id}: expected it undecided, found it {decision} by {}",
+                    who.unwrap_or_default()
+                )));
+            }
+            let ids = sqlx::query(
+                "SELECT job_id FROM job_queue WHERE batch_id = $1 AND state = 'awaiting_approval' ORDER BY received_at, job_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| decode_string(r, "job_id"))
+            .collect::<Result<Vec<String>, StoreError>>()?;
+            if ids.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "batch {id}: expected jobs awaiting approval, found none (each was decided on its own)"
+                )));
+            }
+            if let Some(n) = expect {
+                if n != ids.len() as u64 {
+                    return Err(StoreError::Conflict(format!(
+                        "batch {id}: expected {n} jobs awaiting approval (the count reviewed), found {}: review the batch again",
+                        ids.len()
+                    )));
+                }
+            }
+            let (next, verb) = if approve {
+                (JobState::Scheduled, "approved")
+            } else {
+                (JobState::Rejected, "rejected")
+            };
+            let note = format!("{verb} by {by} with batch {id}");
+            sqlx::query(
+                "UPDATE job_queue SET state = $1, note = $2, updated_at = $3 WHERE batch_id = $4 AND state = 'awaiting_approval'",
+            )
+            .bind(next.as_str())
+            .bind(&note)
+            .bind(micros(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query("UPDATE job_batches SET closed_at = $1, decision = $2, decided_by = $3 WHERE batch_id = $4")
+                .bind(micros(now))
+                .bind(verb)
+                .bind(by)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let kind = format!("job.{verb}");
+            for job in &ids {
+                let data = ::serde_json::json!({ "by": by, "batch_id": id, "batch_jobs": ids.len() });
+                self.append_audit_in(&mut tx, &audit_entry(now, by, &kind, job, None, &data)).await?;
+            }
+            let data = ::serde_json::json!({
+                "by": by,
+                "batch_id": id,
+                "source": source,
+                "count": ids.len(),
+                "job_ids": ids,
+            });
+            let entry = NewAuditEntry {
+                at: now,
+                actor: by.to_string(),
+                kind: format!("batch.{verb}"),
+                job_id: None,
+                action_id: None,
+                data: data.to_string(),
+            };
+            self.append_audit_in(&mut tx, &entry).await?;
+            tx.commit().await.map_err(map_err)?;
+            let batch = self
+                .batch_row(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("batch {id}")))?;
+            Ok($crate::BatchDecision {
+                batch,
+                state: next,
+                job_ids: ids.into_iter().map(::revoke_core::JobId).collect(),
+            })
+        }
+
         async fn queued_job(
             &self,
             job: &::revoke_core::JobId,
@@ -1058,7 +1377,7 @@ pub(crate) use job_queue_methods;
 /// The columns `decode_queued_job` reads.
 macro_rules! queued_job_columns {
     () => {
-        "job_json, state, source_event_id, event_json, received_at, due_at, plan_id, planning_attempts, note, updated_at"
+        "job_json, state, source_event_id, event_json, received_at, due_at, plan_id, planning_attempts, note, updated_at, batch_id"
     };
 }
 pub(crate) use queued_job_columns;
@@ -1104,7 +1423,110 @@ where
         planning_attempts: u32::try_from(get_i("planning_attempts")?).unwrap_or(u32::MAX),
         note: get_s("note")?,
         updated_at: from_micros(get_i("updated_at")?, "job_queue.updated_at")?,
+        batch_id: get_s("batch_id")?,
     })
+}
+
+/// The columns `decode_batch` reads, from `job_batches b`.
+macro_rules! batch_select {
+    () => {
+        "SELECT b.batch_id, b.source, b.opened_at, b.last_held_at, b.held, b.closed_at, b.decision, b.decided_by, \
+           (SELECT COUNT(*) FROM job_queue q WHERE q.batch_id = b.batch_id AND q.state = 'awaiting_approval') AS awaiting \
+         FROM job_batches b"
+    };
+}
+pub(crate) use batch_select;
+
+/// A new batch's id: stable for (source, opening time, first job), short enough to type.
+pub(crate) fn batch_id_for(source: &str, opened_at_us: i64, first_job: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{source}\n{opened_at_us}\n{first_job}").as_bytes());
+    format!("b-{}", &hex::encode(h)[..16])
+}
+
+/// Decodes a row selected with `batch_select!()`.
+pub(crate) fn decode_batch<'r, R>(row: &'r R) -> Result<JobBatch, crate::StoreError>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use crate::common::{col, from_micros};
+
+    let get_s = |name: &'static str| col::<R, Option<String>>(row, name);
+    let get_i = |name: &'static str| col::<R, i64>(row, name);
+    let closed_at = col::<R, Option<i64>>(row, "closed_at")?
+        .map(|t| from_micros(t, "job_batches.closed_at"))
+        .transpose()?;
+    Ok(JobBatch {
+        batch_id: get_s("batch_id")?.unwrap_or_default(),
+        source: get_s("source")?.unwrap_or_default(),
+        opened_at: from_micros(get_i("opened_at")?, "job_batches.opened_at")?,
+        last_held_at: from_micros(get_i("last_held_at")?, "job_batches.last_held_at")?,
+        held: get_i("held")?.max(0) as u64,
+        awaiting_approval: get_i("awaiting")?.max(0) as u64,
+        closed_at,
+        decision: get_s("decision")?,
+        decided_by: get_s("decided_by")?,
+    })
+}
+
+/// What a batch contains, from its jobs (oldest first).
+pub(crate) fn batch_detail(batch: JobBatch, jobs: &[QueuedJob], sample: u32) -> BatchDetail {
+    use std::collections::BTreeMap;
+
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_source: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_risk: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_department: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut from, mut to): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
+    let mut picked = Vec::new();
+    for q in jobs {
+        *by_state.entry(q.state.as_str().to_string()).or_default() += 1;
+        if q.state != JobState::AwaitingApproval {
+            continue;
+        }
+        *by_source.entry(q.job.source.clone()).or_default() += 1;
+        *by_reason.entry(q.job.reason.clone()).or_default() += 1;
+        *by_risk.entry(q.job.risk.to_string()).or_default() += 1;
+        let department = q
+            .event
+            .as_ref()
+            .and_then(|e| e.get("department"))
+            .and_then(|d| d.as_str())
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or("unknown");
+        *by_department.entry(department.to_string()).or_default() += 1;
+        let at = q.job.effective_at;
+        from = Some(from.map_or(at, |f| f.min(at)));
+        to = Some(to.map_or(at, |t| t.max(at)));
+        if picked.len() < sample as usize {
+            picked.push(BatchJob {
+                job_id: q.job.id.clone(),
+                subject: q.job.subject.id.clone(),
+                employee_id: q.job.subject.employee_id.clone(),
+                email: q.job.subject.email.clone(),
+                reason: q.job.reason.clone(),
+                risk: q.job.risk.to_string(),
+                effective_at: at,
+                received_at: q.received_at,
+                state: q.state,
+            });
+        }
+    }
+    BatchDetail {
+        batch,
+        by_state,
+        by_source,
+        by_reason,
+        by_risk,
+        by_department,
+        effective_from: from,
+        effective_to: to,
+        sample: picked,
+    }
 }
 
 /// `seq` of a `RETURNING id, seq` row, to put cancelled actions in plan order.

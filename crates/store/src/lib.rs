@@ -26,8 +26,9 @@ use revoke_core::{ActionId, JobId, JournalEntry, Plan, PlanId, Verdict};
 pub use audit::{verify_chain, AuditEntry, AuditProblem, NewAuditEntry, GENESIS_HASH};
 pub use error::StoreError;
 pub use jobs::{
-    BlastGuard, BodyConflict, CancelTarget, Cancellation, IntakeRef, JobCursor, JobPage, JobQuery,
-    JobQueue, JobState, NewJob, QueueStats, QueuedJob, Submitted,
+    BatchDecision, BatchDetail, BatchJob, BlastGuard, BodyConflict, CancelTarget, Cancellation,
+    IntakeRef, JobBatch, JobCursor, JobPage, JobQuery, JobQueue, JobState, NewJob, QueueStats,
+    QueuedJob, Submitted,
 };
 pub use model::{ActionRecord, ActionState, AttemptResult, JobRecord, ResultLine};
 pub use postgres::PostgresStore;

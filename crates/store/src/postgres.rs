@@ -58,6 +58,7 @@ impl PostgresStore {
                 "job_listing",
                 include_str!("../migrations/postgres/0005_job_listing.sql"),
             ),
+            (6, "job_batches", include_str!("../migrations/postgres/0006_job_batches.sql")),
         ])
         .run(&pool)
         .await

@@ -99,6 +99,7 @@ impl SqliteStore {
                 "job_listing",
                 include_str!("../migrations/sqlite/0005_job_listing.sql"),
             ),
+            (6, "job_batches", include_str!("../migrations/sqlite/0006_job_batches.sql")),
         ])
         .run(&pool)
         .await

@@ -152,6 +152,7 @@ conformance!(
     jobs_are_listed_in_keyset_pages,
     job_listing_filters,
     a_batch_is_submitted_in_order_with_each_result_its_own,
+    held_jobs_form_batches_decided_as_one_unit,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2900,5 +2901,188 @@ async fn a_batch_is_submitted_in_order_with_each_result_its_own(h: Harness) {
         h.store.queued_job(&JobId("job-f".into())).await.expect("reads"),
         None,
         "nothing of a failed batch is kept"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches of held jobs
+
+async fn held_jobs_form_batches_decided_as_one_unit(h: Harness) {
+    let guard = BlastGuard {
+        max_jobs: 2,
+        window: HOUR,
+    };
+    let job = |n: &str| JobId(format!("job-{n}"));
+    // Two imported jobs pass; the next three are held, in one batch of the import.
+    for (i, name) in ["i1", "i2", "i3", "i4", "i5"].iter().enumerate() {
+        let mut new = new_job(name, "import", Some(&format!("i{i}")), t0());
+        if *name == "i5" {
+            new.event = Some(serde_json::json!({ "department": "Sales" }));
+        }
+        submit(&h, &new, guard).await;
+    }
+    // Held jobs of another source make a batch of their own.
+    for (i, name) in ["h1", "h2"].iter().enumerate() {
+        submit(
+            &h,
+            &new_job(name, "hr", Some(&format!("h{i}")), t0()),
+            guard,
+        )
+        .await;
+    }
+    let q = |n: &'static str| {
+        let store = h.store.clone();
+        async move { store.queued_job(&job(n)).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        q("i1").await.batch_id,
+        None,
+        "a job never held has no batch"
+    );
+    let b1 = q("i3").await.batch_id.expect("a held job has its batch");
+    assert_eq!(q("i5").await.batch_id.as_deref(), Some(b1.as_str()));
+    let b2 = q("h1").await.batch_id.expect("held");
+    assert_ne!(b1, b2, "one batch per source");
+    assert_eq!(q("h2").await.batch_id.as_deref(), Some(b2.as_str()));
+    let held = h
+        .store
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "job.held")
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["batch_id"].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(held.len(), 5);
+    assert_eq!(held[0], serde_json::json!(b1), "job.held names the batch");
+
+    let open = h.store.batches(true, 10).await.unwrap();
+    let got: Vec<(&str, &str, u64, u64)> = open
+        .iter()
+        .map(|b| {
+            (
+                b.batch_id.as_str(),
+                b.source.as_str(),
+                b.held,
+                b.awaiting_approval,
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains(&(b1.as_str(), "import", 3, 3)), "{got:?}");
+    assert!(got.contains(&(b2.as_str(), "hr", 2, 2)), "{got:?}");
+
+    let detail = h.store.batch(&b1, 2).await.unwrap().expect("the batch");
+    assert_eq!(detail.batch.awaiting_approval, 3);
+    assert_eq!(detail.by_state.get("awaiting_approval"), Some(&3));
+    assert_eq!(detail.by_source.get("import"), Some(&3));
+    assert_eq!(detail.by_department.get("Sales"), Some(&1));
+    assert_eq!(detail.by_department.get("unknown"), Some(&2));
+    assert_eq!(detail.sample.len(), 2, "the sample is capped");
+    assert_eq!(detail.sample[0].job_id, job("i3"), "oldest first");
+    assert!(h.store.batch("b-nope", 5).await.unwrap().is_none());
+
+    // A straggler decided on its own leaves two in the batch.
+    h.store
+        .decide_job(&job("i4"), true, "ops@corp", at(1))
+        .await
+        .unwrap();
+    let before = h.store.audit_log().await.unwrap().len();
+    // The reviewer saw 3: the batch changed since, so nothing is decided.
+    let stale = h
+        .store
+        .decide_batch(&b1, true, Some(3), "ops@corp", at(2))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(
+        h.store.audit_log().await.unwrap().len(),
+        before,
+        "a refusal writes nothing"
+    );
+    assert_eq!(job_state(&h, "i3").await, JobState::AwaitingApproval);
+
+    let decided = h
+        .store
+        .decide_batch(&b1, true, Some(2), "ops@corp", at(2))
+        .await
+        .unwrap();
+    assert_eq!(decided.state, JobState::Scheduled);
+    assert_eq!(decided.job_ids, vec![job("i3"), job("i5")]);
+    assert_eq!(decided.batch.decision.as_deref(), Some("approved"));
+    assert_eq!(decided.batch.decided_by.as_deref(), Some("ops@corp"));
+    assert_eq!(decided.batch.awaiting_approval, 0);
+    assert!(decided.batch.closed_at.is_some());
+    for n in ["i3", "i5"] {
+        let j = q(n).await;
+        assert_eq!(j.state, JobState::Scheduled);
+        assert_eq!(
+            j.note.as_deref(),
+            Some(format!("approved by ops@corp with batch {b1}").as_str())
+        );
+    }
+    // Audit: one entry per job (its evidence says who approved it, in which batch of how many)
+    // and one for the batch naming every job.
+    let log = h.store.audit_log().await.unwrap();
+    let new: Vec<_> = log[before..].iter().collect();
+    assert_eq!(new.len(), 3, "{new:?}");
+    assert_eq!(
+        (new[0].kind.as_str(), new[0].job_id.as_deref()),
+        ("job.approved", Some("job-i3"))
+    );
+    let data: serde_json::Value = serde_json::from_str(&new[1].data).unwrap();
+    assert_eq!(data["batch_id"], serde_json::json!(b1));
+    assert_eq!(data["batch_jobs"], 2);
+    assert_eq!(new[2].kind, "batch.approved");
+    assert_eq!(new[2].actor, "ops@corp");
+    assert_eq!(new[2].job_id, None);
+    let data: serde_json::Value = serde_json::from_str(&new[2].data).unwrap();
+    assert_eq!(data["job_ids"], serde_json::json!(["job-i3", "job-i5"]));
+    assert_eq!(data["count"], 2);
+    assert!(verify_chain(&log).is_empty());
+    // The approved jobs are due now; the batch is closed to a second decision.
+    let claimed = h.store.claim_due_jobs("w", at(3), HOUR, 10).await.unwrap();
+    let mut names: Vec<_> = claimed.iter().map(|j| j.job.id.0.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["job-i1", "job-i2", "job-i3", "job-i4", "job-i5"]
+    );
+    let again = h.store.decide_batch(&b1, false, None, "x", at(4)).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    // A hold after the decision opens a new batch, even within the window.
+    submit(&h, &new_job("i6", "import", Some("i6"), t0()), guard).await;
+    let b3 = q("i6").await.batch_id.expect("held");
+    assert_ne!(b3, b1);
+    let open: Vec<String> = h
+        .store
+        .batches(true, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.batch_id)
+        .collect();
+    assert_eq!(open.len(), 2);
+    assert!(open.contains(&b3) && open.contains(&b2) && !open.contains(&b1));
+    assert_eq!(h.store.batches(false, 10).await.unwrap().len(), 3);
+
+    // Rejecting a batch rejects every job it holds; they are never claimed.
+    let rejected = h
+        .store
+        .decide_batch(&b2, false, None, "ops@corp", at(5))
+        .await
+        .unwrap();
+    assert_eq!(rejected.state, JobState::Rejected);
+    assert_eq!(rejected.job_ids, vec![job("h1"), job("h2")]);
+    assert_eq!(job_state(&h, "h1").await, JobState::Rejected);
+    assert!(h
+        .store
+        .claim_due_jobs("w2", at(6), HOUR, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let unknown = h.store.decide_batch("b-nope", true, None, "x", at(6)).await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
     );
 }
