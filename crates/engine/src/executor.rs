@@ -115,7 +115,7 @@ pub struct Executor {
     events: Option<UnboundedSender<ExecEvent>>,
     /// Applied actions of connectors that verify in batches (`Connector::batch_verification`),
     /// not yet read back; shared by the clones that run each action.
-    deferred: Arc<std::sync::Mutex<Vec<Action>>>,
+    deferred: Arc<std::sync::Mutex<Vec<(PlanId, Action)>>>,
 }
 
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
@@ -274,7 +274,7 @@ impl Executor {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
-        self.verify_deferred().await?;
+        self.verify_deferred(Some(plan)).await?;
         self.verify_unverified(Some(plan), Utc::now()).await?;
         let records = self.store.actions(plan).await?;
         Ok(RunSummary::from_records(&records, Utc::now()))
@@ -315,13 +315,22 @@ impl Executor {
         self.verify_actions(actions, true).await
     }
 
-    /// Reads back the actions this executor applied and left for a batched read-back.
-    async fn verify_deferred(&self) -> Result<usize, EngineError> {
-        let actions = std::mem::take(&mut *self.deferred_list());
+    /// Reads back the actions this executor applied and left for a batched read-back: those of
+    /// `plan`, or all. A run reads back only its own plan's, so two runs of one executor at once
+    /// never read one action twice.
+    async fn verify_deferred(&self, plan: Option<&PlanId>) -> Result<usize, EngineError> {
+        let actions: Vec<Action> = {
+            let mut list = self.deferred_list();
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *list)
+                .into_iter()
+                .partition(|(p, _)| plan.is_none_or(|plan| p == plan));
+            *list = rest;
+            mine.into_iter().map(|(_, a)| a).collect()
+        };
         self.verify_actions(actions, false).await
     }
 
-    fn deferred_list(&self) -> std::sync::MutexGuard<'_, Vec<Action>> {
+    fn deferred_list(&self) -> std::sync::MutexGuard<'_, Vec<(PlanId, Action)>> {
         // A panic while holding this lock left a plain list behind: keep using it.
         self.deferred
             .lock()
@@ -478,7 +487,7 @@ impl Executor {
                 if inflight.is_empty() || waiting >= VERIFY_BATCH || since.elapsed() >= VERIFY_WAIT
                 {
                     deferred_since = None;
-                    if let Err(e) = self.verify_deferred().await {
+                    if let Err(e) = self.verify_deferred(None).await {
                         warn!(error = %e, "reading back applied actions failed; the sweep will try again");
                     }
                 }
@@ -548,7 +557,7 @@ impl Executor {
                 }
             }
         }
-        if let Err(e) = self.verify_deferred().await {
+        if let Err(e) = self.verify_deferred(None).await {
             warn!(error = %e, "reading back applied actions failed; the sweep of the next start will");
         }
         Ok(report)
@@ -716,7 +725,8 @@ impl Executor {
                     Some(c) if c.batch_verification() => {
                         // Read back later with the other actions of its account (`verify_many`);
                         // a run that dies first leaves it to the sweep of unverified actions.
-                        self.deferred_list().push(action.clone());
+                        self.deferred_list()
+                            .push((rec.plan_id.clone(), action.clone()));
                     }
                     Some(_) => {
                         let verdict = self.read_back(&action).await;

@@ -1023,7 +1023,7 @@ pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::mig
 }
 
 /// How many migrations a backend has: `Store::ready` checks that all of them ran.
-pub(crate) const MIGRATIONS: i64 = 5;
+pub(crate) const MIGRATIONS: i64 = 6;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
