@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use revoke_core::{PlanId, Risk};
-use revoke_engine::{EngineError, ExecEvent};
+use revoke_core::Risk;
+use revoke_engine::queue::{plan_claimed, Planned};
+use revoke_engine::ExecEvent;
 use revoke_store::{ActionState, QueuedJob};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tracing::{info, warn, Instrument};
+use tracing::{info, warn};
 
 use crate::state::AppState;
 
-/// Planning attempts before a job fails for good (a directory down for hours).
-const MAX_PLANNING_ATTEMPTS: u32 = 12;
+/// Jobs claimed (and discovered together) at once: a burst of terminations is planned from one
+/// discovery per connector instance instead of one round per handful.
+const CLAIM_BATCH: u32 = 64;
 
 /// Plans due jobs until told to stop.
 pub async fn run(state: Arc<AppState>) {
@@ -27,7 +29,7 @@ pub async fn run(state: Arc<AppState>) {
     while !*stop.borrow() {
         match state
             .store
-            .claim_due_jobs(&state.owner, Utc::now(), claim, 8)
+            .claim_due_jobs(&state.owner, Utc::now(), claim, CLAIM_BATCH)
             .await
         {
             Ok(jobs) if !jobs.is_empty() => plan_batch(&state, jobs).await,
@@ -49,115 +51,25 @@ pub async fn run(state: Arc<AppState>) {
     }
 }
 
-/// Plans the claimed jobs, one plan each, from one discovery for all of them (one
-/// `discover_many` per connector instance, so a connector that batches serves a burst in one
-/// call). When that discovery fails, each job is discovered on its own, so the error is the
-/// job's own and one bad subject cannot hold the others back.
+/// Plans the claimed jobs (`revoke_engine::queue::plan_claimed`: one discovery for all of them,
+/// a plan each) and wakes the workers as soon as each plan is recorded.
 async fn plan_batch(state: &AppState, claimed: Vec<QueuedJob>) {
-    let jobs: Vec<revoke_core::Job> = claimed.iter().map(|q| q.job.clone()).collect();
-    tracing::debug!(jobs = jobs.len(), "planning claimed jobs");
-    let shared = if jobs.len() > 1 {
-        revoke_engine::discover(&state.config, &state.connectors, &jobs)
-            .await
-            .map_err(|e| warn!(jobs = jobs.len(), error = %e, "batch discovery failed; discovering each job on its own"))
-            .ok()
-    } else {
-        None
-    };
-    for q in claimed {
-        let span = tracing::info_span!("job", job_id = %q.job.id, source = %q.job.source, risk = %q.job.risk);
-        let id = PlanId(uuid::Uuid::new_v4().to_string());
-        let planned = match &shared {
-            Some(all) => {
-                let mine: Vec<revoke_core::Discovery> = all
-                    .iter()
-                    .filter(|d| d.subject == q.job.subject.id)
-                    .cloned()
-                    .collect();
-                revoke_engine::plan_jobs(
-                    &state.config,
-                    &state.connectors,
-                    vec![q.job.clone()],
-                    &mine,
-                    id,
-                    Utc::now(),
-                )
+    plan_claimed(
+        &state.config,
+        &state.connectors,
+        state.store.as_ref(),
+        &state.owner,
+        claimed,
+        |q, outcome| match outcome {
+            Planned::Recorded { .. } => {
+                revoke_telemetry::job_finished(&q.job.source, "planned");
+                state.wake_workers.notify_one();
             }
-            None => {
-                revoke_engine::plan(
-                    &state.config,
-                    &state.connectors,
-                    vec![q.job.clone()],
-                    id,
-                    Utc::now(),
-                )
-                .instrument(span.clone())
-                .await
-            }
-        };
-        record(state, q, planned).instrument(span).await;
-    }
-}
-
-/// Records a claimed job's plan, or why it could not be made (retry later or fail for good).
-async fn record(state: &AppState, q: QueuedJob, planned: Result<revoke_core::Plan, EngineError>) {
-    let job = q.job.clone();
-    match planned {
-        Ok(plan) => {
-            let actions = plan.actions.len();
-            match state
-                .store
-                .job_planned(&job.id, &plan, &state.owner, Utc::now())
-                .await
-            {
-                Ok(()) => {
-                    revoke_telemetry::job_finished(&job.source, "planned");
-                    info!(job_id = %job.id, plan_id = %plan.id, actions, fingerprint = %plan.fingerprint, "job planned");
-                    state.wake_workers.notify_one();
-                }
-                Err(e) => {
-                    warn!(job_id = %job.id, error = %e, "recording the plan failed; the claim will expire and the job be planned again")
-                }
-            }
-        }
-        Err(e) => {
-            let retry_at = match &e {
-                EngineError::Discovery { error, .. }
-                    if error.is_retryable()
-                        || matches!(error.class, revoke_core::ErrorClass::Auth) =>
-                {
-                    (q.planning_attempts + 1 < MAX_PLANNING_ATTEMPTS).then(|| {
-                        let secs = 5u64
-                            .saturating_mul(1 << q.planning_attempts.min(7))
-                            .min(600);
-                        Utc::now() + chrono::Duration::seconds(secs as i64)
-                    })
-                }
-                EngineError::Store(_) => {
-                    warn!(job_id = %job.id, error = %e, "planning failed in the store; the claim will expire");
-                    return;
-                }
-                _ => None,
-            };
-            let message = e.to_string();
-            match retry_at {
-                Some(t) => {
-                    warn!(job_id = %job.id, error = %message, retry_at = %t, "planning failed; will retry")
-                }
-                None => {
-                    revoke_telemetry::job_finished(&job.source, "failed");
-                    warn!(job_id = %job.id, error = %message, "planning failed for good");
-                }
-            }
-            if let Err(e) = state
-                .store
-                .job_planning_failed(&job.id, &state.owner, &message, retry_at, Utc::now())
-                .await
-            {
-                warn!(job_id = %job.id, error = %e, "recording the planning failure failed");
-            }
-        }
-    }
+            Planned::Failed { .. } => revoke_telemetry::job_finished(&q.job.source, "failed"),
+            Planned::Retry { .. } | Planned::NotRecorded { .. } => {}
+        },
+    )
+    .await;
 }
 
 /// Turns executor events into metrics: per action, and time to contain per job.

@@ -9,6 +9,7 @@ pub mod evidence;
 mod executor;
 mod journal;
 mod planner;
+pub mod queue;
 mod registry;
 mod retry;
 
