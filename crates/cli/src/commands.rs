@@ -913,13 +913,20 @@ fn report_due(due: &crate::due::DuePlanned, output: Format) -> u8 {
             q.job.id, q.job.subject.id
         ));
     }
-    u8::from(!due.retry.is_empty() || !due.failed.is_empty())
+    for (q, error) in &due.not_recorded {
+        line(format!(
+            "job {} ({}): not recorded, planned again once its claim runs out: {error}",
+            q.job.id, q.job.subject.id
+        ));
+    }
+    u8::from(!due.retry.is_empty() || !due.failed.is_empty() || !due.not_recorded.is_empty())
 }
 
-/// Runs several recorded plans one after the other with one executor, printing results as they
-/// happen, then one summary. (Not side by side: clones of one executor share the list of
-/// read-backs they defer, so two `run_plan`s at once may both read back, and report, the same
-/// action.)
+/// Plans `execute_plans` runs at once (their actions share the executor's per-connector limits).
+const PLANS_AT_ONCE: usize = 16;
+
+/// Runs several recorded plans side by side with one executor (each run reads back only its own
+/// plan's actions), printing results as they happen, then one summary.
 async fn execute_plans(
     exec: &Executor,
     store: &Arc<dyn Store>,
@@ -927,22 +934,38 @@ async fn execute_plans(
     output: Format,
 ) -> anyhow::Result<u8> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = exec.clone().with_events(tx);
-    let list = plans.to_vec();
-    let runner = tokio::spawn(async move {
-        let mut total = RunSummary::default();
-        for p in &list {
-            add_summary(&mut total, &exec.run_plan(p).await?);
+    let gate = Arc::new(tokio::sync::Semaphore::new(PLANS_AT_ONCE));
+    let mut runs = tokio::task::JoinSet::new();
+    {
+        let exec = exec.clone().with_events(tx);
+        for p in plans {
+            let (exec, gate, p) = (exec.clone(), gate.clone(), p.clone());
+            runs.spawn(async move {
+                let _turn = gate.acquire_owned().await;
+                exec.run_plan(&p).await
+            });
         }
-        Ok::<_, EngineError>(total)
-    });
-    // The channel closes once the runner has finished and dropped its executor.
+    }
+    // The channel closes once every run has finished and dropped its executor.
     while let Some(ev) = rx.recv().await {
         render::event(&ev, output);
     }
-    let total = runner
-        .await
-        .map_err(|e| anyhow!("executor stopped: {e}"))??;
+    let mut total = RunSummary::default();
+    let mut first_error: Option<anyhow::Error> = None;
+    while let Some(joined) = runs.join_next().await {
+        match joined {
+            Ok(Ok(s)) => add_summary(&mut total, &s),
+            Ok(Err(e)) => {
+                first_error.get_or_insert_with(|| e.into());
+            }
+            Err(e) => {
+                first_error.get_or_insert_with(|| anyhow!("executor stopped: {e}"));
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     let mut records = Vec::new();
     for p in plans {
         records.extend(store.actions(p).await?);

@@ -107,6 +107,16 @@ fn import_then_resume_runs_what_is_due_once_and_leaves_the_future_alone() {
         first.stdout,
         first.stderr
     );
+    let ids: std::collections::BTreeSet<&str> = done
+        .iter()
+        .filter_map(|l| l["action_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        done.len(),
+        "each action reported once: {}",
+        first.stdout
+    );
     for l in &done {
         assert_eq!(l["verdict"], "confirmed", "{l}");
         assert_eq!(l["attempts"], 1, "{l}");

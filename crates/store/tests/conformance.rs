@@ -3064,6 +3064,18 @@ async fn held_jobs_form_batches_decided_as_one_unit(h: Harness) {
     assert_eq!(open.len(), 2);
     assert!(open.contains(&b3) && open.contains(&b2) && !open.contains(&b1));
     assert_eq!(h.store.batches(false, 10).await.unwrap().len(), 3);
+    // Jobs held through group commit (`submit_jobs`) join the open batch the same way.
+    let grouped: Vec<(NewJob, String)> = ["i7", "i8"]
+        .iter()
+        .map(|n| (new_job(n, "import", Some(n), t0()), "intake".to_string()))
+        .collect();
+    for r in h.store.submit_jobs(&grouped, guard, t0()).await.unwrap() {
+        assert_eq!(r.unwrap().state, JobState::AwaitingApproval);
+    }
+    assert_eq!(q("i7").await.batch_id.as_deref(), Some(b3.as_str()));
+    assert_eq!(q("i8").await.batch_id.as_deref(), Some(b3.as_str()));
+    let b3_now = h.store.batch(&b3, 0).await.unwrap().expect("the batch");
+    assert_eq!((b3_now.batch.held, b3_now.batch.awaiting_approval), (3, 3));
 
     // Rejecting a batch rejects every job it holds; they are never claimed.
     let rejected = h
