@@ -221,7 +221,28 @@ impl Executor {
                 .max(1)
         };
         let mut inflight: JoinSet<Result<Option<ActionId>, EngineError>> = JoinSet::new();
+        let mut deferred_since: Option<tokio::time::Instant> = None;
         loop {
+            // Read-backs left for a batch go out every VERIFY_WAIT or VERIFY_BATCH, beside the
+            // actions still being sent, so results (and their lines) come as the run goes.
+            let waiting = self
+                .deferred_list()
+                .iter()
+                .filter(|(p, _)| p == plan)
+                .count();
+            if waiting == 0 {
+                deferred_since = None;
+            } else {
+                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                if waiting >= VERIFY_BATCH || since.elapsed() >= VERIFY_WAIT {
+                    deferred_since = None;
+                    let (this, plan) = (self.clone(), plan.clone());
+                    inflight.spawn(async move {
+                        this.verify_deferred(Some(&plan)).await?;
+                        Ok(None)
+                    });
+                }
+            }
             let now = Utc::now();
             let free = capacity.saturating_sub(inflight.len());
             if free > 0 {
