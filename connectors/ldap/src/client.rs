@@ -226,13 +226,13 @@ impl Client {
 /// still matches the filter (rc 122 assertionFailed otherwise). Sent non-critical, so a server
 /// without the control performs the write as before (OpenLDAP honours it).
 #[derive(Debug, Clone)]
-pub struct Assertion(String);
+pub struct Assertion(String, bool);
 
 impl Assertion {
     /// The filter, checked to parse (ldap3 would panic on one that does not).
     pub fn new(filter: String) -> Result<Self, ConnectorError> {
         match ldap3::parse_filter(&filter) {
-            Ok(_) => Ok(Self(filter)),
+            Ok(_) => Ok(Self(filter, false)),
             Err(()) => Err(ConnectorError::permanent(
                 "bad_filter",
                 format!("expected an LDAP filter for the assertion, found {filter:?}"),
@@ -240,8 +240,18 @@ impl Assertion {
         }
     }
 
+    /// The same assertion sent critical: a server that does not support the control refuses
+    /// the write (rc 12 unavailableCriticalExtension) instead of performing it unchecked. A blind
+    /// write (one not preceded by a read of the entry) is safe only with this.
+    pub fn critical(mut self) -> Self {
+        self.1 = true;
+        self
+    }
+
     fn control(&self) -> Vec<RawControl> {
-        vec![ldap3::controls::Assertion::new(self.0.as_str())]
+        let mut c = ldap3::controls::Assertion::new(self.0.as_str());
+        c.crit = self.1;
+        vec![c]
     }
 }
 

@@ -1,7 +1,7 @@
 //! Read-only: find the leaver's entry by any identifier it answers to, its immutable id, whether
 //! it is locked, and every group that lists it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ldap3::{Scope, SearchEntry};
 use revoke_core::dn::{first_rdn, is_under, normalize_dn, same_dn};
@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 
 use crate::client::{attr, Client};
 use crate::config::{LdapConfig, LockMethod, PPOLICY_LOCKED};
-use crate::escape::{group_filter, user_filter};
+use crate::escape::{groups_filter, user_filter};
 
 pub const ACCOUNT: &str = "account";
 pub const GROUP_MEMBERSHIP: &str = "group_membership";
@@ -123,48 +123,6 @@ pub async fn search_users(
         }
     }
     Ok(found)
-}
-
-/// The subject's entry and how it matched: by username, email or employee id, each tried in one
-/// search per base. Two entries answering to the subject (by one attribute or by two) are
-/// `ambiguous_user`, never a guess.
-async fn find_subject(
-    client: &Client,
-    cfg: &LdapConfig,
-    instance: &str,
-    subject: &Subject,
-) -> Result<Option<(SearchEntry, Vec<String>)>, ConnectorError> {
-    let lookups = lookups(cfg, instance, subject);
-    if lookups.is_empty() {
-        return Ok(None);
-    }
-    let filter = user_filter(cfg.user_object_class.as_deref(), lookups.iter().copied());
-    let mut found: Vec<(SearchEntry, Vec<String>)> = Vec::new();
-    for e in search_users(client, cfg, &filter).await? {
-        let why = matched(&e, &lookups);
-        if why.is_empty() {
-            let asked: Vec<String> = lookups.iter().map(|(a, v)| format!("{a} = {v}")).collect();
-            warn!(connector = %instance, subject = %subject.id, dn = %e.dn, asked = ?asked, "the server matched an entry that carries none of the subject's identifiers exactly; left out");
-            continue;
-        }
-        found.push((e, why));
-    }
-    if found.len() > 1 {
-        let each: Vec<String> = found
-            .iter()
-            .map(|(e, why)| format!("{} ({})", e.dn, why.join(", ")))
-            .collect();
-        return Err(ConnectorError::permanent(
-            "ambiguous_user",
-            format!(
-                "expected one entry for {:?}, found {}: {}",
-                subject.id,
-                found.len(),
-                each.join("; ")
-            ),
-        ));
-    }
-    Ok(found.pop())
 }
 
 /// The entry's immutable id: exactly one text value of `id_attribute`. An entry without one
@@ -320,19 +278,174 @@ pub fn emptied(group: &SearchEntry, removing: &[(&'static str, String)]) -> Vec<
     .collect()
 }
 
+/// How many subjects one discovery search covers: one user search and one group search per
+/// batch instead of per subject (every group listing a leaver of the batch is read once).
+const DISCOVER_BATCH: usize = 500;
+
 pub async fn discover(
     client: &Client,
     cfg: &LdapConfig,
     instance: &str,
     subject: &Subject,
 ) -> Result<Discovery, ConnectorError> {
-    let Some((user, why)) = find_subject(client, cfg, instance, subject).await? else {
-        debug!(connector = %instance, subject = %subject.id, "no ldap entry for the subject");
-        return Ok(Discovery::not_found(instance, subject.id.clone()));
+    let mut found = discover_batch(client, cfg, instance, std::slice::from_ref(subject)).await?;
+    Ok(found
+        .pop()
+        .unwrap_or_else(|| Discovery::not_found(instance, subject.id.clone())))
+}
+
+/// Discovery of many subjects, [`DISCOVER_BATCH`] at a time; one `Discovery` per subject, in
+/// order. Each subject is judged exactly as alone: entries and values are checked here against
+/// that subject's own identifiers, whatever else the shared searches returned.
+pub async fn discover_many(
+    client: &Client,
+    cfg: &LdapConfig,
+    instance: &str,
+    subjects: &[Subject],
+) -> Result<Vec<Discovery>, ConnectorError> {
+    let mut out = Vec::with_capacity(subjects.len());
+    for chunk in subjects.chunks(DISCOVER_BATCH) {
+        out.extend(discover_batch(client, cfg, instance, chunk).await?);
+    }
+    Ok(out)
+}
+
+/// Where a stored member value sits: the group, the attribute (its rank in `MEMBER_ATTRS`), its
+/// position among the attribute's values.
+type Hit = (usize, usize, usize);
+
+async fn discover_batch(
+    client: &Client,
+    cfg: &LdapConfig,
+    instance: &str,
+    subjects: &[Subject],
+) -> Result<Vec<Discovery>, ConnectorError> {
+    let per_subject: Vec<Vec<(&str, &str)>> =
+        subjects.iter().map(|s| lookups(cfg, instance, s)).collect();
+    let mut all: Vec<(&str, &str)> = Vec::new();
+    for l in &per_subject {
+        for &(a, v) in l {
+            if !all.contains(&(a, v)) {
+                all.push((a, v));
+            }
+        }
+    }
+    let entries = if all.is_empty() {
+        vec![]
+    } else {
+        let filter = user_filter(cfg.user_object_class.as_deref(), all.iter().copied());
+        search_users(client, cfg, &filter).await?
     };
-    let account = account_of(cfg, &user, &why)?;
-    // Every login name of the entry: memberUid groups may list any of them.
-    let names = usernames(cfg, &user);
+
+    // Each subject's entry, judged on its own identifiers.
+    let mut users: Vec<Option<(&SearchEntry, Vec<String>)>> = Vec::with_capacity(subjects.len());
+    for (subject, lookups) in subjects.iter().zip(&per_subject) {
+        let found: Vec<(&SearchEntry, Vec<String>)> = entries
+            .iter()
+            .filter_map(|e| {
+                let why = matched(e, lookups);
+                (!why.is_empty()).then_some((e, why))
+            })
+            .collect();
+        if found.len() > 1 {
+            let each: Vec<String> = found
+                .iter()
+                .map(|(e, why)| format!("{} ({})", e.dn, why.join(", ")))
+                .collect();
+            return Err(ConnectorError::permanent(
+                "ambiguous_user",
+                format!(
+                    "expected one entry for {:?}, found {}: {}",
+                    subject.id,
+                    found.len(),
+                    each.join("; ")
+                ),
+            ));
+        }
+        users.push(found.into_iter().next());
+    }
+    for e in &entries {
+        if !users.iter().flatten().any(|(u, _)| std::ptr::eq(*u, e)) {
+            warn!(connector = %instance, dn = %e.dn, "the server matched an entry that carries none of the subjects' identifiers exactly; left out");
+        }
+    }
+
+    // Every group that lists one of the batch's entries, read once.
+    let targets: Vec<(&str, Vec<String>)> = users
+        .iter()
+        .flatten()
+        .map(|(u, _)| (u.dn.as_str(), usernames(cfg, u)))
+        .collect();
+    let groups = if targets.is_empty() {
+        vec![]
+    } else {
+        let filter = groups_filter(&targets);
+        let wanted = ["objectClass", "member", "uniqueMember", "memberUid"];
+        let (groups, res) = client
+            .search(&cfg.group_base_dn, Scope::Subtree, &filter, &wanted)
+            .await?;
+        if res.rc != 0 {
+            return Err(crate::classify::result("search", &cfg.group_base_dn, &res));
+        }
+        groups
+    };
+    // Each stored value indexed once (a DN value by its canonical form), not compared with every
+    // entry of the batch.
+    let mut by_dn: HashMap<Vec<Vec<(String, String)>>, Vec<Hit>> = HashMap::new();
+    let mut by_uid: HashMap<&str, Vec<Hit>> = HashMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        for (rank, name) in MEMBER_ATTRS.iter().enumerate() {
+            for (pos, v) in attr(group, name).iter().enumerate() {
+                if *name == "memberUid" {
+                    by_uid.entry(v.as_str()).or_default().push((g, rank, pos));
+                } else {
+                    by_dn
+                        .entry(normalize_dn(member_dn(v)))
+                        .or_default()
+                        .push((g, rank, pos));
+                }
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(subjects.len());
+    for (subject, user) in subjects.iter().zip(users) {
+        let Some((user, why)) = user else {
+            debug!(connector = %instance, subject = %subject.id, "no ldap entry for the subject");
+            out.push(Discovery::not_found(instance, subject.id.clone()));
+            continue;
+        };
+        let names = usernames(cfg, user);
+        let mut hits: Vec<Hit> = by_dn
+            .get(&normalize_dn(&user.dn))
+            .cloned()
+            .unwrap_or_default();
+        for n in &names {
+            hits.extend(by_uid.get(n.as_str()).into_iter().flatten().copied());
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        out.push(discovery_of(
+            cfg, instance, subject, user, &why, &names, &groups, &hits,
+        )?);
+    }
+    Ok(out)
+}
+
+/// One subject's discovery from its entry and the places its values were found in `groups`
+/// (sorted by group, attribute, position).
+#[allow(clippy::too_many_arguments)]
+fn discovery_of(
+    cfg: &LdapConfig,
+    instance: &str,
+    subject: &Subject,
+    user: &SearchEntry,
+    why: &[String],
+    names: &[String],
+    groups: &[SearchEntry],
+    hits: &[Hit],
+) -> Result<Discovery, ConnectorError> {
+    let account = account_of(cfg, user, why)?;
     let finding = |kind: &str, target: &str, attrs: BTreeMap<String, String>| Finding {
         connector: instance.into(),
         subject: subject.id.clone(),
@@ -341,34 +454,26 @@ pub async fn discover(
         attrs,
     };
     let mut attrs = BTreeMap::from([
-        ("locked".to_string(), is_locked(cfg, &user).to_string()),
+        ("locked".to_string(), is_locked(cfg, user).to_string()),
         ("lock_method".to_string(), cfg.lock_method.to_string()),
     ]);
     if let Some(primary) = names.first() {
         attrs.insert("username".into(), primary.clone());
     }
     if names.len() > 1 {
-        attrs.insert("usernames".into(), json_list(&names));
+        attrs.insert("usernames".into(), json_list(names));
     }
     let mut findings = vec![finding(ACCOUNT, &user.dn, attrs)];
 
-    let filter = group_filter(&user.dn, &names);
-    let wanted = ["objectClass", "member", "uniqueMember", "memberUid"];
-    let (groups, res) = client
-        .search(&cfg.group_base_dn, Scope::Subtree, &filter, &wanted)
-        .await?;
-    if res.rc != 0 {
-        return Err(crate::classify::result("search", &cfg.group_base_dn, &res));
-    }
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    for group in &groups {
-        let found = memberships(group, &[user.dn.as_str()], &name_refs);
-        if found.is_empty() {
-            if !has_class(group, "groupOfUniqueNames") {
-                warn!(connector = %instance, subject = %subject.id, group = %group.dn, "the server matched a group that lists none of the leaver's DN or usernames; left out");
-            }
-            continue;
-        }
+    for per_group in hits.chunk_by(|a, b| a.0 == b.0) {
+        let group = &groups[per_group[0].0];
+        let found: Vec<(&'static str, String)> = per_group
+            .iter()
+            .map(|&(_, rank, pos)| {
+                let name = MEMBER_ATTRS[rank];
+                (name, attr(group, name)[pos].clone())
+            })
+            .collect();
         let mut kinds: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
         kinds.dedup();
         let mut attrs = BTreeMap::from([

@@ -33,22 +33,47 @@ pub fn user_filter<'a>(
     }
 }
 
-/// Groups that may list the user: groupOfNames by DN, posixGroup by any of the usernames, and
-/// every groupOfUniqueNames (OpenLDAP's `uniqueMember=<dn>` does not match a value carrying the
-/// optional `#'...'B` UID, so those are read whole and checked by the caller).
-pub fn group_filter(user_dn: &str, usernames: &[String]) -> String {
-    let posix = if usernames.is_empty() {
+/// Groups that may list one of the users (DN, usernames): groupOfNames by DN, posixGroup by any
+/// of the usernames, and every groupOfUniqueNames (OpenLDAP's `uniqueMember=<dn>` does not match
+/// a value carrying the optional `#'...'B` UID, so those are read whole and checked by the
+/// caller). One filter for a whole discovery batch.
+pub fn groups_filter(users: &[(&str, Vec<String>)]) -> String {
+    let members = any_of(users.iter().map(|(dn, _)| ("member", *dn)));
+    let uids = any_of(
+        users
+            .iter()
+            .flat_map(|(_, names)| names.iter().map(|u| ("memberUid", u.as_str()))),
+    );
+    let posix = if users.iter().all(|(_, n)| n.is_empty()) {
         String::new()
     } else {
-        format!(
-            "(&(objectClass=posixGroup){})",
-            any_of(usernames.iter().map(|u| ("memberUid", u.as_str())))
-        )
+        format!("(&(objectClass=posixGroup){uids})")
     };
-    format!(
-        "(|(&(objectClass=groupOfNames){})(objectClass=groupOfUniqueNames){posix})",
-        eq("member", user_dn),
-    )
+    format!("(|(&(objectClass=groupOfNames){members})(objectClass=groupOfUniqueNames){posix})")
+}
+
+/// The filter a group action's target group is found by: its RDN (values as
+/// `revoke_core::dn::normalize_dn` gives them). A superset at worst; the caller keeps only the
+/// entries whose DN is the target.
+pub fn rdn_filter(dn: &str) -> Option<String> {
+    let rdn = revoke_core::dn::first_rdn(dn)?;
+    let pairs = revoke_core::dn::normalize_dn(rdn).into_iter().next()?;
+    let name_ok = |a: &str| {
+        !a.is_empty()
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    if !pairs.iter().all(|(a, _)| name_ok(a)) {
+        return None;
+    }
+    match pairs.len() {
+        0 => None,
+        1 => Some(eq(&pairs[0].0, &pairs[0].1)),
+        _ => Some(format!(
+            "(&{})",
+            pairs.iter().map(|(a, v)| eq(a, v)).collect::<String>()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -77,11 +102,11 @@ mod tests {
             "(&(objectClass=inetOrgPerson)(|(uid=1004)(mail=1004)(employeeNumber=1004)))"
         );
         assert_eq!(user_filter(None, []), "(!(objectClass=*))");
-        let f = group_filter("uid=a\\2Cb,ou=people", &["a*".into(), "b)".into()]);
+        let f = groups_filter(&[("uid=a\\2Cb,ou=people", vec!["a*".into(), "b)".into()])]);
         assert!(f.contains("(member=uid=a\\5c2Cb,ou=people)"), "{f}");
         assert!(f.contains("(|(memberUid=a\\2a)(memberUid=b\\29))"), "{f}");
         assert!(f.contains("(objectClass=groupOfUniqueNames)"), "{f}");
-        let f = group_filter("cn=zoe,ou=people", &[]);
+        let f = groups_filter(&[("cn=zoe,ou=people", vec![])]);
         assert!(!f.contains("posixGroup"), "{f}");
     }
 }

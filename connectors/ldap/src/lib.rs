@@ -13,9 +13,11 @@ mod config;
 mod discover;
 /// Filters from untrusted values; public so the fuzz crate can check them against a parser.
 pub mod escape;
+mod lookup;
 mod pin;
 mod plan;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -35,7 +37,11 @@ pub const KIND: &str = "ldap";
 pub struct LdapConnector {
     instance: String,
     cfg: Arc<LdapConfig>,
-    client: client::Client,
+    client: Arc<client::Client>,
+    lookups: Arc<lookup::Lookups>,
+    /// Writes go out before their read (guarded by a critical assertion or checked by a shared
+    /// look-up) until the server refuses the assertion control.
+    blind: AtomicBool,
 }
 
 impl LdapConnector {
@@ -47,11 +53,14 @@ impl LdapConnector {
             None
         };
         let cfg = Arc::new(cfg);
-        let client = client::Client::new(instance, cfg.clone(), tls);
+        let client = Arc::new(client::Client::new(instance, cfg.clone(), tls));
+        let lookups = Arc::new(lookup::Lookups::new(client.clone(), cfg.clone()));
         Ok(Self {
             instance: instance.to_string(),
             cfg,
             client,
+            lookups,
+            blind: AtomicBool::new(true),
         })
     }
 
@@ -64,6 +73,8 @@ impl LdapConnector {
             client: &self.client,
             cfg: &self.cfg,
             instance: &self.instance,
+            lookups: &self.lookups,
+            blind: &self.blind,
         }
     }
 }
@@ -86,6 +97,10 @@ impl Connector for LdapConnector {
         discover::discover(&self.client, &self.cfg, &self.instance, subject).await
     }
 
+    async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
+        discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
+    }
+
     fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
         plan::plan(&self.cfg, discovery)
     }
@@ -101,6 +116,14 @@ impl Connector for LdapConnector {
 
     async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError> {
         apply::verify(&self.ctx(), action).await
+    }
+
+    async fn verify_many(&self, actions: &[Action]) -> Vec<Result<Verdict, ConnectorError>> {
+        apply::verify_many(&self.ctx(), actions).await
+    }
+
+    fn batch_verification(&self) -> bool {
+        true
     }
 }
 

@@ -45,7 +45,7 @@ pub fn assertion(cfg: &LdapConfig, pin: &AccountPin) -> Result<Assertion, Connec
 }
 
 /// Whether `entry` carries the pinned id (checked here, not left to the server's filter).
-fn is_pinned(cfg: &LdapConfig, pin: &AccountPin, entry: &SearchEntry) -> bool {
+pub fn is_pinned(cfg: &LdapConfig, pin: &AccountPin, entry: &SearchEntry) -> bool {
     attr(entry, &cfg.id_attribute)
         .iter()
         .any(|v| v.trim().eq_ignore_ascii_case(pin.id.trim()))

@@ -20,6 +20,7 @@
 #![recursion_limit = "256"]
 
 mod canaille;
+pub mod company;
 mod error;
 pub mod github;
 pub mod moto;
@@ -32,6 +33,7 @@ mod serve;
 mod slapd;
 
 pub use canaille::Canaille;
+pub use company::{Company, CompanyStack};
 pub use error::TestkitError;
 pub use github::GithubStandin;
 pub use moto::{iam_order_violations, AwsCall, Moto};
@@ -39,7 +41,7 @@ pub use onelogin::OneloginStandin;
 pub use postgres::Postgres;
 pub use prism::{github_node_dir, validate_graphql, Prism, PrismViolation};
 pub use scim::Scim2Server;
-pub use slapd::{OpCounts, Slapd};
+pub use slapd::{BulkRun, OpCounts, Slapd};
 
 /// The sample directory (alice, bob, carol, breakglass and their groups) so tests and the demo share one fixture
 pub const DEMO_LDIF: &str = include_str!("../fixtures/demo.ldif");
