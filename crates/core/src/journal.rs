@@ -30,6 +30,12 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Every entry of this action, oldest first, from this attempt and all earlier ones.
     async fn entries(&self) -> Result<Vec<JournalEntry>, ConnectorError>;
 
+    /// This attempt's number, from 1: above 1, an earlier attempt may have been sent and its
+    /// answer lost, so a connector that writes blind on a first attempt reads first.
+    fn attempt(&self) -> u32 {
+        1
+    }
+
     /// The latest value recorded under `name`.
     async fn latest(&self, name: &str) -> Result<Option<String>, ConnectorError> {
         Ok(self

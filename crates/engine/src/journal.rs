@@ -36,6 +36,10 @@ impl StoreJournal {
 
 #[async_trait]
 impl Journal for StoreJournal {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
     async fn record(&self, name: &str, value: &str) -> Result<(), ConnectorError> {
         self.store
             .record_journal(

@@ -30,6 +30,8 @@ struct Scripted {
     /// records `step = created` before the scripted answer, like a rotation that made a new key.
     journaled: AtomicBool,
     steps_seen: Mutex<Vec<Option<String>>>,
+    /// `Journal::attempt` as each call saw it.
+    attempts_seen: Mutex<Vec<u32>>,
     /// Once: another executor takes the action over just before the journal entry is recorded.
     steal_lease_once: AtomicBool,
     raw: Mutex<Option<Arc<SqliteStore>>>,
@@ -133,6 +135,10 @@ impl Connector for Scripted {
         if rec.state != ActionState::Running || rec.attempts == 0 || &rec.action.key != key {
             self.unrecorded_calls.fetch_add(1, Ordering::SeqCst);
         }
+        self.attempts_seen
+            .lock()
+            .expect("lock")
+            .push(journal.attempt());
         if self.journaled.load(Ordering::SeqCst) {
             let step = journal.latest("step").await?;
             self.steps_seen.lock().expect("lock").push(step.clone());
@@ -414,6 +420,11 @@ async fn a_retry_finds_what_the_earlier_attempt_journaled() {
         *h.conn.steps_seen.lock().expect("lock"),
         vec![None, Some("created".to_string())],
         "the second attempt saw the first one's entry"
+    );
+    assert_eq!(
+        *h.conn.attempts_seen.lock().expect("lock"),
+        vec![1, 2],
+        "each call knows its attempt"
     );
     let a = h.store.actions(&h.plan).await.expect("actions").remove(0);
     let journal = h.store.journal(&a.action.id).await.expect("journal");
