@@ -387,16 +387,21 @@ impl Executor {
             let (batch, tail) = rest.split_at(end);
             rest = tail;
             let verdicts = self.read_back_many(batch).await;
+            let mut recorded = Vec::with_capacity(batch.len());
             for (action, verdict) in batch.iter().zip(verdicts) {
                 if left_by_earlier_run {
                     info!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, verdict = %verdict, "verified an action an earlier run left unverified");
                 } else {
                     debug!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, verdict = %verdict, "action verified");
                 }
-                self.store
-                    .record_verdict(&action.id, &verdict, &self.owner, Utc::now())
-                    .await?;
-                self.emit_finished(&action.id).await?;
+                recorded.push((action.id.clone(), verdict));
+            }
+            // One transaction for the batch's verdicts.
+            self.store
+                .record_verdicts(&recorded, &self.owner, Utc::now())
+                .await?;
+            for (id, _) in &recorded {
+                self.emit_finished(id).await?;
             }
         }
         Ok(n)

@@ -933,6 +933,43 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn record_verdicts(
+                &self,
+                verdicts: &[(::revoke_core::ActionId, ::revoke_core::Verdict)],
+                actor: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::StoreError> {
+                use $crate::common::{audit_entry, decode_string, micros, to_json};
+
+                if verdicts.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                // Every row first, then every audit entry: on Postgres the audit lock is then
+                // held only from the first append to the commit (see the macro's docs).
+                let mut entries = Vec::with_capacity(verdicts.len());
+                for (id, verdict) in verdicts {
+                    let row = sqlx::query("UPDATE actions SET verdict_json = $1, verified_at = $2 WHERE id = $3 RETURNING job_id")
+                        .bind(to_json(verdict)?)
+                        .bind(micros(now))
+                        .bind(&id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let Some(row) = row else {
+                        return Err($crate::StoreError::NotFound(format!("action {id}")));
+                    };
+                    let job_id = decode_string(&row, "job_id")?;
+                    let data = ::serde_json::json!({ "verdict": verdict });
+                    entries.push(audit_entry(now, actor, "action.verified", &job_id, Some(&id.0), &data));
+                }
+                for entry in &entries {
+                    self.append_audit_in(&mut tx, entry).await?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(())
+            }
+
             async fn acknowledge(
                 &self,
                 job: &::revoke_core::JobId,

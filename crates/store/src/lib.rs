@@ -170,6 +170,15 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Records several verdicts as [`Store::record_verdict`] would, in one transaction: all or
+    /// none (`NotFound` for an unknown action writes nothing).
+    async fn record_verdicts(
+        &self,
+        verdicts: &[(ActionId, Verdict)],
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// Acknowledges a manual action on behalf of `by`. `StoreError::NotFound` if there is no such
     /// action of that job, `StoreError::Conflict` if it is not awaiting acknowledgement.
     ///

@@ -132,6 +132,7 @@ conformance!(
     mark_blocked_only_affects_pending,
     acknowledge_manual_action,
     record_verdict_round_trip,
+    verdicts_recorded_together_all_or_none,
     audit_chain_is_linear_under_concurrent_appends,
     audit_tamper_is_detected,
     audit_deletion_is_detected,
@@ -3097,4 +3098,73 @@ async fn held_jobs_form_batches_decided_as_one_unit(h: Harness) {
         matches!(unknown, Err(StoreError::NotFound(_))),
         "{unknown:?}"
     );
+}
+
+async fn verdicts_recorded_together_all_or_none(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![op("lock", "uid=a"), op("lock", "uid=b"), op("lock", "uid=c")],
+    );
+    insert(&h, &plan).await;
+    let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
+    let not = Verdict::NotConfirmed {
+        detail: "still a member".into(),
+    };
+    // An unknown action in the batch: nothing of it is written.
+    let err = h
+        .store
+        .record_verdicts(
+            &[
+                (ids[0].clone(), Verdict::Confirmed),
+                (ActionId("nope".into()), Verdict::Confirmed),
+            ],
+            "checker",
+            at(5),
+        )
+        .await
+        .expect_err("unknown action");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let ra = h.store.action(&ids[0]).await.expect("reads").expect("exists");
+    assert_eq!(ra.verdict, None, "the batch wrote nothing");
+    h.store
+        .record_verdicts(
+            &[
+                (ids[0].clone(), Verdict::Confirmed),
+                (ids[1].clone(), not.clone()),
+            ],
+            "checker",
+            at(10),
+        )
+        .await
+        .expect("records");
+    let got: Vec<_> = {
+        let mut v = Vec::new();
+        for id in &ids {
+            let r = h.store.action(id).await.expect("reads").expect("exists");
+            v.push((r.verdict, r.verified_at));
+        }
+        v
+    };
+    assert_eq!(
+        got,
+        vec![
+            (Some(Verdict::Confirmed), Some(at(10))),
+            (Some(not), Some(at(10))),
+            (None, None)
+        ]
+    );
+    let log = h.store.audit_log().await.expect("reads");
+    let verified: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == "action.verified")
+        .map(|e| (e.action_id.clone(), e.actor.clone()))
+        .collect();
+    assert_eq!(
+        verified,
+        vec![
+            (Some(ids[0].0.clone()), "checker".to_string()),
+            (Some(ids[1].0.clone()), "checker".to_string())
+        ]
+    );
+    assert_eq!(verify_chain(&log), vec![]);
 }
