@@ -1,8 +1,21 @@
 //! Apply and verify. Every action first finds the user it was pinned to (pin.rs): a planned
-//! name that now names another user fails as `identity_changed` and sends nothing. Then it reads
-//! before it writes: what is already gone (or already inactive, or already quarantined) is
-//! `AlreadyDone` and sends no mutation; a pinned user that is gone altogether takes everything
-//! of it with it.
+//! name that now names another user fails as `identity_changed` and sends nothing; a pinned user
+//! that is gone altogether takes everything of it with it (`AlreadyDone`, nothing sent).
+//!
+//! Then a removal is sent without reading its target first: IAM answers NoSuchEntity when the
+//! key, password, policy, attachment or membership is not there, and that answer is held
+//! against the pin again (`pin::resolve_fresh`): the pinned user still there under the name
+//! means the target is gone (`AlreadyDone`); gone means the same; renamed meanwhile, the removal
+//! is sent again under the new name. Two actions still read before they write, because no
+//! answer of the write would tell that the effect already held: `quarantine_user` (PutUserPolicy
+//! succeeds either way, and a rerun must send no write) and `delete_rotated_key` (it must refuse
+//! a key somebody reactivated). The MFA actions read too (a device's serial is a name).
+//!
+//! Verify reads back in batches (`verify_many`): one ListUsers per account says which pinned
+//! users are gone, which confirms every action on them; a user still there is read once per kind
+//! of listing its actions need, not once per action.
+
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_iam::types::StatusType;
 use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
@@ -182,20 +195,6 @@ async fn read_inner(
     })
 }
 
-/// What an action's target looks like on the pinned user, who exists (as `user`): the user
-/// itself needs no second read.
-async fn seen(
-    iam: &aws_sdk_iam::Client,
-    kind: &str,
-    user: &str,
-    id: &str,
-) -> Result<Seen, CallError> {
-    if kind == DELETE_USER {
-        return Ok(Seen::Present { active: true });
-    }
-    read(iam, kind, user, id).await
-}
-
 /// Whether what was read is the action's end state.
 fn done(kind: &str, seen: Seen) -> bool {
     match kind {
@@ -268,21 +267,68 @@ pub async fn apply(
     let Some(user) = user else {
         return Ok(Outcome::AlreadyDone);
     };
-    let seen = seen(&iam, kind, &user, id).await?;
-    if done(kind, seen) {
-        return Ok(Outcome::AlreadyDone);
+    // A retry reads first: the answer to the attempt before may have been lost after IAM did it.
+    if reads_first(kind) || journal.attempt() > 1 {
+        let seen = read(&iam, kind, &user, id).await?;
+        if done(kind, seen) {
+            return Ok(Outcome::AlreadyDone);
+        }
+        if kind == DELETE_ROTATED_KEY && seen == (Seen::Present { active: true }) {
+            return Err(ConnectorError::conflict(
+                "key_reactivated",
+                format!("access key {id} of {user} in {account} was reactivated after its rotation; it is left in place"),
+            ));
+        }
     }
-    if kind == DELETE_ROTATED_KEY && seen == (Seen::Present { active: true }) {
-        return Err(ConnectorError::conflict(
-            "key_reactivated",
-            format!("access key {id} of {user} in {account} was reactivated after its rotation; it is left in place"),
-        ));
+    blind(ctx, &iam, a, kind, user, id).await
+}
+
+/// Whether an action reads its target before it writes (see the module doc): the rest send
+/// their removal and classify IAM's answer.
+fn reads_first(kind: &str) -> bool {
+    matches!(
+        kind,
+        QUARANTINE_USER | DELETE_ROTATED_KEY | DEACTIVATE_MFA_DEVICE
+    )
+}
+
+/// Sends the action to the pinned user, found under `user` a moment ago. NoSuchEntity is held
+/// against the pin again with a lookup of its own: the user still there under that name means
+/// the target is gone, a gone user means the same, a user renamed meanwhile gets the write
+/// again under its new name.
+async fn blind(
+    ctx: &Ctx<'_>,
+    iam: &aws_sdk_iam::Client,
+    a: &Action,
+    kind: &str,
+    mut user: String,
+    id: &str,
+) -> Result<Outcome, ConnectorError> {
+    let account = a.param("account")?;
+    let pin = a.pinned()?;
+    for _ in 0..3 {
+        info!(connector = %ctx.instance, action_id = %a.id.0, kind, user = %user, "sending");
+        match mutate(ctx, iam, kind, &user, id).await {
+            Ok(()) => {
+                if kind == DELETE_USER {
+                    ctx.clients.mark_gone(account, &pin.id);
+                }
+                return Ok(Outcome::Done);
+            }
+            Err(e) if e.is_gone() => {
+                match pin::resolve_fresh(ctx.clients, iam, account, pin, &user).await? {
+                    Pinned::Gone => return Ok(Outcome::AlreadyDone),
+                    Pinned::Here(now) if now == user => return Ok(Outcome::AlreadyDone),
+                    Pinned::Here(now) => user = now,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    let outcome = send(ctx, &iam, a, kind, &user, id).await?;
-    if kind == DELETE_USER {
-        ctx.clients.mark_gone(account, &a.pinned()?.id);
-    }
-    Ok(outcome)
+    Err(ConnectorError::retryable(
+        "renamed_meanwhile",
+        format!("{}: the pinned user was renamed while the action was sent, three times; nothing is known to be done", a.target),
+    ))
 }
 
 async fn send(
@@ -489,7 +535,11 @@ pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError
     if kind == ROTATE_ACCESS_KEY {
         return rotate::verify(ctx, &iam, a, &user).await;
     }
-    let seen = seen(&iam, kind, &user, id).await?;
+    let seen = if kind == DELETE_USER {
+        Seen::Present { active: true }
+    } else {
+        read(&iam, kind, &user, id).await?
+    };
     Ok(if done(kind, seen) {
         Verdict::Confirmed
     } else {
@@ -497,4 +547,286 @@ pub async fn verify(ctx: &Ctx<'_>, a: &Action) -> Result<Verdict, ConnectorError
             detail: format!("{kind} {}: still {seen:?}", a.target),
         }
     })
+}
+
+/// The listing that shows the target of an action of `kind`, on a user that exists; `None`
+/// for the user itself (it exists, so `delete_user` is not confirmed).
+fn listing_of(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        QUARANTINE_USER | DELETE_USER_POLICY | DELETE_QUARANTINE_POLICY => "iam:ListUserPolicies",
+        DEACTIVATE_ACCESS_KEY | DELETE_ACCESS_KEY | DELETE_ROTATED_KEY => "iam:ListAccessKeys",
+        DELETE_LOGIN_PROFILE => "iam:GetLoginProfile",
+        DELETE_SIGNING_CERTIFICATE => "iam:ListSigningCertificates",
+        DELETE_SSH_PUBLIC_KEY => "iam:ListSSHPublicKeys",
+        DELETE_SERVICE_CREDENTIAL => "iam:ListServiceSpecificCredentials",
+        DEACTIVATE_MFA_DEVICE => "iam:ListMFADevices",
+        DETACH_USER_POLICY => "iam:ListAttachedUserPolicies",
+        REMOVE_FROM_GROUP => "iam:ListGroupsForUser",
+        _ => return None,
+    })
+}
+
+/// One listing of a user: what is there, by id, and whether it is active (keys; the rest are
+/// active while they exist).
+type Listing = HashMap<String, bool>;
+
+/// Reads one listing of `user` (see `listing_of`). A user gone meanwhile lists nothing.
+async fn list(iam: &aws_sdk_iam::Client, op: &str, user: &str) -> Result<Listing, CallError> {
+    let r = list_inner(iam, op, user).await;
+    match r {
+        Err(e) if e.is_gone() => Ok(Listing::new()),
+        other => other,
+    }
+}
+
+async fn list_inner(iam: &aws_sdk_iam::Client, op: &str, user: &str) -> Result<Listing, CallError> {
+    let present = |ids: Vec<String>| ids.into_iter().map(|i| (i, true)).collect::<Listing>();
+    Ok(match op {
+        "iam:ListUserPolicies" => {
+            let o = iam
+                .list_user_policies()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListUserPolicies", &e))?;
+            present(o.policy_names().to_vec())
+        }
+        "iam:ListAccessKeys" => {
+            let o = iam
+                .list_access_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListAccessKeys", &e))?;
+            o.access_key_metadata()
+                .iter()
+                .filter_map(|k| {
+                    k.access_key_id()
+                        .map(|id| (id.to_string(), k.status().is_some_and(active)))
+                })
+                .collect()
+        }
+        "iam:GetLoginProfile" => {
+            iam.get_login_profile()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:GetLoginProfile", &e))?;
+            present(vec![String::new()])
+        }
+        "iam:ListSigningCertificates" => {
+            let o = iam
+                .list_signing_certificates()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListSigningCertificates", &e))?;
+            present(
+                o.certificates()
+                    .iter()
+                    .map(|c| c.certificate_id().to_string())
+                    .collect(),
+            )
+        }
+        "iam:ListSSHPublicKeys" => {
+            let o = iam
+                .list_ssh_public_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListSSHPublicKeys", &e))?;
+            present(
+                o.ssh_public_keys()
+                    .iter()
+                    .map(|k| k.ssh_public_key_id().to_string())
+                    .collect(),
+            )
+        }
+        "iam:ListServiceSpecificCredentials" => {
+            let o = iam
+                .list_service_specific_credentials()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListServiceSpecificCredentials", &e))?;
+            present(
+                o.service_specific_credentials()
+                    .iter()
+                    .map(|c| c.service_specific_credential_id().to_string())
+                    .collect(),
+            )
+        }
+        "iam:ListMFADevices" => {
+            let o = iam
+                .list_mfa_devices()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListMFADevices", &e))?;
+            present(
+                o.mfa_devices()
+                    .iter()
+                    .map(|d| d.serial_number().to_string())
+                    .collect(),
+            )
+        }
+        "iam:ListAttachedUserPolicies" => {
+            let o = iam
+                .list_attached_user_policies()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListAttachedUserPolicies", &e))?;
+            present(
+                o.attached_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
+                    .collect(),
+            )
+        }
+        _ => {
+            let o = iam
+                .list_groups_for_user()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await
+                .map_err(|e| CallError::of("iam:ListGroupsForUser", &e))?;
+            present(
+                o.groups()
+                    .iter()
+                    .map(|g| g.group_name().to_string())
+                    .collect(),
+            )
+        }
+    })
+}
+
+/// Reads back many applied actions together: per account, one ListUsers says where each pinned
+/// user is (the same three answers as pin.rs: there, under which name; gone; or its planned
+/// name now names another user, `identity_changed`); every action on a gone user is confirmed;
+/// a user still there is read once per listing its actions need. Rotations and virtual MFA
+/// devices are read back one by one (`verify`). One result per action, in order.
+pub async fn verify_many(
+    ctx: &Ctx<'_>,
+    actions: &[Action],
+) -> Vec<Result<Verdict, ConnectorError>> {
+    let mut out: Vec<Option<Result<Verdict, ConnectorError>>> = vec![None; actions.len()];
+    let mut by_account: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in actions.iter().enumerate() {
+        match a.kind.0.as_str() {
+            ROTATE_ACCESS_KEY | DELETE_VIRTUAL_MFA_DEVICE => {
+                out[i] = Some(verify(ctx, a).await);
+            }
+            _ => match a.param("account") {
+                Ok(account) => by_account.entry(account).or_default().push(i),
+                Err(e) => out[i] = Some(Err(e)),
+            },
+        }
+    }
+    for (account, idx) in by_account {
+        let verdicts = verify_account(ctx, account, actions, &idx).await;
+        for (i, v) in idx.into_iter().zip(verdicts) {
+            out[i] = Some(v);
+        }
+    }
+    out.into_iter()
+        .map(|v| {
+            v.unwrap_or_else(|| {
+                Err(ConnectorError::permanent(
+                    "not_verified",
+                    "no verdict was made for this action",
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The verdicts of `idx` (actions of one account), in that order.
+async fn verify_account(
+    ctx: &Ctx<'_>,
+    account: &str,
+    actions: &[Action],
+    idx: &[usize],
+) -> Vec<Result<Verdict, ConnectorError>> {
+    let all_err = |e: ConnectorError| idx.iter().map(|_| Err(e.clone())).collect();
+    let iam = match ctx.clients.iam(account).await {
+        Ok(c) => c,
+        Err(e) => return all_err(e),
+    };
+    // Only pins not known gone need the listing.
+    let need_listing = idx.iter().any(|&i| {
+        actions[i]
+            .pinned()
+            .is_ok_and(|p| !ctx.clients.is_gone(account, &p.id))
+    });
+    let users = if need_listing {
+        match pin::list_users(&iam).await {
+            Ok(u) => u,
+            Err(e) => return all_err(e),
+        }
+    } else {
+        HashMap::new()
+    };
+    let by_name: HashMap<String, &str> = users
+        .iter()
+        .map(|(id, name)| (name.to_ascii_lowercase(), id.as_str()))
+        .collect();
+    let mut listings: HashMap<(String, &'static str), Result<Listing, ConnectorError>> =
+        HashMap::new();
+    let mut out = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let a = &actions[i];
+        let r = async {
+            let pin = a.pinned()?;
+            let planned = a.param("user")?;
+            if ctx.clients.is_gone(account, &pin.id) {
+                return Ok(Verdict::Confirmed);
+            }
+            let Some(user) = users.get(&pin.id) else {
+                // Listed now, after discovery saw it and the action was applied, and not
+                // there: gone for good (IAM never reuses a UserId).
+                ctx.clients.mark_gone(account, &pin.id);
+                return Ok(Verdict::Confirmed);
+            };
+            if let Some(other) = by_name.get(&planned.to_ascii_lowercase()) {
+                if *other != pin.id {
+                    let name = users.get(*other).map_or("", String::as_str);
+                    return Err(pin.changed(format!("UserId {other} ({account}/{name})")));
+                }
+            }
+            let kind = a.kind.0.as_str();
+            let Some(op) = listing_of(kind) else {
+                return Ok(Verdict::NotConfirmed {
+                    detail: format!("{kind} {}: still Present", a.target),
+                });
+            };
+            let key = (user.clone(), op);
+            if !listings.contains_key(&key) {
+                let l = list(&iam, op, user).await.map_err(ConnectorError::from);
+                listings.insert(key.clone(), l);
+            }
+            let listing = match &listings[&key] {
+                Ok(l) => l,
+                Err(e) => return Err(e.clone()),
+            };
+            let id = id_of(ctx, a)?;
+            let seen = match listing.get(id) {
+                Some(active) => Seen::Present { active: *active },
+                None => Seen::Absent,
+            };
+            Ok(if done(kind, seen) {
+                Verdict::Confirmed
+            } else {
+                Verdict::NotConfirmed {
+                    detail: format!("{kind} {}: still {seen:?}", a.target),
+                }
+            })
+        }
+        .await;
+        out.push(r);
+    }
+    out
 }

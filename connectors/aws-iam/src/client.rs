@@ -20,6 +20,8 @@ pub struct Clients {
     /// (account, UserId) of pinned users found gone: IAM never reuses a UserId, so they stay
     /// gone, and the next action on them needs no search (see pin.rs).
     gone: std::sync::Mutex<HashSet<(String, String)>>,
+    /// Pin lookups in flight, joined by the actions of the same user that start meanwhile.
+    pub lookups: crate::pin::InFlight,
 }
 
 impl Clients {
@@ -31,6 +33,7 @@ impl Clients {
             secrets: Mutex::new(HashMap::new()),
             reads: Arc::new(Semaphore::new(cfg.read_concurrency)),
             gone: std::sync::Mutex::new(HashSet::new()),
+            lookups: crate::pin::InFlight::default(),
         }
     }
 

@@ -130,6 +130,16 @@ impl Connector for IamConnector {
     async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError> {
         apply::verify(&self.ctx().await, action).await
     }
+
+    /// One ListUsers per account confirms every action on the users gone; a user still there
+    /// is read once per listing, not once per action (apply.rs).
+    async fn verify_many(&self, actions: &[Action]) -> Vec<Result<Verdict, ConnectorError>> {
+        apply::verify_many(&self.ctx().await, actions).await
+    }
+
+    fn batch_verification(&self) -> bool {
+        true
+    }
 }
 
 /// Registers the `aws-iam` connector type.

@@ -13,8 +13,20 @@
 //!   have been renamed). ListUsers is searched for the UserId: found, act on it under its new
 //!   name; not found, the pinned user is gone, and removals are already done. A UserId found gone
 //!   stays gone (IAM never reuses one), so it is remembered and not searched for again.
+//!
+//! Actions of one user run side by side (the executor leases a user's contain actions, and its
+//! removals, together): an action whose pin is being looked up at that moment waits for that
+//! lookup's answer instead of sending its own GetUser. Only a lookup still in flight is joined,
+//! never a finished one: its answer comes after the action started and before it writes, which
+//! is what its own GetUser would have given. A lookup after a write's NoSuchEntity joins nothing
+//! (`resolve_fresh`): it must be answered after that NoSuchEntity.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_iam::types::User;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use revoke_core::{AccountPin, ConnectorError};
 use tracing::info;
 
@@ -30,12 +42,62 @@ pub enum Pinned {
     Gone,
 }
 
+/// What one lookup of a planned name found, before it is held against the pin.
+#[derive(Debug, Clone)]
+enum Found {
+    /// The pinned UserId, under this name.
+    Pinned(String),
+    /// The planned name names another user, described for `identity_changed`.
+    Other(String),
+    /// Neither the planned name nor any name holds the pinned UserId.
+    Gone,
+}
+
+type Lookup = Shared<BoxFuture<'static, Result<Found, ConnectorError>>>;
+
+/// (account, UserId, planned name).
+type PinKey = (String, String, String);
+
+/// The pin lookups in flight, by (account, UserId, planned name); a lookup leaves the map as
+/// it answers.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<Mutex<HashMap<PinKey, Lookup>>>);
+
+impl InFlight {
+    /// The lookup in flight under `key`, or a new one made by `make`.
+    fn join<F>(&self, key: PinKey, make: impl FnOnce() -> F) -> Lookup
+    where
+        F: Future<Output = Result<Found, ConnectorError>> + Send + 'static,
+    {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = map.get(&key) {
+            return f.clone();
+        }
+        let fut = make();
+        let this = self.clone();
+        let k = key.clone();
+        let lookup = async move {
+            let found = fut.await;
+            this.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&k);
+            found
+        }
+        .boxed()
+        .shared();
+        map.insert(key, lookup.clone());
+        lookup
+    }
+}
+
 /// How `pin.changed` names the user the planned name now belongs to.
 fn describe(account: &str, u: &User) -> String {
     format!("UserId {} ({account}/{})", u.user_id(), u.user_name())
 }
 
-/// Finds the pinned user of `account`, planned under the name `planned`.
+/// Finds the pinned user of `account`, planned under the name `planned`, joining a lookup of
+/// the same pin that is in flight.
 pub async fn resolve(
     clients: &Clients,
     iam: &aws_sdk_iam::Client,
@@ -46,6 +108,67 @@ pub async fn resolve(
     if clients.is_gone(account, &pin.id) {
         return Ok(Pinned::Gone);
     }
+    let key = (account.to_string(), pin.id.clone(), planned.to_string());
+    let (iam2, account2, id, name) = (
+        iam.clone(),
+        account.to_string(),
+        pin.id.clone(),
+        planned.to_string(),
+    );
+    let found = clients
+        .lookups
+        .join(key, move || async move {
+            lookup(&iam2, &account2, &id, &name).await
+        })
+        .await?;
+    held_against(clients, account, pin, planned, found)
+}
+
+/// [`resolve`] with a lookup of its own, sent now: after a write answered NoSuchEntity, to tell
+/// "the target is gone" from "the user is gone or was renamed meanwhile".
+pub async fn resolve_fresh(
+    clients: &Clients,
+    iam: &aws_sdk_iam::Client,
+    account: &str,
+    pin: &AccountPin,
+    planned: &str,
+) -> Result<Pinned, ConnectorError> {
+    if clients.is_gone(account, &pin.id) {
+        return Ok(Pinned::Gone);
+    }
+    let found = lookup(iam, account, &pin.id, planned).await?;
+    held_against(clients, account, pin, planned, found)
+}
+
+fn held_against(
+    clients: &Clients,
+    account: &str,
+    pin: &AccountPin,
+    planned: &str,
+    found: Found,
+) -> Result<Pinned, ConnectorError> {
+    match found {
+        Found::Pinned(name) => {
+            if name != planned {
+                info!(account, user_id = %pin.id, planned, now = %name, "the pinned user was renamed; acting on it under its new name");
+            }
+            Ok(Pinned::Here(name))
+        }
+        Found::Other(who) => Err(pin.changed(who)),
+        Found::Gone => {
+            clients.mark_gone(account, &pin.id);
+            Ok(Pinned::Gone)
+        }
+    }
+}
+
+/// GetUser of the planned name; on NoSuchEntity, the UserId searched in ListUsers.
+async fn lookup(
+    iam: &aws_sdk_iam::Client,
+    account: &str,
+    id: &str,
+    planned: &str,
+) -> Result<Found, ConnectorError> {
     match iam.get_user().user_name(planned).send().await {
         Ok(o) => {
             let Some(u) = o.user() else {
@@ -54,33 +177,36 @@ pub async fn resolve(
                     format!("iam:GetUser {planned}: expected a user in the answer, found none"),
                 ));
             };
-            if u.user_id() == pin.id {
-                Ok(Pinned::Here(u.user_name().to_string()))
+            Ok(if u.user_id() == id {
+                Found::Pinned(u.user_name().to_string())
             } else {
-                Err(pin.changed(describe(account, u)))
-            }
+                Found::Other(describe(account, u))
+            })
         }
         Err(e) => {
             let e = CallError::of("iam:GetUser", &e);
             if !e.is_gone() {
                 return Err(e.into());
             }
-            match find_by_id(iam, &pin.id).await? {
-                Some(name) => {
-                    info!(account, user_id = %pin.id, planned, now = %name, "the pinned user was renamed; acting on it under its new name");
-                    Ok(Pinned::Here(name))
-                }
-                None => {
-                    clients.mark_gone(account, &pin.id);
-                    Ok(Pinned::Gone)
-                }
-            }
+            Ok(match find_by_id(iam, id).await? {
+                Some(name) => Found::Pinned(name),
+                None => Found::Gone,
+            })
         }
     }
 }
 
 /// The name of the user whose UserId is `id`, if one has it (every page of ListUsers).
 async fn find_by_id(iam: &aws_sdk_iam::Client, id: &str) -> Result<Option<String>, ConnectorError> {
+    Ok(list_users(iam).await?.remove(id))
+}
+
+/// Every user of the account, UserId to name (every page of ListUsers: at most five, IAM
+/// holds at most 5,000 users per account).
+pub async fn list_users(
+    iam: &aws_sdk_iam::Client,
+) -> Result<HashMap<String, String>, ConnectorError> {
+    let mut out = HashMap::new();
     let mut marker: Option<String> = None;
     loop {
         let page = iam
@@ -90,12 +216,12 @@ async fn find_by_id(iam: &aws_sdk_iam::Client, id: &str) -> Result<Option<String
             .send()
             .await
             .map_err(|e| CallError::of("iam:ListUsers", &e))?;
-        if let Some(u) = page.users().iter().find(|u| u.user_id() == id) {
-            return Ok(Some(u.user_name().to_string()));
+        for u in page.users() {
+            out.insert(u.user_id().to_string(), u.user_name().to_string());
         }
         match (page.is_truncated, page.marker) {
             (true, Some(m)) => marker = Some(m),
-            _ => return Ok(None),
+            _ => return Ok(out),
         }
     }
 }
