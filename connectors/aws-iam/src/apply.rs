@@ -268,7 +268,7 @@ pub async fn apply(
         return Ok(Outcome::AlreadyDone);
     };
     // A retry reads first: the answer to the attempt before may have been lost after IAM did it.
-    if reads_first(kind) || journal.attempt() > 1 {
+    if reads_first(a) || journal.attempt() > 1 {
         let seen = read(&iam, kind, &user, id).await?;
         if done(kind, seen) {
             return Ok(Outcome::AlreadyDone);
@@ -284,12 +284,14 @@ pub async fn apply(
 }
 
 /// Whether an action reads its target before it writes (see the module doc): the rest send
-/// their removal and classify IAM's answer.
-fn reads_first(kind: &str) -> bool {
-    matches!(
-        kind,
-        QUARANTINE_USER | DELETE_ROTATED_KEY | DEACTIVATE_MFA_DEVICE
-    )
+/// their removal and classify IAM's answer. `quarantine_user` reads unless discovery saw no
+/// quarantine policy on the user (a plan without that param reads).
+fn reads_first(a: &Action) -> bool {
+    match a.kind.0.as_str() {
+        QUARANTINE_USER => a.params.get(QUARANTINED_AT_PLAN).map(String::as_str) != Some("false"),
+        DELETE_ROTATED_KEY | DEACTIVATE_MFA_DEVICE => true,
+        _ => false,
+    }
 }
 
 /// Sends the action to the pinned user, found under `user` a moment ago. NoSuchEntity is held
@@ -817,6 +819,21 @@ async fn verify_account(
                 Some(active) => Seen::Present { active: *active },
                 None => Seen::Absent,
             };
+            if kind == QUARANTINE_USER && seen == Seen::Absent {
+                // Read back late, the quarantine may be gone already: the delete phase removes
+                // it after every credential it covers (delete_quarantine_policy). It held if no
+                // access key of the user is active; else it is not confirmed.
+                let key = (user.clone(), "iam:ListAccessKeys");
+                if !listings.contains_key(&key) {
+                    let l = list(&iam, key.1, user).await.map_err(ConnectorError::from);
+                    listings.insert(key.clone(), l);
+                }
+                if let Ok(keys) = &listings[&key] {
+                    if !keys.values().any(|active| *active) {
+                        return Ok(Verdict::Confirmed);
+                    }
+                }
+            }
             Ok(if done(kind, seen) {
                 Verdict::Confirmed
             } else {

@@ -15,15 +15,16 @@
 //!   stays gone (IAM never reuses one), so it is remembered and not searched for again.
 //!
 //! Actions of one user run side by side (the executor leases a user's contain actions, and its
-//! removals, together): an action whose pin is being looked up at that moment waits for that
-//! lookup's answer instead of sending its own GetUser. Only a lookup still in flight is joined,
-//! never a finished one: its answer comes after the action started and before it writes, which
-//! is what its own GetUser would have given. A lookup after a write's NoSuchEntity joins nothing
-//! (`resolve_fresh`): it must be answered after that NoSuchEntity.
+//! removals, together). A lookup waits `GATHER` before it sends its GetUser, and every action
+//! of the same pin that starts meanwhile waits for that lookup's answer instead of sending its
+//! own. A lookup is joined only before it is sent: whichever action's pin it answers, it was
+//! asked after that action started and before its write, as the action's own GetUser would have
+//! been. A lookup after a write's NoSuchEntity joins nothing (`resolve_fresh`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use aws_sdk_iam::types::User;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -53,18 +54,21 @@ enum Found {
     Gone,
 }
 
+/// How long a pin lookup waits for the other actions of its user before it is sent.
+pub const GATHER: Duration = Duration::from_millis(10);
+
 type Lookup = Shared<BoxFuture<'static, Result<Found, ConnectorError>>>;
 
 /// (account, UserId, planned name).
 type PinKey = (String, String, String);
 
-/// The pin lookups in flight, by (account, UserId, planned name); a lookup leaves the map as
-/// it answers.
+/// The pin lookups gathering actions, by (account, UserId, planned name); a lookup leaves the
+/// map as it is sent.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashMap<PinKey, Lookup>>>);
 
 impl InFlight {
-    /// The lookup in flight under `key`, or a new one made by `make`.
+    /// The lookup under `key` not sent yet, or a new one made by `make`.
     fn join<F>(&self, key: PinKey, make: impl FnOnce() -> F) -> Lookup
     where
         F: Future<Output = Result<Found, ConnectorError>> + Send + 'static,
@@ -77,12 +81,13 @@ impl InFlight {
         let this = self.clone();
         let k = key.clone();
         let lookup = async move {
-            let found = fut.await;
+            tokio::time::sleep(GATHER).await;
+            // Sent from here on: an action starting now asks again.
             this.0
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&k);
-            found
+            fut.await
         }
         .boxed()
         .shared();

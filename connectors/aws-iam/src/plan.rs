@@ -42,6 +42,9 @@ pub const DELETE_USER: &str = "delete_user";
 pub const ROTATE_ACCESS_KEY: &str = "rotate_access_key";
 pub const DELETE_ROTATED_KEY: &str = "delete_rotated_key";
 
+/// The param of `quarantine_user` that says whether discovery saw the quarantine policy.
+pub const QUARANTINED_AT_PLAN: &str = "quarantined_at_plan";
+
 /// (account, user, id) back out of a finding's target `account/user[/id]`.
 pub fn split_target(t: &str) -> (&str, &str, Option<&str>) {
     let mut it = t.splitn(3, '/');
@@ -138,12 +141,16 @@ fn plan_user(
     let id_of = |f: &Finding| split_target(&f.target).2.unwrap_or("").to_string();
     let who = format!("{user} in {acct}");
 
-    // Contain.
+    // Contain. Whether discovery saw the quarantine policy already: apply then reads before
+    // it writes (a rerun sends no write); not seen, it sends the policy without a read.
+    let quarantined = of(INLINE_POLICY).any(|p| id_of(p) == cfg.quarantine_policy);
+    let mut quarantine_params = params(acct, user, None);
+    quarantine_params.push((QUARANTINED_AT_PLAN, quarantined.to_string()));
     b.push(
         QUARANTINE_USER,
         user_target,
         Phase::Contain,
-        params(acct, user, None),
+        quarantine_params,
         vec![],
         format!(
             "attach the deny-all policy {} to {who}, so its keys and sessions stop working now",
