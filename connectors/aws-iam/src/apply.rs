@@ -765,7 +765,7 @@ async fn verify_account(
             .is_ok_and(|p| !ctx.clients.is_gone(account, &p.id))
     });
     let users = if need_listing {
-        match pin::list_users(&iam).await {
+        match ctx.clients.lookups.list_users(&iam, account).await {
             Ok(u) => u,
             Err(e) => return all_err(e),
         }

@@ -14,15 +14,16 @@
 //!   name; not found, the pinned user is gone, and removals are already done. A UserId found gone
 //!   stays gone (IAM never reuses one), so it is remembered and not searched for again.
 //!
-//! Actions of one user run side by side (the executor leases a user's contain actions, and its
-//! removals, together). A lookup waits `GATHER` before it sends its GetUser, and every action
-//! of the same pin that starts meanwhile waits for that lookup's answer instead of sending its
-//! own. A lookup is joined only before it is sent: whichever action's pin it answers, it was
-//! asked after that action started and before its write, as the action's own GetUser would have
-//! been. A lookup after a write's NoSuchEntity joins nothing (`resolve_fresh`).
+//! Several actions run side by side (the executor leases a user's contain actions, and its
+//! removals, together). A lookup waits `GATHER` (10 ms) before it is sent, and every action of
+//! the same account that starts meanwhile adds its pin to it instead of sending its own: one
+//! GetUser when they are all one user's, one ListUsers (UserId and name of every user, the same
+//! three answers) when they are more users than the account's listing has pages. A lookup is
+//! joined only before it is sent: whichever pin it answers, it was asked after that action
+//! started and before its write, as the action's own GetUser would have been. A lookup after a
+//! write's NoSuchEntity joins nothing (`resolve_fresh`).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,45 +55,152 @@ enum Found {
     Gone,
 }
 
-/// How long a pin lookup waits for the other actions of its user before it is sent.
+/// How long a pin lookup waits for the other actions of its account before it is sent.
 pub const GATHER: Duration = Duration::from_millis(10);
 
-type Lookup = Shared<BoxFuture<'static, Result<Found, ConnectorError>>>;
+/// (UserId, planned name) of one pin asked.
+type Asked = (String, String);
 
-/// (account, UserId, planned name).
-type PinKey = (String, String, String);
+/// What a gathered lookup found for each pin asked.
+type Answers = Arc<HashMap<Asked, Result<Found, ConnectorError>>>;
 
-/// The pin lookups gathering actions, by (account, UserId, planned name); a lookup leaves the
-/// map as it is sent.
+type Lookup = Shared<BoxFuture<'static, Answers>>;
+
+/// A lookup gathering the pins of one account: the pins asked so far and the answer to come.
+#[derive(Debug)]
+struct Gathering {
+    asked: Vec<Asked>,
+    answer: Lookup,
+}
+
+/// The pin lookups gathering actions, by account (a lookup leaves the map as it is sent), and
+/// how many ListUsers pages each account took last.
 #[derive(Debug, Default, Clone)]
-pub struct InFlight(Arc<Mutex<HashMap<PinKey, Lookup>>>);
+pub struct InFlight {
+    gathering: Arc<Mutex<HashMap<String, Gathering>>>,
+    pages: Arc<Mutex<HashMap<String, usize>>>,
+}
 
 impl InFlight {
-    /// The lookup under `key` not sent yet, or a new one made by `make`.
-    fn join<F>(&self, key: PinKey, make: impl FnOnce() -> F) -> Lookup
-    where
-        F: Future<Output = Result<Found, ConnectorError>> + Send + 'static,
-    {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(f) = map.get(&key) {
-            return f.clone();
-        }
-        let fut = make();
+    /// The answer for `asked` of the lookup of `account` not sent yet, or of a new one.
+    async fn join(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        account: &str,
+        asked: Asked,
+    ) -> Result<Found, ConnectorError> {
+        let answer = {
+            let mut map = self
+                .gathering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match map.get_mut(account) {
+                Some(g) => {
+                    g.asked.push(asked.clone());
+                    g.answer.clone()
+                }
+                None => {
+                    let answer = self.send_later(iam.clone(), account.to_string());
+                    map.insert(
+                        account.to_string(),
+                        Gathering {
+                            asked: vec![asked.clone()],
+                            answer: answer.clone(),
+                        },
+                    );
+                    answer
+                }
+            }
+        };
+        answer.await.get(&asked).cloned().unwrap_or_else(|| {
+            Err(ConnectorError::retryable(
+                "pin_not_looked_up",
+                "the pin lookup answered without this pin",
+            ))
+        })
+    }
+
+    /// After `GATHER`, takes the pins asked and looks them up: one ListUsers for all when they
+    /// are more users than the account's listing has pages, else one lookup per pin.
+    fn send_later(&self, iam: aws_sdk_iam::Client, account: String) -> Lookup {
         let this = self.clone();
-        let k = key.clone();
-        let lookup = async move {
+        async move {
             tokio::time::sleep(GATHER).await;
             // Sent from here on: an action starting now asks again.
-            this.0
+            let mut asked = this
+                .gathering
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&k);
-            fut.await
+                .remove(&account)
+                .map(|g| g.asked)
+                .unwrap_or_default();
+            asked.sort();
+            asked.dedup();
+            let users: std::collections::HashSet<&str> =
+                asked.iter().map(|(id, _)| id.as_str()).collect();
+            let pages = this.pages(&account).unwrap_or(1);
+            let mut out = HashMap::new();
+            if users.len() >= 2 && users.len() > pages {
+                match this.list_users(&iam, &account).await {
+                    Ok(listing) => {
+                        for a in asked {
+                            let found = found_in(&listing, &account, &a.0, &a.1);
+                            out.insert(a, Ok(found));
+                        }
+                    }
+                    Err(e) => {
+                        for a in asked {
+                            out.insert(a, Err(e.clone()));
+                        }
+                    }
+                }
+            } else {
+                for a in asked {
+                    let found = lookup(&iam, &account, &a.0, &a.1).await;
+                    out.insert(a, found);
+                }
+            }
+            Arc::new(out)
         }
         .boxed()
-        .shared();
-        map.insert(key, lookup.clone());
-        lookup
+        .shared()
+    }
+
+    fn pages(&self, account: &str) -> Option<usize> {
+        self.pages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(account)
+            .copied()
+    }
+
+    /// [`list_users`], remembering how many pages it took.
+    pub async fn list_users(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        account: &str,
+    ) -> Result<HashMap<String, String>, ConnectorError> {
+        let (users, pages) = list_users(iam).await?;
+        self.pages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(account.to_string(), pages);
+        Ok(users)
+    }
+}
+
+/// What a listing of every user (UserId to name) says about a pin, as `lookup` would: the
+/// planned name held by another UserId, the pinned UserId under some name, or neither.
+fn found_in(users: &HashMap<String, String>, account: &str, id: &str, planned: &str) -> Found {
+    if let Some((other, name)) = users
+        .iter()
+        .find(|(uid, name)| uid.as_str() != id && name.eq_ignore_ascii_case(planned))
+    {
+        return Found::Other(format!("UserId {other} ({account}/{name})"));
+    }
+    match users.get(id) {
+        Some(name) => Found::Pinned(name.clone()),
+        None => Found::Gone,
     }
 }
 
@@ -113,18 +221,9 @@ pub async fn resolve(
     if clients.is_gone(account, &pin.id) {
         return Ok(Pinned::Gone);
     }
-    let key = (account.to_string(), pin.id.clone(), planned.to_string());
-    let (iam2, account2, id, name) = (
-        iam.clone(),
-        account.to_string(),
-        pin.id.clone(),
-        planned.to_string(),
-    );
     let found = clients
         .lookups
-        .join(key, move || async move {
-            lookup(&iam2, &account2, &id, &name).await
-        })
+        .join(iam, account, (pin.id.clone(), planned.to_string()))
         .await?;
     held_against(clients, account, pin, planned, found)
 }
@@ -203,16 +302,17 @@ async fn lookup(
 
 /// The name of the user whose UserId is `id`, if one has it (every page of ListUsers).
 async fn find_by_id(iam: &aws_sdk_iam::Client, id: &str) -> Result<Option<String>, ConnectorError> {
-    Ok(list_users(iam).await?.remove(id))
+    Ok(list_users(iam).await?.0.remove(id))
 }
 
-/// Every user of the account, UserId to name (every page of ListUsers: at most five, IAM
-/// holds at most 5,000 users per account).
-pub async fn list_users(
+/// Every user of the account, UserId to name, and how many pages of ListUsers that took (at
+/// most five: IAM holds at most 5,000 users per account).
+async fn list_users(
     iam: &aws_sdk_iam::Client,
-) -> Result<HashMap<String, String>, ConnectorError> {
+) -> Result<(HashMap<String, String>, usize), ConnectorError> {
     let mut out = HashMap::new();
     let mut marker: Option<String> = None;
+    let mut pages = 0;
     loop {
         let page = iam
             .list_users()
@@ -221,12 +321,13 @@ pub async fn list_users(
             .send()
             .await
             .map_err(|e| CallError::of("iam:ListUsers", &e))?;
+        pages += 1;
         for u in page.users() {
             out.insert(u.user_id().to_string(), u.user_name().to_string());
         }
         match (page.is_truncated, page.marker) {
             (true, Some(m)) => marker = Some(m),
-            _ => return Ok(out),
+            _ => return Ok((out, pages)),
         }
     }
 }
