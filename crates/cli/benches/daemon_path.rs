@@ -170,32 +170,28 @@ scope = "operator"
         }
     }
     let submitted_secs = t.elapsed().as_secs_f64();
-    // Done when every job's actions are all done and read back.
+    // Done when every job's actions are all done and read back. One job is asked about at a
+    // time (the next unfinished one), so the polling stays light beside the daemon's work.
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut pending: Vec<String> = ids;
-    while !pending.is_empty() {
+    while let Some(id) = pending.last() {
         anyhow::ensure!(Instant::now() < deadline, "{} jobs never finished", pending.len());
-        let mut still = Vec::new();
-        for id in pending {
-            let j: serde_json::Value = http
-                .get(format!("{base}/api/v1/jobs/{id}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await?
-                .json()
-                .await?;
-            let acts = j["actions"].as_array().cloned().unwrap_or_default();
-            let finished = acts.len() == 5
-                && acts
-                    .iter()
-                    .all(|a| a["outcome"] == "done" && !a["verdict"].is_null());
-            if !finished {
-                still.push(id);
-            }
-        }
-        pending = still;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let j: serde_json::Value = http
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let acts = j["actions"].as_array().cloned().unwrap_or_default();
+        let finished = acts.len() == 5
+            && acts
+                .iter()
+                .all(|a| a["outcome"] == "done" && !a["verdict"].is_null());
+        if finished {
+            pending.pop();
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let daemon_secs = t.elapsed().as_secs_f64();

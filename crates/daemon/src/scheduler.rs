@@ -27,14 +27,22 @@ pub async fn run(state: Arc<AppState>) {
     // `job_planned` records only the plan of the replica that still holds the claim.
     let claim = state.config.executor.lease();
     while !*stop.borrow() {
+        let mut full = false;
         match state
             .store
             .claim_due_jobs(&state.owner, Utc::now(), claim, CLAIM_BATCH)
             .await
         {
-            Ok(jobs) if !jobs.is_empty() => plan_batch(&state, jobs).await,
+            Ok(jobs) if !jobs.is_empty() => {
+                full = jobs.len() >= CLAIM_BATCH as usize;
+                plan_batch(&state, jobs).await;
+            }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "claiming due jobs failed; will try again"),
+        }
+        if full {
+            // More may be due right now (a bulk import): claim again without waiting.
+            continue;
         }
         match state.store.queue_stats(Utc::now()).await {
             Ok(s) => {

@@ -121,6 +121,10 @@ pub struct Executor {
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
 /// actions of one account), and the work loop reads them back once this many are waiting.
 const VERIFY_BATCH: usize = 256;
+/// What a task of the work loop ends with: the action's plan and the id of the action when it
+/// failed for good; `None` as the plan for a read-back task.
+type Task = (Option<PlanId>, Result<Option<ActionId>, EngineError>);
+
 /// The work loop reads back deferred actions at the latest this long after the first of them.
 const VERIFY_WAIT: Duration = Duration::from_millis(500);
 
@@ -496,7 +500,7 @@ impl Executor {
         grace: Duration,
     ) -> Result<WorkReport, EngineError> {
         let capacity = capacity.max(1);
-        let mut inflight: JoinSet<(PlanId, Result<Option<ActionId>, EngineError>)> = JoinSet::new();
+        let mut inflight: JoinSet<Task> = JoinSet::new();
         let mut report = WorkReport::default();
         // Applied actions left without a verdict by an executor that died are read back here, once
         // a live executor would have verified them (its verification is bounded by the action
@@ -513,9 +517,14 @@ impl Executor {
                 if inflight.is_empty() || waiting >= VERIFY_BATCH || since.elapsed() >= VERIFY_WAIT
                 {
                     deferred_since = None;
-                    if let Err(e) = self.verify_deferred(None).await {
-                        warn!(error = %e, "reading back applied actions failed; the sweep will try again");
-                    }
+                    // Beside the actions being sent, not instead of leasing more.
+                    let this = self.clone();
+                    inflight.spawn(async move {
+                        if let Err(e) = this.verify_deferred(None).await {
+                            warn!(error = %e, "reading back applied actions failed; the sweep will try again");
+                        }
+                        (None, Ok(None))
+                    });
                 }
             }
             if swept_at.is_none_or(|t| t.elapsed() >= SWEEP) {
@@ -540,7 +549,7 @@ impl Executor {
                         for rec in leased {
                             let this = self.clone();
                             let plan = rec.plan_id.clone();
-                            inflight.spawn(async move { (plan, this.run_action(rec).await) });
+                            inflight.spawn(async move { (Some(plan), this.run_action(rec).await) });
                         }
                     }
                     Err(e) => warn!(error = %e, "leasing due actions failed; will try again"),
@@ -592,9 +601,15 @@ impl Executor {
     /// Accounts for one finished action task; blocks what depended on it when it failed.
     async fn settle(
         &self,
-        joined: Result<(PlanId, Result<Option<ActionId>, EngineError>), tokio::task::JoinError>,
+        joined: Result<Task, tokio::task::JoinError>,
         report: &mut WorkReport,
     ) {
+        let joined = match joined {
+            // A read-back task: it logged its own trouble.
+            Ok((None, _)) => return,
+            Ok((Some(plan), r)) => Ok((plan, r)),
+            Err(e) => Err(e),
+        };
         report.actions_run += 1;
         match joined {
             Ok((_, Ok(None))) => {}
