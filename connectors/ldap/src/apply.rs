@@ -629,6 +629,8 @@ async fn groups_of(
     targets.sort_unstable();
     targets.dedup();
     let terms: Vec<String> = targets.iter().filter_map(|t| rdn_filter(t)).collect();
+    let wanted_dns: HashSet<Vec<Vec<(String, String)>>> =
+        targets.iter().map(|t| normalize_dn(t)).collect();
     let mut out = HashMap::new();
     let mut wanted = vec!["objectClass"];
     wanted.extend(MEMBER_ATTRS);
@@ -649,7 +651,7 @@ async fn groups_of(
         }
         for e in entries {
             let key = normalize_dn(&e.dn);
-            if targets.iter().any(|t| normalize_dn(t) == key) {
+            if wanted_dns.contains(&key) {
                 out.insert(key, e);
             }
         }

@@ -337,12 +337,39 @@ async fn discover_batch(
         search_users(client, cfg, &filter).await?
     };
 
+    // The entries by (attribute, folded value): a subject's candidates are looked up, not every
+    // entry of the batch compared with every subject. Folded equality is implied by `carries`,
+    // so no entry that answers to a subject is missed; `matched` then decides.
+    let mut index: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        for a in [
+            &cfg.user_attribute,
+            &cfg.email_attribute,
+            &cfg.employee_id_attribute,
+        ] {
+            for v in attr(e, a) {
+                let at = index.entry((a.to_ascii_lowercase(), fold(v))).or_default();
+                if !at.contains(&i) {
+                    at.push(i);
+                }
+            }
+        }
+    }
     // Each subject's entry, judged on its own identifiers.
     let mut users: Vec<Option<(&SearchEntry, Vec<String>)>> = Vec::with_capacity(subjects.len());
     for (subject, lookups) in subjects.iter().zip(&per_subject) {
-        let found: Vec<(&SearchEntry, Vec<String>)> = entries
+        let mut candidates: Vec<usize> = lookups
             .iter()
-            .filter_map(|e| {
+            .filter_map(|(a, v)| index.get(&(a.to_ascii_lowercase(), fold(v))))
+            .flatten()
+            .copied()
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let found: Vec<(&SearchEntry, Vec<String>)> = candidates
+            .into_iter()
+            .filter_map(|i| {
+                let e = &entries[i];
                 let why = matched(e, lookups);
                 (!why.is_empty()).then_some((e, why))
             })
@@ -364,9 +391,16 @@ async fn discover_batch(
         }
         users.push(found.into_iter().next());
     }
-    for e in &entries {
-        if !users.iter().flatten().any(|(u, _)| std::ptr::eq(*u, e)) {
-            warn!(connector = %instance, dn = %e.dn, "the server matched an entry that carries none of the subjects' identifiers exactly; left out");
+    {
+        let taken: std::collections::HashSet<*const SearchEntry> = users
+            .iter()
+            .flatten()
+            .map(|(u, _)| *u as *const SearchEntry)
+            .collect();
+        for e in &entries {
+            if !taken.contains(&(e as *const SearchEntry)) {
+                warn!(connector = %instance, dn = %e.dn, "the server matched an entry that carries none of the subjects' identifiers exactly; left out");
+            }
         }
     }
 

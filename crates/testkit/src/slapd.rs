@@ -26,6 +26,8 @@ const LOG_TAIL: usize = 40;
 ///   [`Slapd::search_until`]); its internal modifications are not logged as operations
 /// - overlay `ppolicy` with the default policy [`Slapd::DEFAULT_POLICY`] (no lockout after failed
 ///   binds): `pwdAccountLockedTime: 000001010000Z` locks an account, its binds then fail with 49
+/// - indexes: equality on objectClass, uid, mail, cn, employeeNumber, member, uniqueMember,
+///   memberUid and entryUUID (what the LDAP connector searches by; entryUUID as for syncrepl)
 /// - ACLs: userPassword is writable by self, usable for binds by anonymous, hidden from others;
 ///   everything else is readable by all; [`Slapd::ROOT_DN`] can do anything
 /// - base entries loaded with slapadd before start (so no operation is logged for them): the
@@ -551,6 +553,7 @@ dbnosync
 index objectClass eq
 index uid,mail,cn,employeeNumber eq
 index member,uniqueMember,memberUid eq
+index entryUUID eq
 access to attrs=userPassword
     by self write
     by anonymous auth
