@@ -140,15 +140,17 @@ fn purpose(stage: &str, action: &str) -> &'static str {
             "one report per account: the keys' last use, for the plan's reader"
         }
         ("execute", "GetUser") => {
-            "the pin: the planned name still names the pinned UserId, before a write"
+            "the pin, before writes: the planned name still names the pinned UserId (one lookup for a user's actions that start within 10 ms), and again after a write's NoSuchEntity"
         }
         ("execute", "ListUsers") => {
-            "the pin: a name that names nobody, gone or renamed (searched once per UserId, or once per account when read back together)"
+            "the pin of several users' actions starting within 10 ms at once, and each read-back batch's one look at which pinned users are gone"
         }
         ("execute", "GetUserPolicy") => {
-            "quarantine_user: already quarantined? (a rerun sends no write)"
+            "quarantine_user where discovery saw the quarantine already (a rerun sends no write)"
         }
-        ("execute", _) => "read before a write, or a read-back of an applied action",
+        ("execute", _) => {
+            "read-back (verify_many) of applied actions on users still there when their batch is read, one listing per user and kind; or a retry reading first"
+        }
         (_, "GetLoginProfile" | "ListAccessKeys" | "ListSigningCertificates" | "ListSSHPublicKeys"
             | "ListServiceSpecificCredentials" | "ListMFADevices") => {
             "per user: what the scan does not list (password, keys, certificates, SSH keys, service credentials, MFA)"
@@ -346,6 +348,16 @@ async fn run(n: usize) {
     println!(
         "(the script's wall is its own loop; with interpreter start and imports it took {:.2}s)",
         script_process.as_secs_f64()
+    );
+    // The reads revoked's guarantees need at the least: its discovery once, one pin lookup per
+    // leaver, one ListUsers that confirms every action on the users gone.
+    let needed = count_calls(&stages[0].1).reads + n + 1;
+    println!(
+        "reads needed at the least (discovery {} + one pin per leaver {n} + one read-back 1) = {needed}; apply --user reads {:.2}x that, {:.2}x the script's {}",
+        count_calls(&stages[0].1).reads,
+        ratio(without_rediscovery.reads, needed),
+        ratio(without_rediscovery.reads, script.reads),
+        script.reads
     );
     println!();
     println!("what each read of revoked buys:");

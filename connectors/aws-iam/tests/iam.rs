@@ -374,3 +374,114 @@ async fn a_user_with_something_added_after_the_plan_is_a_conflict_not_a_silent_r
     assert_eq!(e.code, "delete_conflict");
     assert!(iam.get_user().user_name("alice").send().await.is_ok());
 }
+
+/// A removal is sent without reading its target first: a target gone after the plan costs one
+/// write IAM refuses (NoSuchEntity), held against the pin again, and is already done with
+/// nothing changed; a new plan for a contained user reads its quarantine and sends no write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_gone_after_the_plan_is_one_refused_write_and_already_done() {
+    let moto = Moto::start().expect("moto");
+    let iam = iam_in(&moto, None).await;
+    let seeded = seed(&iam).await;
+    let c = connector(&moto, json!({"match_by": "name"}));
+    let d = c.discover(&alice()).await.expect("discover");
+    let acts = actions(c.as_ref(), &alice(), &d);
+    let find = |kind: &str, suffix: &str| {
+        acts.iter()
+            .find(|a| a.kind.0 == kind && a.target.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{kind} {suffix}"))
+            .clone()
+    };
+    let q = find(iam_conn::QUARANTINE_USER, "/alice");
+    assert_eq!(
+        q.params
+            .get(iam_conn::QUARANTINED_AT_PLAN)
+            .map(String::as_str),
+        Some("false")
+    );
+
+    // After the plan, somebody deletes the inactive key and the console password.
+    iam.delete_access_key()
+        .user_name("alice")
+        .access_key_id(&seeded.keys[1])
+        .send()
+        .await
+        .expect("key");
+    iam.delete_login_profile()
+        .user_name("alice")
+        .send()
+        .await
+        .expect("password");
+    moto.clear_recording().expect("clear");
+    for a in [
+        find(iam_conn::DELETE_ACCESS_KEY, &seeded.keys[1]),
+        find(iam_conn::DELETE_LOGIN_PROFILE, "/alice"),
+    ] {
+        let r = c
+            .apply(&a, &a.key, &revoke_core::MemoryJournal::new())
+            .await
+            .expect("apply");
+        assert_eq!(r, Outcome::AlreadyDone, "{}", a.summary);
+    }
+    let calls = moto.recorded().expect("recorded");
+    let writes: Vec<&str> = calls
+        .iter()
+        .filter(|c| !c.is_read())
+        .map(|c| c.action.as_str())
+        .collect();
+    assert_eq!(
+        writes,
+        ["DeleteAccessKey", "DeleteLoginProfile"],
+        "one refused write each"
+    );
+    let lookups = calls.iter().filter(|c| c.action == "GetUser").count();
+    assert_eq!(
+        lookups, 4,
+        "the pin before each write and again after its NoSuchEntity"
+    );
+    // The other key is still there: nothing but the named target was touched.
+    let keys = iam
+        .list_access_keys()
+        .user_name("alice")
+        .send()
+        .await
+        .expect("keys");
+    assert_eq!(keys.access_key_metadata().len(), 1);
+
+    // Contained: a new plan proposes the quarantine again, reads it and sends nothing.
+    let mut journals = HashMap::new();
+    let contain: Vec<_> = acts
+        .iter()
+        .filter(|a| a.phase == Phase::Contain)
+        .cloned()
+        .collect();
+    apply_all(c.as_ref(), &contain, &mut journals).await;
+    let d = c.discover(&alice()).await.expect("discover");
+    let again: Vec<_> = actions(c.as_ref(), &alice(), &d)
+        .into_iter()
+        .filter(|a| a.phase == Phase::Contain)
+        .collect();
+    let q = again
+        .iter()
+        .find(|a| a.kind.0 == iam_conn::QUARANTINE_USER)
+        .expect("quarantine");
+    assert_eq!(
+        q.params
+            .get(iam_conn::QUARANTINED_AT_PLAN)
+            .map(String::as_str),
+        Some("true")
+    );
+    moto.clear_recording().expect("clear");
+    let r = apply_all(c.as_ref(), &again, &mut journals).await;
+    assert!(
+        r.values().all(|o| matches!(o, Ok(Outcome::AlreadyDone))),
+        "{r:?}"
+    );
+    let calls = moto.recorded().expect("recorded");
+    assert_eq!(
+        count_calls(&calls).mutations,
+        0,
+        "{:?}",
+        revoke_testkit::moto::actions(&calls)
+    );
+}
