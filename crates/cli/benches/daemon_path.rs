@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{Job, PlanId};
 use revoke_engine::{discover, plan_jobs, Executor, Registry};
 use revoke_store::{SqliteStore, Store};
 use revoke_testkit::Slapd;
 use sha2::{Digest, Sha256};
-use shared::{clean, directory, groups, GROUPS, PEOPLE};
+use shared::{clean, directory, groups, job, GROUPS, PEOPLE};
 
 const TOKEN: &str = "rvk_bench-operator-token";
 
@@ -86,18 +86,7 @@ async fn main() -> anyhow::Result<()> {
     let connectors = registry.build(&config)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_url()).await?);
     let t = Instant::now();
-    let jobs: Vec<Job> = (0..leavers)
-        .map(|i| Job {
-            id: JobId(format!("job-{i:05}")),
-            subject: Subject::new(format!("leaver{i:05}")),
-            reason: "bench".into(),
-            effective_at: effective,
-            risk: Risk::Standard,
-            source: "bench".into(),
-            requested_by: "bench".into(),
-            policy: "default".into(),
-        })
-        .collect();
+    let jobs: Vec<Job> = (0..leavers).map(|i| job(i, effective)).collect();
     let discoveries = discover(&config, &connectors, &jobs).await?;
     let plan = plan_jobs(
         &config,

@@ -96,3 +96,18 @@ pub fn clean(slapd: &Slapd, groups: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The job of leaver `i`, effective at `effective` (long ago in the benches: retention is over,
+/// so every phase, the delete included, runs at once).
+pub fn job(i: usize, effective: chrono::DateTime<chrono::Utc>) -> revoke_core::Job {
+    revoke_core::Job {
+        id: revoke_core::JobId(format!("job-{i:05}")),
+        subject: revoke_core::Subject::new(format!("leaver{i:05}")),
+        reason: "bench".into(),
+        effective_at: effective,
+        risk: revoke_core::Risk::Standard,
+        source: "bench".into(),
+        requested_by: "bench".into(),
+        policy: "default".into(),
+    }
+}
