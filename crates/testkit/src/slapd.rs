@@ -336,42 +336,19 @@ impl Slapd {
     ///
     /// Tells a write that changed the directory (0) from one the server refused (122
     /// assertionFailed, 32 noSuchObject, 16 noSuchAttribute, ...), which changed nothing.
+    ///
+    /// slapd logs a RESULT line just after it has sent the answer, so a reading waits up to
+    /// [`RESULT_LAG`] until every request has its result.
     pub fn mutation_results(&self) -> Result<Vec<(String, Option<u32>)>, TestkitError> {
-        let log = self.read_log()?;
-        let mut out: Vec<(String, Option<u32>)> = Vec::new();
-        let mut open: std::collections::HashMap<(String, String), usize> =
-            std::collections::HashMap::new();
-        for line in log.lines() {
-            let Some(at) = line.find("conn=") else {
-                continue;
-            };
-            let mut words = line[at..].splitn(4, ' ');
-            let (Some(conn), Some(op), Some(verb)) = (words.next(), words.next(), words.next())
-            else {
-                continue;
-            };
-            let rest = words.next().unwrap_or("");
-            let key = (conn.to_string(), op.to_string());
-            match verb {
-                "MOD" | "DEL" | "MODRDN" => {
-                    if let Some(dn) = rest.strip_prefix("dn=\"") {
-                        let dn = dn.strip_suffix('"').unwrap_or(dn);
-                        open.insert(key, out.len());
-                        out.push((format!("{verb} {dn}"), None));
-                    }
-                }
-                "RESULT" => {
-                    if let Some(i) = open.remove(&key) {
-                        out[i].1 = rest
-                            .split(' ')
-                            .find_map(|f| f.strip_prefix("err="))
-                            .and_then(|n| n.parse().ok());
-                    }
-                }
-                _ => {}
+        let mut last = Ok(Vec::new());
+        let _ = poll(RESULT_LAG, || {
+            last = self.read_log().map(|log| results_of(&log));
+            match &last {
+                Ok(r) if r.iter().any(|(_, rc)| rc.is_none()) => None,
+                _ => Some(()),
             }
-        }
-        Ok(out)
+        });
+        last
     }
 
     /// The MOD, DEL and MODRDN requests so far that succeeded (answered 0): what changed the
@@ -451,6 +428,43 @@ fn count_ops(log: &str) -> (OpCounts, u64) {
         }
     }
     (c, c.search.saturating_sub(results))
+}
+
+/// Every MOD, DEL and MODRDN request of a stats log with the result code it was answered with.
+fn results_of(log: &str) -> Vec<(String, Option<u32>)> {
+    let mut out: Vec<(String, Option<u32>)> = Vec::new();
+    let mut open: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    for line in log.lines() {
+        let Some(at) = line.find("conn=") else {
+            continue;
+        };
+        let mut words = line[at..].splitn(4, ' ');
+        let (Some(conn), Some(op), Some(verb)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let rest = words.next().unwrap_or("");
+        let key = (conn.to_string(), op.to_string());
+        match verb {
+            "MOD" | "DEL" | "MODRDN" => {
+                if let Some(dn) = rest.strip_prefix("dn=\"") {
+                    let dn = dn.strip_suffix('"').unwrap_or(dn);
+                    open.insert(key, out.len());
+                    out.push((format!("{verb} {dn}"), None));
+                }
+            }
+            "RESULT" => {
+                if let Some(i) = open.remove(&key) {
+                    out[i].1 = rest
+                        .split(' ')
+                        .find_map(|f| f.strip_prefix("err="))
+                        .and_then(|n| n.parse().ok());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// (verb, rest) of a stats line such as `... conn=1001 op=2 MOD dn="..."`
