@@ -23,7 +23,8 @@
 //! told), writes into DIR (which must exist) `connectors.toml` (the `[connectors.*]` tables of
 //! GitHub, AWS IAM, OneLogin and the SCIM app, with their secrets in files beside it; the
 //! directory's own table is the caller's, it needs only the url), `leavers.jsonl` (the `data` of a
-//! signed high-risk termination for each of L leavers, 5 unless told) and `people.tsv` (everyone:
+//! signed high-risk termination for each of L leavers, 5 unless told), `leavers.tsv` (their employee
+//! id, email and username, tab-separated, for scripts) and `people.tsv` (everyone:
 //! employee id, username, email, department, GitHub login, IAM user), then prints the same one line
 //! `url=ldap://127.0.0.1:PORT`. A line `counts` on stdin prints what each stand-in received since
 //! the seeding (one line per system, then `end`); EOF tears everything down.
@@ -136,12 +137,14 @@ fn company(args: &[String]) -> Result<(), String> {
             .connectors_toml(&dir, spacing)
             .map_err(|e| e.to_string())?,
     )?;
-    let mut lines = String::new();
+    let (mut lines, mut tsv) = (String::new(), String::new());
     for p in stack.company.leavers(leavers) {
         lines += &p.termination().to_string();
         lines.push('\n');
+        tsv += &format!("{}\t{}\t{}\n", p.employee_id, p.email, p.username);
     }
     write("leavers.jsonl", &lines)?;
+    write("leavers.tsv", &tsv)?;
     let mut table = String::from("employee_id\tusername\temail\tdepartment\tgithub\tiam\n");
     for p in &stack.company.people {
         table += &format!(
