@@ -234,6 +234,7 @@ fn main() {
     let mut first_received: Option<DateTime<Utc>> = None;
     let mut last_finished: Option<DateTime<Utc>> = None;
     let mut contain = Vec::new();
+    let mut first_start = Vec::new();
     let mut contain_by: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut actions_now = 0;
@@ -253,6 +254,15 @@ fn main() {
         let received = time(&j["received_at"]).unwrap();
         first_received = Some(first_received.map_or(received, |f| f.min(received)));
         let mut last_contain: Option<DateTime<Utc>> = None;
+        if let Some(first) = j["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| time(&a["started_at"]))
+            .min()
+        {
+            first_start.push((first - received).to_std().unwrap_or_default());
+        }
         let mut last_contain_by: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for a in j["actions"].as_array().unwrap() {
             let phase = a["phase"].as_str().unwrap_or("");
@@ -292,6 +302,7 @@ fn main() {
         }
     }
     contain.sort();
+    first_start.sort();
     contain_by.values_mut().for_each(|v| v.sort());
     let wall = match (first_received, last_finished) {
         (Some(f), Some(l)) => (l - f).to_std().unwrap_or_default(),
@@ -360,6 +371,11 @@ fn main() {
         secs(percentile(&contain, 0.99)),
         secs(percentile(&contain, 1.0)),
         contain.len()
+    );
+    println!(
+        "  of which planning and queueing (received -> first action started): p50 {:.2} s, p99 {:.2} s",
+        secs(percentile(&first_start, 0.5)),
+        secs(percentile(&first_start, 0.99))
     );
     for (conn, v) in &contain_by {
         println!(
