@@ -133,6 +133,9 @@ fn since(moto: &Moto, mark: &mut usize) -> Vec<AwsCall> {
 /// What a read revoked makes buys, by stage and action.
 fn purpose(stage: &str, action: &str) -> &'static str {
     match (stage, action) {
+        ("execute", "GetAccountAuthorizationDetails") => {
+            "each read-back batch's one scan: which pinned users are gone (confirming all their actions), and the policies and groups of those still there"
+        }
         (_, "GetAccountAuthorizationDetails") => {
             "one scan per account: every user's tags, inline and attached policies, groups"
         }
@@ -140,10 +143,10 @@ fn purpose(stage: &str, action: &str) -> &'static str {
             "one report per account: the keys' last use, for the plan's reader"
         }
         ("execute", "GetUser") => {
-            "the pin, before writes: the planned name still names the pinned UserId (one lookup for a user's actions that start within 10 ms), and again after a write's NoSuchEntity"
+            "the pin, before writes: the planned name still names the pinned UserId (one lookup for a user's actions that start within 20 ms), and again after a write's NoSuchEntity"
         }
         ("execute", "ListUsers") => {
-            "the pin of several users' actions starting within 10 ms at once, and each read-back batch's one look at which pinned users are gone"
+            "the pin of several users' actions starting within 20 ms at once (and after a write's NoSuchEntity, a user not found by name)"
         }
         ("execute", "GetUserPolicy") => {
             "quarantine_user where discovery saw the quarantine already (a rerun sends no write)"

@@ -11,9 +11,10 @@
 //! succeeds either way, and a rerun must send no write) and `delete_rotated_key` (it must refuse
 //! a key somebody reactivated). The MFA actions read too (a device's serial is a name).
 //!
-//! Verify reads back in batches (`verify_many`): one ListUsers per account says which pinned
-//! users are gone, which confirms every action on them; a user still there is read once per kind
-//! of listing its actions need, not once per action.
+//! Verify reads back in batches (`verify_many`): one scan per account (GetAccountAuthorizationDetails)
+//! says which pinned users are gone, which confirms every action on them, and lists the policies
+//! and groups of those still there; their keys, password and other credentials are read once per
+//! user and kind of listing, not once per action.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -706,7 +707,7 @@ async fn list_inner(iam: &aws_sdk_iam::Client, op: &str, user: &str) -> Result<L
     })
 }
 
-/// Reads back many applied actions together: per account, one ListUsers says where each pinned
+/// Reads back many applied actions together: per account, one scan says where each pinned
 /// user is (the same three answers as pin.rs: there, under which name; gone; or its planned
 /// name now names another user, `identity_changed`); every action on a gone user is confirmed;
 /// a user still there is read once per listing its actions need. Rotations and virtual MFA
@@ -764,20 +765,38 @@ async fn verify_account(
             .pinned()
             .is_ok_and(|p| !ctx.clients.is_gone(account, &p.id))
     });
-    let users = if need_listing {
-        match ctx.clients.lookups.list_users(&iam, account).await {
+    // One scan of the account's users (GetAccountAuthorizationDetails, as discovery makes it):
+    // every UserId and name, and each user's inline and attached policies and groups.
+    let scan = if need_listing {
+        match crate::discover::scan_users(ctx.clients, account).await {
             Ok(u) => u,
             Err(e) => return all_err(e),
         }
     } else {
-        HashMap::new()
+        Vec::new()
     };
+    let users: HashMap<String, String> = scan
+        .iter()
+        .map(|u| (u.user_id.clone(), u.name.clone()))
+        .collect();
     let by_name: HashMap<String, &str> = users
         .iter()
         .map(|(id, name)| (name.to_ascii_lowercase(), id.as_str()))
         .collect();
     let mut listings: HashMap<(String, &'static str), Result<Listing, ConnectorError>> =
         HashMap::new();
+    for u in &scan {
+        let present = |ids: &[String]| Ok(ids.iter().map(|i| (i.clone(), true)).collect());
+        listings.insert((u.name.clone(), "iam:ListUserPolicies"), present(&u.inline));
+        listings.insert(
+            (u.name.clone(), "iam:ListAttachedUserPolicies"),
+            present(&u.attached),
+        );
+        listings.insert(
+            (u.name.clone(), "iam:ListGroupsForUser"),
+            present(&u.groups),
+        );
+    }
     let mut out = Vec::with_capacity(idx.len());
     for &i in idx {
         let a = &actions[i];

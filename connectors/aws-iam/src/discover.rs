@@ -47,16 +47,16 @@ pub const ROTATED_TAG: &str = "revoked:rotated-key";
 
 /// One IAM user as the scan (or GetUser and its lists) saw it.
 #[derive(Debug, Clone, Default)]
-struct UserFacts {
+pub(crate) struct UserFacts {
     account: String,
-    name: String,
+    pub(crate) name: String,
     arn: String,
-    user_id: String,
+    pub(crate) user_id: String,
     created: String,
     tags: Vec<(String, String)>,
-    inline: Vec<String>,
-    attached: Vec<String>,
-    groups: Vec<String>,
+    pub(crate) inline: Vec<String>,
+    pub(crate) attached: Vec<String>,
+    pub(crate) groups: Vec<String>,
     boundary: Option<String>,
 }
 
@@ -176,7 +176,10 @@ fn owned_by(cfg: &IamConfig, ids: &BTreeSet<String>, u: &UserFacts) -> Option<St
         .map(|(k, v)| format!("tag {k} = {v}"))
 }
 
-async fn scan_users(c: &Clients, account: &str) -> Result<Vec<UserFacts>, ConnectorError> {
+pub(crate) async fn scan_users(
+    c: &Clients,
+    account: &str,
+) -> Result<Vec<UserFacts>, ConnectorError> {
     let iam = c.iam(account).await?;
     let mut out = Vec::new();
     let mut marker: Option<String> = None;

@@ -15,7 +15,7 @@
 //!   stays gone (IAM never reuses one), so it is remembered and not searched for again.
 //!
 //! Several actions run side by side (the executor leases a user's contain actions, and its
-//! removals, together). A lookup waits `GATHER` (10 ms) before it is sent, and every action of
+//! removals, together). A lookup waits `GATHER` (20 ms) before it is sent, and every action of
 //! the same account that starts meanwhile adds its pin to it instead of sending its own: one
 //! GetUser when they are all one user's, one ListUsers (UserId and name of every user, the same
 //! three answers) when they are more users than the account's listing has pages. A lookup is
@@ -56,7 +56,7 @@ enum Found {
 }
 
 /// How long a pin lookup waits for the other actions of its account before it is sent.
-pub const GATHER: Duration = Duration::from_millis(10);
+pub const GATHER: Duration = Duration::from_millis(20);
 
 /// (UserId, planned name) of one pin asked.
 type Asked = (String, String);
