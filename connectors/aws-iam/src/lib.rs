@@ -131,7 +131,7 @@ impl Connector for IamConnector {
         apply::verify(&self.ctx().await, action).await
     }
 
-    /// One ListUsers per account confirms every action on the users gone; a user still there
+    /// One scan per account confirms every action on the users gone; a user still there
     /// is read once per listing, not once per action (apply.rs).
     async fn verify_many(&self, actions: &[Action]) -> Vec<Result<Verdict, ConnectorError>> {
         apply::verify_many(&self.ctx().await, actions).await
