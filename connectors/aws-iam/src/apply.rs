@@ -6,15 +6,16 @@
 //! key, password, policy, attachment or membership is not there, and that answer is held
 //! against the pin again (`pin::resolve_fresh`): the pinned user still there under the name
 //! means the target is gone (`AlreadyDone`); gone means the same; renamed meanwhile, the removal
-//! is sent again under the new name. Two actions still read before they write, because no
-//! answer of the write would tell that the effect already held: `quarantine_user` (PutUserPolicy
-//! succeeds either way, and a rerun must send no write) and `delete_rotated_key` (it must refuse
-//! a key somebody reactivated). The MFA actions read too (a device's serial is a name).
+//! is sent again under the new name. Some actions still read before they write, because no
+//! answer of the write would tell that the effect already held: `quarantine_user` when discovery
+//! saw the quarantine already (PutUserPolicy succeeds either way, and a rerun must send no
+//! write), `delete_rotated_key` (it must refuse a key somebody reactivated) and the MFA actions
+//! (a device's serial is a name); and every retried attempt.
 //!
-//! Verify reads back in batches (`verify_many`): one scan per account (GetAccountAuthorizationDetails)
-//! says which pinned users are gone, which confirms every action on them, and lists the policies
-//! and groups of those still there; their keys, password and other credentials are read once per
-//! user and kind of listing, not once per action.
+//! Verify reads back in batches (`verify_many`): one scan per account
+//! (GetAccountAuthorizationDetails) says which pinned users are gone, which confirms every action
+//! on them, and lists the policies and groups of those still there; their keys, password and
+//! other credentials are read once per user and kind of listing, not once per action.
 
 use std::collections::{BTreeMap, HashMap};
 
