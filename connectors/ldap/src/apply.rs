@@ -78,13 +78,17 @@ pub async fn apply(
     ctx: &Ctx<'_>,
     action: &Action,
     key: &ActionKey,
+    attempt: u32,
 ) -> Result<Outcome, ConnectorError> {
+    // Only a first attempt writes before it reads: a later one may follow an attempt whose answer
+    // was lost (a timeout, a replica killed mid-call), and must send nothing if it took effect.
+    let first = attempt <= 1;
     // LDAP has no idempotency header; the key is for correlating logs with the store's ledger.
     debug!(connector = %ctx.instance, action_id = %action.id, key = %key, kind = %action.kind, dn = %action.target, "applying ldap action");
     let outcome = match action.kind.0.as_str() {
-        LOCK_ACCOUNT => lock(ctx, action).await?,
-        REMOVE_GROUP_MEMBER => remove_member(ctx, action).await?,
-        DELETE_ACCOUNT => delete(ctx, action).await?,
+        LOCK_ACCOUNT => lock(ctx, action, first).await?,
+        REMOVE_GROUP_MEMBER => remove_member(ctx, action, first).await?,
+        DELETE_ACCOUNT => delete(ctx, action, first).await?,
         _ => return Err(unknown(action)),
     };
     info!(connector = %ctx.instance, action_id = %action.id, kind = %action.kind, dn = %action.target, outcome = outcome.as_str(), "ldap action applied");
@@ -191,9 +195,9 @@ async fn lock_blind(ctx: &Ctx<'_>, pin: &AccountPin) -> Result<Option<Outcome>, 
     .await
 }
 
-async fn lock(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
+async fn lock(ctx: &Ctx<'_>, action: &Action, first: bool) -> Result<Outcome, ConnectorError> {
     let pin = action.pinned()?;
-    if blind(ctx) {
+    if first && blind(ctx) {
         if let Some(done) = lock_blind(ctx, pin).await? {
             return Ok(done);
         }
@@ -261,10 +265,10 @@ async fn lock(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError>
     Err(changing(&pin.to_string()))
 }
 
-async fn delete(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
+async fn delete(ctx: &Ctx<'_>, action: &Action, first: bool) -> Result<Outcome, ConnectorError> {
     let pin = action.pinned()?;
     let assertion = pin::assertion(ctx.cfg, pin)?;
-    if blind(ctx) {
+    if first && blind(ctx) {
         let critical = assertion.clone().critical();
         let send = ctx.client.delete(&pin.name, Some(&critical));
         match blind_on_entry(ctx, pin, "delete", send).await {
@@ -479,10 +483,24 @@ async fn remove_member_blind(
         return Ok(None);
     }
     let group_dn = action.target.as_str();
-    let res = ctx
-        .client
-        .modify(group_dn, delete_mods(&stored), None)
-        .await?;
+    let mut mods: Vec<Mod<String>> = Vec::new();
+    if action.params.get("sole_member").map(String::as_str) == Some("true") {
+        // Discovery saw the leaver as the last member: swap in the placeholder in the same
+        // modify (one write, as the read-first path sends), or let that path refuse it.
+        let Some(placeholder) = ctx.cfg.group_placeholder_dn.as_deref() else {
+            return Ok(None);
+        };
+        for (a, _) in stored.iter().filter(|(a, _)| *a != "memberUid") {
+            if !mods
+                .iter()
+                .any(|m| matches!(m, Mod::Add(x, _) if x.as_str() == *a))
+            {
+                mods.push(Mod::Add(a.to_string(), values(&[placeholder])));
+            }
+        }
+    }
+    mods.extend(delete_mods(&stored));
+    let res = ctx.client.modify(group_dn, mods, None).await?;
     match res.rc {
         0 => Ok(Some(Outcome::Done)),
         32 => Ok(Some(Outcome::AlreadyDone)),
@@ -494,9 +512,13 @@ async fn remove_member_blind(
     }
 }
 
-async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
+async fn remove_member(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    first: bool,
+) -> Result<Outcome, ConnectorError> {
     let group_dn = action.target.as_str();
-    if blind(ctx) {
+    if first && blind(ctx) {
         if let Some(done) = remove_member_blind(ctx, action).await? {
             return Ok(done);
         }

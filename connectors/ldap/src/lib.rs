@@ -109,9 +109,9 @@ impl Connector for LdapConnector {
         &self,
         action: &Action,
         key: &ActionKey,
-        _journal: &dyn Journal,
+        journal: &dyn Journal,
     ) -> Result<Outcome, ConnectorError> {
-        apply::apply(&self.ctx(), action, key).await
+        apply::apply(&self.ctx(), action, key, journal.attempt()).await
     }
 
     async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError> {
