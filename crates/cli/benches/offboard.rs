@@ -18,77 +18,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{Job, JobId, PlanId, Subject};
 use revoke_engine::{discover, plan_jobs, Executor, Registry};
 use revoke_store::{SqliteStore, Store};
 use revoke_testkit::{OpCounts, Slapd};
 
-const PEOPLE: &str = "ou=people,dc=example,dc=org";
-const GROUPS: &str = "ou=groups,dc=example,dc=org";
-/// Group sizes in leavers, cycled (mean 275); each group also lists one stayer.
-const SIZES: [usize; 6] = [50, 140, 230, 320, 410, 500];
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::{clean, directory, groups, job, leaver, GROUPS, PEOPLE};
+
 /// The most LDAP operations per leaver revoked may send in all (plan, apply, verify): the
 /// goal of issue 14 (5 writes, one discovery, one verification read). The smoke pass holds it.
 const OPS_BOUND: f64 = 9.0;
-
-fn leaver(i: usize) -> String {
-    format!("uid=leaver{i:05},{PEOPLE}")
-}
-
-/// For each group kind, the groups as lists of leavers: a deterministic shuffle of the
-/// leavers cut into groups of `SIZES`.
-fn groups(leavers: usize) -> [Vec<Vec<usize>>; 3] {
-    let kind = |k: u64| {
-        let mut order: Vec<usize> = (0..leavers).collect();
-        order.sort_by_key(|&i| (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15 ^ k) >> 17);
-        let mut out = Vec::new();
-        let mut rest = order.as_slice();
-        let mut n = 0;
-        while !rest.is_empty() {
-            let take = SIZES[n % SIZES.len()].min(rest.len());
-            let (g, tail) = rest.split_at(take);
-            out.push(g.to_vec());
-            rest = tail;
-            n += 1;
-        }
-        out
-    };
-    [kind(1), kind(2), kind(3)]
-}
-
-fn directory(leavers: usize, groups: &[Vec<Vec<usize>>; 3]) -> String {
-    let mut ldif = String::new();
-    for i in 0..leavers {
-        let _ = write!(
-            ldif,
-            "dn: {}\nobjectClass: inetOrgPerson\nuid: leaver{i:05}\ncn: Leaver {i}\nsn: {i}\nuserPassword: pw{i}\n\n",
-            leaver(i)
-        );
-    }
-    let _ = write!(ldif, "dn: uid=stayer,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: stayer\ncn: Stayer\nsn: Stayer\n\n");
-    for (g, members) in groups[0].iter().enumerate() {
-        let _ = writeln!(ldif, "dn: cn=names-{g},{GROUPS}\nobjectClass: groupOfNames\ncn: names-{g}\nmember: uid=stayer,{PEOPLE}");
-        for &i in members {
-            let _ = writeln!(ldif, "member: {}", leaver(i));
-        }
-        ldif.push('\n');
-    }
-    for (g, members) in groups[1].iter().enumerate() {
-        let _ = writeln!(ldif, "dn: cn=unique-{g},{GROUPS}\nobjectClass: groupOfUniqueNames\ncn: unique-{g}\nuniqueMember: uid=stayer,{PEOPLE}");
-        for &i in members {
-            let _ = writeln!(ldif, "uniqueMember: {}", leaver(i));
-        }
-        ldif.push('\n');
-    }
-    for (g, members) in groups[2].iter().enumerate() {
-        let _ = writeln!(ldif, "dn: cn=posix-{g},{GROUPS}\nobjectClass: posixGroup\ncn: posix-{g}\ngidNumber: {}\nmemberUid: stayer", 6000 + g);
-        for &i in members {
-            let _ = writeln!(ldif, "memberUid: leaver{i:05}");
-        }
-        ldif.push('\n');
-    }
-    ldif
-}
 
 /// The admin's prepared LDIF: per leaver the lock, the three group value deletes, the delete.
 fn bulk_changes(leavers: usize, groups: &[Vec<Vec<usize>>; 3]) -> String {
@@ -208,30 +149,6 @@ fn per_leaver(c: &OpCounts, n: usize) -> String {
     )
 }
 
-/// No leaver entry left, every group listing only the stayer.
-fn clean(slapd: &Slapd, groups: usize) -> anyhow::Result<()> {
-    let people = slapd.search(PEOPLE, "(uid=leaver*)", &["dn"])?;
-    anyhow::ensure!(people.trim().is_empty(), "leavers left: {:.300}", people);
-    let out = slapd.search(
-        GROUPS,
-        "(objectClass=*)",
-        &["member", "uniqueMember", "memberUid"],
-    )?;
-    let values = out
-        .lines()
-        .filter(|l| {
-            l.starts_with("member:")
-                || l.starts_with("uniqueMember:")
-                || l.starts_with("memberUid:")
-        })
-        .count();
-    anyhow::ensure!(
-        values == groups,
-        "expected only the stayer in each of {groups} groups, found {values} member values"
-    );
-    Ok(())
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -304,16 +221,7 @@ delete_entry = true
     let connectors = registry.build(&config)?;
     // Effective long ago: retention is over, so every phase (delete included) runs in this pass.
     let effective = Utc::now() - chrono::Duration::days(60);
-    let job = |i: usize| Job {
-        id: JobId(format!("job-{i:05}")),
-        subject: Subject::new(format!("leaver{i:05}")),
-        reason: "bench".into(),
-        effective_at: effective,
-        risk: Risk::Standard,
-        source: "bench".into(),
-        requested_by: "bench".into(),
-        policy: "default".into(),
-    };
+    let job = |i: usize| job(i, effective);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_url()).await?);
 
     reset_peak();
