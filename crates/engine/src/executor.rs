@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,10 +121,21 @@ pub struct Executor {
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
 /// actions of one account), and the work loop reads them back once this many are waiting.
 const VERIFY_BATCH: usize = 256;
+/// The account an action touches, as the read-back batches group them: its connector instance
+/// and its pinned id.
+fn account_key(a: &Action) -> (String, String) {
+    (
+        a.connector.clone(),
+        a.account.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+    )
+}
+
 /// What a task of the work loop ends with: the action's plan and the id of the action when it
 /// failed for good; `None` as the plan for a read-back task.
 type Task = (Option<PlanId>, Result<Option<ActionId>, EngineError>);
 
+/// A run holds an account's read-backs until none of its actions is left, or this many wait.
+const ACCOUNT_BATCH: usize = 16;
 /// The work loop reads back deferred actions at the latest this long after the first of them.
 const VERIFY_WAIT: Duration = Duration::from_millis(500);
 
@@ -212,8 +223,16 @@ impl Executor {
         // An earlier run killed between an action's result and its read-back left it unverified.
         self.verify_unverified(Some(plan), Utc::now()).await?;
         let mut waited_for: Option<(String, DateTime<Utc>)> = None;
+        // Per account (connector instance, pinned id), the actions not yet finished: a batched
+        // read-back of an account waits until none is left, so one read confirms them all.
+        let mut open: HashMap<(String, String), usize> = HashMap::new();
         let capacity: usize = {
             let records = self.store.actions(plan).await?;
+            for r in records.iter().filter(|r| !r.action.is_manual()) {
+                if matches!(r.state, ActionState::Pending | ActionState::Running) {
+                    *open.entry(account_key(&r.action)).or_default() += 1;
+                }
+            }
             let used: BTreeSet<&str> = records
                 .iter()
                 .filter(|r| !r.action.is_manual())
@@ -224,26 +243,57 @@ impl Executor {
                 .sum::<usize>()
                 .max(1)
         };
-        let mut inflight: JoinSet<Result<Option<ActionId>, EngineError>> = JoinSet::new();
+        // The account and id of the action a task runs (`None` for a read-back task).
+        type PlanTask = (
+            Option<((String, String), ActionId)>,
+            Result<Option<ActionId>, EngineError>,
+        );
+        let mut inflight: JoinSet<PlanTask> = JoinSet::new();
         let mut deferred_since: Option<tokio::time::Instant> = None;
         loop {
             // Read-backs left for a batch go out every VERIFY_WAIT or VERIFY_BATCH, beside the
-            // actions still being sent, so results (and their lines) come as the run goes.
-            let waiting = self
+            // actions still being sent, so results (and their lines) come as the run goes; an
+            // account's go out once none of its actions is left to run, or once ACCOUNT_BATCH of
+            // them wait (an account with hundreds of grants still shows progress).
+            let (held, account_full): (BTreeSet<(String, String)>, bool) = {
+                let list = self.deferred_list();
+                let mut waiting: HashMap<(String, String), usize> = HashMap::new();
+                for (_, a) in list.iter().filter(|(p, _)| p == plan) {
+                    *waiting.entry(account_key(a)).or_default() += 1;
+                }
+                let full = waiting.values().any(|n| *n >= ACCOUNT_BATCH);
+                let held = waiting
+                    .into_iter()
+                    .filter(|(k, n)| {
+                        *n < ACCOUNT_BATCH && open.get(k).copied().unwrap_or(0) > 0
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                (held, full)
+            };
+            let ready = self
                 .deferred_list()
                 .iter()
-                .filter(|(p, _)| p == plan)
+                .filter(|(p, a)| p == plan && !held.contains(&account_key(a)))
                 .count();
-            if waiting == 0 {
+            if ready == 0 {
                 deferred_since = None;
             } else {
                 let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                if waiting >= VERIFY_BATCH || since.elapsed() >= VERIFY_WAIT {
+                if ready >= VERIFY_BATCH || account_full || since.elapsed() >= VERIFY_WAIT {
                     deferred_since = None;
-                    let (this, plan) = (self.clone(), plan.clone());
+                    let actions: Vec<Action> = {
+                        let mut list = self.deferred_list();
+                        let (mine, rest): (Vec<_>, Vec<_>) =
+                            std::mem::take(&mut *list).into_iter().partition(|(p, a)| {
+                                p == plan && !held.contains(&account_key(a))
+                            });
+                        *list = rest;
+                        mine.into_iter().map(|(_, a)| a).collect()
+                    };
+                    let this = self.clone();
                     inflight.spawn(async move {
-                        this.verify_deferred(Some(&plan)).await?;
-                        Ok(None)
+                        (None, this.verify_actions(actions, false).await.map(|_| None))
                     });
                 }
             }
@@ -256,7 +306,8 @@ impl Executor {
                     .await?;
                 for rec in leased {
                     let this = self.clone();
-                    inflight.spawn(async move { this.run_action(rec).await });
+                    let ran = (account_key(&rec.action), rec.action.id.clone());
+                    inflight.spawn(async move { (Some(ran), this.run_action(rec).await) });
                 }
             }
             if inflight.is_empty() {
@@ -289,7 +340,18 @@ impl Executor {
             tokio::select! {
                 joined = inflight.join_next() => {
                     if let Some(joined) = joined {
-                        let failed = joined.map_err(|e| EngineError::Store(revoke_store::StoreError::Database(format!("executor task panicked: {e}"))))??;
+                        let (ran, result) = joined.map_err(|e| EngineError::Store(revoke_store::StoreError::Database(format!("executor task panicked: {e}"))))?;
+                        let failed = result?;
+                        if let Some((key, id)) = ran {
+                            // Finished: failed for good, or succeeded and waiting for its read-back.
+                            let finished = failed.is_some()
+                                || self.deferred_list().iter().any(|(_, a)| a.id == id);
+                            if finished {
+                                if let Some(n) = open.get_mut(&key) {
+                                    *n = n.saturating_sub(1);
+                                }
+                            }
+                        }
                         if failed.is_some() {
                             let records = self.store.actions(plan).await?;
                             self.block_orphans(&records).await?;

@@ -30,6 +30,8 @@ struct Scripted {
     /// records `step = created` before the scripted answer, like a rotation that made a new key.
     journaled: AtomicBool,
     steps_seen: Mutex<Vec<Option<String>>>,
+    /// Milliseconds each apply takes (20 when 0).
+    slow_ms: AtomicUsize,
     /// `Journal::attempt` as each call saw it.
     attempts_seen: Mutex<Vec<u32>>,
     /// Once: another executor takes the action over just before the journal entry is recorded.
@@ -161,7 +163,11 @@ impl Connector for Scripted {
             .lock()
             .expect("lock")
             .push((action.target.clone(), Instant::now()));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ms = match self.slow_ms.load(Ordering::SeqCst) {
+            0 => 20,
+            n => n as u64,
+        };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         let next = self
             .script
@@ -769,4 +775,40 @@ async fn the_work_loop_reads_back_a_batch_verifying_connector_when_it_goes_idle(
     assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0, "no read-back one by one");
     let batches = h.conn.batches.lock().expect("lock").clone();
     assert_eq!(batches.iter().sum::<usize>(), 3, "each read back once: {batches:?}");
+}
+
+#[tokio::test]
+async fn an_accounts_read_back_waits_until_none_of_its_actions_is_left_to_run() {
+    // Two accounts' worth of actions would need two plans; one account here: 13 actions, two
+    // at a time, 120 ms each: the run outlasts the 500 ms after which waiting read-backs go out,
+    // but the account always has actions left until the end (and fewer than the 16 after which
+    // an account's read-backs go out anyway).
+    let mut targets = vec!["contain:a".to_string()];
+    targets.extend((0..12).map(|i| format!("t{i:02}")));
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let h = harness(&targets, vec![], "").await;
+    h.conn.batch.store(true, Ordering::SeqCst);
+    h.conn.slow_ms.store(120, Ordering::SeqCst);
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 13, "{summary:?}");
+    assert_eq!(
+        *h.conn.batches.lock().expect("lock"),
+        vec![13],
+        "the account's actions read back together, once"
+    );
+    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_account_with_many_actions_is_read_back_as_it_goes() {
+    // 40 actions of one account: read-backs go out by 16 while the rest still runs.
+    let targets: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let h = harness(&targets, vec![], "").await;
+    h.conn.batch.store(true, Ordering::SeqCst);
+    let summary = h.exec.run_plan(&h.plan).await.expect("run");
+    assert_eq!(summary.done, 40, "{summary:?}");
+    let batches = h.conn.batches.lock().expect("lock").clone();
+    assert_eq!(batches.iter().sum::<usize>(), 40, "each read back once: {batches:?}");
+    assert!(batches.len() > 1, "read back as it goes: {batches:?}");
 }
