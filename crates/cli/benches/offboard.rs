@@ -11,7 +11,8 @@
 //! discovery must find nobody (the planner refuses to plan for nobody).
 //!
 //! `cargo bench -p revokectl --bench offboard` runs 1,000 leavers; `-- --leavers N` changes
-//! that. Under `cargo test --benches` it runs a 20-leaver smoke pass with the same asserts.
+//! that; `-- --connector-only` leaves revoked's engine run out. Under `cargo test --benches` it
+//! runs a 20-leaver smoke pass with the same asserts.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -190,9 +191,24 @@ async fn main() -> anyhow::Result<()> {
     );
     clean(&theirs, n_groups)?;
 
+    reset_peak();
     let (alone_secs, alone_ops) = connector_alone(&alone, leavers).await?;
+    let alone_peak = vm_hwm_mib();
     clean(&alone, n_groups)?;
     drop(alone);
+    if args.iter().any(|a| a == "--connector-only") {
+        // Without the engine: the admin's way and the connector alone, side by side.
+        println!(
+            "{leavers} leavers, {n_groups} groups: ldapmodify -c {:.2} s, {:.2} ops/leaver, {} KiB peak; \
+             the LDAP connector alone {alone_secs:.2} s ({:.2}x), {} (peak RSS of the bench process {alone_peak:.1} MiB)",
+            bulk.wall.as_secs_f64(),
+            ops(&bulk_ops) as f64 / leavers as f64,
+            bulk.max_rss_kib.unwrap_or(0),
+            alone_secs / bulk.wall.as_secs_f64(),
+            per_leaver(&alone_ops, leavers),
+        );
+        return Ok(());
+    }
 
     // revoked: discovery, plan, apply, verify.
     let dir = tempfile::tempdir()?;
