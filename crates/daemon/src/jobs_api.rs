@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::auth::authorize;
 use crate::error::ApiError;
-use crate::http::{ApiBody, Path, Query};
+use crate::extract::{ApiBody, Path, Query};
 use crate::state::AppState;
 use crate::types::{BatchDecisionRequest, ErrorBody, JobSummary};
 

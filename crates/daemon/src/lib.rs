@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod extract;
 pub mod http;
 pub mod intake_writer;
 pub mod jobs_api;
