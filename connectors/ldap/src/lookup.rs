@@ -49,12 +49,16 @@ impl std::fmt::Debug for Lookups {
     }
 }
 
-/// Clears `running` however the draining task ends (a panic included), so that the next request
-/// starts a new one instead of waiting for ever.
-struct Running<'a>(&'a Mutex<State>);
+/// Clears `running` if the draining task ends abnormally (a panic), so that the next request
+/// starts a new one instead of waiting for ever. A normal end clears it itself, under the same
+/// lock in which it found the queue empty (else a request queued in between would be dropped).
+struct Running<'a>(&'a Mutex<State>, bool);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
+        if self.1 {
+            return;
+        }
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         s.running = false;
         // Whoever still waits gets an answer rather than a hang.
@@ -101,11 +105,13 @@ impl Lookups {
     }
 
     async fn drain(&self) {
-        let _running = Running(&self.state);
+        let mut running = Running(&self.state, false);
         loop {
             let batch: Vec<Request> = {
                 let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
                 if s.queue.is_empty() {
+                    s.running = false;
+                    running.1 = true;
                     return;
                 }
                 let n = s.queue.len().min(MAX_BATCH);

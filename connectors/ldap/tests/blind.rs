@@ -255,3 +255,27 @@ async fn removals_in_flight_at_once_share_their_pin_look_ups() {
         .expect("search");
     assert_eq!(dns(&left), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn look_ups_asked_as_the_previous_search_ends_are_answered() {
+    // A request queued just as the draining task found the queue empty must start a new search,
+    // never be dropped (seen at 10,000 leavers as lookup_ended).
+    let slapd = demo();
+    let c = connector(&slapd, json!({}));
+    let actions = planned(c.as_ref(), &Subject::new("bob")).await;
+    let remove = actions
+        .iter()
+        .find(|a| a.kind.0 == "remove_group_member")
+        .expect("a group of bob's")
+        .clone();
+    for _ in 0..20 {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (c, a) = (c.clone(), remove.clone());
+            tasks.push(tokio::spawn(async move { apply(c.as_ref(), &a).await }));
+        }
+        for t in tasks {
+            t.await.expect("task").expect("every look-up answered");
+        }
+    }
+}
