@@ -225,7 +225,7 @@ async fn pinned_user(
     let planned = a.param("user")?;
     let pin = a.pinned()?;
     Ok(
-        match pin::resolve(ctx.clients, iam, account, pin, planned).await? {
+        match pin::resolve(&ctx.clients.lookups, iam, account, pin, planned).await? {
             Pinned::Here(name) => Some(name),
             Pinned::Gone => None,
         },
@@ -320,7 +320,7 @@ async fn blind(
                 return Ok(Outcome::Done);
             }
             Err(e) if e.is_gone() => {
-                match pin::resolve_fresh(ctx.clients, iam, account, pin, &user).await? {
+                match pin::resolve_fresh(&ctx.clients.lookups, iam, account, pin, &user).await? {
                     Pinned::Gone => return Ok(Outcome::AlreadyDone),
                     Pinned::Here(now) if now == user => return Ok(Outcome::AlreadyDone),
                     Pinned::Here(now) => user = now,

@@ -1,7 +1,7 @@
 //! The clients of one instance: IAM (and Secrets Manager for rotation) per account, built
 //! lazily from the account set; a bound on concurrent reads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use revoke_aws::AccountSet;
@@ -17,9 +17,6 @@ pub struct Clients {
     secrets: Mutex<HashMap<String, aws_sdk_secretsmanager::Client>>,
     /// Bounds the reads in flight per instance (discovery fans out per user).
     pub reads: Arc<Semaphore>,
-    /// (account, UserId) of pinned users found gone: IAM never reuses a UserId, so they stay
-    /// gone, and the next action on them needs no search (see pin.rs).
-    gone: std::sync::Mutex<HashSet<(String, String)>>,
     /// Pin lookups in flight, joined by the actions of the same user that start meanwhile.
     pub lookups: crate::pin::InFlight,
 }
@@ -32,23 +29,18 @@ impl Clients {
             iam: Mutex::new(HashMap::new()),
             secrets: Mutex::new(HashMap::new()),
             reads: Arc::new(Semaphore::new(cfg.read_concurrency)),
-            gone: std::sync::Mutex::new(HashSet::new()),
             lookups: crate::pin::InFlight::default(),
         }
     }
 
     /// Whether the user with this UserId was found gone from `account` already.
     pub fn is_gone(&self, account: &str, user_id: &str) -> bool {
-        self.gone
-            .lock()
-            .is_ok_and(|g| g.contains(&(account.to_string(), user_id.to_string())))
+        self.lookups.is_gone(account, user_id)
     }
 
     /// Remembers that the user with this UserId is gone from `account` for good.
     pub fn mark_gone(&self, account: &str, user_id: &str) {
-        if let Ok(mut g) = self.gone.lock() {
-            g.insert((account.to_string(), user_id.to_string()));
-        }
+        self.lookups.mark_gone(account, user_id);
     }
 
     pub async fn iam(&self, account: &str) -> Result<aws_sdk_iam::Client, ConnectorError> {

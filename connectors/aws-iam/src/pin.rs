@@ -23,7 +23,7 @@
 //! started and before its write, as the action's own GetUser would have been. A lookup after a
 //! write's NoSuchEntity joins nothing (`resolve_fresh`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,7 +33,6 @@ use revoke_core::{AccountPin, ConnectorError};
 use tracing::info;
 
 use crate::classify::CallError;
-use crate::client::Clients;
 
 /// Where the pinned user is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,15 +72,34 @@ struct Gathering {
     answer: Lookup,
 }
 
-/// The pin lookups gathering actions, by account (a lookup leaves the map as it is sent), and
-/// how many ListUsers pages each account took last.
+/// The pin lookups gathering actions, by account (a lookup leaves the map as it is sent), how
+/// many ListUsers pages each account took last, and the (account, UserId) of pinned users found
+/// gone: IAM never reuses a UserId, so they stay gone, and the next action on them needs no
+/// search.
 #[derive(Debug, Default, Clone)]
 pub struct InFlight {
     gathering: Arc<Mutex<HashMap<String, Gathering>>>,
     pages: Arc<Mutex<HashMap<String, usize>>>,
+    gone: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl InFlight {
+    /// Whether the user with this UserId was found gone from `account` already.
+    pub fn is_gone(&self, account: &str, user_id: &str) -> bool {
+        self.gone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&(account.to_string(), user_id.to_string()))
+    }
+
+    /// Remembers that the user with this UserId is gone from `account` for good.
+    pub fn mark_gone(&self, account: &str, user_id: &str) {
+        self.gone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((account.to_string(), user_id.to_string()));
+    }
+
     /// The answer for `asked` of the lookup of `account` not sent yet, or of a new one.
     async fn join(
         &self,
@@ -212,40 +230,39 @@ fn describe(account: &str, u: &User) -> String {
 /// Finds the pinned user of `account`, planned under the name `planned`, joining a lookup of
 /// the same pin that is in flight.
 pub async fn resolve(
-    clients: &Clients,
+    lookups: &InFlight,
     iam: &aws_sdk_iam::Client,
     account: &str,
     pin: &AccountPin,
     planned: &str,
 ) -> Result<Pinned, ConnectorError> {
-    if clients.is_gone(account, &pin.id) {
+    if lookups.is_gone(account, &pin.id) {
         return Ok(Pinned::Gone);
     }
-    let found = clients
-        .lookups
+    let found = lookups
         .join(iam, account, (pin.id.clone(), planned.to_string()))
         .await?;
-    held_against(clients, account, pin, planned, found)
+    held_against(lookups, account, pin, planned, found)
 }
 
 /// [`resolve`] with a lookup of its own, sent now: after a write answered NoSuchEntity, to tell
 /// "the target is gone" from "the user is gone or was renamed meanwhile".
 pub async fn resolve_fresh(
-    clients: &Clients,
+    lookups: &InFlight,
     iam: &aws_sdk_iam::Client,
     account: &str,
     pin: &AccountPin,
     planned: &str,
 ) -> Result<Pinned, ConnectorError> {
-    if clients.is_gone(account, &pin.id) {
+    if lookups.is_gone(account, &pin.id) {
         return Ok(Pinned::Gone);
     }
     let found = lookup(iam, account, &pin.id, planned).await?;
-    held_against(clients, account, pin, planned, found)
+    held_against(lookups, account, pin, planned, found)
 }
 
 fn held_against(
-    clients: &Clients,
+    lookups: &InFlight,
     account: &str,
     pin: &AccountPin,
     planned: &str,
@@ -260,7 +277,7 @@ fn held_against(
         }
         Found::Other(who) => Err(pin.changed(who)),
         Found::Gone => {
-            clients.mark_gone(account, &pin.id);
+            lookups.mark_gone(account, &pin.id);
             Ok(Pinned::Gone)
         }
     }
