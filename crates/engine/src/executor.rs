@@ -136,6 +136,10 @@ type Task = (Option<PlanId>, Result<Option<ActionId>, EngineError>);
 
 /// A run holds an account's read-backs until none of its actions is left, or this many wait.
 const ACCOUNT_BATCH: usize = 16;
+/// ... or until this many of the run's read-backs wait in all.
+const HOLD_CAP: usize = 1024;
+/// How often at most a run looks at its waiting read-backs.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The work loop reads back deferred actions at the latest this long after the first of them.
 const VERIFY_WAIT: Duration = Duration::from_millis(500);
 
@@ -250,51 +254,63 @@ impl Executor {
         );
         let mut inflight: JoinSet<PlanTask> = JoinSet::new();
         let mut deferred_since: Option<tokio::time::Instant> = None;
+        let mut checked_at: Option<tokio::time::Instant> = None;
         loop {
             // Read-backs left for a batch go out every VERIFY_WAIT or VERIFY_BATCH, beside the
             // actions still being sent, so results (and their lines) come as the run goes; an
             // account's go out once none of its actions is left to run, or once ACCOUNT_BATCH of
-            // them wait (an account with hundreds of grants still shows progress).
-            let (held, account_full): (BTreeSet<(String, String)>, bool) = {
-                let list = self.deferred_list();
-                let mut waiting: HashMap<(String, String), usize> = HashMap::new();
-                for (_, a) in list.iter().filter(|(p, _)| p == plan) {
-                    *waiting.entry(account_key(a)).or_default() += 1;
+            // them wait (an account with hundreds of grants still shows progress), or once
+            // HOLD_CAP wait in all (memory stays bounded in a plan of thousands of accounts).
+            // Looked at every CHECK_EVERY at most: the list can be long.
+            if checked_at.is_none_or(|t| t.elapsed() >= CHECK_EVERY) {
+                checked_at = Some(tokio::time::Instant::now());
+                let (mut held, account_full, total): (BTreeSet<(String, String)>, bool, usize) = {
+                    let list = self.deferred_list();
+                    let mut waiting: HashMap<(String, String), usize> = HashMap::new();
+                    for (_, a) in list.iter().filter(|(p, _)| p == plan) {
+                        *waiting.entry(account_key(a)).or_default() += 1;
+                    }
+                    let full = waiting.values().any(|n| *n >= ACCOUNT_BATCH);
+                    let held = waiting
+                        .into_iter()
+                        .filter(|(k, n)| {
+                            *n < ACCOUNT_BATCH && open.get(k).copied().unwrap_or(0) > 0
+                        })
+                        .map(|(k, _)| k)
+                        .collect();
+                    let total = list.iter().filter(|(p, _)| p == plan).count();
+                    (held, full, total)
+                };
+                if total >= HOLD_CAP {
+                    held.clear();
                 }
-                let full = waiting.values().any(|n| *n >= ACCOUNT_BATCH);
-                let held = waiting
-                    .into_iter()
-                    .filter(|(k, n)| {
-                        *n < ACCOUNT_BATCH && open.get(k).copied().unwrap_or(0) > 0
-                    })
-                    .map(|(k, _)| k)
-                    .collect();
-                (held, full)
-            };
-            let ready = self
-                .deferred_list()
-                .iter()
-                .filter(|(p, a)| p == plan && !held.contains(&account_key(a)))
-                .count();
-            if ready == 0 {
-                deferred_since = None;
-            } else {
-                let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
-                if ready >= VERIFY_BATCH || account_full || since.elapsed() >= VERIFY_WAIT {
+                let ready = self
+                    .deferred_list()
+                    .iter()
+                    .filter(|(p, a)| p == plan && !held.contains(&account_key(a)))
+                    .count();
+                if ready == 0 {
                     deferred_since = None;
-                    let actions: Vec<Action> = {
-                        let mut list = self.deferred_list();
-                        let (mine, rest): (Vec<_>, Vec<_>) =
-                            std::mem::take(&mut *list).into_iter().partition(|(p, a)| {
-                                p == plan && !held.contains(&account_key(a))
-                            });
-                        *list = rest;
-                        mine.into_iter().map(|(_, a)| a).collect()
-                    };
-                    let this = self.clone();
-                    inflight.spawn(async move {
-                        (None, this.verify_actions(actions, false).await.map(|_| None))
-                    });
+                } else {
+                    let since = *deferred_since.get_or_insert_with(tokio::time::Instant::now);
+                    if ready >= VERIFY_BATCH || account_full || since.elapsed() >= VERIFY_WAIT {
+                        deferred_since = None;
+                        let actions: Vec<Action> = {
+                            let mut list = self.deferred_list();
+                            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *list)
+                                .into_iter()
+                                .partition(|(p, a)| p == plan && !held.contains(&account_key(a)));
+                            *list = rest;
+                            mine.into_iter().map(|(_, a)| a).collect()
+                        };
+                        let this = self.clone();
+                        inflight.spawn(async move {
+                            (
+                                None,
+                                this.verify_actions(actions, false).await.map(|_| None),
+                            )
+                        });
+                    }
                 }
             }
             let now = Utc::now();
@@ -344,8 +360,14 @@ impl Executor {
                         let failed = result?;
                         if let Some((key, id)) = ran {
                             // Finished: failed for good, or succeeded and waiting for its read-back.
+                            // It was pushed last thing before its task ended: look near the end.
                             let finished = failed.is_some()
-                                || self.deferred_list().iter().any(|(_, a)| a.id == id);
+                                || self
+                                    .deferred_list()
+                                    .iter()
+                                    .rev()
+                                    .take(2 * capacity + ACCOUNT_BATCH)
+                                    .any(|(_, a)| a.id == id);
                             if finished {
                                 if let Some(n) = open.get_mut(&key) {
                                     *n = n.saturating_sub(1);
@@ -661,11 +683,7 @@ impl Executor {
     }
 
     /// Accounts for one finished action task; blocks what depended on it when it failed.
-    async fn settle(
-        &self,
-        joined: Result<Task, tokio::task::JoinError>,
-        report: &mut WorkReport,
-    ) {
+    async fn settle(&self, joined: Result<Task, tokio::task::JoinError>, report: &mut WorkReport) {
         let joined = match joined {
             // A read-back task: it logged its own trouble.
             Ok((None, _)) => return,
