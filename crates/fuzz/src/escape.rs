@@ -220,8 +220,8 @@ fn check_ldap(pairs: &[(&str, &str)]) -> Result<(), String> {
         ]));
     }
     same(
-        "ldap escape::group_filter",
-        &ldap::group_filter(&user_dn, &names),
+        "ldap escape::groups_filter",
+        &ldap::groups_filter(&[(user_dn.as_str(), names.clone())]),
         &F::Or(groups),
     )
 }
