@@ -51,14 +51,7 @@ delete_entry = true
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let leavers: usize = args
-        .iter()
-        .position(|a| a == "--leavers")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(if full { 1000 } else { 20 });
+    let leavers = shared::leavers_arg();
     let groups = groups(leavers);
     let n_groups = groups.iter().map(Vec::len).sum::<usize>();
     let embedded_dir = Slapd::start()?;

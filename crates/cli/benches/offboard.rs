@@ -152,14 +152,7 @@ fn per_leaver(c: &OpCounts, n: usize) -> String {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let leavers: usize = args
-        .iter()
-        .position(|a| a == "--leavers")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(if full { 1000 } else { 20 });
+    let leavers = shared::leavers_arg();
 
     let groups = groups(leavers);
     let n_groups = groups.iter().map(Vec::len).sum::<usize>();
@@ -196,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let alone_peak = vm_hwm_mib();
     clean(&alone, n_groups)?;
     drop(alone);
-    if args.iter().any(|a| a == "--connector-only") {
+    if std::env::args().any(|a| a == "--connector-only") {
         // Without the engine: the admin's way and the connector alone, side by side.
         println!(
             "{leavers} leavers, {n_groups} groups: ldapmodify -c {:.2} s, {:.2} ops/leaver, {} KiB peak; \

@@ -30,14 +30,6 @@ use common::*;
 use revoke_testkit::{Company, CompanyStack};
 use serde_json::Value;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -50,12 +42,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()
@@ -112,10 +98,10 @@ retention_days = 30
 
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
-    let people = arg("--people", if benching { 1000 } else { 8 }) as usize;
-    let leavers_n = arg("--leavers", if benching { 200 } else { 3 }) as usize;
-    let seed = arg("--seed", 14);
-    let spacing = arg("--github-spacing-ms", if benching { 1000 } else { 100 });
+    let people: usize = bench_arg("--people", if benching { 1000 } else { 8 });
+    let leavers_n: usize = bench_arg("--leavers", if benching { 200 } else { 3 });
+    let seed: u64 = bench_arg("--seed", 14);
+    let spacing: u64 = bench_arg("--github-spacing-ms", if benching { 1000 } else { 100 });
     let senders = 16;
 
     let t = Instant::now();

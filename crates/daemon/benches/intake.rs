@@ -19,14 +19,6 @@ use common::*;
 use revoke_testkit::{Slapd, DEMO_LDIF};
 use serde_json::json;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -40,18 +32,12 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
-    let events = arg("--events", if benching { 5000 } else { 40 });
-    let senders = arg("--senders", if benching { 16 } else { 8 }).max(1);
-    let bursts = arg("--bursts", if benching { 3 } else { 1 });
+    let events: usize = bench_arg("--events", if benching { 5000 } else { 40 });
+    let senders: usize = bench_arg("--senders", if benching { 16 } else { 8 }).max(1);
+    let bursts: usize = bench_arg("--bursts", if benching { 3 } else { 1 });
     let alone = if benching { 10 } else { 2 };
 
     let slapd = Slapd::start().expect("slapd starts");

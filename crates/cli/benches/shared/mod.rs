@@ -111,3 +111,15 @@ pub fn job(i: usize, effective: chrono::DateTime<chrono::Utc>) -> revoke_core::J
         policy: "default".into(),
     }
 }
+
+/// The number of leavers: `-- --leavers N`, else 1,000 under `cargo bench` and 20 for the smoke
+/// pass under `cargo test --benches`.
+pub fn leavers_arg() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let full = args.iter().any(|a| a == "--bench");
+    args.iter()
+        .position(|a| a == "--leavers")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if full { 1000 } else { 20 })
+}
