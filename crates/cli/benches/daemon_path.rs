@@ -28,26 +28,10 @@ use revoke_engine::{discover, plan_jobs, Executor, Registry};
 use revoke_store::{SqliteStore, Store};
 use revoke_testkit::Slapd;
 use sha2::{Digest, Sha256};
-use shared::{clean, directory, groups, job, GROUPS, PEOPLE};
+use shared::{clean, directory, groups, job, ldap_connector_toml};
 
 const TOKEN: &str = "rvk_bench-operator-token";
 
-fn connector_toml(url: &str, pw: &std::path::Path) -> String {
-    format!(
-        r#"[connectors.dir]
-kind = "ldap"
-url = "{url}"
-bind_dn = "{root}"
-bind_password_file = "{pw}"
-user_base_dn = "{PEOPLE}"
-group_base_dn = "{GROUPS}"
-user_object_class = "inetOrgPerson"
-delete_entry = true
-"#,
-        root = Slapd::ROOT_DN,
-        pw = pw.display()
-    )
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -72,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let config = revoke_config::load_str(&format!(
         "data_dir = \"{}\"\n{}",
         embedded_data.display(),
-        connector_toml(&embedded_dir.url(), &pw)
+        ldap_connector_toml(&embedded_dir.url(), &pw)
     ))?;
     let registry = Registry::new().with(revoke_connector_ldap::LdapFactory);
     registry.validate(&config)?;
@@ -118,7 +102,7 @@ scope = "operator"
 {connector}"#,
         data = daemon_data.display(),
         token = hex::encode(Sha256::digest(TOKEN.as_bytes())),
-        connector = connector_toml(&daemon_dir.url(), &pw)
+        connector = ldap_connector_toml(&daemon_dir.url(), &pw)
     ))?;
     let daemon = common::InProcessDaemon::start(config);
     let base = daemon.url();

@@ -207,23 +207,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("pw"), Slapd::ROOT_PW)?;
     let config = revoke_config::load_str(&format!(
-        r#"data_dir = "{data}"
-[executor]
-concurrency = 8
-[connectors.dir]
-kind = "ldap"
-url = "{url}"
-bind_dn = "{root}"
-bind_password_file = "{pw}"
-user_base_dn = "{PEOPLE}"
-group_base_dn = "{GROUPS}"
-user_object_class = "inetOrgPerson"
-delete_entry = true
-"#,
+        "data_dir = \"{data}\"\n[executor]\nconcurrency = 8\n{connector}",
         data = dir.path().display(),
-        url = ours.url(),
-        root = Slapd::ROOT_DN,
-        pw = dir.path().join("pw").display()
+        connector = shared::ldap_connector_toml(&ours.url(), &dir.path().join("pw"))
     ))?;
     let registry = Registry::new().with(revoke_connector_ldap::LdapFactory);
     registry.validate(&config)?;

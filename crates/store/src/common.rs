@@ -912,25 +912,7 @@ macro_rules! impl_store {
                 actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<(), $crate::StoreError> {
-                use $crate::common::{audit_entry, decode_string, micros, to_json};
-
-                let mut tx = self.begin_write().await?;
-                let row = sqlx::query("UPDATE actions SET verdict_json = $1, verified_at = $2 WHERE id = $3 RETURNING job_id")
-                    .bind(to_json(verdict)?)
-                    .bind(micros(now))
-                    .bind(&id.0)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                let Some(row) = row else {
-                    return Err($crate::StoreError::NotFound(format!("action {id}")));
-                };
-                let job_id = decode_string(&row, "job_id")?;
-                let data = ::serde_json::json!({ "verdict": verdict });
-                self.append_audit_in(&mut tx, &audit_entry(now, actor, "action.verified", &job_id, Some(&id.0), &data))
-                    .await?;
-                tx.commit().await.map_err(map_err)?;
-                Ok(())
+                self.record_verdicts(&[(id.clone(), verdict.clone())], actor, now).await
             }
 
             async fn record_verdicts(

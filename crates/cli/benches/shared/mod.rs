@@ -123,3 +123,22 @@ pub fn leavers_arg() -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(if full { 1000 } else { 20 })
 }
+
+/// The `[connectors.dir]` table of an LDAP instance on `url`, bound as the test slapd's root with
+/// the password in the file `pw`, over this directory.
+pub fn ldap_connector_toml(url: &str, pw: &std::path::Path) -> String {
+    format!(
+        r#"[connectors.dir]
+kind = "ldap"
+url = "{url}"
+bind_dn = "{root}"
+bind_password_file = "{pw}"
+user_base_dn = "{PEOPLE}"
+group_base_dn = "{GROUPS}"
+user_object_class = "inetOrgPerson"
+delete_entry = true
+"#,
+        root = Slapd::ROOT_DN,
+        pw = pw.display()
+    )
+}
