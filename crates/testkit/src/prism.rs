@@ -144,8 +144,13 @@ impl Prism {
     /// Starts `prism proxy` for `upstream` (e.g. [`crate::GithubStandin::url`]) with the trimmed
     /// GitHub spec; fails with a clear message when `tests/github/node_modules` is missing
     pub fn start(upstream: &str) -> Result<Prism, TestkitError> {
+        Self::start_with_spec(&trimmed_spec()?, upstream)
+    }
+
+    /// The same with another Swagger 2.0 or OpenAPI description (the Google stand-in's, made by
+    /// `tests/google/make-spec.mjs`); Prism itself still comes from `tests/github/node_modules`
+    pub fn start_with_spec(spec: &Path, upstream: &str) -> Result<Prism, TestkitError> {
         let dir = node_dir()?;
-        let spec = trimmed_spec()?;
         let tmp = tempfile::Builder::new()
             .prefix("revoke-prism-")
             .tempdir()
@@ -161,7 +166,7 @@ impl Prism {
                 .map_err(|e| TestkitError::io("clone the prism log handle", e))?;
             let mut child = Command::new(dir.join("node_modules/.bin/prism"))
                 .args(["proxy", "-h", "127.0.0.1", "-p", &port.to_string()])
-                .arg(&spec)
+                .arg(spec)
                 .arg(upstream)
                 .arg("--errors")
                 .current_dir(&dir)

@@ -1,0 +1,703 @@
+//! Apply and verify, each on the user the plan pinned (Google's immutable user id). Every action
+//! first reads `GET users/{pinned id}`: a user that is gone has nothing left to suspend, sign
+//! out, strip or delete, unless its planned primary email now names another user (the leaver
+//! deleted and the address reused between plan and apply): then the action fails as
+//! `identity_changed` and sends nothing. Every path names the pinned id, never an email, except
+//! Gmail and Licensing, which take only an address: there the address is the one the pinned id
+//! has now, read just before.
+//!
+//! Each removal reads its target first (the grant, the app password, the membership, the role
+//! assignment, the licence), so an effect that already holds is `AlreadyDone` without a write;
+//! a 404 on the write itself (a race) is `AlreadyDone` too. Google cannot show sessions or
+//! backup codes, so `sign_out` and `invalidate_backup_codes` record `done` in their journal once
+//! Google confirmed them, and a later attempt that finds it sends nothing.
+//!
+//! The Drive transfer is neither idempotent nor synchronous: an attempt takes the transfer id
+//! from its journal, else adopts a Drive transfer of the same owners that exists already (one
+//! made by an attempt that died before its journal entry), else inserts one and records its id
+//! before anything depends on it; then it polls until Google says `completed`, at most
+//! `transfer_wait_secs`, and otherwise asks the executor to come back (`transfer_in_progress`).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use revoke_core::{AccountPin, Action, ActionKey, ConnectorError, Journal, Outcome, Verdict};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::classify;
+use crate::client::{encode, Client, Who};
+use crate::config::GoogleConfig;
+use crate::discover::{get_user, gmail_setting, is_drive_transfer, transfers, User, DRIVE_APP_ID};
+use crate::plan::{
+    DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
+    REMOVE_LICENCE, REMOVE_ROLE, SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER,
+    TRANSFER_DRIVE,
+};
+
+/// The journal entry of the Drive transfer (its value: Google's transfer id).
+pub const TRANSFER_ID: &str = "transfer_id";
+/// The journal entry of a confirmed sign-out or backup-code invalidation (value: the user id).
+pub const CONFIRMED: &str = "done";
+
+const D: &str = "/admin/directory/v1";
+
+pub struct Ctx<'a> {
+    pub client: &'a Client,
+    pub cfg: &'a GoogleConfig,
+    pub instance: &'a str,
+}
+
+fn param<'a>(action: &'a Action, name: &str) -> Result<&'a str, ConnectorError> {
+    action
+        .params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ConnectorError::permanent(
+                "bad_action",
+                format!(
+                    "{} {}: expected a {name} parameter, found none",
+                    action.kind, action.target
+                ),
+            )
+        })
+}
+
+/// The pinned account and its id, which the plan's `user_id` must agree with.
+fn pinned(action: &Action) -> Result<(&AccountPin, &str), ConnectorError> {
+    let pin = action.pinned()?;
+    let user_id = param(action, "user_id")?;
+    if pin.id != user_id {
+        return Err(ConnectorError::permanent(
+            "bad_action",
+            format!(
+                "{} {}: expected user_id to be the pinned {} {}, found {user_id}",
+                action.kind, action.target, pin.id_kind, pin.id
+            ),
+        ));
+    }
+    Ok((pin, user_id))
+}
+
+fn unknown(kind: &str) -> ConnectorError {
+    ConnectorError::permanent(
+        "unknown_action",
+        format!("the google-workspace connector has no action {kind:?}"),
+    )
+}
+
+/// The pinned user is gone, so the effect holds on it; unless its planned primary email now
+/// names another user, which apply must not call done.
+async fn gone(client: &Client, pin: &AccountPin) -> Result<Outcome, ConnectorError> {
+    if pin.name.contains('@') {
+        if let Some(other) = get_user(client, &pin.name).await? {
+            if other.id != pin.id {
+                return Err(pin.changed(format!("{} {} ({})", pin.id_kind, other.id, pin.name)));
+            }
+        }
+    }
+    Ok(Outcome::AlreadyDone)
+}
+
+pub async fn apply(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    key: &ActionKey,
+    journal: &dyn Journal,
+) -> Result<Outcome, ConnectorError> {
+    debug!(connector = %ctx.instance, action_id = %action.id, key = %key, kind = %action.kind, "google workspace apply");
+    let (pin, user_id) = pinned(action)?;
+    let kind = action.kind.0.as_str();
+    if matches!(kind, SIGN_OUT | INVALIDATE_BACKUP_CODES)
+        && journal.latest(CONFIRMED).await?.is_some()
+    {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let client = ctx.client;
+    let Some(user) = get_user(client, user_id).await?.filter(|u| u.id == user_id) else {
+        return match kind {
+            TRANSFER_DRIVE => {
+                // Whether the files went with it is not ours to say done.
+                gone(client, pin).await?;
+                Err(ConnectorError::permanent(
+                    "user_gone",
+                    format!(
+                        "{} {user_id} is gone; its Drive files were not transferred by this plan",
+                        pin.id_kind
+                    ),
+                ))
+            }
+            SET_AUTO_REPLY | SET_FORWARDING => {
+                gone(client, pin).await?;
+                Ok(Outcome::Skipped {
+                    reason: format!("{} {user_id} is gone; no mailbox to set", pin.id_kind),
+                })
+            }
+            _ => gone(client, pin).await,
+        };
+    };
+    match kind {
+        SET_AUTO_REPLY => auto_reply(ctx, action, &user).await,
+        SET_FORWARDING => forwarding(ctx, action, &user).await,
+        SUSPEND_USER => suspend(client, &user).await,
+        SIGN_OUT => {
+            confirmed_post(
+                client,
+                pin,
+                &format!("{D}/users/{}/signOut", encode(user_id)),
+                journal,
+                user_id,
+            )
+            .await
+        }
+        INVALIDATE_BACKUP_CODES => {
+            confirmed_post(
+                client,
+                pin,
+                &format!("{D}/users/{}/verificationCodes/invalidate", encode(user_id)),
+                journal,
+                user_id,
+            )
+            .await
+        }
+        DELETE_GRANT => {
+            let path = format!(
+                "{D}/users/{}/tokens/{}",
+                encode(user_id),
+                encode(param(action, "client_id")?)
+            );
+            read_then_delete(client, &path, |_| true).await
+        }
+        DELETE_APP_PASSWORD => {
+            let code = param(action, "code_id")?;
+            if code.parse::<i64>().is_err() {
+                return Err(ConnectorError::permanent(
+                    "bad_action",
+                    format!(
+                        "{} {}: expected a numeric code_id, found {code:?}",
+                        action.kind, action.target
+                    ),
+                ));
+            }
+            let path = format!("{D}/users/{}/asps/{code}", encode(user_id));
+            read_then_delete(client, &path, |_| true).await
+        }
+        REMOVE_GROUP => {
+            let gid = param(action, "group_id")?;
+            let path = format!("{D}/groups/{}/members/{}", encode(gid), encode(user_id));
+            remove_member(client, &path).await
+        }
+        REMOVE_ROLE => {
+            let aid = param(action, "assignment_id")?;
+            let path = format!(
+                "{D}/customer/{}/roleassignments/{}",
+                encode(&ctx.cfg.customer),
+                encode(aid)
+            );
+            let uid = user_id.to_string();
+            read_then_delete(client, &path, move |v| {
+                v.get("assignedTo").and_then(Value::as_str) == Some(uid.as_str())
+            })
+            .await
+        }
+        REMOVE_LICENCE => {
+            let path = licence_path(action, &user)?;
+            read_then_delete(client, &path, |_| true).await
+        }
+        TRANSFER_DRIVE => transfer(ctx, action, user_id, journal).await,
+        DELETE_USER => {
+            let path = format!("{D}/users/{}", encode(user_id));
+            let r = client.admin(Method::DELETE, &path, None).await?;
+            match r.status {
+                s if (200..300).contains(&s) => Ok(Outcome::Done),
+                404 => gone(client, pin).await,
+                _ => Err(classify::status(
+                    &Method::DELETE,
+                    &path,
+                    &r,
+                    client.backoff(),
+                )),
+            }
+        }
+        other => Err(unknown(other)),
+    }
+}
+
+fn licence_path(action: &Action, user: &User) -> Result<String, ConnectorError> {
+    Ok(format!(
+        "/apps/licensing/v1/product/{}/sku/{}/user/{}",
+        encode(param(action, "product_id")?),
+        encode(param(action, "sku_id")?),
+        encode(&user.primary_email)
+    ))
+}
+
+async fn suspend(client: &Client, user: &User) -> Result<Outcome, ConnectorError> {
+    if user.suspended {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let path = format!("{D}/users/{}", encode(&user.id));
+    let r = client
+        .admin(Method::PUT, &path, Some(&json!({ "suspended": true })))
+        .await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        _ => Err(classify::status(&Method::PUT, &path, &r, client.backoff())),
+    }
+}
+
+/// A call Google cannot show the effect of: sent once, then `done` in the journal.
+async fn confirmed_post(
+    client: &Client,
+    pin: &AccountPin,
+    path: &str,
+    journal: &dyn Journal,
+    user_id: &str,
+) -> Result<Outcome, ConnectorError> {
+    let r = client.admin(Method::POST, path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => {
+            journal.record(CONFIRMED, user_id).await?;
+            Ok(Outcome::Done)
+        }
+        404 => gone(client, pin).await,
+        _ => Err(classify::status(&Method::POST, path, &r, client.backoff())),
+    }
+}
+
+/// Reads the target; absent is `AlreadyDone` with no write, present (and `ours`) is deleted.
+async fn read_then_delete(
+    client: &Client,
+    path: &str,
+    ours: impl Fn(&Value) -> bool,
+) -> Result<Outcome, ConnectorError> {
+    let r = client.admin(Method::GET, path, None).await?;
+    match r.status {
+        404 => return Ok(Outcome::AlreadyDone),
+        s if (200..300).contains(&s) => {
+            if !r.json().is_some_and(|v| ours(&v)) {
+                return Err(ConnectorError::permanent(
+                    "target_changed",
+                    format!("GET {path}: the target no longer belongs to the pinned user; nothing was sent"),
+                ));
+            }
+        }
+        _ => return Err(classify::status(&Method::GET, path, &r, client.backoff())),
+    }
+    let r = client.admin(Method::DELETE, path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        404 => Ok(Outcome::AlreadyDone),
+        _ => Err(classify::status(
+            &Method::DELETE,
+            path,
+            &r,
+            client.backoff(),
+        )),
+    }
+}
+
+/// A 404 naming the group is a container gone (permanent); naming the member, not a member.
+fn group_gone(r: &classify::Reply) -> bool {
+    classify::message(&r.body).contains("groupKey")
+}
+
+async fn remove_member(client: &Client, path: &str) -> Result<Outcome, ConnectorError> {
+    let r = client.admin(Method::GET, path, None).await?;
+    match r.status {
+        404 if group_gone(&r) => {
+            return Err(ConnectorError::permanent(
+                "group_not_found",
+                format!("GET {path}: 404 {}", classify::message(&r.body)),
+            ))
+        }
+        404 => return Ok(Outcome::AlreadyDone),
+        s if (200..300).contains(&s) => {}
+        _ => return Err(classify::status(&Method::GET, path, &r, client.backoff())),
+    }
+    let r = client.admin(Method::DELETE, path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        404 if !group_gone(&r) => Ok(Outcome::AlreadyDone),
+        _ => Err(classify::status(
+            &Method::DELETE,
+            path,
+            &r,
+            client.backoff(),
+        )),
+    }
+}
+
+fn mailbox_suspended(user: &User) -> Outcome {
+    Outcome::Skipped {
+        reason: format!(
+            "{} is suspended already and Gmail answers failedPrecondition for a suspended user; the setting was not made",
+            user.primary_email
+        ),
+    }
+}
+
+async fn auto_reply(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user: &User,
+) -> Result<Outcome, ConnectorError> {
+    if user.suspended {
+        return Ok(mailbox_suspended(user));
+    }
+    let subject = action.params.get("subject").cloned().unwrap_or_default();
+    let body = param(action, "body")?;
+    let client = ctx.client;
+    let now = gmail_setting(client, &user.primary_email, "vacation").await?;
+    let holds = now.get("enableAutoReply").and_then(Value::as_bool) == Some(true)
+        && now
+            .get("responseSubject")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            == subject
+        && now.get("responseBodyPlainText").and_then(Value::as_str) == Some(body);
+    if holds {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let path = format!(
+        "/gmail/v1/users/{}/settings/vacation",
+        encode(&user.primary_email)
+    );
+    let settings = json!({
+        "enableAutoReply": true,
+        "responseSubject": subject,
+        "responseBodyPlainText": body,
+        "restrictToContacts": false,
+        "restrictToDomain": false,
+    });
+    let r = client
+        .send(
+            &Who::Mailbox(user.primary_email.clone()),
+            Method::PUT,
+            &path,
+            Some(&settings),
+        )
+        .await?;
+    if r.is_success() {
+        Ok(Outcome::Done)
+    } else {
+        Err(classify::status(&Method::PUT, &path, &r, client.backoff()))
+    }
+}
+
+async fn forwarding(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user: &User,
+) -> Result<Outcome, ConnectorError> {
+    if user.suspended {
+        return Ok(mailbox_suspended(user));
+    }
+    let to = param(action, "forward_to")?.to_ascii_lowercase();
+    let client = ctx.client;
+    let who = Who::Mailbox(user.primary_email.clone());
+    let now = gmail_setting(client, &user.primary_email, "autoForwarding").await?;
+    if now.get("enabled").and_then(Value::as_bool) == Some(true)
+        && now
+            .get("emailAddress")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.eq_ignore_ascii_case(&to))
+    {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let base = format!("/gmail/v1/users/{}/settings", encode(&user.primary_email));
+    let list_path = format!("{base}/forwardingAddresses");
+    let r = client.send(&who, Method::GET, &list_path, None).await?;
+    if !r.is_success() {
+        return Err(classify::status(
+            &Method::GET,
+            &list_path,
+            &r,
+            client.backoff(),
+        ));
+    }
+    let status_of = |v: &Value| -> Option<String> {
+        v.get("forwardingAddresses")?
+            .as_array()?
+            .iter()
+            .find(|a| {
+                a.get("forwardingEmail")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| e.eq_ignore_ascii_case(&to))
+            })
+            .and_then(|a| a.get("verificationStatus").and_then(Value::as_str))
+            .map(str::to_string)
+    };
+    let mut status = r.json().as_ref().and_then(status_of);
+    if status.is_none() {
+        let r = client
+            .send(
+                &who,
+                Method::POST,
+                &list_path,
+                Some(&json!({ "forwardingEmail": to })),
+            )
+            .await?;
+        if !r.is_success() {
+            return Err(classify::status(
+                &Method::POST,
+                &list_path,
+                &r,
+                client.backoff(),
+            ));
+        }
+        status = r.json().and_then(|v| {
+            v.get("verificationStatus")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    }
+    if status.as_deref() != Some("accepted") {
+        return Err(ConnectorError::conflict(
+            "forwarding_address_pending",
+            format!("the forwarding address {to} of {} waits for its owner to confirm Google's message (status {status:?})", user.primary_email),
+        ));
+    }
+    let path = format!("{base}/autoForwarding");
+    let body = json!({ "enabled": true, "emailAddress": to, "disposition": "leaveInInbox" });
+    let r = client.send(&who, Method::PUT, &path, Some(&body)).await?;
+    if r.is_success() {
+        Ok(Outcome::Done)
+    } else {
+        Err(classify::status(&Method::PUT, &path, &r, client.backoff()))
+    }
+}
+
+fn text(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+async fn transfer(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user_id: &str,
+    journal: &dyn Journal,
+) -> Result<Outcome, ConnectorError> {
+    let client = ctx.client;
+    let new_owner = param(action, "new_owner_id")?;
+    if get_user(client, new_owner)
+        .await?
+        .filter(|u| u.id == new_owner)
+        .is_none()
+    {
+        return Err(ConnectorError::permanent(
+            "transfer_target_gone",
+            format!(
+                "the new owner {new_owner} ({}) is gone; nothing was sent",
+                action
+                    .params
+                    .get("new_owner_email")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            ),
+        ));
+    }
+    let id = match journal.latest(TRANSFER_ID).await? {
+        Some(id) => id,
+        None => {
+            let existing = transfers(client, user_id, new_owner).await?;
+            let adopt = existing.iter().rfind(|t| {
+                is_drive_transfer(t) && text(t, "overallTransferStatusCode") != "failed"
+            });
+            match adopt {
+                Some(t) => {
+                    let id = text(t, "id");
+                    journal.record(TRANSFER_ID, &id).await?;
+                    if text(t, "overallTransferStatusCode") == "completed" {
+                        return Ok(Outcome::AlreadyDone);
+                    }
+                    id
+                }
+                None => {
+                    let path = "/admin/datatransfer/v1/transfers";
+                    let body = json!({
+                        "oldOwnerUserId": user_id,
+                        "newOwnerUserId": new_owner,
+                        "applicationDataTransfers": [{
+                            "applicationId": DRIVE_APP_ID,
+                            "applicationTransferParams": [
+                                {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}
+                            ],
+                        }],
+                    });
+                    let r = client.admin(Method::POST, path, Some(&body)).await?;
+                    if !r.is_success() {
+                        return Err(classify::status(&Method::POST, path, &r, client.backoff()));
+                    }
+                    let id = r.json().map(|v| text(&v, "id")).unwrap_or_default();
+                    if id.is_empty() {
+                        return Err(classify::bad_response(
+                            &Method::POST,
+                            path,
+                            "no transfer id in the answer",
+                        ));
+                    }
+                    journal.record(TRANSFER_ID, &id).await?;
+                    info!(connector = %ctx.instance, action_id = %action.id, transfer_id = %id, "drive transfer started");
+                    id
+                }
+            }
+        }
+    };
+    let poll = Duration::from_millis(ctx.cfg.transfer_poll_ms);
+    let deadline = Instant::now() + Duration::from_secs(ctx.cfg.transfer_wait_secs);
+    let path = format!("/admin/datatransfer/v1/transfers/{}", encode(&id));
+    loop {
+        let r = client.admin(Method::GET, &path, None).await?;
+        if !r.is_success() {
+            return Err(classify::status(&Method::GET, &path, &r, client.backoff()));
+        }
+        let status = r
+            .json()
+            .map(|v| text(&v, "overallTransferStatusCode"))
+            .unwrap_or_default();
+        match status.as_str() {
+            "completed" => return Ok(Outcome::Done),
+            "failed" => {
+                return Err(ConnectorError::permanent(
+                    "transfer_failed",
+                    format!("Google reports the Drive transfer {id} as failed"),
+                ))
+            }
+            _ => {}
+        }
+        if Instant::now() + poll > deadline {
+            return Err(ConnectorError::new(
+                revoke_core::ErrorClass::Retryable {
+                    retry_after: Some(poll),
+                },
+                "transfer_in_progress",
+                format!("the Drive transfer {id} is {status}; the next attempt polls it again"),
+            ));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Read-only. The verdict is about the pinned user: gone is confirmed for removals (a later user
+/// with the same address is another account, which verify does not judge).
+pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
+    let (_, user_id) = pinned(action)?;
+    let client = ctx.client;
+    let user = get_user(client, user_id).await?.filter(|u| u.id == user_id);
+    let not = |detail: String| Verdict::NotConfirmed { detail };
+    let absent = |path: String| async move {
+        let r = client.admin(Method::GET, &path, None).await?;
+        match r.status {
+            404 => Ok(Verdict::Confirmed),
+            s if (200..300).contains(&s) => Ok(Verdict::NotConfirmed {
+                detail: format!("{path} still exists"),
+            }),
+            _ => Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+        }
+    };
+    let kind = action.kind.0.as_str();
+    if kind == TRANSFER_DRIVE {
+        let new_owner = param(action, "new_owner_id")?;
+        let done = transfers(client, user_id, new_owner)
+            .await?
+            .iter()
+            .any(|t| is_drive_transfer(t) && text(t, "overallTransferStatusCode") == "completed");
+        return Ok(if done {
+            Verdict::Confirmed
+        } else {
+            not(format!(
+                "no completed Drive transfer from {user_id} to {new_owner}"
+            ))
+        });
+    }
+    let Some(user) = user else {
+        return Ok(match kind {
+            SET_AUTO_REPLY | SET_FORWARDING => not(format!(
+                "user {user_id} is gone; its mailbox settings cannot be read"
+            )),
+            _ => Verdict::Confirmed,
+        });
+    };
+    match kind {
+        DELETE_USER => Ok(not(format!("user {user_id} still exists"))),
+        // Sessions and backup codes cannot be read; a suspended user can use neither.
+        SUSPEND_USER | SIGN_OUT | INVALIDATE_BACKUP_CODES => Ok(if user.suspended {
+            Verdict::Confirmed
+        } else {
+            not(format!("user {user_id} is not suspended"))
+        }),
+        SET_AUTO_REPLY | SET_FORWARDING => {
+            if user.suspended {
+                return Ok(not(format!(
+                    "{} is suspended, so Gmail cannot be read back; the apply's answer was a success",
+                    user.primary_email
+                )));
+            }
+            let name = if kind == SET_AUTO_REPLY {
+                "vacation"
+            } else {
+                "autoForwarding"
+            };
+            let v = gmail_setting(client, &user.primary_email, name).await?;
+            let holds = if kind == SET_AUTO_REPLY {
+                v.get("enableAutoReply").and_then(Value::as_bool) == Some(true)
+            } else {
+                v.get("enabled").and_then(Value::as_bool) == Some(true)
+                    && v.get("emailAddress")
+                        .and_then(Value::as_str)
+                        .is_some_and(|a| {
+                            a.eq_ignore_ascii_case(
+                                action
+                                    .params
+                                    .get("forward_to")
+                                    .map(String::as_str)
+                                    .unwrap_or(""),
+                            )
+                        })
+            };
+            Ok(if holds {
+                Verdict::Confirmed
+            } else {
+                not(format!("{name} of {} is not set", user.primary_email))
+            })
+        }
+        DELETE_GRANT => {
+            absent(format!(
+                "{D}/users/{}/tokens/{}",
+                encode(user_id),
+                encode(param(action, "client_id")?)
+            ))
+            .await
+        }
+        DELETE_APP_PASSWORD => {
+            absent(format!(
+                "{D}/users/{}/asps/{}",
+                encode(user_id),
+                encode(param(action, "code_id")?)
+            ))
+            .await
+        }
+        REMOVE_GROUP => {
+            absent(format!(
+                "{D}/groups/{}/members/{}",
+                encode(param(action, "group_id")?),
+                encode(user_id)
+            ))
+            .await
+        }
+        REMOVE_ROLE => {
+            absent(format!(
+                "{D}/customer/{}/roleassignments/{}",
+                encode(&ctx.cfg.customer),
+                encode(param(action, "assignment_id")?)
+            ))
+            .await
+        }
+        REMOVE_LICENCE => absent(licence_path(action, &user)?).await,
+        other => Err(unknown(other)),
+    }
+}

@@ -1,0 +1,422 @@
+//! The HTTP client of one Google Workspace instance: the access tokens (one per delegated
+//! subject) and the pace, shared by every job and task of the instance.
+//!
+//! - reqwest on an explicit rustls config (ring, the system's roots), no redirects, no retries.
+//! - A token is fetched with a signed assertion (auth.rs) at the key's `token_uri` and cached
+//!   until five minutes before it expires; a 401 makes the client fetch a new one and send the
+//!   call once more.
+//! - The pace: calls leave at most `requests_per_minute` per minute, evenly spaced, across every
+//!   job of the instance. A rate-limit answer (403 `userRateLimitExceeded`, `rateLimitExceeded`,
+//!   `quotaExceeded`, or 429) holds every call of the instance for an exponential backoff
+//!   (`backoff_ms`, doubled per consecutive refusal, at most 64 times) and is returned as
+//!   `rate_limited` with that wait; a call that would wait longer than the request timeout fails
+//!   at once as `rate_limited`, so the executor reschedules instead of a task sleeping. No call
+//!   leaves before the hold ends.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use revoke_core::ConnectorError;
+use rustls::{ClientConfig, RootCertStore};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::auth::Signer;
+use crate::classify::{self, Reply};
+use crate::config::{key_file, GoogleConfig};
+
+/// The TLS settings: the system's roots, with the ring provider named explicitly.
+pub fn tls_config() -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Percent-encodes a query value or path segment (everything but RFC 3986 unreserved), so
+/// `../x` stays one segment and `'` or `*` cannot change a search.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whom a call acts as (the `sub` of its token).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Who {
+    /// The configured admin: Admin SDK Directory, Data Transfer, Licensing.
+    Admin,
+    /// A mailbox's own user: Gmail settings (Gmail answers only its owner).
+    Mailbox(String),
+}
+
+/// The scopes of Gmail calls: vacation (basic) and forwarding (sharing).
+pub const GMAIL_SCOPES: &[&str] = &[
+    "https://www.googleapis.com/auth/gmail.settings.basic",
+    "https://www.googleapis.com/auth/gmail.settings.sharing",
+];
+
+/// The scopes the admin's token asks for, from what the config makes the connector do; the
+/// service account's domain-wide delegation must grant every one (docs/connectors/google-workspace.md).
+pub fn admin_scopes(cfg: &GoogleConfig) -> Vec<&'static str> {
+    let mut s = vec![
+        "https://www.googleapis.com/auth/admin.directory.user",
+        "https://www.googleapis.com/auth/admin.directory.user.security",
+    ];
+    if cfg.remove_groups {
+        s.push("https://www.googleapis.com/auth/admin.directory.group.member");
+    }
+    if cfg.remove_roles {
+        s.push("https://www.googleapis.com/auth/admin.directory.rolemanagement");
+    }
+    if cfg.transfer_to.is_some() {
+        s.push("https://www.googleapis.com/auth/admin.datatransfer");
+    }
+    if !cfg.licences.is_empty() {
+        s.push("https://www.googleapis.com/auth/apps.licensing");
+    }
+    s
+}
+
+struct Token {
+    value: SecretString,
+    generation: u64,
+    fresh_until: Instant,
+}
+
+#[derive(Debug)]
+struct Pace {
+    interval: Duration,
+    next_slot: Instant,
+    hold_until: Option<Instant>,
+}
+
+/// The connection state of one instance.
+pub struct Client {
+    instance: String,
+    http: reqwest::Client,
+    api_url: Option<String>,
+    admin: String,
+    admin_scopes: Vec<&'static str>,
+    signer: Signer,
+    max_hold: Duration,
+    backoff: Duration,
+    tokens: tokio::sync::Mutex<HashMap<Who, Token>>,
+    generation: AtomicU64,
+    pace: Mutex<Pace>,
+    refusals: AtomicU32,
+    calls: AtomicU64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("instance", &self.instance)
+            .field("api_url", &self.api_url)
+            .field("admin", &self.admin)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds the HTTP client and parses the key; makes no network call.
+    pub fn new(instance: &str, cfg: &GoogleConfig) -> Result<Self, String> {
+        let key = key_file(&cfg.private_key).map_err(|e| format!("private_key: {e}"))?;
+        let signer = Signer::new(&key)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config()?)
+            .timeout(cfg.timeout())
+            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .user_agent(concat!("revoked/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the http client: {e}"))?;
+        let interval = Duration::from_micros(60_000_000 / cfg.requests_per_minute.max(1));
+        Ok(Self {
+            instance: instance.to_string(),
+            http,
+            api_url: cfg
+                .api_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            admin: cfg.admin_email.clone(),
+            admin_scopes: admin_scopes(cfg),
+            signer,
+            max_hold: cfg.timeout(),
+            backoff: Duration::from_millis(cfg.backoff_ms),
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            pace: Mutex::new(Pace {
+                interval,
+                next_slot: Instant::now(),
+                hold_until: None,
+            }),
+            refusals: AtomicU32::new(0),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// Access tokens fetched so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// HTTP calls sent so far (token calls included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The base URL of the API a path belongs to.
+    fn base(&self, path: &str) -> &str {
+        if let Some(u) = &self.api_url {
+            return u;
+        }
+        if path.starts_with("/gmail/") {
+            "https://gmail.googleapis.com"
+        } else if path.starts_with("/apps/licensing/") {
+            "https://licensing.googleapis.com"
+        } else {
+            "https://admin.googleapis.com"
+        }
+    }
+
+    /// The wait after `n` consecutive rate-limit answers: backoff, doubled each time, at most 64x.
+    fn backoff_for(&self, n: u32) -> Duration {
+        self.backoff * 2u32.saturating_pow(n.saturating_sub(1).min(6))
+    }
+
+    /// Waits for this call's slot: after any hold, and `interval` after the previous call's.
+    async fn wait_turn(&self, method: &Method, path: &str) -> Result<(), ConnectorError> {
+        let slot = {
+            let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let mut slot = p.next_slot.max(now);
+            if let Some(h) = p.hold_until {
+                slot = slot.max(h);
+            }
+            if slot - now > self.max_hold {
+                let wait = slot - now;
+                return Err(ConnectorError::rate_limited(
+                    wait,
+                    "rate_limit",
+                    format!(
+                        "{method} {path}: the google workspace pace of this instance is held for {} ms",
+                        wait.as_millis()
+                    ),
+                ));
+            }
+            p.next_slot = slot + p.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+        Ok(())
+    }
+
+    /// Records a rate-limit answer (holds every call of the instance) or a success (resets).
+    fn observe(&self, r: &Reply) -> Duration {
+        if classify::is_rate_limited(r) {
+            let n = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            let wait = classify::retry_after(&r.headers).unwrap_or_else(|| self.backoff_for(n));
+            let until = Instant::now() + wait;
+            let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+            if p.hold_until.is_none_or(|h| h < until) {
+                p.hold_until = Some(until);
+            }
+            info!(connector = %self.instance, wait_ms = wait.as_millis() as u64, refusals = n, "google answered a rate limit, holding calls");
+            wait
+        } else {
+            if r.is_success() {
+                self.refusals.store(0, Ordering::Relaxed);
+            }
+            self.backoff
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        url: &str,
+        path: &str,
+        body: Option<Body<'_>>,
+        token: Option<&SecretString>,
+    ) -> Result<Reply, ConnectorError> {
+        let mut rb = self
+            .http
+            .request(method.clone(), url)
+            .header("accept", "application/json");
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t.expose_secret());
+        }
+        rb = match body {
+            Some(Body::Json(b)) => rb.json(b),
+            Some(Body::Form(f)) => rb
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(f),
+            None => rb,
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| classify::transport(&method, path, &e.without_url()))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| classify::transport(&method, path, &e.without_url()))?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A valid token for `who`: the cached one, or a new one.
+    async fn token(&self, who: &Who) -> Result<(SecretString, u64), ConnectorError> {
+        let mut slots = self.tokens.lock().await;
+        if let Some(t) = slots.get(who) {
+            if Instant::now() < t.fresh_until {
+                return Ok((t.value.clone(), t.generation));
+            }
+        }
+        slots.remove(who);
+        let (subject, scopes): (&str, &[&str]) = match who {
+            Who::Admin => (&self.admin, &self.admin_scopes),
+            Who::Mailbox(m) => (m, GMAIL_SCOPES),
+        };
+        let assertion = self
+            .signer
+            .assertion(subject, scopes)
+            .map_err(|e| ConnectorError::permanent("signing_failed", e))?;
+        let form = format!(
+            "grant_type={}&assertion={}",
+            encode("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            encode(&assertion)
+        );
+        let method = Method::POST;
+        self.wait_turn(&method, "token").await?;
+        let uri = self.signer.token_uri.clone();
+        let r = self
+            .raw(method.clone(), &uri, "token", Some(Body::Form(form)), None)
+            .await?;
+        let backoff = self.observe(&r);
+        if !r.is_success() {
+            return Err(classify::token(&r, backoff));
+        }
+        let v = r.json().unwrap_or(Value::Null);
+        let Some(value) = v.get("access_token").and_then(Value::as_str) else {
+            return Err(classify::bad_response(
+                &method,
+                "token",
+                "no access_token in the answer",
+            ));
+        };
+        let expires_in =
+            Duration::from_secs(v.get("expires_in").and_then(Value::as_u64).unwrap_or(3_600));
+        let margin = Duration::from_secs(300).min(expires_in / 2);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        debug!(connector = %self.instance, generation, expires_in_secs = expires_in.as_secs(), "google access token fetched");
+        let value = SecretString::from(value.to_string());
+        slots.insert(
+            who.clone(),
+            Token {
+                value: value.clone(),
+                generation,
+                fresh_until: Instant::now() + expires_in - margin,
+            },
+        );
+        Ok((value, generation))
+    }
+
+    /// Forgets `who`'s token of `generation` (not a newer one another task fetched meanwhile).
+    async fn invalidate(&self, who: &Who, generation: u64) {
+        let mut slots = self.tokens.lock().await;
+        if slots.get(who).is_some_and(|t| t.generation == generation) {
+            slots.remove(who);
+        }
+    }
+
+    /// Sends one API call as `who`, within the pace, with a token refreshed once on a 401. Any
+    /// status comes back but a rate-limit answer, which is `rate_limited`, and a second 401,
+    /// which is `auth`.
+    pub async fn send(
+        &self,
+        who: &Who,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ConnectorError> {
+        let mut refreshed = false;
+        loop {
+            let (token, generation) = self.token(who).await?;
+            self.wait_turn(&method, path).await?;
+            let url = format!("{}{path}", self.base(path));
+            let r = self
+                .raw(
+                    method.clone(),
+                    &url,
+                    path,
+                    body.map(Body::Json),
+                    Some(&token),
+                )
+                .await?;
+            let backoff = self.observe(&r);
+            match r.status {
+                401 if !refreshed => {
+                    debug!(connector = %self.instance, "google answered 401, fetching a new token");
+                    self.invalidate(who, generation).await;
+                    refreshed = true;
+                }
+                401 => return Err(classify::status(&method, path, &r, backoff)),
+                _ if classify::is_rate_limited(&r) => {
+                    return Err(classify::status(&method, path, &r, backoff))
+                }
+                _ => return Ok(r),
+            }
+        }
+    }
+
+    /// `send` as the admin.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ConnectorError> {
+        self.send(&Who::Admin, method, path, body).await
+    }
+
+    /// The wait a rate-limit answer gets when Google names none.
+    pub fn backoff(&self) -> Duration {
+        self.backoff
+    }
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+enum Body<'a> {
+    Json(&'a Value),
+    Form(String),
+}

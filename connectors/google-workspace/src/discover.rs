@@ -1,0 +1,741 @@
+//! Read-only discovery: the user (by primary email or alias, by `externalIds` employee id, or by
+//! its id), its state, OAuth grants, app passwords, direct groups (and which of them sit in
+//! other groups), admin role assignments, configured licences, Gmail auto-reply and forwarding,
+//! and the Drive transfer to the configured owner if one exists already.
+//!
+//! Every identifier is checked before it is sent: an email must be one Google accepts (letters,
+//! digits, `.`, `_`, `'`, `-` before the `@`), an employee id letters, digits, `.`, `_`, `-`;
+//! anything else (`*`, `../x`, quotes) is a `bad_identifier` error and no request is sent for
+//! the subject. Values are percent-encoded into one path segment or query value all the same.
+//! Google resolves a userKey exactly (primary email or alias, any case, or the id), and the
+//! answer is checked here again: only a user that holds the value asked for is the subject's.
+
+use std::collections::{BTreeMap, HashMap};
+
+use reqwest::Method;
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
+use serde_json::Value;
+
+use crate::classify;
+use crate::client::{encode, Client, Who};
+use crate::config::GoogleConfig;
+
+/// The user itself (target `users/<id>`).
+pub const ACCOUNT: &str = "account";
+/// One OAuth grant (target `users/<id>/tokens/<clientId>`).
+pub const OAUTH_GRANT: &str = "oauth_grant";
+/// One app password (target `users/<id>/asps/<codeId>`).
+pub const APP_PASSWORD: &str = "app_password";
+/// One direct group membership (target `groups/<group id>/members/<user id>`).
+pub const GROUP_MEMBERSHIP: &str = "group_membership";
+/// One admin role assignment (target `roleassignments/<id>`).
+pub const ROLE_ASSIGNMENT: &str = "role_assignment";
+/// One licence (target `licences/<product>/<sku>/users/<id>`).
+pub const LICENCE: &str = "licence";
+/// The Gmail settings (target `users/<id>/gmail`).
+pub const GMAIL: &str = "gmail_settings";
+/// The Drive transfer to the configured owner (target `transfers/<old id>/to/<new id>`).
+pub const DRIVE_TRANSFER: &str = "drive_transfer";
+
+/// What the pinned id is called in plans and errors.
+pub const ID_KIND: &str = "Google user id";
+
+/// Google Drive's application id in the Data Transfer API.
+pub const DRIVE_APP_ID: &str = "55656082996";
+
+/// An email Google accepts as a user's or alias's: letters, digits, `.`, `_`, `'`, `-` before
+/// the `@` (Google's rule for usernames), a domain of letters, digits, `-` and dots.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'\'' | b'-'));
+    let domain_ok = domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    local_ok && domain_ok
+}
+
+/// An employee id (or customer id) revoked sends in a search: letters, digits, `.`, `_`, `-`.
+pub fn is_employee_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().any(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Google's user ids: 21 digits.
+pub fn is_user_id(s: &str) -> bool {
+    s.len() == 21 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One way to look a subject up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// `GET users/{key}`: a primary email, an alias or a user id.
+    Key(String),
+    /// `GET users?query=externalId=...`.
+    EmployeeId(String),
+}
+
+fn bad_identifier(what: &str, value: &str, expected: &str) -> ConnectorError {
+    ConnectorError::permanent(
+        "bad_identifier",
+        format!("the subject's {what} {value:?} is not {expected}; nothing was sent for it"),
+    )
+}
+
+/// The look-ups for a subject, in order: its email, its id as an email or a user id (or, bare,
+/// as `id@domain` when `domain` is set), its username for this instance, then its employee id
+/// and its id as one. A value given as an email or employee id that Google could not hold is
+/// an error before anything is sent.
+pub fn lookups(
+    cfg: &GoogleConfig,
+    instance: &str,
+    s: &Subject,
+) -> Result<Vec<Lookup>, ConnectorError> {
+    let mut out: Vec<Lookup> = Vec::new();
+    let mut push = |l: Lookup| {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    };
+    if let Some(e) = s.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        if !is_email(e) {
+            return Err(bad_identifier(
+                "email",
+                e,
+                "an email address Google accepts",
+            ));
+        }
+        push(Lookup::Key(e.to_ascii_lowercase()));
+    }
+    let mut as_name = |v: &str, what: &str| -> Result<bool, ConnectorError> {
+        let v = v.trim();
+        if v.contains('@') {
+            if !is_email(v) {
+                return Err(bad_identifier(what, v, "an email address Google accepts"));
+            }
+            push(Lookup::Key(v.to_ascii_lowercase()));
+            return Ok(true);
+        }
+        if is_user_id(v) {
+            push(Lookup::Key(v.to_string()));
+        }
+        if let Some(d) = &cfg.domain {
+            let e = format!("{v}@{d}");
+            if is_email(&e) {
+                push(Lookup::Key(e.to_ascii_lowercase()));
+            }
+        }
+        Ok(false)
+    };
+    let id_is_email = as_name(&s.id, "id")?;
+    let username = s.username_for(instance);
+    if username != s.id {
+        as_name(username, "username")?;
+    }
+    if let Some(e) = s
+        .employee_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        if !is_employee_id(e) {
+            return Err(bad_identifier(
+                "employee id",
+                e,
+                "letters, digits, '.', '_' or '-'",
+            ));
+        }
+        push(Lookup::EmployeeId(e.to_string()));
+    }
+    if !id_is_email {
+        let id = s.id.trim();
+        if is_employee_id(id) {
+            push(Lookup::EmployeeId(id.to_string()));
+        } else if !is_user_id(id) {
+            return Err(bad_identifier(
+                "id",
+                id,
+                "an email address, a Google user id or an employee id (letters, digits, '.', '_', '-')",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A user as the Directory API answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub primary_email: String,
+    /// Every other address: `aliases`, `nonEditableAliases`, `emails[].address`.
+    pub aliases: Vec<String>,
+    /// Every `externalIds[].value` (an HR employee id, mostly).
+    pub external_ids: Vec<String>,
+    pub suspended: bool,
+    pub is_admin: bool,
+    pub two_sv: bool,
+}
+
+impl User {
+    /// The user as an [`Account`]: pinned to its id, answering to every address and external id.
+    pub fn account(&self) -> Account {
+        Account::new(self.id.clone(), ID_KIND, self.primary_email.as_str()).answers_to(
+            std::iter::once(self.primary_email.as_str())
+                .chain(self.aliases.iter().map(String::as_str))
+                .chain(self.external_ids.iter().map(String::as_str)),
+        )
+    }
+
+    /// Whether it holds this email (any case) or id.
+    pub fn answers_to(&self, key: &str) -> bool {
+        self.id == key
+            || self.primary_email.eq_ignore_ascii_case(key)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(key))
+    }
+}
+
+pub fn parse_user(v: &Value) -> Option<User> {
+    let strings = |k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let primary_email = v.get("primaryEmail")?.as_str()?.to_string();
+    let mut aliases = strings("aliases");
+    aliases.extend(strings("nonEditableAliases"));
+    if let Some(emails) = v.get("emails").and_then(Value::as_array) {
+        for e in emails {
+            if let Some(a) = e.get("address").and_then(Value::as_str) {
+                if !a.eq_ignore_ascii_case(&primary_email)
+                    && !aliases.iter().any(|x| x.eq_ignore_ascii_case(a))
+                {
+                    aliases.push(a.to_string());
+                }
+            }
+        }
+    }
+    let external_ids = v
+        .get("externalIds")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("value").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(User {
+        id: v.get("id")?.as_str()?.to_string(),
+        primary_email,
+        aliases,
+        external_ids,
+        suspended: v.get("suspended").and_then(Value::as_bool).unwrap_or(false),
+        is_admin: v.get("isAdmin").and_then(Value::as_bool).unwrap_or(false),
+        two_sv: v
+            .get("isEnrolledIn2Sv")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// `GET users/{key}`; `None` when nothing has that key.
+pub async fn get_user(client: &Client, key: &str) -> Result<Option<User>, ConnectorError> {
+    let path = format!("/admin/directory/v1/users/{}", encode(key));
+    let r = client.admin(Method::GET, &path, None).await?;
+    if r.status == 404 {
+        return Ok(None);
+    }
+    if !r.is_success() {
+        return Err(classify::status(&Method::GET, &path, &r, client.backoff()));
+    }
+    r.json()
+        .as_ref()
+        .and_then(parse_user)
+        .map(Some)
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a user object"))
+}
+
+/// The one user whose `externalIds` hold `value` exactly; two are an error, never a guess.
+pub async fn find_by_employee_id(
+    client: &Client,
+    cfg: &GoogleConfig,
+    value: &str,
+) -> Result<Option<User>, ConnectorError> {
+    let path = format!(
+        "/admin/directory/v1/users?customer={}&query={}&maxResults=10",
+        encode(&cfg.customer),
+        encode(&format!("externalId={value}"))
+    );
+    let r = client.admin(Method::GET, &path, None).await?;
+    if !r.is_success() {
+        return Err(classify::status(&Method::GET, &path, &r, client.backoff()));
+    }
+    let v = r
+        .json()
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a user list"))?;
+    let hits: Vec<User> = v
+        .get("users")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(parse_user).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| u.external_ids.iter().any(|x| x == value))
+        .collect();
+    match hits.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(ConnectorError::permanent(
+            "ambiguous_user",
+            format!(
+                "{} Google users have the employee id {value:?} (ids {:?}); expected one",
+                many.len(),
+                many.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()
+            ),
+        )),
+    }
+}
+
+/// Every item of a paged list (`items` or another field), following `nextPageToken`.
+pub async fn list_all(
+    client: &Client,
+    who: &Who,
+    path: &str,
+    field: &str,
+) -> Result<Vec<Value>, ConnectorError> {
+    let mut out = Vec::new();
+    let mut page: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let p = match &page {
+            Some(t) => format!("{path}{sep}pageToken={}", encode(t)),
+            None => path.to_string(),
+        };
+        let r = client.send(who, Method::GET, &p, None).await?;
+        if !r.is_success() {
+            return Err(classify::status(&Method::GET, &p, &r, client.backoff()));
+        }
+        let v = r
+            .json()
+            .ok_or_else(|| classify::bad_response(&Method::GET, &p, "expected a JSON object"))?;
+        if let Some(items) = v.get(field).and_then(Value::as_array) {
+            out.extend(items.iter().cloned());
+        }
+        match v.get("nextPageToken").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => page = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The group ids a user holds directly (`GET groups?userKey=`).
+pub async fn groups_of(client: &Client, key: &str) -> Result<Vec<Value>, ConnectorError> {
+    let path = format!(
+        "/admin/directory/v1/groups?userKey={}&maxResults=200",
+        encode(key)
+    );
+    list_all(client, &Who::Admin, &path, "groups").await
+}
+
+/// The ids of the role assignments a user holds (`GET roleassignments?userKey=`).
+pub async fn assignments_of(
+    client: &Client,
+    cfg: &GoogleConfig,
+    user_id: &str,
+) -> Result<Vec<Value>, ConnectorError> {
+    let path = format!(
+        "/admin/directory/v1/customer/{}/roleassignments?userKey={}&maxResults=100",
+        encode(&cfg.customer),
+        encode(user_id)
+    );
+    list_all(client, &Who::Admin, &path, "items").await
+}
+
+/// Whether the user holds a licence (`GET .../product/{p}/sku/{s}/user/{email}`; 404: no).
+pub async fn holds_licence(
+    client: &Client,
+    product: &str,
+    sku: &str,
+    email: &str,
+) -> Result<bool, ConnectorError> {
+    let path = format!(
+        "/apps/licensing/v1/product/{}/sku/{}/user/{}",
+        encode(product),
+        encode(sku),
+        encode(email)
+    );
+    let r = client.admin(Method::GET, &path, None).await?;
+    match r.status {
+        404 => Ok(false),
+        s if (200..300).contains(&s) => Ok(true),
+        _ => Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+    }
+}
+
+/// The transfers of `old` to `new` (`GET transfers?oldOwnerUserId=&newOwnerUserId=`).
+pub async fn transfers(
+    client: &Client,
+    old: &str,
+    new: &str,
+) -> Result<Vec<Value>, ConnectorError> {
+    let path = format!(
+        "/admin/datatransfer/v1/transfers?oldOwnerUserId={}&newOwnerUserId={}",
+        encode(old),
+        encode(new)
+    );
+    list_all(client, &Who::Admin, &path, "dataTransfers").await
+}
+
+/// Whether a transfer moves Drive files.
+pub fn is_drive_transfer(t: &Value) -> bool {
+    t.get("applicationDataTransfers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| s(x, "applicationId") == DRIVE_APP_ID))
+}
+
+/// A Gmail setting of the user (`GET gmail/v1/users/{email}/settings/{name}`), as the user.
+pub async fn gmail_setting(
+    client: &Client,
+    email: &str,
+    name: &str,
+) -> Result<Value, ConnectorError> {
+    let path = format!("/gmail/v1/users/{}/settings/{name}", encode(email));
+    let r = client
+        .send(&Who::Mailbox(email.to_string()), Method::GET, &path, None)
+        .await?;
+    if !r.is_success() {
+        return Err(classify::status(&Method::GET, &path, &r, client.backoff()));
+    }
+    r.json()
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a JSON object"))
+}
+
+fn finding(
+    instance: &str,
+    subject: &Subject,
+    kind: &str,
+    target: String,
+    attrs: &[(&str, String)],
+) -> Finding {
+    Finding {
+        connector: instance.to_string(),
+        subject: subject.id.clone(),
+        kind: kind.into(),
+        target,
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Discovery of many subjects; role names and the transfer target are read once for all.
+pub async fn discover_many(
+    client: &Client,
+    cfg: &GoogleConfig,
+    instance: &str,
+    subjects: &[Subject],
+) -> Result<Vec<Discovery>, ConnectorError> {
+    let mut role_names: Option<HashMap<String, String>> = None;
+    let mut target: Option<User> = None;
+    let mut out = Vec::with_capacity(subjects.len());
+    for subject in subjects {
+        let mut d = Discovery::not_found(instance, subject.id.clone());
+        let mut hit = None;
+        for l in lookups(cfg, instance, subject)? {
+            let (why, user) = match &l {
+                Lookup::Key(k) => (
+                    k.clone(),
+                    get_user(client, k).await?.filter(|u| u.answers_to(k)),
+                ),
+                Lookup::EmployeeId(e) => (
+                    format!("employee id {e}"),
+                    find_by_employee_id(client, cfg, e).await?,
+                ),
+            };
+            if let Some(u) = user {
+                hit = Some((why, u));
+                break;
+            }
+        }
+        let Some((why, user)) = hit else {
+            out.push(d);
+            continue;
+        };
+        d.found = true;
+        d.accounts.push(user.account().matched_by(why));
+        let uid = user.id.clone();
+        d.findings.push(finding(
+            instance,
+            subject,
+            ACCOUNT,
+            format!("users/{uid}"),
+            &[
+                ("user_id", uid.clone()),
+                ("primary_email", user.primary_email.clone()),
+                ("aliases", user.aliases.join(",")),
+                ("external_ids", user.external_ids.join(",")),
+                ("suspended", user.suspended.to_string()),
+                ("is_admin", user.is_admin.to_string()),
+                ("two_sv", user.two_sv.to_string()),
+            ],
+        ));
+        if cfg.remove_grants {
+            let tokens = list_all(
+                client,
+                &Who::Admin,
+                &format!("/admin/directory/v1/users/{}/tokens", encode(&uid)),
+                "items",
+            )
+            .await?;
+            for t in tokens {
+                let cid = s(&t, "clientId");
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    OAUTH_GRANT,
+                    format!("users/{uid}/tokens/{cid}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("client_id", cid.clone()),
+                        ("app", s(&t, "displayText")),
+                    ],
+                ));
+            }
+            let asps = list_all(
+                client,
+                &Who::Admin,
+                &format!("/admin/directory/v1/users/{}/asps", encode(&uid)),
+                "items",
+            )
+            .await?;
+            for a in asps {
+                let code = s(&a, "codeId");
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    APP_PASSWORD,
+                    format!("users/{uid}/asps/{code}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("code_id", code.clone()),
+                        ("name", s(&a, "name")),
+                    ],
+                ));
+            }
+        }
+        if cfg.remove_groups {
+            for g in groups_of(client, &uid).await? {
+                let gid = s(&g, "id");
+                // A group inside other groups hands on their access: say which.
+                let parents: Vec<String> = groups_of(client, &gid)
+                    .await?
+                    .iter()
+                    .map(|p| s(p, "email"))
+                    .collect();
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    GROUP_MEMBERSHIP,
+                    format!("groups/{gid}/members/{uid}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("group_id", gid.clone()),
+                        ("group_email", s(&g, "email")),
+                        ("nested_in", parents.join(",")),
+                    ],
+                ));
+            }
+        }
+        if cfg.remove_roles {
+            let items = assignments_of(client, cfg, &uid).await?;
+            if !items.is_empty() && role_names.is_none() {
+                let path = format!(
+                    "/admin/directory/v1/customer/{}/roles?maxResults=100",
+                    encode(&cfg.customer)
+                );
+                let roles = list_all(client, &Who::Admin, &path, "items").await?;
+                role_names = Some(
+                    roles
+                        .iter()
+                        .map(|r| (s(r, "roleId"), s(r, "roleName")))
+                        .collect(),
+                );
+            }
+            for a in items.iter().filter(|a| s(a, "assignedTo") == uid) {
+                let aid = s(a, "roleAssignmentId");
+                let rid = s(a, "roleId");
+                let name = role_names
+                    .as_ref()
+                    .and_then(|n| n.get(&rid).cloned())
+                    .unwrap_or_else(|| format!("role {rid}"));
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    ROLE_ASSIGNMENT,
+                    format!("roleassignments/{aid}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("assignment_id", aid.clone()),
+                        ("role_id", rid),
+                        ("role_name", name),
+                    ],
+                ));
+            }
+        }
+        for (product, sku) in cfg.licence_pairs() {
+            if holds_licence(client, &product, &sku, &user.primary_email).await? {
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    LICENCE,
+                    format!("licences/{product}/{sku}/users/{uid}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("product_id", product),
+                        ("sku_id", sku),
+                    ],
+                ));
+            }
+        }
+        if cfg.gmail() {
+            // Gmail answers failedPrecondition for a suspended user: nothing to read or set.
+            let mut attrs = vec![("user_id", uid.clone())];
+            if user.suspended {
+                attrs.push(("readable", "false".into()));
+            } else {
+                let v = gmail_setting(client, &user.primary_email, "vacation").await?;
+                let f = gmail_setting(client, &user.primary_email, "autoForwarding").await?;
+                attrs.push(("readable", "true".into()));
+                attrs.push((
+                    "auto_reply",
+                    v.get("enableAutoReply")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                ));
+                attrs.push((
+                    "forwarding",
+                    f.get("enabled")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                ));
+                attrs.push(("forwarding_to", s(&f, "emailAddress")));
+            }
+            d.findings.push(finding(
+                instance,
+                subject,
+                GMAIL,
+                format!("users/{uid}/gmail"),
+                &attrs,
+            ));
+        }
+        if let Some(to) = &cfg.transfer_to {
+            if target.is_none() {
+                target = Some(get_user(client, to).await?.ok_or_else(|| {
+                    ConnectorError::permanent(
+                        "transfer_target_not_found",
+                        format!("transfer_to {to:?} names no user of the domain"),
+                    )
+                })?);
+            }
+            if let Some(t) = target.as_ref().filter(|t| t.id != uid) {
+                let existing = transfers(client, &uid, &t.id).await?;
+                let drive: Vec<&Value> = existing.iter().filter(|x| is_drive_transfer(x)).collect();
+                let last = drive.last();
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    DRIVE_TRANSFER,
+                    format!("transfers/{uid}/to/{}", t.id),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("new_owner_id", t.id.clone()),
+                        ("new_owner_email", t.primary_email.clone()),
+                        (
+                            "existing_transfer",
+                            last.map(|x| s(x, "id")).unwrap_or_default(),
+                        ),
+                        (
+                            "existing_status",
+                            last.map(|x| s(x, "overallTransferStatusCode"))
+                                .unwrap_or_default(),
+                        ),
+                    ],
+                ));
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_and_employee_ids_are_what_google_holds_and_nothing_else() {
+        for ok in [
+            "alice@example.com",
+            "o'brien@example.com",
+            "a.b-c_d@sub.example.co.uk",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "*@example.com",
+            "a*@example.com",
+            "../x",
+            "\"a\"@example.com",
+            "a@b",
+            "a@@b.c",
+            "a b@example.com",
+            "a@example..com",
+            ".a@example.com",
+            "a%2F@example.com",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+        for ok in ["E1234", "emp-7.2_x"] {
+            assert!(is_employee_id(ok), "{ok}");
+        }
+        for bad in ["", "..", "../x", "a'b", "*", "a b", "E1\u{0660}"] {
+            assert!(!is_employee_id(bad), "{bad}");
+        }
+        assert!(is_user_id("104567890123456789012"));
+        assert!(!is_user_id("1045678901234567890"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Google Workspace connector of revoked: hands the leaver's mail over (auto-reply, forwarding)
+//! while Gmail still answers, suspends them, ends their sessions, revokes their OAuth grants, app
+//! passwords and backup codes, transfers their Drive files, takes their groups, admin roles and
+//! licences away, and deletes them after retention.
+//!
+//! One file per concern, as in every connector: `config` (typed table, pure validation), `auth`
+//! (the RFC 7523 assertion of the service account), `client` (reqwest on rustls, the tokens per
+//! delegated subject and the pace, no retries of its own), `discover`, `plan`, `apply` (apply and
+//! verify) and `classify` (every failure to a class and a stable code). What it does and needs
+//! is in docs/connectors/google-workspace.md.
+
+mod apply;
+mod auth;
+mod classify;
+mod client;
+mod config;
+mod discover;
+mod plan;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use revoke_core::{
+    Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
+    Journal, Outcome, ProposedAction, Subject, Verdict,
+};
+
+pub use apply::{CONFIRMED, TRANSFER_ID};
+pub use client::{admin_scopes, encode, GMAIL_SCOPES};
+pub use config::{validate, GoogleConfig};
+pub use discover::{
+    is_email, is_employee_id, ACCOUNT, APP_PASSWORD, DRIVE_APP_ID, DRIVE_TRANSFER, GMAIL,
+    GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT, ROLE_ASSIGNMENT,
+};
+pub use plan::{
+    DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
+    REMOVE_LICENCE, REMOVE_ROLE, SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER,
+    TRANSFER_DRIVE,
+};
+
+/// The connector type name in config (`kind = "google-workspace"`).
+pub const KIND: &str = "google-workspace";
+
+/// One Google Workspace domain; shared by every job, so its tokens and pace are too.
+#[derive(Debug)]
+pub struct GoogleConnector {
+    instance: String,
+    cfg: Arc<GoogleConfig>,
+    client: Arc<client::Client>,
+}
+
+impl GoogleConnector {
+    /// Builds the client and parses the key; makes no network call.
+    pub fn new(instance: &str, cfg: GoogleConfig) -> Result<Self, String> {
+        let client = Arc::new(client::Client::new(instance, &cfg)?);
+        Ok(Self {
+            instance: instance.to_string(),
+            cfg: Arc::new(cfg),
+            client,
+        })
+    }
+
+    pub fn config(&self) -> &GoogleConfig {
+        &self.cfg
+    }
+
+    /// Access tokens fetched so far.
+    pub fn tokens_fetched(&self) -> u64 {
+        self.client.tokens_fetched()
+    }
+
+    /// HTTP calls sent so far, token calls included.
+    pub fn calls(&self) -> u64 {
+        self.client.calls()
+    }
+
+    fn ctx(&self) -> apply::Ctx<'_> {
+        apply::Ctx {
+            client: &self.client,
+            cfg: &self.cfg,
+            instance: &self.instance,
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for GoogleConnector {
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    /// A token for the admin can be had and the admin can read itself.
+    async fn check(&self) -> Result<(), ConnectorError> {
+        let path = format!(
+            "/admin/directory/v1/users/{}",
+            encode(&self.cfg.admin_email)
+        );
+        let r = self.client.admin(Method::GET, &path, None).await?;
+        if r.is_success() {
+            Ok(())
+        } else {
+            Err(classify::status(
+                &Method::GET,
+                &path,
+                &r,
+                self.client.backoff(),
+            ))
+        }
+    }
+
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
+        let mut all = self.discover_many(std::slice::from_ref(subject)).await?;
+        all.pop().ok_or_else(|| {
+            ConnectorError::permanent("bad_response", "discovery returned nothing for one subject")
+        })
+    }
+
+    /// Role names and the transfer target are read once for all the subjects.
+    async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
+        discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
+    }
+
+    fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
+        plan::plan(&self.cfg, discovery)
+    }
+
+    async fn apply(
+        &self,
+        action: &Action,
+        key: &ActionKey,
+        journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
+        apply::apply(&self.ctx(), action, key, journal).await
+    }
+
+    async fn verify(&self, action: &Action) -> Result<Verdict, ConnectorError> {
+        apply::verify(&self.ctx(), action).await
+    }
+}
+
+/// Registers the `google-workspace` connector type.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GoogleFactory;
+
+impl ConnectorFactory for GoogleFactory {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn validate(&self, path: &str, params: &serde_json::Value) -> Result<(), Vec<ConfigIssue>> {
+        config::validate(path, params)
+    }
+
+    fn build(
+        &self,
+        instance: &str,
+        params: &serde_json::Value,
+    ) -> Result<Arc<dyn Connector>, ConfigIssue> {
+        let path = format!("connectors.{instance}");
+        let cfg = GoogleConfig::from_value(params).map_err(|e| ConfigIssue::new(&path, e))?;
+        let conn = GoogleConnector::new(instance, cfg).map_err(|e| ConfigIssue::new(&path, e))?;
+        Ok(Arc::new(conn))
+    }
+}

@@ -1,0 +1,255 @@
+//! The actions that remove what discovery found; pure and deterministic, in the order Google
+//! forces.
+//!
+//! Contain: the Gmail auto-reply and forwarding first (Gmail answers `failedPrecondition` for a
+//! suspended user), then suspend; after the suspension, sign out (every web and device session),
+//! invalidate the backup codes, delete each OAuth grant and app password. Transfer: the Drive
+//! files to the configured owner (Data Transfer API; works for a suspended user). Revoke: group
+//! memberships and admin role assignments, and the licences once the transfer completed (a
+//! user without a licence loses their Drive data). Delete: the user, after everything; Google
+//! can undelete it for 20 days.
+
+use std::collections::BTreeMap;
+
+use revoke_core::{ActionKind, Discovery, Finding, Phase, ProposedAction};
+
+use crate::config::GoogleConfig;
+use crate::discover::{
+    ACCOUNT, APP_PASSWORD, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT,
+    ROLE_ASSIGNMENT,
+};
+
+pub const SET_AUTO_REPLY: &str = "set_auto_reply";
+pub const SET_FORWARDING: &str = "set_forwarding";
+pub const SUSPEND_USER: &str = "suspend_user";
+pub const SIGN_OUT: &str = "sign_out";
+pub const INVALIDATE_BACKUP_CODES: &str = "invalidate_backup_codes";
+pub const DELETE_GRANT: &str = "delete_oauth_grant";
+pub const DELETE_APP_PASSWORD: &str = "delete_app_password";
+pub const TRANSFER_DRIVE: &str = "transfer_drive";
+pub const REMOVE_GROUP: &str = "remove_group_membership";
+pub const REMOVE_ROLE: &str = "remove_role_assignment";
+pub const REMOVE_LICENCE: &str = "remove_licence";
+pub const DELETE_USER: &str = "delete_user";
+
+pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
+    let mut out = Vec::new();
+    let Some(account) = d.findings.iter().find(|f| f.kind == ACCOUNT) else {
+        return out;
+    };
+    let attr = |f: &Finding, k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+    let user_id = attr(account, "user_id");
+    let who = attr(account, "primary_email");
+    let suspended = attr(account, "suspended") == "true";
+    let user_target = account.target.clone();
+    let base: BTreeMap<String, String> = [("user_id".to_string(), user_id.clone())].into();
+    let with = |extra: &[(&str, String)]| {
+        let mut p = base.clone();
+        for (k, v) in extra {
+            p.insert(k.to_string(), v.clone());
+        }
+        p
+    };
+    let action = |kind: &str,
+                  target: &str,
+                  params: BTreeMap<String, String>,
+                  phase: Phase,
+                  after: Vec<(ActionKind, String)>,
+                  summary: String| ProposedAction {
+        kind: ActionKind::from(kind),
+        target: target.to_string(),
+        params,
+        phase,
+        after,
+        summary,
+        account: user_id.clone(),
+        delay: None,
+    };
+    let key = |kind: &str, target: &str| (ActionKind::from(kind), target.to_string());
+
+    // Contain: Gmail first, while the mailbox still answers.
+    let mut before_suspend = Vec::new();
+    if let Some(gmail) = d.findings.iter().find(|f| f.kind == GMAIL) {
+        if attr(gmail, "readable") == "true" {
+            if let (Some(body), subject) = (&cfg.auto_reply_body, &cfg.auto_reply_subject) {
+                let t = format!("{}/vacation", gmail.target);
+                out.push(action(
+                    SET_AUTO_REPLY,
+                    &t,
+                    with(&[
+                        ("subject", subject.clone().unwrap_or_default()),
+                        ("body", body.clone()),
+                    ]),
+                    Phase::Contain,
+                    vec![],
+                    format!(
+                        "set the Gmail auto-reply of {who} (before the suspension stops Gmail)"
+                    ),
+                ));
+                before_suspend.push(key(SET_AUTO_REPLY, &t));
+            }
+            if let Some(to) = &cfg.forward_to {
+                let t = format!("{}/autoForwarding", gmail.target);
+                out.push(action(
+                    SET_FORWARDING,
+                    &t,
+                    with(&[("forward_to", to.clone())]),
+                    Phase::Contain,
+                    vec![],
+                    format!(
+                        "forward the mail of {who} to {to} (before the suspension stops Gmail)"
+                    ),
+                ));
+                before_suspend.push(key(SET_FORWARDING, &t));
+            }
+        }
+    }
+    out.push(action(
+        SUSPEND_USER,
+        &user_target,
+        base.clone(),
+        Phase::Contain,
+        before_suspend,
+        if suspended {
+            format!("keep Google user {who} (id {user_id}) suspended (it is already)")
+        } else {
+            format!("suspend Google user {who} (id {user_id})")
+        },
+    ));
+    let suspend = key(SUSPEND_USER, &user_target);
+    let sign_out_t = format!("{user_target}/signOut");
+    out.push(action(
+        SIGN_OUT,
+        &sign_out_t,
+        base.clone(),
+        Phase::Contain,
+        vec![suspend.clone()],
+        format!("sign {who} out of every web and device session"),
+    ));
+    let codes_t = format!("{user_target}/verificationCodes");
+    out.push(action(
+        INVALIDATE_BACKUP_CODES,
+        &codes_t,
+        base.clone(),
+        Phase::Contain,
+        vec![suspend.clone()],
+        format!("invalidate the 2-step backup codes of {who}"),
+    ));
+    let mut before_delete = vec![
+        key(SIGN_OUT, &sign_out_t),
+        key(INVALIDATE_BACKUP_CODES, &codes_t),
+    ];
+    if cfg.remove_grants {
+        for f in d.findings.iter().filter(|f| f.kind == OAUTH_GRANT) {
+            out.push(action(
+                DELETE_GRANT,
+                &f.target,
+                with(&[("client_id", attr(f, "client_id"))]),
+                Phase::Contain,
+                vec![suspend.clone()],
+                format!("revoke the OAuth grant of {who} to {:?}", attr(f, "app")),
+            ));
+            before_delete.push(key(DELETE_GRANT, &f.target));
+        }
+        for f in d.findings.iter().filter(|f| f.kind == APP_PASSWORD) {
+            out.push(action(
+                DELETE_APP_PASSWORD,
+                &f.target,
+                with(&[("code_id", attr(f, "code_id"))]),
+                Phase::Contain,
+                vec![suspend.clone()],
+                format!("delete the app password {:?} of {who}", attr(f, "name")),
+            ));
+            before_delete.push(key(DELETE_APP_PASSWORD, &f.target));
+        }
+    }
+
+    // Transfer: Drive to the configured owner.
+    let mut transfer = None;
+    if let Some(f) = d.findings.iter().find(|f| f.kind == DRIVE_TRANSFER) {
+        let to = attr(f, "new_owner_email");
+        out.push(action(
+            TRANSFER_DRIVE,
+            &f.target,
+            with(&[
+                ("new_owner_id", attr(f, "new_owner_id")),
+                ("new_owner_email", to.clone()),
+            ]),
+            Phase::Transfer,
+            vec![],
+            format!("transfer the Drive files of {who} to {to} (Data Transfer API; the licence removal and the delete wait for it)"),
+        ));
+        transfer = Some(key(TRANSFER_DRIVE, &f.target));
+        before_delete.push(key(TRANSFER_DRIVE, &f.target));
+    }
+
+    // Revoke.
+    for f in d.findings.iter().filter(|f| f.kind == GROUP_MEMBERSHIP) {
+        let nested = attr(f, "nested_in");
+        out.push(action(
+            REMOVE_GROUP,
+            &f.target,
+            with(&[("group_id", attr(f, "group_id")), ("group_email", attr(f, "group_email"))]),
+            Phase::Revoke,
+            vec![],
+            if nested.is_empty() {
+                format!("remove {who} from group {}", attr(f, "group_email"))
+            } else {
+                format!(
+                    "remove {who} from group {} (which is inside {nested}, so that access goes too)",
+                    attr(f, "group_email")
+                )
+            },
+        ));
+        before_delete.push(key(REMOVE_GROUP, &f.target));
+    }
+    for f in d.findings.iter().filter(|f| f.kind == ROLE_ASSIGNMENT) {
+        out.push(action(
+            REMOVE_ROLE,
+            &f.target,
+            with(&[
+                ("assignment_id", attr(f, "assignment_id")),
+                ("role_id", attr(f, "role_id")),
+            ]),
+            Phase::Revoke,
+            vec![],
+            format!("take the admin role {:?} from {who}", attr(f, "role_name")),
+        ));
+        before_delete.push(key(REMOVE_ROLE, &f.target));
+    }
+    for f in d.findings.iter().filter(|f| f.kind == LICENCE) {
+        out.push(action(
+            REMOVE_LICENCE,
+            &f.target,
+            with(&[
+                ("product_id", attr(f, "product_id")),
+                ("sku_id", attr(f, "sku_id")),
+            ]),
+            Phase::Revoke,
+            transfer.iter().cloned().collect(),
+            format!(
+                "remove the licence {}/{} of {who}{}",
+                attr(f, "product_id"),
+                attr(f, "sku_id"),
+                if transfer.is_some() {
+                    " once the Drive transfer completed"
+                } else {
+                    ""
+                }
+            ),
+        ));
+        before_delete.push(key(REMOVE_LICENCE, &f.target));
+    }
+
+    if cfg.delete_users {
+        out.push(action(
+            DELETE_USER,
+            &user_target,
+            base,
+            Phase::Delete,
+            before_delete,
+            format!("delete Google user {who} (id {user_id}); Google can restore it for 20 days"),
+        ));
+    }
+    out
+}

@@ -1,0 +1,782 @@
+//! The endpoints: the token call, Directory users, tokens, ASPs, verification codes, groups and
+//! members, roles and role assignments, Data Transfer transfers, Gmail settings, Licensing
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::world::{User, World};
+use super::{decode, google_error, issue_token, Shared};
+
+type S = State<Arc<Shared>>;
+
+const D: &str = "/admin/directory/v1";
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/token", post(token))
+        .route(&format!("{D}/users"), get(list_users))
+        .route(
+            &format!("{D}/users/{{user}}"),
+            get(get_user).put(update_user).delete(delete_user),
+        )
+        .route(&format!("{D}/users/{{user}}/signOut"), post(sign_out))
+        .route(&format!("{D}/users/{{user}}/tokens"), get(list_tokens))
+        .route(
+            &format!("{D}/users/{{user}}/tokens/{{client}}"),
+            get(get_token).delete(delete_token),
+        )
+        .route(&format!("{D}/users/{{user}}/asps"), get(list_asps))
+        .route(
+            &format!("{D}/users/{{user}}/asps/{{code}}"),
+            get(get_asp).delete(delete_asp),
+        )
+        .route(
+            &format!("{D}/users/{{user}}/verificationCodes/invalidate"),
+            post(invalidate_codes),
+        )
+        .route(&format!("{D}/groups"), get(list_groups))
+        .route(
+            &format!("{D}/groups/{{group}}/members/{{member}}"),
+            get(get_member).delete(delete_member),
+        )
+        .route(&format!("{D}/customer/{{customer}}/roles"), get(list_roles))
+        .route(
+            &format!("{D}/customer/{{customer}}/roleassignments"),
+            get(list_assignments),
+        )
+        .route(
+            &format!("{D}/customer/{{customer}}/roleassignments/{{id}}"),
+            get(get_assignment).delete(delete_assignment),
+        )
+        .route(
+            "/admin/datatransfer/v1/transfers",
+            get(list_transfers).post(insert_transfer),
+        )
+        .route("/admin/datatransfer/v1/transfers/{id}", get(get_transfer))
+        .route(
+            "/gmail/v1/users/{user}/settings/vacation",
+            get(get_vacation).put(put_vacation),
+        )
+        .route(
+            "/gmail/v1/users/{user}/settings/autoForwarding",
+            get(get_forwarding).put(put_forwarding),
+        )
+        .route(
+            "/gmail/v1/users/{user}/settings/forwardingAddresses",
+            get(list_forwarding_addresses).post(add_forwarding_address),
+        )
+        .route(
+            "/apps/licensing/v1/product/{product}/sku/{sku}/user/{user}",
+            get(get_licence).delete(delete_licence),
+        )
+}
+
+pub(crate) async fn no_route() -> Response {
+    google_error(StatusCode::NOT_FOUND, "notFound", "Not Found")
+}
+
+/// Google's 404 for a key that names nothing (`Resource Not Found: userKey`)
+fn not_found(what: &str) -> Response {
+    google_error(
+        StatusCode::NOT_FOUND,
+        "notFound",
+        &format!("Resource Not Found: {what}"),
+    )
+}
+
+fn bad_request(message: &str) -> Response {
+    google_error(StatusCode::BAD_REQUEST, "invalid", message)
+}
+
+fn empty() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn query(raw: &Option<String>) -> Vec<(String, String)> {
+    raw.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn customer_ok(w: &World, c: &str) -> bool {
+    c == "my_customer" || c == w.customer_id
+}
+
+/// The user a path's userKey names (the key as received, percent-decoded by axum)
+fn user_id(w: &World, key: &str) -> Option<String> {
+    w.find(key).map(|u| u.id.clone())
+}
+
+async fn token(State(s): S, body: Bytes) -> Response {
+    issue_token(&s, &body)
+}
+
+/// One clause of the user search: (field, value, prefix match)
+fn search_clause(q: &str) -> Result<(String, String, bool), ()> {
+    let q = q.trim();
+    let at = q.find(['=', ':']).ok_or(())?;
+    let field = q[..at].trim().to_owned();
+    let mut value = q[at + 1..].trim().to_owned();
+    if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
+        value = value[1..value.len() - 1].to_owned();
+    } else if value.contains(['\'', '"', ' ']) {
+        return Err(());
+    }
+    let prefix = value.ends_with('*');
+    if prefix {
+        value.pop();
+    }
+    if !["email", "externalId"].contains(&field.as_str()) || value.is_empty() {
+        return Err(());
+    }
+    Ok((field, value, prefix))
+}
+
+fn matches_search(u: &User, field: &str, value: &str, prefix: bool) -> bool {
+    let hit = |candidate: &str| {
+        let (c, v) = (candidate.to_ascii_lowercase(), value.to_ascii_lowercase());
+        if prefix {
+            c.starts_with(&v)
+        } else {
+            c == v
+        }
+    };
+    match field {
+        "email" => hit(&u.primary_email) || u.aliases.iter().any(|a| hit(a)),
+        _ => u.employee_ids.iter().any(|e| hit(e)),
+    }
+}
+
+async fn list_users(State(s): S, RawQuery(raw): RawQuery) -> Response {
+    let q = query(&raw);
+    let w = s.world();
+    match (param(&q, "customer"), param(&q, "domain")) {
+        (Some(c), _) if !customer_ok(&w, c) => return not_found("customer"),
+        (None, None) => return bad_request("Bad Request"),
+        _ => {}
+    }
+    let clause = match param(&q, "query") {
+        None => None,
+        Some(text) => match search_clause(text) {
+            Ok(c) => Some(c),
+            Err(()) => return bad_request("Invalid Input"),
+        },
+    };
+    let max = param(&q, "maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 500);
+    let offset = param(&q, "pageToken")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0);
+    let all: Vec<Value> = w
+        .users
+        .values()
+        .filter(|u| {
+            clause
+                .as_ref()
+                .is_none_or(|(f, v, p)| matches_search(u, f, v, *p))
+        })
+        .map(|u| w.user_json(u))
+        .collect();
+    let mut out = json!({"kind": "admin#directory#users", "etag": "\"users\""});
+    let page: Vec<Value> = all.iter().skip(offset).take(max).cloned().collect();
+    if !page.is_empty() {
+        out["users"] = json!(page);
+    }
+    if offset + max < all.len() {
+        out["nextPageToken"] = json!((offset + max).to_string());
+    }
+    Json(out).into_response()
+}
+
+async fn get_user(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    match w.find(&user) {
+        Some(u) => Json(w.user_json(u)).into_response(),
+        None => not_found("userKey"),
+    }
+}
+
+async fn update_user(State(s): S, Path(user): Path<String>, body: Bytes) -> Response {
+    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    if let Some(sus) = patch.get("suspended") {
+        let Some(sus) = sus.as_bool() else {
+            return bad_request("Invalid value for suspended");
+        };
+        w.edit(&id, |u| u.suspended = sus);
+    }
+    let u = w.users.get(&id).cloned();
+    match u {
+        Some(u) => Json(w.user_json(&u)).into_response(),
+        None => not_found("userKey"),
+    }
+}
+
+async fn delete_user(State(s): S, Path(user): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    w.delete_user(&id);
+    empty()
+}
+
+async fn sign_out(State(s): S, Path(user): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    w.edit(&id, |u| u.sessions = 0);
+    empty()
+}
+
+fn token_json(u: &User, t: &super::Grant) -> Value {
+    json!({
+        "kind": "admin#directory#token",
+        "etag": format!("\"{}\"", t.client_id),
+        "clientId": t.client_id,
+        "displayText": t.display_text,
+        "anonymous": false,
+        "nativeApp": false,
+        "scopes": t.scopes,
+        "userKey": u.id,
+    })
+}
+
+async fn list_tokens(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    let Some(u) = w.find(&user) else {
+        return not_found("userKey");
+    };
+    let items: Vec<Value> = u.grants.iter().map(|t| token_json(u, t)).collect();
+    let mut out = json!({"kind": "admin#directory#tokenList", "etag": "\"tokens\""});
+    if !items.is_empty() {
+        out["items"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn get_token(State(s): S, Path((user, client)): Path<(String, String)>) -> Response {
+    let w = s.world();
+    let Some(u) = w.find(&user) else {
+        return not_found("userKey");
+    };
+    match u.grants.iter().find(|t| t.client_id == client) {
+        Some(t) => Json(token_json(u, t)).into_response(),
+        None => not_found("clientId"),
+    }
+}
+
+async fn delete_token(State(s): S, Path((user, client)): Path<(String, String)>) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    let had = w
+        .users
+        .get(&id)
+        .is_some_and(|u| u.grants.iter().any(|t| t.client_id == client));
+    if !had {
+        return not_found("clientId");
+    }
+    w.edit(&id, |u| u.grants.retain(|t| t.client_id != client));
+    empty()
+}
+
+fn asp_json(u: &User, a: &super::Asp) -> Value {
+    json!({
+        "kind": "admin#directory#asp",
+        "etag": format!("\"{}\"", a.code_id),
+        "codeId": a.code_id,
+        "name": a.name,
+        "creationTime": "1700000000000",
+        "lastTimeUsed": "1764000000000",
+        "userKey": u.id,
+    })
+}
+
+async fn list_asps(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    let Some(u) = w.find(&user) else {
+        return not_found("userKey");
+    };
+    let items: Vec<Value> = u.asps.iter().map(|a| asp_json(u, a)).collect();
+    let mut out = json!({"kind": "admin#directory#asps", "etag": "\"asps\""});
+    if !items.is_empty() {
+        out["items"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn get_asp(State(s): S, Path((user, code)): Path<(String, String)>) -> Response {
+    let Ok(code) = code.parse::<i64>() else {
+        return bad_request("Invalid value for codeId");
+    };
+    let w = s.world();
+    let Some(u) = w.find(&user) else {
+        return not_found("userKey");
+    };
+    match u.asps.iter().find(|a| a.code_id == code) {
+        Some(a) => Json(asp_json(u, a)).into_response(),
+        None => not_found("codeId"),
+    }
+}
+
+async fn delete_asp(State(s): S, Path((user, code)): Path<(String, String)>) -> Response {
+    let Ok(code) = code.parse::<i64>() else {
+        return bad_request("Invalid value for codeId");
+    };
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    let had = w
+        .users
+        .get(&id)
+        .is_some_and(|u| u.asps.iter().any(|a| a.code_id == code));
+    if !had {
+        return not_found("codeId");
+    }
+    w.edit(&id, |u| u.asps.retain(|a| a.code_id != code));
+    empty()
+}
+
+async fn invalidate_codes(State(s): S, Path(user): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    w.edit(&id, |u| u.backup_codes = 0);
+    empty()
+}
+
+async fn list_groups(State(s): S, RawQuery(raw): RawQuery) -> Response {
+    let q = query(&raw);
+    let w = s.world();
+    let ids: Vec<String> = match param(&q, "userKey") {
+        Some(key) => {
+            let member = user_id(&w, key).or_else(|| {
+                w.groups
+                    .values()
+                    .find(|g| g.id == key || g.email.eq_ignore_ascii_case(key))
+                    .map(|g| g.id.clone())
+            });
+            match member {
+                Some(m) => w.groups_of(&m),
+                None => return not_found("userKey"),
+            }
+        }
+        None => w.groups.keys().cloned().collect(),
+    };
+    let max = param(&q, "maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let offset = param(&q, "pageToken")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = ids
+        .iter()
+        .skip(offset)
+        .take(max)
+        .filter_map(|id| w.groups.get(id))
+        .map(|g| w.group_json(g))
+        .collect();
+    let mut out = json!({"kind": "admin#directory#groups", "etag": "\"groups\""});
+    if !page.is_empty() {
+        out["groups"] = json!(page);
+    }
+    if offset + max < ids.len() {
+        out["nextPageToken"] = json!((offset + max).to_string());
+    }
+    Json(out).into_response()
+}
+
+fn group_id(w: &World, key: &str) -> Option<String> {
+    w.groups
+        .values()
+        .find(|g| g.id == key || g.email.eq_ignore_ascii_case(key))
+        .map(|g| g.id.clone())
+}
+
+/// The member id a memberKey names: a user (email, alias, id) or a group (email, id)
+fn member_id(w: &World, key: &str) -> Option<String> {
+    user_id(w, key).or_else(|| group_id(w, key))
+}
+
+async fn get_member(State(s): S, Path((group, member)): Path<(String, String)>) -> Response {
+    let w = s.world();
+    let Some(gid) = group_id(&w, &group) else {
+        return not_found("groupKey");
+    };
+    let mid = member_id(&w, &member);
+    let found = w
+        .groups
+        .get(&gid)
+        .and_then(|g| g.members.iter().find(|m| Some(&m.id) == mid.as_ref()));
+    match found {
+        Some(m) => Json(json!({
+            "kind": "admin#directory#member",
+            "etag": format!("\"{}-{}\"", gid, m.id),
+            "id": m.id,
+            "email": m.email,
+            "role": m.role,
+            "type": m.kind,
+            "status": "ACTIVE",
+        }))
+        .into_response(),
+        None => not_found("memberKey"),
+    }
+}
+
+async fn delete_member(State(s): S, Path((group, member)): Path<(String, String)>) -> Response {
+    let mut w = s.world();
+    let Some(gid) = group_id(&w, &group) else {
+        return not_found("groupKey");
+    };
+    let Some(mid) = member_id(&w, &member) else {
+        return not_found("memberKey");
+    };
+    let Some(g) = w.groups.get_mut(&gid) else {
+        return not_found("groupKey");
+    };
+    if !g.members.iter().any(|m| m.id == mid) {
+        return not_found("memberKey");
+    }
+    g.members.retain(|m| m.id != mid);
+    empty()
+}
+
+async fn list_roles(State(s): S, Path(customer): Path<String>) -> Response {
+    let w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    let items: Vec<Value> = w
+        .roles
+        .values()
+        .map(|r| {
+            json!({
+                "kind": "admin#directory#role",
+                "etag": format!("\"{}\"", r.id),
+                "roleId": r.id,
+                "roleName": r.name,
+                "isSuperAdminRole": r.super_admin,
+                "isSystemRole": r.super_admin,
+                "rolePrivileges": [],
+            })
+        })
+        .collect();
+    Json(json!({"kind": "admin#directory#roles", "etag": "\"roles\"", "items": items}))
+        .into_response()
+}
+
+fn assignment_json(a: &super::RoleAssignment) -> Value {
+    json!({
+        "kind": "admin#directory#roleAssignment",
+        "etag": format!("\"{}\"", a.id),
+        "roleAssignmentId": a.id,
+        "roleId": a.role_id,
+        "assignedTo": a.assigned_to,
+        "assigneeType": "user",
+        "scopeType": "CUSTOMER",
+    })
+}
+
+async fn list_assignments(
+    State(s): S,
+    Path(customer): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    let who = match param(&q, "userKey") {
+        Some(key) => match user_id(&w, key) {
+            Some(id) => Some(id),
+            None => return not_found("userKey"),
+        },
+        None => None,
+    };
+    let items: Vec<Value> = w
+        .role_assignments
+        .values()
+        .filter(|a| who.as_ref().is_none_or(|id| &a.assigned_to == id))
+        .map(assignment_json)
+        .collect();
+    let mut out = json!({"kind": "admin#directory#roleAssignments", "etag": "\"ra\""});
+    if !items.is_empty() {
+        out["items"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn get_assignment(State(s): S, Path((customer, id)): Path<(String, String)>) -> Response {
+    let w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    match w.role_assignments.get(&id) {
+        Some(a) => Json(assignment_json(a)).into_response(),
+        None => not_found("roleAssignmentId"),
+    }
+}
+
+async fn delete_assignment(State(s): S, Path((customer, id)): Path<(String, String)>) -> Response {
+    let mut w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    match w.role_assignments.remove(&id) {
+        Some(_) => empty(),
+        None => not_found("roleAssignmentId"),
+    }
+}
+
+async fn list_transfers(State(s): S, RawQuery(raw): RawQuery) -> Response {
+    let q = query(&raw);
+    let w = s.world();
+    let items: Vec<Value> = w
+        .transfers
+        .values()
+        .filter(|t| param(&q, "oldOwnerUserId").is_none_or(|o| t.old_owner == o))
+        .filter(|t| param(&q, "newOwnerUserId").is_none_or(|n| t.new_owner == n))
+        .filter(|t| param(&q, "status").is_none_or(|st| t.status == st))
+        .map(|t| w.transfer_json(t))
+        .collect();
+    let mut out = json!({"kind": "admin#datatransfer#dataTransfersList", "etag": "\"transfers\""});
+    if !items.is_empty() {
+        out["dataTransfers"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn insert_transfer(State(s): S, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let mut w = s.world();
+    let old = b["oldOwnerUserId"].as_str().unwrap_or("").to_owned();
+    let new = b["newOwnerUserId"].as_str().unwrap_or("").to_owned();
+    if !w.users.contains_key(&old) || !w.users.contains_key(&new) || old == new {
+        return bad_request("Invalid oldOwnerUserId or newOwnerUserId");
+    }
+    let apps = b["applicationDataTransfers"].clone();
+    if apps.as_array().is_none_or(|a| a.is_empty()) {
+        return bad_request("applicationDataTransfers is required");
+    }
+    let id = w.start_transfer(&old, &new, apps);
+    let t = w.transfers.get(&id).cloned();
+    match t {
+        Some(t) => Json(w.transfer_json(&t)).into_response(),
+        None => not_found("dataTransferId"),
+    }
+}
+
+async fn get_transfer(State(s): S, Path(id): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(t) = w.transfers.get_mut(&id) else {
+        return not_found("dataTransferId");
+    };
+    if t.status == "inProgress" {
+        t.polls_left = t.polls_left.saturating_sub(1);
+        if t.polls_left == 0 {
+            w.complete_transfer(&id);
+        }
+    }
+    let t = w.transfers.get(&id).cloned();
+    match t {
+        Some(t) => Json(w.transfer_json(&t)).into_response(),
+        None => not_found("dataTransferId"),
+    }
+}
+
+/// The mailbox's user (authorize() already checked the token's subject owns it)
+fn mailbox(w: &World, user: &str) -> Option<String> {
+    let user = decode(user);
+    w.find(&user).map(|u| u.id.clone())
+}
+
+async fn get_vacation(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    match mailbox(&w, &user).and_then(|id| w.users.get(&id)) {
+        Some(u) => Json(u.vacation.clone()).into_response(),
+        None => not_found("userId"),
+    }
+}
+
+async fn put_vacation(State(s): S, Path(user): Path<String>, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let mut w = s.world();
+    let Some(id) = mailbox(&w, &user) else {
+        return not_found("userId");
+    };
+    w.edit(&id, |u| u.vacation = b.clone());
+    Json(b).into_response()
+}
+
+async fn get_forwarding(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    match mailbox(&w, &user).and_then(|id| w.users.get(&id)) {
+        Some(u) => Json(u.auto_forwarding.clone()).into_response(),
+        None => not_found("userId"),
+    }
+}
+
+async fn put_forwarding(State(s): S, Path(user): Path<String>, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let mut w = s.world();
+    let Some(id) = mailbox(&w, &user) else {
+        return not_found("userId");
+    };
+    if b["enabled"] == true {
+        let to = b["emailAddress"]
+            .as_str()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let accepted = w
+            .users
+            .get(&id)
+            .and_then(|u| u.forwarding_addresses.get(&to))
+            .is_some_and(|st| st == "accepted");
+        if !accepted {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "failedPrecondition",
+                "Unverified forwarding address",
+            );
+        }
+    }
+    w.edit(&id, |u| u.auto_forwarding = b.clone());
+    Json(b).into_response()
+}
+
+async fn list_forwarding_addresses(State(s): S, Path(user): Path<String>) -> Response {
+    let w = s.world();
+    let Some(u) = mailbox(&w, &user).and_then(|id| w.users.get(&id)) else {
+        return not_found("userId");
+    };
+    let items: Vec<Value> = u
+        .forwarding_addresses
+        .iter()
+        .map(|(a, st)| json!({"forwardingEmail": a, "verificationStatus": st}))
+        .collect();
+    let mut out = json!({});
+    if !items.is_empty() {
+        out["forwardingAddresses"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn add_forwarding_address(State(s): S, Path(user): Path<String>, body: Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let to = b["forwardingEmail"]
+        .as_str()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !to.contains('@') {
+        return bad_request("Invalid forwardingEmail");
+    }
+    let mut w = s.world();
+    let Some(id) = mailbox(&w, &user) else {
+        return not_found("userId");
+    };
+    if w.users
+        .get(&id)
+        .is_some_and(|u| u.forwarding_addresses.contains_key(&to))
+    {
+        return google_error(
+            StatusCode::CONFLICT,
+            "alreadyExists",
+            "Forwarding address already exists",
+        );
+    }
+    // An address in the domain is accepted at once with domain-wide delegation; another one
+    // waits for its owner to confirm.
+    let internal = to.ends_with(&format!("@{}", w.domain));
+    let status = if internal { "accepted" } else { "pending" };
+    w.edit(&id, |u| {
+        u.forwarding_addresses.insert(to.clone(), status.to_owned());
+    });
+    Json(json!({"forwardingEmail": to, "verificationStatus": status})).into_response()
+}
+
+fn licence_json(product: &str, sku: &str, email: &str) -> Value {
+    json!({
+        "kind": "licensing#licenseAssignment",
+        "etags": format!("\"{product}-{sku}-{email}\""),
+        "productId": product,
+        "skuId": sku,
+        "userId": email,
+        "selfLink": format!("https://licensing.googleapis.com/apps/licensing/v1/product/{product}/sku/{sku}/user/{email}"),
+        "productName": "Google Workspace",
+        "skuName": sku,
+    })
+}
+
+async fn get_licence(
+    State(s): S,
+    Path((product, sku, user)): Path<(String, String, String)>,
+) -> Response {
+    let w = s.world();
+    let Some(u) = w.find(&user) else {
+        return not_found("userId");
+    };
+    if u.licences.contains(&(product.clone(), sku.clone())) {
+        Json(licence_json(&product, &sku, &u.primary_email)).into_response()
+    } else {
+        google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            "User does not have a license for specified sku and product",
+        )
+    }
+}
+
+async fn delete_licence(
+    State(s): S,
+    Path((product, sku, user)): Path<(String, String, String)>,
+) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userId");
+    };
+    let key = (product, sku);
+    if !w.users.get(&id).is_some_and(|u| u.licences.contains(&key)) {
+        return google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            "User does not have a license for specified sku and product",
+        );
+    }
+    w.edit(&id, |u| {
+        u.licences.remove(&key);
+    });
+    empty()
+}

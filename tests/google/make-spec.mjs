@@ -1,0 +1,215 @@
+// Writes one Swagger 2.0 description of the Google APIs the Google Workspace connector calls
+// (Admin SDK Directory, Data Transfer, Gmail settings, Licensing), made from Google's own discovery
+// documents, and prints its path.
+//
+// The discovery documents are the ones google-api-python-client ships
+// (googleapiclient/discovery_cache/documents, 2.202.0 in tests/python/.venv); npm
+// google-discovery-to-swagger converts each to Swagger 2.0. Then, and only then:
+// - the four descriptions are merged (their paths do not overlap: /admin/directory/v1,
+//   /admin/datatransfer/v1, /gmail/v1, /apps/licensing/v1) and trimmed to the operations below,
+//   with every definition they reference, transitively;
+// - top-level consumes/produces application/json are added: the converter omits them and Prism
+//   then answers 415 to every body;
+// - discovery documents declare no status codes (the converter writes 200 everywhere). What
+//   Google's reference says is added, and only that: the calls whose reference says "If
+//   successful, the response body is empty" (deletes, signOut, verificationCodes.invalidate)
+//   also declare 204, and every operation declares 404 with Google's error body (Google's
+//   "Resource Not Found" answers; https://developers.google.com/workspace/admin/directory/v1/limits
+//   and .../reference-overview for the error format), and 403 with the same body (rate limits
+//   and quota: userRateLimitExceeded, quotaExceeded, rateLimitExceeded).
+//
+// The result is cached in .cache/ under a name derived from this script and the documents.
+
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** The operations the connector (and the stand-in) use: path -> methods */
+export const OPERATIONS = {
+  "/admin/directory/v1/users": ["get"],
+  "/admin/directory/v1/users/{userKey}": ["get", "put", "delete"],
+  "/admin/directory/v1/users/{userKey}/signOut": ["post"],
+  "/admin/directory/v1/users/{userKey}/tokens": ["get"],
+  "/admin/directory/v1/users/{userKey}/tokens/{clientId}": ["get", "delete"],
+  "/admin/directory/v1/users/{userKey}/asps": ["get"],
+  "/admin/directory/v1/users/{userKey}/asps/{codeId}": ["get", "delete"],
+  "/admin/directory/v1/users/{userKey}/verificationCodes/invalidate": ["post"],
+  "/admin/directory/v1/groups": ["get"],
+  "/admin/directory/v1/groups/{groupKey}/members/{memberKey}": ["get", "delete"],
+  "/admin/directory/v1/customer/{customer}/roles": ["get"],
+  "/admin/directory/v1/customer/{customer}/roleassignments": ["get"],
+  "/admin/directory/v1/customer/{customer}/roleassignments/{roleAssignmentId}": ["get", "delete"],
+  "/admin/datatransfer/v1/transfers": ["get", "post"],
+  "/admin/datatransfer/v1/transfers/{dataTransferId}": ["get"],
+  "/gmail/v1/users/{userId}/settings/vacation": ["get", "put"],
+  "/gmail/v1/users/{userId}/settings/autoForwarding": ["get", "put"],
+  "/gmail/v1/users/{userId}/settings/forwardingAddresses": ["get", "post"],
+  "/apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}": ["get", "delete"],
+};
+
+/** Operations whose reference says the response body is empty on success (204) */
+const EMPTY = new Set([
+  "delete /admin/directory/v1/users/{userKey}",
+  "post /admin/directory/v1/users/{userKey}/signOut",
+  "delete /admin/directory/v1/users/{userKey}/tokens/{clientId}",
+  "delete /admin/directory/v1/users/{userKey}/asps/{codeId}",
+  "post /admin/directory/v1/users/{userKey}/verificationCodes/invalidate",
+  "delete /admin/directory/v1/groups/{groupKey}/members/{memberKey}",
+  "delete /admin/directory/v1/customer/{customer}/roleassignments/{roleAssignmentId}",
+  "delete /apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}",
+]);
+
+const DOCS = ["admin.directory_v1", "admin.datatransfer_v1", "gmail.v1", "licensing.v1"];
+
+function documentsDir() {
+  const lib = path.join(here, "..", "python", ".venv", "lib");
+  if (fs.existsSync(lib)) {
+    for (const py of fs.readdirSync(lib)) {
+      const d = path.join(lib, py, "site-packages", "googleapiclient", "discovery_cache", "documents");
+      if (fs.existsSync(d)) return d;
+    }
+  }
+  console.error(`googleapiclient not found under ${lib}: run scripts/test or tests/python/.venv/bin/pip install google-api-python-client==2.202.0`);
+  process.exit(2);
+}
+
+const docsDir = documentsDir();
+const texts = DOCS.map((d) => fs.readFileSync(path.join(docsDir, `${d}.json`), "utf8"));
+const key = createHash("sha256")
+  .update(JSON.stringify({ OPERATIONS, texts, script: fs.readFileSync(fileURLToPath(import.meta.url), "utf8") }))
+  .digest("hex")
+  .slice(0, 16);
+const cacheDir = path.join(here, ".cache");
+const out = path.join(cacheDir, `google-trimmed-${key}.json`);
+if (fs.existsSync(out)) {
+  console.log(out);
+  process.exit(0);
+}
+
+const convert = require("google-discovery-to-swagger").convert;
+const converted = texts.map((t) => convert(JSON.parse(t)));
+const definitions = {};
+const parameters = {};
+const paths = {};
+for (const c of converted) {
+  Object.assign(definitions, c.definitions ?? {});
+  Object.assign(parameters, c.parameters ?? {});
+  for (const [p, ops] of Object.entries(c.paths)) {
+    if (!(p in OPERATIONS)) continue;
+    paths[p] = { ...(paths[p] ?? {}) };
+    for (const [m, op] of Object.entries(ops)) {
+      if (m === "parameters") paths[p][m] = op;
+      else if (OPERATIONS[p].includes(m)) paths[p][m] = op;
+    }
+  }
+}
+for (const [p, methods] of Object.entries(OPERATIONS)) {
+  for (const m of methods) {
+    if (!paths[p]?.[m]) {
+      console.error(`${m} ${p} is not in Google's discovery documents`);
+      process.exit(2);
+    }
+  }
+}
+
+// Google's JSON error body (https://cloud.google.com/apis/design/errors, the v1 format the
+// Admin SDK and Gmail answer: {"error": {"code", "message", "errors": [{"domain", "reason",
+// "message"}], "status"}}).
+definitions.GoogleError = {
+  type: "object",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["code", "message"],
+      properties: {
+        code: { type: "integer" },
+        message: { type: "string" },
+        status: { type: "string" },
+        errors: {
+          type: "array",
+          items: {
+            type: "object",
+            properties: {
+              domain: { type: "string" },
+              reason: { type: "string" },
+              message: { type: "string" },
+              locationType: { type: "string" },
+              location: { type: "string" },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+const errorResponse = (d) => ({ description: d, schema: { $ref: "#/definitions/GoogleError" } });
+for (const [p, ops] of Object.entries(paths)) {
+  for (const [m, op] of Object.entries(ops)) {
+    if (m === "parameters") continue;
+    op.responses = { ...op.responses };
+    if (EMPTY.has(`${m} ${p}`)) op.responses["204"] = { description: "If successful, the response body is empty" };
+    op.responses["400"] = errorResponse("Invalid input, or Gmail's failedPrecondition for a suspended user");
+    op.responses["403"] = errorResponse("Not authorized, or a rate limit: userRateLimitExceeded, rateLimitExceeded, quotaExceeded");
+    op.responses["404"] = errorResponse("Resource Not Found");
+    op.responses["409"] = errorResponse("Entity already exists (a transfer or a member)");
+    op.responses["412"] = errorResponse("Precondition failed");
+    op.responses["503"] = errorResponse("Backend error");
+  }
+}
+
+// Keep only the definitions reachable from the kept operations.
+const kept = {};
+const visit = (v) => {
+  if (Array.isArray(v)) return v.forEach(visit);
+  if (v && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      if (k === "$ref" && typeof x === "string" && x.startsWith("#/definitions/")) {
+        const name = x.slice("#/definitions/".length);
+        if (!(name in kept)) {
+          kept[name] = definitions[name];
+          visit(definitions[name]);
+        }
+      } else visit(x);
+    }
+  }
+};
+visit(paths);
+const keptParams = {};
+const visitParams = (v) => {
+  if (Array.isArray(v)) return v.forEach(visitParams);
+  if (v && typeof v === "object") {
+    for (const [k, x] of Object.entries(v)) {
+      if (k === "$ref" && typeof x === "string" && x.startsWith("#/parameters/")) {
+        const name = x.slice("#/parameters/".length);
+        keptParams[name] = parameters[name];
+      } else visitParams(x);
+    }
+  }
+};
+visitParams(paths);
+
+const first = converted[0];
+const spec = {
+  swagger: "2.0",
+  info: { title: "Google Workspace APIs used by revoked (trimmed)", version: "v1" },
+  host: "admin.googleapis.com",
+  basePath: "/",
+  schemes: ["https"],
+  consumes: ["application/json"],
+  produces: ["application/json"],
+  securityDefinitions: first.securityDefinitions,
+  parameters: keptParams,
+  definitions: kept,
+  paths,
+};
+fs.mkdirSync(cacheDir, { recursive: true });
+const tmp = `${out}.${process.pid}.tmp`;
+fs.writeFileSync(tmp, JSON.stringify(spec, null, 1));
+fs.renameSync(tmp, out);
+console.log(out);
