@@ -555,6 +555,7 @@ async fn submit_job(
         username: req.username.clone(),
         effective_at: req.effective_at.unwrap_or_else(|| now.fixed_offset()),
         reason: req.reason.clone(),
+        department: None,
         involuntary: req.involuntary,
         high_risk: state
             .risk

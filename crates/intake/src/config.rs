@@ -73,6 +73,7 @@ pub(crate) struct BambooFields {
     pub termination_date: Vec<String>,
     pub termination_reason: Vec<String>,
     pub termination_type: Vec<String>,
+    pub department: Vec<String>,
 }
 
 /// JSON Pointers of a generic source.
@@ -86,6 +87,7 @@ pub(crate) struct GenericSpec {
     pub reason: Option<String>,
     pub involuntary: Option<String>,
     pub high_risk: Option<String>,
+    pub department: Option<String>,
     /// Where the event kind is (config key `event_kind`; `kind` is the source's own kind).
     pub event_kind: Option<String>,
     pub termination_values: Vec<String>,
@@ -569,6 +571,7 @@ impl Checker<'_> {
                 "terminationReasonId",
             ]),
             termination_type: own(&["Termination Type", "terminationType", "terminationTypeId"]),
+            department: own(&["Department", "department"]),
         };
         let Some(v) = p.get("fields") else {
             return f;
@@ -583,7 +586,7 @@ impl Checker<'_> {
             );
             return f;
         };
-        const ROLES: [&str; 8] = [
+        const ROLES: [&str; 9] = [
             "employee_id",
             "email",
             "username",
@@ -592,6 +595,7 @@ impl Checker<'_> {
             "termination_date",
             "termination_reason",
             "termination_type",
+            "department",
         ];
         for (role, name) in map {
             let Some(name) = name.as_str().map(str::trim).filter(|s| !s.is_empty()) else {
@@ -611,6 +615,7 @@ impl Checker<'_> {
                 "termination_date" => f.termination_date = vec![name],
                 "termination_reason" => f.termination_reason = vec![name],
                 "termination_type" => f.termination_type = vec![name],
+                "department" => f.department = vec![name],
                 other => self.issue(
                     &format!("fields.{other}"),
                     format!(
@@ -658,6 +663,7 @@ impl Checker<'_> {
             reason: self.pointer(p, "reason"),
             involuntary: self.pointer(p, "involuntary"),
             high_risk: self.pointer(p, "high_risk"),
+            department: self.pointer(p, "department"),
             event_kind: self.pointer(p, "event_kind"),
             ..GenericSpec::default()
         };

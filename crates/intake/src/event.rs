@@ -44,6 +44,9 @@ pub struct NormalizedEvent {
     pub effective_at: DateTime<FixedOffset>,
     /// The termination reason, as sent; risk rules match on it.
     pub reason: Option<String>,
+    /// The person's department, when the source carries one (batch views count jobs by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
     /// The employer ended the employment; high risk by default.
     pub involuntary: bool,
     /// Explicit in the payload, or derived by [`RiskRules`].

@@ -13,12 +13,13 @@ use crate::norm::{build_event, exact_numbers, parse_bool, Draft};
 use crate::time::{from_unix, parse_effective, EFFECTIVE_EXPECTED};
 
 /// The columns (CSV) or keys (JSONL) an import line may have.
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "employee_id",
     "email",
     "username",
     "effective_at",
     "reason",
+    "department",
     "involuntary",
     "high_risk",
     "event_id",
@@ -117,6 +118,7 @@ impl Ctx<'_> {
             }
         }
         d.reason = self.string(line, "reason", get("reason").as_ref())?;
+        d.department = self.string(line, "department", get("department").as_ref())?;
         d.involuntary = self
             .boolean(line, "involuntary", get("involuntary").as_ref())?
             .unwrap_or(false);
@@ -173,8 +175,8 @@ impl Ctx<'_> {
 
 /// Reads a CSV (header line of column names) or JSONL (one JSON object a line) file of
 /// terminations. Columns: employee_id, email, username, effective_at (RFC 3339, or a date
-/// read in `tz` that ends at the next day's 00:00), reason, involuntary, high_risk and
-/// event_id (default: the hex SHA-256 of the line). A missing effective_at means `now`. The
+/// read in `tz` that ends at the next day's 00:00), reason, department, involuntary, high_risk
+/// and event_id (default: the hex SHA-256 of the line). A missing effective_at means `now`. The
 /// first bad line stops the import; the error names its line and field.
 pub fn parse_import(
     file_name: &str,

@@ -22,6 +22,7 @@ pub(crate) struct Draft {
     /// `None`: effective now.
     pub effective_at: Option<DateTime<FixedOffset>>,
     pub reason: Option<String>,
+    pub department: Option<String>,
     pub involuntary: bool,
     pub high_risk: Option<bool>,
     pub reply: Option<Value>,
@@ -37,6 +38,7 @@ impl Draft {
             username: None,
             effective_at: None,
             reason: None,
+            department: None,
             involuntary: false,
             high_risk: None,
             reply: None,
@@ -48,6 +50,26 @@ impl Draft {
 /// never interprets identifiers (`*)(uid=*` stays `*)(uid=*`).
 pub(crate) fn clean(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Longest department kept, in characters; a longer one is cut there.
+pub(crate) const MAX_DEPARTMENT_CHARS: usize = 128;
+
+/// A department as batch views show it: trimmed, control characters (a terminal escape in
+/// `revokectl batches`) dropped, at most [`MAX_DEPARTMENT_CHARS`]; empty is none. It is a label
+/// for counting, never an identifier, so it is cleaned rather than refused.
+pub(crate) fn department(v: Option<String>) -> Option<String> {
+    let v = v?;
+    let kept: String = v
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(MAX_DEPARTMENT_CHARS)
+        .collect();
+    let kept = kept.trim_end().to_string();
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// Applies the checks every source shares and derives high risk.
@@ -109,6 +131,7 @@ pub(crate) fn build_event(
         username,
         effective_at: d.effective_at.unwrap_or_else(|| now.fixed_offset()),
         reason,
+        department: department(d.department),
         involuntary: d.involuntary,
         high_risk,
         received_at: now,

@@ -76,6 +76,41 @@ fn jsonl_file() {
 }
 
 #[test]
+fn department_column() {
+    let csv = "employee_id,department\nE-1, Finance \nE-2,\n";
+    let events = parse_import(
+        "d.csv",
+        csv.as_bytes(),
+        berlin(),
+        &RiskRules::default(),
+        now(),
+    )
+    .expect("imports");
+    assert_eq!(events[0].department.as_deref(), Some("Finance"));
+    assert_eq!(events[1].department, None);
+    let jsonl = "{\"email\": \"a@example.com\", \"department\": \"Sales\"}\n";
+    let events = parse_import(
+        "d.jsonl",
+        jsonl.as_bytes(),
+        berlin(),
+        &RiskRules::default(),
+        now(),
+    )
+    .expect("imports");
+    assert_eq!(events[0].department.as_deref(), Some("Sales"));
+    let bad = "{\"email\": \"a@example.com\", \"department\": {\"name\": \"Sales\"}}\n";
+    let e = parse_import(
+        "d.jsonl",
+        bad.as_bytes(),
+        berlin(),
+        &RiskRules::default(),
+        now(),
+    )
+    .expect_err("a table is not a department");
+    assert!(e.to_string().contains("department"), "{e}");
+}
+
+#[test]
 fn errors_name_the_line_and_field() {
     let csv = "employee_id,effective_at\nE-1,2024-01-31\nE-2,31.01.2024\n";
     let err = parse_import(

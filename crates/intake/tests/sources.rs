@@ -1421,3 +1421,184 @@ fn sources_can_be_shared_between_tasks() {
     assert_send_sync::<revoke_intake::Intake>();
     assert_send_sync::<IntakeError>();
 }
+
+/// The department each source carries lands in the event (and so in the job's stored event,
+/// which batch views count by); a source or payload without one gives none.
+mod department {
+    use super::*;
+    use revoke_intake::standard_webhooks_sign;
+
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const KEY: &str = "bamboo-private-key-7f3a";
+    const TOKEN: &str = "dept-token-77";
+
+    fn standard(body: &[u8]) -> revoke_intake::NormalizedEvent {
+        let ts = now().timestamp();
+        let sig = standard_webhooks_sign(WHSEC, "msg_dept", ts, body).expect("signs");
+        let h = headers(&[
+            ("webhook-id", "msg_dept"),
+            ("webhook-timestamp", &ts.to_string()),
+            ("webhook-signature", &sig),
+        ]);
+        one(post(
+            &source("standard_webhooks", json!({ "secret": WHSEC })),
+            &h,
+            body,
+        ))
+    }
+
+    fn bamboo(params: serde_json::Value, body: &[u8]) -> Result<Intake, IntakeError> {
+        let ts = now().timestamp().to_string();
+        let sig = hex::encode(hmac256(KEY.as_bytes(), &[body, ts.as_bytes()]));
+        let h = headers(&[
+            ("X-BambooHR-Signature", &sig),
+            ("X-BambooHR-Timestamp", &ts),
+        ]);
+        post(&source("bamboohr", params), &h, body)
+    }
+
+    fn bearer() -> http::HeaderMap {
+        headers(&[("Authorization", &format!("Bearer {TOKEN}"))])
+    }
+
+    #[test]
+    fn standard_webhooks_data_department_is_stored_under_department() {
+        let e = standard(&sample("standard_webhooks_terminated.json"));
+        assert_eq!(e.department.as_deref(), Some("Sales"));
+        // The key the store's batch views read from the recorded event.
+        let stored = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(stored["department"], "Sales");
+        let none = standard(&sample("standard_webhooks_cancelled.json"));
+        assert_eq!(none.department, None);
+        assert!(serde_json::to_value(&none).expect("serializes")["department"].is_null());
+        // A label, not an identifier: trimmed, control characters dropped, bounded; blank is none.
+        let body = br#"{"type":"employee.terminated","data":{"employee_id":"E1","department":"  Sales\u001b[31m  "}}"#;
+        assert_eq!(standard(body).department.as_deref(), Some("Sales[31m"));
+        let long = "D".repeat(300);
+        let body =
+            json!({"type":"employee.terminated","data":{"employee_id":"E1","department":long}})
+                .to_string();
+        assert_eq!(
+            standard(body.as_bytes())
+                .department
+                .map(|d| d.chars().count()),
+            Some(128)
+        );
+        let body =
+            br#"{"type":"employee.terminated","data":{"employee_id":"E1","department":"  "}}"#;
+        assert_eq!(standard(body).department, None);
+        let body = br#"{"type":"employee.terminated","data":{"employee_id":"E1","department":7}}"#;
+        assert_eq!(standard(body).department.as_deref(), Some("7"));
+        let body =
+            br#"{"type":"employee.terminated","data":{"employee_id":"E1","department":["x"]}}"#;
+        let ts = now().timestamp();
+        let sig = standard_webhooks_sign(WHSEC, "m", ts, body).expect("signs");
+        let h = headers(&[
+            ("webhook-id", "m"),
+            ("webhook-timestamp", &ts.to_string()),
+            ("webhook-signature", &sig),
+        ]);
+        let m = malformed(post(
+            &source("standard_webhooks", json!({ "secret": WHSEC })),
+            &h,
+            body,
+        ));
+        assert!(m.contains("data.department"), "{m}");
+    }
+
+    #[test]
+    fn bamboohr_department_field_by_default_or_as_configured() {
+        let body = sample("bamboohr_field_based.json");
+        let e = one(bamboo(json!({ "secret": KEY }), &body));
+        assert_eq!(e.department.as_deref(), Some("Finance"));
+        // BambooHR may post {"value": ...} and camelCase aliases.
+        let body = br#"{"employees":[{"action":"Updated","changedFields":["Status"],"fields":{"Status":"Inactive","department":{"value":"IT"}},"id":"9","timestamp":"2024-03-15T10:00:00+0000"}]}"#;
+        let e = one(bamboo(json!({ "secret": KEY }), body));
+        assert_eq!(e.department.as_deref(), Some("IT"));
+        // A renamed field, configured.
+        let body = br#"{"employees":[{"action":"Updated","changedFields":["Status"],"fields":{"Status":"Inactive","Department":"Ignored","Cost Center":"CC-17"},"id":"9","timestamp":"2024-03-15T10:00:00+0000"}]}"#;
+        let e = one(bamboo(
+            json!({ "secret": KEY, "fields": { "department": "Cost Center" } }),
+            body,
+        ));
+        assert_eq!(e.department.as_deref(), Some("CC-17"));
+        // Not posted: none.
+        let body = sample("bamboohr_batch.json");
+        match bamboo(json!({ "secret": KEY }), &body) {
+            Ok(Intake::Events(v)) => assert!(v.iter().all(|e| e.department.is_none()), "{v:?}"),
+            other => panic!("expected events, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scim_enterprise_department_from_put_and_from_an_entra_patch() {
+        let src = source("scim", json!({ "secret": TOKEN }));
+        let e = one(call(
+            &src,
+            "PUT",
+            "/scim/v2/Users/jdoe",
+            &bearer(),
+            &sample("scim_put_user.json"),
+        ));
+        assert_eq!(e.department.as_deref(), Some("Tour Operations"));
+        let e = one(call(
+            &src,
+            "PATCH",
+            "/scim/v2/Users/jdoe",
+            &bearer(),
+            &sample("scim_patch_entra_department.json"),
+        ));
+        assert_eq!(e.department.as_deref(), Some("Customer Success"));
+        let e = one(call(
+            &src,
+            "PATCH",
+            "/scim/v2/Users/jdoe",
+            &bearer(),
+            &sample("scim_patch_entra.json"),
+        ));
+        assert_eq!(e.department, None);
+    }
+
+    #[test]
+    fn generic_department_pointer() {
+        let params = json!({
+            "token_sha256": hex_sha256(TOKEN.as_bytes()),
+            "employee_id": "/person/worker_id",
+            "department": "/person/org/department"
+        });
+        let body = sample("generic_offboarding.json");
+        let e = one(post(&source("generic", params.clone()), &bearer(), &body));
+        assert_eq!(e.department.as_deref(), Some("Field Service"));
+        // No pointer: none, whatever the payload holds.
+        let mut without = params.clone();
+        without.as_object_mut().expect("table").remove("department");
+        let e = one(post(&source("generic", without), &bearer(), &body));
+        assert_eq!(e.department, None);
+        // The pointer finds nothing: none; finds a table: 400 naming the pointer.
+        let e = one(post(
+            &source("generic", params.clone()),
+            &bearer(),
+            br#"{"person":{"worker_id":"W-1"}}"#,
+        ));
+        assert_eq!(e.department, None);
+        let m = malformed(post(
+            &source("generic", params),
+            &bearer(),
+            br#"{"person":{"worker_id":"W-1","org":{"department":{"name":"x"}}}}"#,
+        ));
+        assert!(m.contains("/person/org/department"), "{m}");
+    }
+
+    #[test]
+    fn sources_whose_payloads_carry_no_department_give_none() {
+        // HiBob v2, Gusto, Personio and Okta send ids and metadata only.
+        let body = sample("hibob_employee_left.json");
+        let sig = b64(&hmac512(KEY.as_bytes(), &[&body]));
+        let e = one(post(
+            &source("hibob", json!({ "secret": KEY })),
+            &headers(&[("Bob-Signature", &sig)]),
+            &body,
+        ));
+        assert_eq!(e.department, None);
+    }
+}

@@ -164,6 +164,29 @@ fn generic_pointers() {
         json!({ "secret": "t", "email": "/e", "termination_values": ["x"] }),
     );
     assert_eq!(path, "intake.src.event_kind");
+    // The department pointer is checked like every other pointer.
+    let (path, message) = one_issue(
+        "generic",
+        json!({ "secret": "t", "email": "/e", "department": "org.department" }),
+    );
+    assert_eq!(path, "intake.src.department");
+    assert!(message.ends_with("found \"org.department\""), "{message}");
+    let (path, _) = one_issue(
+        "generic",
+        json!({ "secret": "t", "email": "/e", "department": 3 }),
+    );
+    assert_eq!(path, "intake.src.department");
+    assert!(issues(
+        "generic",
+        json!({ "secret": "t", "email": "/e", "department": "/org/dept" })
+    )
+    .is_empty());
+    // BambooHR: department is a field role.
+    assert!(issues(
+        "bamboohr",
+        json!({ "secret": "k", "fields": { "department": "Division" } })
+    )
+    .is_empty());
 }
 
 #[test]

@@ -203,6 +203,7 @@ pub(crate) fn handle(
         d.username = field_value(fields, &f.username, &label)?.map(|v| v.1);
         d.effective_at = effective_at;
         d.reason = field_value(fields, &f.termination_reason, &label)?.map(|v| v.1);
+        d.department = field_value(fields, &f.department, &label)?.map(|v| v.1);
         d.involuntary = field_value(fields, &f.termination_type, &label)?
             .is_some_and(|t| t.1.to_lowercase().contains("involuntary"));
         // A batch may carry the same employee's change again with others: each event is

@@ -75,6 +75,7 @@ pub(crate) fn handle(
     d.username = opt_string(at(&json, &g.username), &label(&g.username))?;
     d.effective_at = opt_time(at(&json, &g.effective_at), &label(&g.effective_at), src)?;
     d.reason = opt_string(at(&json, &g.reason), &label(&g.reason))?;
+    d.department = opt_string(at(&json, &g.department), &label(&g.department))?;
     d.involuntary = opt_bool(at(&json, &g.involuntary), &label(&g.involuntary))?.unwrap_or(false);
     d.high_risk = opt_bool(at(&json, &g.high_risk), &label(&g.high_risk))?;
     Ok(Intake::Event(finish(src, req, &body_sha, d)?))

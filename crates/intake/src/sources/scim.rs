@@ -119,6 +119,7 @@ struct Attrs {
     email: Option<String>,
     external_id: Option<String>,
     employee_number: Option<String>,
+    department: Option<String>,
 }
 
 impl Attrs {
@@ -135,9 +136,15 @@ impl Attrs {
                         self.employee_number =
                             opt_string(Some(n), &format!("{field}.employeeNumber"))?;
                     }
+                    if let Some(n) = v.get("department") {
+                        self.department = opt_string(Some(n), &format!("{field}.department"))?;
+                    }
                 }
                 other if other.ends_with(":employeenumber") => {
                     self.employee_number = opt_string(Some(v), &field)?;
+                }
+                other if other.eq_ignore_ascii_case(&format!("{ENTERPRISE}:department")) => {
+                    self.department = opt_string(Some(v), &field)?;
                 }
                 _ => {}
             }
@@ -292,6 +299,7 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>, id_is: IdIs) -> Result<In
             let body_sha = sha256_hex(req.body);
             let mut d = Draft::new(EventKind::Termination, event_id);
             let body_employee = attrs.employee_number.clone().or(attrs.external_id.clone());
+            d.department = attrs.department.clone();
             match id_is {
                 IdIs::Username => {
                     d.username = Some(id.clone());

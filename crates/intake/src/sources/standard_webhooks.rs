@@ -111,6 +111,7 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeE
     d.username = opt_string(data.get("username"), "data.username")?;
     d.effective_at = opt_time(data.get("effective_at"), "data.effective_at", src)?;
     d.reason = opt_string(data.get("reason"), "data.reason")?;
+    d.department = opt_string(data.get("department"), "data.department")?;
     d.involuntary = opt_bool(data.get("involuntary"), "data.involuntary")?.unwrap_or(false);
     d.high_risk = opt_bool(data.get("high_risk"), "data.high_risk")?;
     Ok(Intake::Event(finish(src, req, &body_sha, d)?))
