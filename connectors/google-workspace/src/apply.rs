@@ -9,8 +9,9 @@
 //! Each removal reads its target first (the grant, the app password, the membership, the role
 //! assignment, the licence), so an effect that already holds is `AlreadyDone` without a write;
 //! a 404 on the write itself (a race) is `AlreadyDone` too. Google cannot show sessions or
-//! backup codes, so `sign_out` and `invalidate_backup_codes` record `done` in their journal once
-//! Google confirmed them, and a later attempt that finds it sends nothing.
+//! backup codes, and Gmail cannot be read once the user is suspended, so `sign_out`,
+//! `invalidate_backup_codes`, the Gmail settings and the transfer record `done` in their journal
+//! once Google confirmed them, and a later attempt that finds it sends nothing.
 //!
 //! The Drive transfer is neither idempotent nor synchronous: an attempt takes the transfer id
 //! from its journal, else adopts a Drive transfer of the same owners that exists already (one
@@ -111,8 +112,10 @@ pub async fn apply(
     debug!(connector = %ctx.instance, action_id = %action.id, key = %key, kind = %action.kind, "google workspace apply");
     let (pin, user_id) = pinned(action)?;
     let kind = action.kind.0.as_str();
-    if matches!(kind, SIGN_OUT | INVALIDATE_BACKUP_CODES)
-        && journal.latest(CONFIRMED).await?.is_some()
+    if matches!(
+        kind,
+        SIGN_OUT | INVALIDATE_BACKUP_CODES | SET_AUTO_REPLY | SET_FORWARDING | TRANSFER_DRIVE
+    ) && journal.latest(CONFIRMED).await?.is_some()
     {
         return Ok(Outcome::AlreadyDone);
     }
@@ -140,8 +143,17 @@ pub async fn apply(
         };
     };
     match kind {
-        SET_AUTO_REPLY => auto_reply(ctx, action, &user).await,
-        SET_FORWARDING => forwarding(ctx, action, &user).await,
+        SET_AUTO_REPLY | SET_FORWARDING => {
+            let r = if kind == SET_AUTO_REPLY {
+                auto_reply(ctx, action, &user).await?
+            } else {
+                forwarding(ctx, action, &user).await?
+            };
+            if r == Outcome::Done {
+                journal.record(CONFIRMED, user_id).await?;
+            }
+            Ok(r)
+        }
         SUSPEND_USER => suspend(client, &user).await,
         SIGN_OUT => {
             confirmed_post(
@@ -512,6 +524,7 @@ async fn transfer(
                     let id = text(t, "id");
                     journal.record(TRANSFER_ID, &id).await?;
                     if text(t, "overallTransferStatusCode") == "completed" {
+                        journal.record(CONFIRMED, &id).await?;
                         return Ok(Outcome::AlreadyDone);
                     }
                     id
@@ -560,7 +573,10 @@ async fn transfer(
             .map(|v| text(&v, "overallTransferStatusCode"))
             .unwrap_or_default();
         match status.as_str() {
-            "completed" => return Ok(Outcome::Done),
+            "completed" => {
+                journal.record(CONFIRMED, &id).await?;
+                return Ok(Outcome::Done);
+            }
             "failed" => {
                 return Err(ConnectorError::permanent(
                     "transfer_failed",

@@ -167,7 +167,9 @@ pub fn lookups(
         let id = s.id.trim();
         if is_employee_id(id) {
             push(Lookup::EmployeeId(id.to_string()));
-        } else if !is_user_id(id) {
+        } else if !is_user_id(id) && out.is_empty() {
+            // With no other identifier to go by, an id that fits no kind is an error; with an
+            // email (a username such as o'brien), it is simply not sent.
             return Err(bad_identifier(
                 "id",
                 id,

@@ -396,7 +396,7 @@ fn scope_for(path: &str) -> Option<&'static str> {
 
 /// Who may call what: a token, its scope, its delegated subject (an admin for the Admin SDK and
 /// Licensing, the mailbox's user for Gmail); `Ok(subject)` or Google's refusal
-fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String, Response> {
+fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String, Box<Response>> {
     let unauthenticated = || {
         google_error(
             StatusCode::UNAUTHORIZED,
@@ -407,20 +407,20 @@ fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String,
     let (subject, scopes) = {
         let auth = lock(&shared.auth);
         let Some(t) = token.and_then(|t| auth.tokens.get(t)) else {
-            return Err(unauthenticated());
+            return Err(Box::new(unauthenticated()));
         };
         if Instant::now() >= t.expiry {
-            return Err(unauthenticated());
+            return Err(Box::new(unauthenticated()));
         }
         (t.subject.clone(), t.scopes.clone())
     };
     if let Some(need) = scope_for(path) {
         if !scopes.iter().any(|s| s.contains(need)) {
-            return Err(google_error(
+            return Err(Box::new(google_error(
                 StatusCode::FORBIDDEN,
                 "insufficientPermissions",
                 "Request had insufficient authentication scopes.",
-            ));
+            )));
         }
     }
     let w = shared.world();
@@ -428,25 +428,25 @@ fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String,
         let user_id = decode(rest.split('/').next().unwrap_or(""));
         let own = user_id == "me" || w.find(&subject).is_some_and(|u| u.answers_to(&user_id));
         if !own {
-            return Err(google_error(
+            return Err(Box::new(google_error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 &format!("Delegation denied for {subject}"),
-            ));
+            )));
         }
         if w.find(&subject).is_some_and(|u| u.suspended) {
-            return Err(google_error(
+            return Err(Box::new(google_error(
                 StatusCode::BAD_REQUEST,
                 "failedPrecondition",
                 "Mail service not enabled",
-            ));
+            )));
         }
     } else if !w.find(&subject).is_some_and(|u| u.is_admin && !u.suspended) {
-        return Err(google_error(
+        return Err(Box::new(google_error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Not Authorized to access this resource/api",
-        ));
+        )));
     }
     Ok(subject)
 }
@@ -477,7 +477,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         next.run(req).await
     } else {
         match authorize(&shared, &path, token.as_deref()) {
-            Err(refusal) => refusal,
+            Err(refusal) => *refusal,
             Ok(sub) => {
                 subject = Some(sub);
                 let refusal = {

@@ -1,0 +1,709 @@
+//! The Google Workspace connector against the Google stand-in of crates/testkit, behind Prism
+//! with Google's own discovery documents (`prism proxy --errors`): discovery and the plan
+//! (snapshot), apply end to end then a rerun that writes nothing, Gmail before the suspension,
+//! the Drive transfer resumed after a death between its insert and its journal entry, a reused
+//! address after planning, a protected account reached by an alias, hostile identifiers, and a
+//! storm of 403 rate limits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use revoke_connector_google_workspace::{
+    validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, DELETE_USER, DRIVE_TRANSFER,
+    GMAIL, GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING,
+    SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID,
+};
+use revoke_core::{
+    Action, ActionId, Connector, ConnectorError, Discovery, JobId, Journal, JournalEntry,
+    MemoryJournal, Outcome, Phase, Protected, Subject, Verdict,
+};
+use revoke_testkit::google::GoogleStandin;
+use revoke_testkit::Prism;
+use serde_json::{json, Value};
+
+const GW: &str = "corp-google";
+const LICENCE_SKU: &str = "Google-Apps/1010020027";
+
+struct Stack {
+    g: GoogleStandin,
+    prism: Prism,
+}
+
+fn stack() -> Stack {
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    let prism = g
+        .prism()
+        .expect("prism should start in front of the google stand-in");
+    Stack { g, prism }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                self.prism.errors(),
+                Vec::<String>::new(),
+                "prism found requests or answers that break Google's descriptions"
+            );
+        }
+    }
+}
+
+fn connector(s: &Stack, extra: Value) -> Arc<GoogleConnector> {
+    let mut v = json!({
+        "kind": "google-workspace",
+        "private_key": s.g.service_account_key(),
+        "admin_email": "admin@example.com",
+        "api_url": s.prism.rest_url(),
+        "transfer_to": "archive@example.com",
+        "auto_reply_subject": "Alice has left",
+        "auto_reply_body": "Please write to sales@example.com.",
+        "forward_to": "manager@example.com",
+        "licences": [LICENCE_SKU],
+        "transfer_poll_ms": 10,
+        "backoff_ms": 50,
+        "requests_per_minute": 600_000,
+    });
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            if x.is_null() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    if let Err(issues) = validate("connectors.gw", &v) {
+        panic!("config should be valid: {issues:?}");
+    }
+    Arc::new(
+        GoogleConnector::new(GW, GoogleConfig::from_value(&v).expect("config")).expect("connector"),
+    )
+}
+
+fn subject(email: &str) -> Subject {
+    let mut s = Subject::new(email.split('@').next().unwrap_or(email));
+    s.email = Some(email.to_string());
+    s
+}
+
+struct Ids {
+    alice: String,
+    archive: String,
+    eng: String,
+    staff: String,
+    sales: String,
+}
+
+/// The domain: an admin, the archive owner, the manager; alice with two aliases, an employee
+/// id, two grants, an app password, two groups (one inside another), an admin role, a licence
+/// and 50 Drive files; carol suspended; dave whose alias is boss@; bob deleted and his address
+/// given to a new bob.
+fn seed(g: &GoogleStandin) -> Ids {
+    g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        let archive = w.user("archive@example.com");
+        w.user("manager@example.com");
+        let alice = w.user("alice.smith@example.com");
+        w.edit(&alice, |u| {
+            u.aliases = vec!["alice@example.com".into(), "a.smith@example.com".into()];
+            u.employee_ids = vec!["E1001".into()];
+            u.two_sv = true;
+            u.backup_codes = 10;
+            u.licences
+                .insert(("Google-Apps".into(), "1010020027".into()));
+            u.drive_files = 50;
+            u.drive_bytes = 52_428_800;
+        });
+        w.grant(&alice, "1234567890-abc.apps.googleusercontent.com", "Slack");
+        w.grant(&alice, "9876543210-xyz.apps.googleusercontent.com", "Zoom");
+        w.asp(&alice, "Thunderbird");
+        let staff = w.group("all-staff@example.com", "All staff");
+        let eng = w.group("eng@example.com", "Engineering");
+        let sales = w.group("sales@example.com", "Sales");
+        w.add_member(&staff, &eng);
+        w.add_member(&eng, &alice);
+        w.add_member(&sales, &alice);
+        let helpdesk = w.role("_HELP_DESK_ADMIN_ROLE", false);
+        w.assign(&helpdesk, &alice);
+        let carol = w.user("carol@example.com");
+        w.edit(&carol, |u| u.suspended = true);
+        w.add_member(&sales, &carol);
+        let dave = w.user("dave@example.com");
+        w.edit(&dave, |u| u.aliases = vec!["boss@example.com".into()]);
+        let old_bob = w.user("bob@example.com");
+        w.delete_user(&old_bob);
+        w.user("bob@example.com");
+        Ids {
+            alice,
+            archive,
+            eng,
+            staff,
+            sales,
+        }
+    })
+}
+
+fn actions(d: &Discovery, conn: &GoogleConnector, s: &Subject) -> Vec<Action> {
+    Action::from_proposals(&JobId("job-1".into()), GW, d, conn.plan(s, d))
+        .expect("the proposals name discovered accounts")
+}
+
+type Journals = HashMap<ActionId, Arc<MemoryJournal>>;
+
+/// The executor's order: phase by phase; in contain, Gmail, then the suspension, then the rest.
+/// A retryable error is tried again after its wait, as the executor would (at most 50 times).
+async fn run(
+    conn: &GoogleConnector,
+    all: &[Action],
+    journals: &mut Journals,
+) -> Vec<(Action, Result<Outcome, ConnectorError>)> {
+    let rank = |a: &Action| match (a.phase, a.kind.0.as_str()) {
+        (Phase::Contain, SET_AUTO_REPLY | SET_FORWARDING) => 0,
+        (Phase::Contain, SUSPEND_USER) => 1,
+        (Phase::Contain, _) => 2,
+        (Phase::Transfer, _) => 3,
+        (Phase::Revoke, _) => 4,
+        _ => 5,
+    };
+    let mut ordered: Vec<&Action> = all.iter().collect();
+    ordered.sort_by_key(|a| rank(a));
+    let mut out = Vec::new();
+    for a in ordered {
+        let j = journals
+            .entry(a.id.clone())
+            .or_insert_with(|| Arc::new(MemoryJournal::new()))
+            .clone();
+        let mut tries = 0;
+        let r = loop {
+            tries += 1;
+            match conn.apply(a, &a.key, j.as_ref()).await {
+                Err(e) if e.is_retryable() && tries < 50 => {
+                    tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_millis(10))).await
+                }
+                r => break r,
+            }
+        };
+        out.push((a.clone(), r));
+    }
+    out
+}
+
+fn outcomes(results: &[(Action, Result<Outcome, ConnectorError>)]) -> Vec<String> {
+    results
+        .iter()
+        .map(|(a, r)| match r {
+            Ok(o) => format!("{} {}", a.kind, o.as_str()),
+            Err(e) => format!("{} error {e}", a.kind),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn discovery_finds_every_grant_group_role_licence_and_the_plan_orders_them() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let conn = connector(&s, json!({}));
+    let subjects = [
+        subject("alice.smith@example.com"),
+        subject("carol@example.com"),
+        subject("nobody@example.com"),
+    ];
+    let found = conn.discover_many(&subjects).await.expect("discovery");
+    assert_eq!(
+        found.iter().map(|d| d.found).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert!(s.g.mutations().is_empty(), "discovery writes nothing");
+    let a = &found[0];
+    let kinds: Vec<&str> = a.findings.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            ACCOUNT,
+            OAUTH_GRANT,
+            OAUTH_GRANT,
+            APP_PASSWORD,
+            GROUP_MEMBERSHIP,
+            GROUP_MEMBERSHIP,
+            ROLE_ASSIGNMENT,
+            LICENCE,
+            GMAIL,
+            DRIVE_TRANSFER
+        ]
+    );
+    let account = &a.accounts[0];
+    assert_eq!(account.id, ids.alice);
+    for alias in ["alice@example.com", "a.smith@example.com", "E1001"] {
+        assert!(
+            account.identifiers.iter().any(|i| i == alias),
+            "{alias} in {:?}",
+            account.identifiers
+        );
+    }
+    let eng = a
+        .findings
+        .iter()
+        .find(|f| f.attrs.get("group_id") == Some(&ids.eng))
+        .expect("eng");
+    assert_eq!(eng.attrs["nested_in"], "all-staff@example.com");
+    let drive = a
+        .findings
+        .iter()
+        .find(|f| f.kind == DRIVE_TRANSFER)
+        .expect("drive");
+    assert_eq!(drive.attrs["new_owner_id"], ids.archive);
+    // carol is suspended: her Gmail is not read (Google would refuse), and nothing is planned there.
+    let carol_gmail = found[1]
+        .findings
+        .iter()
+        .find(|f| f.kind == GMAIL)
+        .expect("gmail finding");
+    assert_eq!(carol_gmail.attrs["readable"], "false");
+    let carol_plan = conn.plan(&subjects[1], &found[1]);
+    assert!(carol_plan
+        .iter()
+        .all(|p| p.kind.0 != SET_AUTO_REPLY && p.kind.0 != SET_FORWARDING));
+    assert!(
+        carol_plan[0].summary.contains("already"),
+        "{}",
+        carol_plan[0].summary
+    );
+    assert!(s
+        .g
+        .requests()
+        .iter()
+        .all(|r| !r.path.starts_with("/gmail/v1/users/carol")));
+
+    let plan = conn.plan(&subjects[0], a);
+    let lines: Vec<String> = plan
+        .iter()
+        .map(|p| {
+            let after: Vec<&str> = p.after.iter().map(|(k, _)| k.0.as_str()).collect();
+            format!(
+                "{:?} {} {} after [{}]: {}",
+                p.phase,
+                p.kind.0,
+                p.target,
+                after.join(", "),
+                p.summary
+            )
+        })
+        .collect();
+    insta::assert_snapshot!("plan_alice", lines.join("\n"));
+    assert!(plan.iter().all(|p| p.account == ids.alice));
+
+    // The same user by an alias, by the employee id, and by a bare username with `domain`.
+    let conn = connector(&s, json!({"domain": "example.com"}));
+    for subj in [
+        subject("a.smith@example.com"),
+        Subject::new("E1001"),
+        Subject::new("alice.smith"),
+    ] {
+        let d = conn.discover(&subj).await.expect("discovery");
+        assert_eq!(
+            d.accounts.first().map(|a| a.id.as_str()),
+            Some(ids.alice.as_str()),
+            "{subj:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn apply_end_to_end_gmail_before_suspension_then_a_rerun_sends_no_write() {
+    let s = stack();
+    let ids = seed(&s.g);
+    s.g.world(|w| w.transfer_polls = 3);
+    let conn = connector(&s, json!({"delete_users": false}));
+    let subj = subject("alice.smith@example.com");
+    let d = conn.discover(&subj).await.expect("discovery");
+    let all = actions(&d, &conn, &subj);
+    let mut journals = Journals::new();
+    let results = run(&conn, &all, &mut journals).await;
+    for (a, r) in &results {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::Done),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    let u = s.g.user(&ids.alice).expect("alice stays (no delete)");
+    assert!(u.suspended);
+    assert_eq!(
+        (u.sessions, u.backup_codes, u.grants.len(), u.asps.len()),
+        (0, 0, 0, 0)
+    );
+    assert!(u.licences.is_empty());
+    assert_eq!(u.vacation["enableAutoReply"], true);
+    assert_eq!(u.auto_forwarding["emailAddress"], "manager@example.com");
+    assert_eq!(
+        (u.drive_files, s.g.user(&ids.archive).map(|a| a.drive_files)),
+        (0, Some(50))
+    );
+    s.g.world(|w| {
+        assert!(w.groups_of(&ids.alice).is_empty());
+        assert_eq!(
+            w.groups_of(&ids.eng),
+            vec![ids.staff.clone()],
+            "the nested group itself is untouched"
+        );
+        assert!(w.groups[&ids.sales]
+            .members
+            .iter()
+            .any(|m| m.email == "carol@example.com"));
+        assert!(w
+            .role_assignments
+            .values()
+            .all(|r| r.assigned_to != ids.alice));
+        assert_eq!(w.transfers.len(), 1);
+    });
+    // Gmail answered before the suspension; the licence went after the transfer completed.
+    let muts: Vec<String> =
+        s.g.mutations()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+    let at = |needle: &str| {
+        muts.iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {muts:#?}"))
+    };
+    let suspend = at(&format!("PUT /admin/directory/v1/users/{}", ids.alice));
+    assert!(at("/settings/vacation") < suspend);
+    assert!(at("/settings/autoForwarding") < suspend);
+    assert!(at("/settings/forwardingAddresses") < suspend);
+    let transfer_done =
+        s.g.requests()
+            .iter()
+            .position(|r| {
+                r.path.starts_with("/admin/datatransfer/v1/transfers/")
+                    && r.status == 200
+                    && r.method == "GET"
+            })
+            .expect("polled");
+    let licence =
+        s.g.requests()
+            .iter()
+            .position(|r| r.method == "DELETE" && r.path.starts_with("/apps/licensing/"))
+            .expect("licence removed");
+    assert!(transfer_done < licence);
+    for a in &all {
+        let v = conn.verify(a).await.expect("verify");
+        match a.kind.0.as_str() {
+            // Gmail cannot be read for a suspended user: said so, not claimed.
+            SET_AUTO_REPLY | SET_FORWARDING => {
+                assert!(matches!(v, Verdict::NotConfirmed { .. }), "{v:?}")
+            }
+            _ => assert_eq!(v, Verdict::Confirmed, "{} {}", a.kind, a.target),
+        }
+    }
+
+    s.g.clear_requests();
+    let again = run(&conn, &all, &mut journals).await;
+    let want: Vec<String> = all
+        .iter()
+        .map(|a| format!("{} already_done", a.kind))
+        .collect();
+    let mut got = outcomes(&again);
+    got.sort();
+    let mut want = want;
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(s.g.mutations(), vec![], "a rerun writes nothing");
+
+    // Then the delete, alone, and once more.
+    let conn = connector(&s, json!({}));
+    let d = conn.discover(&subj).await.expect("discovery");
+    let del: Vec<Action> = actions(&d, &conn, &subj)
+        .into_iter()
+        .filter(|a| a.kind.0 == DELETE_USER)
+        .collect();
+    assert_eq!(
+        outcomes(&run(&conn, &del, &mut journals).await),
+        [format!("{DELETE_USER} done")]
+    );
+    assert!(s.g.user(&ids.alice).is_none());
+    assert_eq!(
+        conn.verify(&del[0]).await.expect("verify"),
+        Verdict::Confirmed
+    );
+    s.g.clear_requests();
+    assert_eq!(
+        outcomes(&run(&conn, &del, &mut journals).await),
+        [format!("{DELETE_USER} already_done")]
+    );
+    assert_eq!(s.g.mutations(), vec![]);
+}
+
+/// A journal whose first `record` fails, as if the process died after Google took the insert
+/// and before the journal entry was written.
+#[derive(Debug, Default)]
+struct DiesOnFirstRecord {
+    died: AtomicBool,
+}
+
+#[async_trait]
+impl Journal for DiesOnFirstRecord {
+    async fn record(&self, _name: &str, _value: &str) -> Result<(), ConnectorError> {
+        if !self.died.swap(true, Ordering::SeqCst) {
+            return Err(ConnectorError::retryable(
+                "journal_unavailable",
+                "killed before the journal entry",
+            ));
+        }
+        Ok(())
+    }
+    async fn entries(&self) -> Result<Vec<JournalEntry>, ConnectorError> {
+        Ok(vec![])
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_inserted_before_a_death_is_adopted_not_made_twice() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let conn = connector(&s, json!({}));
+    let subj = subject("alice.smith@example.com");
+    let d = conn.discover(&subj).await.expect("discovery");
+    let transfer = actions(&d, &conn, &subj)
+        .into_iter()
+        .find(|a| a.kind.0 == TRANSFER_DRIVE)
+        .expect("planned");
+    let dying = DiesOnFirstRecord::default();
+    let e = conn
+        .apply(&transfer, &transfer.key, &dying)
+        .await
+        .expect_err("the journal entry failed");
+    assert_eq!(e.code, "journal_unavailable");
+    assert_eq!(
+        s.g.world(|w| w.transfers.len()),
+        1,
+        "google took the insert"
+    );
+    // The next attempt, in another process: no journal entry, so it looks for the transfer first.
+    let journal = MemoryJournal::new();
+    let mut r = conn.apply(&transfer, &transfer.key, &journal).await;
+    for _ in 0..20 {
+        match &r {
+            Err(e) if e.code == "transfer_in_progress" => {
+                r = conn.apply(&transfer, &transfer.key, &journal).await
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(r.expect("the transfer completes"), Outcome::Done);
+    let inserts =
+        s.g.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/admin/datatransfer/v1/transfers")
+            .count();
+    assert_eq!(inserts, 1, "one transfer, not two");
+    let id =
+        s.g.world(|w| w.transfers.keys().next().cloned())
+            .expect("one");
+    assert_eq!(
+        journal.latest(TRANSFER_ID).await.expect("journal"),
+        Some(id)
+    );
+    assert_eq!(s.g.user(&ids.archive).map(|u| u.drive_files), Some(50));
+    assert_eq!(
+        conn.verify(&transfer).await.expect("verify"),
+        Verdict::Confirmed
+    );
+}
+
+#[tokio::test]
+async fn an_address_given_to_another_user_after_planning_is_left_alone() {
+    let s = stack();
+    seed(&s.g);
+    let conn = connector(
+        &s,
+        json!({"forward_to": null, "auto_reply_subject": null, "auto_reply_body": null, "transfer_to": null, "licences": []}),
+    );
+    let subj = subject("bob@example.com");
+    let d = conn.discover(&subj).await.expect("discovery");
+    let planned_id = d.accounts[0].id.clone();
+    let all = actions(&d, &conn, &subj);
+    // bob leaves and is deleted by hand; a new hire gets bob@example.com.
+    let new_bob = s.g.world(|w| {
+        w.delete_user(&planned_id);
+        w.user("bob@example.com")
+    });
+    s.g.clear_requests();
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        let e = r.expect_err("identity changed");
+        assert_eq!(e.code, "identity_changed", "{}: {e}", a.kind);
+        assert!(e.message.contains(&new_bob), "{e}");
+    }
+    assert_eq!(
+        s.g.mutations(),
+        vec![],
+        "nothing was sent about the new bob"
+    );
+    assert!(!s.g.user(&new_bob).expect("new bob").suspended);
+}
+
+#[tokio::test]
+async fn a_protected_account_reached_by_its_alias_is_protected() {
+    let s = stack();
+    seed(&s.g);
+    let conn = connector(&s, json!({}));
+    let d = conn
+        .discover(&subject("dave@example.com"))
+        .await
+        .expect("discovery");
+    let protected = Protected::new(["BOSS@example.com"]);
+    let (identifier, entry) = protected
+        .match_account(&d.accounts[0])
+        .expect("dave answers to boss@");
+    assert_eq!(
+        (identifier, entry),
+        ("boss@example.com", "BOSS@example.com")
+    );
+    // Found by the alias, it is the same account, with the same identifiers.
+    let by_alias = conn
+        .discover(&subject("boss@example.com"))
+        .await
+        .expect("discovery");
+    assert_eq!(by_alias.accounts[0].id, d.accounts[0].id);
+    assert!(protected.match_account(&by_alias.accounts[0]).is_some());
+}
+
+#[tokio::test]
+async fn hostile_identifiers_are_refused_before_any_request() {
+    let s = stack();
+    seed(&s.g);
+    let conn = connector(&s, json!({}));
+    let hostile = [
+        subject("*@example.com"),
+        subject("\"alice\"@example.com"),
+        subject("alice@example.com/../admin@example.com"),
+        Subject::new("../x"),
+        Subject::new("*"),
+        Subject::new("a' or '1"),
+        {
+            let mut x = subject("alice.smith@example.com");
+            x.employee_id = Some("E1001' or externalId:'*".into());
+            x
+        },
+    ];
+    for h in &hostile {
+        s.g.clear_requests();
+        let e = conn.discover(h).await.expect_err("refused");
+        assert_eq!(e.code, "bad_identifier", "{h:?}: {e}");
+        assert!(e.message.contains("nothing was sent"), "{e}");
+        assert!(
+            s.g.requests().iter().all(|r| r.path == "/token"),
+            "{h:?}: {:?}",
+            s.g.requests()
+        );
+    }
+    // A real apostrophe is an address Google allows; it travels as one path segment.
+    s.g.world(|w| w.user("o'brien@example.com"));
+    s.g.clear_requests();
+    let d = conn
+        .discover(&subject("o'brien@example.com"))
+        .await
+        .expect("discovery");
+    assert!(d.found);
+    assert!(s
+        .g
+        .requests()
+        .iter()
+        .any(|r| r.path == "/admin/directory/v1/users/o%27brien%40example.com"));
+}
+
+#[tokio::test]
+async fn a_storm_of_403_rate_limits_converges_and_no_request_leaves_early() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let conn = connector(&s, json!({"backoff_ms": 40}));
+    s.g.rate_storm(4, "userRateLimitExceeded");
+    s.g.rate_storm(1, "quotaExceeded");
+    let subj = subject("alice.smith@example.com");
+    let mut refusals = 0;
+    let d = loop {
+        match conn.discover(&subj).await {
+            Ok(d) => break d,
+            Err(e) => {
+                assert_eq!(
+                    (e.class.name(), e.code.as_str()),
+                    ("rate_limited", "rate_limit"),
+                    "{e}"
+                );
+                refusals += 1;
+                assert!(refusals <= 5, "{e}");
+                tokio::time::sleep(e.retry_after().expect("a wait")).await;
+            }
+        }
+    };
+    assert_eq!(refusals, 5);
+    assert_eq!(d.accounts[0].id, ids.alice);
+    // After each refusal the next request left no earlier than the backoff: 40, 80, 160, 320, 640 ms.
+    let reqs: Vec<_> =
+        s.g.requests()
+            .into_iter()
+            .filter(|r| r.path != "/token")
+            .collect();
+    let mut n = 0;
+    for pair in reqs.windows(2) {
+        if pair[0].status == 403 {
+            n += 1;
+            let wait = Duration::from_millis(40 * (1 << (n - 1)));
+            assert!(
+                pair[1].at.duration_since(pair[0].at) >= wait,
+                "request {n} after a 403 left before {wait:?}"
+            );
+        }
+    }
+    assert_eq!(n, 5);
+}
+
+/// Prism checks for real: a body Google's description refuses is caught and never reaches the
+/// stand-in, and an unknown path is an error.
+#[tokio::test]
+async fn prism_refuses_what_googles_description_forbids() {
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    let prism = g.prism().expect("prism should start");
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("tls versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        )
+        .build()
+        .expect("http client");
+    let r = http
+        .put(format!("{}/admin/directory/v1/users/1", prism.rest_url()))
+        .bearer_auth("x")
+        .json(&json!({"suspended": "yes"}))
+        .send()
+        .await
+        .expect("prism answers");
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = http
+        .get(format!(
+            "{}/admin/directory/v1/nothing/here",
+            prism.rest_url()
+        ))
+        .bearer_auth("x")
+        .send()
+        .await
+        .expect("prism answers");
+    assert_eq!(r.status().as_u16(), 404);
+    let errors = prism.errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors[0].contains("suspended"), "{errors:#?}");
+    assert!(g.requests().is_empty(), "neither reached the stand-in");
+}
