@@ -15,6 +15,7 @@ pub fn registry() -> Registry {
         .with(revoke_connector_aws_organizations::OrganizationsFactory)
         .with(revoke_connector_scim::ScimFactory)
         .with(revoke_connector_onelogin::OneLoginFactory)
+        .with(revoke_connector_google_workspace::GoogleFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

@@ -36,6 +36,7 @@ pub fn registry() -> Registry {
         .with(revoke_connector_aws_organizations::OrganizationsFactory)
         .with(revoke_connector_scim::ScimFactory)
         .with(revoke_connector_onelogin::OneLoginFactory)
+        .with(revoke_connector_google_workspace::GoogleFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.
