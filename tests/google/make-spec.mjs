@@ -18,9 +18,10 @@
 //   and .../reference-overview for the error format), and 403 with the same body (rate limits
 //   and quota: userRateLimitExceeded, quotaExceeded, rateLimitExceeded).
 //
-// The result is cached in .cache/ under a name derived from this script and the documents.
+// The result is committed (google-apis.swagger.json beside this script), so tests need only Prism
+// (tests/github/node_modules); run `npm ci && node make-spec.mjs` here, with the Python client
+// installed in tests/python/.venv, to make it again after changing OPERATIONS.
 
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -80,16 +81,7 @@ function documentsDir() {
 
 const docsDir = documentsDir();
 const texts = DOCS.map((d) => fs.readFileSync(path.join(docsDir, `${d}.json`), "utf8"));
-const key = createHash("sha256")
-  .update(JSON.stringify({ OPERATIONS, texts, script: fs.readFileSync(fileURLToPath(import.meta.url), "utf8") }))
-  .digest("hex")
-  .slice(0, 16);
-const cacheDir = path.join(here, ".cache");
-const out = path.join(cacheDir, `google-trimmed-${key}.json`);
-if (fs.existsSync(out)) {
-  console.log(out);
-  process.exit(0);
-}
+const out = path.join(here, "google-apis.swagger.json");
 
 const convert = require("google-discovery-to-swagger").convert;
 const converted = texts.map((t) => convert(JSON.parse(t)));
@@ -208,8 +200,7 @@ const spec = {
   definitions: kept,
   paths,
 };
-fs.mkdirSync(cacheDir, { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
-fs.writeFileSync(tmp, JSON.stringify(spec, null, 1));
+fs.writeFileSync(tmp, JSON.stringify(spec, null, 1) + "\n");
 fs.renameSync(tmp, out);
 console.log(out);

@@ -347,27 +347,19 @@ impl GoogleStandin {
     }
 }
 
-/// The trimmed Swagger 2.0 description, made (or found in the cache) once per process
+/// The trimmed Swagger 2.0 description of the Google APIs used, made from Google's discovery
+/// documents by `tests/google/make-spec.mjs` and committed beside it (so tests need only Prism)
 pub fn google_spec() -> Result<PathBuf, TestkitError> {
-    static SPEC: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    if let Some(p) = SPEC.get() {
-        return Ok(p.clone());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/google/google-apis.swagger.json");
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(TestkitError::Parse {
+            what: path.display().to_string(),
+            reason: "the Google description is missing: run `npm ci && node make-spec.mjs` in tests/google".into(),
+        })
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/google");
-    if !dir
-        .join("node_modules/google-discovery-to-swagger")
-        .exists()
-    {
-        return Err(TestkitError::Parse {
-            what: format!("{}/node_modules", dir.display()),
-            reason: "google-discovery-to-swagger missing: run scripts/test or `npm ci --prefix tests/google`".into(),
-        });
-    }
-    let mut cmd = Command::new("node");
-    cmd.arg("make-spec.mjs").current_dir(&dir);
-    let out = run(cmd, "node tests/google/make-spec.mjs", None)?;
-    let path = PathBuf::from(out.trim());
-    Ok(SPEC.get_or_init(|| path).clone())
 }
 
 /// The bearer token of `Authorization: Bearer X`
