@@ -1,12 +1,12 @@
 // Writes one Swagger 2.0 description of the Google APIs the Google Workspace connector calls
-// (Admin SDK Directory, Data Transfer, Gmail settings, Licensing), made from Google's own discovery
+// (Admin SDK Directory, Data Transfer, Gmail settings, Licensing, Drive files.list), made from Google's own discovery
 // documents, and prints its path.
 //
 // The discovery documents are the ones google-api-python-client ships
 // (googleapiclient/discovery_cache/documents, 2.202.0 in tests/python/.venv); npm
 // google-discovery-to-swagger converts each to Swagger 2.0. Then, and only then:
-// - the four descriptions are merged (their paths do not overlap: /admin/directory/v1,
-//   /admin/datatransfer/v1, /gmail/v1, /apps/licensing/v1) and trimmed to the operations below,
+// - the five descriptions are merged (their paths do not overlap: /admin/directory/v1,
+//   /admin/datatransfer/v1, /gmail/v1, /apps/licensing/v1, /drive/v3) and trimmed to the operations below,
 //   with every definition they reference, transitively;
 // - top-level consumes/produces application/json are added: the converter omits them and Prism
 //   then answers 415 to every body;
@@ -51,6 +51,7 @@ export const OPERATIONS = {
   "/gmail/v1/users/{userId}/settings/autoForwarding": ["get", "put"],
   "/gmail/v1/users/{userId}/settings/forwardingAddresses": ["get", "post"],
   "/apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}": ["get", "delete"],
+  "/drive/v3/files": ["get"],
 };
 
 /** Operations whose reference says the response body is empty on success (204) */
@@ -65,7 +66,7 @@ const EMPTY = new Set([
   "delete /apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}",
 ]);
 
-const DOCS = ["admin.directory_v1", "admin.datatransfer_v1", "gmail.v1", "licensing.v1"];
+const DOCS = ["admin.directory_v1", "admin.datatransfer_v1", "gmail.v1", "licensing.v1", "drive.v3"];
 
 function documentsDir() {
   const lib = path.join(here, "..", "python", ".venv", "lib");
@@ -84,14 +85,43 @@ const texts = DOCS.map((d) => fs.readFileSync(path.join(docsDir, `${d}.json`), "
 const out = path.join(here, "google-apis.swagger.json");
 
 const convert = require("google-discovery-to-swagger").convert;
-const converted = texts.map((t) => convert(JSON.parse(t)));
+// Definitions and shared parameters are named per document (Drive and Directory both have a
+// `User`): every document but the Directory's gets its name as a prefix, refs rewritten to match.
+const renameRefs = (v, prefix) => {
+  if (Array.isArray(v)) return v.map((x) => renameRefs(x, prefix));
+  if (v && typeof v === "object") {
+    const o = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (k === "$ref" && typeof x === "string") {
+        o[k] = x.replace(/^#\/(definitions|parameters)\//, `#/$1/${prefix}`);
+      } else o[k] = renameRefs(x, prefix);
+    }
+    return o;
+  }
+  return v;
+};
+const converted = texts.map((t, i) => {
+  const c = convert(JSON.parse(t));
+  if (i === 0) return c;
+  const prefix = `${DOCS[i].split(".")[0].replace("admin.", "")}_`;
+  const named = (m) => Object.fromEntries(Object.entries(m ?? {}).map(([k, x]) => [`${prefix}${k}`, x]));
+  return {
+    ...c,
+    definitions: renameRefs(named(c.definitions), prefix),
+    parameters: named(c.parameters),
+    paths: renameRefs(c.paths, prefix),
+  };
+});
 const definitions = {};
 const parameters = {};
 const paths = {};
 for (const c of converted) {
   Object.assign(definitions, c.definitions ?? {});
   Object.assign(parameters, c.parameters ?? {});
-  for (const [p, ops] of Object.entries(c.paths)) {
+  // Drive's description has basePath /drive/v3 and paths under it; the others have /.
+  const base = (c.basePath ?? "/").replace(/\/$/, "");
+  for (const [rel, ops] of Object.entries(c.paths)) {
+    const p = `${base}${rel}`;
     if (!(p in OPERATIONS)) continue;
     paths[p] = { ...(paths[p] ?? {}) };
     for (const [m, op] of Object.entries(ops)) {

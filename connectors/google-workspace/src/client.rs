@@ -67,6 +67,8 @@ pub enum Who {
     Admin,
     /// A mailbox's own user: Gmail settings (Gmail answers only its owner).
     Mailbox(String),
+    /// A user reading their own Drive (the files they own, for the transfer's plan).
+    Drive(String),
 }
 
 /// The scopes of Gmail calls: vacation (basic) and forwarding (sharing).
@@ -74,6 +76,9 @@ pub const GMAIL_SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/gmail.settings.basic",
     "https://www.googleapis.com/auth/gmail.settings.sharing",
 ];
+
+/// The scope of the Drive read: file metadata only (what the leaver owns and its size).
+pub const DRIVE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/drive.metadata.readonly"];
 
 /// The scopes the admin's token asks for, from what the config makes the connector do; the
 /// service account's domain-wide delegation must grant every one (docs/connectors/google-workspace.md).
@@ -196,6 +201,8 @@ impl Client {
             "https://gmail.googleapis.com"
         } else if path.starts_with("/apps/licensing/") {
             "https://licensing.googleapis.com"
+        } else if path.starts_with("/drive/") {
+            "https://www.googleapis.com"
         } else {
             "https://admin.googleapis.com"
         }
@@ -305,6 +312,7 @@ impl Client {
         let (subject, scopes): (&str, &[&str]) = match who {
             Who::Admin => (&self.admin, &self.admin_scopes),
             Who::Mailbox(m) => (m, GMAIL_SCOPES),
+            Who::Drive(m) => (m, DRIVE_SCOPES),
         };
         let assertion = self
             .signer

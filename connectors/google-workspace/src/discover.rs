@@ -1,7 +1,8 @@
 //! Read-only discovery: the user (by primary email or alias, by `externalIds` employee id, or by
 //! its id), its state, OAuth grants, app passwords, direct groups (and which of them sit in
 //! other groups), admin role assignments, configured licences, Gmail auto-reply and forwarding,
-//! and the Drive transfer to the configured owner if one exists already.
+//! the Drive files the user owns (count and bytes) and the Drive transfer to the configured
+//! owner if one exists already.
 //!
 //! Every identifier is checked before it is sent: an email must be one Google accepts (letters,
 //! digits, `.`, `_`, `'`, `-` before the `@`), an employee id letters, digits, `.`, `_`, `-`;
@@ -426,6 +427,22 @@ pub fn is_drive_transfer(t: &Value) -> bool {
         .is_some_and(|a| a.iter().any(|x| s(x, "applicationId") == DRIVE_APP_ID))
 }
 
+/// The files the user owns and their bytes (Drive `files.list`, `'me' in owners`, as the user).
+pub async fn drive_owned(client: &Client, email: &str) -> Result<(u64, u64), ConnectorError> {
+    let who = Who::Drive(email.to_string());
+    let path = format!(
+        "/drive/v3/files?q={}&fields={}&pageSize=1000",
+        encode("'me' in owners and trashed = false"),
+        encode("nextPageToken,files(id,size)")
+    );
+    let files = list_all(client, &who, &path, "files").await?;
+    let bytes = files
+        .iter()
+        .filter_map(|f| s(f, "size").parse::<u64>().ok())
+        .sum();
+    Ok((files.len() as u64, bytes))
+}
+
 /// A Gmail setting of the user (`GET gmail/v1/users/{email}/settings/{name}`), as the user.
 pub async fn gmail_setting(
     client: &Client,
@@ -674,6 +691,13 @@ pub async fn discover_many(
                 })?);
             }
             if let Some(t) = target.as_ref().filter(|t| t.id != uid) {
+                // Drive answers only an active user; a suspended one's files are not counted.
+                let (files, bytes) = if user.suspended {
+                    (String::new(), String::new())
+                } else {
+                    let (f, b) = drive_owned(client, &user.primary_email).await?;
+                    (f.to_string(), b.to_string())
+                };
                 let existing = transfers(client, &uid, &t.id).await?;
                 let drive: Vec<&Value> = existing.iter().filter(|x| is_drive_transfer(x)).collect();
                 let last = drive.last();
@@ -686,6 +710,8 @@ pub async fn discover_many(
                         ("user_id", uid.clone()),
                         ("new_owner_id", t.id.clone()),
                         ("new_owner_email", t.primary_email.clone()),
+                        ("files_owned", files),
+                        ("bytes_owned", bytes),
                         (
                             "existing_transfer",
                             last.map(|x| s(x, "id")).unwrap_or_default(),

@@ -168,6 +168,10 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
     let mut transfer = None;
     if let Some(f) = d.findings.iter().find(|f| f.kind == DRIVE_TRANSFER) {
         let to = attr(f, "new_owner_email");
+        let owned = match (attr(f, "files_owned"), attr(f, "bytes_owned")) {
+            (n, b) if !n.is_empty() => format!("{n} files, {b} bytes"),
+            _ => "not counted: the user is suspended".to_string(),
+        };
         out.push(action(
             TRANSFER_DRIVE,
             &f.target,
@@ -177,7 +181,7 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             ]),
             Phase::Transfer,
             vec![],
-            format!("transfer the Drive files of {who} to {to} (Data Transfer API; the licence removal and the delete wait for it)"),
+            format!("transfer the Drive files of {who} ({owned}) to {to} (Data Transfer API; the licence removal and the delete wait for it)"),
         ));
         transfer = Some(key(TRANSFER_DRIVE, &f.target));
         before_delete.push(key(TRANSFER_DRIVE, &f.target));

@@ -257,6 +257,13 @@ async fn discovery_finds_every_grant_group_role_licence_and_the_plan_orders_them
         .find(|f| f.kind == DRIVE_TRANSFER)
         .expect("drive");
     assert_eq!(drive.attrs["new_owner_id"], ids.archive);
+    assert_eq!(
+        (
+            drive.attrs["files_owned"].as_str(),
+            drive.attrs["bytes_owned"].as_str()
+        ),
+        ("50", "52428800")
+    );
     // carol is suspended: her Gmail is not read (Google would refuse), and nothing is planned there.
     let carol_gmail = found[1]
         .findings

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use super::world::{User, World};
 use super::{decode, google_error, issue_token, Shared};
 
+use axum::http::HeaderMap;
+
 type S = State<Arc<Shared>>;
 
 const D: &str = "/admin/directory/v1";
@@ -76,6 +78,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/apps/licensing/v1/product/{product}/sku/{sku}/user/{user}",
             get(get_licence).delete(delete_licence),
         )
+        .route("/drive/v3/files", get(list_files))
 }
 
 pub(crate) async fn no_route() -> Response {
@@ -779,4 +782,47 @@ async fn delete_licence(
         u.licences.remove(&key);
     });
     empty()
+}
+
+/// `files.list` of the token's own files (`q` = `'me' in owners`, optionally `and trashed = false`)
+async fn list_files(State(s): S, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let q = query(&raw);
+    let wanted = param(&q, "q").map(|x| x.split_whitespace().collect::<Vec<_>>().join(" "));
+    let ok = matches!(
+        wanted.as_deref(),
+        Some("'me' in owners") | Some("'me' in owners and trashed = false")
+    );
+    if !ok {
+        return bad_request("Invalid Value");
+    }
+    let Some(subject) = super::token_subject(&s, &headers) else {
+        return google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
+    };
+    let w = s.world();
+    let Some(u) = w.find(&subject) else {
+        return not_found("fileOwner");
+    };
+    let size = u.drive_bytes.checked_div(u.drive_files).unwrap_or(0);
+    let max = param(&q, "pageSize")
+        .and_then(|m| m.parse::<u64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1_000);
+    let offset = param(&q, "pageToken")
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
+    let files: Vec<Value> = (offset..u.drive_files.min(offset + max))
+        .map(|n| {
+            json!({
+                "kind": "drive#file",
+                "id": format!("1{}f{n}", u.id),
+                "name": format!("file {n}"),
+                "size": size.to_string(),
+            })
+        })
+        .collect();
+    let mut out = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": files});
+    if offset + max < u.drive_files {
+        out["nextPageToken"] = json!((offset + max).to_string());
+    }
+    Json(out).into_response()
 }

@@ -29,6 +29,9 @@
 //!   **403** `userRateLimitExceeded` (Google's Directory API answers 403, not 429);
 //!   [`GoogleStandin::rate_storm`] answers the next n calls 403 with any reason
 //!   (`rateLimitExceeded`, `quotaExceeded`).
+//! - `GET /drive/v3/files?q='me' in owners` lists the token user's own files (`id`, `name`,
+//!   `size`; [`User::drive_files`] of them, [`User::drive_bytes`] shared out), `pageSize` up to
+//!   1,000 and `nextPageToken`; any other `q` is a 400.
 //! - A transfer is `inProgress` until it was read [`World::transfer_polls`] times
 //!   (`GET transfers/{id}`), then `completed`, and the old owner's Drive files are the new owner's.
 //!
@@ -381,6 +384,8 @@ fn scope_for(path: &str) -> Option<&'static str> {
         Some("gmail.settings")
     } else if path.starts_with("/apps/licensing/") {
         Some("apps.licensing")
+    } else if path.starts_with("/drive/") {
+        Some("auth/drive")
     } else {
         None
     }
@@ -431,6 +436,15 @@ fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String,
                 StatusCode::BAD_REQUEST,
                 "failedPrecondition",
                 "Mail service not enabled",
+            )));
+        }
+    } else if path.starts_with("/drive/") {
+        // Drive answers as the token's own user.
+        if w.find(&subject).is_none_or(|u| u.suspended) {
+            return Err(Box::new(google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "The user does not have sufficient permissions",
             )));
         }
     } else if !w.find(&subject).is_some_and(|u| u.is_admin && !u.suspended) {
@@ -639,4 +653,10 @@ fn random_hex(n: usize) -> String {
     (0..n)
         .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
         .collect()
+}
+
+/// The delegated subject of a request's token
+pub(crate) fn token_subject(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    let t = bearer(headers)?;
+    lock(&shared.auth).tokens.get(&t).map(|i| i.subject.clone())
 }
