@@ -120,6 +120,37 @@ pub async fn apply(
         return Ok(Outcome::AlreadyDone);
     }
     let client = ctx.client;
+    if matches!(
+        kind,
+        DELETE_GRANT | DELETE_APP_PASSWORD | REMOVE_GROUP | REMOVE_ROLE
+    ) {
+        return remove_pinned(ctx, action, pin, user_id).await;
+    }
+    // Sign-out and backup codes are calls on the pinned id whose effect Google cannot show: sent
+    // at once (the journal said not yet); a 404 is the pinned user gone.
+    match kind {
+        SIGN_OUT => {
+            return confirmed_post(
+                client,
+                pin,
+                &format!("{D}/users/{}/signOut", encode(user_id)),
+                journal,
+                user_id,
+            )
+            .await;
+        }
+        INVALIDATE_BACKUP_CODES => {
+            return confirmed_post(
+                client,
+                pin,
+                &format!("{D}/users/{}/verificationCodes/invalidate", encode(user_id)),
+                journal,
+                user_id,
+            )
+            .await;
+        }
+        _ => {}
+    }
     let Some(user) = get_user(client, user_id).await?.filter(|u| u.id == user_id) else {
         return match kind {
             TRANSFER_DRIVE => {
@@ -155,69 +186,11 @@ pub async fn apply(
             Ok(r)
         }
         SUSPEND_USER => suspend(client, &user).await,
-        SIGN_OUT => {
-            confirmed_post(
-                client,
-                pin,
-                &format!("{D}/users/{}/signOut", encode(user_id)),
-                journal,
-                user_id,
-            )
-            .await
-        }
-        INVALIDATE_BACKUP_CODES => {
-            confirmed_post(
-                client,
-                pin,
-                &format!("{D}/users/{}/verificationCodes/invalidate", encode(user_id)),
-                journal,
-                user_id,
-            )
-            .await
-        }
-        DELETE_GRANT => {
-            let path = format!(
-                "{D}/users/{}/tokens/{}",
-                encode(user_id),
-                encode(param(action, "client_id")?)
-            );
-            read_then_delete(client, &path, |_| true).await
-        }
-        DELETE_APP_PASSWORD => {
-            let code = param(action, "code_id")?;
-            if code.parse::<i64>().is_err() {
-                return Err(ConnectorError::permanent(
-                    "bad_action",
-                    format!(
-                        "{} {}: expected a numeric code_id, found {code:?}",
-                        action.kind, action.target
-                    ),
-                ));
-            }
-            let path = format!("{D}/users/{}/asps/{code}", encode(user_id));
-            read_then_delete(client, &path, |_| true).await
-        }
-        REMOVE_GROUP => {
-            let gid = param(action, "group_id")?;
-            let path = format!("{D}/groups/{}/members/{}", encode(gid), encode(user_id));
-            remove_member(client, &path).await
-        }
-        REMOVE_ROLE => {
-            let aid = param(action, "assignment_id")?;
-            let path = format!(
-                "{D}/customer/{}/roleassignments/{}",
-                encode(&ctx.cfg.customer),
-                encode(aid)
-            );
-            let uid = user_id.to_string();
-            read_then_delete(client, &path, move |v| {
-                v.get("assignedTo").and_then(Value::as_str) == Some(uid.as_str())
-            })
-            .await
-        }
         REMOVE_LICENCE => {
             let path = licence_path(action, &user)?;
-            read_then_delete(client, &path, |_| true).await
+            Ok(read_then_delete(client, &path, |_| true)
+                .await?
+                .unwrap_or(Outcome::AlreadyDone))
         }
         TRANSFER_DRIVE => transfer(ctx, action, user_id, journal).await,
         DELETE_USER => {
@@ -235,6 +208,69 @@ pub async fn apply(
             }
         }
         other => Err(unknown(other)),
+    }
+}
+
+/// The removals whose own paths name the pinned id (a grant, an app password, a membership, a
+/// role assignment): no separate read of the user first. The target's read answers for the
+/// pinned id; only when it finds nothing is the user read, to tell "not there any more" (the
+/// effect holds on the pinned user) from "the user is gone" (which checks the planned address).
+async fn remove_pinned(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    pin: &AccountPin,
+    user_id: &str,
+) -> Result<Outcome, ConnectorError> {
+    let client = ctx.client;
+    let done = match action.kind.0.as_str() {
+        DELETE_GRANT => {
+            let path = format!(
+                "{D}/users/{}/tokens/{}",
+                encode(user_id),
+                encode(param(action, "client_id")?)
+            );
+            read_then_delete(client, &path, |_| true).await?
+        }
+        DELETE_APP_PASSWORD => {
+            let code = param(action, "code_id")?;
+            if code.parse::<i64>().is_err() {
+                return Err(ConnectorError::permanent(
+                    "bad_action",
+                    format!(
+                        "{} {}: expected a numeric code_id, found {code:?}",
+                        action.kind, action.target
+                    ),
+                ));
+            }
+            let path = format!("{D}/users/{}/asps/{code}", encode(user_id));
+            read_then_delete(client, &path, |_| true).await?
+        }
+        REMOVE_GROUP => {
+            let gid = param(action, "group_id")?;
+            let path = format!("{D}/groups/{}/members/{}", encode(gid), encode(user_id));
+            remove_member(client, &path).await?
+        }
+        REMOVE_ROLE => {
+            let aid = param(action, "assignment_id")?;
+            let path = format!(
+                "{D}/customer/{}/roleassignments/{}",
+                encode(&ctx.cfg.customer),
+                encode(aid)
+            );
+            let uid = user_id.to_string();
+            read_then_delete(client, &path, move |v| {
+                v.get("assignedTo").and_then(Value::as_str) == Some(uid.as_str())
+            })
+            .await?
+        }
+        other => return Err(unknown(other)),
+    };
+    match done {
+        Some(o) => Ok(o),
+        None => match get_user(client, user_id).await?.filter(|u| u.id == user_id) {
+            Some(_) => Ok(Outcome::AlreadyDone),
+            None => gone(client, pin).await,
+        },
     }
 }
 
@@ -280,15 +316,16 @@ async fn confirmed_post(
     }
 }
 
-/// Reads the target; absent is `AlreadyDone` with no write, present (and `ours`) is deleted.
+/// Reads the target; absent is `None` (no write), present (and `ours`) is deleted (`Some(Done)`;
+/// `None` when the delete found it gone, a race).
 async fn read_then_delete(
     client: &Client,
     path: &str,
     ours: impl Fn(&Value) -> bool,
-) -> Result<Outcome, ConnectorError> {
+) -> Result<Option<Outcome>, ConnectorError> {
     let r = client.admin(Method::GET, path, None).await?;
     match r.status {
-        404 => return Ok(Outcome::AlreadyDone),
+        404 => return Ok(None),
         s if (200..300).contains(&s) => {
             if !r.json().is_some_and(|v| ours(&v)) {
                 return Err(ConnectorError::permanent(
@@ -301,8 +338,8 @@ async fn read_then_delete(
     }
     let r = client.admin(Method::DELETE, path, None).await?;
     match r.status {
-        s if (200..300).contains(&s) => Ok(Outcome::Done),
-        404 => Ok(Outcome::AlreadyDone),
+        s if (200..300).contains(&s) => Ok(Some(Outcome::Done)),
+        404 => Ok(None),
         _ => Err(classify::status(
             &Method::DELETE,
             path,
@@ -317,7 +354,7 @@ fn group_gone(r: &classify::Reply) -> bool {
     classify::message(&r.body).contains("groupKey")
 }
 
-async fn remove_member(client: &Client, path: &str) -> Result<Outcome, ConnectorError> {
+async fn remove_member(client: &Client, path: &str) -> Result<Option<Outcome>, ConnectorError> {
     let r = client.admin(Method::GET, path, None).await?;
     match r.status {
         404 if group_gone(&r) => {
@@ -326,14 +363,14 @@ async fn remove_member(client: &Client, path: &str) -> Result<Outcome, Connector
                 format!("GET {path}: 404 {}", classify::message(&r.body)),
             ))
         }
-        404 => return Ok(Outcome::AlreadyDone),
+        404 => return Ok(None),
         s if (200..300).contains(&s) => {}
         _ => return Err(classify::status(&Method::GET, path, &r, client.backoff())),
     }
     let r = client.admin(Method::DELETE, path, None).await?;
     match r.status {
-        s if (200..300).contains(&s) => Ok(Outcome::Done),
-        404 if !group_gone(&r) => Ok(Outcome::AlreadyDone),
+        s if (200..300).contains(&s) => Ok(Some(Outcome::Done)),
+        404 if !group_gone(&r) => Ok(None),
         _ => Err(classify::status(
             &Method::DELETE,
             path,

@@ -488,6 +488,8 @@ pub async fn discover_many(
 ) -> Result<Vec<Discovery>, ConnectorError> {
     let mut role_names: Option<HashMap<String, String>> = None;
     let mut target: Option<User> = None;
+    // The groups each group sits in, read once per group for all the subjects.
+    let mut parents_of: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let mut d = Discovery::not_found(instance, subject.id.clone());
@@ -578,11 +580,15 @@ pub async fn discover_many(
             for g in groups_of(client, &uid).await? {
                 let gid = s(&g, "id");
                 // A group inside other groups hands on their access: say which.
-                let parents: Vec<String> = groups_of(client, &gid)
-                    .await?
-                    .iter()
-                    .map(|p| s(p, "email"))
-                    .collect();
+                if !parents_of.contains_key(&gid) {
+                    let parents: Vec<String> = groups_of(client, &gid)
+                        .await?
+                        .iter()
+                        .map(|p| s(p, "email"))
+                        .collect();
+                    parents_of.insert(gid.clone(), parents.join(","));
+                }
+                let parents = parents_of.get(&gid).cloned().unwrap_or_default();
                 d.findings.push(finding(
                     instance,
                     subject,
@@ -592,7 +598,7 @@ pub async fn discover_many(
                         ("user_id", uid.clone()),
                         ("group_id", gid.clone()),
                         ("group_email", s(&g, "email")),
-                        ("nested_in", parents.join(",")),
+                        ("nested_in", parents),
                     ],
                 ));
             }

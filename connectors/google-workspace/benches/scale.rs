@@ -1,0 +1,238 @@
+//! Google Workspace at scale: 200 leavers, each with 50 Drive files, 5 groups (one of them
+//! inside another group), 2 OAuth grants, an app password, an admin role and a licence, against
+//! the Google stand-in (its recorder counts the calls; no Prism, which would add its own time).
+//!
+//! `cargo bench -p revoke-connector-google-workspace --bench scale` prints, per leaver:
+//! - discovery calls (API and token calls) against the floor of reads that know what to remove;
+//! - apply calls: writes against the floor of writes Google needs, and the reads apply adds
+//!   (the pinned-user read of every action, the read before each removal, the transfer's list
+//!   and polls);
+//! - wall time unpaced, and the wall time Google's quota sets for those calls (2,400 Directory
+//!   queries per minute per user per project: calls / 40 per second), computed; then a paced run
+//!   of `BENCH_PACED_LEAVERS` (default 10) at 2,400 per minute, measured, to show the pace holds.
+//!
+//! Environment: `BENCH_LEAVERS` (200), `BENCH_PACED_LEAVERS` (10). Under `cargo test` it is a
+//! smoke pass of 3 leavers, unpaced.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use revoke_connector_google_workspace::{
+    GoogleConfig, GoogleConnector, SET_AUTO_REPLY, SET_FORWARDING, SUSPEND_USER,
+};
+use revoke_core::{Action, ActionId, Connector, JobId, MemoryJournal, Outcome, Phase, Subject};
+use revoke_testkit::google::GoogleStandin;
+use serde_json::json;
+
+const GW: &str = "corp-google";
+const GROUPS: usize = 5;
+const FILES: u64 = 50;
+/// The writes Google needs per leaver here: vacation PUT, forwarding address POST, forwarding
+/// PUT, suspend, signOut, backup codes, 2 grants, 1 app password, the transfer insert, 5 groups,
+/// 1 role, 1 licence, the delete.
+const FLOOR_WRITES: usize = 18;
+/// The reads that tell what to remove: the user, grants, app passwords, groups, role
+/// assignments, the licence, the Drive files, the transfers.
+const FLOOR_DISCOVERY: usize = 8;
+
+fn env_or(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+struct Run {
+    leavers: usize,
+    discover_api: usize,
+    discover_tokens: usize,
+    discover_time: Duration,
+    apply_reads: usize,
+    apply_writes: usize,
+    apply_tokens: usize,
+    apply_time: Duration,
+}
+
+async fn run(leavers: usize, rpm: u64) -> Run {
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    g.set_rate_limit(u64::MAX, Duration::from_secs(60));
+    g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        w.user("archive@example.com");
+        w.user("manager@example.com");
+        w.transfer_polls = 1;
+        let all = w.group("all-staff@example.com", "All staff");
+        let groups: Vec<String> = (0..GROUPS)
+            .map(|i| w.group(&format!("team{i}@example.com"), &format!("Team {i}")))
+            .collect();
+        w.add_member(&all, &groups[0]);
+        let role = w.role("_HELP_DESK_ADMIN_ROLE", false);
+        for i in 0..leavers {
+            let id = w.user(&format!("leaver{i}@example.com"));
+            w.edit(&id, |u| {
+                u.aliases = vec![format!("l{i}@example.com")];
+                u.employee_ids = vec![format!("E{i}")];
+                u.drive_files = FILES;
+                u.drive_bytes = FILES * 1_048_576;
+                u.licences
+                    .insert(("Google-Apps".into(), "1010020027".into()));
+            });
+            w.grant(&id, "1-a.apps.googleusercontent.com", "Slack");
+            w.grant(&id, "2-b.apps.googleusercontent.com", "Zoom");
+            w.asp(&id, "Thunderbird");
+            for gid in &groups {
+                w.add_member(gid, &id);
+            }
+            w.assign(&role, &id);
+        }
+    });
+    let cfg = GoogleConfig::from_value(&json!({
+        "private_key": g.service_account_key(),
+        "admin_email": "admin@example.com",
+        "api_url": g.url(),
+        "transfer_to": "archive@example.com",
+        "auto_reply_subject": "Gone",
+        "auto_reply_body": "Please write to team@example.com.",
+        "forward_to": "manager@example.com",
+        "licences": ["Google-Apps/1010020027"],
+        "transfer_poll_ms": 1,
+        "requests_per_minute": rpm,
+        "timeout_secs": 600,
+    }))
+    .expect("config");
+    let conn = Arc::new(GoogleConnector::new(GW, cfg).expect("connector"));
+    let subjects: Vec<Subject> = (0..leavers)
+        .map(|i| {
+            let mut s = Subject::new(format!("leaver{i}"));
+            s.email = Some(format!("leaver{i}@example.com"));
+            s
+        })
+        .collect();
+
+    let t = Instant::now();
+    let found = conn.discover_many(&subjects).await.expect("discovery");
+    let discover_time = t.elapsed();
+    let reqs = g.requests();
+    let discover_tokens = reqs.iter().filter(|r| r.path == "/token").count();
+    let discover_api = reqs.len() - discover_tokens;
+    assert!(
+        reqs.iter().all(|r| !r.is_mutation()),
+        "discovery writes nothing"
+    );
+    assert!(found.iter().all(|d| d.found));
+
+    let job = JobId("bench".into());
+    let mut all: Vec<Action> = Vec::new();
+    for (s, d) in subjects.iter().zip(&found) {
+        all.extend(Action::from_proposals(&job, GW, d, conn.plan(s, d)).expect("proposals"));
+    }
+    g.clear_requests();
+    let rank = |a: &Action| match (a.phase, a.kind.0.as_str()) {
+        (Phase::Contain, SET_AUTO_REPLY | SET_FORWARDING) => 0,
+        (Phase::Contain, SUSPEND_USER) => 1,
+        (Phase::Contain, _) => 2,
+        (Phase::Transfer, _) => 3,
+        (Phase::Revoke, _) => 4,
+        _ => 5,
+    };
+    let journals: HashMap<ActionId, Arc<MemoryJournal>> = all
+        .iter()
+        .map(|a| (a.id.clone(), Arc::new(MemoryJournal::new())))
+        .collect();
+    let t = Instant::now();
+    for step in 0..6 {
+        // Every action of a step at once, as the executor's workers would (16 at a time).
+        let these: Vec<&Action> = all.iter().filter(|a| rank(a) == step).collect();
+        for chunk in these.chunks(16) {
+            let futs = chunk.iter().map(|a| {
+                let conn = conn.clone();
+                let j = journals[&a.id].clone();
+                async move {
+                    loop {
+                        match conn.apply(a, &a.key, j.as_ref()).await {
+                            Err(e) if e.is_retryable() => {
+                                tokio::time::sleep(
+                                    e.retry_after().unwrap_or(Duration::from_millis(5)),
+                                )
+                                .await
+                            }
+                            r => return r,
+                        }
+                    }
+                }
+            });
+            for r in join_all(futs).await {
+                assert_eq!(r.expect("apply"), Outcome::Done);
+            }
+        }
+    }
+    let apply_time = t.elapsed();
+    let reqs = g.requests();
+    let apply_tokens = reqs.iter().filter(|r| r.path == "/token").count();
+    let apply_writes = reqs.iter().filter(|r| r.is_mutation()).count();
+    let apply_reads = reqs.len() - apply_tokens - apply_writes;
+    Run {
+        leavers,
+        discover_api,
+        discover_tokens,
+        discover_time,
+        apply_reads,
+        apply_writes,
+        apply_tokens,
+        apply_time,
+    }
+}
+
+fn per(n: usize, leavers: usize) -> f64 {
+    n as f64 / leavers as f64
+}
+
+/// Seconds Google's Directory quota (2,400 per minute) needs for `calls`.
+fn at_quota(calls: usize) -> f64 {
+    calls as f64 / 40.0
+}
+
+#[tokio::main]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let leavers = if full {
+        env_or("BENCH_LEAVERS", 200)
+    } else {
+        3
+    } as usize;
+    let r = run(leavers, 1_000_000).await;
+    let n = r.leavers;
+    println!("google workspace, {n} leavers ({FILES} Drive files, {GROUPS} groups, 2 grants, 1 app password, 1 role, 1 licence each)");
+    println!(
+        "discovery: {:.1} API calls/leaver (floor {FLOOR_DISCOVERY}), {:.1} token calls/leaver, {:.2?} unpaced, {:.0} s at 2,400/min",
+        per(r.discover_api, n),
+        per(r.discover_tokens, n),
+        r.discover_time,
+        at_quota(r.discover_api)
+    );
+    println!(
+        "apply: {:.1} writes/leaver (floor {FLOOR_WRITES}), {:.1} reads/leaver, {:.1} token calls/leaver, {:.2?} unpaced, {:.0} s at 2,400/min",
+        per(r.apply_writes, n),
+        per(r.apply_reads, n),
+        per(r.apply_tokens, n),
+        r.apply_time,
+        at_quota(r.apply_reads + r.apply_writes)
+    );
+    assert_eq!(r.apply_writes, FLOOR_WRITES * n, "writes at the floor");
+    if full {
+        let paced = env_or("BENCH_PACED_LEAVERS", 10) as usize;
+        let p = run(paced, 2_400).await;
+        let calls =
+            p.discover_api + p.discover_tokens + p.apply_reads + p.apply_writes + p.apply_tokens;
+        println!(
+            "paced at 2,400/min, {paced} leavers: {calls} calls, measured {:.1} s (discovery {:.1} s, apply {:.1} s), computed {:.1} s",
+            (p.discover_time + p.apply_time).as_secs_f64(),
+            p.discover_time.as_secs_f64(),
+            p.apply_time.as_secs_f64(),
+            at_quota(calls)
+        );
+    }
+}
