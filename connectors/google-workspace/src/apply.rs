@@ -30,7 +30,9 @@ use tracing::{debug, info};
 use crate::classify;
 use crate::client::{encode, Client, Who};
 use crate::config::GoogleConfig;
-use crate::discover::{get_user, gmail_setting, is_drive_transfer, transfers, User, DRIVE_APP_ID};
+use crate::discover::{
+    get_user, gmail_setting, is_drive_transfer, transfers, User, CALENDAR_APP_ID, DRIVE_APP_ID,
+};
 use crate::plan::{
     DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
     REMOVE_LICENCE, REMOVE_ROLE, SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER,
@@ -568,15 +570,24 @@ async fn transfer(
                 }
                 None => {
                     let path = "/admin/datatransfer/v1/transfers";
+                    let mut apps = vec![json!({
+                        "applicationId": DRIVE_APP_ID,
+                        "applicationTransferParams": [
+                            {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}
+                        ],
+                    })];
+                    if ctx.cfg.transfer_calendar {
+                        apps.push(json!({
+                            "applicationId": CALENDAR_APP_ID,
+                            "applicationTransferParams": [
+                                {"key": "RELEASE_RESOURCES", "value": ["TRUE"]}
+                            ],
+                        }));
+                    }
                     let body = json!({
                         "oldOwnerUserId": user_id,
                         "newOwnerUserId": new_owner,
-                        "applicationDataTransfers": [{
-                            "applicationId": DRIVE_APP_ID,
-                            "applicationTransferParams": [
-                                {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}
-                            ],
-                        }],
+                        "applicationDataTransfers": apps,
                     });
                     let r = client.admin(Method::POST, path, Some(&body)).await?;
                     if !r.is_success() {

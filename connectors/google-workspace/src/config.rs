@@ -40,6 +40,10 @@ pub struct GoogleConfig {
     /// Whom the leaver's Drive files are transferred to (a user's email); no transfer without it.
     #[serde(default)]
     pub transfer_to: Option<String>,
+    /// Also transfer the leaver's Calendar (future events with guests or resources in the primary
+    /// calendar; Google's rule) in the same transfer.
+    #[serde(default)]
+    pub transfer_calendar: bool,
     /// The auto-reply set on the leaver's mailbox before suspension (subject and plain body).
     #[serde(default)]
     pub auto_reply_subject: Option<String>,
@@ -181,6 +185,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("domain", KeyType::Str),
     KeySpec::optional("api_url", KeyType::Str),
     KeySpec::optional("transfer_to", KeyType::Str),
+    KeySpec::optional("transfer_calendar", KeyType::Bool),
     KeySpec::optional("auto_reply_subject", KeyType::Str),
     KeySpec::optional("auto_reply_body", KeyType::Str),
     KeySpec::optional("forward_to", KeyType::Str),
@@ -250,6 +255,14 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
                 format!("expected an http(s) url ({problem}), found {url:?}"),
             ));
         }
+    }
+    if table.get("transfer_calendar").and_then(Value::as_bool) == Some(true)
+        && s("transfer_to").is_none()
+    {
+        issues.push(ConfigIssue::new(
+            key("transfer_calendar"),
+            "expected transfer_to (whom the calendar goes to) with transfer_calendar, found none",
+        ));
     }
     if s("auto_reply_subject").is_some() && s("auto_reply_body").is_none() {
         issues.push(ConfigIssue::new(
@@ -369,6 +382,13 @@ mod tests {
         for e in expect {
             assert!(got.iter().any(|g| g.starts_with(e)), "{e} not in {got:#?}");
         }
+        let got = issues(
+            json!({"private_key": key_json(), "admin_email": "a@example.com", "transfer_calendar": true}),
+        );
+        assert_eq!(
+            got,
+            ["connectors.gw.transfer_calendar: expected transfer_to (whom the calendar goes to) with transfer_calendar, found none"]
+        );
         let got = issues(json!({"admin_email": "admin@example.com"}));
         assert!(
             got.iter()

@@ -43,6 +43,8 @@ pub const ID_KIND: &str = "Google user id";
 
 /// Google Drive's application id in the Data Transfer API.
 pub const DRIVE_APP_ID: &str = "55656082996";
+/// Google Calendar's application id in the Data Transfer API.
+pub const CALENDAR_APP_ID: &str = "435070579839";
 
 /// An email Google accepts as a user's or alias's: letters, digits, `.`, `_`, `'`, `-` before
 /// the `@` (Google's rule for usernames), a domain of letters, digits, `-` and dots.

@@ -181,7 +181,10 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             ]),
             Phase::Transfer,
             vec![],
-            format!("transfer the Drive files of {who} ({owned}) to {to} (Data Transfer API; the licence removal and the delete wait for it)"),
+            format!(
+                "transfer the Drive files of {who} ({owned}){} to {to} (Data Transfer API; the licence removal and the delete wait for it)",
+                if cfg.transfer_calendar { " and their calendar" } else { "" }
+            ),
         ));
         transfer = Some(key(TRANSFER_DRIVE, &f.target));
         before_delete.push(key(TRANSFER_DRIVE, &f.target));

@@ -475,7 +475,7 @@ impl Journal for DiesOnFirstRecord {
 async fn a_transfer_inserted_before_a_death_is_adopted_not_made_twice() {
     let s = stack();
     let ids = seed(&s.g);
-    let conn = connector(&s, json!({}));
+    let conn = connector(&s, json!({"transfer_calendar": true}));
     let subj = subject("alice.smith@example.com");
     let d = conn.discover(&subj).await.expect("discovery");
     let transfer = actions(&d, &conn, &subj)
@@ -492,6 +492,16 @@ async fn a_transfer_inserted_before_a_death_is_adopted_not_made_twice() {
         s.g.world(|w| w.transfers.len()),
         1,
         "google took the insert"
+    );
+    // Drive (every file, private and shared) and Calendar, in one transfer.
+    let apps =
+        s.g.world(|w| w.transfers.values().next().map(|t| t.applications.clone()));
+    assert_eq!(
+        apps,
+        Some(json!([
+            {"applicationId": "55656082996", "applicationTransferParams": [{"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}]},
+            {"applicationId": "435070579839", "applicationTransferParams": [{"key": "RELEASE_RESOURCES", "value": ["TRUE"]}]},
+        ]))
     );
     // The next attempt, in another process: no journal entry, so it looks for the transfer first.
     let journal = MemoryJournal::new();
