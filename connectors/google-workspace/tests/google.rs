@@ -725,3 +725,55 @@ async fn prism_refuses_what_googles_description_forbids() {
     assert!(errors[0].contains("suspended"), "{errors:#?}");
     assert!(g.requests().is_empty(), "neither reached the stand-in");
 }
+
+/// Google's refusals, over HTTP through Prism, each classified by the connector: a non-admin
+/// subject, an assertion signed with another key, an unknown subject, an outage, a quota answer.
+#[tokio::test]
+async fn googles_refusals_over_http_are_classified() {
+    let s = stack();
+    seed(&s.g);
+    let class = |e: ConnectorError| (e.class.name().to_string(), e.code);
+
+    let not_admin = connector(&s, json!({"admin_email": "manager@example.com"}));
+    let e = not_admin.check().await.expect_err("not an admin");
+    assert_eq!(class(e), ("auth".into(), "forbidden".into()));
+
+    let unknown = connector(&s, json!({"admin_email": "nobody@example.com"}));
+    let e = unknown.check().await.expect_err("no such subject");
+    assert_eq!(
+        class(e.clone()),
+        ("auth".into(), "bad_service_account_key".into())
+    );
+    assert!(e.message.contains("Invalid email or User ID"), "{e}");
+
+    // Another service account's key, with this token URI: the signature does not verify.
+    let other = GoogleStandin::start().expect("a second stand-in");
+    let mut key: Value = serde_json::from_str(&other.service_account_key()).expect("json");
+    let mine: Value = serde_json::from_str(&s.g.service_account_key()).expect("json");
+    key["token_uri"] = mine["token_uri"].clone();
+    let forged = connector(&s, json!({"private_key": key.to_string()}));
+    let e = forged.check().await.expect_err("bad signature");
+    assert_eq!(
+        class(e.clone()),
+        ("auth".into(), "bad_service_account_key".into())
+    );
+    assert!(e.message.contains("Invalid JWT Signature."), "{e}");
+    assert!(!e.message.contains("PRIVATE KEY"), "{e}");
+
+    let conn = connector(&s, json!({}));
+    conn.check().await.expect("the admin checks out");
+    s.g.fail_next(1, 503, None);
+    let e = conn.check().await.expect_err("outage");
+    assert_eq!(class(e), ("retryable".into(), "server_error".into()));
+    s.g.rate_storm(1, "quotaExceeded");
+    let e = conn.check().await.expect_err("quota");
+    assert_eq!(
+        class(e.clone()),
+        ("rate_limited".into(), "rate_limit".into())
+    );
+    assert!(e.message.contains("quotaExceeded"), "{e}");
+    tokio::time::sleep(e.retry_after().expect("a wait")).await;
+    conn.check().await.expect("after the wait it answers");
+    // One token for the admin served every call of this connector.
+    assert_eq!(conn.tokens_fetched(), 1);
+}
