@@ -5,9 +5,11 @@
 //! - A token is fetched with a signed assertion (auth.rs) at the key's `token_uri` and cached
 //!   until five minutes before it expires; a 401 makes the client fetch a new one and send the
 //!   call once more.
-//! - The pace: calls leave at most `requests_per_minute` per minute, evenly spaced, across every
-//!   job of the instance. A rate-limit answer (403 `userRateLimitExceeded`, `rateLimitExceeded`,
-//!   `quotaExceeded`, or 429) holds every call of the instance for an exponential backoff
+//! - The pace, per quota (Directory and Data Transfer; Licensing; Gmail; Drive; the token call):
+//!   Directory and Licensing calls leave at most `requests_per_minute` per minute each, evenly
+//!   spaced, across every job of the instance (Gmail and Drive are per-user quotas a leaver barely
+//!   touches: not paced). A rate-limit answer (403 `userRateLimitExceeded`, `rateLimitExceeded`,
+//!   `quotaExceeded`, or 429) holds every call of the instance to that API for an exponential backoff
 //!   (`backoff_ms`, doubled per consecutive refusal, at most 64 times) and is returned as
 //!   `rate_limited` with that wait; a call that would wait longer than the request timeout fails
 //!   at once as `rate_limited`, so the executor reschedules instead of a task sleeping. No call
@@ -15,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +115,37 @@ struct Pace {
     interval: Duration,
     next_slot: Instant,
     hold_until: Option<Instant>,
+    refusals: u32,
+}
+
+/// The quota a call counts against: each has its own pace and its own holds, so a Gmail refusal
+/// does not stop Directory calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// Admin SDK Directory and Data Transfer: 2,400 queries per minute per user per project.
+    Directory = 0,
+    /// Enterprise License Manager: its own quota, paced like the Directory.
+    Licensing = 1,
+    /// Gmail: per-user units (15,000 per minute); a leaver costs a handful: not paced, only held.
+    Gmail = 2,
+    /// Drive: per-user quota; one list per leaver: not paced, only held.
+    Drive = 3,
+    /// The OAuth token endpoint: not paced, only held.
+    Token = 4,
+}
+
+impl Api {
+    fn of(path: &str) -> Api {
+        if path.starts_with("/gmail/") {
+            Api::Gmail
+        } else if path.starts_with("/apps/licensing/") {
+            Api::Licensing
+        } else if path.starts_with("/drive/") {
+            Api::Drive
+        } else {
+            Api::Directory
+        }
+    }
 }
 
 /// The connection state of one instance.
@@ -127,8 +160,7 @@ pub struct Client {
     backoff: Duration,
     tokens: tokio::sync::Mutex<HashMap<Who, Token>>,
     generation: AtomicU64,
-    pace: Mutex<Pace>,
-    refusals: AtomicU32,
+    paces: [Mutex<Pace>; 5],
     calls: AtomicU64,
 }
 
@@ -172,12 +204,21 @@ impl Client {
             backoff: Duration::from_millis(cfg.backoff_ms),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            pace: Mutex::new(Pace {
+            paces: [
                 interval,
-                next_slot: Instant::now(),
-                hold_until: None,
+                interval,
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+            ]
+            .map(|interval| {
+                Mutex::new(Pace {
+                    interval,
+                    next_slot: Instant::now(),
+                    hold_until: None,
+                    refusals: 0,
+                })
             }),
-            refusals: AtomicU32::new(0),
             calls: AtomicU64::new(0),
         })
     }
@@ -213,10 +254,13 @@ impl Client {
         self.backoff * 2u32.saturating_pow(n.saturating_sub(1).min(6))
     }
 
-    /// Waits for this call's slot: after any hold, and `interval` after the previous call's.
-    async fn wait_turn(&self, method: &Method, path: &str) -> Result<(), ConnectorError> {
+    /// Waits for this call's slot in its API's pace: after any hold, and `interval` after the
+    /// previous call's.
+    async fn wait_turn(&self, api: Api, method: &Method, path: &str) -> Result<(), ConnectorError> {
         let slot = {
-            let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = self.paces[api as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let mut slot = p.next_slot.max(now);
             if let Some(h) = p.hold_until {
@@ -240,21 +284,25 @@ impl Client {
         Ok(())
     }
 
-    /// Records a rate-limit answer (holds every call of the instance) or a success (resets).
-    fn observe(&self, r: &Reply) -> Duration {
+    /// Records a rate-limit answer (holds every call of the instance to that API) or a success
+    /// (resets the backoff).
+    fn observe(&self, api: Api, r: &Reply) -> Duration {
+        let mut p = self.paces[api as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if classify::is_rate_limited(r) {
-            let n = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            p.refusals += 1;
+            let n = p.refusals;
             let wait = classify::retry_after(&r.headers).unwrap_or_else(|| self.backoff_for(n));
             let until = Instant::now() + wait;
-            let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
             if p.hold_until.is_none_or(|h| h < until) {
                 p.hold_until = Some(until);
             }
-            info!(connector = %self.instance, wait_ms = wait.as_millis() as u64, refusals = n, "google answered a rate limit, holding calls");
+            info!(connector = %self.instance, api = ?api, wait_ms = wait.as_millis() as u64, refusals = n, "google answered a rate limit, holding calls");
             wait
         } else {
             if r.is_success() {
-                self.refusals.store(0, Ordering::Relaxed);
+                p.refusals = 0;
             }
             self.backoff
         }
@@ -324,12 +372,12 @@ impl Client {
             encode(&assertion)
         );
         let method = Method::POST;
-        self.wait_turn(&method, "token").await?;
+        self.wait_turn(Api::Token, &method, "token").await?;
         let uri = self.signer.token_uri.clone();
         let r = self
             .raw(method.clone(), &uri, "token", Some(Body::Form(form)), None)
             .await?;
-        let backoff = self.observe(&r);
+        let backoff = self.observe(Api::Token, &r);
         if !r.is_success() {
             return Err(classify::token(&r, backoff));
         }
@@ -379,7 +427,8 @@ impl Client {
         let mut refreshed = false;
         loop {
             let (token, generation) = self.token(who).await?;
-            self.wait_turn(&method, path).await?;
+            let api = Api::of(path);
+            self.wait_turn(api, &method, path).await?;
             let url = format!("{}{path}", self.base(path));
             let r = self
                 .raw(
@@ -390,7 +439,7 @@ impl Client {
                     Some(&token),
                 )
                 .await?;
-            let backoff = self.observe(&r);
+            let backoff = self.observe(api, &r);
             match r.status {
                 401 if !refreshed => {
                     debug!(connector = %self.instance, "google answered 401, fetching a new token");
