@@ -8,13 +8,15 @@ use revoke_core::{
     Action, ActionId, Connector, ConnectorError, JobId, Outcome, Plan, PlanId, Verdict,
 };
 use revoke_store::{
-    ActionRecord, ActionState, AttemptResult, NewAuditEntry, ResultLine, Store, StoreError,
+    ActionRecord, ActionState, AttemptEnd, AttemptResult, NewAuditEntry, ResultLine, Store,
+    StoreError,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc::UnboundedSender, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::group::Group;
 use crate::journal::StoreJournal;
 use crate::{Connectors, EngineError, RetryPolicy};
 
@@ -116,6 +118,10 @@ pub struct Executor {
     /// Applied actions of connectors that verify in batches (`Connector::batch_verification`),
     /// not yet read back; shared by the clones that run each action.
     deferred: Arc<std::sync::Mutex<Vec<(PlanId, Action)>>>,
+    /// Attempts that start at once are recorded in one transaction, and so are results that
+    /// arrive at once (group commit; each action still waits for its own commit).
+    begins: Arc<Group<ActionId, Result<u32, StoreError>>>,
+    finishes: Arc<Group<AttemptEnd, Result<(), StoreError>>>,
 }
 
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
@@ -142,6 +148,26 @@ const HOLD_CAP: usize = 1024;
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The work loop reads back deferred actions at the latest this long after the first of them.
 const VERIFY_WAIT: Duration = Duration::from_millis(500);
+
+/// The answer of each request of a batch: its own, or the batch's error for every one.
+fn all_or_each<T>(
+    batch: Result<Vec<Result<T, StoreError>>, StoreError>,
+    n: usize,
+) -> Vec<Result<T, StoreError>> {
+    match batch {
+        Ok(each) => each,
+        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// The answer of a request whose batch was abandoned (its writer was cancelled): whether it was
+/// committed is unknown, so the action is left to its lease (it runs again once that ends, with
+/// the same key, reading first).
+fn abandoned<T>() -> Result<T, StoreError> {
+    Err(StoreError::Database(
+        "the transaction this write went in was abandoned".into(),
+    ))
+}
 
 impl Executor {
     /// `owner` names this executor in leases and the audit log (`revokectl@host:pid`).
@@ -174,6 +200,8 @@ impl Executor {
             owner: owner.into(),
             events: None,
             deferred: Arc::default(),
+            begins: Arc::default(),
+            finishes: Arc::default(),
         }
     }
 
@@ -314,8 +342,11 @@ impl Executor {
                 }
             }
             let now = Utc::now();
-            let free = capacity.saturating_sub(inflight.len());
-            if free > 0 {
+            // Leased ahead, up to twice the connectors' slots, and in batches of at least a slot
+            // per connector: one lease transaction starts many actions, and an action waits for
+            // its slot already leased, so a finished action's slot is taken at once.
+            let free = (2 * capacity).saturating_sub(inflight.len());
+            if free >= capacity || inflight.is_empty() {
                 let leased = self
                     .store
                     .lease_due(Some(plan), &self.owner, now, self.lease, free as u32)
@@ -651,6 +682,11 @@ impl Executor {
                 joined = inflight.join_next(), if !inflight.is_empty() => {
                     if let Some(joined) = joined {
                         self.settle(joined, &mut report).await;
+                        // Every other action that has finished too: their slots are leased again
+                        // in one transaction.
+                        while let Some(joined) = inflight.try_join_next() {
+                            self.settle(joined, &mut report).await;
+                        }
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -786,24 +822,13 @@ impl Executor {
             .acquire_owned()
             .await
             .map_err(|e| revoke_store::StoreError::Database(e.to_string()))?;
-        if !self
-            .store
-            .renew_lease(&action.id, &self.owner, Utc::now(), self.lease)
-            .await?
-        {
-            debug!(action_id = %action.id, "lease lost while waiting for a slot");
-            return Ok(None);
-        }
         let connector = self.connectors.get(&action.connector).cloned();
-        // The ledger entry (key + attempt number) is written before anything is sent.
-        let attempt = match self
-            .store
-            .begin_attempt(&action.id, &self.owner, Utc::now())
-            .await
-        {
+        // The ledger entry (key + attempt number) is written before anything is sent, renewing
+        // the lease in the same write (it may have waited for a slot).
+        let attempt = match self.begin(&action.id).await {
             Ok(n) => n,
             Err(StoreError::LeaseLost { .. }) => {
-                debug!(action_id = %action.id, "lease taken over by another executor before the attempt");
+                debug!(action_id = %action.id, "lease lost (taken over by another executor, or expired while waiting for a slot) before the attempt");
                 return Ok(None);
             }
             Err(e) => return Err(e.into()),
@@ -921,9 +946,23 @@ impl Executor {
         now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
         match self
-            .store
-            .finish_attempt(&action.id, &self.owner, attempt, result, now)
+            .finishes
+            .submit(
+                AttemptEnd {
+                    id: action.id.clone(),
+                    attempt,
+                    result: result.clone(),
+                },
+                |ends| {
+                    let (store, owner) = (self.store.clone(), self.owner.clone());
+                    async move {
+                        let n = ends.len();
+                        all_or_each(store.finish_attempts(&ends, &owner, now).await, n)
+                    }
+                },
+            )
             .await
+            .unwrap_or_else(abandoned)
         {
             Ok(()) => Ok(true),
             Err(StoreError::LeaseLost { .. }) => {
@@ -935,6 +974,24 @@ impl Executor {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Records the next attempt of a leased action and renews its lease, together with the
+    /// attempts of the actions starting at the same time (one transaction).
+    async fn begin(&self, id: &ActionId) -> Result<u32, StoreError> {
+        let (store, owner, lease) = (self.store.clone(), self.owner.clone(), self.lease);
+        self.begins
+            .submit(id.clone(), |ids| async move {
+                let n = ids.len();
+                all_or_each(
+                    store
+                        .begin_attempts(&ids, &owner, Utc::now(), Some(lease))
+                        .await,
+                    n,
+                )
+            })
+            .await
+            .unwrap_or_else(abandoned)
     }
 
     /// Sends the action, renewing the lease while the call runs, with the action's journal in

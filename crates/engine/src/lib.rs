@@ -7,6 +7,7 @@
 mod error;
 pub mod evidence;
 mod executor;
+mod group;
 mod journal;
 mod planner;
 pub mod queue;

@@ -1,5 +1,5 @@
 /// Everything a store can fail with; backend errors are mapped here, in one place per backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store configuration: {0}")]
     Config(String),

@@ -30,7 +30,7 @@ pub use jobs::{
     IntakeRef, JobBatch, JobCursor, JobPage, JobQuery, JobQueue, JobState, NewJob, QueueStats,
     QueuedJob, Submitted,
 };
-pub use model::{ActionRecord, ActionState, AttemptResult, JobRecord, ResultLine};
+pub use model::{ActionRecord, ActionState, AttemptEnd, AttemptResult, JobRecord, ResultLine};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -107,6 +107,30 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<u32, StoreError>;
+
+    /// Records the next attempts of several leased actions in one transaction, each as
+    /// [`Store::begin_attempt`] would; with `renew`, also extends each lease to `now + renew` in
+    /// the same write (a lease renewal and the attempt at once). Per action, in order: its attempt
+    /// number, or `StoreError::LeaseLost` (that action writes nothing, the others are recorded).
+    /// An error of the whole call writes nothing.
+    async fn begin_attempts(
+        &self,
+        ids: &[ActionId],
+        owner: &str,
+        now: DateTime<Utc>,
+        renew: Option<std::time::Duration>,
+    ) -> Result<Vec<Result<u32, StoreError>>, StoreError>;
+
+    /// Records how several attempts ended in one transaction, each as [`Store::finish_attempt`]
+    /// would. Per attempt, in order: `Ok`, or `StoreError::LeaseLost` (that attempt writes
+    /// nothing, the others are recorded). An error of the whole call (an attempt row missing
+    /// under a running action is `NotFound`) writes nothing.
+    async fn finish_attempts(
+        &self,
+        ends: &[AttemptEnd],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     /// Records how an attempt ended and releases the lease. A retryable error with `retry_at`
     /// puts the action back to `Pending` (due again at `retry_at`); otherwise it ends the action.

@@ -1,5 +1,5 @@
 use chrono::{DateTime, Utc};
-use revoke_core::{Action, ConnectorError, Job, Outcome, PlanId, Verdict};
+use revoke_core::{Action, ActionId, ConnectorError, Job, Outcome, PlanId, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Where an action stands. Stored as the snake_case name.
@@ -95,6 +95,14 @@ pub enum AttemptResult {
         error: ConnectorError,
         retry_at: Option<DateTime<Utc>>,
     },
+}
+
+/// How one attempt ended, for [`crate::Store::finish_attempts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptEnd {
+    pub id: ActionId,
+    pub attempt: u32,
+    pub result: AttemptResult,
 }
 
 /// An action with everything recorded about it.

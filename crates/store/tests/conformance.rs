@@ -15,7 +15,7 @@ use revoke_core::{
     Phase, Plan, PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
-    verify_chain, ActionRecord, ActionState, AttemptResult, AuditProblem, BlastGuard, CancelTarget,
+    verify_chain, ActionRecord, ActionState, AttemptEnd, AttemptResult, AuditProblem, BlastGuard, CancelTarget,
     IntakeRef, JobCursor, JobQuery, JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore,
     Store, StoreError,
 };
@@ -122,6 +122,8 @@ conformance!(
     expired_lease_is_taken_over,
     renew_lease_extends_only_a_held_lease,
     begin_attempt_numbers_attempts_and_writes_the_ledger_first,
+    attempts_begun_together_are_each_their_own,
+    attempts_finished_together_are_each_their_own,
     retryable_failure_goes_back_to_pending_until_retry_at,
     permanent_failure_fails_the_action,
     skipped_outcome_keeps_its_reason,
@@ -909,6 +911,210 @@ async fn renew_lease_extends_only_a_held_lease(h: Harness) {
 
 // ---------------------------------------------------------------------------------------------
 // Attempts
+
+/// `begin_attempts`: one transaction, each action answered on its own: a lease held elsewhere,
+/// an action not leased and an action named twice get `LeaseLost` and write nothing, the others
+/// are recorded (ledger row, audit entry) with their leases renewed.
+async fn attempts_begun_together_are_each_their_own(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            op("lock", "uid=b"),
+            op("lock", "uid=c"),
+            op("lock", "uid=d"),
+        ],
+    );
+    insert(&h, &plan).await;
+    let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
+    let audit_before = h.store.audit_log().await.expect("reads").len();
+    // x holds a and b (a retried once already), y holds c; d is not leased.
+    let leased = h
+        .store
+        .lease_due(None, "x", at(0), HOUR, 2)
+        .await
+        .expect("leases");
+    assert_eq!(
+        leased.iter().map(|r| r.action.id.clone()).collect::<Vec<_>>(),
+        ids[..2].to_vec()
+    );
+    let retry = AttemptResult::Failed {
+        error: ConnectorError::retryable("busy", "try later"),
+        retry_at: Some(at(1)),
+    };
+    h.store.begin_attempt(&ids[0], "x", at(0)).await.expect("begins");
+    h.store
+        .finish_attempt(&ids[0], "x", 1, &retry, at(0))
+        .await
+        .expect("finishes");
+    let again = h
+        .store
+        .lease_due(None, "x", at(1), HOUR, 1)
+        .await
+        .expect("leases");
+    assert_eq!(again[0].action.id, ids[0]);
+    assert_eq!(
+        h.store
+            .lease_due(None, "y", at(1), HOUR, 1)
+            .await
+            .expect("leases")
+            .len(),
+        1
+    );
+    let audit_mid = h.store.audit_log().await.expect("reads").len();
+
+    let asked = [
+        ids[1].clone(),
+        ids[2].clone(),
+        ids[0].clone(),
+        ids[3].clone(),
+        ids[1].clone(),
+    ];
+    let got = h
+        .store
+        .begin_attempts(&asked, "x", at(2), Some(2 * HOUR))
+        .await
+        .expect("the batch is written");
+    let summary: Vec<Result<u32, String>> = got
+        .into_iter()
+        .map(|r| {
+            r.map_err(|e| match e {
+                StoreError::LeaseLost { action, .. } => action,
+                other => panic!("expected LeaseLost, found {other:?}"),
+            })
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            Ok(1),
+            Err(ids[2].0.clone()),
+            Ok(2),
+            Err(ids[3].0.clone()),
+            Err(ids[1].0.clone()),
+        ],
+        "b begins its first attempt, a its second; c (y's), d (nobody's) and b named again get nothing"
+    );
+    for (id, n) in [(&ids[1], 1), (&ids[0], 2)] {
+        let r = h.store.action(id).await.expect("reads").expect("exists");
+        assert_eq!((r.state, r.attempts), (ActionState::Running, n));
+        assert_eq!(
+            r.lease_expires_at,
+            Some(at(2) + chrono::Duration::hours(2)),
+            "the lease is renewed in the same write"
+        );
+        let ledger = format!(
+            "UPDATE attempts SET owner = owner WHERE action_id = '{id}' AND attempt = {n} \
+             AND owner = 'x' AND finished_at IS NULL"
+        );
+        assert_eq!(h.raw(&ledger).await, 1, "{id}: the ledger row of attempt {n}");
+    }
+    for id in &ids[2..] {
+        let r = h.store.action(id).await.expect("reads").expect("exists");
+        assert_eq!((r.state, r.attempts), (ActionState::Pending, 0), "{id} untouched");
+    }
+    let log = h.store.audit_log().await.expect("reads");
+    assert_eq!(log.len(), audit_mid + 2, "one action.attempt entry per attempt begun");
+    assert!(log[audit_mid..].iter().all(|e| e.kind == "action.attempt"));
+    assert_eq!(
+        log[audit_mid..]
+            .iter()
+            .map(|e| e.action_id.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        vec![ids[1].0.clone(), ids[0].0.clone()],
+        "audited in the order asked"
+    );
+    assert!(audit_mid > audit_before);
+    assert_eq!(verify_chain(&log), vec![], "the chain holds across the batch");
+    // Without renewal the lease is left as it was.
+    assert_eq!(
+        h.store
+            .begin_attempts(&[ids[2].clone()], "y", at(3), None)
+            .await
+            .expect("written")
+            .into_iter()
+            .map(|r| r.expect("y holds c"))
+            .collect::<Vec<_>>(),
+        vec![1]
+    );
+    let c = h.store.action(&ids[2]).await.expect("reads").expect("exists");
+    assert_eq!(c.lease_expires_at, Some(at(1) + chrono::Duration::hours(1)));
+}
+
+/// `finish_attempts`: one transaction, each attempt answered on its own; a lost lease writes
+/// nothing for that attempt; grace periods of dependents count from the batch's time.
+async fn attempts_finished_together_are_each_their_own(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            op("lock", "uid=b"),
+            op("lock", "uid=c"),
+            op("delete", "uid=a")
+                .after(&[0])
+                .phase(Phase::Delete)
+                .grace(HOUR),
+        ],
+    );
+    insert(&h, &plan).await;
+    let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
+    assert_eq!(lease(&h, "x", at(0)).await, ids[..3].to_vec());
+    let begun = h
+        .store
+        .begin_attempts(&ids[..3], "x", at(1), None)
+        .await
+        .expect("written");
+    assert!(begun.iter().all(|r| matches!(r, Ok(1))), "{begun:?}");
+    // c's lease is taken over by y (it expired): x's result for c must not be recorded.
+    h.raw(&format!(
+        "UPDATE actions SET lease_owner = 'y' WHERE id = '{}'",
+        ids[2]
+    ))
+    .await;
+    let failed = AttemptResult::Failed {
+        error: ConnectorError::permanent("refused", "no"),
+        retry_at: None,
+    };
+    let audit_before = h.store.audit_log().await.expect("reads").len();
+    let got = h
+        .store
+        .finish_attempts(
+            &[
+                AttemptEnd { id: ids[0].clone(), attempt: 1, result: done() },
+                AttemptEnd { id: ids[2].clone(), attempt: 1, result: done() },
+                AttemptEnd { id: ids[1].clone(), attempt: 1, result: failed },
+            ],
+            "x",
+            at(7),
+        )
+        .await
+        .expect("written");
+    assert!(matches!(got[0], Ok(())), "{got:?}");
+    assert!(matches!(&got[1], Err(StoreError::LeaseLost { action, .. }) if action == &ids[2].0), "{got:?}");
+    assert!(matches!(got[2], Ok(())), "{got:?}");
+    assert_eq!(state(&h, &ids[0]).await, ActionState::Done);
+    assert_eq!(state(&h, &ids[1]).await, ActionState::Failed);
+    assert_eq!(state(&h, &ids[2]).await, ActionState::Running, "y's action untouched");
+    // The grace period counts from the batch's time: not due before at(7) + 1 h.
+    assert!(lease(&h, "x", at(7) + chrono::Duration::minutes(59)).await.is_empty());
+    assert!(lease(&h, "x", at(7) + chrono::Duration::hours(1))
+        .await
+        .contains(&ids[3]));
+    let log = h.store.audit_log().await.expect("reads");
+    let kinds: Vec<(&str, &str)> = log[audit_before..]
+        .iter()
+        .map(|e| (e.kind.as_str(), e.action_id.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("action.finished", ids[0].0.as_str()),
+            ("action.attempt_failed", ids[1].0.as_str()),
+        ],
+        "one entry per recorded attempt, none for the lost one"
+    );
+    assert_eq!(verify_chain(&log), vec![]);
+}
 
 async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
     let plan = make_plan("p", vec![op("lock", "uid=a")]);
