@@ -372,6 +372,21 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError>;
 
+    /// [`JobQueue::submit_jobs`] without the sync: returns once the batch is committed, before it
+    /// is durable. Nothing of it may be reported to anyone before a [`JobQueue::sync_intake`]
+    /// that started after this returned has returned; meanwhile the next batch can be written
+    /// (the group commit overlaps one batch's sync with the next one's writes).
+    async fn submit_jobs_committed(
+        &self,
+        batch: &[(NewJob, String)],
+        guard: BlastGuard,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Submitted, StoreError>>, StoreError>;
+
+    /// Makes every intake commit made before it started durable (SQLite: syncs the write-ahead
+    /// log; Postgres: a commit already is). Several may run at once.
+    async fn sync_intake(&self) -> Result<(), StoreError>;
+
     /// Cancels open jobs (scheduled, awaiting approval or planned): a planned job's actions that
     /// have not started (pending, awaiting acknowledgement) become `Cancelled` with `reason`;
     /// running and finished ones are left alone. With `intake`, the event is deduplicated like a
@@ -483,197 +498,277 @@ pub trait JobQueue: Send + Sync {
 macro_rules! job_queue_methods {
     ($store:ty, $db:ty, $skip_locked:literal) => {
         impl $store {
-            /// The body of `submit_job` inside `tx` (which holds the intake lock): writes nothing
-            /// for a duplicate or a `BodyConflict`.
-            async fn submit_in(
+            /// The body of `submit_job` and `submit_jobs` inside `tx` (which holds the intake
+            /// lock): decides every job of `batch` in order, as if each were submitted on its own
+            /// after the ones before it, then writes them all. One ledger read per source (and
+            /// chunk) finds the events received before, one count serves the guard (each job
+            /// then adds itself), the open batch of a source is looked up once, and the rows go
+            /// in with multi-row INSERTs of a few fixed sizes; the audit entries follow, in the
+            /// batch's order, after the last write to another table. A duplicate or a
+            /// `BodyConflict` writes nothing of that job; any other error is returned and the
+            /// caller drops the transaction.
+            async fn submit_batch_in(
                 &self,
                 tx: &mut ::sqlx::Transaction<'static, $db>,
-                new: &$crate::NewJob,
+                batch: &[(&$crate::NewJob, &str)],
                 guard: $crate::BlastGuard,
-                actor: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
-            ) -> Result<$crate::Submitted, $crate::StoreError> {
-            use $crate::common::{audit_entry, decode_i64, micros, to_json};
+            ) -> Result<Vec<Result<$crate::Submitted, $crate::StoreError>>, $crate::StoreError> {
+            use $crate::common::{audit_entry, decode_i64, decode_string, micros, to_json};
+            use $crate::common::{in_list, values_list};
+            use $crate::jobs::{chunk_lens, in_list_lens, Hold, SeenEvent};
             use $crate::{JobState, StoreError, Submitted};
             use ::sqlx::Row;
+            use std::collections::{BTreeMap, HashMap, HashSet};
 
-            let job = &new.job;
-            if let Some(event_id) = &new.source_event_id {
-                let row = sqlx::query(
-                    "SELECT e.job_id, e.kind, e.body_sha256, q.state FROM intake_events e \
-                     LEFT JOIN job_queue q ON q.job_id = e.job_id WHERE e.source = $1 AND e.event_id = $2",
-                )
-                .bind(&job.source)
-                .bind(event_id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(map_err)?;
-                if let Some(row) = row {
-                    let job_id: Option<String> = row.try_get("job_id").map_err(map_err)?;
-                    let state: Option<String> = row.try_get("state").map_err(map_err)?;
-                    let first_sha: Option<String> = row.try_get("body_sha256").map_err(map_err)?;
-                    if let (Some(first), Some(sha)) = (first_sha, new.body_sha256.as_ref()) {
-                        if !first.eq_ignore_ascii_case(sha) {
-                            let first_kind: String = row.try_get("kind").map_err(map_err)?;
-                            return Err(StoreError::BodyConflict(Box::new($crate::BodyConflict {
-                                source: job.source.clone(),
-                                event_id: event_id.clone(),
-                                first_kind,
-                                first_job_id: job_id.map(::revoke_core::JobId),
-                                first_body_sha256: first,
-                                body_sha256: sha.clone(),
-                            })));
-                        }
+            // The events of the batch the ledger already holds.
+            let mut seen: HashMap<(String, String), SeenEvent> = HashMap::new();
+            let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            let mut asked: HashSet<(&str, &str)> = HashSet::new();
+            for (new, _) in batch {
+                if let Some(id) = &new.source_event_id {
+                    if asked.insert((new.job.source.as_str(), id.as_str())) {
+                        wanted.entry(new.job.source.as_str()).or_default().push(id.as_str());
                     }
-                    let (Some(job_id), Some(state)) = (job_id, state) else {
-                        return Err(StoreError::Conflict(format!(
-                            "event {event_id} of source {}: expected a termination, found it already received as a cancellation",
-                            job.source
-                        )));
-                    };
-                    let state = JobState::parse(&state)
-                        .ok_or_else(|| StoreError::Corrupt(format!("job_queue.state: unknown state {state:?}")))?;
-                    return Ok(Submitted { job_id: ::revoke_core::JobId(job_id), state, duplicate: true, recent_jobs: 0 });
                 }
             }
-            let mut recent_jobs = 0u64;
-            let mut state = JobState::Scheduled;
-            if guard.max_jobs > 0 {
-                let since = now - ::chrono::Duration::from_std(guard.window).unwrap_or_default();
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM job_queue WHERE received_at > $1")
-                    .bind(micros(since))
-                    .fetch_one(&mut **tx)
-                    .await
-                    .map_err(map_err)?;
-                recent_jobs = decode_i64(&row, "n")?.max(0) as u64;
-                if recent_jobs >= u64::from(guard.max_jobs) {
-                    state = JobState::AwaitingApproval;
+            for (source, ids) in &wanted {
+                let mut rest = ids.as_slice();
+                for (len, shape) in in_list_lens(ids.len()) {
+                    let (chunk, tail) = rest.split_at(len);
+                    rest = tail;
+                    let sql = format!(
+                        "SELECT e.event_id, e.job_id, e.kind, e.body_sha256, q.state FROM intake_events e \
+                         LEFT JOIN job_queue q ON q.job_id = e.job_id WHERE e.source = $1 AND e.event_id IN ({})",
+                        in_list(2, shape)
+                    );
+                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(*source);
+                    for i in 0..shape {
+                        q = q.bind(chunk[i.min(len - 1)]);
+                    }
+                    for row in q.fetch_all(&mut **tx).await.map_err(map_err)? {
+                        let event_id: String = row.try_get("event_id").map_err(map_err)?;
+                        seen.insert(
+                            ((*source).to_string(), event_id),
+                            SeenEvent {
+                                job_id: row.try_get("job_id").map_err(map_err)?,
+                                kind: row.try_get("kind").map_err(map_err)?,
+                                body_sha256: row.try_get("body_sha256").map_err(map_err)?,
+                                state: row.try_get("state").map_err(map_err)?,
+                            },
+                        );
+                    }
                 }
             }
-            let note = (state == JobState::AwaitingApproval).then(|| {
-                format!(
-                    "held by the blast-radius guard: {recent_jobs} jobs received in the last {}s (limit {})",
-                    guard.window.as_secs(),
-                    guard.max_jobs
-                )
-            });
-            sqlx::query(
-                "INSERT INTO job_queue (job_id, state, job_json, employee_id, email, source, source_event_id, \
-                   event_json, received_at, due_at, note, updated_at, subject_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&job.id.0)
-            .bind(state.as_str())
-            .bind(to_json(job)?)
-            .bind(job.subject.employee_id.as_deref())
-            .bind(job.subject.email.as_deref().map(str::to_lowercase))
-            .bind(&job.source)
-            .bind(new.source_event_id.as_deref())
-            .bind(new.event.as_ref().map(|e| e.to_string()))
-            .bind(micros(new.received_at))
-            .bind(micros(new.due_at))
-            .bind(note.as_deref())
-            .bind(micros(now))
-            .bind(&job.subject.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| match map_err(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("job {}: expected a new job id, found it already recorded", job.id)),
-                other => other,
-            })?;
-            if let Some(event_id) = &new.source_event_id {
-                sqlx::query(
-                    "INSERT INTO intake_events (source, event_id, kind, job_id, body_sha256, received_at) \
-                     VALUES ($1, $2, 'termination', $3, $4, $5)",
-                )
-                .bind(&job.source)
-                .bind(event_id)
-                .bind(&job.id.0)
-                .bind(new.body_sha256.as_deref())
-                .bind(micros(new.received_at))
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            }
-            let data = ::serde_json::json!({
-                "source": job.source,
-                "source_event_id": new.source_event_id,
-                "body_sha256": new.body_sha256,
-                "received_at": new.received_at,
-                "subject": job.subject.id,
-                "risk": job.risk,
-                "effective_at": job.effective_at,
-                "due_at": new.due_at,
-                "reason": job.reason,
-                "requested_by": job.requested_by,
-                "state": state,
-            });
-            self.append_audit_in(tx, &audit_entry(now, actor, "job.received", &job.id.0, None, &data)).await?;
-            if let Some(note) = &note {
-                let batch_id = self.hold_in_batch(tx, &job.source, &job.id.0, guard, now).await?;
-                let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs, "batch_id": batch_id });
-                self.append_audit_in(tx, &audit_entry(now, actor, "job.held", &job.id.0, None, &data)).await?;
-            }
-            Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs })
-            }
-        }
-        impl $store {
-            /// Puts a job the guard has just held into the open batch of its source, or opens
-            /// one (see [`JobBatch`]); under the intake lock, so two holds never open two.
-            async fn hold_in_batch(
-                &self,
-                tx: &mut ::sqlx::Transaction<'static, $db>,
-                source: &str,
-                job_id: &str,
-                guard: $crate::BlastGuard,
-                now: ::chrono::DateTime<::chrono::Utc>,
-            ) -> Result<String, $crate::StoreError> {
-                use $crate::common::{decode_string, micros};
 
-                let window = i64::try_from(guard.window.as_micros()).unwrap_or(i64::MAX);
-                let open = sqlx::query(
-                    "SELECT batch_id FROM job_batches WHERE source = $1 AND closed_at IS NULL AND last_held_at > $2 \
-                     ORDER BY last_held_at DESC, batch_id DESC LIMIT 1",
-                )
-                .bind(source)
-                .bind(micros(now).saturating_sub(window))
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(map_err)?;
-                let batch_id = match open {
-                    Some(row) => {
-                        let id = decode_string(&row, "batch_id")?;
-                        sqlx::query("UPDATE job_batches SET last_held_at = $1, held = held + 1 WHERE batch_id = $2")
-                            .bind(micros(now))
-                            .bind(&id)
-                            .execute(&mut **tx)
+            let since = now - ::chrono::Duration::from_std(guard.window).unwrap_or_default();
+            let since_us = micros(since);
+            let window_us = i64::try_from(guard.window.as_micros()).unwrap_or(i64::MAX);
+            // Jobs received within the guard's window before this batch (read when first
+            // needed), and those of the batch so far.
+            let mut before: Option<u64> = None;
+            let mut in_batch = 0u64;
+            let mut out = Vec::with_capacity(batch.len());
+            let mut rows: Vec<(&$crate::NewJob, JobState, Option<String>, Option<String>)> = Vec::new();
+            let mut holds: Vec<Hold> = Vec::new();
+            let mut audit = Vec::new();
+            for (new, actor) in batch {
+                let job = &new.job;
+                if let Some(event_id) = &new.source_event_id {
+                    if let Some(first) = seen.get(&(job.source.clone(), event_id.clone())) {
+                        match first.again(&job.source, event_id, new.body_sha256.as_deref()) {
+                            Ok(s) => out.push(Ok(s)),
+                            // Decided from what was read, before any write of this job.
+                            Err(e @ StoreError::BodyConflict(_)) => out.push(Err(e)),
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                }
+                let mut recent_jobs = 0u64;
+                let mut state = JobState::Scheduled;
+                if guard.max_jobs > 0 {
+                    let counted = match before {
+                        Some(n) => n,
+                        None => {
+                            let row = sqlx::query("SELECT COUNT(*) AS n FROM job_queue WHERE received_at > $1")
+                                .bind(since_us)
+                                .fetch_one(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                            let n = decode_i64(&row, "n")?.max(0) as u64;
+                            before = Some(n);
+                            n
+                        }
+                    };
+                    recent_jobs = counted + in_batch;
+                    if recent_jobs >= u64::from(guard.max_jobs) {
+                        state = JobState::AwaitingApproval;
+                    }
+                }
+                if micros(new.received_at) > since_us {
+                    in_batch += 1;
+                }
+                let note = (state == JobState::AwaitingApproval).then(|| {
+                    format!(
+                        "held by the blast-radius guard: {recent_jobs} jobs received in the last {}s (limit {})",
+                        guard.window.as_secs(),
+                        guard.max_jobs
+                    )
+                });
+                // A held job joins its source's open batch, or opens one (see `JobBatch`). A batch
+                // this one touched stays the open one for the rest of it (its last hold is now,
+                // within any window longer than zero).
+                let batch_id = match &note {
+                    None => None,
+                    Some(_) => Some(match holds.iter_mut().find(|h| window_us > 0 && h.source == job.source) {
+                        Some(h) => {
+                            h.held += 1;
+                            h.id.clone()
+                        }
+                        None => {
+                            let open = sqlx::query(
+                                "SELECT batch_id FROM job_batches WHERE source = $1 AND closed_at IS NULL AND last_held_at > $2 \
+                                 ORDER BY last_held_at DESC, batch_id DESC LIMIT 1",
+                            )
+                            .bind(&job.source)
+                            .bind(micros(now).saturating_sub(window_us))
+                            .fetch_optional(&mut **tx)
                             .await
                             .map_err(map_err)?;
-                        id
-                    }
-                    None => {
-                        let id = $crate::jobs::batch_id_for(source, micros(now), job_id);
-                        sqlx::query(
-                            "INSERT INTO job_batches (batch_id, source, opened_at, last_held_at, held) VALUES ($1, $2, $3, $3, 1)",
-                        )
-                        .bind(&id)
-                        .bind(source)
+                            let (id, existing) = match open {
+                                Some(row) => (decode_string(&row, "batch_id")?, true),
+                                None => ($crate::jobs::batch_id_for(&job.source, micros(now), &job.id.0), false),
+                            };
+                            holds.push(Hold { id: id.clone(), source: job.source.clone(), existing, held: 1 });
+                            id
+                        }
+                    }),
+                };
+                if let Some(event_id) = &new.source_event_id {
+                    seen.insert(
+                        (job.source.clone(), event_id.clone()),
+                        SeenEvent {
+                            job_id: Some(job.id.0.clone()),
+                            kind: "termination".to_string(),
+                            body_sha256: new.body_sha256.clone(),
+                            state: Some(state.as_str().to_string()),
+                        },
+                    );
+                }
+                let data = ::serde_json::json!({
+                    "source": job.source,
+                    "source_event_id": new.source_event_id,
+                    "body_sha256": new.body_sha256,
+                    "received_at": new.received_at,
+                    "subject": job.subject.id,
+                    "risk": job.risk,
+                    "effective_at": job.effective_at,
+                    "due_at": new.due_at,
+                    "reason": job.reason,
+                    "requested_by": job.requested_by,
+                    "state": state,
+                });
+                audit.push(audit_entry(now, actor, "job.received", &job.id.0, None, &data));
+                if let Some(note) = &note {
+                    let data = ::serde_json::json!({ "reason": note, "recent_jobs": recent_jobs, "limit": guard.max_jobs, "batch_id": batch_id });
+                    audit.push(audit_entry(now, actor, "job.held", &job.id.0, None, &data));
+                }
+                out.push(Ok(Submitted { job_id: job.id.clone(), state, duplicate: false, recent_jobs }));
+                rows.push((new, state, note, batch_id));
+            }
+            if rows.is_empty() {
+                return Ok(out);
+            }
+
+            for h in &holds {
+                if h.existing {
+                    sqlx::query("UPDATE job_batches SET last_held_at = $1, held = held + $2 WHERE batch_id = $3")
                         .bind(micros(now))
+                        .bind(h.held)
+                        .bind(&h.id)
                         .execute(&mut **tx)
                         .await
                         .map_err(map_err)?;
-                        id
-                    }
-                };
-                sqlx::query("UPDATE job_queue SET batch_id = $1 WHERE job_id = $2")
-                    .bind(&batch_id)
-                    .bind(job_id)
+                } else {
+                    sqlx::query(
+                        "INSERT INTO job_batches (batch_id, source, opened_at, last_held_at, held) VALUES ($1, $2, $3, $3, $4)",
+                    )
+                    .bind(&h.id)
+                    .bind(&h.source)
+                    .bind(micros(now))
+                    .bind(h.held)
                     .execute(&mut **tx)
                     .await
                     .map_err(map_err)?;
-                Ok(batch_id)
+                }
             }
-
+            let mut rest = rows.as_slice();
+            for len in chunk_lens(rows.len()) {
+                let (chunk, tail) = rest.split_at(len);
+                rest = tail;
+                let sql = format!(
+                    "INSERT INTO job_queue (job_id, state, job_json, employee_id, email, source, source_event_id, \
+                       event_json, received_at, due_at, note, updated_at, subject_id, batch_id) VALUES {}",
+                    values_list(1, len, 14)
+                );
+                let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql));
+                for (new, state, note, batch_id) in chunk {
+                    let job = &new.job;
+                    q = q
+                        .bind(job.id.0.clone())
+                        .bind(state.as_str())
+                        .bind(to_json(job)?)
+                        .bind(job.subject.employee_id.clone())
+                        .bind(job.subject.email.as_deref().map(str::to_lowercase))
+                        .bind(job.source.clone())
+                        .bind(new.source_event_id.clone())
+                        .bind(new.event.as_ref().map(|e| e.to_string()))
+                        .bind(micros(new.received_at))
+                        .bind(micros(new.due_at))
+                        .bind(note.clone())
+                        .bind(micros(now))
+                        .bind(job.subject.id.clone())
+                        .bind(batch_id.clone());
+                }
+                q.execute(&mut **tx).await.map_err(|e| match map_err(e) {
+                    StoreError::Conflict(_) if len == 1 => StoreError::Conflict(format!(
+                        "job {}: expected a new job id, found it already recorded",
+                        chunk[0].0.job.id
+                    )),
+                    StoreError::Conflict(_) => StoreError::Conflict(format!(
+                        "jobs {}: expected new job ids, found one already recorded",
+                        chunk.iter().map(|r| r.0.job.id.0.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                    other => other,
+                })?;
+            }
+            let events: Vec<_> = rows.iter().filter(|r| r.0.source_event_id.is_some()).collect();
+            let mut rest = events.as_slice();
+            for len in chunk_lens(events.len()) {
+                let (chunk, tail) = rest.split_at(len);
+                rest = tail;
+                let sql = format!(
+                    "INSERT INTO intake_events (source, event_id, kind, job_id, body_sha256, received_at) VALUES {}",
+                    values_list(1, len, 6)
+                );
+                let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql));
+                for (new, ..) in chunk {
+                    q = q
+                        .bind(new.job.source.clone())
+                        .bind(new.source_event_id.clone())
+                        .bind("termination")
+                        .bind(new.job.id.0.clone())
+                        .bind(new.body_sha256.clone())
+                        .bind(micros(new.received_at));
+                }
+                q.execute(&mut **tx).await.map_err(map_err)?;
+            }
+            self.append_audits_in(tx, &audit).await?;
+            Ok(out)
+            }
+        }
+        impl $store {
             /// A batch's summary row, on the pool (`None` when unknown).
             async fn batch_row(&self, id: &str) -> Result<Option<$crate::JobBatch>, $crate::StoreError> {
                 let row = sqlx::query(concat!($crate::jobs::batch_select!(), " WHERE b.batch_id = $1"))
@@ -695,7 +790,11 @@ macro_rules! job_queue_methods {
         ) -> Result<$crate::Submitted, $crate::StoreError> {
             let mut tx = self.begin_write().await?;
             self.lock_intake(&mut tx).await?;
-            let submitted = self.submit_in(&mut tx, new, guard, actor, now).await?;
+            let submitted = self
+                .submit_batch_in(&mut tx, &[(new, actor)], guard, now)
+                .await?
+                .pop()
+                .ok_or_else(|| $crate::StoreError::Database("submit_job: no result".into()))??;
             if submitted.duplicate {
                 tx.rollback().await.map_err(map_err)?;
             } else {
@@ -711,24 +810,37 @@ macro_rules! job_queue_methods {
             guard: $crate::BlastGuard,
             now: ::chrono::DateTime<::chrono::Utc>,
         ) -> Result<Vec<Result<$crate::Submitted, $crate::StoreError>>, $crate::StoreError> {
-            use $crate::StoreError;
-
-            let mut tx = self.begin_write().await?;
-            self.lock_intake(&mut tx).await?;
-            let mut out = Vec::with_capacity(batch.len());
-            for (new, actor) in batch {
-                match self.submit_in(&mut tx, new, guard, actor, now).await {
-                    // Decided from what was read, before any write of this job.
-                    Err(e @ StoreError::BodyConflict(_)) => out.push(Err(e)),
-                    // Anything else may have left this job half written (and on Postgres an
-                    // error aborts the transaction): nothing of the batch is kept.
-                    Err(e) => return Err(e),
-                    Ok(s) => out.push(Ok(s)),
-                }
-            }
-            tx.commit().await.map_err(map_err)?;
+            let out = self.submit_jobs_committed(batch, guard, now).await?;
+            // Also after a batch of redeliveries only: their first jobs may be in a commit
+            // another batch is still syncing.
             self.sync_commits().await?;
             Ok(out)
+        }
+
+        async fn submit_jobs_committed(
+            &self,
+            batch: &[($crate::NewJob, String)],
+            guard: $crate::BlastGuard,
+            now: ::chrono::DateTime<::chrono::Utc>,
+        ) -> Result<Vec<Result<$crate::Submitted, $crate::StoreError>>, $crate::StoreError> {
+            let items: Vec<(&$crate::NewJob, &str)> =
+                batch.iter().map(|(new, actor)| (new, actor.as_str())).collect();
+            let mut tx = self.begin_write().await?;
+            self.lock_intake(&mut tx).await?;
+            // Anything but a duplicate or a body conflict may have left a job half written (and
+            // on Postgres an error aborts the transaction): nothing of the batch is kept.
+            let out = self.submit_batch_in(&mut tx, &items, guard, now).await?;
+            if out.iter().any(|r| matches!(r, Ok(s) if !s.duplicate)) {
+                tx.commit().await.map_err(map_err)?;
+            } else {
+                // Only redeliveries and conflicts: nothing was written.
+                tx.rollback().await.map_err(map_err)?;
+            }
+            Ok(out)
+        }
+
+        async fn sync_intake(&self) -> Result<(), $crate::StoreError> {
+            self.sync_commits().await
         }
 
 
@@ -890,6 +1002,19 @@ macro_rules! job_queue_methods {
             use $crate::common::{decode_string, lease_expiry, micros};
 
             let expires = lease_expiry(now, ttl)?;
+            // Nothing due, the common case of a poll: answered by a read, without taking the
+            // write lock (which intake's group commit is waiting for during a flood).
+            let due = sqlx::query(
+                "SELECT job_id FROM job_queue WHERE state = 'scheduled' AND due_at <= $1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1",
+            )
+            .bind(micros(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            if due.is_none() {
+                return Ok(Vec::new());
+            }
             let mut tx = self.begin_write().await?;
             let ids = sqlx::query(concat!(
                 "SELECT job_id FROM job_queue WHERE state = 'scheduled' AND due_at <= $1 \
@@ -1437,6 +1562,98 @@ macro_rules! batch_select {
 }
 pub(crate) use batch_select;
 
+/// Row counts the group commit's multi-row INSERTs come in: `n` rows go out as chunks of these
+/// sizes, largest first (one statement per set bit of `n` below 64), so each statement has at
+/// most seven shapes, which sqlx's per-connection statement cache keeps prepared (at most
+/// 64 x 14 = 896 parameters, within `common`'s bound on binds per statement). Each statement is
+/// one round trip to SQLite's worker thread, the largest cost of a batch.
+pub(crate) const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `n` split into chunk lengths from [`CHUNKS`], largest first.
+pub(crate) fn chunk_lens(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in CHUNKS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
+
+/// Sizes of the `IN (...)` lists of a look-up: `n` keys go out in lists of 64, the rest in
+/// one list of 4, 16 or 64, padded with its last key (a key twice changes nothing), so a
+/// look-up is one round trip per 64 keys and has three shapes.
+pub(crate) fn in_list_lens(mut n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    while n > 0 {
+        let keys = n.min(64);
+        let shape = [4, 16, 64].into_iter().find(|s| *s >= keys).unwrap_or(64);
+        out.push((keys, shape));
+        n -= keys;
+    }
+    out
+}
+
+/// An open batch a group commit holds jobs in: found open (`existing`), or opened by it.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    pub id: String,
+    pub source: String,
+    pub existing: bool,
+    /// Jobs of this commit held in it.
+    pub held: i64,
+}
+
+/// What the intake ledger holds about an event received before (or earlier in the same batch).
+#[derive(Debug, Clone)]
+pub(crate) struct SeenEvent {
+    pub job_id: Option<String>,
+    pub kind: String,
+    pub body_sha256: Option<String>,
+    /// Its job's state; `None` for a cancellation, which made no job.
+    pub state: Option<String>,
+}
+
+impl SeenEvent {
+    /// The answer to this event received again as a termination (`body_sha256` of the new
+    /// delivery): its first job as a duplicate; `BodyConflict` when both bodies are known and
+    /// differ; `Conflict` when it was received as a cancellation.
+    pub(crate) fn again(
+        &self,
+        source: &str,
+        event_id: &str,
+        body_sha256: Option<&str>,
+    ) -> Result<Submitted, StoreError> {
+        if let (Some(first), Some(sha)) = (&self.body_sha256, body_sha256) {
+            if !first.eq_ignore_ascii_case(sha) {
+                return Err(StoreError::BodyConflict(Box::new(crate::BodyConflict {
+                    source: source.to_string(),
+                    event_id: event_id.to_string(),
+                    first_kind: self.kind.clone(),
+                    first_job_id: self.job_id.clone().map(JobId),
+                    first_body_sha256: first.clone(),
+                    body_sha256: sha.to_string(),
+                })));
+            }
+        }
+        let (Some(job_id), Some(state)) = (&self.job_id, &self.state) else {
+            return Err(StoreError::Conflict(format!(
+                "event {event_id} of source {source}: expected a termination, found it already received as a cancellation"
+            )));
+        };
+        let state = JobState::parse(state).ok_or_else(|| {
+            StoreError::Corrupt(format!("job_queue.state: unknown state {state:?}"))
+        })?;
+        Ok(Submitted {
+            job_id: JobId(job_id.clone()),
+            state,
+            duplicate: true,
+            recent_jobs: 0,
+        })
+    }
+}
+
 /// A new batch's id: stable for (source, opening time, first job), short enough to type.
 pub(crate) fn batch_id_for(source: &str, opened_at_us: i64, first_job: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -1537,4 +1754,27 @@ where
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     crate::common::decode_i64(row, "seq")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chunk_lens, in_list_lens};
+
+    #[test]
+    fn chunks_add_up_and_take_few_shapes() {
+        for n in 0..600 {
+            let lens = chunk_lens(n);
+            assert_eq!(lens.iter().sum::<usize>(), n);
+            assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
+            if n < 64 {
+                assert_eq!(lens.len(), n.count_ones() as usize, "{n}: {lens:?}");
+            }
+            let lists = in_list_lens(n);
+            assert_eq!(lists.iter().map(|l| l.0).sum::<usize>(), n);
+            assert_eq!(lists.len(), n.div_ceil(64));
+            assert!(lists
+                .iter()
+                .all(|(keys, shape)| keys <= shape && [4, 16, 64].contains(shape)));
+        }
+    }
 }
