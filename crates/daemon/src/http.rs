@@ -227,6 +227,11 @@ struct IntakePath {
     rest: Option<String>,
 }
 
+/// Intake bodies up to this size are authenticated and parsed on the async worker (an HMAC over
+/// 8 KiB per configured secret and a parse of it take microseconds); larger ones on the blocking
+/// pool.
+const INLINE_BODY_BYTES: usize = 8 * 1024;
+
 /// Every intake request: authenticate the raw body, parse, then record, deduplicated.
 async fn intake(
     State(state): State<Arc<AppState>>,
@@ -267,15 +272,18 @@ async fn intake(
         }
     };
     let now = Utc::now();
+    let body_len = body.len();
     let mut path = p.rest.map(|r| format!("/{r}")).unwrap_or_default();
     if let Some(q) = uri.query() {
         path = format!("{path}?{q}");
     }
-    // Signature checks (an HMAC over the whole body per secret) and parsing run on the blocking
-    // pool: a flood of large unsigned requests must not stall health checks and other requests.
-    let handled = {
+    // Signature checks (an HMAC over the whole body per secret) and parsing of a large body run
+    // on the blocking pool: a flood of large unsigned requests must not stall health checks and
+    // other requests. A small body costs a few microseconds, less than the trip to that pool
+    // and back, and is handled in place.
+    let handle = {
         let (state, name) = (state.clone(), p.source.clone());
-        blocking("checking and parsing an intake request", move || {
+        move || {
             let req = revoke_intake::Request {
                 method: method.as_str(),
                 path: &path,
@@ -284,8 +292,12 @@ async fn intake(
                 now,
             };
             state.sources.get(&name).map(|src| src.source.handle(&req))
-        })
-        .await
+        }
+    };
+    let handled = if body_len <= INLINE_BODY_BYTES {
+        Ok(handle())
+    } else {
+        blocking("checking and parsing an intake request", handle).await
     };
     let intake = match handled {
         Ok(Some(Ok(i))) => i,
@@ -355,10 +367,12 @@ async fn intake(
             let reply = events.iter().find_map(|e| e.reply.clone());
             let mut answer = IntakeAnswer::default();
             let mut any_new = false;
+            let mut due_now = false;
             for ev in &events {
                 match record_event(&state, &src.policy, ev).await {
-                    Ok(Recorded::Job(s)) => {
+                    Ok(Recorded::Job(s, due)) => {
                         any_new |= !s.duplicate;
+                        due_now |= due;
                         answer.jobs.push(s);
                     }
                     Ok(Recorded::Cancelled(ids)) => {
@@ -379,7 +393,12 @@ async fn intake(
             }
             let result = if any_new { "accepted" } else { "duplicate" };
             revoke_telemetry::webhook_received(&p.source, result);
-            state.wake_scheduler.notify_one();
+            // Only a job that can be planned now needs the scheduler at once; one held for
+            // approval or due later is found by its poll (a flood of held jobs would otherwise
+            // keep it claiming and counting beside the intake writer).
+            if due_now {
+                state.wake_scheduler.notify_one();
+            }
             if let Some(reply) = reply {
                 return Json(reply).into_response();
             }
@@ -410,7 +429,8 @@ fn refused(state: &AppState, source: &str, e: &revoke_intake::IntakeError) -> Re
 }
 
 enum Recorded {
-    Job(Submitted),
+    /// The job, and whether it is new, scheduled and due now.
+    Job(Submitted, bool),
     Cancelled(Vec<String>),
     Duplicate,
 }
@@ -433,6 +453,7 @@ async fn record_event(
                 ));
             };
             let risk = new.job.risk;
+            let due = new.due_at <= Utc::now();
             let s = state.intake.submit(new, actor).await?;
             if !s.duplicate {
                 info!(job_id = %s.job_id, source = %ev.source, source_event_id = %ev.source_event_id, risk = %risk, state = %s.state, "termination received");
@@ -441,11 +462,15 @@ async fn record_event(
                     warn!(job_id = %s.job_id, source = %ev.source, recent_jobs = s.recent_jobs, limit = state.guard.max_jobs, "blast-radius guard: job held for approval");
                 }
             }
-            Ok(Recorded::Job(Submitted {
-                job_id: s.job_id.0,
-                state: s.state.as_str().to_string(),
-                duplicate: s.duplicate,
-            }))
+            let due = due && !s.duplicate && s.state == JobState::Scheduled;
+            Ok(Recorded::Job(
+                Submitted {
+                    job_id: s.job_id.0,
+                    state: s.state.as_str().to_string(),
+                    duplicate: s.duplicate,
+                },
+                due,
+            ))
         }
         EventKind::Cancellation => {
             let target = CancelTarget::Subject {
