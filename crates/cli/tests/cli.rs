@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use common::{Env, ALICE};
@@ -199,6 +198,107 @@ fn resume_runs_the_delete_phase_once_due_and_a_new_job_finds_everything_already_
     );
 }
 
+/// Group modifications slapd has answered with success so far (the lock of alice's entry is not
+/// one).
+fn group_changes(env: &Env) -> usize {
+    env.slapd
+        .changes()
+        .expect("changes")
+        .iter()
+        .filter(|m| {
+            let m = m.to_lowercase();
+            m.starts_with("mod cn=") && m.ends_with(",ou=groups,dc=example,dc=org")
+        })
+        .count()
+}
+
+/// A TCP proxy in front of slapd that passes LDAP messages through one by one and lets at most
+/// `budget` modify requests reach slapd: a later one is held (never sent), so the client stops
+/// there, after exactly that many modifications, however fast or slow it runs.
+struct LdapGate {
+    url: String,
+    /// Modify requests passed to slapd.
+    passed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// A modify request is being held.
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LdapGate {
+    fn start(upstream: u16, budget: usize) -> LdapGate {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("ldap://{}", listener.local_addr().expect("addr"));
+        let passed = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicBool::new(false));
+        let (p, h) = (passed.clone(), held.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).expect("slapd");
+                let (mut from_server, mut to_client) = (
+                    server.try_clone().expect("clone"),
+                    client.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                let (passed, held) = (p.clone(), h.clone());
+                let (mut from_client, mut to_server) = (client, server);
+                std::thread::spawn(move || {
+                    while let Ok(message) = ldap_message(&mut from_client) {
+                        // [APPLICATION 6], a ModifyRequest.
+                        if ldap_operation(&message) == Some(0x66)
+                            && passed.fetch_add(1, Ordering::SeqCst) >= budget
+                        {
+                            passed.fetch_sub(1, Ordering::SeqCst);
+                            held.store(true, Ordering::SeqCst);
+                            loop {
+                                std::thread::park();
+                            }
+                        }
+                        if std::io::Write::write_all(&mut to_server, &message).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        LdapGate { url, passed, held }
+    }
+}
+
+/// One BER-encoded LDAP message (tag, length, contents) read whole.
+fn ldap_message(r: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut message = vec![0u8; 2];
+    r.read_exact(&mut message)?;
+    let len = if message[1] < 0x80 {
+        usize::from(message[1])
+    } else {
+        let mut n = vec![0u8; usize::from(message[1] & 0x7f)];
+        r.read_exact(&mut n)?;
+        message.extend_from_slice(&n);
+        n.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b))
+    };
+    let start = message.len();
+    message.resize(start + len, 0);
+    r.read_exact(&mut message[start..])?;
+    Ok(message)
+}
+
+/// The protocolOp tag of an LDAPMessage: after the SEQUENCE header and the messageID.
+fn ldap_operation(message: &[u8]) -> Option<u8> {
+    let len = *message.get(1)?;
+    let mut i = 2 + if len < 0x80 {
+        0
+    } else {
+        usize::from(len & 0x7f)
+    };
+    if *message.get(i)? != 0x02 {
+        return None;
+    }
+    i += 2 + usize::from(*message.get(i + 1)?);
+    message.get(i).copied()
+}
+
 #[test]
 fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() {
     let mut ldif = String::new();
@@ -214,25 +314,49 @@ fn kill_9_mid_apply_then_apply_again_converges_without_sending_anything_twice() 
     env.ctl(&["plan", "--user", "alice", "-out", plan_path])
         .ok();
 
-    let mut child = env
-        .command(&["apply", plan_path, "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::piped())
+    // The kill point is fixed by count, not by timing or output: revokectl talks to slapd through
+    // a gate that passes the lock and the first 20 group removals and holds the next
+    // modification; once slapd has answered those 21, revokectl is killed.
+    const BUDGET: usize = 21;
+    let gate = LdapGate::start(env.slapd.port(), BUDGET);
+    let gated = env.path("gated.toml");
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    assert!(config.contains(&env.slapd.url()));
+    std::fs::write(&gated, config.replace(&env.slapd.url(), &gate.url)).expect("gated config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_revokectl"))
+        .arg("--config")
+        .arg(&gated)
+        .args(["apply", plan_path, "--auto-approve", "-o", "jsonl"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("apply starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut seen = 0;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if line.contains("\"outcome\":\"done\"") {
-            seen += 1;
-        }
-        if seen == 10 {
-            break;
-        }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(gate.held.load(std::sync::atomic::Ordering::SeqCst)
+        && env.slapd.changes().expect("changes").len() == BUDGET)
+    {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "apply ended after {} modifications, before the gate held one",
+            gate.passed.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate never held a modification ({} passed)",
+            gate.passed.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+    assert!(env.alice_locked(), "the lock was the first modification");
+    assert_eq!(
+        group_changes(&env),
+        BUDGET - 1,
+        "killed after 20 group removals"
+    );
     let partial = env.alice_groups().len();
     assert!(
         partial > 0 && partial < 154,
