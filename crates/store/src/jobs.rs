@@ -1562,21 +1562,24 @@ macro_rules! batch_select {
 }
 pub(crate) use batch_select;
 
-/// Row counts the group commit's multi-row INSERTs come in: `n` rows go out as chunks of these
-/// sizes, largest first (one statement per set bit of `n` below 64), so each statement has at
-/// most seven shapes, which sqlx's per-connection statement cache keeps prepared (at most
-/// 64 x 14 = 896 parameters, within `common`'s bound on binds per statement). Each statement is
-/// one round trip to SQLite's worker thread, the largest cost of a batch.
-pub(crate) const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+/// Rows of the group commit's multi-row INSERTs: up to [`EXACT_ROWS`] rows go out in one
+/// statement of exactly that many; more in chunks of 64, 32 and 16 and the rest in one. Each
+/// statement is one round trip to SQLite's worker thread (the largest cost of a batch), and a
+/// table's INSERT has at most 18 shapes, which sqlx's per-connection statement cache keeps
+/// prepared (at most 64 x 14 = 896 parameters, within `common`'s bound on binds per statement).
+pub(crate) const EXACT_ROWS: usize = 16;
 
-/// `n` split into chunk lengths from [`CHUNKS`], largest first.
+/// `n` split into chunk lengths, largest first (see [`EXACT_ROWS`]).
 pub(crate) fn chunk_lens(mut n: usize) -> Vec<usize> {
     let mut out = Vec::new();
-    for size in CHUNKS {
-        while n >= size {
+    for size in [64, 32, 16] {
+        while n > EXACT_ROWS && n >= size {
             out.push(size);
             n -= size;
         }
+    }
+    if n > 0 {
+        out.push(n);
     }
     out
 }
@@ -1766,9 +1769,13 @@ mod tests {
             let lens = chunk_lens(n);
             assert_eq!(lens.iter().sum::<usize>(), n);
             assert!(lens.windows(2).all(|w| w[0] >= w[1]), "{lens:?}");
-            if n < 64 {
-                assert_eq!(lens.len(), n.count_ones() as usize, "{n}: {lens:?}");
+            if n <= 16 {
+                assert_eq!(lens.len(), usize::from(n > 0), "{n}: {lens:?}");
             }
+            assert!(
+                lens.iter().all(|l| *l <= 16 || [32, 64].contains(l)),
+                "{n}: {lens:?}"
+            );
             let lists = in_list_lens(n);
             assert_eq!(lists.iter().map(|l| l.0).sum::<usize>(), n);
             assert_eq!(lists.len(), n.div_ceil(64));
