@@ -140,6 +140,8 @@ struct Pace {
     used: u64,
     storm: Vec<(u32, String)>,
     faults: Vec<(u32, u16, Option<String>)>,
+    /// (method, path prefix): answers held back after the world changed, until released
+    stalls: Vec<(String, String)>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -153,6 +155,7 @@ impl Pace {
             used: 0,
             storm: Vec::new(),
             faults: Vec::new(),
+            stalls: Vec::new(),
             requests: Vec::new(),
         }
     }
@@ -319,6 +322,20 @@ impl GoogleStandin {
         lock(&self.shared.pace)
             .faults
             .push((n, status, path_contains.map(str::to_owned)));
+    }
+
+    /// Holds back the answers to `method` calls whose path starts with `path_prefix`: the call
+    /// takes effect (and is recorded) but its answer waits until [`GoogleStandin::release`], so a
+    /// test can kill the caller between the effect and the answer
+    pub fn stall(&self, method: &str, path_prefix: &str) {
+        lock(&self.shared.pace)
+            .stalls
+            .push((method.to_owned(), path_prefix.to_owned()));
+    }
+
+    /// Lets every held-back answer go
+    pub fn release(&self) {
+        lock(&self.shared.pace).stalls.clear();
     }
 
     /// Seeds or inspects the world; returns what the closure returns
@@ -526,15 +543,31 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             }
         }
     };
-    lock(&shared.pace).requests.push(RecordedRequest {
-        method,
-        path,
-        query,
-        subject,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-        status: response.status().as_u16(),
-        at,
-    });
+    let stalled = {
+        let mut p = lock(&shared.pace);
+        p.requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query,
+            subject,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            status: response.status().as_u16(),
+            at,
+        });
+        p.stalls.clone()
+    };
+    if stalled
+        .iter()
+        .any(|(m, prefix)| *m == method && path.starts_with(prefix.as_str()))
+    {
+        while lock(&shared.pace)
+            .stalls
+            .iter()
+            .any(|(m, prefix)| *m == method && path.starts_with(prefix.as_str()))
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     response
 }
 

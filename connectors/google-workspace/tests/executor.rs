@@ -1,0 +1,172 @@
+//! The Google Workspace connector through revoked's own planner, executor and SQLite store,
+//! against the Google stand-in: a run that dies between the Drive transfer's insert and its
+//! journal entry (the stand-in takes the insert and holds its answer back, the run is dropped,
+//! as a kill -9 leaves it: its lease held, nothing recorded), then a second executor that takes
+//! over once the lease is over and converges with one transfer, not two. The planner also
+//! leaves out a protected account that a job reaches by its primary address while the
+//! protected entry names its alias.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use revoke_connector_google_workspace::GoogleFactory;
+use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_engine::{plan, Executor, Registry};
+use revoke_testkit::google::GoogleStandin;
+
+const TRANSFERS: &str = "/admin/datatransfer/v1/transfers";
+
+fn job(id: &str, email: &str) -> Job {
+    let mut subject = Subject::new(email.split('@').next().unwrap_or(email));
+    subject.email = Some(email.to_string());
+    Job {
+        id: JobId(id.into()),
+        subject,
+        reason: "left".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk: Risk::Standard,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_between_the_transfer_insert_and_its_journal_entry_resumes_with_one_transfer()
+{
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    let (alice, archive, dave) = g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        let archive = w.user("archive@example.com");
+        let alice = w.user("alice@example.com");
+        w.edit(&alice, |u| {
+            u.drive_files = 50;
+            u.drive_bytes = 50 << 20;
+        });
+        w.grant(&alice, "1-a.apps.googleusercontent.com", "Slack");
+        let eng = w.group("eng@example.com", "Engineering");
+        w.add_member(&eng, &alice);
+        let dave = w.user("dave@example.com");
+        w.edit(&dave, |u| u.aliases = vec!["boss@example.com".into()]);
+        w.grant(&dave, "1-a.apps.googleusercontent.com", "Slack");
+        w.transfer_polls = 2;
+        (alice, archive, dave)
+    });
+    let key = serde_json::to_string(&g.service_account_key()).expect("a TOML string");
+    let config = revoke_config::load_str(&format!(
+        r#"
+[executor]
+lease_secs = 1
+[executor.retry]
+base_ms = 10
+cap_ms = 40
+max_attempts = 20
+max_elapsed_secs = 60
+[protected]
+accounts = ["BOSS@example.com"]
+[connectors.google]
+kind = "google-workspace"
+private_key = {key}
+admin_email = "admin@example.com"
+api_url = "{url}"
+transfer_to = "archive@example.com"
+transfer_poll_ms = 10
+transfer_wait_secs = 1
+"#,
+        url = g.url()
+    ))
+    .expect("config");
+    let registry = Registry::new().with(GoogleFactory);
+    registry.validate(&config).expect("valid");
+    let connectors = registry.build(&config).expect("connectors");
+    let jobs = vec![
+        job("job-alice", "alice@example.com"),
+        job("job-dave", "dave@example.com"),
+    ];
+    let plan = plan(&config, &connectors, jobs, PlanId("p1".into()), Utc::now())
+        .await
+        .expect("plan");
+    // dave is protected by his alias: none of his actions is planned, and the plan says why.
+    assert!(plan
+        .actions
+        .iter()
+        .all(|a| a.account.as_ref().is_none_or(|p| p.id != dave)));
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| a.account.as_ref().is_some_and(|p| p.id == alice)));
+    let note = serde_json::to_string(&plan.notes).expect("json");
+    assert!(
+        note.contains("boss@example.com") && note.contains("BOSS@example.com"),
+        "{note}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .expect("store");
+    // The first run, on a runtime of its own with connectors of its own (its own connections),
+    // so that shutting that runtime down drops every task of it, as a kill -9 would.
+    let first_connectors = registry.build(&config).expect("connectors");
+    let first = Executor::new(
+        store.clone(),
+        first_connectors,
+        &config,
+        "revokectl@first:1",
+    );
+    first.record(&plan).await.expect("record");
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the first run");
+    // Google takes the transfer, its answer never comes back, the run dies.
+    g.stall("POST", TRANSFERS);
+    let pid = plan.id.clone();
+    doomed.spawn(async move { first.run_plan(&pid).await });
+    let started = Instant::now();
+    while g.world(|w| w.transfers.len()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the transfer was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.shutdown_background();
+    g.release();
+    assert_eq!(g.world(|w| w.transfers.len()), 1);
+
+    // The second run takes over once the dead run's lease is over, and finds the transfer.
+    let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
+    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
+        .await
+        .expect("the second run ends")
+        .expect("run");
+    assert_eq!(
+        (summary.failed, summary.blocked, summary.not_confirmed),
+        (0, 0, 0),
+        "{summary:?}"
+    );
+    let inserts = g
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == TRANSFERS)
+        .count();
+    assert_eq!(inserts, 1, "one transfer, not two");
+    assert_eq!(g.world(|w| w.transfers.len()), 1);
+    assert_eq!(g.user(&archive).map(|u| u.drive_files), Some(50));
+    assert!(
+        g.user(&alice).is_none(),
+        "alice is deleted after the transfer"
+    );
+    let d = g.user(&dave).expect("dave untouched");
+    assert!(!d.suspended && d.grants.len() == 1);
+    // The transfer's id is in the action's journal, kept in the store.
+    let records = store.actions(&plan.id).await.expect("actions");
+    let transfer = records
+        .iter()
+        .find(|r| r.action.kind.0 == "transfer_drive")
+        .expect("the transfer action");
+    assert!(transfer.attempts >= 2, "{}", transfer.attempts);
+}
