@@ -18,7 +18,8 @@
 //!
 //! `-- --baseline PATH` (or `REVOKED_BASELINE=PATH`) also runs another `revoked` binary (a build
 //! of an earlier commit) on the same events, alternating with this build for `--rounds N`
-//! rounds (default 1), and prints both side by side.
+//! rounds (default 1), and prints both side by side; its time to contain is measured too, on
+//! leavers of its own.
 
 #![allow(clippy::unwrap_used)]
 
@@ -89,7 +90,10 @@ fn main() {
 
     let slapd = Slapd::start().expect("slapd starts");
     slapd.add_ldif(DEMO_LDIF).unwrap();
-    slapd.add_ldif(&leavers_ldif(alone + 20 * bursts)).unwrap();
+    // Leavers for the time-to-contain runs: one set for this build, one for a baseline.
+    slapd
+        .add_ldif(&leavers_ldif(2 * (alone + 20 * bursts)))
+        .unwrap();
 
     // The sender alone: the most this machine lets it send, with nothing behind the answers.
     let raw_alone = sender_alone(events, senders, Sender::Raw);
@@ -113,54 +117,20 @@ fn main() {
         ));
     }
 
-    // Time to contain: a fresh daemon, one high-risk termination, until every contain action is done.
-    // A guard that never holds: bursts of terminations are what this part measures.
-    let c = client();
-    let setup2 = Setup::new(
-        &slapd,
-        None,
-        "[guard]\nmax_jobs = 100000\nwindow_secs = 60\n",
-    );
-    let d2 = Daemon::start(&setup2.config, &setup2.dir.path().join("revoked.log"));
-    let t = Instant::now();
-    let (s, a) = c.deliver(
-        &d2,
-        &Delivery::termination(json!({ "username": "carol", "high_risk": true })),
-        WEBHOOK_SECRET,
-    );
-    assert_eq!(s, 202, "{a}");
-    let job = a["jobs"][0]["job_id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let j = c.get_json(&d2, &format!("/api/v1/jobs/{job}"));
-        if phases_done(&j, &["contain"]) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "carol was never contained");
-        std::thread::sleep(Duration::from_millis(5));
+    // Time to contain, each build on its own leavers (a second run on the same ones would find
+    // them contained already).
+    let per_run = alone + 20 * bursts;
+    let mut contained: Vec<(String, Contained)> = Vec::new();
+    if let Some(old) = &baseline {
+        contained.push((
+            "baseline".into(),
+            contain_run(&slapd, old, alone, bursts, per_run),
+        ));
     }
-    let contain = t.elapsed();
-
-    // Time to contain, measured by the daemon (received -> last contain action finished): lone
-    // high-risk terminations one after another, then bursts of 20 sent at once.
-    let mut next_user = 0;
-    let mut lone = Vec::new();
-    for _ in 0..alone {
-        let user = format!("u{next_user}");
-        next_user += 1;
-        lone.extend(contain_times(&c, &d2, &[user]));
-    }
-    let mut burst = Vec::new();
-    for _ in 0..bursts {
-        let users: Vec<String> = (next_user..next_user + 20)
-            .map(|i| format!("u{i}"))
-            .collect();
-        next_user += 20;
-        burst.extend(contain_times(&c, &d2, &users));
-    }
-    lone.sort();
-    burst.sort();
-    assert!(d2.terminate().success());
+    contained.push((
+        "this build".into(),
+        contain_run(&slapd, &this_build, alone, bursts, 0),
+    ));
 
     println!(
         "sender alone against a server that only answers 202 ({events} requests, {senders} connections): \
@@ -224,17 +194,89 @@ fn main() {
             r.busy_rss as f64 / 1024.0
         );
     }
-    println!("high-risk webhook to every contain action done (LDAP stand-in): {:.0} ms (client-observed, 5 ms polling)", ms(contain));
-    println!(
-        "time to contain (daemon's own times, received -> last contain action done): alone p50 {:.0} ms, p99 {:.0} ms over {}; bursts of 20 at once p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} (goal: p99 under 100 ms)",
-        ms(percentile(&lone, 0.5)),
-        ms(percentile(&lone, 0.99)),
-        lone.len(),
-        ms(percentile(&burst, 0.5)),
-        ms(percentile(&burst, 0.99)),
-        ms(percentile(&burst, 1.0)),
-        burst.len()
+    for (label, c) in &contained {
+        if let Some(first) = c.first {
+            println!("high-risk webhook to every contain action done (LDAP stand-in, {label}): {:.0} ms (client-observed, 5 ms polling)", ms(first));
+        }
+        println!(
+            "time to contain ({label}; daemon's own times, received -> last contain action done): alone p50 {:.0} ms, p99 {:.0} ms over {}; bursts of 20 at once p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} (goal: p99 under 100 ms)",
+            ms(percentile(&c.lone, 0.5)),
+            ms(percentile(&c.lone, 0.99)),
+            c.lone.len(),
+            ms(percentile(&c.burst, 0.5)),
+            ms(percentile(&c.burst, 0.99)),
+            ms(percentile(&c.burst, 1.0)),
+            c.burst.len()
+        );
+    }
+}
+
+/// Times to contain high-risk leavers through one daemon.
+struct Contained {
+    /// carol's, from the client's side (this build only).
+    first: Option<Duration>,
+    lone: Vec<Duration>,
+    burst: Vec<Duration>,
+}
+
+/// A fresh daemon (`bin`) with a guard that never holds (bursts are what this measures): first
+/// (without a user offset) carol alone, client-observed; then `alone` lone high-risk
+/// terminations one after another and `bursts` bursts of 20 at once, of the leavers from
+/// `u{first_user}` on, each timed by the daemon (received -> last contain action finished).
+fn contain_run(
+    slapd: &Slapd,
+    bin: &Path,
+    alone: usize,
+    bursts: usize,
+    first_user: usize,
+) -> Contained {
+    let c = client();
+    let setup = Setup::new(
+        slapd,
+        None,
+        "[guard]\nmax_jobs = 100000\nwindow_secs = 60\n",
     );
+    let d = start_daemon(bin, &setup.config, &setup.dir.path().join("revoked.log"));
+    let mut first = None;
+    if first_user == 0 {
+        let t = Instant::now();
+        let (s, a) = c.deliver(
+            &d,
+            &Delivery::termination(json!({ "username": "carol", "high_risk": true })),
+            WEBHOOK_SECRET,
+        );
+        assert_eq!(s, 202, "{a}");
+        let job = a["jobs"][0]["job_id"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let j = c.get_json(&d, &format!("/api/v1/jobs/{job}"));
+            if phases_done(&j, &["contain"]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "carol was never contained");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        first = Some(t.elapsed());
+    }
+    let mut next_user = first_user;
+    let mut lone = Vec::new();
+    for _ in 0..alone {
+        let user = format!("u{next_user}");
+        next_user += 1;
+        lone.extend(contain_times(&c, &d, &[user]));
+    }
+    let mut burst = Vec::new();
+    for _ in 0..bursts {
+        let users: Vec<String> = (next_user..next_user + 20)
+            .map(|i| format!("u{i}"))
+            .collect();
+        next_user += 20;
+        burst.extend(contain_times(&c, &d, &users));
+    }
+    lone.sort();
+    burst.sort();
+    assert!(d.terminate().success());
+    Contained { first, lone, burst }
 }
 
 /// How the bench sends its webhooks.
