@@ -395,6 +395,10 @@ impl Client {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         debug!(connector = %self.instance, generation, expires_in_secs = expires_in.as_secs(), "google access token fetched");
         let value = SecretString::from(value.to_string());
+        // One token per leaver (Gmail, Drive) would pile up in a long-running daemon: the
+        // stale ones go whenever a new one comes.
+        let now = Instant::now();
+        slots.retain(|_, t| t.fresh_until > now);
         slots.insert(
             who.clone(),
             Token {
