@@ -36,6 +36,7 @@ const TOKEN: &str = "rvk_bench-operator-token";
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let leavers = shared::leavers_arg();
+    shared::sql_log_from_env()?;
     let groups = groups(leavers);
     let n_groups = groups.iter().map(Vec::len).sum::<usize>();
     let embedded_dir = Slapd::start()?;

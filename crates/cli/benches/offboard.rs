@@ -153,15 +153,7 @@ fn per_leaver(c: &OpCounts, n: usize) -> String {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let leavers = shared::leavers_arg();
-    // `BENCH_SQL_LOG=FILE`: every statement the store sends, with its time (sqlx's own log), for
-    // finding where the engine's time per action goes.
-    if let Some(path) = std::env::var_os("BENCH_SQL_LOG") {
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(std::fs::File::create(path)?))
-            .with_env_filter(tracing_subscriber::EnvFilter::new("sqlx::query=debug"))
-            .init();
-    }
+    shared::sql_log_from_env()?;
 
     let groups = groups(leavers);
     let n_groups = groups.iter().map(Vec::len).sum::<usize>();

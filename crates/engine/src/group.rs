@@ -109,7 +109,7 @@ mod tests {
         }
         drop(held);
         for (i, t) in tasks.into_iter().enumerate() {
-            assert_eq!(t.await.unwrap(), Some(i as u32 + 1000));
+            assert_eq!(t.await.expect("task ends"), Some(i as u32 + 1000));
         }
         assert_eq!(writes.load(Ordering::SeqCst), 1, "one write for the 50 that waited together");
     }
@@ -137,8 +137,8 @@ mod tests {
             tokio::task::yield_now().await;
         }
         drop(held);
-        started_rx.await.unwrap();
+        started_rx.await.expect("the writer started");
         writer.abort();
-        assert_eq!(other.await.unwrap(), None);
+        assert_eq!(other.await.expect("task ends"), None);
     }
 }

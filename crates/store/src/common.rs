@@ -1207,6 +1207,11 @@ pub(crate) use impl_store;
 /// The migration set of one backend, built at run time from the embedded SQL (the `migrate!`
 /// macro would need sqlx's `macros` feature, which the workspace leaves off for compile time).
 pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    assert_eq!(
+        steps.len() as i64,
+        MIGRATIONS,
+        "every backend has MIGRATIONS migrations (Store::ready counts them)"
+    );
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use sqlx::SqlSafeStr;
 
@@ -1226,8 +1231,9 @@ pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::mig
     )
 }
 
-/// How many migrations a backend has: `Store::ready` checks that all of them ran.
-pub(crate) const MIGRATIONS: i64 = 6;
+/// How many migrations a backend has: `Store::ready` checks that all of them ran, and
+/// `migrator` refuses a backend's list of another length (a new migration changes this too).
+pub(crate) const MIGRATIONS: i64 = 7;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

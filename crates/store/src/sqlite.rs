@@ -165,6 +165,7 @@ impl SqliteStore {
                 include_str!("../migrations/sqlite/0005_job_listing.sql"),
             ),
             (6, "job_batches", include_str!("../migrations/sqlite/0006_job_batches.sql")),
+            (7, "lease_order", include_str!("../migrations/sqlite/0007_lease_order.sql")),
         ])
         .run(&pool)
         .await
@@ -283,10 +284,27 @@ mod tests {
                     "{what} of {n}: expected a search of actions by id, found:\n{plan}"
                 );
                 assert!(
-                    !plan.contains("actions_state") && !plan.contains("SCAN"),
+                    !plan.contains("actions_due") && !plan.contains("SCAN"),
                     "{what} of {n}: expected no state index and no scan, found:\n{plan}"
                 );
             }
+        }
+    }
+
+    /// A lease reads the due actions in the lease order straight off an index: a sort of the
+    /// candidates first reads every pending action of the first phase and step, one per plan.
+    #[tokio::test]
+    async fn leases_read_due_actions_in_order_without_sorting() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("opens");
+        for (what, sql) in [
+            ("across plans", crate::common::lease_candidates_sql!(all, "")),
+            ("in one plan", crate::common::lease_candidates_sql!(plan, "")),
+        ] {
+            let plan = plan_of(&store, sql, 3).await;
+            assert!(
+                !plan.contains("TEMP B-TREE") && !plan.contains("SCAN a"),
+                "{what}: expected the due actions in order off an index, found:\n{plan}"
+            );
         }
     }
 }

@@ -142,3 +142,16 @@ delete_entry = true
         pw = pw.display()
     )
 }
+
+/// `BENCH_SQL_LOG=FILE`: every statement the store sends, with its time (sqlx's own log), for
+/// finding where the engine's time per action goes.
+pub fn sql_log_from_env() -> anyhow::Result<()> {
+    if let Some(path) = std::env::var_os("BENCH_SQL_LOG") {
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(std::fs::File::create(path)?))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("sqlx::query=debug"))
+            .init();
+    }
+    Ok(())
+}
