@@ -431,7 +431,13 @@ fn start_daemon(bin: &Path, config: &Path, log: &Path) -> Daemon {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(err)
-        .env("RUST_LOG", "info,revoke_engine=debug,revoked=debug")
+        // `REVOKED_BENCH_LOG` changes the daemon's log filter (the batch figures need
+        // `revoked::intake_writer=debug`).
+        .env(
+            "RUST_LOG",
+            std::env::var("REVOKED_BENCH_LOG")
+                .unwrap_or_else(|_| "info,revoke_engine=debug,revoked=debug".to_string()),
+        )
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("NOTIFY_SOCKET")
         .spawn()
