@@ -88,7 +88,24 @@ async fn write(
     let now = Utc::now();
     let started = Instant::now();
     match store.submit_jobs_committed(&items, guard, now).await {
-        Ok(results) if results.len() == batch.len() => {
+        Ok(mut results) => {
+            if results.len() != batch.len() {
+                // Committed, so never submitted again (a job without an event id would be
+                // recorded twice); no request learns a result that is not its own.
+                warn!(
+                    jobs = batch.len(),
+                    results = results.len(),
+                    "intake batch answered with a result count that does not match"
+                );
+                results = (0..batch.len())
+                    .map(|_| {
+                        Err(StoreError::Database(
+                            "intake: the batch was committed but its results do not match its jobs"
+                                .into(),
+                        ))
+                    })
+                    .collect();
+            }
             let commit_us = started.elapsed().as_micros() as u64;
             let store = store.clone();
             tokio::spawn(async move {
@@ -121,12 +138,10 @@ async fn write(
                 }
             });
         }
-        outcome => {
+        Err(e) => {
             drop(slot);
             // The batch wrote nothing: each job on its own, so one bad job fails only itself.
-            if let Err(e) = &outcome {
-                warn!(jobs = batch.len(), error = %e, "intake batch failed; submitting each job on its own");
-            }
+            warn!(jobs = batch.len(), error = %e, "intake batch failed; submitting each job on its own");
             for r in batch {
                 let result = store.submit_job(&r.new, guard, &r.actor, Utc::now()).await;
                 let _ = r.reply.send(result);
