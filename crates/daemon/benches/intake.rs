@@ -158,12 +158,12 @@ fn main() {
     for (label, r) in &runs {
         println!(
             "{label:<22} {:>9.0} {:>8.1} {:>8.1} {:>8.1} {:>12.0} {:>12.0} {:>8} {:>10.1} {:>11.0} {:>13} {:>9.1}",
-            r.rate(),
-            ms(percentile(&r.lat, 0.5)),
-            ms(percentile(&r.lat, 0.99)),
-            ms(percentile(&r.lat, 1.0)),
+            r.sent.rate(),
+            ms(percentile(&r.sent.lat, 0.5)),
+            ms(percentile(&r.sent.lat, 0.99)),
+            ms(percentile(&r.sent.lat, 1.0)),
             r.daemon_cores() * 100.0,
-            r.sender_cores() * 100.0,
+            r.sent.sender_cores() * 100.0,
             r.batches.count,
             r.batches.per_batch(),
             r.batches.store_us_per_event(),
@@ -178,15 +178,15 @@ fn main() {
     if let Some((_, r)) = runs.iter().rev().find(|(l, _)| l == "this build") {
         println!(
             "intake: {} signed events from {senders} senders in {:.2}s = {:.0} events/s",
-            r.lat.len(),
-            r.elapsed.as_secs_f64(),
-            r.rate()
+            r.sent.lat.len(),
+            r.sent.elapsed.as_secs_f64(),
+            r.sent.rate()
         );
         println!(
             "intake latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            ms(percentile(&r.lat, 0.5)),
-            ms(percentile(&r.lat, 0.99)),
-            ms(percentile(&r.lat, 1.0))
+            ms(percentile(&r.sent.lat, 0.5)),
+            ms(percentile(&r.sent.lat, 0.99)),
+            ms(percentile(&r.sent.lat, 1.0))
         );
         println!(
             "revoked RSS: idle {:.1} MiB, after intake {:.1} MiB",
@@ -350,9 +350,7 @@ fn field(line: &str, name: &str) -> Option<u64> {
 }
 
 struct IntakeRun {
-    lat: Vec<Duration>,
-    elapsed: Duration,
-    sender_cpu: Duration,
+    sent: Sent,
     daemon_cpu: Duration,
     idle_rss: u64,
     busy_rss: u64,
@@ -360,16 +358,8 @@ struct IntakeRun {
 }
 
 impl IntakeRun {
-    fn rate(&self) -> f64 {
-        self.lat.len() as f64 / self.elapsed.as_secs_f64()
-    }
-
     fn daemon_cores(&self) -> f64 {
-        self.daemon_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
-    }
-
-    fn sender_cores(&self) -> f64 {
-        self.sender_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
+        self.daemon_cpu.as_secs_f64() / self.sent.elapsed.as_secs_f64()
     }
 }
 
@@ -409,9 +399,7 @@ fn intake_run(
     assert!(status.success());
     IntakeRun {
         batches: Batches::from_log(&std::fs::read_to_string(&log).unwrap_or_default()),
-        lat: sent.lat,
-        elapsed: sent.elapsed,
-        sender_cpu: sent.sender_cpu,
+        sent,
         daemon_cpu,
         idle_rss,
         busy_rss,

@@ -52,18 +52,14 @@ fn racing_redeliveries_make_one_job_each_and_every_answered_job_survives_a_kill(
                         .step_by(12)
                         .map(|(n, other)| {
                             let e = &events[*n];
-                            let delivery = if *other {
-                                Delivery {
-                                    id: e.id.clone(),
-                                    timestamp: e.timestamp,
-                                    body: e.body.replace("E", "X"),
-                                }
-                            } else {
-                                Delivery {
-                                    id: e.id.clone(),
-                                    timestamp: e.timestamp,
-                                    body: e.body.clone(),
-                                }
+                            let delivery = Delivery {
+                                id: e.id.clone(),
+                                timestamp: e.timestamp,
+                                body: if *other {
+                                    e.body.replace('E', "X")
+                                } else {
+                                    e.body.clone()
+                                },
                             };
                             let (s, a) = c.deliver(d, &delivery, WEBHOOK_SECRET);
                             (*n, *other, s, a)

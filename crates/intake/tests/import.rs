@@ -77,34 +77,27 @@ fn jsonl_file() {
 
 #[test]
 fn department_column() {
-    let csv = "employee_id,department\nE-1, Finance \nE-2,\n";
-    let events = parse_import(
-        "d.csv",
-        csv.as_bytes(),
-        berlin(),
-        &RiskRules::default(),
-        now(),
-    )
-    .expect("imports");
+    let import = |name: &str, text: &str| {
+        parse_import(
+            name,
+            text.as_bytes(),
+            berlin(),
+            &RiskRules::default(),
+            now(),
+        )
+    };
+    let events = import("d.csv", "employee_id,department\nE-1, Finance \nE-2,\n").expect("imports");
     assert_eq!(events[0].department.as_deref(), Some("Finance"));
     assert_eq!(events[1].department, None);
-    let jsonl = "{\"email\": \"a@example.com\", \"department\": \"Sales\"}\n";
-    let events = parse_import(
+    let events = import(
         "d.jsonl",
-        jsonl.as_bytes(),
-        berlin(),
-        &RiskRules::default(),
-        now(),
+        "{\"email\": \"a@example.com\", \"department\": \"Sales\"}\n",
     )
     .expect("imports");
     assert_eq!(events[0].department.as_deref(), Some("Sales"));
-    let bad = "{\"email\": \"a@example.com\", \"department\": {\"name\": \"Sales\"}}\n";
-    let e = parse_import(
+    let e = import(
         "d.jsonl",
-        bad.as_bytes(),
-        berlin(),
-        &RiskRules::default(),
-        now(),
+        "{\"email\": \"a@example.com\", \"department\": {\"name\": \"Sales\"}}\n",
     )
     .expect_err("a table is not a department");
     assert!(e.to_string().contains("department"), "{e}");

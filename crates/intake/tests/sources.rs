@@ -1533,30 +1533,24 @@ mod department {
     #[test]
     fn scim_enterprise_department_from_put_and_from_an_entra_patch() {
         let src = source("scim", json!({ "secret": TOKEN }));
-        let e = one(call(
-            &src,
-            "PUT",
-            "/scim/v2/Users/jdoe",
-            &bearer(),
-            &sample("scim_put_user.json"),
-        ));
-        assert_eq!(e.department.as_deref(), Some("Tour Operations"));
-        let e = one(call(
-            &src,
-            "PATCH",
-            "/scim/v2/Users/jdoe",
-            &bearer(),
-            &sample("scim_patch_entra_department.json"),
-        ));
-        assert_eq!(e.department.as_deref(), Some("Customer Success"));
-        let e = one(call(
-            &src,
-            "PATCH",
-            "/scim/v2/Users/jdoe",
-            &bearer(),
-            &sample("scim_patch_entra.json"),
-        ));
-        assert_eq!(e.department, None);
+        for (method, body, department) in [
+            ("PUT", "scim_put_user.json", Some("Tour Operations")),
+            (
+                "PATCH",
+                "scim_patch_entra_department.json",
+                Some("Customer Success"),
+            ),
+            ("PATCH", "scim_patch_entra.json", None),
+        ] {
+            let e = one(call(
+                &src,
+                method,
+                "/scim/v2/Users/jdoe",
+                &bearer(),
+                &sample(body),
+            ));
+            assert_eq!(e.department.as_deref(), department, "{body}");
+        }
     }
 
     #[test]
