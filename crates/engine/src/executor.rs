@@ -118,10 +118,25 @@ pub struct Executor {
     /// Applied actions of connectors that verify in batches (`Connector::batch_verification`),
     /// not yet read back; shared by the clones that run each action.
     deferred: Arc<std::sync::Mutex<Vec<(PlanId, Action)>>>,
-    /// Attempts that start at once are recorded in one transaction, and so are results that
-    /// arrive at once (group commit; each action still waits for its own commit).
-    begins: Arc<Group<ActionId, Result<u32, StoreError>>>,
-    finishes: Arc<Group<AttemptEnd, Result<(), StoreError>>>,
+    /// Attempts that start and results that arrive at the same time are recorded in one
+    /// transaction (group commit; each action still waits for its own commit).
+    ledger: Arc<Group<LedgerWrite, LedgerAnswer>>,
+}
+
+/// A write to the attempt ledger, for the group commit.
+#[derive(Debug)]
+enum LedgerWrite {
+    /// Record the next attempt of a leased action (and renew its lease) before it is sent.
+    Begin(ActionId),
+    /// Record how an attempt ended.
+    Finish(AttemptEnd),
+}
+
+/// The answer to a [`LedgerWrite`], of the same variant.
+#[derive(Debug)]
+enum LedgerAnswer {
+    Begun(Result<u32, StoreError>),
+    Finished(Result<(), StoreError>),
 }
 
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
@@ -149,15 +164,9 @@ const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The work loop reads back deferred actions at the latest this long after the first of them.
 const VERIFY_WAIT: Duration = Duration::from_millis(500);
 
-/// The answer of each request of a batch: its own, or the batch's error for every one.
-fn all_or_each<T>(
-    batch: Result<Vec<Result<T, StoreError>>, StoreError>,
-    n: usize,
-) -> Vec<Result<T, StoreError>> {
-    match batch {
-        Ok(each) => each,
-        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-    }
+/// A store that answered a ledger batch with fewer answers than writes.
+fn mismatched() -> StoreError {
+    StoreError::Database("the store answered fewer ledger writes than it was given".into())
 }
 
 /// The answer of a request whose batch was abandoned (its writer was cancelled): whether it was
@@ -200,8 +209,7 @@ impl Executor {
             owner: owner.into(),
             events: None,
             deferred: Arc::default(),
-            begins: Arc::default(),
-            finishes: Arc::default(),
+            ledger: Arc::default(),
         }
     }
 
@@ -859,7 +867,6 @@ impl Executor {
                         &action,
                         attempt,
                         &AttemptResult::Succeeded(outcome.clone()),
-                        now,
                     )
                     .await?
                 {
@@ -907,7 +914,6 @@ impl Executor {
                             error: error.clone(),
                             retry_at,
                         },
-                        now,
                     )
                     .await?
                 {
@@ -943,27 +949,17 @@ impl Executor {
         action: &Action,
         attempt: u32,
         result: &AttemptResult,
-        now: DateTime<Utc>,
     ) -> Result<bool, EngineError> {
-        match self
-            .finishes
-            .submit(
-                AttemptEnd {
-                    id: action.id.clone(),
-                    attempt,
-                    result: result.clone(),
-                },
-                |ends| {
-                    let (store, owner) = (self.store.clone(), self.owner.clone());
-                    async move {
-                        let n = ends.len();
-                        all_or_each(store.finish_attempts(&ends, &owner, now).await, n)
-                    }
-                },
-            )
-            .await
-            .unwrap_or_else(abandoned)
-        {
+        let end = AttemptEnd {
+            id: action.id.clone(),
+            attempt,
+            result: result.clone(),
+        };
+        let answer = match self.write_ledger(LedgerWrite::Finish(end)).await {
+            LedgerAnswer::Finished(r) => r,
+            LedgerAnswer::Begun(_) => Err(mismatched()),
+        };
+        match answer {
             Ok(()) => Ok(true),
             Err(StoreError::LeaseLost { .. }) => {
                 warn!(job_id = %action.job_id, action_id = %action.id, connector = %action.connector, attempt, "lease lost during the attempt; another executor owns the action now");
@@ -979,19 +975,59 @@ impl Executor {
     /// Records the next attempt of a leased action and renews its lease, together with the
     /// attempts of the actions starting at the same time (one transaction).
     async fn begin(&self, id: &ActionId) -> Result<u32, StoreError> {
+        match self.write_ledger(LedgerWrite::Begin(id.clone())).await {
+            LedgerAnswer::Begun(r) => r,
+            LedgerAnswer::Finished(_) => Err(mismatched()),
+        }
+    }
+
+    /// Writes `write` to the ledger together with the other writes waiting at the same time: one
+    /// transaction, results first, then attempts (`Store::record_attempts`), stamped with the
+    /// time the batch is written (after every one of its requests was made).
+    async fn write_ledger(&self, write: LedgerWrite) -> LedgerAnswer {
+        let is_begin = matches!(write, LedgerWrite::Begin(_));
         let (store, owner, lease) = (self.store.clone(), self.owner.clone(), self.lease);
-        self.begins
-            .submit(id.clone(), |ids| async move {
-                let n = ids.len();
-                all_or_each(
-                    store
-                        .begin_attempts(&ids, &owner, Utc::now(), Some(lease))
-                        .await,
-                    n,
-                )
+        let answer = self
+            .ledger
+            .submit(write, |writes| async move {
+                let mut ends = Vec::new();
+                let mut begins = Vec::new();
+                for w in &writes {
+                    match w {
+                        LedgerWrite::Begin(id) => begins.push(id.clone()),
+                        LedgerWrite::Finish(end) => ends.push(end.clone()),
+                    }
+                }
+                let (mut ended, mut begun) = match store
+                    .record_attempts(&ends, &begins, Some(lease), &owner, Utc::now())
+                    .await
+                {
+                    Ok((e, b)) => (e.into_iter(), b.into_iter()),
+                    Err(e) => (
+                        vec![Err(e.clone()); ends.len()].into_iter(),
+                        vec![Err(e); begins.len()].into_iter(),
+                    ),
+                };
+                writes
+                    .iter()
+                    .map(|w| match w {
+                        LedgerWrite::Begin(_) => {
+                            LedgerAnswer::Begun(begun.next().unwrap_or_else(|| Err(mismatched())))
+                        }
+                        LedgerWrite::Finish(_) => LedgerAnswer::Finished(
+                            ended.next().unwrap_or_else(|| Err(mismatched())),
+                        ),
+                    })
+                    .collect()
             })
-            .await
-            .unwrap_or_else(abandoned)
+            .await;
+        answer.unwrap_or_else(|| {
+            if is_begin {
+                LedgerAnswer::Begun(abandoned())
+            } else {
+                LedgerAnswer::Finished(abandoned())
+            }
+        })
     }
 
     /// Sends the action, renewing the lease while the call runs, with the action's journal in

@@ -469,6 +469,203 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            /// The body of `record_attempts` for the attempts that begin, inside `tx`: the answers
+            /// and the audit entries to append.
+            #[allow(clippy::type_complexity)]
+            async fn begin_attempts_in(
+                &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                ids: &[::revoke_core::ActionId],
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                renew: Option<std::time::Duration>,
+            ) -> Result<(Vec<Result<u32, $crate::StoreError>>, Vec<$crate::NewAuditEntry>), $crate::StoreError> {
+                use $crate::common::{audit_entry, decode_i64, decode_string, lease_expiry, micros};
+                use $crate::StoreError;
+
+                if ids.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                let at = now;
+                let expiry = renew.map(|ttl| lease_expiry(now, ttl)).transpose()?;
+                let now = micros(now);
+                // Each action once: a second request for one action in the same batch gets nothing.
+                let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
+                let mut seen = std::collections::HashSet::with_capacity(ids.len());
+                for id in ids {
+                    if seen.insert(id.0.as_str()) {
+                        unique.push(id.0.as_str());
+                    }
+                }
+                // (attempt, key, job id, kind, target) of every action whose lease `owner` holds.
+                let mut begun: std::collections::HashMap<String, (i64, String, String, String, String)> =
+                    std::collections::HashMap::with_capacity(unique.len());
+                for chunk in unique.chunks($crate::common::rows_per_statement(1)) {
+                    let sql = $crate::common::begin_attempts_sql(chunk.len());
+                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(now).bind(expiry).bind(owner);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    for row in q.fetch_all(&mut **tx).await.map_err(map_err)? {
+                        begun.insert(
+                            decode_string(&row, "id")?,
+                            (
+                                decode_i64(&row, "attempts")?,
+                                decode_string(&row, "key")?,
+                                decode_string(&row, "job_id")?,
+                                decode_string(&row, "kind")?,
+                                decode_string(&row, "target")?,
+                            ),
+                        );
+                    }
+                }
+                let mut out = Vec::with_capacity(ids.len());
+                let mut recorded = Vec::with_capacity(begun.len());
+                let mut entries = Vec::with_capacity(begun.len());
+                let mut answered = std::collections::HashSet::with_capacity(ids.len());
+                for id in ids {
+                    let found = begun.get(id.0.as_str()).filter(|_| answered.insert(id.0.as_str()));
+                    let Some((attempt, key, job_id, kind, target)) = found else {
+                        out.push(Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() }));
+                        continue;
+                    };
+                    let attempt_u32 = u32::try_from(*attempt).map_err(|_| {
+                        StoreError::Corrupt(format!("action {id}: expected a small attempt count, found {attempt}"))
+                    })?;
+                    let data = ::serde_json::json!({
+                        "key": key,
+                        "attempt": attempt_u32,
+                        "kind": kind,
+                        "target": target,
+                    });
+                    entries.push(audit_entry(at, owner, "action.attempt", job_id, Some(&id.0), &data));
+                    recorded.push((id.0.as_str(), *attempt, key.as_str()));
+                    tracing::debug!(action = %id, owner, attempt, "attempt recorded");
+                    out.push(Ok(attempt_u32));
+                }
+                for chunk in recorded.chunks($crate::common::rows_per_statement(5)) {
+                    let sql = format!(
+                        "INSERT INTO attempts (action_id, attempt, key, owner, started_at) VALUES {}",
+                        $crate::common::values_list(1, chunk.len(), 5)
+                    );
+                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    for (id, attempt, key) in chunk {
+                        q = q.bind(*id).bind(*attempt).bind(*key).bind(owner).bind(now);
+                    }
+                    q.execute(&mut **tx).await.map_err(map_err)?;
+                }
+                Ok((out, entries))
+            }
+
+            /// The body of `record_attempts` for the attempts that end, inside `tx`: the answers
+            /// and the audit entries to append.
+            #[allow(clippy::type_complexity)]
+            async fn finish_attempts_in(
+                &self,
+                tx: &mut ::sqlx::Transaction<'static, $db>,
+                ends: &[$crate::AttemptEnd],
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(Vec<Result<(), $crate::StoreError>>, Vec<$crate::NewAuditEntry>), $crate::StoreError> {
+                use $crate::common::{audit_entry, decode_string, micros, to_json};
+                use $crate::{ActionState, AttemptResult, StoreError};
+
+                if ends.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                let at = now;
+                let now = micros(now);
+                let mut out = Vec::with_capacity(ends.len());
+                let mut entries = Vec::with_capacity(ends.len());
+                let mut succeeded: Vec<&str> = Vec::with_capacity(ends.len());
+                for $crate::AttemptEnd { id, attempt, result } in ends {
+                    let attempt = *attempt;
+                    // (state, finished_at, next_attempt_at, error, note, attempt outcome)
+                    let (state, finished_at, next_attempt_at, error, note, outcome) = match result {
+                        AttemptResult::Succeeded(o) => {
+                            let note = match o {
+                                ::revoke_core::Outcome::Skipped { reason } => Some(reason.clone()),
+                                _ => None,
+                            };
+                            (ActionState::from_outcome(o), Some(now), None, None, note, o.as_str())
+                        }
+                        AttemptResult::Failed { error, retry_at: Some(t) } => {
+                            (ActionState::Pending, None, Some(micros(*t)), Some(to_json(error)?), None, "retry")
+                        }
+                        AttemptResult::Failed { error, retry_at: None } => {
+                            (ActionState::Failed, Some(now), None, Some(to_json(error)?), None, "failed")
+                        }
+                    };
+                    // Ownership, not expiry, decides here: an attempt that ran past its lease still
+                    // happened and must be recorded, unless another executor has taken the action over.
+                    let row = sqlx::query(
+                        "UPDATE actions SET state = $1, finished_at = $2, next_attempt_at = $3, error_json = $4, \
+                           note = $5, lease_owner = NULL, lease_expires_at = NULL \
+                         WHERE id = $6 AND lease_owner = $7 AND state = 'running' AND attempts = $8 \
+                         RETURNING job_id",
+                    )
+                    .bind(state.as_str())
+                    .bind(finished_at)
+                    .bind(next_attempt_at)
+                    .bind(error.as_deref())
+                    .bind(note.as_deref())
+                    .bind(&id.0)
+                    .bind(owner)
+                    .bind(i64::from(attempt))
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    let Some(row) = row else {
+                        out.push(Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() }));
+                        continue;
+                    };
+                    let job_id = decode_string(&row, "job_id")?;
+                    let done = sqlx::query(
+                        "UPDATE attempts SET finished_at = $1, outcome = $2, error_json = $3 \
+                         WHERE action_id = $4 AND attempt = $5",
+                    )
+                    .bind(now)
+                    .bind(outcome)
+                    .bind(error.as_deref())
+                    .bind(&id.0)
+                    .bind(i64::from(attempt))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    if done.rows_affected() != 1 {
+                        // A running action without its attempt row: the store is damaged, and
+                        // nothing of this call is written.
+                        return Err(StoreError::NotFound(format!("attempt {attempt} of action {id}")));
+                    }
+                    if matches!(result, AttemptResult::Succeeded(_)) {
+                        succeeded.push(id.0.as_str());
+                    }
+                    let (kind, data) = match result {
+                        AttemptResult::Succeeded(o) => {
+                            ("action.finished", ::serde_json::json!({ "attempt": attempt, "outcome": o }))
+                        }
+                        AttemptResult::Failed { error, retry_at } => (
+                            "action.attempt_failed",
+                            ::serde_json::json!({ "attempt": attempt, "error": error, "retry_at": retry_at }),
+                        ),
+                    };
+                    entries.push(audit_entry(at, owner, kind, &job_id, Some(&id.0), &data));
+                    tracing::debug!(action = %id, owner, attempt, state = %state, "attempt finished");
+                    out.push(Ok(()));
+                }
+                // Dependents with a grace period count it from now: the last prerequisite to
+                // finish sets their due time.
+                for chunk in succeeded.chunks($crate::common::rows_per_statement(1)) {
+                    let sql = $crate::common::grace_sql(chunk.len());
+                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(now);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut **tx).await.map_err(map_err)?;
+                }
+                Ok((out, entries))
+            }
+
             /// Inserts a plan, its jobs, actions and dependencies, and audits `plan.recorded` per
             /// job, inside `tx`, which the caller commits.
             async fn insert_plan_in(
@@ -775,84 +972,36 @@ macro_rules! impl_store {
                 now: ::chrono::DateTime<::chrono::Utc>,
                 renew: Option<std::time::Duration>,
             ) -> Result<Vec<Result<u32, $crate::StoreError>>, $crate::StoreError> {
-                use $crate::common::{audit_entry, decode_i64, decode_string, lease_expiry, micros};
-                use $crate::StoreError;
+                Ok(self.record_attempts(&[], ids, renew, owner, now).await?.1)
+            }
 
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let at = now;
-                let expiry = renew.map(|ttl| lease_expiry(now, ttl)).transpose()?;
-                let now = micros(now);
-                // Each action once: a second request for one action in the same batch gets nothing.
-                let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
-                let mut seen = std::collections::HashSet::with_capacity(ids.len());
-                for id in ids {
-                    if seen.insert(id.0.as_str()) {
-                        unique.push(id.0.as_str());
-                    }
+            async fn finish_attempts(
+                &self,
+                ends: &[$crate::AttemptEnd],
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Vec<Result<(), $crate::StoreError>>, $crate::StoreError> {
+                Ok(self.record_attempts(ends, &[], None, owner, now).await?.0)
+            }
+
+            async fn record_attempts(
+                &self,
+                ends: &[$crate::AttemptEnd],
+                begins: &[::revoke_core::ActionId],
+                renew: Option<std::time::Duration>,
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<$crate::RecordedAttempts, $crate::StoreError> {
+                if ends.is_empty() && begins.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
                 }
                 let mut tx = self.begin_write().await?;
-                // (attempt, key, job id, kind, target) of every action whose lease `owner` holds.
-                let mut begun: std::collections::HashMap<String, (i64, String, String, String, String)> =
-                    std::collections::HashMap::with_capacity(unique.len());
-                for chunk in unique.chunks($crate::common::rows_per_statement(1)) {
-                    let sql = $crate::common::begin_attempts_sql(chunk.len());
-                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(now).bind(expiry).bind(owner);
-                    for id in chunk {
-                        q = q.bind(*id);
-                    }
-                    for row in q.fetch_all(&mut *tx).await.map_err(map_err)? {
-                        begun.insert(
-                            decode_string(&row, "id")?,
-                            (
-                                decode_i64(&row, "attempts")?,
-                                decode_string(&row, "key")?,
-                                decode_string(&row, "job_id")?,
-                                decode_string(&row, "kind")?,
-                                decode_string(&row, "target")?,
-                            ),
-                        );
-                    }
-                }
-                let mut out = Vec::with_capacity(ids.len());
-                let mut recorded = Vec::with_capacity(begun.len());
-                let mut entries = Vec::with_capacity(begun.len());
-                let mut answered = std::collections::HashSet::with_capacity(ids.len());
-                for id in ids {
-                    let found = begun.get(id.0.as_str()).filter(|_| answered.insert(id.0.as_str()));
-                    let Some((attempt, key, job_id, kind, target)) = found else {
-                        out.push(Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() }));
-                        continue;
-                    };
-                    let attempt_u32 = u32::try_from(*attempt).map_err(|_| {
-                        StoreError::Corrupt(format!("action {id}: expected a small attempt count, found {attempt}"))
-                    })?;
-                    let data = ::serde_json::json!({
-                        "key": key,
-                        "attempt": attempt_u32,
-                        "kind": kind,
-                        "target": target,
-                    });
-                    entries.push(audit_entry(at, owner, "action.attempt", job_id, Some(&id.0), &data));
-                    recorded.push((id.0.as_str(), *attempt, key.as_str()));
-                    tracing::debug!(action = %id, owner, attempt, "attempt recorded");
-                    out.push(Ok(attempt_u32));
-                }
-                for chunk in recorded.chunks($crate::common::rows_per_statement(5)) {
-                    let sql = format!(
-                        "INSERT INTO attempts (action_id, attempt, key, owner, started_at) VALUES {}",
-                        $crate::common::values_list(1, chunk.len(), 5)
-                    );
-                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql));
-                    for (id, attempt, key) in chunk {
-                        q = q.bind(*id).bind(*attempt).bind(*key).bind(owner).bind(now);
-                    }
-                    q.execute(&mut *tx).await.map_err(map_err)?;
-                }
+                let (ended, mut entries) = self.finish_attempts_in(&mut tx, ends, owner, now).await?;
+                let (begun, more) = self.begin_attempts_in(&mut tx, begins, owner, now, renew).await?;
+                entries.extend(more);
                 self.append_audits_in(&mut tx, &entries).await?;
                 tx.commit().await.map_err(map_err)?;
-                Ok(out)
+                Ok((ended, begun))
             }
 
             async fn finish_attempt(
@@ -866,114 +1015,6 @@ macro_rules! impl_store {
                 let end = $crate::AttemptEnd { id: id.clone(), attempt, result: result.clone() };
                 let mut out = self.finish_attempts(std::slice::from_ref(&end), owner, now).await?;
                 out.pop().unwrap_or_else(|| Err($crate::StoreError::NotFound(format!("action {id}"))))
-            }
-
-            async fn finish_attempts(
-                &self,
-                ends: &[$crate::AttemptEnd],
-                owner: &str,
-                now: ::chrono::DateTime<::chrono::Utc>,
-            ) -> Result<Vec<Result<(), $crate::StoreError>>, $crate::StoreError> {
-                use $crate::common::{audit_entry, decode_string, micros, to_json};
-                use $crate::{ActionState, AttemptResult, StoreError};
-
-                if ends.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let at = now;
-                let now = micros(now);
-                let mut tx = self.begin_write().await?;
-                let mut out = Vec::with_capacity(ends.len());
-                let mut entries = Vec::with_capacity(ends.len());
-                let mut succeeded: Vec<&str> = Vec::with_capacity(ends.len());
-                for $crate::AttemptEnd { id, attempt, result } in ends {
-                    let attempt = *attempt;
-                    // (state, finished_at, next_attempt_at, error, note, attempt outcome)
-                    let (state, finished_at, next_attempt_at, error, note, outcome) = match result {
-                        AttemptResult::Succeeded(o) => {
-                            let note = match o {
-                                ::revoke_core::Outcome::Skipped { reason } => Some(reason.clone()),
-                                _ => None,
-                            };
-                            (ActionState::from_outcome(o), Some(now), None, None, note, o.as_str())
-                        }
-                        AttemptResult::Failed { error, retry_at: Some(t) } => {
-                            (ActionState::Pending, None, Some(micros(*t)), Some(to_json(error)?), None, "retry")
-                        }
-                        AttemptResult::Failed { error, retry_at: None } => {
-                            (ActionState::Failed, Some(now), None, Some(to_json(error)?), None, "failed")
-                        }
-                    };
-                    // Ownership, not expiry, decides here: an attempt that ran past its lease still
-                    // happened and must be recorded, unless another executor has taken the action over.
-                    let row = sqlx::query(
-                        "UPDATE actions SET state = $1, finished_at = $2, next_attempt_at = $3, error_json = $4, \
-                           note = $5, lease_owner = NULL, lease_expires_at = NULL \
-                         WHERE id = $6 AND lease_owner = $7 AND state = 'running' AND attempts = $8 \
-                         RETURNING job_id",
-                    )
-                    .bind(state.as_str())
-                    .bind(finished_at)
-                    .bind(next_attempt_at)
-                    .bind(error.as_deref())
-                    .bind(note.as_deref())
-                    .bind(&id.0)
-                    .bind(owner)
-                    .bind(i64::from(attempt))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    let Some(row) = row else {
-                        out.push(Err(StoreError::LeaseLost { action: id.0.clone(), owner: owner.to_string() }));
-                        continue;
-                    };
-                    let job_id = decode_string(&row, "job_id")?;
-                    let done = sqlx::query(
-                        "UPDATE attempts SET finished_at = $1, outcome = $2, error_json = $3 \
-                         WHERE action_id = $4 AND attempt = $5",
-                    )
-                    .bind(now)
-                    .bind(outcome)
-                    .bind(error.as_deref())
-                    .bind(&id.0)
-                    .bind(i64::from(attempt))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    if done.rows_affected() != 1 {
-                        // A running action without its attempt row: the store is damaged, and
-                        // nothing of this call is written.
-                        return Err(StoreError::NotFound(format!("attempt {attempt} of action {id}")));
-                    }
-                    if matches!(result, AttemptResult::Succeeded(_)) {
-                        succeeded.push(id.0.as_str());
-                    }
-                    let (kind, data) = match result {
-                        AttemptResult::Succeeded(o) => {
-                            ("action.finished", ::serde_json::json!({ "attempt": attempt, "outcome": o }))
-                        }
-                        AttemptResult::Failed { error, retry_at } => (
-                            "action.attempt_failed",
-                            ::serde_json::json!({ "attempt": attempt, "error": error, "retry_at": retry_at }),
-                        ),
-                    };
-                    entries.push(audit_entry(at, owner, kind, &job_id, Some(&id.0), &data));
-                    tracing::debug!(action = %id, owner, attempt, state = %state, "attempt finished");
-                    out.push(Ok(()));
-                }
-                // Dependents with a grace period count it from now: the last prerequisite to
-                // finish sets their due time.
-                for chunk in succeeded.chunks($crate::common::rows_per_statement(1)) {
-                    let sql = $crate::common::grace_sql(chunk.len());
-                    let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(now);
-                    for id in chunk {
-                        q = q.bind(*id);
-                    }
-                    q.execute(&mut *tx).await.map_err(map_err)?;
-                }
-                self.append_audits_in(&mut tx, &entries).await?;
-                tx.commit().await.map_err(map_err)?;
-                Ok(out)
             }
 
             async fn record_journal(

@@ -34,6 +34,10 @@ pub use model::{ActionRecord, ActionState, AttemptEnd, AttemptResult, JobRecord,
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// What [`Store::record_attempts`] answers: per attempt that ended, then per attempt begun (its
+/// number), `Ok` or `StoreError::LeaseLost`.
+pub type RecordedAttempts = (Vec<Result<(), StoreError>>, Vec<Result<u32, StoreError>>);
+
 /// The durable state every executor, CLI and daemon replica shares.
 #[async_trait]
 pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
@@ -131,6 +135,19 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// Records how several attempts ended and begins several others, in one transaction: as
+    /// [`Store::finish_attempts`] for `ends`, then as [`Store::begin_attempts`] for `begins`
+    /// (an executor writes the results and the attempts that arrive at the same time together).
+    /// Answers for `ends`, then for `begins`, each in order.
+    async fn record_attempts(
+        &self,
+        ends: &[AttemptEnd],
+        begins: &[ActionId],
+        renew: Option<std::time::Duration>,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RecordedAttempts, StoreError>;
 
     /// Records how an attempt ended and releases the lease. A retryable error with `retry_at`
     /// puts the action back to `Pending` (due again at `retry_at`); otherwise it ends the action.

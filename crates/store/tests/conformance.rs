@@ -124,6 +124,7 @@ conformance!(
     begin_attempt_numbers_attempts_and_writes_the_ledger_first,
     attempts_begun_together_are_each_their_own,
     attempts_finished_together_are_each_their_own,
+    results_and_attempts_recorded_together,
     retryable_failure_goes_back_to_pending_until_retry_at,
     permanent_failure_fails_the_action,
     skipped_outcome_keeps_its_reason,
@@ -1114,6 +1115,53 @@ async fn attempts_finished_together_are_each_their_own(h: Harness) {
         "one entry per recorded attempt, none for the lost one"
     );
     assert_eq!(verify_chain(&log), vec![]);
+}
+
+/// `record_attempts`: one transaction for results and new attempts; results first, in the
+/// audit chain too.
+async fn results_and_attempts_recorded_together(h: Harness) {
+    let plan = make_plan("p", vec![op("lock", "uid=a"), op("lock", "uid=b")]);
+    insert(&h, &plan).await;
+    let (a, b) = (plan.actions[0].id.clone(), plan.actions[1].id.clone());
+    assert_eq!(lease(&h, "x", at(0)).await, vec![a.clone(), b.clone()]);
+    h.store.begin_attempt(&a, "x", at(1)).await.expect("begins");
+    let before = h.store.audit_log().await.expect("reads").len();
+    let (ended, begun) = h
+        .store
+        .record_attempts(
+            &[AttemptEnd { id: a.clone(), attempt: 1, result: done() }],
+            &[b.clone(), ActionId("nope".into())],
+            Some(HOUR),
+            "x",
+            at(2),
+        )
+        .await
+        .expect("written");
+    assert!(matches!(ended.as_slice(), [Ok(())]), "{ended:?}");
+    assert!(
+        matches!(begun.as_slice(), [Ok(1), Err(StoreError::LeaseLost { .. })]),
+        "{begun:?}"
+    );
+    assert_eq!(state(&h, &a).await, ActionState::Done);
+    assert_eq!(state(&h, &b).await, ActionState::Running);
+    let log = h.store.audit_log().await.expect("reads");
+    let kinds: Vec<(&str, &str)> = log[before..]
+        .iter()
+        .map(|e| (e.kind.as_str(), e.action_id.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("action.finished", a.0.as_str()), ("action.attempt", b.0.as_str())]
+    );
+    assert_eq!(verify_chain(&log), vec![]);
+    // Nothing to write is no transaction and no entry.
+    let (ended, begun) = h
+        .store
+        .record_attempts(&[], &[], None, "x", at(3))
+        .await
+        .expect("nothing");
+    assert!(ended.is_empty() && begun.is_empty());
+    assert_eq!(h.store.audit_log().await.expect("reads").len(), log.len());
 }
 
 async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
