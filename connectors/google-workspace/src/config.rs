@@ -13,8 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::discover::{is_email, is_employee_id};
-
 /// Google's Directory API quota: 2,400 queries per minute per user per project.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u64 = 2_400;
 
@@ -316,6 +314,40 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
     } else {
         Err(issues)
     }
+}
+
+/// An email Google accepts as a user's or alias's: letters, digits, `.`, `_`, `'`, `-` before
+/// the `@` (Google's rule for usernames), a domain of letters, digits, `-` and dots.
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'\'' | b'-'));
+    let domain_ok = domain.len() <= 253
+        && domain.contains('.')
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    local_ok && domain_ok
+}
+
+/// An employee id (or customer id) revoked sends in a search: letters, digits, `.`, `_`, `-`.
+pub fn is_employee_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().any(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

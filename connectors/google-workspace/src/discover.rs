@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::classify;
 use crate::client::{encode, Client, Who};
-use crate::config::GoogleConfig;
+use crate::config::{is_email, is_employee_id, GoogleConfig};
 
 /// The user itself (target `users/<id>`).
 pub const ACCOUNT: &str = "account";
@@ -45,40 +45,6 @@ pub const ID_KIND: &str = "Google user id";
 pub const DRIVE_APP_ID: &str = "55656082996";
 /// Google Calendar's application id in the Data Transfer API.
 pub const CALENDAR_APP_ID: &str = "435070579839";
-
-/// An email Google accepts as a user's or alias's: letters, digits, `.`, `_`, `'`, `-` before
-/// the `@` (Google's rule for usernames), a domain of letters, digits, `-` and dots.
-pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'\'' | b'-'));
-    let domain_ok = domain.len() <= 253
-        && domain.contains('.')
-        && domain.split('.').all(|l| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    local_ok && domain_ok
-}
-
-/// An employee id (or customer id) revoked sends in a search: letters, digits, `.`, `_`, `-`.
-pub fn is_employee_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().any(|b| b.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
 
 /// Google's user ids: 21 digits.
 pub fn is_user_id(s: &str) -> bool {

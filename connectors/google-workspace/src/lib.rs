@@ -28,10 +28,10 @@ use revoke_core::{
 
 pub use apply::{CONFIRMED, TRANSFER_ID};
 pub use client::{admin_scopes, encode, GMAIL_SCOPES};
-pub use config::{validate, GoogleConfig};
+pub use config::{is_email, is_employee_id, validate, GoogleConfig};
 pub use discover::{
-    is_email, is_employee_id, ACCOUNT, APP_PASSWORD, DRIVE_APP_ID, DRIVE_TRANSFER, GMAIL,
-    GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT, ROLE_ASSIGNMENT,
+    ACCOUNT, APP_PASSWORD, DRIVE_APP_ID, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE,
+    OAUTH_GRANT, ROLE_ASSIGNMENT,
 };
 pub use plan::{
     DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
