@@ -112,6 +112,8 @@ pub struct Executor {
     lease: Duration,
     action_timeout: Duration,
     limits: BTreeMap<String, Arc<Semaphore>>,
+    /// Each instance's configured number of actions at once (its semaphore's size).
+    caps: BTreeMap<String, usize>,
     default_limit: usize,
     owner: String,
     events: Option<UnboundedSender<ExecEvent>>,
@@ -137,6 +139,91 @@ enum LedgerWrite {
 enum LedgerAnswer {
     Begun(Result<u32, StoreError>),
     Finished(Result<(), StoreError>),
+}
+
+/// The actions a loop has leased and not yet seen end, per connector instance, against
+/// `factor` times each instance's cap. A lease asks only for what can run: an instance whose
+/// slots are all taken is left out of the lease, and one lease takes at most the smallest number
+/// of slots any instance has left, so a slow or paced instance (GitHub's one mutation a second)
+/// never fills every slot of the loop while other instances' contain actions wait.
+#[derive(Debug)]
+struct Slots {
+    taken: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    caps: BTreeMap<String, usize>,
+    default_cap: usize,
+}
+
+/// One leased action's slot, given back when its task ends (also by a panic or an abort).
+struct Slot {
+    taken: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    connector: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut taken = self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = taken.get_mut(&self.connector) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl Slots {
+    fn new(exec: &Executor, factor: usize) -> Self {
+        Self {
+            taken: Arc::default(),
+            caps: exec
+                .caps
+                .iter()
+                .map(|(c, n)| (c.clone(), (*n).max(1) * factor))
+                .collect(),
+            default_cap: exec.default_limit.max(1) * factor,
+        }
+    }
+
+    fn cap(&self, connector: &str) -> usize {
+        self.caps.get(connector).copied().unwrap_or(self.default_cap)
+    }
+
+    /// How many actions the next lease may take (at most `free`), and the instances to leave out.
+    fn next_lease(&self, free: usize) -> (usize, Vec<String>) {
+        let taken = self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = |c: &str| self.cap(c).saturating_sub(taken.get(c).copied().unwrap_or(0));
+        let full: Vec<String> = taken
+            .keys()
+            .filter(|c| left(c) == 0)
+            .cloned()
+            .collect();
+        let smallest = self
+            .caps
+            .keys()
+            .chain(taken.keys())
+            .map(|c| left(c))
+            .filter(|n| *n > 0)
+            .chain(std::iter::once(self.default_cap))
+            .min()
+            .unwrap_or(1);
+        (free.min(smallest), full)
+    }
+
+    fn take(&self, connector: &str) -> Slot {
+        *self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(connector.to_string())
+            .or_default() += 1;
+        Slot {
+            taken: self.taken.clone(),
+            connector: connector.to_string(),
+        }
+    }
 }
 
 /// At most this many deferred read-backs go to one `verify_many` call (never splitting the
@@ -198,6 +285,11 @@ impl Executor {
                 )
             })
             .collect();
+        let caps = config
+            .connectors
+            .iter()
+            .map(|(name, s)| (name.clone(), s.concurrency.unwrap_or(config.executor.concurrency)))
+            .collect();
         Self {
             store,
             connectors,
@@ -205,6 +297,7 @@ impl Executor {
             lease: config.executor.lease(),
             action_timeout: config.executor.action_timeout(),
             limits,
+            caps,
             default_limit: config.executor.concurrency,
             owner: owner.into(),
             events: None,
@@ -289,6 +382,8 @@ impl Executor {
             Result<Option<ActionId>, EngineError>,
         );
         let mut inflight: JoinSet<PlanTask> = JoinSet::new();
+        // Leased ahead: twice each instance's slots (see `Slots`).
+        let slots = Slots::new(self, 2);
         let mut deferred_since: Option<tokio::time::Instant> = None;
         let mut checked_at: Option<tokio::time::Instant> = None;
         loop {
@@ -353,16 +448,31 @@ impl Executor {
             // Leased ahead, up to twice the connectors' slots, and in batches of at least a slot
             // per connector: one lease transaction starts many actions, and an action waits for
             // its slot already leased, so a finished action's slot is taken at once.
-            let free = (2 * capacity).saturating_sub(inflight.len());
+            let mut free = (2 * capacity).saturating_sub(inflight.len());
             if free >= capacity || inflight.is_empty() {
-                let leased = self
-                    .store
-                    .lease_due(Some(plan), &self.owner, now, self.lease, free as u32)
-                    .await?;
-                for rec in leased {
-                    let this = self.clone();
-                    let ran = (account_key(&rec.action), rec.action.id.clone());
-                    inflight.spawn(async move { (Some(ran), this.run_action(rec).await) });
+                loop {
+                    let (asked, full) = slots.next_lease(free);
+                    if asked == 0 {
+                        break;
+                    }
+                    let leased = self
+                        .store
+                        .lease_due_except(Some(plan), &self.owner, now, self.lease, asked as u32, &full)
+                        .await?;
+                    let got = leased.len();
+                    for rec in leased {
+                        let this = self.clone();
+                        let ran = (account_key(&rec.action), rec.action.id.clone());
+                        let slot = slots.take(&rec.action.connector);
+                        inflight.spawn(async move {
+                            let _slot = slot;
+                            (Some(ran), this.run_action(rec).await)
+                        });
+                    }
+                    free -= got;
+                    if got < asked {
+                        break;
+                    }
                 }
             }
             if inflight.is_empty() {
@@ -625,6 +735,8 @@ impl Executor {
         let capacity = capacity.max(1);
         let mut inflight: JoinSet<Task> = JoinSet::new();
         let mut report = WorkReport::default();
+        // No instance takes every slot (see `Slots`).
+        let slots = Slots::new(self, 1);
         // Applied actions left without a verdict by an executor that died are read back here, once
         // a live executor would have verified them (its verification is bounded by the action
         // timeout), every `SWEEP` at most.
@@ -659,23 +771,39 @@ impl Executor {
                     warn!(error = %e, "reading back unverified actions failed; will try again");
                 }
             }
-            let free = capacity.saturating_sub(inflight.len());
+            let mut free = capacity.saturating_sub(inflight.len());
             let mut leased_now = 0;
-            if free > 0 {
+            while free > 0 {
+                let (asked, full) = slots.next_lease(free);
+                if asked == 0 {
+                    break;
+                }
                 match self
                     .store
-                    .lease_due(None, &self.owner, Utc::now(), self.lease, free as u32)
+                    .lease_due_except(None, &self.owner, Utc::now(), self.lease, asked as u32, &full)
                     .await
                 {
                     Ok(leased) => {
-                        leased_now = leased.len();
+                        let got = leased.len();
+                        leased_now += got;
                         for rec in leased {
                             let this = self.clone();
                             let plan = rec.plan_id.clone();
-                            inflight.spawn(async move { (Some(plan), this.run_action(rec).await) });
+                            let slot = slots.take(&rec.action.connector);
+                            inflight.spawn(async move {
+                                let _slot = slot;
+                                (Some(plan), this.run_action(rec).await)
+                            });
+                        }
+                        free -= got;
+                        if got < asked {
+                            break;
                         }
                     }
-                    Err(e) => warn!(error = %e, "leasing due actions failed; will try again"),
+                    Err(e) => {
+                        warn!(error = %e, "leasing due actions failed; will try again");
+                        break;
+                    }
                 }
             }
             if leased_now > 0 && inflight.len() < capacity {

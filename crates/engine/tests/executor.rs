@@ -812,3 +812,174 @@ async fn an_account_with_many_actions_is_read_back_as_it_goes() {
     assert_eq!(batches.iter().sum::<usize>(), 40, "each read back once: {batches:?}");
     assert!(batches.len() > 1, "read back as it goes: {batches:?}");
 }
+
+/// An instance whose applies wait at a gate the test opens (a paced or slow system), or pass
+/// at once when it has no gate.
+#[derive(Debug)]
+struct Gated {
+    name: &'static str,
+    targets: Vec<String>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+#[async_trait]
+impl Connector for Gated {
+    fn instance(&self) -> &str {
+        self.name
+    }
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+    async fn check(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
+        Ok(Discovery {
+            connector: self.name.into(),
+            subject: subject.id.clone(),
+            found: true,
+            findings: self
+                .targets
+                .iter()
+                .map(|t| Finding {
+                    connector: self.name.into(),
+                    subject: subject.id.clone(),
+                    kind: "grant".into(),
+                    target: t.clone(),
+                    attrs: BTreeMap::new(),
+                })
+                .collect(),
+            accounts: vec![revoke_core::Account::new(
+                "acct",
+                "user id",
+                subject.id.clone(),
+            )],
+        })
+    }
+    fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {
+        d.findings
+            .iter()
+            .map(|f| ProposedAction {
+                kind: ActionKind::from("revoke_grant"),
+                target: f.target.clone(),
+                params: BTreeMap::new(),
+                phase: Phase::Contain,
+                after: vec![],
+                summary: format!("revoke {}", f.target),
+                account: "acct".into(),
+                delay: None,
+            })
+            .collect()
+    }
+    async fn apply(
+        &self,
+        _action: &Action,
+        _key: &ActionKey,
+        _journal: &dyn Journal,
+    ) -> Result<Outcome, ConnectorError> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        Ok(Outcome::Done)
+    }
+    async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
+        Ok(Verdict::Confirmed)
+    }
+}
+
+/// A slow instance (one action at a time, each held at a gate) does not take the work loop's
+/// every slot: with two slots and the slow instance's actions first in the lease order, the
+/// fast instance's contain actions all run while the slow ones wait, and the slow ones finish
+/// once the gate opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("db").display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = Arc::new(Gated {
+        name: "a-slow",
+        targets: (0..3).map(|i| format!("s{i}")).collect(),
+        gate: Some(gate.clone()),
+    });
+    let fast = Arc::new(Gated {
+        name: "b-fast",
+        targets: (0..4).map(|i| format!("f{i}")).collect(),
+        gate: None,
+    });
+    let config = revoke_config::load_str(
+        "[connectors.a-slow]\nkind = \"gated\"\nconcurrency = 1\n[connectors.b-fast]\nkind = \"gated\"\nconcurrency = 4\n",
+    )
+    .expect("config");
+    let connectors: Connectors = [
+        ("a-slow".to_string(), slow.clone() as Arc<dyn Connector>),
+        ("b-fast".to_string(), fast.clone() as Arc<dyn Connector>),
+    ]
+    .into();
+    let jobs = vec![Job {
+        id: JobId("job-1".into()),
+        subject: Subject::new("alice"),
+        reason: "test".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk: Risk::High,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }];
+    let discoveries = discover(&config, &connectors, &jobs)
+        .await
+        .expect("discover");
+    let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("p1".into()), Utc::now())
+        .expect("plan");
+    assert_eq!(plan.actions.len(), 7);
+    assert!(
+        plan.actions[..3].iter().all(|a| a.connector == "a-slow"),
+        "the slow instance's actions come first in the lease order"
+    );
+    let exec = Executor::new(store.clone(), connectors, &config, "test-executor");
+    exec.record(&plan).await.expect("record");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = {
+        let exec = exec.clone();
+        tokio::spawn(async move {
+            exec.work(
+                stop_rx,
+                Arc::new(tokio::sync::Notify::new()),
+                Duration::from_millis(20),
+                2,
+                Duration::from_secs(5),
+            )
+            .await
+        })
+    };
+    let done = |connector: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .actions(&PlanId("p1".into()))
+                .await
+                .expect("actions")
+                .iter()
+                .filter(|r| r.action.connector == connector && r.state == ActionState::Done)
+                .count()
+        }
+    };
+    // The gate is shut: only the fast instance can finish anything. A loop whose two slots both
+    // went to the slow instance (one at the gate, one waiting for its one slot) never gets here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done("b-fast").await < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the fast instance's actions never ran: the slow instance holds every slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(done("a-slow").await, 0, "the gate is still shut");
+    gate.add_permits(3);
+    while done("a-slow").await < 3 {
+        assert!(Instant::now() < deadline, "the slow actions finish once the gate opens");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(true).expect("stop");
+    worker.await.expect("joined").expect("work");
+}

@@ -251,7 +251,7 @@ macro_rules! lease_candidates_sql {
             "SELECT a.id FROM actions a \
              WHERE a.state = 'pending' ",
             $plan,
-            "AND a.manual = FALSE \
+            "AND a.manual = FALSE {except}\
                AND (a.not_before IS NULL OR a.not_before <= $1) \
                AND (a.next_attempt_at IS NULL OR a.next_attempt_at <= $1) \
                AND (a.lease_owner IS NULL OR a.lease_expires_at IS NULL OR a.lease_expires_at < $1) \
@@ -351,6 +351,17 @@ pub(crate) fn grace_sql(prerequisites: usize) -> String {
            AND (not_before IS NULL OR not_before < $1 + grace_us)",
         in_list(2, prerequisites)
     )
+}
+
+/// The lease query of `template` (`lease_candidates_sql!`, whose `{except}` marks the place)
+/// leaving out the actions of `except` connector instances (`$4...`).
+pub(crate) fn lease_candidates(template: &str, except: usize) -> String {
+    let clause = if except == 0 {
+        String::new()
+    } else {
+        format!("AND a.connector NOT IN ({}) ", in_list(4, except))
+    };
+    template.replace("{except}", &clause)
 }
 
 /// An audit entry of a state change, stamped `now`, with `data` as its canonical JSON text.
@@ -881,13 +892,14 @@ macro_rules! impl_store {
                 rows.iter().map($crate::common::decode_action).collect()
             }
 
-            async fn lease_due(
+            async fn lease_due_except(
                 &self,
                 plan: Option<&::revoke_core::PlanId>,
                 owner: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
                 ttl: std::time::Duration,
                 limit: u32,
+                except: &[String],
             ) -> Result<Vec<$crate::ActionRecord>, $crate::StoreError> {
                 use $crate::common::{decode_action, decode_string, lease_expiry, micros};
 
@@ -901,14 +913,18 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                let sql = if plan.is_some() { $lease_plan } else { $lease_all };
-                let ids = sqlx::query(sql)
+                let sql = $crate::common::lease_candidates(
+                    if plan.is_some() { $lease_plan } else { $lease_all },
+                    except.len(),
+                );
+                let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .bind(plan.map(|p| p.0.as_str()))
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                    .bind(i64::from(limit));
+                for c in except {
+                    q = q.bind(c);
+                }
+                let ids = q.fetch_all(&mut *tx).await.map_err(map_err)?;
                 let ids = ids.iter().map(|row| decode_string(row, "id")).collect::<Result<Vec<_>, _>>()?;
                 // One write for the batch, answered in the candidates' order.
                 let mut by_id = std::collections::HashMap::with_capacity(ids.len());

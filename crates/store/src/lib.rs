@@ -88,6 +88,21 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         ttl: std::time::Duration,
         limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        self.lease_due_except(plan, owner, now, ttl, limit, &[])
+            .await
+    }
+
+    /// [`Store::lease_due`], leaving out the actions of the connector instances in `except`
+    /// (an executor whose slots for them are all taken leases what it can run).
+    async fn lease_due_except(
+        &self,
+        plan: Option<&PlanId>,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+        limit: u32,
+        except: &[String],
     ) -> Result<Vec<ActionRecord>, StoreError>;
 
     /// Extends a lease `owner` holds; false when it was lost.

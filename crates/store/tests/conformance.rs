@@ -113,6 +113,7 @@ conformance!(
     jobs_are_newest_first,
     lease_respects_not_before,
     lease_respects_dependencies,
+    lease_can_leave_out_connector_instances,
     lease_can_be_limited_to_one_plan,
     lease_takes_earlier_phases_first_across_plans,
     grace_counts_from_the_last_prerequisite,
@@ -1162,6 +1163,38 @@ async fn results_and_attempts_recorded_together(h: Harness) {
         .expect("nothing");
     assert!(ended.is_empty() && begun.is_empty());
     assert_eq!(h.store.audit_log().await.expect("reads").len(), log.len());
+}
+
+/// `lease_due_except` leaves out the actions of the named instances, and only those.
+async fn lease_can_leave_out_connector_instances(h: Harness) {
+    let plan = make_plan(
+        "p",
+        vec![
+            op("lock", "uid=a"),
+            Spec { connector: "slow", ..op("lock", "uid=b") },
+            op("lock", "uid=c"),
+            Spec { connector: "other", ..op("lock", "uid=d") },
+        ],
+    );
+    insert(&h, &plan).await;
+    let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
+    let leased = |v: Vec<ActionRecord>| v.into_iter().map(|r| r.action.id).collect::<Vec<_>>();
+    let got = h
+        .store
+        .lease_due_except(None, "x", at(0), HOUR, 10, &["dir".to_string(), "slow".to_string()])
+        .await
+        .expect("leases");
+    assert_eq!(leased(got), vec![ids[3].clone()], "only the instance not left out");
+    let got = h
+        .store
+        .lease_due_except(Some(&plan.id), "x", at(0), HOUR, 10, &["other".to_string()])
+        .await
+        .expect("leases");
+    assert_eq!(
+        leased(got),
+        vec![ids[0].clone(), ids[1].clone(), ids[2].clone()],
+        "in the lease order; the one leased already is not leased again"
+    );
 }
 
 async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
