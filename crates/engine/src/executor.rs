@@ -142,15 +142,13 @@ enum LedgerAnswer {
 }
 
 /// The actions a loop has leased and not yet seen end, per connector instance, against
-/// `factor` times each instance's cap. A lease asks only for what can run: an instance whose
-/// slots are all taken is left out of the lease, and one lease takes at most the smallest number
-/// of slots any instance has left, so a slow or paced instance (GitHub's one mutation a second)
+/// `factor` times each instance's cap. A lease takes of each instance at most the slots it has
+/// left (`Store::lease_due_within`), so a slow or paced instance (GitHub's one mutation a second)
 /// never fills every slot of the loop while other instances' contain actions wait.
 #[derive(Debug)]
 struct Slots {
     taken: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     caps: BTreeMap<String, usize>,
-    default_cap: usize,
 }
 
 /// One leased action's slot, given back when its task ends (also by a panic or an abort).
@@ -180,36 +178,24 @@ impl Slots {
                 .iter()
                 .map(|(c, n)| (c.clone(), (*n).max(1) * factor))
                 .collect(),
-            default_cap: exec.default_limit.max(1) * factor,
         }
     }
 
-    fn cap(&self, connector: &str) -> usize {
-        self.caps.get(connector).copied().unwrap_or(self.default_cap)
-    }
-
-    /// How many actions the next lease may take (at most `free`), and the instances to leave out.
-    fn next_lease(&self, free: usize) -> (usize, Vec<String>) {
+    /// What the next lease may take of each configured instance (its slots not yet taken).
+    fn room(&self) -> BTreeMap<String, usize> {
         let taken = self
             .taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let left = |c: &str| self.cap(c).saturating_sub(taken.get(c).copied().unwrap_or(0));
-        let full: Vec<String> = taken
-            .keys()
-            .filter(|c| left(c) == 0)
-            .cloned()
-            .collect();
-        let smallest = self
-            .caps
-            .keys()
-            .chain(taken.keys())
-            .map(|c| left(c))
-            .filter(|n| *n > 0)
-            .chain(std::iter::once(self.default_cap))
-            .min()
-            .unwrap_or(1);
-        (free.min(smallest), full)
+        self.caps
+            .iter()
+            .map(|(c, cap)| {
+                (
+                    c.clone(),
+                    cap.saturating_sub(taken.get(c).copied().unwrap_or(0)),
+                )
+            })
+            .collect()
     }
 
     fn take(&self, connector: &str) -> Slot {
@@ -448,31 +434,20 @@ impl Executor {
             // Leased ahead, up to twice the connectors' slots, and in batches of at least a slot
             // per connector: one lease transaction starts many actions, and an action waits for
             // its slot already leased, so a finished action's slot is taken at once.
-            let mut free = (2 * capacity).saturating_sub(inflight.len());
+            let free = (2 * capacity).saturating_sub(inflight.len());
             if free >= capacity || inflight.is_empty() {
-                loop {
-                    let (asked, full) = slots.next_lease(free);
-                    if asked == 0 {
-                        break;
-                    }
-                    let leased = self
-                        .store
-                        .lease_due_except(Some(plan), &self.owner, now, self.lease, asked as u32, &full)
-                        .await?;
-                    let got = leased.len();
-                    for rec in leased {
-                        let this = self.clone();
-                        let ran = (account_key(&rec.action), rec.action.id.clone());
-                        let slot = slots.take(&rec.action.connector);
-                        inflight.spawn(async move {
-                            let _slot = slot;
-                            (Some(ran), this.run_action(rec).await)
-                        });
-                    }
-                    free -= got;
-                    if got < asked {
-                        break;
-                    }
+                let leased = self
+                    .store
+                    .lease_due_within(Some(plan), &self.owner, now, self.lease, free as u32, &slots.room())
+                    .await?;
+                for rec in leased {
+                    let this = self.clone();
+                    let ran = (account_key(&rec.action), rec.action.id.clone());
+                    let slot = slots.take(&rec.action.connector);
+                    inflight.spawn(async move {
+                        let _slot = slot;
+                        (Some(ran), this.run_action(rec, None).await)
+                    });
                 }
             }
             if inflight.is_empty() {
@@ -732,11 +707,15 @@ impl Executor {
         capacity: usize,
         grace: Duration,
     ) -> Result<WorkReport, EngineError> {
-        let capacity = capacity.max(1);
+        // `capacity` actions run at once (each holds one of `running` while it is sent, after its
+        // instance's own slot); twice as many are leased, so a finished action's place is taken
+        // at once, and no instance holds more than twice its own slots (see `Slots`), so a paced
+        // one never takes every place while other instances' contain actions wait.
+        let running = Arc::new(Semaphore::new(capacity.max(1)));
+        let capacity = 2 * capacity.max(1);
         let mut inflight: JoinSet<Task> = JoinSet::new();
         let mut report = WorkReport::default();
-        // No instance takes every slot (see `Slots`).
-        let slots = Slots::new(self, 1);
+        let slots = Slots::new(self, 2);
         // Applied actions left without a verdict by an executor that died are read back here, once
         // a live executor would have verified them (its verification is bounded by the action
         // timeout), every `SWEEP` at most.
@@ -771,43 +750,27 @@ impl Executor {
                     warn!(error = %e, "reading back unverified actions failed; will try again");
                 }
             }
-            let mut free = capacity.saturating_sub(inflight.len());
-            let mut leased_now = 0;
-            while free > 0 {
-                let (asked, full) = slots.next_lease(free);
-                if asked == 0 {
-                    break;
-                }
+            let free = capacity.saturating_sub(inflight.len());
+            if free > 0 {
                 match self
                     .store
-                    .lease_due_except(None, &self.owner, Utc::now(), self.lease, asked as u32, &full)
+                    .lease_due_within(None, &self.owner, Utc::now(), self.lease, free as u32, &slots.room())
                     .await
                 {
                     Ok(leased) => {
-                        let got = leased.len();
-                        leased_now += got;
                         for rec in leased {
                             let this = self.clone();
                             let plan = rec.plan_id.clone();
                             let slot = slots.take(&rec.action.connector);
+                            let running = running.clone();
                             inflight.spawn(async move {
                                 let _slot = slot;
-                                (Some(plan), this.run_action(rec).await)
+                                (Some(plan), this.run_action(rec, Some(running)).await)
                             });
                         }
-                        free -= got;
-                        if got < asked {
-                            break;
-                        }
                     }
-                    Err(e) => {
-                        warn!(error = %e, "leasing due actions failed; will try again");
-                        break;
-                    }
+                    Err(e) => warn!(error = %e, "leasing due actions failed; will try again"),
                 }
-            }
-            if leased_now > 0 && inflight.len() < capacity {
-                continue;
             }
             // With read-backs waiting, wake in time to send them.
             let wait = match deferred_since {
@@ -936,7 +899,13 @@ impl Executor {
 
     /// One leased action: record the attempt, send it, record the result, verify. Returns the
     /// action's id when it failed for good.
-    async fn run_action(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
+    /// `running`: a place among the actions the work loop runs at once, taken after the
+    /// instance's own slot (`None` in `run_plan`, bounded by the instances' slots alone).
+    async fn run_action(
+        &self,
+        rec: ActionRecord,
+        running: Option<Arc<Semaphore>>,
+    ) -> Result<Option<ActionId>, EngineError> {
         use tracing::Instrument;
         let span = tracing::info_span!(
             "action",
@@ -948,16 +917,29 @@ impl Executor {
             attempt = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
-        self.run_action_in_span(rec).instrument(span).await
+        self.run_action_in_span(rec, running).instrument(span).await
     }
 
-    async fn run_action_in_span(&self, rec: ActionRecord) -> Result<Option<ActionId>, EngineError> {
+    async fn run_action_in_span(
+        &self,
+        rec: ActionRecord,
+        running: Option<Arc<Semaphore>>,
+    ) -> Result<Option<ActionId>, EngineError> {
         let action = rec.action.clone();
         let limit = self.limit(&action.connector);
         let _permit = limit
             .acquire_owned()
             .await
             .map_err(|e| revoke_store::StoreError::Database(e.to_string()))?;
+        let _running = match running {
+            Some(places) => Some(
+                places
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| revoke_store::StoreError::Database(e.to_string()))?,
+            ),
+            None => None,
+        };
         let connector = self.connectors.get(&action.connector).cloned();
         // The ledger entry (key + attempt number) is written before anything is sent, renewing
         // the lease in the same write (it may have waited for a slot).

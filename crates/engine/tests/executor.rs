@@ -888,9 +888,9 @@ impl Connector for Gated {
 }
 
 /// A slow instance (one action at a time, each held at a gate) does not take the work loop's
-/// every slot: with two slots and the slow instance's actions first in the lease order, the
-/// fast instance's contain actions all run while the slow ones wait, and the slow ones finish
-/// once the gate opens.
+/// every slot: with two actions at once (four leased) and six slow actions first in the lease
+/// order, the fast instance's contain actions all run while the slow ones wait, and the slow
+/// ones finish once the gate opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -899,7 +899,7 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let slow = Arc::new(Gated {
         name: "a-slow",
-        targets: (0..3).map(|i| format!("s{i}")).collect(),
+        targets: (0..6).map(|i| format!("s{i}")).collect(),
         gate: Some(gate.clone()),
     });
     let fast = Arc::new(Gated {
@@ -931,9 +931,9 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
         .expect("discover");
     let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("p1".into()), Utc::now())
         .expect("plan");
-    assert_eq!(plan.actions.len(), 7);
+    assert_eq!(plan.actions.len(), 10);
     assert!(
-        plan.actions[..3].iter().all(|a| a.connector == "a-slow"),
+        plan.actions[..6].iter().all(|a| a.connector == "a-slow"),
         "the slow instance's actions come first in the lease order"
     );
     let exec = Executor::new(store.clone(), connectors, &config, "test-executor");
@@ -975,8 +975,8 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(done("a-slow").await, 0, "the gate is still shut");
-    gate.add_permits(3);
-    while done("a-slow").await < 3 {
+    gate.add_permits(6);
+    while done("a-slow").await < 6 {
         assert!(Instant::now() < deadline, "the slow actions finish once the gate opens");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

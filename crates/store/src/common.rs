@@ -248,7 +248,7 @@ macro_rules! lease_candidates_sql {
     };
     (@ $plan:literal, $order:literal, $suffix:literal) => {
         concat!(
-            "SELECT a.id FROM actions a \
+            "SELECT a.id, a.connector FROM actions a \
              WHERE a.state = 'pending' ",
             $plan,
             "AND a.manual = FALSE {except}\
@@ -892,14 +892,14 @@ macro_rules! impl_store {
                 rows.iter().map($crate::common::decode_action).collect()
             }
 
-            async fn lease_due_except(
+            async fn lease_due_within(
                 &self,
                 plan: Option<&::revoke_core::PlanId>,
                 owner: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
                 ttl: std::time::Duration,
                 limit: u32,
-                except: &[String],
+                room: &std::collections::BTreeMap<String, usize>,
             ) -> Result<Vec<$crate::ActionRecord>, $crate::StoreError> {
                 use $crate::common::{decode_action, decode_string, lease_expiry, micros};
 
@@ -913,6 +913,11 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                // Instances without room are left out of the query; for those with some, twice
+                // the limit is read so that actions of other instances behind theirs are found.
+                let except: Vec<&String> = room.iter().filter(|(_, n)| **n == 0).map(|(c, _)| c).collect();
+                let bounded = room.values().any(|n| *n > 0);
+                let read = if bounded { limit.saturating_mul(2) } else { limit };
                 let sql = $crate::common::lease_candidates(
                     if plan.is_some() { $lease_plan } else { $lease_all },
                     except.len(),
@@ -920,12 +925,25 @@ macro_rules! impl_store {
                 let mut q = sqlx::query(::sqlx::AssertSqlSafe(sql))
                     .bind(now)
                     .bind(plan.map(|p| p.0.as_str()))
-                    .bind(i64::from(limit));
-                for c in except {
-                    q = q.bind(c);
+                    .bind(i64::from(read));
+                for c in &except {
+                    q = q.bind(c.as_str());
                 }
-                let ids = q.fetch_all(&mut *tx).await.map_err(map_err)?;
-                let ids = ids.iter().map(|row| decode_string(row, "id")).collect::<Result<Vec<_>, _>>()?;
+                let rows = q.fetch_all(&mut *tx).await.map_err(map_err)?;
+                let mut left = room.clone();
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if ids.len() >= limit as usize {
+                        break;
+                    }
+                    let connector = decode_string(row, "connector")?;
+                    match left.get_mut(&connector) {
+                        Some(0) => continue,
+                        Some(n) => *n -= 1,
+                        None => {}
+                    }
+                    ids.push(decode_string(row, "id")?);
+                }
                 // One write for the batch, answered in the candidates' order.
                 let mut by_id = std::collections::HashMap::with_capacity(ids.len());
                 for chunk in ids.chunks($crate::common::rows_per_statement(1)) {

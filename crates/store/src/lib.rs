@@ -17,6 +17,7 @@ mod model;
 mod postgres;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -89,20 +90,21 @@ pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
         ttl: std::time::Duration,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        self.lease_due_except(plan, owner, now, ttl, limit, &[])
+        self.lease_due_within(plan, owner, now, ttl, limit, &BTreeMap::new())
             .await
     }
 
-    /// [`Store::lease_due`], leaving out the actions of the connector instances in `except`
-    /// (an executor whose slots for them are all taken leases what it can run).
-    async fn lease_due_except(
+    /// [`Store::lease_due`], taking at most `room[c]` actions of each connector instance `c`
+    /// named in `room` (none of an instance with no room; the others without a bound): an
+    /// executor whose slots for an instance are taken leases what it can run, in the lease order.
+    async fn lease_due_within(
         &self,
         plan: Option<&PlanId>,
         owner: &str,
         now: DateTime<Utc>,
         ttl: std::time::Duration,
         limit: u32,
-        except: &[String],
+        room: &BTreeMap<String, usize>,
     ) -> Result<Vec<ActionRecord>, StoreError>;
 
     /// Extends a lease `owner` holds; false when it was lost.

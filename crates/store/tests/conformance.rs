@@ -1165,7 +1165,8 @@ async fn results_and_attempts_recorded_together(h: Harness) {
     assert_eq!(h.store.audit_log().await.expect("reads").len(), log.len());
 }
 
-/// `lease_due_except` leaves out the actions of the named instances, and only those.
+/// `lease_due_within` takes at most the room each named instance has, none of an instance
+/// without room, and the others without a bound, in the lease order.
 async fn lease_can_leave_out_connector_instances(h: Harness) {
     let plan = make_plan(
         "p",
@@ -1174,27 +1175,37 @@ async fn lease_can_leave_out_connector_instances(h: Harness) {
             Spec { connector: "slow", ..op("lock", "uid=b") },
             op("lock", "uid=c"),
             Spec { connector: "other", ..op("lock", "uid=d") },
+            op("lock", "uid=e"),
         ],
     );
     insert(&h, &plan).await;
     let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
     let leased = |v: Vec<ActionRecord>| v.into_iter().map(|r| r.action.id).collect::<Vec<_>>();
+    let room = |v: &[(&str, usize)]| {
+        v.iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect::<BTreeMap<String, usize>>()
+    };
+    // `dir` has room for one, `slow` none, `other` is not named.
     let got = h
         .store
-        .lease_due_except(None, "x", at(0), HOUR, 10, &["dir".to_string(), "slow".to_string()])
+        .lease_due_within(None, "x", at(0), HOUR, 10, &room(&[("dir", 1), ("slow", 0)]))
         .await
         .expect("leases");
-    assert_eq!(leased(got), vec![ids[3].clone()], "only the instance not left out");
+    assert_eq!(leased(got), vec![ids[0].clone(), ids[3].clone()]);
+    // The limit counts what is leased, not what is read past.
     let got = h
         .store
-        .lease_due_except(Some(&plan.id), "x", at(0), HOUR, 10, &["other".to_string()])
+        .lease_due_within(Some(&plan.id), "x", at(0), HOUR, 1, &room(&[("slow", 0)]))
         .await
         .expect("leases");
-    assert_eq!(
-        leased(got),
-        vec![ids[0].clone(), ids[1].clone(), ids[2].clone()],
-        "in the lease order; the one leased already is not leased again"
-    );
+    assert_eq!(leased(got), vec![ids[2].clone()], "b is left out, a and d are leased already");
+    let got = h
+        .store
+        .lease_due_within(None, "x", at(0), HOUR, 10, &room(&[]))
+        .await
+        .expect("leases");
+    assert_eq!(leased(got), vec![ids[1].clone(), ids[4].clone()], "no bound: the rest");
 }
 
 async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
