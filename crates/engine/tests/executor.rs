@@ -15,6 +15,30 @@ use revoke_core::{
 use revoke_engine::{discover, plan_jobs, Connectors, Executor};
 use revoke_store::{ActionState, SqliteStore, Store};
 
+/// What the test connectors discover: one account holding a grant per target.
+fn grants(instance: &str, subject: &Subject, targets: &[String]) -> Discovery {
+    Discovery {
+        connector: instance.into(),
+        subject: subject.id.clone(),
+        found: true,
+        findings: targets
+            .iter()
+            .map(|t| Finding {
+                connector: instance.into(),
+                subject: subject.id.clone(),
+                kind: "grant".into(),
+                target: t.clone(),
+                attrs: BTreeMap::new(),
+            })
+            .collect(),
+        accounts: vec![revoke_core::Account::new(
+            "acct",
+            "user id",
+            subject.id.clone(),
+        )],
+    }
+}
+
 /// A connector whose apply answers come from a script per target; it also checks that the store
 /// holds the attempt before the call arrives.
 #[derive(Debug, Default)]
@@ -57,27 +81,7 @@ impl Connector for Scripted {
         Ok(())
     }
     async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
-        Ok(Discovery {
-            connector: "sys".into(),
-            subject: subject.id.clone(),
-            found: true,
-            findings: self
-                .targets
-                .iter()
-                .map(|t| Finding {
-                    connector: "sys".into(),
-                    subject: subject.id.clone(),
-                    kind: "grant".into(),
-                    target: t.clone(),
-                    attrs: BTreeMap::new(),
-                })
-                .collect(),
-            accounts: vec![revoke_core::Account::new(
-                "acct",
-                "user id",
-                subject.id.clone(),
-            )],
-        })
+        Ok(grants("sys", subject, &self.targets))
     }
     fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {
         let mut out: Vec<ProposedAction> = d
@@ -834,27 +838,7 @@ impl Connector for Gated {
         Ok(())
     }
     async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
-        Ok(Discovery {
-            connector: self.name.into(),
-            subject: subject.id.clone(),
-            found: true,
-            findings: self
-                .targets
-                .iter()
-                .map(|t| Finding {
-                    connector: self.name.into(),
-                    subject: subject.id.clone(),
-                    kind: "grant".into(),
-                    target: t.clone(),
-                    attrs: BTreeMap::new(),
-                })
-                .collect(),
-            accounts: vec![revoke_core::Account::new(
-                "acct",
-                "user id",
-                subject.id.clone(),
-            )],
-        })
+        Ok(grants(self.name, subject, &self.targets))
     }
     fn plan(&self, _: &Subject, d: &Discovery) -> Vec<ProposedAction> {
         d.findings
