@@ -32,7 +32,6 @@ use shared::{clean, directory, groups, job, ldap_connector_toml};
 
 const TOKEN: &str = "rvk_bench-operator-token";
 
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let leavers = shared::leavers_arg();
@@ -142,7 +141,11 @@ scope = "operator"
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut pending: Vec<String> = ids;
     while let Some(id) = pending.last() {
-        anyhow::ensure!(Instant::now() < deadline, "{} jobs never finished", pending.len());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} jobs never finished",
+            pending.len()
+        );
         let j: serde_json::Value = http
             .get(format!("{base}/api/v1/jobs/{id}"))
             .bearer_auth(TOKEN)
@@ -170,7 +173,9 @@ scope = "operator"
     );
     println!("| | wall |");
     println!("|---|---|");
-    println!("| embedded (`revokectl apply`: discover, plan, apply, verify) | {embedded_secs:.2} s |");
+    println!(
+        "| embedded (`revokectl apply`: discover, plan, apply, verify) | {embedded_secs:.2} s |"
+    );
     println!(
         "| through revoked (API submissions {submitted_secs:.2} s, then the scheduler and workers until every action is done and read back) | {daemon_secs:.2} s |"
     );

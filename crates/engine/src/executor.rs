@@ -274,7 +274,12 @@ impl Executor {
         let caps = config
             .connectors
             .iter()
-            .map(|(name, s)| (name.clone(), s.concurrency.unwrap_or(config.executor.concurrency)))
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    s.concurrency.unwrap_or(config.executor.concurrency),
+                )
+            })
             .collect();
         Self {
             store,
@@ -438,7 +443,14 @@ impl Executor {
             if free >= capacity || inflight.is_empty() {
                 let leased = self
                     .store
-                    .lease_due_within(Some(plan), &self.owner, now, self.lease, free as u32, &slots.room())
+                    .lease_due_within(
+                        Some(plan),
+                        &self.owner,
+                        now,
+                        self.lease,
+                        free as u32,
+                        &slots.room(),
+                    )
                     .await?;
                 for rec in leased {
                     let this = self.clone();
@@ -754,7 +766,14 @@ impl Executor {
             if free > 0 {
                 match self
                     .store
-                    .lease_due_within(None, &self.owner, Utc::now(), self.lease, free as u32, &slots.room())
+                    .lease_due_within(
+                        None,
+                        &self.owner,
+                        Utc::now(),
+                        self.lease,
+                        free as u32,
+                        &slots.room(),
+                    )
                     .await
                 {
                     Ok(leased) => {
@@ -973,11 +992,7 @@ impl Executor {
         match result {
             Ok(outcome) => {
                 if !self
-                    .finish(
-                        &action,
-                        attempt,
-                        &AttemptResult::Succeeded(outcome.clone()),
-                    )
+                    .finish(&action, attempt, &AttemptResult::Succeeded(outcome.clone()))
                     .await?
                 {
                     return Ok(None);

@@ -82,7 +82,12 @@ mod tests {
     #[tokio::test]
     async fn a_caller_alone_writes_its_own_request_at_once() {
         let g: Group<u32, u32> = Group::default();
-        let got = g.submit(7, |reqs| async move { reqs.iter().map(|r| r * 2).collect() }).await;
+        let got = g
+            .submit(
+                7,
+                |reqs| async move { reqs.iter().map(|r| r * 2).collect() },
+            )
+            .await;
         assert_eq!(got, Some(14));
     }
 
@@ -111,7 +116,11 @@ mod tests {
         for (i, t) in tasks.into_iter().enumerate() {
             assert_eq!(t.await.expect("task ends"), Some(i as u32 + 1000));
         }
-        assert_eq!(writes.load(Ordering::SeqCst), 1, "one write for the 50 that waited together");
+        assert_eq!(
+            writes.load(Ordering::SeqCst),
+            1,
+            "one write for the 50 that waited together"
+        );
     }
 
     // One thread: a task that has queued its request has also queued for the turn (both happen

@@ -724,8 +724,16 @@ async fn a_batch_verifying_connector_reads_back_a_run_together_with_each_verdict
     h.conn.unconfirmed.lock().expect("lock").push("c".into());
     let summary = h.exec.run_plan(&h.plan).await.expect("run");
     assert_eq!(summary.done, 5, "{summary:?}");
-    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0, "no read-back one by one");
-    assert_eq!(*h.conn.batches.lock().expect("lock"), vec![5], "one read-back of all five");
+    assert_eq!(
+        h.conn.verified.load(Ordering::SeqCst),
+        0,
+        "no read-back one by one"
+    );
+    assert_eq!(
+        *h.conn.batches.lock().expect("lock"),
+        vec![5],
+        "one read-back of all five"
+    );
     assert_eq!(summary.not_confirmed, 1, "{summary:?}");
     for r in h.store.actions(&h.plan).await.expect("actions") {
         let want = if r.action.target == "c" {
@@ -776,9 +784,17 @@ async fn the_work_loop_reads_back_a_batch_verifying_connector_when_it_goes_idle(
     stop_tx.send(true).expect("stop");
     worker.await.expect("joined").expect("work");
     assert_eq!(verified().await, 3, "every action read back");
-    assert_eq!(h.conn.verified.load(Ordering::SeqCst), 0, "no read-back one by one");
+    assert_eq!(
+        h.conn.verified.load(Ordering::SeqCst),
+        0,
+        "no read-back one by one"
+    );
     let batches = h.conn.batches.lock().expect("lock").clone();
-    assert_eq!(batches.iter().sum::<usize>(), 3, "each read back once: {batches:?}");
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        3,
+        "each read back once: {batches:?}"
+    );
 }
 
 #[tokio::test]
@@ -813,7 +829,11 @@ async fn an_account_with_many_actions_is_read_back_as_it_goes() {
     let summary = h.exec.run_plan(&h.plan).await.expect("run");
     assert_eq!(summary.done, 40, "{summary:?}");
     let batches = h.conn.batches.lock().expect("lock").clone();
-    assert_eq!(batches.iter().sum::<usize>(), 40, "each read back once: {batches:?}");
+    assert_eq!(
+        batches.iter().sum::<usize>(),
+        40,
+        "each read back once: {batches:?}"
+    );
     assert!(batches.len() > 1, "read back as it goes: {batches:?}");
 }
 
@@ -913,8 +933,15 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
     let discoveries = discover(&config, &connectors, &jobs)
         .await
         .expect("discover");
-    let plan = plan_jobs(&config, &connectors, jobs, &discoveries, PlanId("p1".into()), Utc::now())
-        .expect("plan");
+    let plan = plan_jobs(
+        &config,
+        &connectors,
+        jobs,
+        &discoveries,
+        PlanId("p1".into()),
+        Utc::now(),
+    )
+    .expect("plan");
     assert_eq!(plan.actions.len(), 10);
     assert!(
         plan.actions[..6].iter().all(|a| a.connector == "a-slow"),
@@ -961,7 +988,10 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
     assert_eq!(done("a-slow").await, 0, "the gate is still shut");
     gate.add_permits(6);
     while done("a-slow").await < 6 {
-        assert!(Instant::now() < deadline, "the slow actions finish once the gate opens");
+        assert!(
+            Instant::now() < deadline,
+            "the slow actions finish once the gate opens"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop_tx.send(true).expect("stop");

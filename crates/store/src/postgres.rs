@@ -58,8 +58,16 @@ impl PostgresStore {
                 "job_listing",
                 include_str!("../migrations/postgres/0005_job_listing.sql"),
             ),
-            (6, "job_batches", include_str!("../migrations/postgres/0006_job_batches.sql")),
-            (7, "lease_order", include_str!("../migrations/postgres/0007_lease_order.sql")),
+            (
+                6,
+                "job_batches",
+                include_str!("../migrations/postgres/0006_job_batches.sql"),
+            ),
+            (
+                7,
+                "lease_order",
+                include_str!("../migrations/postgres/0007_lease_order.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -69,7 +69,10 @@ impl Checkpoints {
                     continue;
                 }
                 checkpointed = written;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
                     tracing::warn!(error = %e, "sqlite: background checkpoint failed; the writer's own checkpoint is the fallback");
                 }
             }
@@ -164,8 +167,16 @@ impl SqliteStore {
                 "job_listing",
                 include_str!("../migrations/sqlite/0005_job_listing.sql"),
             ),
-            (6, "job_batches", include_str!("../migrations/sqlite/0006_job_batches.sql")),
-            (7, "lease_order", include_str!("../migrations/sqlite/0007_lease_order.sql")),
+            (
+                6,
+                "job_batches",
+                include_str!("../migrations/sqlite/0006_job_batches.sql"),
+            ),
+            (
+                7,
+                "lease_order",
+                include_str!("../migrations/sqlite/0007_lease_order.sql"),
+            ),
         ])
         .run(&pool)
         .await
@@ -280,7 +291,9 @@ mod tests {
             ] {
                 let plan = plan_of(&store, &sql, binds).await;
                 assert!(
-                    plan.lines().next().is_some_and(|l| l.contains("sqlite_autoindex_actions_1 (id=?)")),
+                    plan.lines()
+                        .next()
+                        .is_some_and(|l| l.contains("sqlite_autoindex_actions_1 (id=?)")),
                     "{what} of {n}: expected a search of actions by id, found:\n{plan}"
                 );
                 assert!(
@@ -297,10 +310,26 @@ mod tests {
     async fn leases_read_due_actions_in_order_without_sorting() {
         let store = SqliteStore::open("sqlite::memory:").await.expect("opens");
         for (what, sql, except) in [
-            ("across plans", crate::common::lease_candidates_sql!(all, ""), 0),
-            ("in one plan", crate::common::lease_candidates_sql!(plan, ""), 0),
-            ("across plans, some connectors left out", crate::common::lease_candidates_sql!(all, ""), 3),
-            ("in one plan, some connectors left out", crate::common::lease_candidates_sql!(plan, ""), 3),
+            (
+                "across plans",
+                crate::common::lease_candidates_sql!(all, ""),
+                0,
+            ),
+            (
+                "in one plan",
+                crate::common::lease_candidates_sql!(plan, ""),
+                0,
+            ),
+            (
+                "across plans, some connectors left out",
+                crate::common::lease_candidates_sql!(all, ""),
+                3,
+            ),
+            (
+                "in one plan, some connectors left out",
+                crate::common::lease_candidates_sql!(plan, ""),
+                3,
+            ),
         ] {
             let sql = crate::common::lease_candidates(sql, except);
             let plan = plan_of(&store, &sql, 3 + except).await;

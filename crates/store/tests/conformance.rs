@@ -15,9 +15,9 @@ use revoke_core::{
     Phase, Plan, PlanId, Risk, Snapshot, Subject, Verdict, PLAN_FORMAT_VERSION,
 };
 use revoke_store::{
-    verify_chain, ActionRecord, ActionState, AttemptEnd, AttemptResult, AuditProblem, BlastGuard, CancelTarget,
-    IntakeRef, JobCursor, JobQuery, JobState, NewAuditEntry, NewJob, PostgresStore, SqliteStore,
-    Store, StoreError,
+    verify_chain, ActionRecord, ActionState, AttemptEnd, AttemptResult, AuditProblem, BlastGuard,
+    CancelTarget, IntakeRef, JobCursor, JobQuery, JobState, NewAuditEntry, NewJob, PostgresStore,
+    SqliteStore, Store, StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -937,14 +937,20 @@ async fn attempts_begun_together_are_each_their_own(h: Harness) {
         .await
         .expect("leases");
     assert_eq!(
-        leased.iter().map(|r| r.action.id.clone()).collect::<Vec<_>>(),
+        leased
+            .iter()
+            .map(|r| r.action.id.clone())
+            .collect::<Vec<_>>(),
         ids[..2].to_vec()
     );
     let retry = AttemptResult::Failed {
         error: ConnectorError::retryable("busy", "try later"),
         retry_at: Some(at(1)),
     };
-    h.store.begin_attempt(&ids[0], "x", at(0)).await.expect("begins");
+    h.store
+        .begin_attempt(&ids[0], "x", at(0))
+        .await
+        .expect("begins");
     h.store
         .finish_attempt(&ids[0], "x", 1, &retry, at(0))
         .await
@@ -1009,14 +1015,26 @@ async fn attempts_begun_together_are_each_their_own(h: Harness) {
             "UPDATE attempts SET owner = owner WHERE action_id = '{id}' AND attempt = {n} \
              AND owner = 'x' AND finished_at IS NULL"
         );
-        assert_eq!(h.raw(&ledger).await, 1, "{id}: the ledger row of attempt {n}");
+        assert_eq!(
+            h.raw(&ledger).await,
+            1,
+            "{id}: the ledger row of attempt {n}"
+        );
     }
     for id in &ids[2..] {
         let r = h.store.action(id).await.expect("reads").expect("exists");
-        assert_eq!((r.state, r.attempts), (ActionState::Pending, 0), "{id} untouched");
+        assert_eq!(
+            (r.state, r.attempts),
+            (ActionState::Pending, 0),
+            "{id} untouched"
+        );
     }
     let log = h.store.audit_log().await.expect("reads");
-    assert_eq!(log.len(), audit_mid + 2, "one action.attempt entry per attempt begun");
+    assert_eq!(
+        log.len(),
+        audit_mid + 2,
+        "one action.attempt entry per attempt begun"
+    );
     assert!(log[audit_mid..].iter().all(|e| e.kind == "action.attempt"));
     assert_eq!(
         log[audit_mid..]
@@ -1027,7 +1045,11 @@ async fn attempts_begun_together_are_each_their_own(h: Harness) {
         "audited in the order asked"
     );
     assert!(audit_mid > audit_before);
-    assert_eq!(verify_chain(&log), vec![], "the chain holds across the batch");
+    assert_eq!(
+        verify_chain(&log),
+        vec![],
+        "the chain holds across the batch"
+    );
     // Without renewal the lease is left as it was.
     assert_eq!(
         h.store
@@ -1039,7 +1061,12 @@ async fn attempts_begun_together_are_each_their_own(h: Harness) {
             .collect::<Vec<_>>(),
         vec![1]
     );
-    let c = h.store.action(&ids[2]).await.expect("reads").expect("exists");
+    let c = h
+        .store
+        .action(&ids[2])
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(c.lease_expires_at, Some(at(1) + chrono::Duration::hours(1)));
 }
 
@@ -1082,9 +1109,21 @@ async fn attempts_finished_together_are_each_their_own(h: Harness) {
         .store
         .finish_attempts(
             &[
-                AttemptEnd { id: ids[0].clone(), attempt: 1, result: done() },
-                AttemptEnd { id: ids[2].clone(), attempt: 1, result: done() },
-                AttemptEnd { id: ids[1].clone(), attempt: 1, result: failed },
+                AttemptEnd {
+                    id: ids[0].clone(),
+                    attempt: 1,
+                    result: done(),
+                },
+                AttemptEnd {
+                    id: ids[2].clone(),
+                    attempt: 1,
+                    result: done(),
+                },
+                AttemptEnd {
+                    id: ids[1].clone(),
+                    attempt: 1,
+                    result: failed,
+                },
             ],
             "x",
             at(7),
@@ -1092,13 +1131,22 @@ async fn attempts_finished_together_are_each_their_own(h: Harness) {
         .await
         .expect("written");
     assert!(matches!(got[0], Ok(())), "{got:?}");
-    assert!(matches!(&got[1], Err(StoreError::LeaseLost { action, .. }) if action == &ids[2].0), "{got:?}");
+    assert!(
+        matches!(&got[1], Err(StoreError::LeaseLost { action, .. }) if action == &ids[2].0),
+        "{got:?}"
+    );
     assert!(matches!(got[2], Ok(())), "{got:?}");
     assert_eq!(state(&h, &ids[0]).await, ActionState::Done);
     assert_eq!(state(&h, &ids[1]).await, ActionState::Failed);
-    assert_eq!(state(&h, &ids[2]).await, ActionState::Running, "y's action untouched");
+    assert_eq!(
+        state(&h, &ids[2]).await,
+        ActionState::Running,
+        "y's action untouched"
+    );
     // The grace period counts from the batch's time: not due before at(7) + 1 h.
-    assert!(lease(&h, "x", at(7) + chrono::Duration::minutes(59)).await.is_empty());
+    assert!(lease(&h, "x", at(7) + chrono::Duration::minutes(59))
+        .await
+        .is_empty());
     assert!(lease(&h, "x", at(7) + chrono::Duration::hours(1))
         .await
         .contains(&ids[3]));
@@ -1130,7 +1178,11 @@ async fn results_and_attempts_recorded_together(h: Harness) {
     let (ended, begun) = h
         .store
         .record_attempts(
-            &[AttemptEnd { id: a.clone(), attempt: 1, result: done() }],
+            &[AttemptEnd {
+                id: a.clone(),
+                attempt: 1,
+                result: done(),
+            }],
             &[b.clone(), ActionId("nope".into())],
             Some(HOUR),
             "x",
@@ -1152,7 +1204,10 @@ async fn results_and_attempts_recorded_together(h: Harness) {
         .collect();
     assert_eq!(
         kinds,
-        vec![("action.finished", a.0.as_str()), ("action.attempt", b.0.as_str())]
+        vec![
+            ("action.finished", a.0.as_str()),
+            ("action.attempt", b.0.as_str())
+        ]
     );
     assert_eq!(verify_chain(&log), vec![]);
     // Nothing to write is no transaction and no entry.
@@ -1172,9 +1227,15 @@ async fn lease_can_leave_out_connector_instances(h: Harness) {
         "p",
         vec![
             op("lock", "uid=a"),
-            Spec { connector: "slow", ..op("lock", "uid=b") },
+            Spec {
+                connector: "slow",
+                ..op("lock", "uid=b")
+            },
             op("lock", "uid=c"),
-            Spec { connector: "other", ..op("lock", "uid=d") },
+            Spec {
+                connector: "other",
+                ..op("lock", "uid=d")
+            },
             op("lock", "uid=e"),
         ],
     );
@@ -1189,7 +1250,14 @@ async fn lease_can_leave_out_connector_instances(h: Harness) {
     // `dir` has room for one, `slow` none, `other` is not named.
     let got = h
         .store
-        .lease_due_within(None, "x", at(0), HOUR, 10, &room(&[("dir", 1), ("slow", 0)]))
+        .lease_due_within(
+            None,
+            "x",
+            at(0),
+            HOUR,
+            10,
+            &room(&[("dir", 1), ("slow", 0)]),
+        )
         .await
         .expect("leases");
     assert_eq!(leased(got), vec![ids[0].clone(), ids[3].clone()]);
@@ -1199,13 +1267,21 @@ async fn lease_can_leave_out_connector_instances(h: Harness) {
         .lease_due_within(Some(&plan.id), "x", at(0), HOUR, 1, &room(&[("slow", 0)]))
         .await
         .expect("leases");
-    assert_eq!(leased(got), vec![ids[2].clone()], "b is left out, a and d are leased already");
+    assert_eq!(
+        leased(got),
+        vec![ids[2].clone()],
+        "b is left out, a and d are leased already"
+    );
     let got = h
         .store
         .lease_due_within(None, "x", at(0), HOUR, 10, &room(&[]))
         .await
         .expect("leases");
-    assert_eq!(leased(got), vec![ids[1].clone(), ids[4].clone()], "no bound: the rest");
+    assert_eq!(
+        leased(got),
+        vec![ids[1].clone(), ids[4].clone()],
+        "no bound: the rest"
+    );
 }
 
 async fn begin_attempt_numbers_attempts_and_writes_the_ledger_first(h: Harness) {
@@ -3165,7 +3241,11 @@ async fn a_batch_is_submitted_in_order_with_each_result_its_own(h: Harness) {
         }
         other => panic!("expected a body conflict, found {other:?}"),
     }
-    assert_eq!(ok(4).state, JobState::AwaitingApproval, "the fourth job in the window is held");
+    assert_eq!(
+        ok(4).state,
+        JobState::AwaitingApproval,
+        "the fourth job in the window is held"
+    );
     for (name, want) in [
         ("a", Some(JobState::Scheduled)),
         ("b", None),
@@ -3192,12 +3272,25 @@ async fn a_batch_is_submitted_in_order_with_each_result_its_own(h: Harness) {
     assert_eq!(verify_chain(&log), vec![]);
     // A batch whose transaction fails (here: a job id already recorded) writes nothing.
     let clash = vec![
-        (new_job("f", "bamboo", Some("evt-9"), t0()), "intake:test".to_string()),
-        (new_job("a", "bamboo", Some("evt-10"), t0()), "intake:test".to_string()),
+        (
+            new_job("f", "bamboo", Some("evt-9"), t0()),
+            "intake:test".to_string(),
+        ),
+        (
+            new_job("a", "bamboo", Some("evt-10"), t0()),
+            "intake:test".to_string(),
+        ),
     ];
-    assert!(h.store.submit_jobs(&clash, BlastGuard::OFF, t0()).await.is_err());
+    assert!(h
+        .store
+        .submit_jobs(&clash, BlastGuard::OFF, t0())
+        .await
+        .is_err());
     assert_eq!(
-        h.store.queued_job(&JobId("job-f".into())).await.expect("reads"),
+        h.store
+            .queued_job(&JobId("job-f".into()))
+            .await
+            .expect("reads"),
         None,
         "nothing of a failed batch is kept"
     );
@@ -3401,7 +3494,11 @@ async fn held_jobs_form_batches_decided_as_one_unit(h: Harness) {
 async fn verdicts_recorded_together_all_or_none(h: Harness) {
     let plan = make_plan(
         "p",
-        vec![op("lock", "uid=a"), op("lock", "uid=b"), op("lock", "uid=c")],
+        vec![
+            op("lock", "uid=a"),
+            op("lock", "uid=b"),
+            op("lock", "uid=c"),
+        ],
     );
     insert(&h, &plan).await;
     let ids: Vec<ActionId> = plan.actions.iter().map(|a| a.id.clone()).collect();
@@ -3422,7 +3519,12 @@ async fn verdicts_recorded_together_all_or_none(h: Harness) {
         .await
         .expect_err("unknown action");
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let ra = h.store.action(&ids[0]).await.expect("reads").expect("exists");
+    let ra = h
+        .store
+        .action(&ids[0])
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(ra.verdict, None, "the batch wrote nothing");
     h.store
         .record_verdicts(
