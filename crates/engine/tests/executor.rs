@@ -240,28 +240,7 @@ async fn harness(
     ))
     .expect("config");
     let connectors: Connectors = [("sys".to_string(), conn.clone() as Arc<dyn Connector>)].into();
-    let jobs = vec![Job {
-        id: JobId("job-1".into()),
-        subject: Subject::new("alice"),
-        reason: "test".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }];
-    let discoveries = discover(&config, &connectors, &jobs)
-        .await
-        .expect("discover");
-    let plan = plan_jobs(
-        &config,
-        &connectors,
-        jobs,
-        &discoveries,
-        PlanId("p1".into()),
-        Utc::now(),
-    )
-    .expect("plan");
+    let plan = plan_for_alice(&config, &connectors, Risk::Standard).await;
     let exec = Executor::new(store.clone(), connectors, &config, "test-executor");
     exec.record(&plan).await.expect("record");
     Harness {
@@ -271,6 +250,34 @@ async fn harness(
         exec,
         plan: plan.id,
     }
+}
+
+/// The plan `p1` of one job (`job-1`, alice, effective 60 days ago) on `connectors`.
+async fn plan_for_alice(
+    config: &revoke_config::Config,
+    connectors: &Connectors,
+    risk: Risk,
+) -> revoke_core::Plan {
+    let jobs = vec![Job {
+        id: JobId("job-1".into()),
+        subject: Subject::new("alice"),
+        reason: "test".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }];
+    let discoveries = discover(config, connectors, &jobs).await.expect("discover");
+    plan_jobs(
+        config,
+        connectors,
+        jobs,
+        &discoveries,
+        PlanId("p1".into()),
+        Utc::now(),
+    )
+    .expect("plan")
 }
 
 async fn states(h: &Harness) -> BTreeMap<String, (ActionState, u32)> {
@@ -920,28 +927,7 @@ async fn a_slow_instance_does_not_take_every_slot_of_the_work_loop() {
         ("b-fast".to_string(), fast.clone() as Arc<dyn Connector>),
     ]
     .into();
-    let jobs = vec![Job {
-        id: JobId("job-1".into()),
-        subject: Subject::new("alice"),
-        reason: "test".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::High,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }];
-    let discoveries = discover(&config, &connectors, &jobs)
-        .await
-        .expect("discover");
-    let plan = plan_jobs(
-        &config,
-        &connectors,
-        jobs,
-        &discoveries,
-        PlanId("p1".into()),
-        Utc::now(),
-    )
-    .expect("plan");
+    let plan = plan_for_alice(&config, &connectors, Risk::High).await;
     assert_eq!(plan.actions.len(), 10);
     assert!(
         plan.actions[..6].iter().all(|a| a.connector == "a-slow"),
