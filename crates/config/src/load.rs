@@ -40,7 +40,8 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("protected.accounts"),
+            .with_list_parse_key("protected.accounts")
+            .with_list_parse_key("protected.domains"),
     );
     finish(b)
 }

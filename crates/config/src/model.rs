@@ -183,12 +183,27 @@ pub struct ProtectedConfig {
     /// id, SCIM id); compared case-insensitively, DNs in canonical form.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Our own email domains: a client job naming one of them, a subdomain of one or a parent
+    /// of one is refused, so no client job can strip our own people's shares.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 impl ProtectedConfig {
     /// The list in the form the planner matches accounts with.
     pub fn set(&self) -> revoke_core::Protected {
         revoke_core::Protected::new(&self.accounts)
+    }
+
+    /// The protected domain a client domain overlaps (the same, a subdomain or a parent), as
+    /// written in the configuration.
+    pub fn domain_for(&self, client: &revoke_core::ClientDomain) -> Option<&str> {
+        self.domains.iter().map(String::as_str).find(|d| {
+            let ours = d.trim().trim_end_matches('.');
+            client.matches_domain(ours)
+                || revoke_core::ClientDomain::parse(ours)
+                    .is_ok_and(|o| o.matches_domain(client.as_str()))
+        })
     }
 }
 

@@ -156,6 +156,14 @@ impl Config {
                 ));
             }
         }
+        for (i, d) in self.protected.domains.iter().enumerate() {
+            if let Err(e) = revoke_core::ClientDomain::parse(d.trim()) {
+                issues.push(ConfigIssue::new(
+                    format!("protected.domains[{i}]"),
+                    format!("expected a domain name, found {d:?} ({})", e.expected),
+                ));
+            }
+        }
         issues.extend(self.daemon_issues());
         if issues.is_empty() {
             Ok(())

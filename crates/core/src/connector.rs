@@ -127,6 +127,14 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn batch_verification(&self) -> bool {
         false
     }
+
+    /// True when this connector can find and remove what a departing client reaches (a subject
+    /// with a [client domain](Subject::client_domain): shares with the domain's addresses,
+    /// outside collaborators at it). The planner sends client subjects only to connectors that
+    /// answer true, and says in the plan which instances of the policy were not searched.
+    fn takes_client_jobs(&self) -> bool {
+        false
+    }
 }
 
 /// One problem in a connector's configuration: the key's path, what was expected, what was found.

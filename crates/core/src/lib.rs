@@ -29,4 +29,4 @@ pub use plan::{
     Action, ActionId, ActionKey, ActionKind, Phase, Plan, PlanId, PlanNote, PLAN_FORMAT_VERSION,
 };
 pub use snapshot::{Finding, Snapshot, SnapshotChange};
-pub use subject::Subject;
+pub use subject::{ClientDomain, ClientDomainError, Subject};

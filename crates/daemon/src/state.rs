@@ -88,6 +88,7 @@ pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
             employee_id: ev.employee_id.clone(),
             email: ev.email.clone(),
             usernames: BTreeMap::new(),
+            client_domain: None,
         },
         reason: ev
             .reason

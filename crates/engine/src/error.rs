@@ -14,6 +14,14 @@ pub enum EngineError {
     },
     #[error("unknown user {subject:?}: not found in any connector searched ({searched})")]
     UnknownSubject { subject: String, searched: String },
+    #[error("client domain {domain:?} overlaps the protected domain {protected:?}: a client job never strips our own shares")]
+    ProtectedDomain { domain: String, protected: String },
+    #[error("client domain {domain:?}: no connector of policy {policy:?} takes client jobs ({searched})")]
+    NoClientConnector {
+        domain: String,
+        policy: String,
+        searched: String,
+    },
     #[error("discovery of {subject:?} in {connector} failed: {error}")]
     Discovery {
         connector: String,

@@ -43,7 +43,47 @@ fn instances_for(
         .into_iter()
         .collect();
     names.retain(|n| connectors.contains_key(n));
+    if let Some(domain) = job.subject.client_domain() {
+        if let Some(ours) = config.protected.domain_for(domain) {
+            return Err(EngineError::ProtectedDomain {
+                domain: domain.to_string(),
+                protected: ours.to_string(),
+            });
+        }
+        let all = names.join(", ");
+        names.retain(|n| connectors[n].takes_client_jobs());
+        if names.is_empty() {
+            return Err(EngineError::NoClientConnector {
+                domain: domain.to_string(),
+                policy: job.policy.clone(),
+                searched: if all.is_empty() {
+                    "no connector applies".into()
+                } else {
+                    all
+                },
+            });
+        }
+    }
     Ok(names)
+}
+
+/// The instances a client job's policy names that do not take client jobs: the plan says
+/// nothing of the client was looked for there.
+fn not_searched_for_client(config: &Config, connectors: &Connectors, job: &Job) -> Vec<String> {
+    if job.subject.client_domain().is_none() {
+        return Vec::new();
+    }
+    let Ok(policy) = policy_for(config, job) else {
+        return Vec::new();
+    };
+    let names: BTreeSet<String> = match policy.connectors {
+        Some(list) => list.into_iter().collect(),
+        None => connectors.keys().cloned().collect(),
+    };
+    names
+        .into_iter()
+        .filter(|n| connectors.get(n).is_some_and(|c| !c.takes_client_jobs()))
+        .collect()
 }
 
 /// Read-only discovery of every job's subject in every connector its policy applies, one
@@ -353,6 +393,18 @@ pub fn plan_jobs(
             .identifiers()
             .find_map(|i| protected.entry_for(i).map(|e| (i, e)));
         let mut job_actions: Vec<Action> = Vec::new();
+        for name in not_searched_for_client(config, connectors, job) {
+            notes.push(PlanNote {
+                subject: job.subject.id.clone(),
+                message: format!(
+                    "not searched: {} ({}) does not take client jobs; check by hand what {} can reach there",
+                    name,
+                    connectors[&name].kind(),
+                    job.subject.id
+                ),
+                connector: Some(name),
+            });
+        }
         for name in &instances {
             let Some(d) = discoveries
                 .iter()

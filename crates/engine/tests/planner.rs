@@ -37,6 +37,8 @@ struct Fake {
     /// targets whose apply fails for good
     failing: BTreeSet<String>,
     calls: Arc<Mutex<Vec<(String, String)>>>,
+    /// whether it takes client jobs
+    clients: bool,
 }
 
 #[async_trait]
@@ -97,6 +99,9 @@ impl Connector for Fake {
     }
     async fn verify(&self, _: &Action) -> Result<Verdict, ConnectorError> {
         Ok(Verdict::Confirmed)
+    }
+    fn takes_client_jobs(&self) -> bool {
+        self.clients
     }
 }
 
@@ -303,6 +308,118 @@ fn a_proposal_that_names_no_discovered_account_is_a_broken_contract() {
         }
         other => panic!("expected a contract error, found {other:?}"),
     }
+}
+
+/// A client's shares in `drive` (which takes client jobs) and an account named like the client in
+/// `dir` (which does not, and would plan a delete if asked).
+fn client_world() -> Connectors {
+    let world = |clients: bool, name: &str, kind: &'static str| {
+        let acct = Account::new(format!("{name}-perm-7"), "permission", "bob@clientco.test")
+            .answers_to(["bob@clientco.test"]);
+        Arc::new(Fake {
+            name: name.into(),
+            world: BTreeMap::from([(
+                "clientco.test".to_string(),
+                (
+                    vec![acct],
+                    vec![prop(
+                        kind,
+                        "file-1/perm-7",
+                        Phase::Revoke,
+                        &format!("{name}-perm-7"),
+                        &[],
+                    )],
+                ),
+            )]),
+            clients,
+            ..Default::default()
+        }) as Arc<dyn Connector>
+    };
+    [
+        ("drive".to_string(), world(true, "drive", "remove_share")),
+        ("dir".to_string(), world(false, "dir", "delete")),
+    ]
+    .into()
+}
+
+fn client_job(domain: &str) -> Job {
+    Job {
+        subject: Subject::client(revoke_core::ClientDomain::parse(domain).expect("domain")),
+        ..job(domain, Risk::Standard)
+    }
+}
+
+#[tokio::test]
+async fn a_client_job_goes_only_to_connectors_that_take_client_jobs_and_the_plan_names_the_rest() {
+    let connectors = client_world();
+    let cfg = config(&[], "");
+    let jobs = vec![client_job("ClientCo.test")];
+    let found = revoke_engine::discover(&cfg, &connectors, &jobs)
+        .await
+        .expect("discover");
+    assert_eq!(
+        found
+            .iter()
+            .map(|d| d.connector.as_str())
+            .collect::<Vec<_>>(),
+        ["drive"],
+        "only the connector taking client jobs is asked"
+    );
+    let plan = plan_jobs(
+        &cfg,
+        &connectors,
+        jobs,
+        &found,
+        PlanId("p".into()),
+        Utc::now(),
+    )
+    .expect("plan");
+    let kinds: Vec<(&str, &str)> = plan
+        .actions
+        .iter()
+        .map(|a| (a.connector.as_str(), a.kind.0.as_str()))
+        .collect();
+    assert_eq!(kinds, [("drive", "remove_share")]);
+    assert_eq!(plan.jobs[0].subject.id, "clientco.test");
+    let note = plan
+        .notes
+        .iter()
+        .find(|n| n.connector.as_deref() == Some("dir"))
+        .expect("a note for the instance not searched");
+    assert!(
+        note.message.starts_with("not searched: dir (fake)"),
+        "{}",
+        note.message
+    );
+}
+
+#[tokio::test]
+async fn a_client_job_on_our_own_domain_or_with_no_connector_taking_it_is_refused() {
+    let cfg = revoke_config::load_str("[protected]\ndomains = [\"Corp.test\"]\n").expect("config");
+    let connectors = client_world();
+    for ours in ["corp.test", "eu.corp.test"] {
+        match revoke_engine::discover(&cfg, &connectors, &[client_job(ours)]).await {
+            Err(EngineError::ProtectedDomain { domain, protected }) => {
+                assert_eq!((domain.as_str(), protected.as_str()), (ours, "Corp.test"));
+            }
+            other => panic!("{ours}: expected a refusal, got {other:?}"),
+        }
+    }
+    // a look-alike of ours is someone else's domain
+    let ok = revoke_engine::discover(&cfg, &connectors, &[client_job("notcorp.test")]).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let only_dir: Connectors = [("dir".to_string(), client_world()["dir"].clone())].into();
+    match revoke_engine::discover(&cfg, &only_dir, &[client_job("clientco.test")]).await {
+        Err(e @ EngineError::NoClientConnector { .. }) => {
+            assert!(e.to_string().contains("(dir)"), "{e}");
+        }
+        other => panic!("expected no client connector, got {other:?}"),
+    }
+    let bad = revoke_config::load_str("[protected]\ndomains = [\"*\"]\n")
+        .expect("parses")
+        .validate(&[])
+        .expect_err("bad domain");
+    assert!(bad.to_string().contains("protected.domains[0]"), "{bad}");
 }
 
 #[test]
