@@ -11,7 +11,8 @@
 //! - `POST /token` (the `token_uri` of the service-account key [`GoogleStandin::service_account_key`]
 //!   hands out): `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and an `assertion` signed
 //!   RS256 with the key's private half, verified here with its public half; `iss` must be the
-//!   service account, `aud` this token URI, `exp` in the future and at most an hour after `iat`,
+//!   service account, `aud` this token URI or Google's own (`https://oauth2.googleapis.com/token`,
+//!   which google-auth always sends), `exp` in the future and at most an hour after `iat`,
 //!   `scope` non-empty; `sub` (domain-wide delegation) an existing user. A wrong signature is
 //!   Google's 400 `invalid_grant` "Invalid JWT Signature."; an unknown `sub` is 400
 //!   `invalid_grant` "Invalid email or User ID". Tokens live 3,600 s.
@@ -93,6 +94,10 @@ impl RecordedRequest {
 }
 
 const TOKEN_PATH: &str = "/token";
+
+/// The audience Google documents for a service account's assertion ("always
+/// https://oauth2.googleapis.com/token")
+const GOOGLE_TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 
 /// The Google stand-in: an axum server on a free 127.0.0.1 port, on its own thread
 #[derive(Debug)]
@@ -636,7 +641,12 @@ pub(crate) fn issue_token(shared: &Shared, body: &[u8]) -> Response {
     if !timely {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.");
     }
-    if claims["iss"] != SERVICE_ACCOUNT || claims["aud"].as_str() != Some(auth.token_uri.as_str()) {
+    // google-auth always sends Google's documented audience, whatever the key's token_uri says
+    // (service_account.py, `_GOOGLE_OAUTH2_TOKEN_ENDPOINT`): both are the token endpoint.
+    let aud = claims["aud"].as_str();
+    if claims["iss"] != SERVICE_ACCOUNT
+        || (aud != Some(auth.token_uri.as_str()) && aud != Some(GOOGLE_TOKEN_AUDIENCE))
+    {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",

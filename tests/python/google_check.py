@@ -1,0 +1,413 @@
+"""Drives the Google Workspace stand-in with Google's own Python client (google-api-python-client).
+
+Usage: google_check.py all API_URL KEY_FILE ADMIN LEAVER NEW_OWNER ALIAS EMPLOYEE_ID PRODUCT/SKU
+       google_check.py storm API_URL KEY_FILE ADMIN
+
+The services are built from the discovery documents the package ships (`static_discovery=True`:
+admin directory_v1 and datatransfer_v1, gmail v1, licensing v1, drive v3) with
+`client_options={"api_endpoint": API_URL}` (Prism in front of the stand-in), and authenticated
+by google-auth's own service-account credentials with domain-wide delegation: the key's
+`token_uri` is the stand-in's, so google-auth signs the RFC 7523 assertion and fetches the tokens
+itself (as the admin for the Admin SDK and Licensing, as the leaver for Gmail and Drive).
+
+`all` calls every endpoint the connector uses, reads first, then the writes in the connector's
+order (Gmail while the user is active, the transfer, the suspension, the removals, the delete),
+then the refusals Google answers (404 on what is gone, 409 on a forwarding address that exists,
+400 failedPrecondition on a suspended user's Gmail). `storm` makes a call that must be refused
+(the test has set a 403 rate-limit storm, or taken the admin's rights) and reports how Google's
+client reads the refusal, then makes it once more.
+
+Every answer is checked against the response schema of its method in the discovery document:
+a field the schema does not declare, a value of the wrong JSON type (int64 is a string in
+Google's JSON), a value outside an enum is a "problem". Prints one JSON object with what it saw
+(the test asserts on it); exits non-zero on any surprise the client raises.
+"""
+
+import json
+import sys
+
+from google.oauth2 import service_account
+from googleapiclient import discovery
+from googleapiclient.errors import HttpError
+from googleapiclient.http import _should_retry_response
+
+# The scopes the connector asks for (connectors/google-workspace/src/client.rs).
+ADMIN_SCOPES = [
+    "https://www.googleapis.com/auth/admin.directory.user",
+    "https://www.googleapis.com/auth/admin.directory.user.security",
+    "https://www.googleapis.com/auth/admin.directory.group.member",
+    "https://www.googleapis.com/auth/admin.directory.rolemanagement",
+    "https://www.googleapis.com/auth/admin.datatransfer",
+    "https://www.googleapis.com/auth/apps.licensing",
+]
+GMAIL_SCOPES = [
+    "https://www.googleapis.com/auth/gmail.settings.basic",
+    "https://www.googleapis.com/auth/gmail.settings.sharing",
+]
+DRIVE_SCOPES = ["https://www.googleapis.com/auth/drive.metadata.readonly"]
+DRIVE_APP_ID = "55656082996"
+
+problems = []
+
+
+class Api:
+    """One service built from its shipped discovery document, and that document's schemas."""
+
+    def __init__(self, name, version, endpoint, credentials):
+        self.service = discovery.build(
+            name,
+            version,
+            credentials=credentials,
+            static_discovery=True,
+            cache_discovery=False,
+            num_retries=0,
+            client_options={"api_endpoint": endpoint},
+        )
+        self.doc = _document(name, version)
+
+    def method_doc(self, dotted):
+        node = self.doc
+        *resources, method = dotted.split(".")
+        for r in resources:
+            node = node["resources"][r]
+        return node["methods"][method]
+
+    def call(self, dotted, **params):
+        """Calls `resource.sub.method(**params)`, checks the answer against its schema."""
+        node = self.service
+        *resources, method = dotted.split(".")
+        for r in resources:
+            node = getattr(node, r)()
+        answer = getattr(node, method)(**params).execute(num_retries=0)
+        response = self.method_doc(dotted).get("response")
+        if response is None:
+            # A method without a response body (a delete, signOut): Google answers 204 and the
+            # client hands back an empty string.
+            if answer not in ("", None, {}):
+                problems.append(f"{dotted}: expected no body, got {answer!r}")
+        else:
+            check(self.doc, response, answer, dotted)
+        return answer
+
+    def refused(self, dotted, **params):
+        """Calls a method that must fail; returns how Google's client reads the refusal."""
+        try:
+            answer = self.call(dotted, **params)
+        except HttpError as e:
+            return refusal(e)
+        raise AssertionError(f"{dotted} should have been refused, got {answer!r}")
+
+
+def refusal(e):
+    details = e.error_details if isinstance(e.error_details, list) else []
+    return {
+        "status": e.status_code,
+        "message": e.reason,
+        "reasons": [d.get("reason") for d in details if isinstance(d, dict)],
+        "retried_by_google_client": _should_retry_response(e.status_code, e.content),
+    }
+
+
+def _document(name, version):
+    from googleapiclient.discovery_cache import get_static_doc
+
+    return json.loads(get_static_doc(name, version))
+
+
+def check(doc, schema, value, where):
+    """Records every way `value` breaks `schema` (a discovery JSON schema) in `problems`."""
+    if "$ref" in schema:
+        schema = doc["schemas"][schema["$ref"]]
+    kind = schema.get("type")
+    if kind == "any" or kind is None:
+        return
+    if kind == "object":
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected an object, got {value!r}")
+            return
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for k, v in value.items():
+            if k in props:
+                check(doc, props[k], v, f"{where}.{k}")
+            elif extra is not None:
+                check(doc, extra, v, f"{where}.{k}")
+            else:
+                problems.append(f"{where}: field {k!r} is not in the schema")
+    elif kind == "array":
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected an array, got {value!r}")
+            return
+        for i, v in enumerate(value):
+            check(doc, schema.get("items", {}), v, f"{where}[{i}]")
+    elif kind == "string":
+        if not isinstance(value, str):
+            problems.append(f"{where}: expected a string, got {value!r}")
+            return
+        if schema.get("format") in ("int64", "uint64"):
+            try:
+                int(value)
+            except ValueError:
+                problems.append(f"{where}: expected an int64 as a string, got {value!r}")
+        if "enum" in schema and value not in schema["enum"]:
+            problems.append(f"{where}: {value!r} is not one of {schema['enum']}")
+    elif kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{where}: expected an integer, got {value!r}")
+    elif kind == "number":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            problems.append(f"{where}: expected a number, got {value!r}")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            problems.append(f"{where}: expected a boolean, got {value!r}")
+
+
+def credentials(key, scopes, subject):
+    return service_account.Credentials.from_service_account_info(
+        key, scopes=scopes, subject=subject
+    )
+
+
+def services(url, key, admin, user=None):
+    endpoint = url.rstrip("/") + "/"
+    admin_creds = credentials(key, ADMIN_SCOPES, admin)
+    out = {
+        "directory": Api("admin", "directory_v1", endpoint, admin_creds),
+        "transfer": Api("admin", "datatransfer_v1", endpoint, admin_creds),
+        "licensing": Api("licensing", "v1", endpoint, admin_creds),
+    }
+    if user:
+        out["gmail"] = Api("gmail", "v1", endpoint, credentials(key, GMAIL_SCOPES, user))
+        # Drive's servicePath (drive/v3/) is part of its base URL; api_endpoint replaces both.
+        out["drive"] = Api(
+            "drive", "v3", endpoint + "drive/v3/", credentials(key, DRIVE_SCOPES, user)
+        )
+    return out
+
+
+def run_all(url, key, admin, leaver, new_owner, alias, employee_id, licence):
+    s = services(url, key, admin, leaver)
+    directory, transfer, licensing = s["directory"], s["transfer"], s["licensing"]
+    gmail, drive = s["gmail"], s["drive"]
+    product, sku = licence.split("/")
+    seen = {}
+
+    # Discovery: the user by an alias, by employee id; what it holds.
+    user = directory.call("users.get", userKey=alias)
+    uid = user["id"]
+    seen["user"] = {
+        "id": uid,
+        "primaryEmail": user["primaryEmail"],
+        "aliases": user.get("aliases", []),
+        "suspended": user["suspended"],
+        "isEnrolledIn2Sv": user.get("isEnrolledIn2Sv"),
+        "externalIds": user.get("externalIds", []),
+    }
+    found = directory.call(
+        "users.list", customer="my_customer", query=f"externalId={employee_id}", maxResults=10
+    )
+    seen["by_employee_id"] = [u["id"] for u in found.get("users", [])]
+    found = directory.call(
+        "users.list", customer="my_customer", query=f"email:'{leaver}'", maxResults=10
+    )
+    seen["by_email_query"] = [u["id"] for u in found.get("users", [])]
+    groups = directory.call("groups.list", userKey=uid, maxResults=200)
+    seen["groups"] = sorted(g["email"] for g in groups.get("groups", []))
+    group_ids = [g["id"] for g in groups.get("groups", [])]
+    seen["members"] = [
+        {k: m.get(k) for k in ("id", "type", "role", "status")}
+        for m in (directory.call("members.get", groupKey=g, memberKey=uid) for g in group_ids)
+    ]
+    tokens = directory.call("tokens.list", userKey=uid).get("items", [])
+    seen["tokens"] = sorted(t["clientId"] for t in tokens)
+    for t in tokens:
+        directory.call("tokens.get", userKey=uid, clientId=t["clientId"])
+    asps = directory.call("asps.list", userKey=uid).get("items", [])
+    seen["asps"] = [a["codeId"] for a in asps]
+    for a in asps:
+        directory.call("asps.get", userKey=uid, codeId=a["codeId"])
+    roles = directory.call("roles.list", customer="my_customer", maxResults=100)
+    role_names = {r["roleId"]: r["roleName"] for r in roles.get("items", [])}
+    assignments = directory.call(
+        "roleAssignments.list", customer="my_customer", userKey=uid, maxResults=100
+    ).get("items", [])
+    seen["roles"] = sorted(role_names.get(a["roleId"], "?") for a in assignments)
+    for a in assignments:
+        directory.call(
+            "roleAssignments.get", customer="my_customer", roleAssignmentId=a["roleAssignmentId"]
+        )
+    lic = licensing.call("licenseAssignments.get", productId=product, skuId=sku, userId=leaver)
+    seen["licence"] = {k: lic.get(k) for k in ("productId", "skuId", "userId")}
+    archive = directory.call("users.get", userKey=new_owner)
+    before = transfer.call(
+        "transfers.list", oldOwnerUserId=uid, newOwnerUserId=archive["id"]
+    )
+    seen["transfers_before"] = len(before.get("dataTransfers", []))
+
+    # Drive, as the leaver: the files it owns, every page.
+    files, pages = [], 0
+    request = drive.service.files().list(
+        q="'me' in owners and trashed = false",
+        fields="nextPageToken,files(id,size)",
+        pageSize=20,
+    )
+    while request is not None:
+        page = request.execute(num_retries=0)
+        check(drive.doc, drive.method_doc("files.list")["response"], page, "files.list")
+        pages += 1
+        files.extend(page.get("files", []))
+        request = drive.service.files().list_next(request, page)
+    seen["drive"] = {
+        "files": len(files),
+        "bytes": sum(int(f.get("size", "0")) for f in files),
+        "pages": pages,
+    }
+
+    # Gmail, as the leaver, while it is active: auto-reply, forwarding address, forwarding.
+    seen["vacation_before"] = gmail.call("users.settings.getVacation", userId=leaver)
+    vacation = {
+        "enableAutoReply": True,
+        "responseSubject": "I have left",
+        "responseBodyPlainText": "Please write to team@example.com.",
+        "restrictToDomain": False,
+        "restrictToContacts": False,
+    }
+    seen["vacation_put"] = gmail.call(
+        "users.settings.updateVacation", userId=leaver, body=vacation
+    )
+    seen["vacation_after"] = gmail.call("users.settings.getVacation", userId=leaver)
+    seen["forwarding_before"] = gmail.call("users.settings.getAutoForwarding", userId=leaver)
+    listed = gmail.call("users.settings.forwardingAddresses.list", userId=leaver)
+    seen["forwarding_addresses_before"] = listed.get("forwardingAddresses", [])
+    seen["forwarding_address"] = gmail.call(
+        "users.settings.forwardingAddresses.create",
+        userId=leaver,
+        body={"forwardingEmail": new_owner},
+    )
+    seen["forwarding_address_again"] = gmail.refused(
+        "users.settings.forwardingAddresses.create",
+        userId=leaver,
+        body={"forwardingEmail": new_owner},
+    )
+    seen["forwarding_put"] = gmail.call(
+        "users.settings.updateAutoForwarding",
+        userId=leaver,
+        body={"enabled": True, "emailAddress": new_owner, "disposition": "leaveInInbox"},
+    )
+    seen["forwarding_after"] = gmail.call("users.settings.getAutoForwarding", userId=leaver)
+    seen["other_mailbox"] = gmail.refused("users.settings.getVacation", userId=admin)
+
+    # The Drive transfer: insert, then read it until it completes; the list finds it.
+    inserted = transfer.call(
+        "transfers.insert",
+        body={
+            "oldOwnerUserId": uid,
+            "newOwnerUserId": archive["id"],
+            "applicationDataTransfers": [
+                {
+                    "applicationId": DRIVE_APP_ID,
+                    "applicationTransferParams": [
+                        {"key": "PRIVACY_LEVEL", "value": ["PRIVATE", "SHARED"]}
+                    ],
+                }
+            ],
+        },
+    )
+    statuses = [inserted["overallTransferStatusCode"]]
+    for _ in range(10):
+        got = transfer.call("transfers.get", dataTransferId=inserted["id"])
+        statuses.append(got["overallTransferStatusCode"])
+        if got["overallTransferStatusCode"] == "completed":
+            break
+    seen["transfer"] = {
+        "id": inserted["id"],
+        "statuses": statuses,
+        "applications": [
+            a.get("applicationTransferStatus") for a in got.get("applicationDataTransfers", [])
+        ],
+        "params": got["applicationDataTransfers"][0].get("applicationTransferParams"),
+    }
+    after = transfer.call("transfers.list", oldOwnerUserId=uid, newOwnerUserId=archive["id"])
+    seen["transfers_after"] = [t["id"] for t in after.get("dataTransfers", [])]
+
+    # Contain: suspend, sign out, invalidate backup codes; Gmail then refuses.
+    seen["suspended"] = directory.call(
+        "users.update", userKey=uid, body={"suspended": True}
+    )["suspended"]
+    directory.call("users.signOut", userKey=uid)
+    directory.call("verificationCodes.invalidate", userKey=uid)
+    seen["gmail_when_suspended"] = gmail.refused("users.settings.getVacation", userId=leaver)
+
+    # Revoke: grants, app passwords, memberships, role assignments, the licence.
+    for t in tokens:
+        directory.call("tokens.delete", userKey=uid, clientId=t["clientId"])
+    for a in asps:
+        directory.call("asps.delete", userKey=uid, codeId=a["codeId"])
+    for g in group_ids:
+        directory.call("members.delete", groupKey=g, memberKey=uid)
+    for a in assignments:
+        directory.call(
+            "roleAssignments.delete",
+            customer="my_customer",
+            roleAssignmentId=a["roleAssignmentId"],
+        )
+    licensing.call("licenseAssignments.delete", productId=product, skuId=sku, userId=leaver)
+
+    # Already gone: each removal again is a 404 that names what is missing.
+    gone = {}
+    if tokens:
+        gone["token"] = directory.refused(
+            "tokens.delete", userKey=uid, clientId=tokens[0]["clientId"]
+        )
+    if asps:
+        gone["asp"] = directory.refused("asps.get", userKey=uid, codeId=asps[0]["codeId"])
+    if group_ids:
+        gone["member"] = directory.refused("members.get", groupKey=group_ids[0], memberKey=uid)
+    if assignments:
+        gone["role_assignment"] = directory.refused(
+            "roleAssignments.delete",
+            customer="my_customer",
+            roleAssignmentId=assignments[0]["roleAssignmentId"],
+        )
+    gone["licence"] = licensing.refused(
+        "licenseAssignments.get", productId=product, skuId=sku, userId=leaver
+    )
+    seen["gone"] = gone
+    seen["tokens_after"] = directory.call("tokens.list", userKey=uid).get("items", [])
+    seen["groups_after"] = directory.call("groups.list", userKey=uid, maxResults=200).get(
+        "groups", []
+    )
+
+    # Delete: the user, then it is gone.
+    directory.call("users.delete", userKey=uid)
+    seen["user_after_delete"] = directory.refused("users.get", userKey=uid)
+    seen["problems"] = problems
+    return seen
+
+
+def run_storm(url, key, admin):
+    directory = services(url, key, admin)["directory"]
+    seen = {"refused": directory.refused("users.get", userKey=admin)}
+    try:
+        seen["then"] = directory.call("users.get", userKey=admin)["primaryEmail"]
+    except HttpError as e:
+        seen["then"] = refusal(e)
+    seen["problems"] = problems
+    return seen
+
+
+def main():
+    mode, url, key_file = sys.argv[1:4]
+    with open(key_file, encoding="utf-8") as f:
+        key = json.load(f)
+    if mode == "all":
+        seen = run_all(url, key, *sys.argv[4:11])
+    elif mode == "storm":
+        seen = run_storm(url, key, sys.argv[4])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}: expected all or storm")
+    print(json.dumps(seen, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
