@@ -1,0 +1,288 @@
+//! A real `revokectl apply` killed with SIGKILL between the Drive transfer's insert and its
+//! journal entry, against the Google stand-in behind Prism: the stand-in takes the insert (the
+//! transfer exists) and holds its answer back, so the process dies before it can record the
+//! transfer id; the next `revokectl apply` resumes the plan, finds the transfer by listing, polls
+//! it to completion and converges with one transfer, not two.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use revoke_testkit::google::GoogleStandin;
+use revoke_testkit::Prism;
+use serde_json::Value;
+
+const TRANSFERS: &str = "/admin/datatransfer/v1/transfers";
+
+struct Env {
+    g: GoogleStandin,
+    prism: Prism,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let g = GoogleStandin::start().expect("the google stand-in should start");
+        let prism = g.prism().expect("prism should start in front of it");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("google-sa.json");
+        std::fs::write(&key, g.service_account_key()).expect("the key is written");
+        let config = dir.path().join("revoke.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+[executor]
+lease_secs = 1
+[executor.retry]
+base_ms = 20
+cap_ms = 200
+max_attempts = 20
+[policies.default]
+retention_days = 0
+[connectors.google]
+kind = "google-workspace"
+private_key_file = "{key}"
+admin_email = "admin@example.com"
+api_url = "{url}"
+transfer_to = "archive@example.com"
+licences = ["Google-Apps/1010020027"]
+transfer_poll_ms = 10
+transfer_wait_secs = 1
+"#,
+                data = dir.path().join("data").display(),
+                key = key.display(),
+                url = prism.rest_url(),
+            ),
+        )
+        .expect("the config is written");
+        Env {
+            g,
+            prism,
+            dir,
+            config,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("revokectl runs");
+        assert!(
+            out.status.success(),
+            "revokectl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The transfer inserts the stand-in has taken (whatever became of their answers)
+    fn inserts(&self) -> usize {
+        self.g
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == TRANSFERS && r.status == 200)
+            .count()
+    }
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn as_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+#[test]
+fn kill_9_between_the_transfer_insert_and_its_journal_entry_then_apply_again_makes_one_transfer() {
+    let env = Env::new();
+    let (alice, archive) = env.g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        let archive = w.user("archive@example.com");
+        let alice = w.user("alice@example.com");
+        w.edit(&alice, |u| {
+            u.drive_files = 50;
+            u.drive_bytes = 50 << 20;
+            u.licences
+                .insert(("Google-Apps".into(), "1010020027".into()));
+        });
+        w.grant(&alice, "1-a.apps.googleusercontent.com", "Slack");
+        let eng = w.group("eng@example.com", "Engineering");
+        w.add_member(&eng, &alice);
+        w.transfer_polls = 2;
+        (alice, archive)
+    });
+    let plan_file = env.path("plan.json");
+    env.ctl(&[
+        "plan",
+        "--user",
+        "alice@example.com",
+        "-out",
+        as_str(&plan_file),
+    ]);
+    assert!(env.g.mutations().is_empty(), "planning writes nothing");
+
+    // The kill point is fixed by the stand-in, not by timing: it takes the insert (the transfer
+    // exists from then on) and holds the answer back; once the recorder holds the insert,
+    // revokectl is waiting for that answer and has journaled nothing about the transfer.
+    env.g.stall("POST", TRANSFERS);
+    let mut child = env
+        .command(&["apply", as_str(&plan_file), "--auto-approve", "-o", "jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apply starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.inserts() == 0 {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "apply ended before it inserted the transfer: {:?}",
+            env.g.mutations()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "apply never inserted the transfer: {:?}",
+            env.g.mutations()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    env.g.release();
+    let transfers_of_alice = || {
+        env.g.world(|w| {
+            w.transfers
+                .values()
+                .filter(|t| t.old_owner == alice)
+                .map(|t| (t.id.clone(), t.new_owner.clone(), t.status.clone()))
+                .collect::<Vec<_>>()
+        })
+    };
+    let at_kill = transfers_of_alice();
+    assert_eq!(at_kill.len(), 1, "the insert took effect: {at_kill:?}");
+    assert_eq!(at_kill[0].2, "inProgress", "nobody polled it yet");
+    assert!(
+        env.g.user(&alice).is_some_and(|u| u.suspended),
+        "contained before the transfer"
+    );
+    assert!(
+        env.g
+            .user(&alice)
+            .is_some_and(|u| !u.licences.is_empty() && u.drive_files == 50),
+        "the licence waits for the transfer"
+    );
+
+    // The second run resumes the recorded plan once the dead run's lease is over.
+    env.g.clear_requests();
+    let again = env.ctl(&["apply", as_str(&plan_file), "--auto-approve", "-o", "jsonl"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already recorded"), "{stderr}");
+
+    // One transfer, not two: the second run listed the transfers, adopted the one the dead run
+    // inserted, and read it to completion.
+    assert_eq!(
+        env.inserts(),
+        0,
+        "no second insert: {:?}",
+        env.g.mutations()
+    );
+    let after = transfers_of_alice();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (
+            after[0].0.as_str(),
+            after[0].1.as_str(),
+            after[0].2.as_str()
+        ),
+        (at_kill[0].0.as_str(), archive.as_str(), "completed")
+    );
+    assert!(env
+        .g
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == TRANSFERS));
+    assert!(env
+        .g
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == format!("{TRANSFERS}/{}", after[0].0)));
+    let files = env.g.world(|w| w.users[&archive].drive_files);
+    assert_eq!(files, 50, "the files are the archive's");
+
+    // The plan completed: the licence after the transfer, the delete (retention 0) last.
+    assert!(env.g.user(&alice).is_none(), "alice is deleted");
+    let results = json_lines(&env.ctl(&["results"]).stdout);
+    assert!(!results.is_empty());
+    let unfinished: Vec<&Value> = results
+        .iter()
+        .filter(|l| !matches!(l["outcome"].as_str(), Some("done" | "already_done")))
+        .collect();
+    assert!(unfinished.is_empty(), "{unfinished:#?}");
+    let transfer = results
+        .iter()
+        .filter(|l| l["kind"] == "transfer_drive")
+        .collect::<Vec<_>>();
+    assert_eq!(transfer.len(), 1, "{results:#?}");
+    // The transfer's first attempt was recorded before its insert was sent, the second took over
+    // after the lease; nothing else was attempted twice, and every effect was read back.
+    assert_eq!(transfer[0]["attempts"], 2, "{:#}", transfer[0]);
+    for l in &results {
+        if l["kind"] != "transfer_drive" {
+            assert_eq!(l["attempts"], 1, "{l:#}");
+        }
+        assert_eq!(l["verdict"], "confirmed", "{l:#}");
+    }
+    assert!(
+        stderr.contains("waiting for 1 action(s) leased by"),
+        "the dead run's lease held the transfer: {stderr}"
+    );
+    // The second run sent only what waited for the transfer: the membership and the licence,
+    // then the delete; the suspension, sign-out, backup codes and grant were not sent again.
+    let mut writes: Vec<String> = env
+        .g
+        .mutations()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path.replace(&alice, "ALICE")))
+        .collect();
+    assert_eq!(
+        writes.pop().as_deref(),
+        Some("DELETE /admin/directory/v1/users/ALICE"),
+        "the delete is last"
+    );
+    writes.sort();
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    assert!(
+        writes[0].starts_with("DELETE /admin/directory/v1/groups/")
+            && writes[0].ends_with("/members/ALICE"),
+        "{writes:#?}"
+    );
+    assert_eq!(
+        writes[1],
+        "DELETE /apps/licensing/v1/product/Google-Apps/sku/1010020027/user/alice%40example.com"
+    );
+    assert_eq!(
+        env.prism.errors(),
+        Vec::<String>::new(),
+        "prism found requests or answers that break Google's descriptions"
+    );
+}
