@@ -186,6 +186,7 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
         Command::Apply {
             plan: None,
             users,
+            client_domains,
             policy,
             reason,
             effective,
@@ -195,6 +196,7 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
         } => {
             let job = JobArgs {
                 users,
+                client_domains,
                 policy,
                 reason,
                 effective,
@@ -271,7 +273,7 @@ fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
         None => Utc::now(),
     };
     let mut seen = std::collections::BTreeSet::new();
-    let mut jobs = Vec::new();
+    let mut subjects = Vec::new();
     for u in &args.users {
         let u = u.trim();
         if u.is_empty() {
@@ -285,6 +287,22 @@ fn jobs_from(args: &JobArgs) -> anyhow::Result<Vec<Job>> {
         if u.contains('@') {
             subject.email = Some(u.to_string());
         }
+        subjects.push(subject);
+    }
+    for d in &args.client_domains {
+        let domain = revoke_core::ClientDomain::parse(d.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "--client-domain: expected {}, found {:?}",
+                e.expected,
+                e.found
+            )
+        })?;
+        if seen.insert(format!("client:{domain}")) {
+            subjects.push(Subject::client(domain));
+        }
+    }
+    let mut jobs = Vec::new();
+    for subject in subjects {
         jobs.push(Job {
             id: JobId(uuid::Uuid::new_v4().to_string()),
             subject,

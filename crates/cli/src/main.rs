@@ -124,8 +124,17 @@ pub enum ScopeArg {
 #[derive(Debug, clap::Args)]
 pub struct JobArgs {
     /// A leaver's identifier (username, email or employee id); repeat for several
-    #[arg(long = "user", short = 'u', value_name = "ID", required = true)]
+    #[arg(
+        long = "user",
+        short = 'u',
+        value_name = "ID",
+        required_unless_present = "client_domains"
+    )]
     pub users: Vec<String>,
+    /// A departing client's email domain (clientco.com): every share and collaborator of the
+    /// domain, in the connectors that take client jobs; repeat for several
+    #[arg(long = "client-domain", value_name = "DOMAIN")]
+    pub client_domains: Vec<String>,
     /// The policy (from config) to plan under
     #[arg(long, default_value = revoke_config::DEFAULT_POLICY)]
     pub policy: String,
@@ -166,13 +175,16 @@ pub enum Command {
         /// A plan saved by `revokectl plan -out FILE`
         #[arg(
             value_name = "PLAN",
-            conflicts_with = "users",
-            required_unless_present = "users"
+            conflicts_with_all = ["users", "client_domains"],
+            required_unless_present_any = ["users", "client_domains"]
         )]
         plan: Option<PathBuf>,
         /// Plan and apply in one step for these leavers
         #[arg(long = "user", short = 'u', value_name = "ID")]
         users: Vec<String>,
+        /// Plan and apply in one step for these departing clients' domains
+        #[arg(long = "client-domain", value_name = "DOMAIN")]
+        client_domains: Vec<String>,
         #[arg(long, default_value = revoke_config::DEFAULT_POLICY)]
         policy: String,
         #[arg(long, default_value = "offboarding")]

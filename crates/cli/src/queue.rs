@@ -407,6 +407,7 @@ pub async fn import(
                     employee_id: ev.employee_id.clone(),
                     email: ev.email.clone(),
                     username: ev.username.clone(),
+                    client_domain: None,
                     // A line without effective_at means now: leave it to the daemon, so that
                     // importing the file again sends the same body (a different body under the
                     // same idempotency key is a 409).

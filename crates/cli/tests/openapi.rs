@@ -426,7 +426,10 @@ fn line(full: bool) -> ResultLine {
 fn the_batch_bodies_match_their_schemas() {
     use revoke_store::{BatchDecision, BatchDetail, BatchJob, JobBatch, JobState};
     use revoked::types::BatchDecisionRequest;
-    let t = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).single().expect("time");
+    let t = Utc
+        .with_ymd_and_hms(2030, 1, 2, 3, 4, 5)
+        .single()
+        .expect("time");
     for full in [true, false] {
         let batch = JobBatch {
             batch_id: "b-0123456789abcdef".into(),
@@ -492,12 +495,21 @@ fn the_daemon_bodies_match_their_schemas() {
                 employee_id: full.then(|| "E1".into()),
                 email: full.then(|| "a@example.org".into()),
                 username: Some("alice".into()),
+                client_domain: None,
                 effective_at: full.then(|| Utc::now().fixed_offset()),
                 reason: full.then(|| "resigned".into()),
                 involuntary: full,
                 high_risk: full.then_some(true),
                 policy: full.then(|| "default".into()),
                 idempotency_key: full.then(|| "k".into()),
+            },
+        );
+        conforms(
+            "SubmitJob",
+            &SubmitJob {
+                client_domain: Some("clientco.example".into()),
+                policy: full.then(|| "default".into()),
+                ..SubmitJob::default()
             },
         );
         conforms("JobSummary", &summary(full));

@@ -555,6 +555,26 @@ async fn submit_job(
                 .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         }
     }
+    let client = match &req.client_domain {
+        None => None,
+        Some(_) if req.employee_id.is_some() || req.email.is_some() || req.username.is_some() => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "expected either a person (employee_id, email, username) or a client_domain, found both",
+            ));
+        }
+        Some(d) => {
+            let domain = revoke_core::ClientDomain::parse(d)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            if let Some(ours) = state.config.protected.domain_for(&domain) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("client_domain: {domain:?} overlaps the protected domain {ours:?}"),
+                ));
+            }
+            Some(domain)
+        }
+    };
     let policy = req
         .policy
         .clone()
@@ -589,10 +609,18 @@ async fn submit_job(
         body_sha256,
         reply: None,
     };
-    let Some(mut new) = crate::state::job_from_event(&ev, &policy) else {
+    let made = match client {
+        Some(domain) => Some(crate::state::job_for(
+            &ev,
+            &policy,
+            revoke_core::Subject::client(domain),
+        )),
+        None => crate::state::job_from_event(&ev, &policy),
+    };
+    let Some(mut new) = made else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "expected an employee_id, email or username, found none",
+            "expected an employee_id, email, username or client_domain, found none",
         ));
     };
     new.job.requested_by = actor.clone();

@@ -75,6 +75,21 @@ pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
         .clone()
         .or_else(|| ev.email.clone())
         .or_else(|| ev.employee_id.clone())?;
+    Some(job_for(
+        ev,
+        policy,
+        Subject {
+            id,
+            employee_id: ev.employee_id.clone(),
+            email: ev.email.clone(),
+            usernames: BTreeMap::new(),
+            client_domain: None,
+        },
+    ))
+}
+
+/// The job an event asks for about `subject` (a person named by the event, or a client).
+pub fn job_for(ev: &NormalizedEvent, policy: &str, subject: Subject) -> NewJob {
     let effective_at = ev.effective_at.with_timezone(&Utc);
     let risk = if ev.high_risk {
         Risk::High
@@ -83,13 +98,7 @@ pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
     };
     let job = Job {
         id: JobId(uuid::Uuid::new_v4().to_string()),
-        subject: Subject {
-            id,
-            employee_id: ev.employee_id.clone(),
-            email: ev.email.clone(),
-            usernames: BTreeMap::new(),
-            client_domain: None,
-        },
+        subject,
         reason: ev
             .reason
             .clone()
@@ -100,14 +109,14 @@ pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
         requested_by: format!("{} event {}", ev.source, ev.source_event_id),
         policy: policy.to_string(),
     };
-    Some(NewJob {
+    NewJob {
         due_at: due_at(risk, effective_at, ev.received_at),
         job,
         source_event_id: Some(ev.source_event_id.clone()),
         event: serde_json::to_value(ev).ok(),
         body_sha256: Some(ev.body_sha256.clone()),
         received_at: ev.received_at,
-    })
+    }
 }
 
 /// A high-risk job is due when received; any other at its effective time.

@@ -4,7 +4,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use revoke_store::{ActionRecord, ActionState, QueueStats, QueuedJob, ResultLine};
 use serde::{Deserialize, Serialize};
 
-/// `POST /api/v1/jobs`: offboard one person.
+/// `POST /api/v1/jobs`: offboard one person, or one departing client (`client_domain`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
@@ -14,6 +14,10 @@ pub struct SubmitJob {
     pub email: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
+    /// A departing client's email domain instead of a person: every share and collaborator
+    /// of the domain, in the connectors that take client jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_domain: Option<String>,
     /// When access must end (RFC 3339 with an offset); now when absent.
     #[serde(default)]
     pub effective_at: Option<DateTime<FixedOffset>>,

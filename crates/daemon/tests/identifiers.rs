@@ -169,3 +169,66 @@ fn look_alike_identifiers_are_refused_with_422_and_make_no_job() {
     let listed = jobs.as_array().or(jobs["jobs"].as_array()).map(Vec::len);
     assert_eq!(listed, Some(0), "no job was made: {jobs:#}");
 }
+
+#[test]
+fn a_client_domain_is_checked_at_the_api_and_a_job_no_connector_takes_fails_with_the_reason() {
+    let slapd = slapd_with_dave();
+    let (_setup, d) = start(&slapd);
+    let c = client();
+    for (data, expected) in [
+        (
+            json!({ "client_domain": "clientco.test", "username": "dave" }),
+            "found both",
+        ),
+        (
+            json!({ "client_domain": "*)(uid=*" }),
+            "client domain: expected",
+        ),
+        (
+            json!({ "client_domain": "../x" }),
+            "client domain: expected",
+        ),
+        (
+            json!({ "client_domain": "clientco" }),
+            "at least two labels",
+        ),
+        (
+            json!({ "client_domain": "Example.ORG" }),
+            "protected domain \"example.org\"",
+        ),
+        (
+            json!({ "client_domain": "eu.example.org" }),
+            "protected domain",
+        ),
+        (json!({ "client_domain": 7 }), "expected a job as JSON"),
+    ] {
+        let (status, answer) = c.post(&d, "/api/v1/jobs", Some(OPERATOR_TOKEN), data.clone());
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            status == 422 || status == 400,
+            "api {data}: {status} {answer}"
+        );
+        assert!(error.contains(expected), "api {data}: {answer}");
+    }
+    let jobs = c.get_json(&d, "/api/v1/jobs");
+    let listed = jobs.as_array().or(jobs["jobs"].as_array()).map(Vec::len);
+    assert_eq!(listed, Some(0), "no job was made: {jobs:#}");
+    // A well-formed client job is taken; the only connector (LDAP) does not take client jobs,
+    // so planning fails with the reason and nothing is sent to the directory.
+    let (status, answer) = c.post(
+        &d,
+        "/api/v1/jobs",
+        Some(OPERATOR_TOKEN),
+        json!({ "client_domain": "ClientCo.test", "high_risk": true }),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["job_id"].as_str().unwrap().to_string();
+    let j = c.wait_job(&d, &id, "failed", |j| j["state"] == "failed");
+    let note = j["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("\"clientco.test\"") && note.contains("takes client jobs (corp-ldap)"),
+        "{j:#}"
+    );
+    assert_eq!(j["subject"], "clientco.test", "{j:#}");
+    assert_eq!(j["actions"], json!([]), "{j:#}");
+}

@@ -63,6 +63,7 @@ secret_file = "{whsec}"
 max_body_bytes = 4096
 [protected]
 accounts = ["breakglass"]
+domains = ["example.org"]
 [connectors.corp-ldap]
 kind = "ldap"
 url = "{url}"
