@@ -49,14 +49,29 @@ fn toml_blocks(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Secret files a snippet names (`*_file = "/run/secrets/x"`) exist only on a real host: each
-/// is pointed at a throwaway file holding a placeholder secret, so the rest is still checked.
+/// is pointed at a throwaway file holding a placeholder secret, so the rest is still checked. A
+/// `private_key_file` gets a PEM, or in a `kind = "google-workspace"` table the service-account
+/// JSON key Google's console hands out (with the PEM inside).
 fn with_secret_files(snippet: &str, dir: &Path) -> String {
+    let lines: Vec<&str> = snippet.lines().collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
     let mut out = String::new();
-    for (i, line) in snippet.lines().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         let key = line.split('=').next().unwrap_or("").trim();
         if key.ends_with("_file") && line.contains('"') {
             let file = dir.join(format!("secret-{i}"));
-            let placeholder = if key.contains("private_key") {
+            let start = lines[..i].iter().rposition(|l| is_header(l)).unwrap_or(0);
+            let end = lines[i..]
+                .iter()
+                .position(|l| is_header(l))
+                .map_or(lines.len(), |n| i + n);
+            let google = lines[start..end].iter().any(|l| {
+                let (k, v) = l.split_once('=').unwrap_or(("", ""));
+                k.trim() == "kind" && v.trim().trim_matches('"') == "google-workspace"
+            });
+            let placeholder = if key.contains("private_key") && google {
+                GOOGLE_KEY
+            } else if key.contains("private_key") {
                 "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
             } else {
                 "whsec_c2VjcmV0LWZvci1kb2NzLXRlc3Q="
@@ -70,6 +85,9 @@ fn with_secret_files(snippet: &str, dir: &Path) -> String {
     }
     out
 }
+
+/// A service-account key as Google's console hands it out (the PEM shortened)
+const GOOGLE_KEY: &str = r#"{"type": "service_account", "client_email": "sa@p.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "token_uri": "https://oauth2.googleapis.com/token"}"#;
 
 #[test]
 fn every_toml_example_in_the_docs_loads_and_validates() {
@@ -113,4 +131,29 @@ fn the_block_reader_finds_fenced_toml_only() {
         blocks,
         vec![(2, "x = 1\n".to_string()), (8, "y = 2\n".to_string())]
     );
+}
+
+#[test]
+fn a_google_private_key_file_gets_a_service_account_key_and_others_a_pem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let snippet = r#"[connectors.google]
+private_key_file = "/run/secrets/google-sa.json"
+kind = "google-workspace"
+admin_email = "revoked-admin@example.com"
+
+[connectors.gh]
+kind = "github"
+app_id = 12345
+installation_id = 67890
+private_key_file = "/run/secrets/gh.pem"
+orgs = ["acme"]
+"#;
+    let out = with_secret_files(snippet, dir.path());
+    let secret = |n: usize| std::fs::read_to_string(dir.path().join(format!("secret-{n}")));
+    assert_eq!(secret(1).expect("google's"), GOOGLE_KEY);
+    assert!(secret(9)
+        .expect("github's")
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let config = revoke_config::load_str(&out).expect("loads");
+    revoked::validate(&config).expect("validates");
 }
