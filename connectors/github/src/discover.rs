@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use revoke_core::{Account, ConnectorError, Discovery, ErrorClass, Finding, Subject};
+use revoke_core::{Account, ClientDomain, ConnectorError, Discovery, ErrorClass, Finding, Subject};
 use tracing::{debug, warn};
 
 use crate::client::Client;
@@ -315,6 +315,137 @@ pub async fn discover_many(
             accounts,
         });
     }
+    Ok(out)
+}
+
+/// A departing client's people on GitHub, as one discovery of the client: the outside
+/// collaborators whose public email (GitHub shows only a verified one) is at the client's
+/// domain, the people whose SAML identity is (with `saml_sso`), the `logins` table's entries
+/// for addresses at it, and pending org invitations sent to addresses at it. Each of them is then
+/// discovered as a person would be, in one scan per org, and every account says why it is the
+/// client's. Org members are taken only on a SAML identity or the logins table, never on a
+/// public email alone.
+pub async fn discover_client(
+    client: &Client,
+    cfg: &GithubConfig,
+    instance: &str,
+    subject: &Subject,
+    domain: &ClientDomain,
+) -> Result<Discovery, ConnectorError> {
+    // login -> why it is the client's
+    let mut people: BTreeMap<String, String> = BTreeMap::new();
+    let mut emails: BTreeSet<String> = BTreeSet::new();
+    for (who, login) in &cfg.logins {
+        if domain.matches_email(who) {
+            if !is_login(login) {
+                return Err(ConnectorError::permanent(
+                    "invalid_login",
+                    format!("the logins table gives {login:?} for {who}, expected a GitHub login (letters, digits, hyphens)"),
+                ));
+            }
+            people
+                .entry(login.to_ascii_lowercase())
+                .or_insert_with(|| format!("the logins table: {who}"));
+        }
+    }
+    for org in &cfg.orgs {
+        let org_path = format!("/orgs/{}", seg(org));
+        let Some(outside) = client
+            .list(&format!("{org_path}/outside_collaborators"))
+            .await?
+        else {
+            return Err(ConnectorError::permanent(
+                "org_not_found",
+                format!("organization {org:?} not found, or the credentials cannot see it"),
+            ));
+        };
+        for u in outside {
+            let login = u
+                .get("login")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !is_login(&login) || people.contains_key(&login) {
+                continue;
+            }
+            let Some(full) = client.get_opt(&format!("/users/{}", seg(&login))).await? else {
+                continue;
+            };
+            // Renamed between the two reads: the login now names someone else.
+            if UserRef::of(&full).map(|r| r.id) != UserRef::of(&u).map(|r| r.id) {
+                warn!(connector = %instance, login = %login, "outside collaborator renamed during discovery; left for the next plan");
+                continue;
+            }
+            if let Some(e) = full.get("email").and_then(serde_json::Value::as_str) {
+                if domain.matches_email(e) {
+                    people.insert(
+                        login,
+                        format!("outside collaborator of {org} with public email {e}"),
+                    );
+                }
+            }
+        }
+        if cfg.saml_sso {
+            for e in saml_identities(client, org, None, None).await? {
+                let at = std::iter::once(&e.name_id)
+                    .chain(&e.identifiers)
+                    .find(|i| domain.matches_email(i));
+                if let Some(i) = at {
+                    people
+                        .entry(e.login.clone())
+                        .or_insert_with(|| format!("SAML identity {i} in {org}"));
+                }
+            }
+        }
+        for inv in client
+            .list(&format!("{org_path}/invitations"))
+            .await?
+            .unwrap_or_default()
+        {
+            if let Some(e) = inv.get("email").and_then(serde_json::Value::as_str) {
+                if domain.matches_email(e) {
+                    emails.insert(e.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    // Each person of the client, as a subject of their own: by login, or by the invited email.
+    let persons: Vec<Subject> = people
+        .keys()
+        .map(|login| {
+            let mut s = Subject::new(format!("{}#{login}", subject.id));
+            s.usernames.insert(instance.to_string(), login.clone());
+            s
+        })
+        .chain(emails.iter().map(|e| {
+            let mut s = Subject::new(e.clone());
+            s.email = Some(e.clone());
+            s
+        }))
+        .collect();
+    let mut out = Discovery::not_found(instance, &subject.id);
+    if persons.is_empty() {
+        return Ok(out);
+    }
+    for d in discover_many(client, cfg, instance, &persons).await? {
+        for mut f in d.findings {
+            f.subject = subject.id.clone();
+            out.findings.push(f);
+        }
+        for mut a in d.accounts {
+            if let Some(why) = people.get(&a.name.to_ascii_lowercase()) {
+                a.matched_by = why.clone();
+            }
+            if !out.accounts.iter().any(|b| b.id == a.id) {
+                out.accounts.push(a);
+            }
+        }
+    }
+    out.findings
+        .sort_by(|a, b| (&a.kind, &a.target).cmp(&(&b.kind, &b.target)));
+    out.findings.dedup();
+    out.accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    out.found = !out.findings.is_empty();
     Ok(out)
 }
 

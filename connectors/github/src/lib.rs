@@ -118,13 +118,55 @@ impl Connector for GithubConnector {
         })
     }
 
-    /// One scan per org for all the subjects (see scan.rs), instead of one per person.
+    /// One scan per org for all the people (see scan.rs), instead of one per person; each
+    /// departing client on its own (see `discover::discover_client`).
     async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
-        discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
+        let people: Vec<Subject> = subjects
+            .iter()
+            .filter(|s| s.client_domain().is_none())
+            .cloned()
+            .collect();
+        let mut found =
+            discover::discover_many(&self.client, &self.cfg, &self.instance, &people).await?;
+        found.reverse();
+        let mut out = Vec::with_capacity(subjects.len());
+        for s in subjects {
+            match s.client_domain() {
+                Some(d) => out.push(
+                    discover::discover_client(&self.client, &self.cfg, &self.instance, s, d)
+                        .await?,
+                ),
+                None => out.extend(found.pop()),
+            }
+        }
+        Ok(out)
     }
 
-    fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
-        plan::plan(&self.cfg, discovery)
+    /// A client's discovery holds several people: each is planned as a person is.
+    fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
+        if subject.client_domain().is_none() {
+            return plan::plan(&self.cfg, discovery);
+        }
+        let mut by_login: std::collections::BTreeMap<&str, Discovery> = Default::default();
+        for f in &discovery.findings {
+            let login = f.attrs.get("login").map(String::as_str).unwrap_or("");
+            by_login
+                .entry(login)
+                .or_insert_with(|| Discovery {
+                    findings: Vec::new(),
+                    ..discovery.clone()
+                })
+                .findings
+                .push(f.clone());
+        }
+        by_login
+            .values()
+            .flat_map(|d| plan::plan(&self.cfg, d))
+            .collect()
+    }
+
+    fn takes_client_jobs(&self) -> bool {
+        true
     }
 
     async fn apply(

@@ -503,7 +503,10 @@ async fn the_leaver_is_one_account_pinned_by_user_id_with_every_identifier() {
         "token": null, "app_id": 5, "installation_id": 6, "private_key": app_key(),
         "saml_sso": true, "discovery": "rest",
     }));
-    assert_eq!(rest.discover_many(&s).await.expect("rest")[0].accounts, found[0].accounts);
+    assert_eq!(
+        rest.discover_many(&s).await.expect("rest")[0].accounts,
+        found[0].accounts
+    );
 
     // Known to HR by email only: found through the SAML identity, the same account.
     let by_email = conn
@@ -565,8 +568,14 @@ async fn a_login_renamed_and_taken_by_a_new_user_is_never_touched() {
         vec!["GET /users/dave"; acts.len() * 2],
         "the new dave is only looked up, never read or written as the leaver"
     );
-    assert!(env.gh.is_member("acme", "dave"), "the new user keeps his membership");
-    assert!(env.gh.is_member("acme", "dave-old"), "identity_changed: left for a new plan");
+    assert!(
+        env.gh.is_member("acme", "dave"),
+        "the new user keeps his membership"
+    );
+    assert!(
+        env.gh.is_member("acme", "dave-old"),
+        "identity_changed: left for a new plan"
+    );
     assert_eq!(env.gh.team_members("acme", "platform").len(), 3);
     env.assert_clean();
 }
@@ -582,7 +591,8 @@ async fn a_renamed_leaver_is_removed_under_his_new_login() {
     let s = [subject("E1", None, Some("dave"))];
     let found = conn.discover_many(&s).await.expect("discover");
     let acts = actions(&conn, "job-n", &s, &found);
-    env.gh.world(|w| w.rename_user("dave", "dave-old").map(|_| ()))
+    env.gh
+        .world(|w| w.rename_user("dave", "dave-old").map(|_| ()))
         .expect("rename");
     // Before apply, verify says what is still held, and by whom now.
     match conn.verify(&acts[0]).await.expect("verify") {
@@ -607,7 +617,9 @@ async fn a_renamed_leaver_is_removed_under_his_new_login() {
             "/repos/acme/api/collaborators/dave-old",
         ]
     );
-    assert!(naming(&env, from, "dave").iter().all(|r| r == "GET /users/dave"));
+    assert!(naming(&env, from, "dave")
+        .iter()
+        .all(|r| r == "GET /users/dave"));
     assert!(!env.gh.is_member("acme", "dave-old"));
     assert_eq!(env.gh.collaborators("acme", "api").len(), 1);
     assert!(env.gh.credential_authorizations("acme").is_empty());
@@ -626,10 +638,15 @@ async fn a_deleted_leaver_is_already_gone() {
     let s = [subject("E1", None, Some("dave"))];
     let found = conn.discover_many(&s).await.expect("discover");
     let acts = actions(&conn, "job-d", &s, &found);
-    env.gh.world(|w| w.delete_user("dave").map(|_| ())).expect("delete");
+    env.gh
+        .world(|w| w.delete_user("dave").map(|_| ()))
+        .expect("delete");
     let mutations = env.gh.mutations().len();
     let out = run(&conn, &acts).await;
-    assert!(out.iter().all(|(_, o)| *o == Outcome::AlreadyDone), "{out:?}");
+    assert!(
+        out.iter().all(|(_, o)| *o == Outcome::AlreadyDone),
+        "{out:?}"
+    );
     assert_eq!(env.gh.mutations().len(), mutations);
     // Unless the org itself is out of sight: that is no success.
     env.gh.remove_org("acme");
@@ -666,7 +683,10 @@ async fn an_outside_collaborator_with_a_pending_invitation_is_confirmed_on_its_o
         Outcome::Done
     );
     assert_eq!(env.gh.org_invitations("acme").len(), 1, "still pending");
-    assert_eq!(conn.verify(outside).await.expect("verify"), Verdict::Confirmed);
+    assert_eq!(
+        conn.verify(outside).await.expect("verify"),
+        Verdict::Confirmed
+    );
     assert!(matches!(
         conn.verify(member).await.expect("verify"),
         Verdict::NotConfirmed { .. }
@@ -916,4 +936,111 @@ fn every_graphql_document_is_valid_against_githubs_schema() {
     // The check can fail: a field GitHub does not have is refused.
     let wrong = vec![QUERIES[0].replace("membersWithRole", "membersWithRoles")];
     assert!(validate_graphql(&wrong).is_err());
+}
+
+/// A departing client (clientco.test): zed, a member through the client's SAML identity (spelt
+/// in capitals); ann and sub, outside collaborators whose public emails are at the domain and a
+/// subdomain of it; an invitation to a client address. Not the client's, and kept: a look-alike
+/// domain, a domain that merely starts with the client's, a collaborator with no public email,
+/// a member whose public email alone is at the client's domain, and our own people.
+fn seed_client(gh: &GithubStandin) {
+    gh.world(|w| {
+        let o = w.org("acme");
+        o.member("alice", Role::Admin)
+            .member("zed", Role::Member)
+            .member("mia", Role::Member);
+        o.team("platform").member("zed").member("alice");
+        o.repo("web")
+            .collaborator("ann", Permission::Push)
+            .collaborator("lookalike", Permission::Pull);
+        o.repo("api")
+            .collaborator("sub", Permission::Pull)
+            .collaborator("evil", Permission::Admin)
+            .collaborator("nomail", Permission::Push)
+            .collaborator("alice", Permission::Admin);
+        o.saml_identity("zed", "Zed@ClientCo.TEST");
+        o.saml_identity("alice", "alice@corp.example");
+        o.invite_email("new@clientco.test", Role::Member);
+        o.invite_email("other@corp.example", Role::Member);
+        w.set_public_email("ann", "ann@clientco.test");
+        w.set_public_email("sub", "sub@eu.clientco.test");
+        w.set_public_email("lookalike", "l@notclientco.test");
+        w.set_public_email("evil", "e@clientco.test.evil.test");
+        w.set_public_email("mia", "mia@clientco.test");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departing_client_loses_every_access_of_its_people_and_nobody_else_does() {
+    let env = env();
+    seed_client(&env.gh);
+    let conn = env.connector(json!({ "saml_sso": true }));
+    assert!(conn.takes_client_jobs());
+    let client =
+        Subject::client(revoke_core::ClientDomain::parse("ClientCo.test").expect("domain"));
+    // A person in the same batch is discovered as before, and apart from the client.
+    let s = [
+        client.clone(),
+        subject("E1", Some("alice@corp.example"), None),
+    ];
+    let found = conn.discover_many(&s).await.expect("discover");
+    assert_eq!(found[0].subject, "clientco.test");
+    assert_eq!(found[1].subject, "E1");
+    let mut names: Vec<&str> = found[0].accounts.iter().map(|a| a.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["ann", "new@clientco.test", "sub", "zed"]);
+    let why: Vec<&str> = found[0]
+        .accounts
+        .iter()
+        .map(|a| a.matched_by.as_str())
+        .collect();
+    assert!(
+        why.contains(&"outside collaborator of acme with public email sub@eu.clientco.test"),
+        "{why:#?}"
+    );
+    assert!(
+        why.contains(&"SAML identity zed@clientco.test in acme"),
+        "{why:#?}"
+    );
+    let proposed = conn.plan(&client, &found[0]);
+    let mut lines = render(&proposed);
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "contain cancel_org_invitation acme/invitations/1: cancel the invitation of new@clientco.test to acme".to_string(),
+            "contain remove_org_member acme/members/zed: remove zed from acme (member of the org)".into(),
+            "contain remove_outside_collaborator acme/outside_collaborators/ann: remove outside collaborator ann from every repository of acme (1)".into(),
+            "contain remove_outside_collaborator acme/outside_collaborators/sub: remove outside collaborator sub from every repository of acme (1)".into(),
+        ]
+        .map(|l| l.replace("invitations/1", &format!("invitations/{}", invitation_id(&env, "new@clientco.test")))),
+    );
+    let before = env.gh.mutations().len();
+    run(&conn, &actions(&conn, "job-client", &s[..1], &found[..1])).await;
+    assert_eq!(env.gh.mutations().len() - before, 4);
+    assert!(!env.gh.is_member("acme", "zed"));
+    let mut outside = env.gh.outside_collaborators("acme");
+    outside.sort();
+    assert_eq!(outside, ["evil", "lookalike", "nomail"]);
+    assert!(env.gh.is_member("acme", "mia") && env.gh.is_member("acme", "alice"));
+    let left: Vec<String> = env
+        .gh
+        .org_invitations("acme")
+        .into_iter()
+        .filter_map(|i| i.email)
+        .collect();
+    assert_eq!(left, ["other@corp.example"]);
+    // Nothing of the client is left: a new plan finds nothing to do.
+    let again = conn.discover_many(&s[..1]).await.expect("rediscover");
+    assert!(!again[0].found, "{:#?}", again[0]);
+    env.assert_clean();
+}
+
+fn invitation_id(env: &Env, email: &str) -> u64 {
+    env.gh
+        .org_invitations("acme")
+        .into_iter()
+        .find(|i| i.email.as_deref() == Some(email))
+        .map(|i| i.id)
+        .expect("invitation")
 }

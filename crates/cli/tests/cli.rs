@@ -477,6 +477,43 @@ fn injection_shaped_and_unknown_names_match_nothing_and_write_nothing() {
 }
 
 #[test]
+fn a_client_domain_is_checked_and_a_connector_that_cannot_take_it_is_named() {
+    let env = Env::new(PLACEHOLDER, "");
+    for bad in [
+        "*)(uid=*",
+        "../x",
+        "*",
+        "clientco",
+        "client co.test",
+        "\"x.test",
+    ] {
+        for cmd in ["plan", "apply"] {
+            let run = env.ctl(
+                &[cmd, "--client-domain", bad, "--auto-approve"]
+                    [..if cmd == "plan" { 3 } else { 4 }],
+            );
+            assert_eq!(run.code, 1, "{cmd} {bad}: {}{}", run.stdout, run.stderr);
+            assert!(
+                run.stderr.contains("--client-domain: expected "),
+                "{cmd} {bad}: {}",
+                run.stderr
+            );
+        }
+    }
+    // LDAP takes no client jobs: the plan refuses, naming what was searched; nothing is written.
+    let run = env.ctl(&["plan", "--client-domain", "ClientCo.test"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "client domain \"clientco.test\": no connector of policy \"default\" takes client jobs (corp-ldap)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!env.db().exists(), "nothing written");
+}
+
+#[test]
 fn the_last_member_of_a_group_fails_clearly_and_blocks_the_delete() {
     let env = Env::new("", "");
     let run = env.ctl(&["apply", "--user", "alice", "--auto-approve", "-o", "jsonl"]);

@@ -170,12 +170,14 @@ mod tests {
     #[test]
     fn client_domains_are_checked_and_lowercased() {
         assert_eq!(
-            ClientDomain::parse("ClientCo.COM.").unwrap().as_str(),
+            ClientDomain::parse("ClientCo.COM.")
+                .expect("test value")
+                .as_str(),
             "clientco.com"
         );
         assert_eq!(
             ClientDomain::parse("xn--bcher-kva.example")
-                .unwrap()
+                .expect("test value")
                 .as_str(),
             "xn--bcher-kva.example"
         );
@@ -205,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_client_domain_matches_itself_and_its_subdomains_only() {
-        let d = ClientDomain::parse("clientco.test").unwrap();
+        let d = ClientDomain::parse("clientco.test").expect("test value");
         for yes in [
             "a@clientco.test",
             "A@ClientCo.Test",
@@ -230,11 +232,14 @@ mod tests {
 
     #[test]
     fn a_client_subject_round_trips_and_a_forged_domain_does_not_load() {
-        let s = Subject::client(ClientDomain::parse("clientco.test").unwrap());
+        let s = Subject::client(ClientDomain::parse("clientco.test").expect("test value"));
         assert_eq!(s.id, "clientco.test");
-        let json = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<Subject>(&json).unwrap(), s);
-        let person: Subject = serde_json::from_str(r#"{"id":"alice"}"#).unwrap();
+        let json = serde_json::to_string(&s).expect("test value");
+        assert_eq!(
+            serde_json::from_str::<Subject>(&json).expect("test value"),
+            s
+        );
+        let person: Subject = serde_json::from_str(r#"{"id":"alice"}"#).expect("test value");
         assert_eq!(person.client_domain(), None);
         let forged = r#"{"id":"x","client_domain":"*)(uid=*"}"#;
         assert!(serde_json::from_str::<Subject>(forged).is_err());

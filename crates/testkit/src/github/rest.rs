@@ -421,14 +421,14 @@ async fn get_org(
     }
 }
 
-/// `public-user`: what anyone may read of an account (no email is public in this world)
-fn public_user(base: &str, id: u64, login: &str) -> Value {
+/// `public-user`: what anyone may read of an account (an email only where the profile shows one)
+fn public_user(base: &str, id: u64, login: &str, email: Option<&str>) -> Value {
     let mut v = user_of_type(base, id, login, "User");
     let created = time(seed_time(id % 100_000));
     merge(
         &mut v,
         json!({
-            "name": null, "company": null, "blog": "", "location": null, "email": null,
+            "name": null, "company": null, "blog": "", "location": null, "email": email,
             "hireable": null, "bio": null, "public_repos": 0, "public_gists": 0,
             "followers": 0, "following": 0, "created_at": created, "updated_at": created,
         }),
@@ -447,7 +447,9 @@ async fn get_user_by_id(
         return not_found();
     };
     match world.login_of(id) {
-        Some(login) => Json(public_user(&here.base, id, &login)).into_response(),
+        Some(login) => {
+            Json(public_user(&here.base, id, &login, world.public_email(id))).into_response()
+        }
         None => not_found(),
     }
 }
@@ -464,7 +466,7 @@ async fn get_user(
     }
     let id = world.user_id(&username);
     let login = world.login_of(id).unwrap_or(username);
-    Json(public_user(&here.base, id, &login)).into_response()
+    Json(public_user(&here.base, id, &login, world.public_email(id))).into_response()
 }
 
 async fn get_membership(

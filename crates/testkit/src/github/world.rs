@@ -644,9 +644,22 @@ pub struct World {
     pub(crate) orgs: BTreeMap<String, Org>,
     pub(crate) users: Users,
     pub(crate) ids: IdSource,
+    /// user id -> the public email of the profile (GitHub shows only a verified address)
+    pub(crate) public_emails: BTreeMap<u64, String>,
 }
 
 impl World {
+    /// Makes `email` the public email of `login`'s profile (it follows the account on a rename)
+    pub fn set_public_email(&mut self, login: &str, email: &str) {
+        let id = self.users.id(login);
+        self.public_emails.insert(id, email.to_owned());
+    }
+
+    /// The public email of the account with this id, if it shows one
+    pub fn public_email(&self, id: u64) -> Option<&str> {
+        self.public_emails.get(&id).map(String::as_str)
+    }
+
     /// The organization with this login, created when missing
     pub fn org(&mut self, login: &str) -> &mut Org {
         let ids = self.ids.clone();
