@@ -52,6 +52,14 @@ export const OPERATIONS = {
   "/gmail/v1/users/{userId}/settings/forwardingAddresses": ["get", "post"],
   "/apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}": ["get", "delete"],
   "/drive/v3/files": ["get"],
+  "/admin/directory/v1/customer/{customerId}/devices/mobile": ["get"],
+  "/admin/directory/v1/customer/{customerId}/devices/mobile/{resourceId}": ["get"],
+  "/admin/directory/v1/customer/{customerId}/devices/mobile/{resourceId}/action": ["post"],
+  "/admin/directory/v1/users/{userKey}/twoStepVerification/turnOff": ["post"],
+  "/drive/v3/files/{fileId}": ["get", "patch"],
+  "/drive/v3/files/{fileId}/permissions": ["get"],
+  "/drive/v3/files/{fileId}/permissions/{permissionId}": ["get", "delete"],
+  "/drive/v3/drives": ["get"],
 };
 
 /** Operations whose reference says the response body is empty on success (204) */
@@ -64,6 +72,9 @@ const EMPTY = new Set([
   "delete /admin/directory/v1/groups/{groupKey}/members/{memberKey}",
   "delete /admin/directory/v1/customer/{customer}/roleassignments/{roleAssignmentId}",
   "delete /apps/licensing/v1/product/{productId}/sku/{skuId}/user/{userId}",
+  "post /admin/directory/v1/customer/{customerId}/devices/mobile/{resourceId}/action",
+  "post /admin/directory/v1/users/{userKey}/twoStepVerification/turnOff",
+  "delete /drive/v3/files/{fileId}/permissions/{permissionId}",
 ]);
 
 const DOCS = ["admin.directory_v1", "admin.datatransfer_v1", "gmail.v1", "licensing.v1", "drive.v3"];
@@ -174,6 +185,11 @@ const errorResponse = (d) => ({ description: d, schema: { $ref: "#/definitions/G
 for (const [p, ops] of Object.entries(paths)) {
   for (const [m, op] of Object.entries(ops)) {
     if (m === "parameters") continue;
+    // A method that also takes uploads (Drive files.update) gets `consumes:
+    // application/octet-stream` from the converter, which is the /upload/ URI's; the path kept
+    // here takes the metadata as JSON (Drive's reference: "metadata URI, for metadata-only
+    // requests").
+    if (op.consumes?.includes("application/octet-stream")) op.consumes = ["application/json"];
     op.responses = { ...op.responses };
     if (EMPTY.has(`${m} ${p}`)) op.responses["204"] = { description: "If successful, the response body is empty" };
     op.responses["400"] = errorResponse("Invalid input, or Gmail's failedPrecondition for a suspended user");

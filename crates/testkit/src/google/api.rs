@@ -79,6 +79,29 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             get(get_licence).delete(delete_licence),
         )
         .route("/drive/v3/files", get(list_files))
+        .route("/drive/v3/files/{file}", get(get_file).patch(update_file))
+        .route("/drive/v3/files/{file}/permissions", get(list_permissions))
+        .route(
+            "/drive/v3/files/{file}/permissions/{perm}",
+            get(get_permission).delete(delete_permission),
+        )
+        .route("/drive/v3/drives", get(list_drives))
+        .route(
+            &format!("{D}/customer/{{customer}}/devices/mobile"),
+            get(list_mobile),
+        )
+        .route(
+            &format!("{D}/customer/{{customer}}/devices/mobile/{{id}}"),
+            get(get_mobile),
+        )
+        .route(
+            &format!("{D}/customer/{{customer}}/devices/mobile/{{id}}/action"),
+            post(mobile_action),
+        )
+        .route(
+            &format!("{D}/users/{{user}}/twoStepVerification/turnOff"),
+            post(turn_off_2sv),
+        )
 }
 
 pub(crate) async fn no_route() -> Response {
@@ -784,16 +807,178 @@ async fn delete_licence(
     empty()
 }
 
-/// `files.list` of the token's own files (`q` = `'me' in owners`, optionally `and trashed = false`)
+/// One clause of a Drive search: `'me' in owners`, `trashed = false`, `name = '...'`,
+/// `mimeType = '...'`, `'<id>' in parents`, `appProperties has { key='k' and value='v' }`; anything else is Google's 400 "Invalid Value"
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Clause {
+    MeOwner,
+    NotTrashed,
+    Name(String),
+    Mime(String),
+    Parent(String),
+    AppProperty(String, String),
+}
+
+/// A quoted Drive search value (`\'` is a quote)
+fn quoted(v: &str) -> Option<String> {
+    let v = v.trim();
+    let inner = v.strip_prefix('\'')?.strip_suffix('\'')?;
+    // Every quote inside must be escaped.
+    let bare = inner.replace("\\'", "");
+    (!bare.contains('\'')).then(|| inner.replace("\\'", "'"))
+}
+
+/// Splits a Drive search at its top-level ` and `s (not inside quotes or braces)
+fn split_and(text: &str) -> Vec<String> {
+    let (mut out, mut cur) = (Vec::new(), String::new());
+    let (mut depth, mut quoted, mut escaped) = (0u32, false, false);
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if !quoted && depth == 0 && chars[i..].iter().take(5).collect::<String>() == " and " {
+            out.push(std::mem::take(&mut cur));
+            i += 5;
+            continue;
+        }
+        match c {
+            '\\' if quoted && !escaped => escaped = true,
+            '\'' if !escaped => quoted = !quoted,
+            '{' if !quoted => depth += 1,
+            '}' if !quoted => depth = depth.saturating_sub(1),
+            _ => escaped = false,
+        }
+        if c != '\\' {
+            escaped = false;
+        }
+        cur.push(c);
+        i += 1;
+    }
+    out.push(cur);
+    out
+}
+
+fn drive_query(q: &str) -> Result<Vec<Clause>, ()> {
+    let mut out = Vec::new();
+    let text = q.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return Ok(out);
+    }
+    for c in split_and(&text) {
+        let c = c.trim();
+        let clause = if c == "'me' in owners" {
+            Clause::MeOwner
+        } else if c == "trashed = false" {
+            Clause::NotTrashed
+        } else if let Some(v) = c.strip_prefix("name = ") {
+            Clause::Name(quoted(v).ok_or(())?)
+        } else if let Some(v) = c.strip_prefix("mimeType = ") {
+            Clause::Mime(quoted(v).ok_or(())?)
+        } else if let Some(v) = c.strip_suffix(" in parents") {
+            Clause::Parent(quoted(v).ok_or(())?)
+        } else if let Some(inner) = c
+            .strip_prefix("appProperties has {")
+            .and_then(|x| x.strip_suffix('}'))
+        {
+            let parts = split_and(inner.trim());
+            let [k, v] = parts.as_slice() else {
+                return Err(());
+            };
+            let k = quoted(k.trim().strip_prefix("key=").ok_or(())?).ok_or(())?;
+            let v = quoted(v.trim().strip_prefix("value=").ok_or(())?).ok_or(())?;
+            Clause::AppProperty(k, v)
+        } else {
+            return Err(());
+        };
+        out.push(clause);
+    }
+    Ok(out)
+}
+
+/// The addresses (lowercase) of the user a token was issued for
+fn addresses_of(w: &World, subject: &str) -> Vec<String> {
+    w.find(subject)
+        .map(|u| {
+            std::iter::once(&u.primary_email)
+                .chain(u.aliases.iter())
+                .map(|a| a.to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_admin(w: &World, subject: &str) -> bool {
+    w.find(subject).is_some_and(|u| u.is_admin && !u.suspended)
+}
+
+/// The role a user holds on a shared drive
+fn drive_role(w: &World, drive: &str, subject: &str) -> Option<String> {
+    let mine = addresses_of(w, subject);
+    w.drives.get(drive)?.permissions.iter().find_map(|p| {
+        p.email
+            .as_ref()
+            .filter(|e| mine.contains(&e.to_ascii_lowercase()))
+            .map(|_| p.role.clone())
+    })
+}
+
+/// Whether a user can see a file: its owner, a user permission on one of their addresses, or a
+/// member of its shared drive
+fn can_see(w: &World, f: &super::DriveFile, subject: &str) -> bool {
+    let mine = addresses_of(w, subject);
+    let me = w.find(subject).map(|u| u.id.clone());
+    if f.owner.is_some() && f.owner == me {
+        return true;
+    }
+    if f.permissions.iter().any(|p| {
+        p.email
+            .as_ref()
+            .is_some_and(|e| mine.contains(&e.to_ascii_lowercase()))
+    }) {
+        return true;
+    }
+    f.drive_id
+        .as_ref()
+        .is_some_and(|d| drive_role(w, d, subject).is_some())
+}
+
+fn file_not_found(id: &str) -> Response {
+    google_error(
+        StatusCode::NOT_FOUND,
+        "notFound",
+        &format!("File not found: {id}."),
+    )
+}
+
+fn truthy(q: &[(String, String)], name: &str) -> bool {
+    param(q, name) == Some("true")
+}
+
+/// `files.list`: the token's own counted files (`'me' in owners`, [`User::drive_files`] of them,
+/// named `file N`), then the files and folders of [`World::files`] the token's user can see and
+/// the search matches; `corpora` `user` (My Drive and shared with me), `drive` (one shared drive,
+/// `driveId`), `allDrives` (both); the last two need `includeItemsFromAllDrives` and
+/// `supportsAllDrives`, as Google requires
 async fn list_files(State(s): S, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let q = query(&raw);
-    let wanted = param(&q, "q").map(|x| x.split_whitespace().collect::<Vec<_>>().join(" "));
-    let ok = matches!(
-        wanted.as_deref(),
-        Some("'me' in owners") | Some("'me' in owners and trashed = false")
-    );
-    if !ok {
+    let Ok(clauses) = drive_query(param(&q, "q").unwrap_or("")) else {
         return bad_request("Invalid Value");
+    };
+    let corpora = param(&q, "corpora").unwrap_or("user");
+    let all_drives = truthy(&q, "includeItemsFromAllDrives") && truthy(&q, "supportsAllDrives");
+    if !matches!(corpora, "user" | "drive" | "allDrives") {
+        return bad_request("Invalid Value");
+    }
+    if corpora != "user" && !all_drives {
+        return bad_request(
+            "The includeItemsFromAllDrives parameter must be set to true when the corpora parameter is drive or allDrives.",
+        );
+    }
+    let drive = param(&q, "driveId");
+    if (corpora == "drive") != drive.is_some() {
+        return bad_request(
+            "The driveId parameter must be specified if and only if corpora is set to drive.",
+        );
     }
     let Some(subject) = super::token_subject(&s, &headers) else {
         return google_error(StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials");
@@ -802,7 +987,36 @@ async fn list_files(State(s): S, headers: HeaderMap, RawQuery(raw): RawQuery) ->
     let Some(u) = w.find(&subject) else {
         return not_found("fileOwner");
     };
+    // The counted files: only a plain search of one's own files lists them.
+    let plain = clauses
+        .iter()
+        .all(|c| matches!(c, Clause::MeOwner | Clause::NotTrashed))
+        && clauses.contains(&Clause::MeOwner)
+        && corpora != "drive";
+    let counted = if plain { u.drive_files } else { 0 };
     let size = u.drive_bytes.checked_div(u.drive_files).unwrap_or(0);
+    let real: Vec<Value> = w
+        .files
+        .values()
+        .filter(|f| match (corpora, &f.drive_id) {
+            ("user", Some(_)) => false,
+            ("drive", d) => d.as_deref() == drive,
+            _ => true,
+        })
+        .filter(|f| can_see(&w, f, &subject))
+        .filter(|f| {
+            clauses.iter().all(|c| match c {
+                Clause::MeOwner => f.owner.as_deref() == Some(u.id.as_str()),
+                Clause::NotTrashed => true,
+                Clause::Name(n) => &f.name == n,
+                Clause::Mime(m) => &f.mime_type == m,
+                Clause::Parent(p) => f.parents.contains(p),
+                Clause::AppProperty(k, v) => f.app_properties.get(k) == Some(v),
+            })
+        })
+        .map(|f| w.file_json(f))
+        .collect();
+    let total = counted + real.len() as u64;
     let max = param(&q, "pageSize")
         .and_then(|m| m.parse::<u64>().ok())
         .unwrap_or(100)
@@ -810,19 +1024,444 @@ async fn list_files(State(s): S, headers: HeaderMap, RawQuery(raw): RawQuery) ->
     let offset = param(&q, "pageToken")
         .and_then(|p| p.parse::<u64>().ok())
         .unwrap_or(0);
-    let files: Vec<Value> = (offset..u.drive_files.min(offset + max))
+    let files: Vec<Value> = (offset..total.min(offset + max))
         .map(|n| {
-            json!({
-                "kind": "drive#file",
-                "id": format!("1{}f{n}", u.id),
-                "name": format!("file {n}"),
-                "size": size.to_string(),
-            })
+            if n < counted {
+                json!({
+                    "kind": "drive#file",
+                    "id": format!("1{}f{n}", u.id),
+                    "name": format!("file {n}"),
+                    "size": size.to_string(),
+                })
+            } else {
+                real[(n - counted) as usize].clone()
+            }
         })
         .collect();
     let mut out = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": files});
-    if offset + max < u.drive_files {
+    if offset + max < total {
         out["nextPageToken"] = json!((offset + max).to_string());
     }
     Json(out).into_response()
+}
+
+/// A file the token's user can see; a shared drive's file only with `supportsAllDrives`
+/// (Google answers 404 without it)
+fn visible_file(
+    w: &World,
+    id: &str,
+    subject: &str,
+    q: &[(String, String)],
+) -> Result<super::DriveFile, Box<Response>> {
+    let f = w
+        .files
+        .get(id)
+        .ok_or_else(|| Box::new(file_not_found(id)))?;
+    let admin = truthy(q, "useDomainAdminAccess") && is_admin(w, subject);
+    if (f.drive_id.is_some() && !truthy(q, "supportsAllDrives"))
+        || !(admin || can_see(w, f, subject))
+    {
+        return Err(Box::new(file_not_found(id)));
+    }
+    Ok(f.clone())
+}
+
+async fn get_file(
+    State(s): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let w = s.world();
+    match visible_file(&w, &id, &subject, &q) {
+        Ok(f) => Json(w.file_json(&f)).into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// `files.update`: `addParents`/`removeParents` (a move; into a shared drive it needs the
+/// drive's `organizer` role for a folder, `organizer` or `fileOrganizer` for a file, and takes
+/// the folder's contents along: the drive owns them from then on) and `appProperties`
+async fn update_file(
+    State(s): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let q = query(&raw);
+    let patch: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return bad_request("Invalid JSON payload received."),
+        }
+    };
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let mut w = s.world();
+    let f = match visible_file(&w, &id, &subject, &q) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let me = w.find(&subject).map(|u| u.id.clone());
+    let may_edit = f.owner.is_some() && f.owner == me
+        || f.drive_id
+            .as_ref()
+            .and_then(|d| drive_role(&w, d, &subject))
+            .is_some_and(|r| matches!(r.as_str(), "organizer" | "fileOrganizer" | "writer"));
+    if !may_edit {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "insufficientFilePermissions",
+            "The user does not have sufficient permissions for this file.",
+        );
+    }
+    let list = |k: &str| -> Vec<String> {
+        param(&q, k)
+            .map(|v| {
+                v.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (add, remove) = (list("addParents"), list("removeParents"));
+    if let Some(r) = remove.iter().find(|r| !f.parents.contains(r)) {
+        return bad_request(&format!("File {id} does not have parent {r}."));
+    }
+    // Where the new parent lives: a shared drive (its id, or a folder in it) or My Drive.
+    let mut target_drive = None;
+    for a in &add {
+        let d = if w.drives.contains_key(a) {
+            Some(a.clone())
+        } else if let Some(p) = w.files.get(a) {
+            p.drive_id.clone()
+        } else {
+            return file_not_found(a);
+        };
+        if let Some(d) = d {
+            if !truthy(&q, "supportsAllDrives") {
+                return file_not_found(a);
+            }
+            let role = drive_role(&w, &d, &subject);
+            let ok = match role.as_deref() {
+                Some("organizer") => true,
+                Some("fileOrganizer") => f.mime_type != super::FOLDER,
+                _ => false,
+            };
+            if !ok {
+                return google_error(
+                    StatusCode::FORBIDDEN,
+                    "teamDrivesFolderMoveInNotSupported",
+                    "Moving folders into shared drives requires the organizer role on the shared drive.",
+                );
+            }
+            target_drive = Some(d);
+        }
+    }
+    let mut parents: Vec<String> = f
+        .parents
+        .iter()
+        .filter(|p| !remove.contains(p))
+        .cloned()
+        .collect();
+    parents.extend(add.iter().cloned());
+    if parents.len() > 1 {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "cannotAddParent",
+            "Increasing the number of parents is not allowed.",
+        );
+    }
+    // The file and everything under it move into the drive.
+    let mut moved = vec![id.clone()];
+    if target_drive.is_some() {
+        let mut i = 0;
+        while i < moved.len() {
+            let parent = moved[i].clone();
+            moved.extend(
+                w.files
+                    .values()
+                    .filter(|x| x.parents.contains(&parent))
+                    .map(|x| x.id.clone()),
+            );
+            i += 1;
+        }
+    }
+    for m in &moved {
+        let d = target_drive.clone();
+        w.edit_file(m, |x| {
+            if let Some(d) = d {
+                x.drive_id = Some(d);
+                x.owner = None;
+                x.permissions.retain(|p| p.role != "owner");
+            }
+        });
+    }
+    let props = patch
+        .get("appProperties")
+        .and_then(Value::as_object)
+        .cloned();
+    w.edit_file(&id, |x| {
+        x.parents = parents;
+        for (k, v) in props.into_iter().flatten() {
+            match v.as_str() {
+                Some(v) => {
+                    x.app_properties.insert(k, v.to_owned());
+                }
+                None => {
+                    x.app_properties.remove(&k);
+                }
+            }
+        }
+    });
+    let f = w.files.get(&id).cloned();
+    match f {
+        Some(f) => Json(w.file_json(&f)).into_response(),
+        None => file_not_found(&id),
+    }
+}
+
+/// The permissions of a file or of a shared drive (a drive's id names its root), as the token's
+/// user sees them; a drive's with `useDomainAdminAccess` for an admin
+fn permissions_of(
+    w: &World,
+    id: &str,
+    subject: &str,
+    q: &[(String, String)],
+) -> Result<Vec<super::Permission>, Box<Response>> {
+    if let Some(d) = w.drives.get(id) {
+        let admin = truthy(q, "useDomainAdminAccess") && is_admin(w, subject);
+        if !truthy(q, "supportsAllDrives") || !(admin || drive_role(w, id, subject).is_some()) {
+            return Err(Box::new(file_not_found(id)));
+        }
+        return Ok(d.permissions.clone());
+    }
+    visible_file(w, id, subject, q).map(|f| f.permissions)
+}
+
+async fn list_permissions(
+    State(s): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let w = s.world();
+    match permissions_of(&w, &id, &subject, &q) {
+        Ok(ps) => Json(json!({
+            "kind": "drive#permissionList",
+            "permissions": ps.iter().map(World::permission_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(r) => *r,
+    }
+}
+
+fn permission_not_found(id: &str) -> Response {
+    google_error(
+        StatusCode::NOT_FOUND,
+        "notFound",
+        &format!("Permission not found: {id}."),
+    )
+}
+
+async fn get_permission(
+    State(s): S,
+    headers: HeaderMap,
+    Path((id, perm)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let w = s.world();
+    match permissions_of(&w, &id, &subject, &q) {
+        Ok(ps) => match ps.iter().find(|p| p.id == perm) {
+            Some(p) => Json(World::permission_json(p)).into_response(),
+            None => permission_not_found(&perm),
+        },
+        Err(r) => *r,
+    }
+}
+
+/// Deletes a permission (204); the owner's cannot be (403 `cannotDeletePermission`), and only
+/// the owner, a writer of a file, or a drive's organizer (or an admin with
+/// `useDomainAdminAccess`) may
+async fn delete_permission(
+    State(s): S,
+    headers: HeaderMap,
+    Path((id, perm)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let mut w = s.world();
+    let ps = match permissions_of(&w, &id, &subject, &q) {
+        Ok(ps) => ps,
+        Err(r) => return *r,
+    };
+    let Some(p) = ps.iter().find(|p| p.id == perm) else {
+        return permission_not_found(&perm);
+    };
+    if p.role == "owner" {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "cannotDeletePermission",
+            "The authenticated user cannot delete the owner's permission.",
+        );
+    }
+    let admin = truthy(&q, "useDomainAdminAccess") && is_admin(&w, &subject);
+    let me = w.find(&subject).map(|u| u.id.clone());
+    let allowed = admin
+        || match w.drives.get(&id) {
+            Some(_) => drive_role(&w, &id, &subject).as_deref() == Some("organizer"),
+            None => w.files.get(&id).is_some_and(|f| {
+                (f.owner.is_some() && f.owner == me)
+                    || f.drive_id
+                        .as_ref()
+                        .and_then(|d| drive_role(&w, d, &subject))
+                        .is_some_and(|r| matches!(r.as_str(), "organizer" | "fileOrganizer"))
+            }),
+        };
+    if !allowed {
+        return google_error(
+            StatusCode::FORBIDDEN,
+            "insufficientFilePermissions",
+            "The user does not have sufficient permissions for this file.",
+        );
+    }
+    if let Some(d) = w.drives.get_mut(&id) {
+        d.permissions.retain(|p| p.id != perm);
+    } else {
+        w.edit_file(&id, |f| f.permissions.retain(|p| p.id != perm));
+    }
+    empty()
+}
+
+/// `drives.list`: every shared drive with `useDomainAdminAccess` (an admin), else the token
+/// user's
+async fn list_drives(State(s): S, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    let q = query(&raw);
+    let subject = super::token_subject(&s, &headers).unwrap_or_default();
+    let w = s.world();
+    let admin = truthy(&q, "useDomainAdminAccess") && is_admin(&w, &subject);
+    let ids: Vec<&super::SharedDrive> = w
+        .drives
+        .values()
+        .filter(|d| admin || drive_role(&w, &d.id, &subject).is_some())
+        .collect();
+    let max = param(&q, "pageSize")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(1, 100);
+    let offset = param(&q, "pageToken")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = ids
+        .iter()
+        .skip(offset)
+        .take(max)
+        .map(|d| json!({"kind": "drive#drive", "id": d.id, "name": d.name}))
+        .collect();
+    let mut out = json!({"kind": "drive#driveList", "drives": page});
+    if offset + max < ids.len() {
+        out["nextPageToken"] = json!((offset + max).to_string());
+    }
+    Json(out).into_response()
+}
+
+/// `mobiledevices.list`; `query` knows `email:<address>` (the owner's, any case)
+async fn list_mobile(
+    State(s): S,
+    Path(customer): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = query(&raw);
+    let w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    let email = match param(&q, "query") {
+        None => None,
+        Some(text) => match text.trim().strip_prefix("email:") {
+            Some(e) if !e.is_empty() && !e.contains([' ', '*']) => Some(e.to_ascii_lowercase()),
+            _ => return bad_request("Invalid Input: query"),
+        },
+    };
+    let items: Vec<Value> = w
+        .mobile_devices
+        .values()
+        .filter(|d| {
+            email
+                .as_ref()
+                .is_none_or(|e| d.owner_emails.iter().any(|o| o.eq_ignore_ascii_case(e)))
+        })
+        .map(|d| w.mobile_json(d))
+        .collect();
+    let mut out = json!({"kind": "admin#directory#mobiledevices", "etag": "\"mobile\""});
+    if !items.is_empty() {
+        out["mobiledevices"] = json!(items);
+    }
+    Json(out).into_response()
+}
+
+async fn get_mobile(State(s): S, Path((customer, id)): Path<(String, String)>) -> Response {
+    let w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    match w.mobile_devices.get(&id) {
+        Some(d) => Json(w.mobile_json(d)).into_response(),
+        None => not_found("resourceId"),
+    }
+}
+
+/// `mobiledevices.action`: `admin_account_wipe` (status `ACCOUNT_WIPING`), `admin_remote_wipe`
+/// (`WIPING`), `approve`, `block`; every action is kept in [`super::MobileDevice::actions`]
+async fn mobile_action(
+    State(s): S,
+    Path((customer, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Invalid JSON payload received.");
+    };
+    let action = b["action"].as_str().unwrap_or("").to_owned();
+    let status = match action.as_str() {
+        "admin_account_wipe" => "ACCOUNT_WIPING",
+        "admin_remote_wipe" => "WIPING",
+        "approve" => "APPROVED",
+        "block" => "BLOCKED",
+        _ => return bad_request("Invalid Input: action"),
+    };
+    let mut w = s.world();
+    if !customer_ok(&w, &customer) {
+        return not_found("customer");
+    }
+    match w.mobile_devices.get_mut(&id) {
+        Some(d) => {
+            d.status = status.to_owned();
+            d.actions.push(action);
+            empty()
+        }
+        None => not_found("resourceId"),
+    }
+}
+
+/// `twoStepVerification.turnOff`: 204; a user not enrolled is a 400
+async fn turn_off_2sv(State(s): S, Path(user): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(id) = user_id(&w, &user) else {
+        return not_found("userKey");
+    };
+    if !w.users.get(&id).is_some_and(|u| u.two_sv) {
+        return bad_request("2-Step Verification is not enrolled for the user.");
+    }
+    w.edit(&id, |u| u.two_sv = false);
+    empty()
 }

@@ -56,7 +56,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 pub use world::{
-    Asp, Grant, Group, Member, Role, RoleAssignment, Transfer, User, World, DRIVE_APP_ID,
+    Asp, DriveFile, Grant, Group, Member, MobileDevice, Permission, Role, RoleAssignment,
+    SharedDrive, Transfer, User, World, DRIVE_APP_ID, FOLDER,
 };
 
 use crate::process::run;
@@ -415,7 +416,12 @@ fn scope_for(path: &str) -> Option<&'static str> {
 
 /// Who may call what: a token, its scope, its delegated subject (an admin for the Admin SDK and
 /// Licensing, the mailbox's user for Gmail); `Ok(subject)` or Google's refusal
-fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String, Box<Response>> {
+fn authorize(
+    shared: &Shared,
+    path: &str,
+    query: Option<&str>,
+    token: Option<&str>,
+) -> Result<String, Box<Response>> {
     let unauthenticated = || {
         google_error(
             StatusCode::UNAUTHORIZED,
@@ -461,7 +467,16 @@ fn authorize(shared: &Shared, path: &str, token: Option<&str>) -> Result<String,
             )));
         }
     } else if path.starts_with("/drive/") {
-        // Drive answers as the token's own user.
+        // Drive answers as the token's own user; `useDomainAdminAccess` only to an admin.
+        let as_admin =
+            query.is_some_and(|q| q.split('&').any(|kv| kv == "useDomainAdminAccess=true"));
+        if as_admin && !w.find(&subject).is_some_and(|u| u.is_admin && !u.suspended) {
+            return Err(Box::new(google_error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "The user does not have sufficient permissions (useDomainAdminAccess needs an administrator)",
+            )));
+        }
         if w.find(&subject).is_none_or(|u| u.suspended) {
             return Err(Box::new(google_error(
                 StatusCode::FORBIDDEN,
@@ -504,7 +519,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         subject = Some("token".to_owned());
         next.run(req).await
     } else {
-        match authorize(&shared, &path, token.as_deref()) {
+        match authorize(&shared, &path, query.as_deref(), token.as_deref()) {
             Err(refusal) => *refusal,
             Ok(sub) => {
                 subject = Some(sub);

@@ -50,6 +50,8 @@ pub struct User {
     pub is_admin: bool,
     /// 2-step verification enrolled
     pub two_sv: bool,
+    /// 2-step verification enforced on the user (by policy)
+    pub two_sv_enforced: bool,
     /// OAuth grants
     pub grants: Vec<Grant>,
     /// App passwords
@@ -148,6 +150,77 @@ pub struct Transfer {
     pub request_time: String,
 }
 
+/// One mobile device managed by Google's endpoint management (`admin#directory#mobiledevice`)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MobileDevice {
+    /// Google's id of the device in the API (`resourceId`)
+    pub resource_id: String,
+    /// The device's own id (`deviceId`)
+    pub device_id: String,
+    /// The owner's email addresses (`email`)
+    pub owner_emails: Vec<String>,
+    /// The model
+    pub model: String,
+    /// `ANDROID`, `IOS_SYNC`, ...
+    pub kind: String,
+    /// `APPROVED`; `ACCOUNT_WIPING` after `admin_account_wipe`, `WIPING` after `admin_remote_wipe`
+    pub status: String,
+    /// Every action received, in order
+    pub actions: Vec<String>,
+}
+
+/// One Drive permission (`drive#permission`)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// The permission id (for a user or group: the same id on every file)
+    pub id: String,
+    /// `user`, `group`, `domain` or `anyone`
+    pub kind: String,
+    /// The grantee's address, as Google holds it (`user` and `group`)
+    pub email: Option<String>,
+    /// The grantee domain (`domain`)
+    pub domain: Option<String>,
+    /// `owner`, `organizer`, `fileOrganizer`, `writer`, `commenter`, `reader`
+    pub role: String,
+}
+
+/// One Drive file or folder
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveFile {
+    /// The file id
+    pub id: String,
+    /// Its name
+    pub name: String,
+    /// `application/vnd.google-apps.folder` for a folder
+    pub mime_type: String,
+    /// The owner's user id (`None` in a shared drive, which owns its files)
+    pub owner: Option<String>,
+    /// The shared drive it is in
+    pub drive_id: Option<String>,
+    /// The parent folder (or drive, or `root-<owner id>` for My Drive's root)
+    pub parents: Vec<String>,
+    /// Its permissions, the owner's included
+    pub permissions: Vec<Permission>,
+    /// `appProperties`
+    pub app_properties: BTreeMap<String, String>,
+    /// Its size in bytes
+    pub size: u64,
+}
+
+/// One shared drive and its members
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedDrive {
+    /// The drive id (also the id of its root folder)
+    pub id: String,
+    /// Its name
+    pub name: String,
+    /// Its members
+    pub permissions: Vec<Permission>,
+}
+
+/// The mime type of a Drive folder
+pub const FOLDER: &str = "application/vnd.google-apps.folder";
+
 /// The domain
 #[derive(Debug, Clone)]
 pub struct World {
@@ -167,6 +240,14 @@ pub struct World {
     pub transfers: BTreeMap<String, Transfer>,
     /// How many reads a new transfer takes to complete
     pub transfer_polls: u32,
+    /// Mobile devices by resource id
+    pub mobile_devices: BTreeMap<String, MobileDevice>,
+    /// Drive files and folders by id (beside each user's counted `drive_files`)
+    pub files: BTreeMap<String, DriveFile>,
+    /// Shared drives by id
+    pub drives: BTreeMap<String, SharedDrive>,
+    /// The permission id of each grantee (`user:<email>`, `domain:<domain>`), the same on every file
+    pub permission_ids: BTreeMap<String, String>,
     next: u64,
 }
 
@@ -181,6 +262,10 @@ impl Default for World {
             role_assignments: BTreeMap::new(),
             transfers: BTreeMap::new(),
             transfer_polls: 2,
+            mobile_devices: BTreeMap::new(),
+            files: BTreeMap::new(),
+            drives: BTreeMap::new(),
+            permission_ids: BTreeMap::new(),
             next: 1,
         }
     }
@@ -209,6 +294,7 @@ impl World {
                 suspended: false,
                 is_admin: false,
                 two_sv: false,
+                two_sv_enforced: false,
                 grants: Vec::new(),
                 asps: Vec::new(),
                 sessions: 1,
@@ -368,7 +454,7 @@ impl World {
             "orgUnitPath": "/",
             "isMailboxSetup": true,
             "isEnrolledIn2Sv": u.two_sv,
-            "isEnforcedIn2Sv": false,
+            "isEnforcedIn2Sv": u.two_sv_enforced,
             "includeInGlobalAddressList": true,
         });
         if u.suspended {
@@ -481,5 +567,213 @@ impl World {
             n.drive_files += moved.0;
             n.drive_bytes += moved.1;
         }
+        // Google puts what it moved in a folder of the new owner's My Drive named after the old
+        // owner's address (Admin help, "Transfer Drive files to a new owner").
+        let old_email = self.users.get(&old).map(|u| u.primary_email.clone());
+        let own: Vec<String> = self
+            .files
+            .values()
+            .filter(|f| f.owner.as_deref() == Some(old.as_str()))
+            .map(|f| f.id.clone())
+            .collect();
+        if let (Some(email), true) = (old_email, moved.0 > 0 || !own.is_empty()) {
+            let folder = self.file(&new, &email);
+            self.edit_file(&folder, |f| f.mime_type = FOLDER.to_owned());
+            for id in own {
+                let perm = self.user_permission(&new, "owner");
+                self.edit_file(&id, |f| {
+                    f.owner = Some(new.clone());
+                    f.parents = vec![folder.clone()];
+                    f.permissions.retain(|p| p.role != "owner");
+                    if let Some(p) = perm {
+                        f.permissions.insert(0, p);
+                    }
+                });
+            }
+        }
+    }
+
+    /// The permission id of a grantee key (`user:<email>`, `group:<email>`, `domain:<domain>`)
+    pub fn permission_id(&mut self, key: &str) -> String {
+        let key = key.to_ascii_lowercase();
+        if let Some(id) = self.permission_ids.get(&key) {
+            return id.clone();
+        }
+        let id = if key.starts_with("domain:") {
+            format!("{}k", self.next_id(7_000_000_000_000_000))
+        } else {
+            self.next_id(1_000_000_000_000_000)
+        };
+        self.permission_ids.insert(key, id.clone());
+        id
+    }
+
+    /// A user's permission with this role (`None` for an unknown user)
+    pub fn user_permission(&mut self, user: &str, role: &str) -> Option<Permission> {
+        let email = self.users.get(user)?.primary_email.clone();
+        Some(Permission {
+            id: self.permission_id(&format!("user:{email}")),
+            kind: "user".to_owned(),
+            email: Some(email),
+            domain: None,
+            role: role.to_owned(),
+        })
+    }
+
+    /// A file in a user's My Drive (owner permission included); returns its id
+    pub fn file(&mut self, owner: &str, name: &str) -> String {
+        let id = format!("1F{}", self.next_id(0));
+        let perm = self.user_permission(owner, "owner");
+        self.files.insert(
+            id.clone(),
+            DriveFile {
+                id: id.clone(),
+                name: name.to_owned(),
+                mime_type: "application/vnd.google-apps.document".to_owned(),
+                owner: Some(owner.to_owned()),
+                drive_id: None,
+                parents: vec![format!("root-{owner}")],
+                permissions: perm.into_iter().collect(),
+                app_properties: BTreeMap::new(),
+                size: 1_024,
+            },
+        );
+        id
+    }
+
+    /// Changes one file
+    pub fn edit_file(&mut self, id: &str, f: impl FnOnce(&mut DriveFile)) {
+        if let Some(x) = self.files.get_mut(id) {
+            f(x);
+        }
+    }
+
+    /// Shares a file: `kind` `user`/`group` with an address, `domain` with a domain, `anyone`;
+    /// returns the permission id
+    pub fn share(&mut self, file: &str, kind: &str, grantee: &str, role: &str) -> String {
+        let id = match kind {
+            "anyone" => "anyoneWithLink".to_owned(),
+            "domain" => self.permission_id(&format!("domain:{grantee}")),
+            _ => self.permission_id(&format!("user:{grantee}")),
+        };
+        let p = Permission {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            email: matches!(kind, "user" | "group").then(|| grantee.to_owned()),
+            domain: (kind == "domain").then(|| grantee.to_owned()),
+            role: role.to_owned(),
+        };
+        self.edit_file(file, |f| f.permissions.push(p));
+        id
+    }
+
+    /// A shared drive with no member; returns its id
+    pub fn shared_drive(&mut self, name: &str) -> String {
+        let id = format!("0A{}Uk9PVA", self.next_id(0));
+        self.drives.insert(
+            id.clone(),
+            SharedDrive {
+                id: id.clone(),
+                name: name.to_owned(),
+                permissions: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// Makes a user a member of a shared drive (`organizer`, `fileOrganizer`, `writer`, ...);
+    /// returns the permission id
+    pub fn drive_member(&mut self, drive: &str, user: &str, role: &str) -> String {
+        let Some(p) = self.user_permission(user, role) else {
+            return String::new();
+        };
+        let id = p.id.clone();
+        if let Some(d) = self.drives.get_mut(drive) {
+            d.permissions.retain(|x| x.id != id);
+            d.permissions.push(p);
+        }
+        id
+    }
+
+    /// A mobile device of a user (its addresses as owner, status `APPROVED`); returns its resource id
+    pub fn mobile_device(&mut self, user: &str, model: &str, kind: &str) -> String {
+        let id = format!("AFiQxQ{}", self.next_id(0));
+        let emails = self
+            .users
+            .get(user)
+            .map(|u| vec![u.primary_email.clone()])
+            .unwrap_or_default();
+        self.mobile_devices.insert(
+            id.clone(),
+            MobileDevice {
+                resource_id: id.clone(),
+                device_id: format!("android-{id}"),
+                owner_emails: emails,
+                model: model.to_owned(),
+                kind: kind.to_owned(),
+                status: "APPROVED".to_owned(),
+                actions: Vec::new(),
+            },
+        );
+        id
+    }
+
+    /// The Directory API's MobileDevice resource
+    pub fn mobile_json(&self, d: &MobileDevice) -> Value {
+        json!({
+            "kind": "admin#directory#mobiledevice",
+            "etag": format!("\"{}-{}\"", d.resource_id, d.status),
+            "resourceId": d.resource_id,
+            "deviceId": d.device_id,
+            "email": d.owner_emails,
+            "name": d.owner_emails.iter().map(|e| e.split('@').next().unwrap_or("")).collect::<Vec<_>>(),
+            "model": d.model,
+            "type": d.kind,
+            "status": d.status,
+            "os": "Android 14",
+            "firstSync": "2025-01-06T09:00:00.000Z",
+            "lastSync": "2026-11-30T09:00:00.000Z",
+        })
+    }
+
+    /// The Drive API's Permission resource
+    pub fn permission_json(p: &Permission) -> Value {
+        let mut v = json!({"kind": "drive#permission", "id": p.id, "type": p.kind, "role": p.role});
+        if let Some(e) = &p.email {
+            v["emailAddress"] = json!(e);
+        }
+        if let Some(d) = &p.domain {
+            v["domain"] = json!(d);
+        }
+        v
+    }
+
+    /// The Drive API's File resource
+    pub fn file_json(&self, f: &DriveFile) -> Value {
+        let mut v = json!({
+            "kind": "drive#file",
+            "id": f.id,
+            "name": f.name,
+            "mimeType": f.mime_type,
+            "parents": f.parents,
+            "size": f.size.to_string(),
+            "trashed": false,
+            "permissions": f.permissions.iter().map(World::permission_json).collect::<Vec<_>>(),
+        });
+        if let Some(o) = f.owner.as_ref().and_then(|o| self.users.get(o)) {
+            let pid = self
+                .permission_ids
+                .get(&format!("user:{}", o.primary_email.to_ascii_lowercase()))
+                .cloned()
+                .unwrap_or_default();
+            v["owners"] = json!([{"kind": "drive#user", "emailAddress": o.primary_email, "permissionId": pid, "me": false}]);
+        }
+        if let Some(d) = &f.drive_id {
+            v["driveId"] = json!(d);
+        }
+        if !f.app_properties.is_empty() {
+            v["appProperties"] = json!(f.app_properties);
+        }
+        v
     }
 }
