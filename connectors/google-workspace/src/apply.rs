@@ -31,16 +31,26 @@ use crate::classify;
 use crate::client::{encode, Client, Who};
 use crate::config::GoogleConfig;
 use crate::discover::{
-    get_user, gmail_setting, is_drive_transfer, transfers, User, CALENDAR_APP_ID, DRIVE_APP_ID,
+    device_owned_by, drive_permissions, get_user, gmail_setting, is_drive_transfer, list_all,
+    transfers, User, CALENDAR_APP_ID, DRIVE_APP_ID, WIPED_STATUSES,
 };
 use crate::plan::{
-    DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
-    REMOVE_LICENCE, REMOVE_ROLE, SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER,
-    TRANSFER_DRIVE,
+    ARCHIVE_DRIVE, DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES,
+    REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE, SET_AUTO_REPLY, SET_FORWARDING,
+    SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
 };
 
 /// The journal entry of the Drive transfer (its value: Google's transfer id).
 pub const TRANSFER_ID: &str = "transfer_id";
+/// The journal entry of the archive move (its value: the id of the folder the transfer made).
+pub const ARCHIVE_FOLDER: &str = "archive_folder";
+/// The `appProperties` key that ties an archived folder to the leaver's pinned user id.
+pub const LEAVER_PROPERTY: &str = "revokedLeaverId";
+/// The `appProperties` key that holds the retention date on an archived folder.
+pub const RETAIN_PROPERTY: &str = "retainUntil";
+/// A Drive folder's mime type.
+pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
+
 /// The journal entry of a confirmed sign-out or backup-code invalidation (value: the user id).
 pub const CONFIRMED: &str = "done";
 
@@ -116,7 +126,13 @@ pub async fn apply(
     let kind = action.kind.0.as_str();
     if matches!(
         kind,
-        SIGN_OUT | INVALIDATE_BACKUP_CODES | SET_AUTO_REPLY | SET_FORWARDING | TRANSFER_DRIVE
+        SIGN_OUT
+            | INVALIDATE_BACKUP_CODES
+            | SET_AUTO_REPLY
+            | SET_FORWARDING
+            | TRANSFER_DRIVE
+            | WIPE_MOBILE_ACCOUNT
+            | ARCHIVE_DRIVE
     ) && journal.latest(CONFIRMED).await?.is_some()
     {
         return Ok(Outcome::AlreadyDone);
@@ -172,6 +188,16 @@ pub async fn apply(
                     reason: format!("{} {user_id} is gone; no mailbox to set", pin.id_kind),
                 })
             }
+            ARCHIVE_DRIVE => {
+                gone(client, pin).await?;
+                Err(ConnectorError::permanent(
+                    "user_gone",
+                    format!(
+                        "{} {user_id} is gone; what the transfer moved cannot be tied to it any more",
+                        pin.id_kind
+                    ),
+                ))
+            }
             _ => gone(client, pin).await,
         };
     };
@@ -195,6 +221,10 @@ pub async fn apply(
                 .unwrap_or(Outcome::AlreadyDone))
         }
         TRANSFER_DRIVE => transfer(ctx, action, user_id, journal).await,
+        WIPE_MOBILE_ACCOUNT => wipe_account(ctx, action, &user, journal).await,
+        TURN_OFF_2SV => turn_off_2sv(client, pin, &user).await,
+        ARCHIVE_DRIVE => archive(ctx, action, &user, journal).await,
+        REMOVE_SHARED_DRIVE => remove_drive_member(client, action, pin, &user).await,
         DELETE_USER => {
             let path = format!("{D}/users/{}", encode(user_id));
             let r = client.admin(Method::DELETE, &path, None).await?;
@@ -522,6 +552,379 @@ async fn forwarding(
     }
 }
 
+fn device_path(ctx: &Ctx<'_>, action: &Action) -> Result<String, ConnectorError> {
+    Ok(format!(
+        "{D}/customer/{}/devices/mobile/{}",
+        encode(&ctx.cfg.customer),
+        encode(param(action, "resource_id")?)
+    ))
+}
+
+/// The device as it is now, if it still names the pinned user (`Ok(None)`: gone); one that now
+/// names someone else is `target_changed`, and nothing is sent.
+async fn device_of(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user: &User,
+) -> Result<Option<Value>, ConnectorError> {
+    let client = ctx.client;
+    let path = device_path(ctx, action)?;
+    let r = client.admin(Method::GET, &path, None).await?;
+    match r.status {
+        404 => return Ok(None),
+        s if (200..300).contains(&s) => {}
+        _ => return Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+    }
+    let v = r
+        .json()
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a mobile device"))?;
+    if !device_owned_by(&v, &user.addresses()) {
+        return Err(ConnectorError::permanent(
+            "target_changed",
+            format!(
+                "GET {path}: the device now belongs to {:?}, not to {} ({}); nothing was sent",
+                v.get("email").cloned().unwrap_or(Value::Null),
+                user.primary_email,
+                user.id
+            ),
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// `admin_account_wipe` on one device of the pinned user: the work account goes, the device
+/// stays. A device gone, or already wiping or wiped, is done.
+async fn wipe_account(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user: &User,
+    journal: &dyn Journal,
+) -> Result<Outcome, ConnectorError> {
+    let client = ctx.client;
+    let Some(device) = device_of(ctx, action, user).await? else {
+        return Ok(Outcome::AlreadyDone);
+    };
+    if WIPED_STATUSES.contains(&text(&device, "status").as_str()) {
+        journal.record(CONFIRMED, &user.id).await?;
+        return Ok(Outcome::AlreadyDone);
+    }
+    let path = format!("{}/action", device_path(ctx, action)?);
+    let r = client
+        .admin(
+            Method::POST,
+            &path,
+            Some(&json!({ "action": "admin_account_wipe" })),
+        )
+        .await?;
+    match r.status {
+        s if (200..300).contains(&s) => {
+            journal.record(CONFIRMED, &user.id).await?;
+            Ok(Outcome::Done)
+        }
+        404 => Ok(Outcome::AlreadyDone),
+        _ => Err(classify::status(&Method::POST, &path, &r, client.backoff())),
+    }
+}
+
+async fn turn_off_2sv(
+    client: &Client,
+    pin: &AccountPin,
+    user: &User,
+) -> Result<Outcome, ConnectorError> {
+    if !user.two_sv {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let path = format!("{D}/users/{}/twoStepVerification/turnOff", encode(&user.id));
+    let r = client.admin(Method::POST, &path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        404 => gone(client, pin).await,
+        _ => Err(classify::status(&Method::POST, &path, &r, client.backoff())),
+    }
+}
+
+/// Escapes a value for a Drive search (`\` and `'`).
+fn drive_quote(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\'', "\\'")
+}
+
+/// The folders of the archive drive tied to this leaver by [`LEAVER_PROPERTY`], as `who`.
+async fn archived_folders(
+    client: &Client,
+    who: &Who,
+    drive: &str,
+    user_id: &str,
+) -> Result<Vec<Value>, ConnectorError> {
+    let q = format!(
+        "appProperties has {{ key='{LEAVER_PROPERTY}' and value='{}' }} and trashed = false",
+        drive_quote(user_id)
+    );
+    let path = format!(
+        "/drive/v3/files?corpora=drive&driveId={}&includeItemsFromAllDrives=true&supportsAllDrives=true&q={}&fields={}",
+        encode(drive),
+        encode(&q),
+        encode("nextPageToken,files(id,name,parents,driveId,appProperties)")
+    );
+    list_all(client, who, &path, "files").await
+}
+
+/// Whether a folder sits in the archive where planned, with the planned retention date.
+fn archived_as_planned(f: &Value, action: &Action) -> bool {
+    let p = |k: &str| action.params.get(k).map(String::as_str).unwrap_or("");
+    let in_parent = f
+        .get("parents")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(p("archive_parent"))));
+    let props = f.get("appProperties");
+    let prop = |k: &str| {
+        props
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    text(f, "driveId") == p("archive_drive_id")
+        && in_parent
+        && prop(LEAVER_PROPERTY) == p("user_id")
+        && prop(RETAIN_PROPERTY) == p("retain_until")
+}
+
+/// Moves the folder the transfer gave the new owner (named by Google after the leaver's
+/// address) into the archive shared drive, as the new owner, and stamps it with the leaver's id
+/// and the retention date. The folder id is journaled before the move; with none, a folder of
+/// the archive already stamped with the leaver's id is the move done by an attempt that died
+/// before its journal entry.
+async fn archive(
+    ctx: &Ctx<'_>,
+    action: &Action,
+    user: &User,
+    journal: &dyn Journal,
+) -> Result<Outcome, ConnectorError> {
+    let client = ctx.client;
+    let new_owner_id = param(action, "new_owner_id")?;
+    let drive = param(action, "archive_drive_id")?;
+    let parent = param(action, "archive_parent")?;
+    let folder_name = param(action, "folder_name")?;
+    let Some(owner) = get_user(client, new_owner_id)
+        .await?
+        .filter(|u| u.id == new_owner_id)
+    else {
+        return Err(ConnectorError::permanent(
+            "transfer_target_gone",
+            format!("the new owner {new_owner_id} is gone; nothing was sent"),
+        ));
+    };
+    let who = Who::DriveOwner(owner.primary_email.clone());
+    let fields = encode("id,name,parents,driveId,appProperties,mimeType");
+    let folder = match journal.latest(ARCHIVE_FOLDER).await? {
+        Some(id) => {
+            let path = format!(
+                "/drive/v3/files/{}?supportsAllDrives=true&fields={fields}",
+                encode(&id)
+            );
+            let r = client.send(&who, Method::GET, &path, None).await?;
+            match r.status {
+                404 => {
+                    return Err(ConnectorError::permanent(
+                        "archive_folder_gone",
+                        format!("the folder {id} the transfer made is gone; nothing was sent"),
+                    ))
+                }
+                s if (200..300).contains(&s) => r.json().ok_or_else(|| {
+                    classify::bad_response(&Method::GET, &path, "expected a file")
+                })?,
+                _ => return Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+            }
+        }
+        None => {
+            let done = archived_folders(client, &who, drive, &user.id).await?;
+            if let Some(f) = done.iter().find(|f| archived_as_planned(f, action)) {
+                journal.record(ARCHIVE_FOLDER, &text(f, "id")).await?;
+                journal.record(CONFIRMED, &text(f, "id")).await?;
+                return Ok(Outcome::AlreadyDone);
+            }
+            let q = format!(
+                "name = '{}' and mimeType = '{FOLDER_MIME}' and 'me' in owners and trashed = false",
+                drive_quote(folder_name)
+            );
+            let path = format!(
+                "/drive/v3/files?q={}&fields={}",
+                encode(&q),
+                encode("nextPageToken,files(id,name,parents,driveId,appProperties,mimeType)")
+            );
+            let found = list_all(client, &who, &path, "files").await?;
+            let f = match found.as_slice() {
+                [one] => one.clone(),
+                [] => match done.as_slice() {
+                    // In the archive already, stamped for this leaver: only the date differs.
+                    [one] => one.clone(),
+                    _ => {
+                        return Err(ConnectorError::permanent(
+                            "archive_folder_not_found",
+                            format!(
+                                "{} owns no folder {folder_name:?} (the one the Drive transfer makes) and the archive holds none for {}; nothing was sent",
+                                owner.primary_email, user.id
+                            ),
+                        ))
+                    }
+                },
+                many => {
+                    return Err(ConnectorError::permanent(
+                        "ambiguous_archive_folder",
+                        format!(
+                            "{} owns {} folders named {folder_name:?}; expected one, nothing was sent",
+                            owner.primary_email,
+                            many.len()
+                        ),
+                    ))
+                }
+            };
+            journal.record(ARCHIVE_FOLDER, &text(&f, "id")).await?;
+            f
+        }
+    };
+    if archived_as_planned(&folder, action) {
+        journal.record(CONFIRMED, &text(&folder, "id")).await?;
+        return Ok(Outcome::AlreadyDone);
+    }
+    let id = text(&folder, "id");
+    let current: Vec<String> = folder
+        .get("parents")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut path = format!("/drive/v3/files/{}?supportsAllDrives=true", encode(&id));
+    if !current.iter().any(|p| p == parent) {
+        path.push_str(&format!(
+            "&addParents={}&removeParents={}",
+            encode(parent),
+            encode(&current.join(","))
+        ));
+    }
+    let mut props = serde_json::Map::new();
+    props.insert(LEAVER_PROPERTY.into(), json!(user.id));
+    let retain = action
+        .params
+        .get("retain_until")
+        .map(String::as_str)
+        .unwrap_or("");
+    props.insert(
+        RETAIN_PROPERTY.into(),
+        if retain.is_empty() {
+            Value::Null
+        } else {
+            json!(retain)
+        },
+    );
+    let r = client
+        .send(
+            &who,
+            Method::PATCH,
+            &path,
+            Some(&json!({ "appProperties": props })),
+        )
+        .await?;
+    if !r.is_success() {
+        return Err(classify::status(
+            &Method::PATCH,
+            &path,
+            &r,
+            client.backoff(),
+        ));
+    }
+    journal.record(CONFIRMED, &id).await?;
+    info!(action_id = %action.id, folder = %id, archive = %drive, "drive transfer archived");
+    Ok(Outcome::Done)
+}
+
+fn drive_permission_path(action: &Action) -> Result<String, ConnectorError> {
+    Ok(format!(
+        "/drive/v3/files/{}/permissions/{}?supportsAllDrives=true&useDomainAdminAccess=true",
+        encode(param(action, "drive_id")?),
+        encode(param(action, "permission_id")?)
+    ))
+}
+
+/// A 404 on a shared drive's permission: the permission gone (done) or the drive gone
+/// (a container: permanent).
+fn drive_404(r: &classify::Reply, drive: &str) -> Result<Outcome, ConnectorError> {
+    if classify::message(&r.body).starts_with("File not found") {
+        return Err(ConnectorError::permanent(
+            "shared_drive_not_found",
+            format!(
+                "the shared drive {drive} is gone: 404 {}",
+                classify::message(&r.body)
+            ),
+        ));
+    }
+    Ok(Outcome::AlreadyDone)
+}
+
+/// Removes the pinned user's membership of a shared drive, as the admin with
+/// `useDomainAdminAccess`: only while the permission id still names one of the user's addresses
+/// and the address planned, and never the drive's last organizer.
+async fn remove_drive_member(
+    client: &Client,
+    action: &Action,
+    pin: &AccountPin,
+    user: &User,
+) -> Result<Outcome, ConnectorError> {
+    let drive = param(action, "drive_id")?;
+    let planned = param(action, "email")?;
+    let path = drive_permission_path(action)?;
+    let r = client.admin(Method::GET, &path, None).await?;
+    match r.status {
+        404 => return drive_404(&r, drive),
+        s if (200..300).contains(&s) => {}
+        _ => return Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+    }
+    let p = r
+        .json()
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a permission"))?;
+    let email = text(&p, "emailAddress");
+    if !email.eq_ignore_ascii_case(planned)
+        || !user.addresses().contains(&email.to_ascii_lowercase())
+    {
+        return Err(ConnectorError::permanent(
+            "target_changed",
+            format!(
+                "GET {path}: the permission now names {email:?}, not {planned:?} of {} {}; nothing was sent",
+                pin.id_kind, pin.id
+            ),
+        ));
+    }
+    if text(&p, "role") == "organizer" {
+        let organizers = drive_permissions(client, drive)
+            .await?
+            .iter()
+            .filter(|x| text(x, "role") == "organizer")
+            .count();
+        if organizers <= 1 {
+            return Err(ConnectorError::permanent(
+                "sole_organizer",
+                format!(
+                    "{email} is the only organizer of the shared drive {drive}: removing them would orphan it; add another organizer first (nothing was sent)"
+                ),
+            ));
+        }
+    }
+    let r = client.admin(Method::DELETE, &path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        404 => drive_404(&r, drive),
+        _ => Err(classify::status(
+            &Method::DELETE,
+            &path,
+            &r,
+            client.backoff(),
+        )),
+    }
+}
+
 fn text(v: &Value, k: &str) -> String {
     v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
 }
@@ -762,6 +1165,65 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
             .await
         }
         REMOVE_LICENCE => absent(licence_path(action, &user)?).await,
+        TURN_OFF_2SV => Ok(if user.two_sv {
+            not(format!(
+                "{} is still enrolled in 2-step verification",
+                user.primary_email
+            ))
+        } else {
+            Verdict::Confirmed
+        }),
+        WIPE_MOBILE_ACCOUNT => {
+            let path = device_path(ctx, action)?;
+            let r = client.admin(Method::GET, &path, None).await?;
+            match r.status {
+                404 => Ok(Verdict::Confirmed),
+                s if (200..300).contains(&s) => {
+                    let status = r.json().map(|v| text(&v, "status")).unwrap_or_default();
+                    Ok(if WIPED_STATUSES.contains(&status.as_str()) {
+                        Verdict::Confirmed
+                    } else {
+                        not(format!("the device {path} is {status}"))
+                    })
+                }
+                _ => Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+            }
+        }
+        ARCHIVE_DRIVE => {
+            let owner = param(action, "new_owner_id")?;
+            let Some(owner) = get_user(client, owner).await?.filter(|u| u.id == owner) else {
+                return Ok(not(format!("the new owner {owner} is gone")));
+            };
+            let found = archived_folders(
+                client,
+                &Who::DriveOwner(owner.primary_email),
+                param(action, "archive_drive_id")?,
+                user_id,
+            )
+            .await?;
+            Ok(if found.iter().any(|f| archived_as_planned(f, action)) {
+                Verdict::Confirmed
+            } else {
+                not(format!(
+                    "no folder of {user_id} in the archive {} with the retention date {:?}",
+                    param(action, "archive_drive_id")?,
+                    action
+                        .params
+                        .get("retain_until")
+                        .map(String::as_str)
+                        .unwrap_or("")
+                ))
+            })
+        }
+        REMOVE_SHARED_DRIVE => {
+            let path = drive_permission_path(action)?;
+            let r = client.admin(Method::GET, &path, None).await?;
+            match r.status {
+                404 => Ok(Verdict::Confirmed),
+                s if (200..300).contains(&s) => Ok(not(format!("{path} still exists"))),
+                _ => Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+            }
+        }
         other => Err(unknown(other)),
     }
 }

@@ -31,7 +31,7 @@ use tracing::{debug, info};
 
 use crate::auth::Signer;
 use crate::classify::{self, Reply};
-use crate::config::{key_file, GoogleConfig};
+use crate::config::{key_file, GoogleConfig, MobileDevices};
 
 /// The TLS settings: the system's roots, with the ring provider named explicitly.
 pub fn tls_config() -> Result<ClientConfig, String> {
@@ -71,6 +71,8 @@ pub enum Who {
     Mailbox(String),
     /// A user reading their own Drive (the files they own, for the transfer's plan).
     Drive(String),
+    /// The transfer's new owner moving what it received into the archive shared drive.
+    DriveOwner(String),
 }
 
 /// The scopes of Gmail calls: vacation (basic) and forwarding (sharing).
@@ -81,6 +83,10 @@ pub const GMAIL_SCOPES: &[&str] = &[
 
 /// The scope of the Drive read: file metadata only (what the leaver owns and its size).
 pub const DRIVE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/drive.metadata.readonly"];
+
+/// The scope of the archive move: Drive has no narrower scope that moves another app's files
+/// between drives.
+pub const DRIVE_WRITE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/drive"];
 
 /// The scopes the admin's token asks for, from what the config makes the connector do; the
 /// service account's domain-wide delegation must grant every one (docs/connectors/google-workspace.md).
@@ -100,6 +106,20 @@ pub fn admin_scopes(cfg: &GoogleConfig) -> Vec<&'static str> {
     }
     if !cfg.licences.is_empty() {
         s.push("https://www.googleapis.com/auth/apps.licensing");
+    }
+    match cfg.mobile_devices {
+        Some(MobileDevices::List) => {
+            s.push("https://www.googleapis.com/auth/admin.directory.device.mobile.readonly")
+        }
+        Some(MobileDevices::AccountWipe) => {
+            s.push("https://www.googleapis.com/auth/admin.directory.device.mobile.action")
+        }
+        None => {}
+    }
+    if cfg.remove_shared_drives {
+        // drives.list and permissions.delete with useDomainAdminAccess: `drive` is the only
+        // scope Google accepts for a permission's removal.
+        s.push("https://www.googleapis.com/auth/drive");
     }
     s
 }
@@ -361,6 +381,7 @@ impl Client {
             Who::Admin => (&self.admin, &self.admin_scopes),
             Who::Mailbox(m) => (m, GMAIL_SCOPES),
             Who::Drive(m) => (m, DRIVE_SCOPES),
+            Who::DriveOwner(m) => (m, DRIVE_WRITE_SCOPES),
         };
         let assertion = self
             .signer

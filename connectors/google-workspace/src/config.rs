@@ -63,6 +63,25 @@ pub struct GoogleConfig {
     pub remove_grants: bool,
     #[serde(default = "default_true")]
     pub delete_users: bool,
+    /// The leaver's mobile devices: `list` (discovery only) or `account_wipe` (also remove the
+    /// work account from each; a full device wipe is never sent). Not read without it.
+    #[serde(default)]
+    pub mobile_devices: Option<MobileDevices>,
+    /// Turn 2-step verification off for the leaver when enrolled (contain).
+    #[serde(default)]
+    pub turn_off_2sv: bool,
+    /// Move the folder the Drive transfer makes into this shared drive (the archive).
+    #[serde(default)]
+    pub archive_drive_id: Option<String>,
+    /// A folder inside the archive drive to move it into (default: the drive's root).
+    #[serde(default)]
+    pub archive_folder_id: Option<String>,
+    /// Days the archived files are kept: the date is in the plan and on the archived folder.
+    #[serde(default)]
+    pub retention_days: Option<u64>,
+    /// Remove the leaver from the shared drives they are a member of (revoke).
+    #[serde(default)]
+    pub remove_shared_drives: bool,
     /// The pace of this instance, shared by every job (Google: 2,400 per minute).
     #[serde(default = "default_rpm")]
     pub requests_per_minute: u64,
@@ -77,6 +96,16 @@ pub struct GoogleConfig {
     pub transfer_wait_secs: u64,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+}
+
+/// What is done with the leaver's mobile devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MobileDevices {
+    /// Listed in discovery, nothing sent.
+    List,
+    /// The work account removed from each device (`admin_account_wipe`).
+    AccountWipe,
 }
 
 fn default_true() -> bool {
@@ -124,6 +153,11 @@ impl GoogleConfig {
             .filter_map(|l| l.split_once('/'))
             .map(|(p, s)| (p.to_string(), s.to_string()))
             .collect()
+    }
+
+    /// Whether the leaver's mobile devices are read.
+    pub fn mobile(&self) -> bool {
+        self.mobile_devices.is_some()
     }
 
     /// Whether the plan touches the leaver's Gmail settings.
@@ -192,6 +226,12 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("remove_roles", KeyType::Bool),
     KeySpec::optional("remove_grants", KeyType::Bool),
     KeySpec::optional("delete_users", KeyType::Bool),
+    KeySpec::optional("mobile_devices", KeyType::Str),
+    KeySpec::optional("turn_off_2sv", KeyType::Bool),
+    KeySpec::optional("archive_drive_id", KeyType::Str),
+    KeySpec::optional("archive_folder_id", KeyType::Str),
+    KeySpec::optional("retention_days", KeyType::Int),
+    KeySpec::optional("remove_shared_drives", KeyType::Bool),
     KeySpec::optional("requests_per_minute", KeyType::Int),
     KeySpec::optional("backoff_ms", KeyType::Int),
     KeySpec::optional("transfer_poll_ms", KeyType::Int),
@@ -287,7 +327,44 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
             }
         }
     }
+    if let Some(m) = s("mobile_devices") {
+        if !matches!(m, "list" | "account_wipe") {
+            issues.push(ConfigIssue::new(
+                key("mobile_devices"),
+                format!("expected \"list\" or \"account_wipe\" (a full device wipe is never sent), found {m:?}"),
+            ));
+        }
+    }
+    for k in ["archive_drive_id", "archive_folder_id"] {
+        if let Some(id) = s(k) {
+            if !is_drive_id(id) {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    format!("expected a Drive id (letters, digits, - and _), found {id:?}"),
+                ));
+            }
+        }
+    }
+    if s("archive_drive_id").is_some() && s("transfer_to").is_none() {
+        issues.push(ConfigIssue::new(
+            key("archive_drive_id"),
+            "expected transfer_to with archive_drive_id (the archive holds what the transfer moved), found none",
+        ));
+    }
+    if s("archive_folder_id").is_some() && s("archive_drive_id").is_none() {
+        issues.push(ConfigIssue::new(
+            key("archive_folder_id"),
+            "expected archive_drive_id (the shared drive the folder is in) with archive_folder_id, found none",
+        ));
+    }
+    if table.get("retention_days").is_some() && s("archive_drive_id").is_none() {
+        issues.push(ConfigIssue::new(
+            key("retention_days"),
+            "expected archive_drive_id with retention_days (the date is kept on the archived folder), found none",
+        ));
+    }
     let ranges = [
+        ("retention_days", 1, 36_500),
         ("requests_per_minute", 1, 1_000_000),
         ("backoff_ms", 1, 600_000),
         ("transfer_poll_ms", 1, 600_000),
@@ -339,6 +416,14 @@ pub fn is_email(s: &str) -> bool {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     local_ok && domain_ok
+}
+
+/// A Drive file, folder or shared drive id: letters, digits, `-`, `_`.
+pub fn is_drive_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// An employee id (or customer id) revoked sends in a search: letters, digits, `.`, `_`, `-`.

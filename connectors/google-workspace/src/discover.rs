@@ -38,6 +38,19 @@ pub const GMAIL: &str = "gmail_settings";
 /// The Drive transfer to the configured owner (target `transfers/<old id>/to/<new id>`).
 pub const DRIVE_TRANSFER: &str = "drive_transfer";
 
+/// One mobile device of the user (target `devices/mobile/<resourceId>`).
+pub const MOBILE_DEVICE: &str = "mobile_device";
+/// The user's membership of a shared drive (target `drives/<drive id>/permissions/<permission id>`).
+pub const SHARED_DRIVE_MEMBER: &str = "shared_drive_member";
+/// A shared drive whose only organizer is the user: removing them would orphan it, so nothing
+/// is planned for it (target `drives/<drive id>`).
+pub const SOLE_ORGANIZER: &str = "shared_drive_sole_organizer";
+
+/// Device statuses after a wipe was asked for (Google documents no list; these are the values
+/// its API answers: `ACCOUNT_WIPING`, `ACCOUNT_WIPED` after an account wipe, `WIPING`, `WIPED`
+/// after a full one).
+pub const WIPED_STATUSES: &[&str] = &["ACCOUNT_WIPING", "ACCOUNT_WIPED", "WIPING", "WIPED"];
+
 /// What the pinned id is called in plans and errors.
 pub const ID_KIND: &str = "Google user id";
 
@@ -161,6 +174,7 @@ pub struct User {
     pub suspended: bool,
     pub is_admin: bool,
     pub two_sv: bool,
+    pub two_sv_enforced: bool,
 }
 
 impl User {
@@ -171,6 +185,14 @@ impl User {
                 .chain(self.aliases.iter().map(String::as_str))
                 .chain(self.external_ids.iter().map(String::as_str)),
         )
+    }
+
+    /// Every address, lowercase.
+    pub fn addresses(&self) -> Vec<String> {
+        std::iter::once(&self.primary_email)
+            .chain(self.aliases.iter())
+            .map(|a| a.to_ascii_lowercase())
+            .collect()
     }
 
     /// Whether it holds this email (any case) or id.
@@ -226,6 +248,10 @@ pub fn parse_user(v: &Value) -> Option<User> {
         is_admin: v.get("isAdmin").and_then(Value::as_bool).unwrap_or(false),
         two_sv: v
             .get("isEnrolledIn2Sv")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        two_sv_enforced: v
+            .get("isEnforcedIn2Sv")
             .and_then(Value::as_bool)
             .unwrap_or(false),
     })
@@ -428,6 +454,92 @@ pub async fn gmail_setting(
         .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a JSON object"))
 }
 
+/// The mobile devices whose owner addresses include one of the user's (Google's search by
+/// `email:` is checked here again: only a device that names the user is theirs).
+pub async fn mobile_devices_of(
+    client: &Client,
+    cfg: &GoogleConfig,
+    user: &User,
+) -> Result<Vec<Value>, ConnectorError> {
+    let path = format!(
+        "/admin/directory/v1/customer/{}/devices/mobile?query={}&projection=BASIC&maxResults=100",
+        encode(&cfg.customer),
+        encode(&format!("email:{}", user.primary_email))
+    );
+    let mine = user.addresses();
+    Ok(list_all(client, &Who::Admin, &path, "mobiledevices")
+        .await?
+        .into_iter()
+        .filter(|d| device_owned_by(d, &mine))
+        .collect())
+}
+
+/// Whether a device's `email` list names one of these (lowercase) addresses.
+pub fn device_owned_by(device: &Value, addresses: &[String]) -> bool {
+    device
+        .get("email")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .any(|e| addresses.contains(&e.to_ascii_lowercase()))
+        })
+}
+
+/// Every shared drive of the domain and its members (`drives.list` and `permissions.list` with
+/// `useDomainAdminAccess`, as the admin), read once for all the subjects.
+pub async fn shared_drives(client: &Client) -> Result<Vec<(Value, Vec<Value>)>, ConnectorError> {
+    let drives = list_all(
+        client,
+        &Who::Admin,
+        "/drive/v3/drives?useDomainAdminAccess=true&pageSize=100",
+        "drives",
+    )
+    .await?;
+    let mut out = Vec::with_capacity(drives.len());
+    for d in drives {
+        let perms = drive_permissions(client, &s(&d, "id")).await?;
+        out.push((d, perms));
+    }
+    Ok(out)
+}
+
+/// The members of one shared drive, as the admin.
+pub async fn drive_permissions(
+    client: &Client,
+    drive_id: &str,
+) -> Result<Vec<Value>, ConnectorError> {
+    let path = format!(
+        "/drive/v3/files/{}/permissions?supportsAllDrives=true&useDomainAdminAccess=true&pageSize=100&fields={}",
+        encode(drive_id),
+        encode("nextPageToken,permissions(id,type,emailAddress,domain,role)")
+    );
+    list_all(client, &Who::Admin, &path, "permissions").await
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`, `days` ahead.
+pub fn date_after(days: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    civil_date(now + days)
+}
+
+/// A day count since 1970-01-01 as `YYYY-MM-DD` (H. Hinnant's civil-from-days).
+pub fn civil_date(days: u64) -> String {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 fn finding(
     instance: &str,
     subject: &Subject,
@@ -458,6 +570,8 @@ pub async fn discover_many(
     let mut target: Option<User> = None;
     // The groups each group sits in, read once per group for all the subjects.
     let mut parents_of: HashMap<String, String> = HashMap::new();
+    // The shared drives and their members, read once for all the subjects.
+    let mut drives: Option<Vec<(Value, Vec<Value>)>> = None;
     let mut out = Vec::with_capacity(subjects.len());
     for subject in subjects {
         let mut d = Discovery::not_found(instance, subject.id.clone());
@@ -498,6 +612,7 @@ pub async fn discover_many(
                 ("suspended", user.suspended.to_string()),
                 ("is_admin", user.is_admin.to_string()),
                 ("two_sv", user.two_sv.to_string()),
+                ("two_sv_enforced", user.two_sv_enforced.to_string()),
             ],
         ));
         if cfg.remove_grants {
@@ -607,6 +722,75 @@ pub async fn discover_many(
                 ));
             }
         }
+        if cfg.mobile() {
+            for m in mobile_devices_of(client, cfg, &user).await? {
+                let rid = s(&m, "resourceId");
+                let owners: Vec<String> = m
+                    .get("email")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                d.findings.push(finding(
+                    instance,
+                    subject,
+                    MOBILE_DEVICE,
+                    format!("devices/mobile/{rid}"),
+                    &[
+                        ("user_id", uid.clone()),
+                        ("resource_id", rid.clone()),
+                        ("type", s(&m, "type")),
+                        ("model", s(&m, "model")),
+                        ("status", s(&m, "status")),
+                        ("owner_emails", owners.join(",")),
+                    ],
+                ));
+            }
+        }
+        if cfg.remove_shared_drives {
+            if drives.is_none() {
+                drives = Some(shared_drives(client).await?);
+            }
+            let mine = user.addresses();
+            for (drive, perms) in drives.iter().flatten() {
+                let did = s(drive, "id");
+                let organizers = perms.iter().filter(|p| s(p, "role") == "organizer").count();
+                for p in perms.iter().filter(|p| {
+                    s(p, "type") == "user"
+                        && mine.contains(&s(p, "emailAddress").to_ascii_lowercase())
+                }) {
+                    let role = s(p, "role");
+                    let sole = role == "organizer" && organizers == 1;
+                    let pid = s(p, "id");
+                    let (kind, target) = if sole {
+                        (SOLE_ORGANIZER, format!("drives/{did}"))
+                    } else {
+                        (
+                            SHARED_DRIVE_MEMBER,
+                            format!("drives/{did}/permissions/{pid}"),
+                        )
+                    };
+                    d.findings.push(finding(
+                        instance,
+                        subject,
+                        kind,
+                        target,
+                        &[
+                            ("user_id", uid.clone()),
+                            ("drive_id", did.clone()),
+                            ("drive_name", s(drive, "name")),
+                            ("permission_id", pid),
+                            ("email", s(p, "emailAddress")),
+                            ("role", role),
+                        ],
+                    ));
+                }
+            }
+        }
         for (product, sku) in cfg.licence_pairs() {
             if holds_licence(client, &product, &sku, &user.primary_email).await? {
                 d.findings.push(finding(
@@ -695,6 +879,15 @@ pub async fn discover_many(
                             last.map(|x| s(x, "overallTransferStatusCode"))
                                 .unwrap_or_default(),
                         ),
+                        // The date the retention is counted from: the day of discovery, so
+                        // the plan (pure) states the date it keeps the archive until.
+                        (
+                            "retain_until",
+                            cfg.retention_days
+                                .filter(|_| cfg.archive_drive_id.is_some())
+                                .map(date_after)
+                                .unwrap_or_default(),
+                        ),
                     ],
                 ));
             }
@@ -738,6 +931,10 @@ mod tests {
             assert!(!is_employee_id(bad), "{bad}");
         }
         assert!(is_user_id("104567890123456789012"));
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_792), "2026-12-05");
+        assert_eq!(civil_date(20_792 + 365), "2027-12-05");
+        assert_eq!(civil_date(11_016), "2000-02-29");
         assert!(!is_user_id("1045678901234567890"));
     }
 }

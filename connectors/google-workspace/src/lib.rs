@@ -26,17 +26,17 @@ use revoke_core::{
     Journal, Outcome, ProposedAction, Subject, Verdict,
 };
 
-pub use apply::{CONFIRMED, TRANSFER_ID};
+pub use apply::{ARCHIVE_FOLDER, CONFIRMED, LEAVER_PROPERTY, RETAIN_PROPERTY, TRANSFER_ID};
 pub use client::{admin_scopes, encode, GMAIL_SCOPES};
-pub use config::{is_email, is_employee_id, validate, GoogleConfig};
+pub use config::{is_email, is_employee_id, validate, GoogleConfig, MobileDevices};
 pub use discover::{
     ACCOUNT, APP_PASSWORD, DRIVE_APP_ID, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE,
-    OAUTH_GRANT, ROLE_ASSIGNMENT,
+    MOBILE_DEVICE, OAUTH_GRANT, ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER, SOLE_ORGANIZER,
 };
 pub use plan::{
-    DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES, REMOVE_GROUP,
-    REMOVE_LICENCE, REMOVE_ROLE, SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER,
-    TRANSFER_DRIVE,
+    ARCHIVE_DRIVE, DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES,
+    REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE, SET_AUTO_REPLY, SET_FORWARDING,
+    SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
 };
 
 /// The connector type name in config (`kind = "google-workspace"`).

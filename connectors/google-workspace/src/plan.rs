@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use revoke_core::{ActionKind, Discovery, Finding, Phase, ProposedAction};
 
-use crate::config::GoogleConfig;
+use crate::config::{GoogleConfig, MobileDevices};
 use crate::discover::{
-    ACCOUNT, APP_PASSWORD, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT,
-    ROLE_ASSIGNMENT,
+    ACCOUNT, APP_PASSWORD, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, MOBILE_DEVICE,
+    OAUTH_GRANT, ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER, WIPED_STATUSES,
 };
 
 pub const SET_AUTO_REPLY: &str = "set_auto_reply";
@@ -31,6 +31,10 @@ pub const REMOVE_GROUP: &str = "remove_group_membership";
 pub const REMOVE_ROLE: &str = "remove_role_assignment";
 pub const REMOVE_LICENCE: &str = "remove_licence";
 pub const DELETE_USER: &str = "delete_user";
+pub const WIPE_MOBILE_ACCOUNT: &str = "wipe_mobile_account";
+pub const TURN_OFF_2SV: &str = "turn_off_2sv";
+pub const ARCHIVE_DRIVE: &str = "archive_drive_files";
+pub const REMOVE_SHARED_DRIVE: &str = "remove_shared_drive_member";
 
 pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
     let mut out = Vec::new();
@@ -164,6 +168,49 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
         }
     }
 
+    if cfg.mobile_devices == Some(MobileDevices::AccountWipe) {
+        for f in d.findings.iter().filter(|f| f.kind == MOBILE_DEVICE) {
+            if WIPED_STATUSES.contains(&attr(f, "status").as_str()) {
+                continue;
+            }
+            out.push(action(
+                WIPE_MOBILE_ACCOUNT,
+                &f.target,
+                with(&[
+                    ("resource_id", attr(f, "resource_id")),
+                    ("owner_emails", attr(f, "owner_emails")),
+                ]),
+                Phase::Contain,
+                vec![suspend.clone()],
+                format!(
+                    "remove the work account of {who} from the {} device {:?} (account wipe only; the device itself is never wiped)",
+                    attr(f, "type"),
+                    attr(f, "model")
+                ),
+            ));
+            before_delete.push(key(WIPE_MOBILE_ACCOUNT, &f.target));
+        }
+    }
+    if cfg.turn_off_2sv && attr(account, "two_sv") == "true" {
+        let t = format!("{user_target}/twoStepVerification");
+        out.push(action(
+            TURN_OFF_2SV,
+            &t,
+            base.clone(),
+            Phase::Contain,
+            vec![suspend.clone()],
+            format!(
+                "turn 2-step verification off for {who}{}",
+                if attr(account, "two_sv_enforced") == "true" {
+                    " (enforced by policy: Google may refuse)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+        before_delete.push(key(TURN_OFF_2SV, &t));
+    }
+
     // Transfer: Drive to the configured owner.
     let mut transfer = None;
     if let Some(f) = d.findings.iter().find(|f| f.kind == DRIVE_TRANSFER) {
@@ -188,6 +235,38 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
         ));
         transfer = Some(key(TRANSFER_DRIVE, &f.target));
         before_delete.push(key(TRANSFER_DRIVE, &f.target));
+        if let Some(drive) = &cfg.archive_drive_id {
+            let t = format!("{}/archive", f.target);
+            let parent = cfg
+                .archive_folder_id
+                .clone()
+                .unwrap_or_else(|| drive.clone());
+            let retain = attr(f, "retain_until");
+            out.push(action(
+                ARCHIVE_DRIVE,
+                &t,
+                with(&[
+                    ("new_owner_id", attr(f, "new_owner_id")),
+                    ("new_owner_email", to.clone()),
+                    ("folder_name", who.clone()),
+                    ("archive_drive_id", drive.clone()),
+                    ("archive_parent", parent.clone()),
+                    ("retain_until", retain.clone()),
+                ]),
+                Phase::Transfer,
+                vec![key(TRANSFER_DRIVE, &f.target)],
+                format!(
+                    "move the folder {who:?} the transfer gives {to} into the archive shared drive {drive}{}{}",
+                    if parent != *drive { format!(" (folder {parent})") } else { String::new() },
+                    if retain.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", kept until {retain}")
+                    }
+                ),
+            ));
+            before_delete.push(key(ARCHIVE_DRIVE, &t));
+        }
     }
 
     // Revoke.
@@ -223,6 +302,25 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             format!("take the admin role {:?} from {who}", attr(f, "role_name")),
         ));
         before_delete.push(key(REMOVE_ROLE, &f.target));
+    }
+    for f in d.findings.iter().filter(|f| f.kind == SHARED_DRIVE_MEMBER) {
+        out.push(action(
+            REMOVE_SHARED_DRIVE,
+            &f.target,
+            with(&[
+                ("drive_id", attr(f, "drive_id")),
+                ("permission_id", attr(f, "permission_id")),
+                ("email", attr(f, "email")),
+            ]),
+            Phase::Revoke,
+            vec![],
+            format!(
+                "remove {who} ({}) from the shared drive {:?}",
+                attr(f, "role"),
+                attr(f, "drive_name")
+            ),
+        ));
+        before_delete.push(key(REMOVE_SHARED_DRIVE, &f.target));
     }
     for f in d.findings.iter().filter(|f| f.kind == LICENCE) {
         out.push(action(

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use revoke_connector_google_workspace::{
-    validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, DELETE_USER, DRIVE_TRANSFER,
-    GMAIL, GROUP_MEMBERSHIP, LICENCE, OAUTH_GRANT, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING,
-    SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID,
+    validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, ARCHIVE_DRIVE, DELETE_USER,
+    DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, MOBILE_DEVICE, OAUTH_GRANT,
+    REMOVE_SHARED_DRIVE, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING, SHARED_DRIVE_MEMBER,
+    SOLE_ORGANIZER, SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
 };
 use revoke_core::{
     Action, ActionId, Connector, ConnectorError, Discovery, JobId, Journal, JournalEntry,
@@ -776,4 +777,226 @@ async fn googles_refusals_over_http_are_classified() {
     conn.check().await.expect("after the wait it answers");
     // One token for the admin served every call of this connector.
     assert_eq!(conn.tokens_fetched(), 1);
+}
+
+/// Mobile devices (account wipe only), 2-step verification off, the transfer's folder archived
+/// with its retention date, and shared-drive memberships removed (never a drive's last
+/// organizer): applied end to end through Prism, read back, and a rerun writes nothing.
+#[tokio::test]
+async fn mobile_wipe_2sv_archive_and_shared_drives_end_to_end_then_a_rerun_writes_nothing() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let (phone, wiped, carols, archive_drive, projects, solo, real_file) = s.g.world(|w| {
+        let phone = w.mobile_device(&ids.alice, "Pixel 8", "ANDROID");
+        let wiped = w.mobile_device(&ids.alice, "iPhone 12", "IOS_SYNC");
+        if let Some(d) = w.mobile_devices.get_mut(&wiped) {
+            d.status = "ACCOUNT_WIPED".into();
+        }
+        let carol = w
+            .find("carol@example.com")
+            .map(|u| u.id.clone())
+            .unwrap_or_default();
+        let carols = w.mobile_device(&carol, "Pixel 7", "ANDROID");
+        let manager = w
+            .find("manager@example.com")
+            .map(|u| u.id.clone())
+            .unwrap_or_default();
+        let archive_drive = w.shared_drive("Leavers archive");
+        w.drive_member(&archive_drive, &ids.archive, "organizer");
+        let projects = w.shared_drive("Projects");
+        w.drive_member(&projects, &manager, "organizer");
+        w.drive_member(&projects, &ids.alice, "writer");
+        let solo = w.shared_drive("Alice's team");
+        w.drive_member(&solo, &ids.alice, "organizer");
+        w.drive_member(&solo, &manager, "reader");
+        let real_file = w.file(&ids.alice, "Q3 plan");
+        (
+            phone,
+            wiped,
+            carols,
+            archive_drive,
+            projects,
+            solo,
+            real_file,
+        )
+    });
+    let conn = connector(
+        &s,
+        json!({
+            "delete_users": false, "mobile_devices": "account_wipe", "turn_off_2sv": true,
+            "archive_drive_id": archive_drive, "retention_days": 90, "remove_shared_drives": true,
+        }),
+    );
+    let subj = subject("alice.smith@example.com");
+    let d = conn.discover(&subj).await.expect("discovery");
+    assert!(s.g.mutations().is_empty(), "discovery writes nothing");
+    let kinds = |k: &str| d.findings.iter().filter(|f| f.kind == k).count();
+    assert_eq!(
+        (
+            kinds(MOBILE_DEVICE),
+            kinds(SHARED_DRIVE_MEMBER),
+            kinds(SOLE_ORGANIZER)
+        ),
+        (2, 1, 1)
+    );
+    let all = actions(&d, &conn, &subj);
+    let planned = |k: &str| all.iter().filter(|a| a.kind.0 == k).collect::<Vec<_>>();
+    // The device wiped already gets no action; the sole organizer's drive gets none either.
+    assert_eq!(planned(WIPE_MOBILE_ACCOUNT).len(), 1);
+    assert_eq!(
+        planned(WIPE_MOBILE_ACCOUNT)[0].target,
+        format!("devices/mobile/{phone}")
+    );
+    assert_eq!(planned(TURN_OFF_2SV).len(), 1);
+    let remove = planned(REMOVE_SHARED_DRIVE);
+    assert_eq!(remove.len(), 1);
+    assert_eq!(remove[0].params["drive_id"], projects);
+    let archive = planned(ARCHIVE_DRIVE);
+    assert_eq!(archive.len(), 1);
+    let retain = archive[0].params["retain_until"].clone();
+    assert_eq!(retain.len(), 10, "a date: {retain}");
+    assert!(
+        archive[0].summary.contains(&format!("kept until {retain}")),
+        "{}",
+        archive[0].summary
+    );
+    assert_eq!(archive[0].phase, Phase::Transfer);
+
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::Done),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    s.g.world(|w| {
+        assert_eq!(w.mobile_devices[&phone].status, "ACCOUNT_WIPING");
+        assert_eq!(w.mobile_devices[&phone].actions, ["admin_account_wipe"]);
+        assert!(w.mobile_devices[&wiped].actions.is_empty());
+        assert!(w.mobile_devices[&carols].actions.is_empty());
+        assert!(!w.users[&ids.alice].two_sv);
+        let member = |drive: &str| {
+            w.drives[drive]
+                .permissions
+                .iter()
+                .any(|p| p.email.as_deref() == Some("alice.smith@example.com"))
+        };
+        assert!(
+            !member(&projects) && member(&solo),
+            "only the drive with another organizer"
+        );
+        // The folder the transfer made, with its contents, is in the archive, stamped.
+        let folder = w
+            .files
+            .values()
+            .find(|f| f.name == "alice.smith@example.com")
+            .expect("the transfer's folder");
+        assert_eq!(folder.drive_id.as_deref(), Some(archive_drive.as_str()));
+        assert_eq!(folder.parents, std::slice::from_ref(&archive_drive));
+        assert_eq!(folder.app_properties["retainUntil"], retain);
+        assert_eq!(folder.app_properties["revokedLeaverId"], ids.alice);
+        assert_eq!(
+            w.files[&real_file].drive_id.as_deref(),
+            Some(archive_drive.as_str())
+        );
+    });
+    assert!(
+        s.g.requests()
+            .iter()
+            .all(|r| !r.body.contains("admin_remote_wipe")),
+        "a full device wipe is never sent"
+    );
+    for a in &all {
+        let v = conn.verify(a).await.expect("verify");
+        if ![SET_AUTO_REPLY, SET_FORWARDING].contains(&a.kind.0.as_str()) {
+            assert_eq!(v, Verdict::Confirmed, "{} {}", a.kind, a.target);
+        }
+    }
+
+    s.g.clear_requests();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::AlreadyDone),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    // Without its journal, the archive finds its stamped folder: done, nothing sent.
+    let fresh = MemoryJournal::new();
+    assert_eq!(
+        conn.apply(archive[0], &archive[0].key, &fresh)
+            .await
+            .expect("archive"),
+        Outcome::AlreadyDone
+    );
+    let wipe = planned(WIPE_MOBILE_ACCOUNT)[0];
+    assert_eq!(
+        conn.apply(wipe, &wipe.key, &MemoryJournal::new())
+            .await
+            .expect("wipe"),
+        Outcome::AlreadyDone,
+        "a device wiping already is done"
+    );
+    assert_eq!(s.g.mutations(), vec![], "a rerun writes nothing");
+}
+
+/// A device or a shared-drive permission that names someone else at apply is left alone.
+#[tokio::test]
+async fn a_device_or_drive_permission_now_naming_someone_else_is_left_alone() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let (phone, projects) = s.g.world(|w| {
+        let phone = w.mobile_device(&ids.alice, "Pixel 8", "ANDROID");
+        let manager = w
+            .find("manager@example.com")
+            .map(|u| u.id.clone())
+            .unwrap_or_default();
+        let projects = w.shared_drive("Projects");
+        w.drive_member(&projects, &manager, "organizer");
+        w.drive_member(&projects, &ids.alice, "organizer");
+        (phone, projects)
+    });
+    let conn = connector(
+        &s,
+        json!({"mobile_devices": "account_wipe", "remove_shared_drives": true}),
+    );
+    let subj = subject("alice.smith@example.com");
+    let d = conn.discover(&subj).await.expect("discovery");
+    let all = actions(&d, &conn, &subj);
+    let wipe = all
+        .iter()
+        .find(|a| a.kind.0 == WIPE_MOBILE_ACCOUNT)
+        .expect("wipe");
+    let remove = all
+        .iter()
+        .find(|a| a.kind.0 == REMOVE_SHARED_DRIVE)
+        .expect("remove");
+    // The phone is re-enrolled to dave; the manager leaves the drive, alice is its last organizer.
+    s.g.world(|w| {
+        if let Some(d) = w.mobile_devices.get_mut(&phone) {
+            d.owner_emails = vec!["dave@example.com".into()];
+        }
+        if let Some(d) = w.drives.get_mut(&projects) {
+            d.permissions
+                .retain(|p| p.email.as_deref() != Some("manager@example.com"));
+        }
+    });
+    s.g.clear_requests();
+    let e = conn
+        .apply(wipe, &wipe.key, &MemoryJournal::new())
+        .await
+        .expect_err("not hers");
+    assert_eq!(e.code, "target_changed", "{e}");
+    let e = conn
+        .apply(remove, &remove.key, &MemoryJournal::new())
+        .await
+        .expect_err("last");
+    assert_eq!(e.code, "sole_organizer", "{e}");
+    assert_eq!(s.g.mutations(), vec![], "nothing was sent");
+    s.g.world(|w| assert_eq!(w.mobile_devices[&phone].status, "APPROVED"));
 }
