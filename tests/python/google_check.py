@@ -100,12 +100,16 @@ class Api:
 
 def refusal(e):
     details = e.error_details if isinstance(e.error_details, list) else []
-    return {
+    out = {
         "status": e.status_code,
         "message": e.reason,
         "reasons": [d.get("reason") for d in details if isinstance(d, dict)],
         "retried_by_google_client": _should_retry_response(e.status_code, e.content),
     }
+    if not out["reasons"]:
+        # Not Google's error body: keep what came, to tell who answered.
+        out["body"] = e.content.decode("utf-8", "replace")[:500]
+    return out
 
 
 def _document(name, version):
