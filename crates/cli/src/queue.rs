@@ -375,6 +375,7 @@ fn subject_of(ev: &NormalizedEvent) -> String {
         .clone()
         .or_else(|| ev.email.clone())
         .or_else(|| ev.employee_id.clone())
+        .or_else(|| ev.client_domain.clone())
         .unwrap_or_default()
 }
 
@@ -407,7 +408,7 @@ pub async fn import(
                     employee_id: ev.employee_id.clone(),
                     email: ev.email.clone(),
                     username: ev.username.clone(),
-                    client_domain: None,
+                    client_domain: ev.client_domain.clone(),
                     // A line without effective_at means now: leave it to the daemon, so that
                     // importing the file again sends the same body (a different body under the
                     // same idempotency key is a 409).

@@ -446,10 +446,25 @@ async fn record_event(
     let actor = format!("intake:{}", ev.source);
     match ev.kind {
         EventKind::Termination => {
+            if let Some(ours) = ev
+                .client_domain
+                .as_deref()
+                .and_then(|d| revoke_core::ClientDomain::parse(d).ok())
+                .and_then(|d| state.config.protected.domain_for(&d).map(str::to_string))
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "event {:?}: client domain {:?} overlaps the protected domain {ours:?}",
+                        ev.source_event_id,
+                        ev.client_domain.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
             let Some(new) = crate::state::job_from_event(ev, policy) else {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "expected an employee id, email or username in the event, found none",
+                    "expected an employee id, email, username or client domain in the event, found none",
                 ));
             };
             let risk = new.job.risk;
@@ -598,6 +613,7 @@ async fn submit_job(
         employee_id: req.employee_id.clone(),
         email: req.email.clone(),
         username: req.username.clone(),
+        client_domain: client.map(|d| d.to_string()),
         effective_at: req.effective_at.unwrap_or_else(|| now.fixed_offset()),
         reason: req.reason.clone(),
         department: None,
@@ -609,15 +625,7 @@ async fn submit_job(
         body_sha256,
         reply: None,
     };
-    let made = match client {
-        Some(domain) => Some(crate::state::job_for(
-            &ev,
-            &policy,
-            revoke_core::Subject::client(domain),
-        )),
-        None => crate::state::job_from_event(&ev, &policy),
-    };
-    let Some(mut new) = made else {
+    let Some(mut new) = crate::state::job_from_event(&ev, &policy) else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "expected an employee_id, email, username or client_domain, found none",

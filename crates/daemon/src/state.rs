@@ -70,6 +70,10 @@ impl AppState {
 /// The job a termination event asks for, and when it is due (`None` without any identifier).
 /// Used by intake, the API and `revokectl import`.
 pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
+    if let Some(d) = &ev.client_domain {
+        let domain = revoke_core::ClientDomain::parse(d).ok()?;
+        return Some(job_for(ev, policy, Subject::client(domain)));
+    }
     let id = ev
         .username
         .clone()
@@ -89,7 +93,7 @@ pub fn job_from_event(ev: &NormalizedEvent, policy: &str) -> Option<NewJob> {
 }
 
 /// The job an event asks for about `subject` (a person named by the event, or a client).
-pub fn job_for(ev: &NormalizedEvent, policy: &str, subject: Subject) -> NewJob {
+fn job_for(ev: &NormalizedEvent, policy: &str, subject: Subject) -> NewJob {
     let effective_at = ev.effective_at.with_timezone(&Utc);
     let risk = if ev.high_risk {
         Risk::High

@@ -210,6 +210,30 @@ fn a_client_domain_is_checked_at_the_api_and_a_job_no_connector_takes_fails_with
         );
         assert!(error.contains(expected), "api {data}: {answer}");
     }
+    // The same rules at intake (a Standard Webhooks source).
+    for (data, expected) in [
+        (
+            json!({ "client_domain": "eu.example.org" }),
+            "protected domain \"example.org\"",
+        ),
+        (
+            json!({ "client_domain": "*)(uid=*" }),
+            "client domain: expected",
+        ),
+        (
+            json!({ "client_domain": "clientco.test", "email": "a@clientco.test" }),
+            "found both",
+        ),
+    ] {
+        let (status, answer) = c.deliver(&d, &Delivery::termination(data.clone()), WEBHOOK_SECRET);
+        assert_eq!(status, 422, "intake {data}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(expected)),
+            "intake {data}: {answer}"
+        );
+    }
     let jobs = c.get_json(&d, "/api/v1/jobs");
     let listed = jobs.as_array().or(jobs["jobs"].as_array()).map(Vec::len);
     assert_eq!(listed, Some(0), "no job was made: {jobs:#}");

@@ -40,6 +40,10 @@ pub struct NormalizedEvent {
     pub email: Option<String>,
     /// The login (IdP username, SCIM id), as sent.
     pub username: Option<String>,
+    /// A departing client's email domain (checked, lowercase) instead of a person: set only by
+    /// the generic sources (Standard Webhooks, the import) and the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_domain: Option<String>,
     /// When access must end, with the offset it was given in (or of the configured zone).
     pub effective_at: DateTime<FixedOffset>,
     /// The termination reason, as sent; risk rules match on it.

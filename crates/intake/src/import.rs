@@ -13,10 +13,11 @@ use crate::norm::{build_event, exact_numbers, parse_bool, Draft};
 use crate::time::{from_unix, parse_effective, EFFECTIVE_EXPECTED};
 
 /// The columns (CSV) or keys (JSONL) an import line may have.
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "employee_id",
     "email",
     "username",
+    "client_domain",
     "effective_at",
     "reason",
     "department",
@@ -117,6 +118,31 @@ impl Ctx<'_> {
                     .map_err(|e| self.err(line, field, e.problem.to_string()))?;
             }
         }
+        d.client_domain = self.string(line, "client_domain", get("client_domain").as_ref())?;
+        if let Some(v) = d
+            .client_domain
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            revoke_core::ClientDomain::parse(v).map_err(|e| {
+                self.err(
+                    line,
+                    "client_domain",
+                    format!("expected {}, found {:?}", e.expected, e.found),
+                )
+            })?;
+            if [&d.employee_id, &d.email, &d.username]
+                .iter()
+                .any(|f| f.as_deref().is_some_and(|v| !v.trim().is_empty()))
+            {
+                return Err(self.err(
+                    line,
+                    "client_domain",
+                    "expected either a person (employee_id, email, username) or a client_domain, found both".to_string(),
+                ));
+            }
+        }
         d.reason = self.string(line, "reason", get("reason").as_ref())?;
         d.department = self.string(line, "department", get("department").as_ref())?;
         d.involuntary = self
@@ -164,7 +190,8 @@ impl Ctx<'_> {
         .map_err(|e| {
             let message = match e {
                 IntakeError::Unprocessable(_) => {
-                    "expected an employee_id, email or username, found none".to_string()
+                    "expected an employee_id, email, username or client_domain, found none"
+                        .to_string()
                 }
                 other => other.to_string(),
             };

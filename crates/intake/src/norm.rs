@@ -19,6 +19,8 @@ pub(crate) struct Draft {
     pub employee_id: Option<String>,
     pub email: Option<String>,
     pub username: Option<String>,
+    /// A departing client's email domain instead of a person (generic sources and imports).
+    pub client_domain: Option<String>,
     /// `None`: effective now.
     pub effective_at: Option<DateTime<FixedOffset>>,
     pub reason: Option<String>,
@@ -36,6 +38,7 @@ impl Draft {
             employee_id: None,
             email: None,
             username: None,
+            client_domain: None,
             effective_at: None,
             reason: None,
             department: None,
@@ -112,7 +115,23 @@ pub(crate) fn build_event(
             })?;
         }
     }
-    if employee_id.is_none() && email.is_none() && username.is_none() {
+    let client_domain = match clean(d.client_domain) {
+        None => None,
+        Some(_) if employee_id.is_some() || email.is_some() || username.is_some() => {
+            return Err(IntakeError::Unprocessable(format!(
+                "event {:?}: expected either a person (employee id, email, username) or a client domain, found both",
+                d.source_event_id
+            )));
+        }
+        Some(raw) => Some(
+            revoke_core::ClientDomain::parse(&raw)
+                .map_err(|e| {
+                    IntakeError::Unprocessable(format!("event {:?}: {e}", d.source_event_id))
+                })?
+                .to_string(),
+        ),
+    };
+    if employee_id.is_none() && email.is_none() && username.is_none() && client_domain.is_none() {
         return Err(IntakeError::Unprocessable(format!(
             "event {:?}: expected an employee id, email or username, found none",
             d.source_event_id
@@ -129,6 +148,7 @@ pub(crate) fn build_event(
         employee_id,
         email,
         username,
+        client_domain,
         effective_at: d.effective_at.unwrap_or_else(|| now.fixed_offset()),
         reason,
         department: department(d.department),

@@ -165,3 +165,70 @@ fn import_refuses_look_alikes_naming_line_and_field() {
         other => panic!("expected a line error, found {other:?}"),
     }
 }
+
+fn standard_webhook(body: &[u8]) -> Result<revoke_intake::Intake, revoke_intake::IntakeError> {
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let ts = now().timestamp();
+    let sig = revoke_intake::standard_webhooks_sign(WHSEC, "msg_client", ts, body).expect("signs");
+    let h = headers(&[
+        ("webhook-id", "msg_client"),
+        ("webhook-timestamp", &ts.to_string()),
+        ("webhook-signature", &sig),
+    ]);
+    post(
+        &source("standard_webhooks", json!({ "secret": WHSEC })),
+        &h,
+        body,
+    )
+}
+
+#[test]
+fn a_client_domain_is_taken_checked_and_never_mixed_with_a_person() {
+    let body = br#"{"type":"employee.terminated","data":{"client_domain":" ClientCo.TEST. "}}"#;
+    let e = one(standard_webhook(body));
+    assert_eq!(e.client_domain.as_deref(), Some("clientco.test"));
+    assert_eq!((e.employee_id, e.email, e.username), (None, None, None));
+    for (data, expected) in [
+        (
+            json!({"client_domain": "*)(uid=*"}),
+            "client domain: expected only ASCII",
+        ),
+        (json!({"client_domain": "../x"}), "client domain: expected"),
+        (json!({"client_domain": "clientco"}), "at least two labels"),
+        (
+            json!({"client_domain": "clientco.test", "email": "a@clientco.test"}),
+            "found both",
+        ),
+        (json!({"client_domain": ""}), "found none"),
+    ] {
+        let body = json!({"type": "employee.terminated", "data": data}).to_string();
+        let m = unprocessable(standard_webhook(body.as_bytes()));
+        assert!(m.contains(expected), "{data}: {m}");
+    }
+    let events = import(
+        "clients.csv",
+        "client_domain,reason\nClientCo.test,contract ended\n",
+    )
+    .expect("imports");
+    assert_eq!(events[0].client_domain.as_deref(), Some("clientco.test"));
+    for (text, expected) in [
+        ("client_domain\n../x\n", "expected only ASCII"),
+        (
+            "client_domain,email\nclientco.test,a@b.test\n",
+            "found both",
+        ),
+    ] {
+        match import("clients.csv", text) {
+            Err(ImportError::Line {
+                line,
+                field,
+                message,
+                ..
+            }) => {
+                assert_eq!((line, field.as_str()), (2, "client_domain"), "{message}");
+                assert!(message.contains(expected), "{message}");
+            }
+            other => panic!("{text}: expected a line error, found {other:?}"),
+        }
+    }
+}

@@ -146,7 +146,7 @@ fn errors_name_the_line_and_field() {
     .expect_err("no id");
     assert_eq!(
         err.to_string(),
-        "x.jsonl line 2: employee_id: expected an employee_id, email or username, found none"
+        "x.jsonl line 2: employee_id: expected an employee_id, email, username or client_domain, found none"
     );
 
     let err = parse_import(

@@ -109,6 +109,7 @@ pub(crate) fn handle(src: &Ctx<'_>, req: &Request<'_>) -> Result<Intake, IntakeE
     d.employee_id = opt_string(data.get("employee_id"), "data.employee_id")?;
     d.email = opt_string(data.get("email"), "data.email")?;
     d.username = opt_string(data.get("username"), "data.username")?;
+    d.client_domain = opt_string(data.get("client_domain"), "data.client_domain")?;
     d.effective_at = opt_time(data.get("effective_at"), "data.effective_at", src)?;
     d.reason = opt_string(data.get("reason"), "data.reason")?;
     d.department = opt_string(data.get("department"), "data.department")?;
