@@ -199,7 +199,11 @@ impl Prism {
                     let violations = Arc::new(Mutex::new(Vec::new()));
                     let front = Front {
                         prism: format!("http://127.0.0.1:{port}"),
-                        client: Client::builder(TokioExecutor::new()).build_http(),
+                        // Node closes an idle keep-alive connection after 5 s; a pooled one
+                        // reused as it closes is a 502. Drop ours well before that.
+                        client: Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(Duration::from_secs(2))
+                            .build_http(),
                         violations: violations.clone(),
                     };
                     let app = Router::new().fallback(forward).with_state(front);
