@@ -36,8 +36,9 @@ use crate::discover::{
 };
 use crate::plan::{
     ARCHIVE_DRIVE, DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES,
-    REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE, SET_AUTO_REPLY, SET_FORWARDING,
-    SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
+    REMOVE_CLIENT_PERMISSION, REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE,
+    SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV,
+    WIPE_MOBILE_ACCOUNT,
 };
 
 /// The journal entry of the Drive transfer (its value: Google's transfer id).
@@ -122,6 +123,9 @@ pub async fn apply(
     journal: &dyn Journal,
 ) -> Result<Outcome, ConnectorError> {
     debug!(connector = %ctx.instance, action_id = %action.id, key = %key, kind = %action.kind, "google workspace apply");
+    if action.kind.0 == REMOVE_CLIENT_PERMISSION {
+        return remove_client_permission(ctx, action).await;
+    }
     let (pin, user_id) = pinned(action)?;
     let kind = action.kind.0.as_str();
     if matches!(
@@ -876,7 +880,7 @@ async fn remove_drive_member(
     let drive = param(action, "drive_id")?;
     let planned = param(action, "email")?;
     let path = drive_permission_path(action)?;
-    let r = client.admin(Method::GET, &path, None).await?;
+    let r = client.send(&Who::AdminDrive, Method::GET, &path, None).await?;
     match r.status {
         404 => return drive_404(&r, drive),
         s if (200..300).contains(&s) => {}
@@ -912,7 +916,7 @@ async fn remove_drive_member(
             ));
         }
     }
-    let r = client.admin(Method::DELETE, &path, None).await?;
+    let r = client.send(&Who::AdminDrive, Method::DELETE, &path, None).await?;
     match r.status {
         s if (200..300).contains(&s) => Ok(Outcome::Done),
         404 => drive_404(&r, drive),
@@ -923,6 +927,162 @@ async fn remove_drive_member(
             client.backoff(),
         )),
     }
+}
+
+/// A client permission action: pinned to the permission id, which the plan's `permission_id`
+/// must agree with; who acts (the file's owner, or the admin on a shared drive) and where.
+struct ClientPermission<'a> {
+    pin: &'a AccountPin,
+    file: &'a str,
+    permission: &'a str,
+    who: Who,
+    query: &'static str,
+}
+
+fn client_permission(action: &Action) -> Result<ClientPermission<'_>, ConnectorError> {
+    let pin = action.pinned()?;
+    let permission = param(action, "permission_id")?;
+    if pin.id != permission {
+        return Err(ConnectorError::permanent(
+            "bad_action",
+            format!(
+                "{} {}: expected permission_id to be the pinned {} {}, found {permission}",
+                action.kind, action.target, pin.id_kind, pin.id
+            ),
+        ));
+    }
+    let on_drive = param(action, "on")? == "drive";
+    Ok(ClientPermission {
+        pin,
+        file: param(action, "file_id")?,
+        permission,
+        who: if on_drive {
+            Who::AdminDrive
+        } else {
+            Who::DriveOwner(param(action, "as_user")?.to_string())
+        },
+        query: if on_drive {
+            "supportsAllDrives=true&useDomainAdminAccess=true"
+        } else {
+            "supportsAllDrives=true"
+        },
+    })
+}
+
+/// Whether a permission as Google answers it still names what the plan saw: the same type and
+/// the same address or domain (any case).
+fn same_grantee(p: &Value, action: &Action) -> bool {
+    let want = |k: &str| action.params.get(k).map(String::as_str).unwrap_or("");
+    text(p, "type") == want("type")
+        && match want("type") {
+            "domain" => text(p, "domain").eq_ignore_ascii_case(want("domain")),
+            _ => text(p, "emailAddress").eq_ignore_ascii_case(want("email")),
+        }
+}
+
+/// Removes one permission of a departing client: only while its id still names the grantee
+/// the plan saw (a permission id that now names another address is left alone); 404 on the
+/// permission is done, on the file or drive a permanent `file_not_found`.
+async fn remove_client_permission(
+    ctx: &Ctx<'_>,
+    action: &Action,
+) -> Result<Outcome, ConnectorError> {
+    let client = ctx.client;
+    let c = client_permission(action)?;
+    let path = format!(
+        "/drive/v3/files/{}/permissions/{}?{}",
+        encode(c.file),
+        encode(c.permission),
+        c.query
+    );
+    let gone = |r: &classify::Reply| -> Result<Outcome, ConnectorError> {
+        if classify::message(&r.body).starts_with("File not found") {
+            return Err(ConnectorError::permanent(
+                "file_not_found",
+                format!(
+                    "{}: the file or drive is gone or not visible to the acting user: 404 {}",
+                    action.target,
+                    classify::message(&r.body)
+                ),
+            ));
+        }
+        Ok(Outcome::AlreadyDone)
+    };
+    let r = client.send(&c.who, Method::GET, &path, None).await?;
+    match r.status {
+        404 => return gone(&r),
+        s if (200..300).contains(&s) => {}
+        _ => return Err(classify::status(&Method::GET, &path, &r, client.backoff())),
+    }
+    let p = r
+        .json()
+        .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a permission"))?;
+    if !same_grantee(&p, action) {
+        let now = format!(
+            "{} {}{}",
+            text(&p, "type"),
+            text(&p, "emailAddress"),
+            text(&p, "domain")
+        );
+        return Err(c.pin.changed(now));
+    }
+    let r = client.send(&c.who, Method::DELETE, &path, None).await?;
+    match r.status {
+        s if (200..300).contains(&s) => Ok(Outcome::Done),
+        404 => gone(&r),
+        _ => Err(classify::status(
+            &Method::DELETE,
+            &path,
+            &r,
+            client.backoff(),
+        )),
+    }
+}
+
+/// Re-lists the file's (or drive's) permissions: none of the client's remains (any address or
+/// domain at the client's domain, not only the one pinned, is named in the detail).
+async fn verify_client_permission(
+    ctx: &Ctx<'_>,
+    action: &Action,
+) -> Result<Verdict, ConnectorError> {
+    let client = ctx.client;
+    let c = client_permission(action)?;
+    let path = format!(
+        "/drive/v3/files/{}/permissions?{}&pageSize=100&fields={}",
+        encode(c.file),
+        c.query,
+        encode("nextPageToken,permissions(id,type,emailAddress,domain,role)")
+    );
+    let perms = match list_all(client, &c.who, &path, "permissions").await {
+        Err(e) if e.code == "not_found" => {
+            return Ok(Verdict::NotConfirmed {
+                detail: format!(
+                    "{}: the file is not visible to the acting user",
+                    action.target
+                ),
+            })
+        }
+        r => r?,
+    };
+    let left: Vec<String> = perms
+        .iter()
+        .filter(|p| text(p, "id") == c.permission || same_grantee(p, action))
+        .map(|p| {
+            format!(
+                "{} {}{}",
+                text(p, "id"),
+                text(p, "emailAddress"),
+                text(p, "domain")
+            )
+        })
+        .collect();
+    Ok(if left.is_empty() {
+        Verdict::Confirmed
+    } else {
+        Verdict::NotConfirmed {
+            detail: format!("{} still has {}", c.file, left.join(", ")),
+        }
+    })
 }
 
 fn text(v: &Value, k: &str) -> String {
@@ -1052,6 +1212,9 @@ async fn transfer(
 /// Read-only. The verdict is about the pinned user: gone is confirmed for removals (a later user
 /// with the same address is another account, which verify does not judge).
 pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, ConnectorError> {
+    if action.kind.0 == REMOVE_CLIENT_PERMISSION {
+        return verify_client_permission(ctx, action).await;
+    }
     let (_, user_id) = pinned(action)?;
     let client = ctx.client;
     let user = get_user(client, user_id).await?.filter(|u| u.id == user_id);
@@ -1217,7 +1380,7 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
         }
         REMOVE_SHARED_DRIVE => {
             let path = drive_permission_path(action)?;
-            let r = client.admin(Method::GET, &path, None).await?;
+            let r = client.send(&Who::AdminDrive, Method::GET, &path, None).await?;
             match r.status {
                 404 => Ok(Verdict::Confirmed),
                 s if (200..300).contains(&s) => Ok(not(format!("{path} still exists"))),

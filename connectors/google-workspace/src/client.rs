@@ -71,8 +71,12 @@ pub enum Who {
     Mailbox(String),
     /// A user reading their own Drive (the files they own, for the transfer's plan).
     Drive(String),
-    /// The transfer's new owner moving what it received into the archive shared drive.
+    /// The transfer's new owner moving what it received into the archive shared drive; a file's
+    /// owner removing a departing client's share.
     DriveOwner(String),
+    /// The admin on shared drives (`useDomainAdminAccess`): a token of its own, with the `drive`
+    /// scope, fetched only when a shared drive is read or changed.
+    AdminDrive,
 }
 
 /// The scopes of Gmail calls: vacation (basic) and forwarding (sharing).
@@ -84,8 +88,8 @@ pub const GMAIL_SCOPES: &[&str] = &[
 /// The scope of the Drive read: file metadata only (what the leaver owns and its size).
 pub const DRIVE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/drive.metadata.readonly"];
 
-/// The scope of the archive move: Drive has no narrower scope that moves another app's files
-/// between drives.
+/// The scope of the archive move, a share's removal and the admin's shared-drive calls: Drive
+/// has no narrower scope that moves or unshares files another app made.
 pub const DRIVE_WRITE_SCOPES: &[&str] = &["https://www.googleapis.com/auth/drive"];
 
 /// The scopes the admin's token asks for, from what the config makes the connector do; the
@@ -115,11 +119,6 @@ pub fn admin_scopes(cfg: &GoogleConfig) -> Vec<&'static str> {
             s.push("https://www.googleapis.com/auth/admin.directory.device.mobile.action")
         }
         None => {}
-    }
-    if cfg.remove_shared_drives {
-        // drives.list and permissions.delete with useDomainAdminAccess: `drive` is the only
-        // scope Google accepts for a permission's removal.
-        s.push("https://www.googleapis.com/auth/drive");
     }
     s
 }
@@ -382,6 +381,7 @@ impl Client {
             Who::Mailbox(m) => (m, GMAIL_SCOPES),
             Who::Drive(m) => (m, DRIVE_SCOPES),
             Who::DriveOwner(m) => (m, DRIVE_WRITE_SCOPES),
+            Who::AdminDrive => (&self.admin, DRIVE_WRITE_SCOPES),
         };
         let assertion = self
             .signer

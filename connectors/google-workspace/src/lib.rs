@@ -30,13 +30,15 @@ pub use apply::{ARCHIVE_FOLDER, CONFIRMED, LEAVER_PROPERTY, RETAIN_PROPERTY, TRA
 pub use client::{admin_scopes, encode, GMAIL_SCOPES};
 pub use config::{is_email, is_employee_id, validate, GoogleConfig, MobileDevices};
 pub use discover::{
-    ACCOUNT, APP_PASSWORD, DRIVE_APP_ID, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE,
-    MOBILE_DEVICE, OAUTH_GRANT, ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER, SOLE_ORGANIZER,
+    ACCOUNT, APP_PASSWORD, CLIENT_DRIVE_PERMISSION, CLIENT_PERMISSION, DRIVE_APP_ID,
+    DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, LINK_SHARE, MOBILE_DEVICE, OAUTH_GRANT,
+    ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER, SOLE_ORGANIZER,
 };
 pub use plan::{
     ARCHIVE_DRIVE, DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES,
-    REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE, SET_AUTO_REPLY, SET_FORWARDING,
-    SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
+    REMOVE_CLIENT_PERMISSION, REMOVE_GROUP, REMOVE_LICENCE, REMOVE_ROLE, REMOVE_SHARED_DRIVE,
+    SET_AUTO_REPLY, SET_FORWARDING, SIGN_OUT, SUSPEND_USER, TRANSFER_DRIVE, TURN_OFF_2SV,
+    WIPE_MOBILE_ACCOUNT,
 };
 
 /// The connector type name in config (`kind = "google-workspace"`).
@@ -125,8 +127,16 @@ impl Connector for GoogleConnector {
         discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
     }
 
-    fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
-        plan::plan(&self.cfg, discovery)
+    fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
+        match subject.client_domain() {
+            Some(_) => plan::plan_client(&self.cfg, discovery),
+            None => plan::plan(&self.cfg, discovery),
+        }
+    }
+
+    /// A departing client's users, file shares and shared-drive memberships.
+    fn takes_client_jobs(&self) -> bool {
+        true
     }
 
     async fn apply(

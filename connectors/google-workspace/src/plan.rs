@@ -15,8 +15,9 @@ use revoke_core::{ActionKind, Discovery, Finding, Phase, ProposedAction};
 
 use crate::config::{GoogleConfig, MobileDevices};
 use crate::discover::{
-    ACCOUNT, APP_PASSWORD, DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, MOBILE_DEVICE,
-    OAUTH_GRANT, ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER, WIPED_STATUSES,
+    ACCOUNT, APP_PASSWORD, CLIENT_DRIVE_PERMISSION, CLIENT_PERMISSION, DRIVE_TRANSFER, GMAIL,
+    GROUP_MEMBERSHIP, LICENCE, MOBILE_DEVICE, OAUTH_GRANT, ROLE_ASSIGNMENT, SHARED_DRIVE_MEMBER,
+    WIPED_STATUSES,
 };
 
 pub const SET_AUTO_REPLY: &str = "set_auto_reply";
@@ -35,6 +36,104 @@ pub const WIPE_MOBILE_ACCOUNT: &str = "wipe_mobile_account";
 pub const TURN_OFF_2SV: &str = "turn_off_2sv";
 pub const ARCHIVE_DRIVE: &str = "archive_drive_files";
 pub const REMOVE_SHARED_DRIVE: &str = "remove_shared_drive_member";
+pub const REMOVE_CLIENT_PERMISSION: &str = "remove_client_permission";
+
+/// A departing client's plan: each of the client's users of our Workspace planned as a leaver
+/// (their files transferred first), then every permission of the client removed (revoke), a
+/// permission on a file a client user owned after that user's transfer, acting as the new owner.
+pub fn plan_client(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
+    let attr = |f: &Finding, k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut transfers: BTreeMap<String, (ActionKind, String)> = BTreeMap::new();
+    for account in d.findings.iter().filter(|f| f.kind == ACCOUNT) {
+        let uid = attr(account, "user_id");
+        let mut person = Discovery::not_found(d.connector.clone(), d.subject.clone());
+        person.findings = d
+            .findings
+            .iter()
+            .filter(|f| f.attrs.get("user_id") == Some(&uid))
+            .cloned()
+            .collect();
+        for p in plan(cfg, &person) {
+            if p.kind.0 == TRANSFER_DRIVE {
+                transfers.insert(uid.clone(), (p.kind.clone(), p.target.clone()));
+            }
+            out.push(p);
+        }
+    }
+    let who = |f: &Finding| match attr(f, "type").as_str() {
+        "domain" => format!("the domain {}", attr(f, "domain")),
+        t => format!("the {t} {}", attr(f, "email")),
+    };
+    for f in d.findings.iter().filter(|f| f.kind == CLIENT_PERMISSION) {
+        let owner_is_client = attr(f, "owner_is_client") == "true";
+        let transfer = transfers.get(&attr(f, "owner_id")).cloned();
+        // A client user's file changes owner in the transfer: the new owner removes the share.
+        let (as_user, after) = match (&cfg.transfer_to, owner_is_client, transfer) {
+            (Some(to), true, Some(t)) => (to.clone(), vec![t]),
+            _ => (attr(f, "owner_email"), vec![]),
+        };
+        out.push(ProposedAction {
+            kind: ActionKind::from(REMOVE_CLIENT_PERMISSION),
+            target: f.target.clone(),
+            params: [
+                ("on", "file".to_string()),
+                ("file_id", attr(f, "file_id")),
+                ("permission_id", attr(f, "permission_id")),
+                ("type", attr(f, "type")),
+                ("email", attr(f, "email")),
+                ("domain", attr(f, "domain")),
+                ("as_user", as_user),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            phase: Phase::Revoke,
+            after,
+            summary: format!(
+                "remove the {} share of {} on {:?} (owned by {})",
+                attr(f, "role"),
+                who(f),
+                attr(f, "file_name"),
+                attr(f, "owner_email")
+            ),
+            account: attr(f, "permission_id"),
+            delay: None,
+        });
+    }
+    for f in d
+        .findings
+        .iter()
+        .filter(|f| f.kind == CLIENT_DRIVE_PERMISSION)
+    {
+        out.push(ProposedAction {
+            kind: ActionKind::from(REMOVE_CLIENT_PERMISSION),
+            target: f.target.clone(),
+            params: [
+                ("on", "drive".to_string()),
+                ("file_id", attr(f, "drive_id")),
+                ("permission_id", attr(f, "permission_id")),
+                ("type", attr(f, "type")),
+                ("email", attr(f, "email")),
+                ("domain", attr(f, "domain")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            phase: Phase::Revoke,
+            after: vec![],
+            summary: format!(
+                "remove {} ({}) from the shared drive {:?}",
+                who(f),
+                attr(f, "role"),
+                attr(f, "drive_name")
+            ),
+            account: attr(f, "permission_id"),
+            delay: None,
+        });
+    }
+    out
+}
 
 pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
     let mut out = Vec::new();

@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use revoke_connector_google_workspace::{
-    validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, ARCHIVE_DRIVE, DELETE_USER,
-    DRIVE_TRANSFER, GMAIL, GROUP_MEMBERSHIP, LICENCE, MOBILE_DEVICE, OAUTH_GRANT,
+    validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, ARCHIVE_DRIVE,
+    CLIENT_DRIVE_PERMISSION, CLIENT_PERMISSION, DELETE_USER, DRIVE_TRANSFER, GMAIL,
+    GROUP_MEMBERSHIP, LICENCE, LINK_SHARE, MOBILE_DEVICE, OAUTH_GRANT, REMOVE_CLIENT_PERMISSION,
     REMOVE_SHARED_DRIVE, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING, SHARED_DRIVE_MEMBER,
     SOLE_ORGANIZER, SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
 };
 use revoke_core::{
-    Action, ActionId, Connector, ConnectorError, Discovery, JobId, Journal, JournalEntry,
-    MemoryJournal, Outcome, Phase, Protected, Subject, Verdict,
+    Action, ActionId, ClientDomain, Connector, ConnectorError, Discovery, JobId, Journal,
+    JournalEntry, MemoryJournal, Outcome, Phase, Protected, Subject, Verdict,
 };
 use revoke_testkit::google::GoogleStandin;
 use revoke_testkit::Prism;
@@ -999,4 +1000,188 @@ async fn a_device_or_drive_permission_now_naming_someone_else_is_left_alone() {
     assert_eq!(e.code, "sole_organizer", "{e}");
     assert_eq!(s.g.mutations(), vec![], "nothing was sent");
     s.g.world(|w| assert_eq!(w.mobile_devices[&phone].status, "APPROVED"));
+}
+
+/// A departing client (`clientco.test`): its user inside our Workspace is offboarded with its
+/// files transferred, then every share of the client goes (user, group and domain permissions,
+/// a subdomain's, an uppercase address, a shared-drive membership) and only those:
+/// `notclientco.test`, `clientco.test.evil.test` and an anyone-with-the-link share stay, and a
+/// drive the client alone organizes is reported, not orphaned. A rerun writes nothing.
+#[tokio::test]
+async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() {
+    let s = stack();
+    let ids = seed(&s.g);
+    let (pat, kept, files, project, client_only) = s.g.world(|w| {
+        let pat = w.user("pat@clientco.test");
+        let manager = w
+            .find("manager@example.com")
+            .map(|u| u.id.clone())
+            .unwrap_or_default();
+        let deliverable = w.file(&pat, "Client deliverable");
+        w.share(&deliverable, "user", "lee@clientco.test", "writer");
+        w.share(&deliverable, "user", "manager@example.com", "reader");
+        let f1 = w.file(&ids.alice, "Roadmap");
+        w.share(&f1, "user", "Lee@ClientCo.TEST", "reader");
+        let link = w.share(&f1, "anyone", "", "reader");
+        let f2 = w.file(&ids.alice, "Budget");
+        w.share(&f2, "group", "partners@clientco.test", "writer");
+        let f3 = w.file(&ids.alice, "Handbook");
+        w.share(&f3, "domain", "clientco.test", "reader");
+        w.share(&f3, "domain", "eu.clientco.test", "reader");
+        let f4 = w.file(&ids.alice, "Other client");
+        let not1 = w.share(&f4, "user", "x@notclientco.test", "writer");
+        let not2 = w.share(&f4, "user", "y@clientco.test.evil.test", "reader");
+        let not3 = w.share(&f4, "domain", "notclientco.test", "reader");
+        let lee = w.permission_id("user:lee@clientco.test");
+        let client_member = |role: &str| revoke_testkit::google::Permission {
+            id: lee.clone(),
+            kind: "user".into(),
+            email: Some("lee@clientco.test".into()),
+            domain: None,
+            role: role.into(),
+        };
+        let project = w.shared_drive("Client project");
+        w.drive_member(&project, &manager, "organizer");
+        let client_only = w.shared_drive("Client only");
+        for (d, role) in [(&project, "writer"), (&client_only, "organizer")] {
+            if let Some(d) = w.drives.get_mut(d) {
+                d.permissions.push(client_member(role));
+            }
+        }
+        let kept = [
+            (f1.clone(), link),
+            (f4.clone(), not1),
+            (f4.clone(), not2),
+            (f4, not3),
+        ];
+        (pat, kept, [deliverable, f1, f2, f3], project, client_only)
+    });
+    let conn = connector(&s, json!({"delete_users": false}));
+    assert!(conn.takes_client_jobs());
+    let subj = Subject::client(ClientDomain::parse("clientco.test").expect("domain"));
+    let d = conn.discover(&subj).await.expect("discovery");
+    assert!(s.g.mutations().is_empty(), "discovery writes nothing");
+    let count = |k: &str| d.findings.iter().filter(|f| f.kind == k).count();
+    // lee on the deliverable and the roadmap, the group, two domain permissions; lee in a drive.
+    assert_eq!(
+        (
+            count(CLIENT_PERMISSION),
+            count(CLIENT_DRIVE_PERMISSION),
+            count(LINK_SHARE),
+            count(SOLE_ORGANIZER)
+        ),
+        (5, 1, 1, 1)
+    );
+    assert!(
+        d.accounts.iter().any(|a| a.id == pat),
+        "the client's user of ours"
+    );
+    let all = actions(&d, &conn, &subj);
+    let removals: Vec<&Action> = all
+        .iter()
+        .filter(|a| a.kind.0 == REMOVE_CLIENT_PERMISSION)
+        .collect();
+    assert_eq!(removals.len(), 6);
+    // The deliverable's share goes after pat's files went to the archive owner, acting as it.
+    let on_deliverable = removals
+        .iter()
+        .find(|a| a.params["file_id"] == files[0])
+        .expect("the deliverable's share");
+    assert_eq!(on_deliverable.params["as_user"], "archive@example.com");
+    assert!(all.iter().any(|a| a.kind.0 == TRANSFER_DRIVE
+        && a.account.as_ref().map(|p| p.id.as_str()) == Some(pat.as_str())));
+
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::Done),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    let client = ClientDomain::parse("clientco.test").expect("domain");
+    s.g.world(|w| {
+        for f in &files {
+            let left: Vec<_> = w.files[f]
+                .permissions
+                .iter()
+                .filter(|p| {
+                    p.email.as_deref().is_some_and(|e| client.matches_email(e))
+                        || p.domain
+                            .as_deref()
+                            .is_some_and(|d| client.matches_domain(d))
+                })
+                .collect();
+            assert!(left.is_empty(), "{f}: {left:?}");
+        }
+        for (f, p) in &kept {
+            assert!(
+                w.files[f].permissions.iter().any(|x| &x.id == p),
+                "{f} keeps {p}"
+            );
+        }
+        assert_eq!(
+            w.files[&files[0]].owner.as_deref(),
+            Some(ids.archive.as_str())
+        );
+        assert!(w.files[&files[0]]
+            .permissions
+            .iter()
+            .any(|p| p.email.as_deref() == Some("manager@example.com")));
+        let has_lee = |d: &str| {
+            w.drives[d]
+                .permissions
+                .iter()
+                .any(|p| p.email.as_deref() == Some("lee@clientco.test"))
+        };
+        assert!(!has_lee(&project) && has_lee(&client_only));
+        assert!(w.users[&pat].suspended);
+    });
+    for a in &all {
+        let v = conn.verify(a).await.expect("verify");
+        if ![SET_AUTO_REPLY, SET_FORWARDING].contains(&a.kind.0.as_str()) {
+            assert_eq!(v, Verdict::Confirmed, "{} {}", a.kind, a.target);
+        }
+    }
+    s.g.clear_requests();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::AlreadyDone),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    assert_eq!(s.g.mutations(), vec![], "a rerun writes nothing");
+
+    // A permission id that names another address at apply is left alone.
+    let f = s.g.world(|w| {
+        let f = w.file(&ids.alice, "Late share");
+        w.share(&f, "user", "kim@clientco.test", "reader");
+        f
+    });
+    let d = conn.discover(&subj).await.expect("discovery");
+    let late = actions(&d, &conn, &subj)
+        .into_iter()
+        .find(|a| a.kind.0 == REMOVE_CLIENT_PERMISSION && a.params["file_id"] == f)
+        .expect("the late share");
+    s.g.world(|w| {
+        w.edit_file(&f, |x| {
+            for p in &mut x.permissions {
+                if p.email.as_deref() == Some("kim@clientco.test") {
+                    p.email = Some("kim@example.com".into());
+                }
+            }
+        })
+    });
+    s.g.clear_requests();
+    let e = conn
+        .apply(&late, &late.key, &MemoryJournal::new())
+        .await
+        .expect_err("another grantee");
+    assert_eq!(e.code, "identity_changed", "{e}");
+    assert_eq!(s.g.mutations(), vec![]);
 }
