@@ -2,6 +2,7 @@
 
 Usage: google_check.py all API_URL KEY_FILE ADMIN LEAVER NEW_OWNER ALIAS EMPLOYEE_ID PRODUCT/SKU
        google_check.py storm API_URL KEY_FILE ADMIN
+       google_check.py drive API_URL KEY_FILE ADMIN LEAVER NEW_OWNER FOLDER_NAME DRIVE_NAME
 
 The services are built from the discovery documents the package ships (`static_discovery=True`:
 admin directory_v1 and datatransfer_v1, gmail v1, licensing v1, drive v3) with
@@ -15,7 +16,11 @@ order (Gmail while the user is active, the transfer, the suspension, the removal
 then the refusals Google answers (404 on what is gone, 409 on a forwarding address that exists,
 400 failedPrecondition on a suspended user's Gmail). `storm` makes a call that must be refused
 (the test has set a 403 rate-limit storm, or taken the admin's rights) and reports how Google's
-client reads the refusal, then makes it once more.
+client reads the refusal, then makes it once more. `drive` calls the endpoints of mobile
+devices, 2-step verification, shared drives and the archive: the leaver's devices listed, read
+and account-wiped, 2SV turned off, the leaver's membership of a shared drive found and removed
+(as the admin, `useDomainAdminAccess`), and the folder the transfer gave the new owner found,
+moved into the shared drive and stamped with `appProperties` (as the new owner).
 
 Every answer is checked against the response schema of its method in the discovery document:
 a field the schema does not declare, a value of the wrong JSON type (int64 is a string in
@@ -389,6 +394,126 @@ def run_all(url, key, admin, leaver, new_owner, alias, employee_id, licence):
     return seen
 
 
+def run_drive(url, key, admin, leaver, new_owner, folder_name, drive_name):
+    endpoint = url.rstrip("/") + "/"
+    mobile = ["https://www.googleapis.com/auth/admin.directory.device.mobile.action"]
+    directory = Api(
+        "admin", "directory_v1", endpoint, credentials(key, ADMIN_SCOPES + mobile, admin)
+    )
+    full_drive = ["https://www.googleapis.com/auth/drive"]
+    drive_admin = Api("drive", "v3", endpoint + "drive/v3/", credentials(key, full_drive, admin))
+    drive_owner = Api(
+        "drive", "v3", endpoint + "drive/v3/", credentials(key, full_drive, new_owner)
+    )
+    seen = {}
+
+    # Mobile devices: listed by owner, read, account-wiped (no body), read again.
+    listed = directory.call(
+        "mobiledevices.list",
+        customerId="my_customer",
+        query=f"email:{leaver}",
+        projection="BASIC",
+        maxResults=100,
+    ).get("mobiledevices", [])
+    seen["devices"] = [
+        {k: d.get(k) for k in ("resourceId", "email", "type", "status")} for d in listed
+    ]
+    for d in listed:
+        directory.call("mobiledevices.get", customerId="my_customer", resourceId=d["resourceId"])
+        directory.call(
+            "mobiledevices.action",
+            customerId="my_customer",
+            resourceId=d["resourceId"],
+            body={"action": "admin_account_wipe"},
+        )
+    seen["devices_after"] = [
+        directory.call(
+            "mobiledevices.get", customerId="my_customer", resourceId=d["resourceId"]
+        )["status"]
+        for d in listed
+    ]
+    seen["device_gone"] = directory.refused(
+        "mobiledevices.get", customerId="my_customer", resourceId="AFiQxQ-none"
+    )
+
+    # 2-step verification off; a second time is refused.
+    user = directory.call("users.get", userKey=leaver)
+    uid = user["id"]
+    seen["two_sv_before"] = user.get("isEnrolledIn2Sv")
+    directory.call("twoStepVerification.turnOff", userKey=uid)
+    seen["two_sv_after"] = directory.call("users.get", userKey=uid).get("isEnrolledIn2Sv")
+    seen["two_sv_again"] = directory.refused("twoStepVerification.turnOff", userKey=uid)
+
+    # The leaver's membership of a shared drive, as the admin.
+    drives = drive_admin.call("drives.list", useDomainAdminAccess=True, pageSize=100)
+    drive_id = next(d["id"] for d in drives.get("drives", []) if d["name"] == drive_name)
+    admin_access = {"supportsAllDrives": True, "useDomainAdminAccess": True}
+    perms = drive_admin.call(
+        "permissions.list",
+        fileId=drive_id,
+        pageSize=100,
+        fields="nextPageToken,permissions(id,type,emailAddress,domain,role)",
+        **admin_access,
+    ).get("permissions", [])
+    seen["drive_members"] = sorted((p.get("emailAddress"), p["role"]) for p in perms)
+    mine = next(p for p in perms if p.get("emailAddress", "").lower() == leaver.lower())
+    seen["member"] = drive_admin.call(
+        "permissions.get", fileId=drive_id, permissionId=mine["id"], **admin_access
+    )
+    drive_admin.call(
+        "permissions.delete", fileId=drive_id, permissionId=mine["id"], **admin_access
+    )
+    seen["member_gone"] = drive_admin.refused(
+        "permissions.get", fileId=drive_id, permissionId=mine["id"], **admin_access
+    )
+    seen["drive_without_admin_access"] = drive_admin.refused(
+        "permissions.list", fileId=drive_id, supportsAllDrives=True
+    )
+
+    # The archive, as the new owner: the transfer's folder, moved into the drive and stamped.
+    fields = "nextPageToken,files(id,name,parents,driveId,appProperties,mimeType)"
+    quoted = folder_name.replace("\\", "\\\\").replace("'", "\\'")
+    found = drive_owner.call(
+        "files.list",
+        q=f"name = '{quoted}' and mimeType = 'application/vnd.google-apps.folder'"
+        " and 'me' in owners and trashed = false",
+        fields=fields,
+    ).get("files", [])
+    seen["folders_found"] = len(found)
+    folder = found[0]
+    moved = drive_owner.call(
+        "files.update",
+        fileId=folder["id"],
+        addParents=drive_id,
+        removeParents=",".join(folder["parents"]),
+        supportsAllDrives=True,
+        body={"appProperties": {"revokedLeaverId": uid, "retainUntil": "2027-12-05"}},
+    )
+    seen["moved"] = {k: moved.get(k) for k in ("parents", "driveId", "appProperties")}
+    archived = drive_owner.call(
+        "files.list",
+        corpora="drive",
+        driveId=drive_id,
+        includeItemsFromAllDrives=True,
+        supportsAllDrives=True,
+        q=f"appProperties has {{ key='revokedLeaverId' and value='{uid}' }} and trashed = false",
+        fields=fields,
+    ).get("files", [])
+    seen["archived"] = [f["id"] for f in archived]
+    seen["folder"] = drive_owner.call(
+        "files.get",
+        fileId=folder["id"],
+        supportsAllDrives=True,
+        fields="id,name,parents,driveId,appProperties,mimeType",
+    )
+    seen["folder_without_all_drives"] = drive_owner.refused("files.get", fileId=folder["id"])
+    seen["folder_id"] = folder["id"]
+    seen["drive_id"] = drive_id
+    seen["user_id"] = uid
+    seen["problems"] = problems
+    return seen
+
+
 def run_storm(url, key, admin):
     directory = services(url, key, admin)["directory"]
     seen = {"refused": directory.refused("users.get", userKey=admin)}
@@ -408,8 +533,10 @@ def main():
         seen = run_all(url, key, *sys.argv[4:11])
     elif mode == "storm":
         seen = run_storm(url, key, sys.argv[4])
+    elif mode == "drive":
+        seen = run_drive(url, key, *sys.argv[4:10])
     else:
-        raise SystemExit(f"unknown mode {mode!r}: expected all or storm")
+        raise SystemExit(f"unknown mode {mode!r}: expected all, storm or drive")
     print(json.dumps(seen, sort_keys=True))
 
 

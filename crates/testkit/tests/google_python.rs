@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use revoke_testkit::google::{GoogleStandin, DRIVE_APP_ID};
+use revoke_testkit::google::{GoogleStandin, DRIVE_APP_ID, FOLDER};
 use revoke_testkit::moto::python_dir;
 use revoke_testkit::Prism;
 use serde_json::{json, Value};
@@ -349,4 +349,101 @@ fn googles_python_client_reads_a_403_of_a_non_admin_as_final() {
         assert_eq!(r["message"], "Not Authorized to access this resource/api");
         assert_eq!(r["retried_by_google_client"], false, "{r}");
     }
+}
+
+/// Mobile devices, 2-step verification, a shared drive's membership and the archive move, with
+/// Google's client: the admin lists, reads and account-wipes alice's phone, turns her 2SV off and
+/// removes her from the shared drive (`useDomainAdminAccess`); the archive owner finds the folder
+/// the transfer gave it, moves it into the drive and stamps it.
+#[test]
+fn googles_python_client_wipes_a_device_turns_2sv_off_and_archives_into_a_shared_drive() {
+    let s = Stack::start();
+    let (alice, phone, drive, folder) = s.g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        let archive = w.user("archive@example.com");
+        let alice = w.user("alice@example.com");
+        w.edit(&alice, |u| u.two_sv = true);
+        let phone = w.mobile_device(&alice, "Pixel 8", "ANDROID");
+        w.mobile_device(&archive, "iPhone", "IOS_SYNC");
+        let drive = w.shared_drive("Leavers archive");
+        w.drive_member(&drive, &archive, "organizer");
+        w.drive_member(&drive, &alice, "writer");
+        let folder = w.file(&archive, "alice@example.com");
+        w.edit_file(&folder, |f| f.mime_type = FOLDER.to_owned());
+        let inside = w.file(&archive, "notes");
+        w.edit_file(&inside, |f| f.parents = vec![folder.clone()]);
+        (alice, phone, drive, folder)
+    });
+    let seen = s.check(
+        "drive",
+        &[
+            "admin@example.com",
+            "alice@example.com",
+            "archive@example.com",
+            "alice@example.com",
+            "Leavers archive",
+        ],
+    );
+    assert_eq!(
+        seen["devices"],
+        json!([{"resourceId": phone, "email": ["alice@example.com"], "type": "ANDROID", "status": "APPROVED"}])
+    );
+    assert_eq!(seen["devices_after"], json!(["ACCOUNT_WIPING"]));
+    assert_eq!(seen["device_gone"]["status"], 404);
+    assert_eq!(seen["device_gone"]["reasons"], json!(["notFound"]));
+    assert_eq!(
+        (&seen["two_sv_before"], &seen["two_sv_after"]),
+        (&json!(true), &json!(false))
+    );
+    assert_eq!(seen["two_sv_again"]["status"], 400);
+    assert_eq!(seen["user_id"], alice.as_str());
+
+    assert_eq!(seen["drive_id"], drive.as_str());
+    assert_eq!(
+        seen["drive_members"],
+        json!([
+            ["alice@example.com", "writer"],
+            ["archive@example.com", "organizer"]
+        ])
+    );
+    assert_eq!(seen["member"]["emailAddress"], "alice@example.com");
+    assert_eq!(seen["member_gone"]["status"], 404);
+    assert_eq!(seen["member_gone"]["reasons"], json!(["notFound"]));
+    assert_eq!(seen["drive_without_admin_access"]["status"], 404);
+
+    assert_eq!(seen["folders_found"], 1);
+    assert_eq!(seen["folder_id"], folder.as_str());
+    assert_eq!(
+        seen["moved"],
+        json!({"parents": [drive], "driveId": drive, "appProperties": {"revokedLeaverId": alice, "retainUntil": "2027-12-05"}})
+    );
+    assert_eq!(seen["archived"], json!([folder]));
+    assert_eq!(seen["folder"]["driveId"], drive.as_str());
+    assert_eq!(seen["folder_without_all_drives"]["status"], 404);
+
+    s.g.world(|w| {
+        assert_eq!(
+            w.mobile_devices[&phone].actions,
+            ["admin_account_wipe"],
+            "one wipe, of the account only"
+        );
+        assert!(w
+            .mobile_devices
+            .values()
+            .filter(|d| d.resource_id != phone)
+            .all(|d| d.actions.is_empty()));
+        assert!(!w.users[&alice].two_sv);
+        let members: Vec<_> = w.drives[&drive]
+            .permissions
+            .iter()
+            .map(|p| p.email.clone())
+            .collect();
+        assert_eq!(members, [Some("archive@example.com".to_owned())]);
+        // The folder and what is in it belong to the drive now.
+        assert!(w
+            .files
+            .values()
+            .all(|f| f.drive_id.as_deref() == Some(drive.as_str()) && f.owner.is_none()));
+    });
 }
