@@ -2,7 +2,9 @@
 //! journal entry, against the Google stand-in behind Prism: the stand-in takes the insert (the
 //! transfer exists) and holds its answer back, so the process dies before it can record the
 //! transfer id; the next `revokectl apply` resumes the plan, finds the transfer by listing, polls
-//! it to completion and converges with one transfer, not two.
+//! it to completion and converges with one transfer, not two. The same for the archive move (the
+//! transfer's folder moved into a shared drive): killed after the stand-in took the move, the
+//! next apply finds the folder it journaled already in place and moves nothing twice.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,8 +24,13 @@ struct Env {
 }
 
 impl Env {
-    fn new() -> Env {
+    /// `extra` is appended to the google-workspace table
+    fn new(extra: &str) -> Env {
         let g = GoogleStandin::start().expect("the google stand-in should start");
+        Env::with_standin(g, extra)
+    }
+
+    fn with_standin(g: GoogleStandin, extra: &str) -> Env {
         let prism = g.prism().expect("prism should start in front of it");
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("google-sa.json");
@@ -50,6 +57,7 @@ transfer_to = "archive@example.com"
 licences = ["Google-Apps/1010020027"]
 transfer_poll_ms = 10
 transfer_wait_secs = 1
+{extra}
 "#,
                 data = dir.path().join("data").display(),
                 key = key.display(),
@@ -100,6 +108,42 @@ transfer_wait_secs = 1
     }
 }
 
+/// Starts `revokectl apply`, waits until the stand-in's recorder holds a `method` call to
+/// `path_prefix` that took effect (its answer held back by [`GoogleStandin::stall`]), and kills
+/// the process with SIGKILL there; then lets the held answer go (to nobody)
+fn apply_and_kill_at(env: &Env, plan: &Path, method: &str, path_prefix: &str) {
+    env.g.stall(method, path_prefix);
+    let mut child = env
+        .command(&["apply", as_str(plan), "--auto-approve", "-o", "jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apply starts");
+    let taken = || {
+        env.g
+            .requests()
+            .iter()
+            .any(|r| r.method == method && r.path.starts_with(path_prefix) && r.status < 300)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !taken() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "apply ended before its {method} {path_prefix}: {:?}",
+            env.g.mutations()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "apply never sent {method} {path_prefix}: {:?}",
+            env.g.mutations()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    env.g.release();
+}
+
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()
@@ -114,7 +158,7 @@ fn as_str(p: &Path) -> &str {
 
 #[test]
 fn kill_9_between_the_transfer_insert_and_its_journal_entry_then_apply_again_makes_one_transfer() {
-    let env = Env::new();
+    let env = Env::new("");
     let (alice, archive) = env.g.world(|w| {
         let admin = w.user("admin@example.com");
         w.edit(&admin, |u| u.is_admin = true);
@@ -145,30 +189,8 @@ fn kill_9_between_the_transfer_insert_and_its_journal_entry_then_apply_again_mak
     // The kill point is fixed by the stand-in, not by timing: it takes the insert (the transfer
     // exists from then on) and holds the answer back; once the recorder holds the insert,
     // revokectl is waiting for that answer and has journaled nothing about the transfer.
-    env.g.stall("POST", TRANSFERS);
-    let mut child = env
-        .command(&["apply", as_str(&plan_file), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.inserts() == 0 {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before it inserted the transfer: {:?}",
-            env.g.mutations()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "apply never inserted the transfer: {:?}",
-            env.g.mutations()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    env.g.release();
+    apply_and_kill_at(&env, &plan_file, "POST", TRANSFERS);
+    assert_eq!(env.inserts(), 1, "{:?}", env.g.mutations());
     let transfers_of_alice = || {
         env.g.world(|w| {
             w.transfers
@@ -280,6 +302,112 @@ fn kill_9_between_the_transfer_insert_and_its_journal_entry_then_apply_again_mak
         writes[1],
         "DELETE /apps/licensing/v1/product/Google-Apps/sku/1010020027/user/alice%40example.com"
     );
+    assert_eq!(
+        env.prism.errors(),
+        Vec::<String>::new(),
+        "prism found requests or answers that break Google's descriptions"
+    );
+}
+
+/// The archive move is the other step Google does not make idempotent for us: a real
+/// `revokectl apply` is killed after the stand-in took the move of the transfer's folder into
+/// the archive shared drive (`files.update` with `addParents`) and before its answer; the next
+/// apply reads the folder it journaled before the move, finds it in the archive as planned, and
+/// sends no second move.
+#[test]
+fn kill_9_between_the_archive_move_and_its_answer_then_apply_again_moves_nothing_twice() {
+    let (env, alice, archive, drive) = {
+        let g = GoogleStandin::start().expect("the google stand-in should start");
+        let (alice, archive, drive) = g.world(|w| {
+            let admin = w.user("admin@example.com");
+            w.edit(&admin, |u| u.is_admin = true);
+            let archive = w.user("archive@example.com");
+            let alice = w.user("alice@example.com");
+            w.edit(&alice, |u| {
+                u.drive_files = 5;
+                u.drive_bytes = 5 << 20;
+            });
+            w.file(&alice, "plan.doc");
+            let drive = w.shared_drive("Leavers archive");
+            w.drive_member(&drive, &archive, "organizer");
+            w.transfer_polls = 1;
+            (alice, archive, drive)
+        });
+        let env = Env::with_standin(
+            g,
+            &format!("archive_drive_id = \"{drive}\"\nretention_days = 365"),
+        );
+        (env, alice, archive, drive)
+    };
+    let plan_file = env.path("plan.json");
+    env.ctl(&[
+        "plan",
+        "--user",
+        "alice@example.com",
+        "-out",
+        as_str(&plan_file),
+    ]);
+    let moves = |env: &Env| {
+        env.g
+            .mutations()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.starts_with("/drive/v3/files/"))
+            .count()
+    };
+    apply_and_kill_at(&env, &plan_file, "PATCH", "/drive/v3/files/");
+    assert_eq!(moves(&env), 1);
+    let archived = || {
+        env.g.world(|w| {
+            w.files
+                .values()
+                .filter(|f| f.mime_type == revoke_testkit::google::FOLDER)
+                .map(|f| {
+                    (
+                        f.id.clone(),
+                        f.drive_id.clone(),
+                        f.app_properties.get("revokedLeaverId").cloned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let at_kill = archived();
+    assert_eq!(
+        at_kill.len(),
+        1,
+        "the transfer made one folder: {at_kill:?}"
+    );
+    assert_eq!(
+        (at_kill[0].1.as_deref(), at_kill[0].2.as_deref()),
+        (Some(drive.as_str()), Some(alice.as_str())),
+        "the move took effect before the kill"
+    );
+
+    env.g.clear_requests();
+    let again = env.ctl(&["apply", as_str(&plan_file), "--auto-approve", "-o", "jsonl"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already recorded"), "{stderr}");
+    assert_eq!(moves(&env), 0, "no second move: {:?}", env.g.mutations());
+    assert_eq!(env.inserts(), 0, "the transfer was done before the kill");
+    assert_eq!(
+        archived(),
+        at_kill,
+        "the folder stayed where the first move put it"
+    );
+    let files = env.g.world(|w| w.users[&archive].drive_files);
+    assert_eq!(files, 5);
+    assert!(env.g.user(&alice).is_none(), "alice is deleted");
+    let results = json_lines(&env.ctl(&["results"]).stdout);
+    for l in &results {
+        assert!(
+            matches!(l["outcome"].as_str(), Some("done" | "already_done")),
+            "{l:#}"
+        );
+        assert_eq!(l["verdict"], "confirmed", "{l:#}");
+        let twice = l["kind"] == "archive_drive_files";
+        assert_eq!(l["attempts"], if twice { 2 } else { 1 }, "{l:#}");
+    }
+    assert!(results.iter().any(|l| l["kind"] == "archive_drive_files"));
     assert_eq!(
         env.prism.errors(),
         Vec::<String>::new(),
