@@ -880,7 +880,9 @@ async fn remove_drive_member(
     let drive = param(action, "drive_id")?;
     let planned = param(action, "email")?;
     let path = drive_permission_path(action)?;
-    let r = client.send(&Who::AdminDrive, Method::GET, &path, None).await?;
+    let r = client
+        .send(&Who::AdminDrive, Method::GET, &path, None)
+        .await?;
     match r.status {
         404 => return drive_404(&r, drive),
         s if (200..300).contains(&s) => {}
@@ -916,7 +918,9 @@ async fn remove_drive_member(
             ));
         }
     }
-    let r = client.send(&Who::AdminDrive, Method::DELETE, &path, None).await?;
+    let r = client
+        .send(&Who::AdminDrive, Method::DELETE, &path, None)
+        .await?;
     match r.status {
         s if (200..300).contains(&s) => Ok(Outcome::Done),
         404 => drive_404(&r, drive),
@@ -1380,7 +1384,9 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
         }
         REMOVE_SHARED_DRIVE => {
             let path = drive_permission_path(action)?;
-            let r = client.send(&Who::AdminDrive, Method::GET, &path, None).await?;
+            let r = client
+                .send(&Who::AdminDrive, Method::GET, &path, None)
+                .await?;
             match r.status {
                 404 => Ok(Verdict::Confirmed),
                 s if (200..300).contains(&s) => Ok(not(format!("{path} still exists"))),

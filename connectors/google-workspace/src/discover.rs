@@ -58,6 +58,11 @@ pub const LINK_SHARE: &str = "anyone_with_link";
 /// on every file, so it never comes to name another grantee.
 pub const PERMISSION_ID_KIND: &str = "Drive permission id";
 
+/// A shared drive whose files could not be searched for the client's shares: no active user of
+/// ours organizes it, and Drive lists a shared drive's files only to its members (target
+/// `drives/<drive id>`).
+pub const DRIVE_NOT_SCANNED: &str = "shared_drive_not_scanned";
+
 /// Device statuses after a wipe was asked for (Google documents no list; these are the values
 /// its API answers: `ACCOUNT_WIPING`, `ACCOUNT_WIPED` after an account wipe, `WIPING`, `WIPED`
 /// after a full one).
@@ -723,8 +728,13 @@ pub async fn discover_client(
             }
         }
     }
+    let ours: Vec<&User> = users
+        .iter()
+        .filter(|u| !u.suspended && !client_user_ids.contains(&u.id.as_str()))
+        .collect();
     for (drive, perms) in shared_drives(client).await? {
         let did = s(&drive, "id");
+        let name = s(&drive, "name");
         let organizers = perms.iter().filter(|p| s(p, "role") == "organizer").count();
         for p in perms.iter().filter(|p| is_client_permission(p, domain)) {
             let pid = s(p, "id");
@@ -746,7 +756,7 @@ pub async fn discover_client(
                 target,
                 &[
                     ("drive_id", did.clone()),
-                    ("drive_name", s(&drive, "name")),
+                    ("drive_name", name.clone()),
                     ("permission_id", pid.clone()),
                     ("type", s(p, "type")),
                     ("email", s(p, "emailAddress").to_ascii_lowercase()),
@@ -757,9 +767,88 @@ pub async fn discover_client(
             if !sole {
                 push_account(
                     &mut out,
+                    permission_account(p, format!("member of the shared drive {name:?}")),
+                );
+            }
+        }
+        // The drive's files with permissions of their own, listed as one of its organizers
+        // (Drive lists a shared drive's files only to members; files.list has no admin access).
+        let organizer = perms.iter().find_map(|p| {
+            let e = s(p, "emailAddress").to_ascii_lowercase();
+            (s(p, "role") == "organizer" && s(p, "type") == "user")
+                .then(|| ours.iter().find(|u| u.addresses().contains(&e)))
+                .flatten()
+        });
+        let Some(organizer) = organizer else {
+            d_push(
+                &mut out,
+                instance,
+                subject,
+                DRIVE_NOT_SCANNED,
+                format!("drives/{did}"),
+                &[("drive_id", did.clone()), ("drive_name", name.clone())],
+            );
+            continue;
+        };
+        let who = Who::Drive(organizer.primary_email.clone());
+        let path = format!(
+            "/drive/v3/files?corpora=drive&driveId={}&includeItemsFromAllDrives=true&supportsAllDrives=true&q={}&fields={}&pageSize=1000",
+            encode(&did),
+            encode("trashed = false"),
+            encode("nextPageToken,files(id,name,hasAugmentedPermissions)")
+        );
+        for f in list_all(client, &who, &path, "files").await? {
+            if f.get("hasAugmentedPermissions").and_then(Value::as_bool) != Some(true) {
+                continue;
+            }
+            let fid = s(&f, "id");
+            let path = format!(
+                "/drive/v3/files/{}/permissions?supportsAllDrives=true&pageSize=100&fields={}",
+                encode(&fid),
+                encode("nextPageToken,permissions(id,type,emailAddress,domain,role,permissionDetails(inherited))")
+            );
+            for p in list_all(client, &who, &path, "permissions").await? {
+                // The drive's own members show on every file as inherited: removed above.
+                let inherited = p
+                    .get("permissionDetails")
+                    .and_then(Value::as_array)
+                    .is_some_and(|d| {
+                        !d.is_empty()
+                            && d.iter()
+                                .all(|x| x.get("inherited").and_then(Value::as_bool) == Some(true))
+                    });
+                if inherited || !is_client_permission(&p, domain) {
+                    continue;
+                }
+                let pid = s(&p, "id");
+                d_push(
+                    &mut out,
+                    instance,
+                    subject,
+                    CLIENT_PERMISSION,
+                    format!("files/{fid}/permissions/{pid}"),
+                    &[
+                        ("file_id", fid.clone()),
+                        ("file_name", s(&f, "name")),
+                        ("permission_id", pid.clone()),
+                        ("type", s(&p, "type")),
+                        ("email", s(&p, "emailAddress").to_ascii_lowercase()),
+                        ("domain", s(&p, "domain").to_ascii_lowercase()),
+                        ("role", s(&p, "role")),
+                        ("owner_id", String::new()),
+                        ("owner_email", organizer.primary_email.clone()),
+                        ("owner_is_client", "false".into()),
+                        ("drive_id", did.clone()),
+                    ],
+                );
+                push_account(
+                    &mut out,
                     permission_account(
-                        p,
-                        format!("member of the shared drive {:?}", s(&drive, "name")),
+                        &p,
+                        format!(
+                            "{} permission at {domain} on a file of the shared drive {name:?}",
+                            s(&p, "type")
+                        ),
                     ),
                 );
             }

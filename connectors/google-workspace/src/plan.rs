@@ -90,13 +90,24 @@ pub fn plan_client(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             .collect(),
             phase: Phase::Revoke,
             after,
-            summary: format!(
-                "remove the {} share of {} on {:?} (owned by {})",
-                attr(f, "role"),
-                who(f),
-                attr(f, "file_name"),
-                attr(f, "owner_email")
-            ),
+            summary: if attr(f, "drive_id").is_empty() {
+                format!(
+                    "remove the {} share of {} on {:?} (owned by {})",
+                    attr(f, "role"),
+                    who(f),
+                    attr(f, "file_name"),
+                    attr(f, "owner_email")
+                )
+            } else {
+                format!(
+                    "remove the {} share of {} on {:?} in the shared drive {} (as its organizer {})",
+                    attr(f, "role"),
+                    who(f),
+                    attr(f, "file_name"),
+                    attr(f, "drive_id"),
+                    attr(f, "owner_email")
+                )
+            },
             account: attr(f, "permission_id"),
             delay: None,
         });

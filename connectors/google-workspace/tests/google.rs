@@ -13,10 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use revoke_connector_google_workspace::{
     validate, GoogleConfig, GoogleConnector, ACCOUNT, APP_PASSWORD, ARCHIVE_DRIVE,
-    CLIENT_DRIVE_PERMISSION, CLIENT_PERMISSION, DELETE_USER, DRIVE_TRANSFER, GMAIL,
-    GROUP_MEMBERSHIP, LICENCE, LINK_SHARE, MOBILE_DEVICE, OAUTH_GRANT, REMOVE_CLIENT_PERMISSION,
-    REMOVE_SHARED_DRIVE, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING, SHARED_DRIVE_MEMBER,
-    SOLE_ORGANIZER, SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID, TURN_OFF_2SV, WIPE_MOBILE_ACCOUNT,
+    CLIENT_DRIVE_PERMISSION, CLIENT_PERMISSION, DELETE_USER, DRIVE_NOT_SCANNED, DRIVE_TRANSFER,
+    GMAIL, GROUP_MEMBERSHIP, LICENCE, LINK_SHARE, MOBILE_DEVICE, OAUTH_GRANT,
+    REMOVE_CLIENT_PERMISSION, REMOVE_SHARED_DRIVE, ROLE_ASSIGNMENT, SET_AUTO_REPLY, SET_FORWARDING,
+    SHARED_DRIVE_MEMBER, SOLE_ORGANIZER, SUSPEND_USER, TRANSFER_DRIVE, TRANSFER_ID, TURN_OFF_2SV,
+    WIPE_MOBILE_ACCOUNT,
 };
 use revoke_core::{
     Action, ActionId, ClientDomain, Connector, ConnectorError, Discovery, JobId, Journal,
@@ -1006,7 +1007,8 @@ async fn a_device_or_drive_permission_now_naming_someone_else_is_left_alone() {
 /// files transferred, then every share of the client goes (user, group and domain permissions,
 /// a subdomain's, an uppercase address, a shared-drive membership) and only those:
 /// `notclientco.test`, `clientco.test.evil.test` and an anyone-with-the-link share stay, and a
-/// drive the client alone organizes is reported, not orphaned. A rerun writes nothing.
+/// drive the client alone organizes is reported, not orphaned. A file of a shared drive shared
+/// with the client on its own loses that share too. A rerun writes nothing.
 #[tokio::test]
 async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() {
     let s = stack();
@@ -1048,13 +1050,24 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
                 d.permissions.push(client_member(role));
             }
         }
+        // A file of the project drive shared with lee on its own, and with someone else.
+        let sheet = w.drive_file(&project, "Client sheet");
+        w.share(&sheet, "user", "lee@clientco.test", "commenter");
+        let not4 = w.share(&sheet, "user", "x@notclientco.test", "reader");
         let kept = [
             (f1.clone(), link),
             (f4.clone(), not1),
             (f4.clone(), not2),
             (f4, not3),
+            (sheet.clone(), not4),
         ];
-        (pat, kept, [deliverable, f1, f2, f3], project, client_only)
+        (
+            pat,
+            kept,
+            [deliverable, f1, f2, f3, sheet],
+            project,
+            client_only,
+        )
     });
     let conn = connector(&s, json!({"delete_users": false}));
     assert!(conn.takes_client_jobs());
@@ -1062,15 +1075,18 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
     let d = conn.discover(&subj).await.expect("discovery");
     assert!(s.g.mutations().is_empty(), "discovery writes nothing");
     let count = |k: &str| d.findings.iter().filter(|f| f.kind == k).count();
-    // lee on the deliverable and the roadmap, the group, two domain permissions; lee in a drive.
+    // lee on the deliverable, the roadmap and the sheet, the group, two domain permissions; lee
+    // in a drive.
     assert_eq!(
         (
             count(CLIENT_PERMISSION),
             count(CLIENT_DRIVE_PERMISSION),
             count(LINK_SHARE),
-            count(SOLE_ORGANIZER)
+            count(SOLE_ORGANIZER),
+            count(DRIVE_NOT_SCANNED),
         ),
-        (5, 1, 1, 1)
+        (6, 1, 1, 1, 1),
+        "the drive the client alone organizes cannot be listed by anyone of ours"
     );
     assert!(
         d.accounts.iter().any(|a| a.id == pat),
@@ -1081,7 +1097,7 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         .iter()
         .filter(|a| a.kind.0 == REMOVE_CLIENT_PERMISSION)
         .collect();
-    assert_eq!(removals.len(), 6);
+    assert_eq!(removals.len(), 7);
     // The deliverable's share goes after pat's files went to the archive owner, acting as it.
     let on_deliverable = removals
         .iter()

@@ -681,6 +681,26 @@ impl World {
         id
     }
 
+    /// A file in a shared drive (no owner: the drive owns it); returns its id
+    pub fn drive_file(&mut self, drive: &str, name: &str) -> String {
+        let id = format!("1D{}", self.next_id(0));
+        self.files.insert(
+            id.clone(),
+            DriveFile {
+                id: id.clone(),
+                name: name.to_owned(),
+                mime_type: "application/vnd.google-apps.spreadsheet".to_owned(),
+                owner: None,
+                drive_id: Some(drive.to_owned()),
+                parents: vec![drive.to_owned()],
+                permissions: Vec::new(),
+                app_properties: BTreeMap::new(),
+                size: 2_048,
+            },
+        );
+        id
+    }
+
     /// Makes a user a member of a shared drive (`organizer`, `fileOrganizer`, `writer`, ...);
     /// returns the permission id
     pub fn drive_member(&mut self, drive: &str, user: &str, role: &str) -> String {
@@ -758,8 +778,20 @@ impl World {
             "parents": f.parents,
             "size": f.size.to_string(),
             "trashed": false,
-            "permissions": f.permissions.iter().map(World::permission_json).collect::<Vec<_>>(),
         });
+        // Drive fills `permissions` only outside shared drives; inside, it says whether the file
+        // has permissions of its own (`hasAugmentedPermissions`) and gives their ids.
+        let ids: Vec<&str> = f.permissions.iter().map(|p| p.id.as_str()).collect();
+        if f.drive_id.is_some() {
+            v["hasAugmentedPermissions"] = json!(!f.permissions.is_empty());
+            v["permissionIds"] = json!(ids);
+        } else {
+            v["permissions"] = json!(f
+                .permissions
+                .iter()
+                .map(World::permission_json)
+                .collect::<Vec<_>>());
+        }
         if let Some(o) = f.owner.as_ref().and_then(|o| self.users.get(o)) {
             let pid = self
                 .permission_ids
