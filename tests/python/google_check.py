@@ -3,6 +3,7 @@
 Usage: google_check.py all API_URL KEY_FILE ADMIN LEAVER NEW_OWNER ALIAS EMPLOYEE_ID PRODUCT/SKU
        google_check.py storm API_URL KEY_FILE ADMIN
        google_check.py drive API_URL KEY_FILE ADMIN LEAVER NEW_OWNER FOLDER_NAME DRIVE_NAME
+       google_check.py requests REQUESTS_JSON
 
 The services are built from the discovery documents the package ships (`static_discovery=True`:
 admin directory_v1 and datatransfer_v1, gmail v1, licensing v1, drive v3) with
@@ -21,6 +22,14 @@ devices, 2-step verification, shared drives and the archive: the leaver's device
 and account-wiped, 2SV turned off, the leaver's membership of a shared drive found and removed
 (as the admin, `useDomainAdminAccess`), and the folder the transfer gave the new owner found,
 moved into the shared drive and stamped with `appProperties` (as the new owner).
+
+`requests` reads the requests another client sent (the connector's, from the stand-in's
+recorder: a JSON list of {method, path, query, body}) and has Google's client build each one
+again from the discovery documents: the method is found by its path template, every query
+parameter must be one the method declares, the values must pass the client's own checks
+(required, pattern, enum, type), the body the method's request schema, and the URL and body
+Google's client builds must be the ones sent (the query compared as a set, `alt=json` aside).
+Prints {"checked": N, "methods": [...], "problems": [...]}.
 
 Every answer is checked against the response schema of its method in the discovery document:
 a field the schema does not declare, a value of the wrong JSON type (int64 is a string in
@@ -123,8 +132,12 @@ def _document(name, version):
     return json.loads(get_static_doc(name, version))
 
 
-def check(doc, schema, value, where):
-    """Records every way `value` breaks `schema` (a discovery JSON schema) in `problems`."""
+def check(doc, schema, value, where, nulls=False):
+    """Records every way `value` breaks `schema` (a discovery JSON schema) in `problems`; with
+    `nulls`, a null is taken anywhere (in a request body it clears a field: Drive's
+    appProperties, for one)."""
+    if nulls and value is None:
+        return
     if "$ref" in schema:
         schema = doc["schemas"][schema["$ref"]]
     kind = schema.get("type")
@@ -138,9 +151,9 @@ def check(doc, schema, value, where):
         extra = schema.get("additionalProperties")
         for k, v in value.items():
             if k in props:
-                check(doc, props[k], v, f"{where}.{k}")
+                check(doc, props[k], v, f"{where}.{k}", nulls)
             elif extra is not None:
-                check(doc, extra, v, f"{where}.{k}")
+                check(doc, extra, v, f"{where}.{k}", nulls)
             else:
                 problems.append(f"{where}: field {k!r} is not in the schema")
     elif kind == "array":
@@ -148,7 +161,7 @@ def check(doc, schema, value, where):
             problems.append(f"{where}: expected an array, got {value!r}")
             return
         for i, v in enumerate(value):
-            check(doc, schema.get("items", {}), v, f"{where}[{i}]")
+            check(doc, schema.get("items", {}), v, f"{where}[{i}]", nulls)
     elif kind == "string":
         if not isinstance(value, str):
             problems.append(f"{where}: expected a string, got {value!r}")
@@ -514,6 +527,134 @@ def run_drive(url, key, admin, leaver, new_owner, folder_name, drive_name):
     return seen
 
 
+# Path prefix -> (service name, version, service path) of the APIs the connector calls.
+APIS = [
+    ("/admin/directory/v1/", ("admin", "directory_v1", "")),
+    ("/admin/datatransfer/v1/", ("admin", "datatransfer_v1", "")),
+    ("/gmail/v1/", ("gmail", "v1", "")),
+    ("/apps/licensing/v1/", ("licensing", "v1", "")),
+    ("/drive/v3/", ("drive", "v3", "drive/v3/")),
+]
+
+
+def methods_of(node, chain=()):
+    """Every method of a discovery document: (resource chain, name, method document)."""
+    for name, m in node.get("methods", {}).items():
+        yield chain, name, m
+    for name, r in node.get("resources", {}).items():
+        yield from methods_of(r, chain + (name,))
+
+
+def template_regex(path):
+    """A discovery path template as a regex; {x} is one segment, {+x} may hold slashes."""
+    import re
+
+    out, names, i = "", [], 0
+    for m in re.finditer(r"\{(\+?)([^}]+)\}", path):
+        out += re.escape(path[i : m.start()])
+        out += "(.+)" if m.group(1) else "([^/]+)"
+        names.append(m.group(2))
+        i = m.end()
+    out += re.escape(path[i:])
+    return re.compile("^" + out + "$"), names
+
+
+def typed(value, spec):
+    kind = spec.get("type")
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(value, value)
+    if kind == "integer":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def run_requests(requests_file):
+    import re
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    from google.auth.credentials import AnonymousCredentials
+
+    with open(requests_file, encoding="utf-8") as f:
+        sent = json.load(f)
+    services = {}
+    out = {"checked": 0, "methods": [], "problems": problems}
+    for r in sent:
+        where = f"{r['method']} {r['path']}" + (f"?{r['query']}" if r.get("query") else "")
+        api = next((a for prefix, a in APIS if r["path"].startswith(prefix)), None)
+        if api is None:
+            problems.append(f"{where}: no API of the connector has this path")
+            continue
+        name, version, service_path = api
+        if (name, version) not in services:
+            services[(name, version)] = Api(
+                name, version, "http://google.invalid/" + service_path, AnonymousCredentials()
+            )
+        svc = services[(name, version)]
+        rel = r["path"][1 + len(service_path) :]
+        hits = []
+        for chain, mname, m in methods_of(svc.doc):
+            if m["httpMethod"] != r["method"]:
+                continue
+            rx, names = template_regex(m["path"])
+            hit = rx.match(rel)
+            if hit:
+                # The most specific template wins: no {+x}, then the most literal text.
+                literal = len(re.sub(r"\{[^}]*\}", "", m["path"]))
+                hits.append(((("{+" in m["path"]), -literal), chain, mname, m, names, hit))
+        if not hits:
+            problems.append(f"{where}: no {name} {version} method has this path")
+            continue
+        _, chain, mname, m, names, hit = sorted(hits, key=lambda h: h[0])[0]
+        params = {n: unquote(v) for n, v in zip(names, hit.groups())}
+        declared = {**svc.doc.get("parameters", {}), **m.get("parameters", {})}
+        query = parse_qsl(r.get("query") or "", keep_blank_values=True)
+        for k, v in query:
+            if k not in declared:
+                problems.append(f"{where}: query parameter {k!r} is not one of {m['id']}'s")
+                continue
+            if k in params:
+                problems.append(f"{where}: {k!r} given twice")
+            params[k] = typed(v, declared[k])
+        body = None
+        if r.get("body"):
+            body = json.loads(r["body"])
+            if "request" in m:
+                check(svc.doc, m["request"], body, f"{where} (body)", nulls=True)
+            else:
+                problems.append(f"{where}: {m['id']} takes no body")
+        node = svc.service
+        for c in chain:
+            node = getattr(node, c)()
+        kwargs = {k.replace("$", "_").replace(".", "_"): v for k, v in params.items()}
+        if body is not None:
+            kwargs["body"] = body
+        try:
+            built = getattr(node, mname)(**kwargs)
+        except (TypeError, ValueError) as e:
+            problems.append(f"{where}: Google's client refuses to build {m['id']}: {e}")
+            continue
+        out["checked"] += 1
+        if m["id"] not in out["methods"]:
+            out["methods"].append(m["id"])
+        url = urlsplit(built.uri)
+        if built.method != r["method"]:
+            problems.append(f"{where}: Google's client sends {built.method}")
+        if url.path != r["path"]:
+            same = unquote(url.path) == unquote(r["path"])
+            what = "encodes the path as" if same else "builds the path"
+            problems.append(f"{where}: Google's client {what} {url.path}")
+        theirs = sorted(kv for kv in parse_qsl(url.query, keep_blank_values=True) if kv != ("alt", "json"))
+        ours = sorted(query)
+        if theirs != ours:
+            problems.append(f"{where}: Google's client builds the query {theirs}, sent {ours}")
+        if body is not None and json.loads(built.body) != body:
+            problems.append(f"{where}: Google's client builds the body {built.body}")
+    return out
+
+
 def run_storm(url, key, admin):
     """Reads the admin until an answer comes (at most 4 refusals): each refusal as Google's
     client reads it, then the answer's address (None after 4 refusals)."""
@@ -530,17 +671,21 @@ def run_storm(url, key, admin):
 
 
 def main():
-    mode, url, key_file = sys.argv[1:4]
-    with open(key_file, encoding="utf-8") as f:
-        key = json.load(f)
+    mode, url = sys.argv[1:3]
+    key = None
+    if mode != "requests":
+        with open(sys.argv[3], encoding="utf-8") as f:
+            key = json.load(f)
     if mode == "all":
         seen = run_all(url, key, *sys.argv[4:11])
+    elif mode == "requests":
+        seen = run_requests(url)
     elif mode == "storm":
         seen = run_storm(url, key, sys.argv[4])
     elif mode == "drive":
         seen = run_drive(url, key, *sys.argv[4:10])
     else:
-        raise SystemExit(f"unknown mode {mode!r}: expected all, storm or drive")
+        raise SystemExit(f"unknown mode {mode!r}: expected all, storm, drive or requests")
     print(json.dumps(seen, sort_keys=True))
 
 
