@@ -1,6 +1,7 @@
 //! Every request the connector sends, rebuilt by Google's own Python client: a plan with every
 //! feature on (Gmail, the transfer with Calendar and its archive, mobile devices, 2SV, shared
-//! drives, licences, grants, groups, roles, the delete) runs through revoked's planner, executor
+//! drives, licences, grants, groups, roles, the delete; and a departing client's job, its shares
+//! removed) runs through revoked's planner, executor
 //! and SQLite store against the Google stand-in; then tests/python/google_check.py (`requests`)
 //! takes each recorded request, finds its method in the discovery documents
 //! google-api-python-client 2.202.0 ships, and has Google's client build it again: each query
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use revoke_connector_google_workspace::GoogleFactory;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{ClientDomain, Job, JobId, PlanId, Risk, Subject};
 use revoke_engine::{plan, Executor, Registry};
 use revoke_testkit::google::{GoogleStandin, FOLDER};
 use revoke_testkit::moto::python_dir;
@@ -78,6 +79,31 @@ async fn every_request_the_connector_sends_is_one_googles_own_client_builds_the_
         // /work/brief/requests-gtest.md): this test checks the requests, so bob owns one.
         w.file(&bob, "notes.txt");
         w.grant(&bob, "2-b.apps.googleusercontent.com", "Zoom");
+        // A departing client, clientco.test: its user of ours (pat), shares of carol's files
+        // with its people, its group and its domain, and a member of a shared drive.
+        let carol = w.user("carol@example.com");
+        let pat = w.user("pat@clientco.test");
+        let deliverable = w.file(&pat, "Client deliverable");
+        w.share(&deliverable, "user", "lee@clientco.test", "writer");
+        let roadmap = w.file(&carol, "Roadmap");
+        w.share(&roadmap, "user", "Lee@ClientCo.TEST", "reader");
+        w.share(&roadmap, "group", "partners@clientco.test", "writer");
+        w.share(&roadmap, "domain", "clientco.test", "reader");
+        w.share(&roadmap, "user", "x@notclientco.test", "reader");
+        let project = w.shared_drive("Client project");
+        w.drive_member(&project, &carol, "organizer");
+        let lee = w.permission_id("user:lee@clientco.test");
+        if let Some(d) = w.drives.get_mut(&project) {
+            d.permissions.push(revoke_testkit::google::Permission {
+                id: lee,
+                kind: "user".into(),
+                email: Some("lee@clientco.test".into()),
+                domain: None,
+                role: "writer".into(),
+            });
+        }
+        let sheet = w.drive_file(&project, "Client sheet");
+        w.share(&sheet, "user", "lee@clientco.test", "commenter");
         w.transfer_polls = 2;
         (alice, bob, drive)
     });
@@ -123,6 +149,10 @@ transfer_wait_secs = 5
     let jobs = vec![
         job("job-alice", alice_subject),
         job("job-bob", Subject::new("E2002")),
+        job(
+            "job-clientco",
+            Subject::client(ClientDomain::parse("clientco.test").expect("a domain")),
+        ),
     ];
     let plan = plan(&config, &connectors, jobs, PlanId("p1".into()), Utc::now())
         .await
@@ -156,6 +186,18 @@ transfer_wait_secs = 5
         "{summary:?}\n{unfinished:#?}"
     );
     assert!(g.user(&alice).is_none() && g.user(&bob).is_none());
+    // The client's shares are gone, the look-alike domain's stays.
+    g.world(|w| {
+        let left: Vec<String> = w
+            .files
+            .values()
+            .flat_map(|f| f.permissions.iter())
+            .chain(w.drives.values().flat_map(|d| d.permissions.iter()))
+            .filter_map(|p| p.email.clone().or_else(|| p.domain.clone()))
+            .filter(|e| e.to_ascii_lowercase().contains("clientco.test"))
+            .collect();
+        assert_eq!(left, ["x@notclientco.test"], "{left:?}");
+    });
     g.world(|w| {
         let archived: Vec<_> = w
             .files
@@ -165,8 +207,12 @@ transfer_wait_secs = 5
             .collect();
         assert_eq!(
             archived,
-            [Some(drive.clone()), Some(drive.clone())],
-            "each transfer's folder archived"
+            [
+                Some(drive.clone()),
+                Some(drive.clone()),
+                Some(drive.clone())
+            ],
+            "each transfer's folder archived (alice's, bob's, pat's)"
         );
     });
 
@@ -239,6 +285,7 @@ transfer_wait_secs = 5
         "drive.drives.list",
         "drive.permissions.list",
         "drive.permissions.delete",
+        "drive.permissions.get",
     ] {
         assert!(methods.contains(&m), "{m} was not sent: {methods:?}");
     }
