@@ -4,7 +4,9 @@
 //! transfer id; the next `revokectl apply` resumes the plan, finds the transfer by listing, polls
 //! it to completion and converges with one transfer, not two. The same for the archive move (the
 //! transfer's folder moved into a shared drive): killed after the stand-in took the move, the
-//! next apply finds the folder it journaled already in place and moves nothing twice.
+//! next apply finds the folder it journaled already in place and moves nothing twice. And when
+//! the orphaned transfer has failed meanwhile, the next run does not adopt it: it inserts one of
+//! its own and converges.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -408,6 +410,84 @@ fn kill_9_between_the_archive_move_and_its_answer_then_apply_again_moves_nothing
         assert_eq!(l["attempts"], if twice { 2 } else { 1 }, "{l:#}");
     }
     assert!(results.iter().any(|l| l["kind"] == "archive_drive_files"));
+    assert_eq!(
+        env.prism.errors(),
+        Vec::<String>::new(),
+        "prism found requests or answers that break Google's descriptions"
+    );
+}
+
+/// The transfer the dead run inserted may have failed by the time the next run looks: it is not
+/// adopted (its files did not move), and the next run inserts one transfer of its own, follows
+/// that one to completion, and converges.
+#[test]
+fn kill_9_after_the_transfer_insert_then_it_fails_and_apply_again_makes_one_new_transfer() {
+    let env = Env::new("");
+    let (alice, archive) = env.g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        let archive = w.user("archive@example.com");
+        let alice = w.user("alice@example.com");
+        w.edit(&alice, |u| {
+            u.drive_files = 50;
+            u.drive_bytes = 50 << 20;
+        });
+        w.transfer_polls = 2;
+        (alice, archive)
+    });
+    let plan_file = env.path("plan.json");
+    env.ctl(&[
+        "plan",
+        "--user",
+        "alice@example.com",
+        "-out",
+        as_str(&plan_file),
+    ]);
+    apply_and_kill_at(&env, &plan_file, "POST", TRANSFERS);
+    let orphan = env.g.world(|w| {
+        let t = w
+            .transfers
+            .values_mut()
+            .find(|t| t.old_owner == alice)
+            .expect("the orphaned transfer");
+        // Google gave up on it before anyone read it.
+        t.status = "failed".to_owned();
+        t.id.clone()
+    });
+
+    env.g.clear_requests();
+    env.ctl(&["apply", as_str(&plan_file), "--auto-approve", "-o", "jsonl"]);
+    assert_eq!(
+        env.inserts(),
+        1,
+        "one new transfer: {:?}",
+        env.g.mutations()
+    );
+    let transfers: Vec<(String, String)> = env.g.world(|w| {
+        w.transfers
+            .values()
+            .map(|t| (t.id.clone(), t.status.clone()))
+            .collect()
+    });
+    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert!(transfers.contains(&(orphan.clone(), "failed".to_owned())));
+    assert!(
+        transfers
+            .iter()
+            .any(|(id, st)| *id != orphan && st == "completed"),
+        "{transfers:?}"
+    );
+    let files = env.g.world(|w| w.users[&archive].drive_files);
+    assert_eq!(files, 50, "the new transfer moved the files");
+    assert!(env.g.user(&alice).is_none(), "alice is deleted after it");
+    let results = json_lines(&env.ctl(&["results"]).stdout);
+    for l in &results {
+        assert!(
+            matches!(l["outcome"].as_str(), Some("done" | "already_done")),
+            "{l:#}"
+        );
+        assert_eq!(l["verdict"], "confirmed", "{l:#}");
+    }
     assert_eq!(
         env.prism.errors(),
         Vec::<String>::new(),
