@@ -345,7 +345,9 @@ pub fn plan(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
         ));
         transfer = Some(key(TRANSFER_DRIVE, &f.target));
         before_delete.push(key(TRANSFER_DRIVE, &f.target));
-        if let Some(drive) = &cfg.archive_drive_id {
+        // A leaver counted with no file gets no folder from the transfer: nothing to archive.
+        let nothing = attr(f, "files_owned") == "0";
+        if let Some(drive) = cfg.archive_drive_id.as_ref().filter(|_| !nothing) {
             let t = format!("{}/archive", f.target);
             let parent = cfg
                 .archive_folder_id

@@ -863,6 +863,13 @@ async fn mobile_wipe_2sv_archive_and_shared_drives_end_to_end_then_a_rerun_write
         archive[0].summary
     );
     assert_eq!(archive[0].phase, Phase::Transfer);
+    // dave owns no file: the transfer makes no folder, so nothing is archived (an archive action
+    // would fail on the missing folder and block the delete).
+    let dave = subject("dave@example.com");
+    let dd = conn.discover(&dave).await.expect("discovery");
+    let dave_plan = conn.plan(&dave, &dd);
+    assert!(dave_plan.iter().any(|p| p.kind.0 == TRANSFER_DRIVE));
+    assert!(dave_plan.iter().all(|p| p.kind.0 != ARCHIVE_DRIVE));
 
     let mut journals = Journals::new();
     for (a, r) in run(&conn, &all, &mut journals).await {
