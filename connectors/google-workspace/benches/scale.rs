@@ -12,8 +12,15 @@
 //!   Licensing and token calls have quotas of their own), computed; then a paced run
 //!   of `BENCH_PACED_LEAVERS` (default 10) at 2,400 per minute, measured, to show the pace holds.
 //!
+//! Then a departing client's job: `BENCH_CLIENT_USERS` (200) users of ours with
+//! `BENCH_CLIENT_FILES` (50) files each, every 10th shared with an address of the client and every
+//! 25th with its domain, 2 client users of ours with as many files, and 10 shared drives of 20
+//! files (2 of them shared with the client; the client a member of every other drive): calls of
+//! the scan per user of ours, writes against the floor (one per share of the client, and the
+//! client users' own offboarding), and the time Google's quotas set.
+//!
 //! Environment: `BENCH_LEAVERS` (200), `BENCH_PACED_LEAVERS` (10). Under `cargo test` it is a
-//! smoke pass of 3 leavers, unpaced.
+//! smoke pass of 3 leavers and a client job over 5 users, unpaced.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +30,9 @@ use futures_util::future::join_all;
 use revoke_connector_google_workspace::{
     GoogleConfig, GoogleConnector, SET_AUTO_REPLY, SET_FORWARDING, SUSPEND_USER,
 };
-use revoke_core::{Action, ActionId, Connector, JobId, MemoryJournal, Outcome, Phase, Subject};
+use revoke_core::{
+    Action, ActionId, ClientDomain, Connector, JobId, MemoryJournal, Outcome, Phase, Subject,
+};
 use revoke_testkit::google::GoogleStandin;
 use serde_json::json;
 
@@ -104,6 +113,7 @@ async fn run(leavers: usize, rpm: u64) -> Run {
         "licences": ["Google-Apps/1010020027"],
         "transfer_poll_ms": 1,
         "requests_per_minute": rpm,
+        "drive_requests_per_minute": rpm * 5,
         "timeout_secs": 600,
     }))
     .expect("config");
@@ -201,6 +211,181 @@ async fn run(leavers: usize, rpm: u64) -> Run {
     }
 }
 
+struct ClientRun {
+    users: usize,
+    shares: usize,
+    discover_api: usize,
+    discover_tokens: usize,
+    discover_directory: usize,
+    discover_time: Duration,
+    actions: usize,
+    apply_writes: usize,
+    share_writes: usize,
+    apply_reads: usize,
+    apply_tokens: usize,
+    apply_directory: usize,
+    apply_time: Duration,
+}
+
+/// Drive shared drives in the client run, and files in each.
+const DRIVES: usize = 10;
+const DRIVE_FILES: usize = 20;
+
+async fn client_run(users: usize, files: usize, rpm: u64, drive_rpm: u64) -> ClientRun {
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    g.set_rate_limit(u64::MAX, Duration::from_secs(60));
+    let shares = g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        w.user("archive@example.com");
+        let mut ours = Vec::new();
+        let mut shares = 0;
+        for i in 0..users {
+            let id = w.user(&format!("user{i}@example.com"));
+            for n in 0..files {
+                let f = w.file(&id, &format!("doc {n}"));
+                if n % 10 == 0 {
+                    w.share(&f, "user", &format!("c{}@clientco.test", n % 20), "reader");
+                    shares += 1;
+                }
+                if n % 25 == 1 {
+                    w.share(&f, "domain", "clientco.test", "reader");
+                    shares += 1;
+                }
+            }
+            ours.push(id);
+        }
+        for k in 0..2 {
+            let pat = w.user(&format!("pat{k}@clientco.test"));
+            for n in 0..files {
+                let f = w.file(&pat, &format!("deliverable {n}"));
+                if n % 10 == 0 {
+                    w.share(&f, "user", "c0@clientco.test", "writer");
+                    shares += 1;
+                }
+            }
+        }
+        for d in 0..DRIVES {
+            let drive = w.shared_drive(&format!("Drive {d}"));
+            w.drive_member(&drive, &ours[d % ours.len()], "organizer");
+            if d % 2 == 0 {
+                let lee = w.permission_id("user:lee@clientco.test");
+                if let Some(x) = w.drives.get_mut(&drive) {
+                    x.permissions.push(revoke_testkit::google::Permission {
+                        id: lee,
+                        kind: "user".into(),
+                        email: Some("lee@clientco.test".into()),
+                        domain: None,
+                        role: "writer".into(),
+                    });
+                }
+                shares += 1;
+            }
+            for n in 0..DRIVE_FILES {
+                let f = w.drive_file(&drive, &format!("sheet {n}"));
+                if n < 2 {
+                    w.share(&f, "user", "lee@clientco.test", "commenter");
+                    shares += 1;
+                }
+            }
+        }
+        shares
+    });
+    let cfg = GoogleConfig::from_value(&json!({
+        "private_key": g.service_account_key(),
+        "admin_email": "admin@example.com",
+        "api_url": g.url(),
+        "transfer_to": "archive@example.com",
+        "delete_users": false,
+        "transfer_poll_ms": 1,
+        "requests_per_minute": rpm,
+        "drive_requests_per_minute": drive_rpm,
+        "timeout_secs": 600,
+    }))
+    .expect("config");
+    let conn = Arc::new(GoogleConnector::new(GW, cfg).expect("connector"));
+    let subject = Subject::client(ClientDomain::parse("clientco.test").expect("domain"));
+    let t = Instant::now();
+    let d = conn.discover(&subject).await.expect("discovery");
+    let discover_time = t.elapsed();
+    let reqs = g.requests();
+    assert!(
+        reqs.iter().all(|r| !r.is_mutation()),
+        "discovery writes nothing"
+    );
+    let discover_tokens = reqs.iter().filter(|r| r.path == "/token").count();
+    let discover_directory = reqs
+        .iter()
+        .filter(|r| r.path.starts_with("/admin/"))
+        .count();
+    let discover_api = reqs.len() - discover_tokens;
+    let all = Action::from_proposals(&JobId("client".into()), GW, &d, conn.plan(&subject, &d))
+        .expect("proposals");
+    g.clear_requests();
+    let journals: HashMap<ActionId, Arc<MemoryJournal>> = all
+        .iter()
+        .map(|a| (a.id.clone(), Arc::new(MemoryJournal::new())))
+        .collect();
+    let t = Instant::now();
+    for phase in [Phase::Contain, Phase::Transfer, Phase::Revoke] {
+        for step in 0..2 {
+            // Within contain, the suspension first (step 0), then what follows it.
+            let these: Vec<&Action> = all
+                .iter()
+                .filter(|a| a.phase == phase && (a.kind.0 == SUSPEND_USER) == (step == 0))
+                .collect();
+            for chunk in these.chunks(16) {
+                let futs = chunk.iter().map(|a| {
+                    let conn = conn.clone();
+                    let j = journals[&a.id].clone();
+                    async move {
+                        loop {
+                            match conn.apply(a, &a.key, j.as_ref()).await {
+                                Err(e) if e.is_retryable() => {
+                                    tokio::time::sleep(
+                                        e.retry_after().unwrap_or(Duration::from_millis(5)),
+                                    )
+                                    .await
+                                }
+                                r => return r,
+                            }
+                        }
+                    }
+                });
+                for r in join_all(futs).await {
+                    assert_eq!(r.expect("apply"), Outcome::Done);
+                }
+            }
+        }
+    }
+    let apply_time = t.elapsed();
+    let reqs = g.requests();
+    let apply_tokens = reqs.iter().filter(|r| r.path == "/token").count();
+    let apply_writes = reqs.iter().filter(|r| r.is_mutation()).count();
+    let share_writes = reqs
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.contains("/permissions/"))
+        .count();
+    ClientRun {
+        users,
+        shares,
+        discover_api,
+        discover_tokens,
+        discover_directory,
+        discover_time,
+        actions: all.len(),
+        apply_writes,
+        share_writes,
+        apply_reads: reqs.len() - apply_tokens - apply_writes,
+        apply_tokens,
+        apply_directory: reqs
+            .iter()
+            .filter(|r| r.path.starts_with("/admin/"))
+            .count(),
+        apply_time,
+    }
+}
+
 fn per(n: usize, leavers: usize) -> f64 {
     n as f64 / leavers as f64
 }
@@ -209,6 +394,12 @@ fn per(n: usize, leavers: usize) -> f64 {
 /// and token calls count against other quotas, and go beside them).
 fn at_quota(calls: usize) -> f64 {
     calls as f64 / 40.0
+}
+
+/// Seconds Drive's quota needs for `calls`, at the 12,000 queries per minute per project Google
+/// published until 2026 (it now counts quota units per method, whose costs are not given here).
+fn at_drive_quota(calls: usize) -> f64 {
+    calls as f64 / 200.0
 }
 
 #[tokio::main]
@@ -246,7 +437,63 @@ async fn main() {
         )
     );
     assert_eq!(r.apply_writes, FLOOR_WRITES * n, "writes at the floor");
+
+    let (users, files) = if full {
+        (
+            env_or("BENCH_CLIENT_USERS", 200) as usize,
+            env_or("BENCH_CLIENT_FILES", 50) as usize,
+        )
+    } else {
+        (5, 10)
+    };
+    let c = client_run(users, files, 1_000_000, 1_000_000).await;
+    let u = c.users;
+    // The scan's floor: the users' page(s), one files.list per user of ours (2 of the client's
+    // too), drives.list, and per drive its members, its files and each of its 2 files' shares.
+    let scan_floor = u.div_ceil(500) + (u + 2) + 1 + DRIVES * (2 + 2);
+    let drive_calls = c.discover_api - c.discover_directory;
+    println!(
+        "client job, {u} users of ours with {files} files each, 2 client users, {DRIVES} shared drives: {} shares of the client",
+        c.shares
+    );
+    println!(
+        "client discovery: {} API calls (floor {scan_floor} for the scan, and the 2 client users' own discovery), {:.2} per user of ours, {} token calls, {:.2?} unpaced; {} Directory calls, {drive_calls} Drive calls: {:.0} s at Drive's 12,000/min",
+        c.discover_api,
+        per(c.discover_api, u),
+        c.discover_tokens,
+        c.discover_time,
+        c.discover_directory,
+        at_drive_quota(drive_calls)
+    );
+    println!(
+        "client apply: {} actions, {} writes ({} share removals, floor {}), {} reads, {} token calls, {:.2?} unpaced; {:.0} s at the Directory quota, {:.0} s at Drive's",
+        c.actions,
+        c.apply_writes,
+        c.share_writes,
+        c.shares,
+        c.apply_reads,
+        c.apply_tokens,
+        c.apply_time,
+        at_quota(c.apply_directory),
+        at_drive_quota(c.apply_reads + c.apply_writes - c.apply_directory)
+    );
+    assert_eq!(
+        c.share_writes, c.shares,
+        "one write per share of the client"
+    );
     if full {
+        let paced = env_or("BENCH_PACED_CLIENT_USERS", 50) as usize;
+        let p = client_run(paced, files, 2_400, 12_000).await;
+        let drive = p.discover_api - p.discover_directory + p.apply_reads + p.apply_writes
+            - p.apply_directory;
+        println!(
+            "client job paced at 2,400/min and Drive 12,000/min, {paced} users of ours: {} shares, {drive} Drive calls, measured {:.1} s (discovery {:.1} s, apply {:.1} s), computed {:.1} s",
+            p.shares,
+            (p.discover_time + p.apply_time).as_secs_f64(),
+            p.discover_time.as_secs_f64(),
+            p.apply_time.as_secs_f64(),
+            at_drive_quota(drive)
+        );
         let paced = env_or("BENCH_PACED_LEAVERS", 10) as usize;
         let p = run(paced, 2_400).await;
         let calls =

@@ -6,9 +6,9 @@
 //!   until five minutes before it expires; a 401 makes the client fetch a new one and send the
 //!   call once more.
 //! - The pace, per quota (Directory and Data Transfer; Licensing; Gmail; Drive; the token call):
-//!   Directory and Licensing calls leave at most `requests_per_minute` per minute each, evenly
-//!   spaced, across every job of the instance (Gmail and Drive are per-user quotas a leaver barely
-//!   touches: not paced). A rate-limit answer (403 `userRateLimitExceeded`, `rateLimitExceeded`,
+//!   Directory and Licensing calls leave at most `requests_per_minute` per minute each, and Drive
+//!   calls `drive_requests_per_minute`, evenly spaced, across every job of the instance (Gmail is
+//!   a per-user quota a leaver barely touches: not paced). A rate-limit answer (403 `userRateLimitExceeded`, `rateLimitExceeded`,
 //!   `quotaExceeded`, or 429) holds every call of the instance to that API for an exponential backoff
 //!   (`backoff_ms`, doubled per consecutive refusal, at most 64 times) and is returned as
 //!   `rate_limited` with that wait; a call that would wait longer than the request timeout fails
@@ -147,7 +147,7 @@ enum Api {
     Licensing = 1,
     /// Gmail: per-user units (15,000 per minute); a leaver costs a handful: not paced, only held.
     Gmail = 2,
-    /// Drive: per-user quota; one list per leaver: not paced, only held.
+    /// Drive: paced at `drive_requests_per_minute` (a client job lists every user's files).
     Drive = 3,
     /// The OAuth token endpoint: not paced, only held.
     Token = 4,
@@ -227,7 +227,7 @@ impl Client {
                 interval,
                 interval,
                 Duration::ZERO,
-                Duration::ZERO,
+                Duration::from_micros(60_000_000 / cfg.drive_requests_per_minute.max(1)),
                 Duration::ZERO,
             ]
             .map(|interval| {

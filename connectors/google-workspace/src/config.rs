@@ -85,6 +85,10 @@ pub struct GoogleConfig {
     /// The pace of this instance, shared by every job (Google: 2,400 per minute).
     #[serde(default = "default_rpm")]
     pub requests_per_minute: u64,
+    /// The pace of this instance's Drive calls (a client job lists every user's files), shared
+    /// by every job: Google published 12,000 queries per minute per project.
+    #[serde(default = "default_drive_rpm")]
+    pub drive_requests_per_minute: u64,
     /// The first wait after a rate-limit answer, doubled per consecutive one (at most 64x).
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
@@ -116,6 +120,9 @@ fn default_customer() -> String {
 }
 fn default_rpm() -> u64 {
     DEFAULT_REQUESTS_PER_MINUTE
+}
+fn default_drive_rpm() -> u64 {
+    12_000
 }
 fn default_backoff_ms() -> u64 {
     1_000
@@ -233,6 +240,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("retention_days", KeyType::Int),
     KeySpec::optional("remove_shared_drives", KeyType::Bool),
     KeySpec::optional("requests_per_minute", KeyType::Int),
+    KeySpec::optional("drive_requests_per_minute", KeyType::Int),
     KeySpec::optional("backoff_ms", KeyType::Int),
     KeySpec::optional("transfer_poll_ms", KeyType::Int),
     KeySpec::optional("transfer_wait_secs", KeyType::Int),
@@ -366,6 +374,7 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
     let ranges = [
         ("retention_days", 1, 36_500),
         ("requests_per_minute", 1, 1_000_000),
+        ("drive_requests_per_minute", 1, 1_000_000),
         ("backoff_ms", 1, 600_000),
         ("transfer_poll_ms", 1, 600_000),
         ("transfer_wait_secs", 0, 3_600),
