@@ -757,6 +757,7 @@ pub async fn discover_many(
                     .remove(&s.id)
                     .map(|a| a.into_iter().collect())
                     .unwrap_or_default(),
+                notes: Vec::new(),
             }
         })
         .collect())

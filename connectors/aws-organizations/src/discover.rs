@@ -253,6 +253,7 @@ pub async fn discover_many(
             found,
             findings,
             accounts,
+            notes: Vec::new(),
         });
     }
     Ok(out)

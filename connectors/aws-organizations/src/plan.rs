@@ -193,6 +193,7 @@ mod tests {
             found: true,
             findings,
             accounts: vec![],
+            notes: Vec::new(),
         };
         plan(&cfg, &d)
             .into_iter()
@@ -265,6 +266,7 @@ mod tests {
             found: true,
             findings: vec![account("111111111111", "a", "ACTIVE", "r-root")],
             accounts: vec![],
+            notes: Vec::new(),
         };
         let a = &plan(&cfg, &d)[0];
         assert_eq!(a.params["account_id"], "111111111111");

@@ -313,6 +313,7 @@ pub async fn discover_many(
             found: !findings.is_empty(),
             findings,
             accounts,
+            notes: Vec::new(),
         });
     }
     Ok(out)

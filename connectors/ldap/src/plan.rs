@@ -161,6 +161,7 @@ mod tests {
                 ),
             ],
             accounts: vec![account()],
+            notes: Vec::new(),
         };
         let p = plan(&cfg(true), &d);
         let kinds: Vec<&str> = p.iter().map(|a| a.kind.0.as_str()).collect();

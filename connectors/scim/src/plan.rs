@@ -148,6 +148,7 @@ mod tests {
                 finding(GROUP_MEMBERSHIP, "g1", &[("display", "eng")]),
             ],
             accounts: vec![revoke_core::Account::new("u1", "SCIM id", "alice")],
+            notes: Vec::new(),
         };
         let p = plan(&cfg(json!({})), "app", &Subject::new("alice"), &d);
         let kinds: Vec<&str> = p.iter().map(|a| a.kind.0.as_str()).collect();

@@ -26,6 +26,12 @@ pub struct Discovery {
     /// identifier it answers to. Each proposal's `account` names one of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<Account>,
+    /// What a person reviewing the plan must know and no action expresses: something found and
+    /// deliberately left alone (a shared drive the subject alone organizes, a link share, a
+    /// member whose tie to a client cannot be shown). The planner copies each into the plan's
+    /// notes under the connector's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Discovery {
@@ -37,6 +43,7 @@ impl Discovery {
             found: false,
             findings: Vec::new(),
             accounts: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -412,6 +412,11 @@ pub fn plan_jobs(
             else {
                 continue;
             };
+            notes.extend(d.notes.iter().map(|message| PlanNote {
+                subject: job.subject.id.clone(),
+                connector: Some(name.clone()),
+                message: message.clone(),
+            }));
             if !d.found {
                 continue;
             }

@@ -36,6 +36,7 @@ fn grants(instance: &str, subject: &Subject, targets: &[String]) -> Discovery {
             "user id",
             subject.id.clone(),
         )],
+        notes: Vec::new(),
     }
 }
 

@@ -58,6 +58,10 @@ impl Connector for Fake {
             d.found = true;
             d.accounts = accounts.clone();
         }
+        if self.clients {
+            d.notes
+                .push("drive 0AB has no organizer of ours: not scanned".into());
+        }
         Ok(d)
     }
     fn plan(&self, subject: &Subject, _: &Discovery) -> Vec<ProposedAction> {
@@ -390,6 +394,19 @@ async fn a_client_job_goes_only_to_connectors_that_take_client_jobs_and_the_plan
         note.message.starts_with("not searched: dir (fake)"),
         "{}",
         note.message
+    );
+    // What the connector found and left alone reaches the plan under its name.
+    let said: Vec<(Option<&str>, &str)> = plan
+        .notes
+        .iter()
+        .map(|n| (n.connector.as_deref(), n.message.as_str()))
+        .collect();
+    assert!(
+        said.contains(&(
+            Some("drive"),
+            "drive 0AB has no organizer of ours: not scanned"
+        )),
+        "{said:?}"
     );
 }
 
