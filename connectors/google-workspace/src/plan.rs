@@ -73,6 +73,11 @@ pub fn plan_client(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             (Some(to), true, Some(t)) => (to.clone(), vec![t]),
             _ => (attr(f, "owner_email"), vec![]),
         };
+        let by = if after.is_empty() {
+            String::new()
+        } else {
+            format!(", removed as {as_user} once the transfer made it theirs")
+        };
         out.push(ProposedAction {
             kind: ActionKind::from(REMOVE_CLIENT_PERMISSION),
             target: f.target.clone(),
@@ -92,7 +97,7 @@ pub fn plan_client(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
             after,
             summary: if attr(f, "drive_id").is_empty() {
                 format!(
-                    "remove the {} share of {} on {:?} (owned by {})",
+                    "remove the {} share of {} on {:?} (owned by {}{by})",
                     attr(f, "role"),
                     who(f),
                     attr(f, "file_name"),

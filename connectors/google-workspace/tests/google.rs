@@ -1100,6 +1100,14 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         "the client's user of ours"
     );
     let all = actions(&d, &conn, &subj);
+    let lines: Vec<String> = all
+        .iter()
+        .map(|a| {
+            let pin = a.account.as_ref().map(|p| p.name.as_str()).unwrap_or("");
+            format!("{:?} {} {} [{pin}]: {}", a.phase, a.kind.0, a.target, a.summary)
+        })
+        .collect();
+    insta::assert_snapshot!("plan_clientco", lines.join("\n"));
     let removals: Vec<&Action> = all
         .iter()
         .filter(|a| a.kind.0 == REMOVE_CLIENT_PERMISSION)
