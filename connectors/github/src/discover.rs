@@ -336,6 +336,7 @@ pub async fn discover_client(
     // login -> why it is the client's
     let mut people: BTreeMap<String, String> = BTreeMap::new();
     let mut emails: BTreeSet<String> = BTreeSet::new();
+    let mut notes: Vec<String> = Vec::new();
     for (who, login) in &cfg.logins {
         if domain.matches_email(who) {
             if !is_login(login) {
@@ -375,6 +376,9 @@ pub async fn discover_client(
             // Renamed between the two reads: the login now names someone else.
             if UserRef::of(&full).map(|r| r.id) != UserRef::of(&u).map(|r| r.id) {
                 warn!(connector = %instance, login = %login, "outside collaborator renamed during discovery; left for the next plan");
+                notes.push(format!(
+                    "outside collaborator {login} of {org} was renamed while discovery read it: not checked against {domain}; plan again"
+                ));
                 continue;
             }
             if let Some(e) = full.get("email").and_then(serde_json::Value::as_str) {
@@ -425,6 +429,7 @@ pub async fn discover_client(
         }))
         .collect();
     let mut out = Discovery::not_found(instance, &subject.id);
+    out.notes = notes;
     if persons.is_empty() {
         return Ok(out);
     }
