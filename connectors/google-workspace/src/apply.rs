@@ -1248,6 +1248,33 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
             ))
         });
     }
+    // The archive holds the folder whether or not the leaver is still there.
+    if kind == ARCHIVE_DRIVE {
+        let owner = param(action, "new_owner_id")?;
+        let Some(owner) = get_user(client, owner).await?.filter(|u| u.id == owner) else {
+            return Ok(not(format!("the new owner {owner} is gone")));
+        };
+        let found = archived_folders(
+            client,
+            &Who::DriveOwner(owner.primary_email),
+            param(action, "archive_drive_id")?,
+            user_id,
+        )
+        .await?;
+        return Ok(if found.iter().any(|f| archived_as_planned(f, action)) {
+            Verdict::Confirmed
+        } else {
+            not(format!(
+                "no folder of {user_id} in the archive {} with the retention date {:?}",
+                param(action, "archive_drive_id")?,
+                action
+                    .params
+                    .get("retain_until")
+                    .map(String::as_str)
+                    .unwrap_or("")
+            ))
+        });
+    }
     let Some(user) = user else {
         return Ok(match kind {
             SET_AUTO_REPLY | SET_FORWARDING => not(format!(
@@ -1355,32 +1382,6 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
                 }
                 _ => Err(classify::status(&Method::GET, &path, &r, client.backoff())),
             }
-        }
-        ARCHIVE_DRIVE => {
-            let owner = param(action, "new_owner_id")?;
-            let Some(owner) = get_user(client, owner).await?.filter(|u| u.id == owner) else {
-                return Ok(not(format!("the new owner {owner} is gone")));
-            };
-            let found = archived_folders(
-                client,
-                &Who::DriveOwner(owner.primary_email),
-                param(action, "archive_drive_id")?,
-                user_id,
-            )
-            .await?;
-            Ok(if found.iter().any(|f| archived_as_planned(f, action)) {
-                Verdict::Confirmed
-            } else {
-                not(format!(
-                    "no folder of {user_id} in the archive {} with the retention date {:?}",
-                    param(action, "archive_drive_id")?,
-                    action
-                        .params
-                        .get("retain_until")
-                        .map(String::as_str)
-                        .unwrap_or("")
-                ))
-            })
         }
         REMOVE_SHARED_DRIVE => {
             let path = drive_permission_path(action)?;
