@@ -21,7 +21,9 @@ client reads each refusal. `drive` calls the endpoints of mobile
 devices, 2-step verification, shared drives and the archive: the leaver's devices listed, read
 and account-wiped, 2SV turned off, the leaver's membership of a shared drive found and removed
 (as the admin, `useDomainAdminAccess`), and the folder the transfer gave the new owner found,
-moved into the shared drive and stamped with `appProperties` (as the new owner).
+moved into the shared drive and stamped with `appProperties` (as the new owner); on the way,
+what a client job's scan reads (a user's own files with their permissions, a shared drive's files
+with `hasAugmentedPermissions`, a file's own permissions with `permissionDetails`).
 
 `requests` reads the requests another client sent (the connector's, from the stand-in's
 recorder: a JSON list of {method, path, query, body}) and has Google's client build each one
@@ -481,6 +483,44 @@ def run_drive(url, key, admin, leaver, new_owner, folder_name, drive_name):
     )
     seen["drive_without_admin_access"] = drive_admin.refused(
         "permissions.list", fileId=drive_id, supportsAllDrives=True
+    )
+
+    # A client job's scan, as a user of ours: their own files with their permissions, then a
+    # shared drive's files with hasAugmentedPermissions and one file's own permissions.
+    mine = drive_owner.call(
+        "files.list",
+        q="'me' in owners and trashed = false",
+        fields="nextPageToken,files(id,name,permissions(id,type,emailAddress,domain,role))",
+        pageSize=1000,
+    ).get("files", [])
+    seen["own_file_grantees"] = sorted(
+        p.get("emailAddress") or p.get("domain") or p["type"]
+        for f in mine
+        for p in f.get("permissions", [])
+    )
+    in_drive = drive_owner.call(
+        "files.list",
+        corpora="drive",
+        driveId=drive_id,
+        includeItemsFromAllDrives=True,
+        supportsAllDrives=True,
+        q="trashed = false",
+        fields="nextPageToken,files(id,name,hasAugmentedPermissions)",
+        pageSize=1000,
+    ).get("files", [])
+    augmented = [f for f in in_drive if f.get("hasAugmentedPermissions")]
+    seen["augmented"] = [f["name"] for f in augmented]
+    seen["augmented_grantees"] = sorted(
+        (p.get("emailAddress"), [d.get("inherited") for d in p.get("permissionDetails", [])])
+        for f in augmented
+        for p in drive_owner.call(
+            "permissions.list",
+            fileId=f["id"],
+            supportsAllDrives=True,
+            pageSize=100,
+            fields="nextPageToken,permissions(id,type,emailAddress,domain,role,"
+            "permissionDetails(inherited))",
+        ).get("permissions", [])
     )
 
     # The archive, as the new owner: the transfer's folder, moved into the drive and stamped.

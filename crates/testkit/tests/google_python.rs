@@ -397,6 +397,12 @@ fn googles_python_client_wipes_a_device_turns_2sv_off_and_archives_into_a_shared
         w.edit_file(&folder, |f| f.mime_type = FOLDER.to_owned());
         let inside = w.file(&archive, "notes");
         w.edit_file(&inside, |f| f.parents = vec![folder.clone()]);
+        w.share(&inside, "user", "lee@clientco.test", "reader");
+        w.share(&inside, "domain", "clientco.test", "reader");
+        // A file of the drive shared on its own with the client (beside the drive's members).
+        let sheet = w.drive_file(&drive, "Client sheet");
+        w.share(&sheet, "user", "lee@clientco.test", "commenter");
+        w.drive_file(&drive, "Plain");
         (alice, phone, drive, folder)
     });
     let seen = s.check(
@@ -435,6 +441,28 @@ fn googles_python_client_wipes_a_device_turns_2sv_off_and_archives_into_a_shared
     assert_eq!(seen["member_gone"]["status"], 404);
     assert_eq!(seen["member_gone"]["reasons"], json!(["notFound"]));
     assert_eq!(seen["drive_without_admin_access"]["status"], 404);
+
+    // What a client job's scan reads: archive's own files with their permissions (before the
+    // move), the drive's files that have shares of their own, and those shares.
+    assert_eq!(
+        seen["own_file_grantees"],
+        json!([
+            "archive@example.com",
+            "archive@example.com",
+            "clientco.test",
+            "lee@clientco.test"
+        ])
+    );
+    assert_eq!(seen["augmented"], json!(["Client sheet"]));
+    let grantees = seen["augmented_grantees"].as_array().expect("grantees");
+    assert!(
+        grantees.contains(&json!(["lee@clientco.test", [false]])),
+        "{grantees:?}"
+    );
+    assert!(
+        grantees.contains(&json!(["archive@example.com", [true]])),
+        "the drive's organizer shows on the file as inherited: {grantees:?}"
+    );
 
     assert_eq!(seen["folders_found"], 1);
     assert_eq!(seen["folder_id"], folder.as_str());

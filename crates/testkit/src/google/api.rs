@@ -1255,11 +1255,46 @@ async fn list_permissions(
     let subject = super::token_subject(&s, &headers).unwrap_or_default();
     let w = s.world();
     match permissions_of(&w, &id, &subject, &q) {
-        Ok(ps) => Json(json!({
-            "kind": "drive#permissionList",
-            "permissions": ps.iter().map(World::permission_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+        Ok(ps) => {
+            let mut items: Vec<Value> = ps.iter().map(World::permission_json).collect();
+            // A shared drive's file lists the drive's members too, inherited, and says which
+            // part of each permission is the file's own (Drive v3 `permissionDetails`).
+            let drive = w
+                .files
+                .get(&id)
+                .and_then(|f| f.drive_id.as_ref())
+                .and_then(|d| w.drives.get(d));
+            if let Some(d) = drive {
+                let detail = |kind: &str, role: &str, inherited: bool| {
+                    let mut v =
+                        json!({"permissionType": kind, "role": role, "inherited": inherited});
+                    if inherited {
+                        v["inheritedFrom"] = json!(d.id);
+                    }
+                    v
+                };
+                for v in &mut items {
+                    let role = v["role"].as_str().unwrap_or("").to_owned();
+                    v["permissionDetails"] = json!([detail("file", &role, false)]);
+                }
+                for p in &d.permissions {
+                    let inherited = detail("member", &p.role, true);
+                    match items.iter_mut().find(|v| v["id"] == json!(p.id)) {
+                        Some(v) => {
+                            if let Some(a) = v["permissionDetails"].as_array_mut() {
+                                a.push(inherited);
+                            }
+                        }
+                        None => {
+                            let mut v = World::permission_json(p);
+                            v["permissionDetails"] = json!([inherited]);
+                            items.push(v);
+                        }
+                    }
+                }
+            }
+            Json(json!({"kind": "drive#permissionList", "permissions": items})).into_response()
+        }
         Err(r) => *r,
     }
 }
