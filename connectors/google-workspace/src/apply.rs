@@ -18,6 +18,13 @@
 //! made by an attempt that died before its journal entry), else inserts one and records its id
 //! before anything depends on it; then it polls until Google says `completed`, at most
 //! `transfer_wait_secs`, and otherwise asks the executor to come back (`transfer_in_progress`).
+//!
+//! A mobile device's account wipe is pinned to the device and the user (a device whose owner
+//! addresses no longer include the user's is left alone); the archive move journals the folder
+//! the transfer made before it moves it, and stamps it with the leaver's id and retention date;
+//! a shared drive's membership is never removed from its last organizer. A departing client's
+//! share (`remove_client_permission`) is pinned to its permission id, the file and the grantee
+//! the plan saw, and removed as the file's owner (or a drive's organizer, or the admin).
 
 use std::time::Duration;
 

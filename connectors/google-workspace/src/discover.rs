@@ -2,7 +2,8 @@
 //! its id), its state, OAuth grants, app passwords, direct groups (and which of them sit in
 //! other groups), admin role assignments, configured licences, Gmail auto-reply and forwarding,
 //! the Drive files the user owns (count and bytes) and the Drive transfer to the configured
-//! owner if one exists already.
+//! owner if one exists already; as configured, their mobile devices and shared-drive
+//! memberships. A departing client's subject (a domain) is discovered by `discover_client`.
 //!
 //! Every identifier is checked before it is sent: an email must be one Google accepts (letters,
 //! digits, `.`, `_`, `'`, `-` before the `@`), an employee id letters, digits, `.`, `_`, `-`;

@@ -1,7 +1,10 @@
 //! Google Workspace connector of revoked: hands the leaver's mail over (auto-reply, forwarding)
 //! while Gmail still answers, suspends them, ends their sessions, revokes their OAuth grants, app
-//! passwords and backup codes, transfers their Drive files, takes their groups, admin roles and
-//! licences away, and deletes them after retention.
+//! passwords and backup codes (and, as configured, the work account on their mobile devices and
+//! their 2SV), transfers their Drive files (and archives them into a shared drive), takes their
+//! groups, shared drives, admin roles and licences away, and deletes them after retention. For a
+//! departing client (a subject with a client domain) it offboards the client's users of ours and
+//! removes every Drive share of the client's domain.
 //!
 //! One file per concern, as in every connector: `config` (typed table, pure validation), `auth`
 //! (the RFC 7523 assertion of the service account), `client` (reqwest on rustls, the tokens per

@@ -7,7 +7,9 @@
 //! files to the configured owner (Data Transfer API; works for a suspended user). Revoke: group
 //! memberships and admin role assignments, and the licences once the transfer completed (a
 //! user without a licence loses their Drive data). Delete: the user, after everything; Google
-//! can undelete it for 20 days.
+//! can undelete it for 20 days. As configured: the mobile account wipe and 2SV off (contain,
+//! after the suspension), the archive move (transfer, after the transfer), shared-drive
+//! memberships (revoke). A departing client's plan is `plan_client`.
 
 use std::collections::BTreeMap;
 
