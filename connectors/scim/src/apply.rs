@@ -270,9 +270,19 @@ async fn membership(
     })
 }
 
+/// The group a `remove_group_member` action is about: its `group_id` param (a client job's
+/// actions, whose targets name the member too), else its target.
+fn group_of(action: &Action) -> &str {
+    action
+        .params
+        .get("group_id")
+        .map(String::as_str)
+        .unwrap_or(&action.target)
+}
+
 async fn remove_member(ctx: &Ctx<'_>, action: &Action) -> Result<Outcome, ConnectorError> {
     let pin = pin_of(action)?;
-    let gid = action.target.as_str();
+    let gid = group_of(action);
     let path = format!("/Groups/{}", segment(gid));
     let _serial = match ctx.cfg.member_removal {
         MemberRemoval::Replace => Some(ctx.locks.lock(gid).await),
@@ -375,13 +385,13 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
         (DEACTIVATE_USER, Some(_)) => Verdict::NotConfirmed {
             detail: format!("user {pin} is still active"),
         },
-        (REMOVE_GROUP_MEMBER, Some(u)) => match membership(ctx, &action.target, &u, pin).await? {
+        (REMOVE_GROUP_MEMBER, Some(u)) => match membership(ctx, group_of(action), &u, pin).await? {
             Membership::GroupGone | Membership::Absent => Verdict::Confirmed,
             Membership::Present { .. } => Verdict::NotConfirmed {
-                detail: format!("group {} still lists {pin}", action.target),
+                detail: format!("group {} still lists {pin}", group_of(action)),
             },
             Membership::Unclear => Verdict::NotConfirmed {
-                detail: unclear(&action.target, pin).message,
+                detail: unclear(group_of(action), pin).message,
             },
         },
         (DELETE_USER, Some(_)) => Verdict::NotConfirmed {

@@ -280,7 +280,12 @@ impl Client {
         let count_s = self.page_size.to_string();
         for _ in 0..MAX_PAGES {
             let start_s = start.to_string();
-            let mut pairs = vec![("filter", filter)];
+            // An empty filter lists every resource.
+            let mut pairs = if filter.is_empty() {
+                vec![]
+            } else {
+                vec![("filter", filter)]
+            };
             pairs.extend(self.page_query(&start_s, &count_s));
             if let Some(a) = attributes {
                 pairs.push(("attributes", a));

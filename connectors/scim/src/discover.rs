@@ -15,13 +15,13 @@
 
 use std::collections::BTreeMap;
 
-use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
+use revoke_core::{Account, ClientDomain, ConnectorError, Discovery, Finding, Subject};
 use serde_json::Value;
 use tracing::{debug, warn};
 
 use crate::client::Client;
 use crate::config::{MatchBy, ScimConfig};
-use crate::escape::eq_filter;
+use crate::escape::{eq_filter, filter_value};
 use crate::member::{entries_naming, groups_listed_by, Who};
 
 pub const SCIM_USER: &str = "scim_user";
@@ -232,12 +232,71 @@ async fn groups_of(
     Ok(out)
 }
 
+/// Whether the user has an address at the client's domain: an email value, or a userName that
+/// is an address.
+fn at_client(user: &Value, domain: &ClientDomain) -> Option<String> {
+    values_of(user, MatchBy::Emails)
+        .into_iter()
+        .chain(values_of(user, MatchBy::UserName))
+        .find(|v| domain.matches_email(v))
+        .map(str::to_string)
+}
+
+/// A departing client's users: every user with an address at the domain (or a subdomain),
+/// each as a leaver would be found. One `GET /Users?filter=emails.value ew "<domain>"`, every
+/// returned user checked here (an app may ignore the filter, and `ew` also matches
+/// `notclientco.com`); an app that refuses `ew` (400) is listed whole and checked the same way.
+pub async fn discover_client(
+    client: &Client,
+    cfg: &ScimConfig,
+    instance: &str,
+    subject: &Subject,
+    domain: &ClientDomain,
+) -> Result<Discovery, ConnectorError> {
+    let mut out = Discovery::not_found(instance, subject.id.clone());
+    client.features().await?;
+    let filter = format!("emails.value ew {}", filter_value(domain.as_str()));
+    let listed = match client.list("/Users", &filter, None).await {
+        Ok(l) => l,
+        Err(e) if e.code == "bad_request" => {
+            debug!(connector = %instance, error = %e, "the app cannot filter users with ew; listing every user");
+            client.list("/Users", "", None).await?
+        }
+        Err(e) => return Err(e),
+    };
+    for user in listed {
+        let Some(address) = at_client(&user, domain) else {
+            continue;
+        };
+        let Some(id) = str_at(&user, "id").filter(|i| !i.is_empty()) else {
+            return Err(crate::classify::bad_response(
+                "GET /Users",
+                "expected the user to have an id, found none",
+            ));
+        };
+        if out.accounts.iter().any(|a| a.id == id) {
+            continue;
+        }
+        let (findings, account) =
+            user_findings(client, cfg, instance, subject, &user, id, "email", &address).await?;
+        out.findings.extend(findings);
+        out.accounts.push(account);
+    }
+    out.findings.sort();
+    out.found = !out.accounts.is_empty();
+    debug!(connector = %instance, subject = %subject.id, users = out.accounts.len(), "scim client discovery");
+    Ok(out)
+}
+
 pub async fn discover(
     client: &Client,
     cfg: &ScimConfig,
     instance: &str,
     subject: &Subject,
 ) -> Result<Discovery, ConnectorError> {
+    if let Some(domain) = subject.client_domain() {
+        return discover_client(client, cfg, instance, subject, domain).await;
+    }
     let not_found = Discovery::not_found(instance, subject.id.clone());
     // Learn the app's features now, so a wrong token fails discovery rather than the first apply.
     client.features().await?;
@@ -251,6 +310,39 @@ pub async fn discover(
             "expected the user to have an id, found none",
         ));
     };
+    let (findings, account) = user_findings(
+        client,
+        cfg,
+        instance,
+        subject,
+        &user,
+        id,
+        by.as_str(),
+        &value,
+    )
+    .await?;
+    debug!(connector = %instance, subject = %subject.id, user_id = %id, groups = findings.len() - 1, "scim discovery");
+    Ok(Discovery {
+        found: true,
+        findings,
+        accounts: vec![account],
+        ..not_found
+    })
+}
+
+/// One user's findings (the user, then each group listing it) and its account, matched by
+/// `by = value`.
+#[allow(clippy::too_many_arguments)]
+async fn user_findings(
+    client: &Client,
+    cfg: &ScimConfig,
+    instance: &str,
+    subject: &Subject,
+    user: &Value,
+    id: &str,
+    by: &str,
+    value: &str,
+) -> Result<(Vec<Finding>, Account), ConnectorError> {
     let finding = |kind: &str, target: &str, attrs: BTreeMap<String, String>| Finding {
         connector: instance.into(),
         subject: subject.id.clone(),
@@ -261,17 +353,17 @@ pub async fn discover(
     let mut attrs = BTreeMap::from([
         (
             "userName".to_string(),
-            str_at(&user, "userName").unwrap_or_default().to_string(),
+            str_at(user, "userName").unwrap_or_default().to_string(),
         ),
-        ("active".to_string(), is_active(&user).to_string()),
-        ("matched_by".to_string(), by.as_str().to_string()),
+        ("active".to_string(), is_active(user).to_string()),
+        ("matched_by".to_string(), by.to_string()),
     ]);
-    if let Some(e) = primary_email(&user) {
+    if let Some(e) = primary_email(user) {
         attrs.insert("email".into(), e.to_string());
     }
     let mut findings = vec![finding(SCIM_USER, id, attrs)];
     if cfg.groups {
-        for (gid, name) in groups_of(client, &user, id).await? {
+        for (gid, name) in groups_of(client, user, id).await? {
             findings.push(finding(
                 GROUP_MEMBERSHIP,
                 &gid,
@@ -283,14 +375,8 @@ pub async fn discover(
         }
     }
     findings.sort();
-    let account = user_account(&user, id).matched_by(format!("{} = {value}", by.as_str()));
-    debug!(connector = %instance, subject = %subject.id, user_id = %id, groups = findings.len() - 1, "scim discovery");
-    Ok(Discovery {
-        found: true,
-        findings,
-        accounts: vec![account],
-        ..not_found
-    })
+    let account = user_account(user, id).matched_by(format!("{by} = {value}"));
+    Ok((findings, account))
 }
 
 #[cfg(test)]

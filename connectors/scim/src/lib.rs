@@ -125,7 +125,15 @@ impl Connector for ScimConnector {
     }
 
     fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {
-        plan::plan(&self.cfg, &self.instance, subject, discovery)
+        if subject.client_domain().is_none() {
+            return plan::plan(&self.cfg, &self.instance, subject, discovery);
+        }
+        plan::plan_client(&self.cfg, &self.instance, subject, discovery)
+    }
+
+    /// A departing client's users: every user with an address at its domain.
+    fn takes_client_jobs(&self) -> bool {
+        true
     }
 
     async fn apply(

@@ -105,6 +105,48 @@ pub fn plan(
     out
 }
 
+/// A departing client's discovery holds several users: each is planned as a leaver is, and
+/// each group removal names its member in its target (`<group id>/members/<user id>`, the group
+/// in `group_id`), so two of the client's users in one group are two actions.
+pub fn plan_client(
+    cfg: &ScimConfig,
+    instance: &str,
+    subject: &Subject,
+    discovery: &Discovery,
+) -> Vec<ProposedAction> {
+    let mut out = Vec::new();
+    for user in discovery.findings.iter().filter(|f| f.kind == SCIM_USER) {
+        let uid = user.target.as_str();
+        let mine = Discovery {
+            findings: discovery
+                .findings
+                .iter()
+                .filter(|f| {
+                    (f.kind == SCIM_USER && f.target == uid)
+                        || (f.kind == GROUP_MEMBERSHIP
+                            && f.attrs.get("user_id").map(String::as_str) == Some(uid))
+                })
+                .cloned()
+                .collect(),
+            ..discovery.clone()
+        };
+        let member_target = |gid: &str| format!("{gid}/members/{uid}");
+        for mut p in plan(cfg, instance, subject, &mine) {
+            if p.kind.0 == REMOVE_GROUP_MEMBER {
+                p.params.insert("group_id".into(), p.target.clone());
+                p.target = member_target(&p.target);
+            }
+            for (kind, target) in &mut p.after {
+                if kind.0 == REMOVE_GROUP_MEMBER {
+                    *target = member_target(target);
+                }
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use revoke_core::Finding;

@@ -20,8 +20,8 @@ use revoke_connector_scim::{
     REMOVE_GROUP_MEMBER, SCIM_USER,
 };
 use revoke_core::{
-    Action, Connector, ConnectorFactory, Discovery, JobId, MemoryJournal, Outcome, ProposedAction,
-    Subject, Verdict,
+    Action, ClientDomain, Connector, ConnectorFactory, Discovery, JobId, MemoryJournal, Outcome,
+    ProposedAction, Subject, Verdict,
 };
 use revoke_testkit::{Canaille, Scim2Server};
 use serde_json::{json, Value};
@@ -439,7 +439,77 @@ on_both!(
     a_user_deleted_and_recreated_between_plan_and_apply_is_left_alone,
     a_renamed_user_is_acted_on_by_its_pinned_id,
     wrong_token_is_an_auth_error,
+    a_departing_clients_users_go_and_nobody_else,
 );
+
+/// A departing client's users (an address at its domain or a subdomain) are each deactivated,
+/// taken out of a group they share with one of ours, and deleted; look-alike domains and our own
+/// people stay. Canaille ignores the filter and lists everyone: the domain is checked here.
+async fn a_departing_clients_users_go_and_nobody_else(server: Server) {
+    let t = App::new(server, "clientjob");
+    let dom = format!("{}clientco.com", t.prefix);
+    let ann = t.user(&t.n("ann"), Some(&format!("Ann@{dom}"))).await;
+    let sub = t.user(&t.n("sub"), Some(&format!("sub@eu.{dom}"))).await;
+    let look = t.user(&t.n("look"), Some(&format!("l@not{dom}"))).await;
+    let evil = t
+        .user(&t.n("evil"), Some(&format!("e@{dom}.evil.com")))
+        .await;
+    let bob = t.user(&t.n("bob"), Some(&t.mail("bob"))).await;
+    let shared = t.group(&t.n("shared"), &[&ann, &sub, &bob]).await;
+    let (proxy, c) = t.connector(json!({})).await;
+    assert!(c.takes_client_jobs());
+    let client = Subject::client(ClientDomain::parse(&dom).expect("domain"));
+    let acts = plan_actions(&*c, &client).await;
+    let mut pinned: Vec<&str> = acts
+        .iter()
+        .filter_map(|a| a.account.as_ref().map(|p| p.id.as_str()))
+        .collect();
+    pinned.sort();
+    pinned.dedup();
+    let mut expected = vec![ann.as_str(), sub.as_str()];
+    expected.sort();
+    assert_eq!(pinned, expected, "the client's users and only them");
+    let removals: Vec<&Action> = acts
+        .iter()
+        .filter(|a| a.kind.0 == REMOVE_GROUP_MEMBER)
+        .collect();
+    assert_eq!(removals.len(), 2, "one removal per member of the client");
+    assert_ne!(removals[0].key, removals[1].key);
+    assert!(removals.iter().all(|a| a.params["group_id"] == shared));
+    for a in &acts {
+        assert_eq!(
+            apply(&*c, a).await,
+            Outcome::Done,
+            "{} {}",
+            a.kind,
+            a.target
+        );
+        assert_eq!(
+            c.verify(a).await.expect("verify"),
+            Verdict::Confirmed,
+            "{}",
+            a.kind
+        );
+    }
+    for gone in [&ann, &sub] {
+        assert_eq!(t.get(&format!("/Users/{gone}")).await.0, 404);
+    }
+    assert!(t.is_member(&shared, &bob).await, "bob stays in the group");
+    for kept in [&look, &evil, &bob] {
+        let (status, user) = t.get(&format!("/Users/{kept}")).await;
+        assert_eq!(
+            (status, user["active"].as_bool()),
+            (200, Some(true)),
+            "{kept}"
+        );
+    }
+    let writes = proxy.writes().len();
+    for a in &acts {
+        assert_eq!(apply(&*c, a).await, Outcome::AlreadyDone, "{}", a.kind);
+    }
+    assert_eq!(proxy.writes().len(), writes, "a rerun writes nothing");
+    assert!(!c.discover(&client).await.expect("discover").found);
+}
 
 async fn discovery_by_user_name_and_by_email(server: Server) {
     let t = App::new(server, "discovery");
