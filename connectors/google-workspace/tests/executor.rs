@@ -4,13 +4,13 @@
 //! as a kill -9 leaves it: its lease held, nothing recorded), then a second executor that takes
 //! over once the lease is over and converges with one transfer, not two. The planner also
 //! leaves out a protected account that a job reaches by its primary address while the
-//! protected entry names its alias.
+//! protected entry names its alias. And a departing client's job, end to end.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use revoke_connector_google_workspace::GoogleFactory;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{ClientDomain, Job, JobId, PlanId, Risk, Subject};
 use revoke_engine::{plan, Executor, Registry};
 use revoke_testkit::google::GoogleStandin;
 
@@ -169,4 +169,113 @@ transfer_wait_secs = 1
         .find(|r| r.action.kind.0 == "transfer_drive")
         .expect("the transfer action");
     assert!(transfer.attempts >= 2, "{}", transfer.attempts);
+}
+
+/// A departing client's job through the planner, the executor and the store: the planner sends
+/// the client's subject to this connector (it takes client jobs), leaves out the share of a
+/// protected client address and says so, and the run removes every other share of the client;
+/// a second run sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_job_converges_through_the_executor_and_spares_a_protected_address() {
+    let g = GoogleStandin::start().expect("the google stand-in should start");
+    let (roadmap, budget, project) = g.world(|w| {
+        let admin = w.user("admin@example.com");
+        w.edit(&admin, |u| u.is_admin = true);
+        w.user("archive@example.com");
+        let alice = w.user("alice@example.com");
+        let roadmap = w.file(&alice, "Roadmap");
+        w.share(&roadmap, "user", "lee@clientco.test", "reader");
+        w.share(&roadmap, "domain", "clientco.test", "reader");
+        let budget = w.file(&alice, "Budget");
+        w.share(&budget, "group", "partners@clientco.test", "writer");
+        let project = w.shared_drive("Client project");
+        w.drive_member(&project, &alice, "organizer");
+        let lee = w.permission_id("user:lee@clientco.test");
+        if let Some(d) = w.drives.get_mut(&project) {
+            d.permissions.push(revoke_testkit::google::Permission {
+                id: lee,
+                kind: "user".into(),
+                email: Some("lee@clientco.test".into()),
+                domain: None,
+                role: "writer".into(),
+            });
+        }
+        (roadmap, budget, project)
+    });
+    let key = serde_json::to_string(&g.service_account_key()).expect("a TOML string");
+    let config = revoke_config::load_str(&format!(
+        r#"
+[executor]
+lease_secs = 1
+[protected]
+accounts = ["Partners@ClientCo.test"]
+domains = ["example.com"]
+[connectors.google]
+kind = "google-workspace"
+private_key = {key}
+admin_email = "admin@example.com"
+api_url = "{url}"
+transfer_to = "archive@example.com"
+"#,
+        url = g.url()
+    ))
+    .expect("config");
+    let registry = Registry::new().with(GoogleFactory);
+    registry.validate(&config).expect("valid");
+    let connectors = registry.build(&config).expect("connectors");
+    let mut client = job("job-client", "x@example.com");
+    client.subject = Subject::client(ClientDomain::parse("clientco.test").expect("domain"));
+    let plan = plan(
+        &config,
+        &connectors,
+        vec![client],
+        PlanId("c1".into()),
+        Utc::now(),
+    )
+    .await
+    .expect("plan");
+    assert_eq!(plan.actions.len(), 3, "{:#?}", plan.actions);
+    let note = serde_json::to_string(&plan.notes).expect("json");
+    assert!(note.contains("partners@clientco.test"), "{note}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .expect("store");
+    let executor = Executor::new(store.clone(), connectors, &config, "revokectl@client:1");
+    executor.record(&plan).await.expect("record");
+    let summary = executor.run_plan(&plan.id).await.expect("run");
+    assert_eq!(
+        (
+            summary.done,
+            summary.failed,
+            summary.blocked,
+            summary.not_confirmed
+        ),
+        (3, 0, 0, 0),
+        "{summary:?}"
+    );
+    g.world(|w| {
+        let grantees = |f: &str| -> Vec<String> {
+            w.files[f]
+                .permissions
+                .iter()
+                .filter_map(|p| p.email.clone().or(p.domain.clone()))
+                .collect()
+        };
+        assert_eq!(grantees(&roadmap), ["alice@example.com"]);
+        assert_eq!(
+            grantees(&budget),
+            ["alice@example.com", "partners@clientco.test"],
+            "the protected address keeps its share"
+        );
+        assert!(w.drives[&project]
+            .permissions
+            .iter()
+            .all(|p| p.email.as_deref() != Some("lee@clientco.test")));
+    });
+    g.clear_requests();
+    let again = executor.run_plan(&plan.id).await.expect("second run");
+    assert_eq!((again.failed, again.blocked), (0, 0), "{again:?}");
+    assert_eq!(g.mutations(), vec![], "a second run writes nothing");
 }
