@@ -952,6 +952,22 @@ async fn mobile_wipe_2sv_archive_and_shared_drives_end_to_end_then_a_rerun_write
         "a device wiping already is done"
     );
     assert_eq!(s.g.mutations(), vec![], "a rerun writes nothing");
+    // The archive's read-back looks at the folder, not the leaver: once alice is deleted it
+    // still confirms it, and a folder without its retention date is not confirmed.
+    s.g.world(|w| w.delete_user(&ids.alice));
+    assert_eq!(
+        conn.verify(archive[0]).await.expect("verify"),
+        Verdict::Confirmed
+    );
+    s.g.world(|w| {
+        for f in w.files.values_mut() {
+            f.app_properties.remove("retainUntil");
+        }
+    });
+    assert!(matches!(
+        conn.verify(archive[0]).await.expect("verify"),
+        Verdict::NotConfirmed { .. }
+    ));
 }
 
 /// A device or a shared-drive permission that names someone else at apply is left alone.
@@ -1104,7 +1120,10 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         .iter()
         .map(|a| {
             let pin = a.account.as_ref().map(|p| p.name.as_str()).unwrap_or("");
-            format!("{:?} {} {} [{pin}]: {}", a.phase, a.kind.0, a.target, a.summary)
+            format!(
+                "{:?} {} {} [{pin}]: {}",
+                a.phase, a.kind.0, a.target, a.summary
+            )
         })
         .collect();
     insta::assert_snapshot!("plan_clientco", lines.join("\n"));
