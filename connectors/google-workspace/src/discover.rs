@@ -51,8 +51,9 @@ pub const SOLE_ORGANIZER: &str = "shared_drive_sole_organizer";
 pub const CLIENT_PERMISSION: &str = "client_permission";
 /// A departing client's membership of a shared drive (target `drives/<drive id>/permissions/<permission id>`).
 pub const CLIENT_DRIVE_PERMISSION: &str = "client_drive_permission";
-/// An anyone-with-the-link share on a file shared with the client: never touched by a client
-/// job (it names nobody), reported for a person to judge (target `files/<file id>/permissions/<id>`).
+/// A share that names nobody (anyone with the link, or a user or group permission without an
+/// address) on a file shared with the client: never touched by a client job, reported for a
+/// person to judge (target `files/<file id>/permissions/<id>`).
 pub const LINK_SHARE: &str = "anyone_with_link";
 
 /// What a Drive permission id is called in plans and errors: the grantee's id in Drive, the same
@@ -712,7 +713,14 @@ pub async fn discover_client(
                     ),
                 );
             }
-            for p in perms.iter().filter(|p| s(p, "type") == "anyone") {
+            // Shares that name nobody: anyone with the link, or a user or group whose address
+            // Google no longer shows (a deleted account). Reported, never touched.
+            let nameless = |p: &&&Value| {
+                s(p, "type") == "anyone"
+                    || (matches!(s(p, "type").as_str(), "user" | "group")
+                        && s(p, "emailAddress").is_empty())
+            };
+            for p in perms.iter().filter(nameless) {
                 d_push(
                     &mut out,
                     instance,
@@ -722,6 +730,7 @@ pub async fn discover_client(
                     &[
                         ("file_id", fid.clone()),
                         ("file_name", s(&f, "name")),
+                        ("type", s(p, "type")),
                         ("role", s(p, "role")),
                         ("owner_email", owner.primary_email.clone()),
                     ],

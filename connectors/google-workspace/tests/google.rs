@@ -1029,7 +1029,8 @@ async fn a_device_or_drive_permission_now_naming_someone_else_is_left_alone() {
 /// A departing client (`clientco.test`): its user inside our Workspace is offboarded with its
 /// files transferred, then every share of the client goes (user, group and domain permissions,
 /// a subdomain's, an uppercase address, a shared-drive membership) and only those:
-/// `notclientco.test`, `clientco.test.evil.test` and an anyone-with-the-link share stay, and a
+/// `notclientco.test`, `clientco.test.evil.test`, an anyone-with-the-link share and a share
+/// without an address stay, and a
 /// drive the client alone organizes is reported, not orphaned. A file of a shared drive shared
 /// with the client on its own loses that share too. A rerun writes nothing.
 #[tokio::test]
@@ -1048,6 +1049,16 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         let f1 = w.file(&ids.alice, "Roadmap");
         w.share(&f1, "user", "Lee@ClientCo.TEST", "reader");
         let link = w.share(&f1, "anyone", "", "reader");
+        // A user permission whose address Google no longer shows (a deleted account).
+        w.edit_file(&f1, |f| {
+            f.permissions.push(revoke_testkit::google::Permission {
+                id: "08471165380239447001".into(),
+                kind: "user".into(),
+                email: None,
+                domain: None,
+                role: "reader".into(),
+            })
+        });
         let f2 = w.file(&ids.alice, "Budget");
         w.share(&f2, "group", "partners@clientco.test", "writer");
         let f3 = w.file(&ids.alice, "Handbook");
@@ -1079,6 +1090,7 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         let not4 = w.share(&sheet, "user", "x@notclientco.test", "reader");
         let kept = [
             (f1.clone(), link),
+            (f1.clone(), "08471165380239447001".to_string()),
             (f4.clone(), not1),
             (f4.clone(), not2),
             (f4, not3),
@@ -1108,7 +1120,7 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
             count(SOLE_ORGANIZER),
             count(DRIVE_NOT_SCANNED),
         ),
-        (6, 1, 1, 1, 1),
+        (6, 1, 2, 1, 1),
         "the drive the client alone organizes cannot be listed by anyone of ours"
     );
     assert!(
