@@ -9,8 +9,8 @@ pub use load::is_secret_key;
 pub use load::{load, load_str, ConfigError};
 pub use model::{
     ApiConfig, ApiToken, Config, ConnectorSection, DaemonConfig, EvidenceConfig, ExecutorConfig,
-    GuardConfig, IntakeSection, ManualStep, PhaseOrder, PolicyConfig, ProtectedConfig, RetryConfig, RiskConfig,
-    StoreConfig, TokenScope, DEFAULT_POLICY,
+    GuardConfig, IntakeSection, ManualStep, PhaseOrder, PolicyConfig, ProtectedConfig, RetryConfig,
+    RiskConfig, StepFor, StoreConfig, TokenScope, DEFAULT_POLICY,
 };
 pub use revoke_core::ConfigIssue;
 pub use secrecy::{ExposeSecret, SecretString};

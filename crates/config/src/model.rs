@@ -172,6 +172,31 @@ pub struct ManualStep {
     pub title: String,
     #[serde(default)]
     pub instructions: Option<String>,
+    /// Which jobs get the step: a person's (the default: collect a laptop), a departing
+    /// client's (tell the client its shares ended), or both.
+    #[serde(default, rename = "for")]
+    pub applies_to: StepFor,
+}
+
+/// Which jobs a manual step is part of.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StepFor {
+    #[default]
+    People,
+    Clients,
+    All,
+}
+
+impl StepFor {
+    /// Whether a job about a client (`true`) or a person (`false`) gets the step.
+    pub fn includes(self, client: bool) -> bool {
+        match self {
+            StepFor::People => !client,
+            StepFor::Clients => client,
+            StepFor::All => true,
+        }
+    }
 }
 
 /// Accounts that are never touched, whatever a plan finds.
@@ -373,5 +398,35 @@ pub struct EvidenceConfig {
 impl Default for EvidenceConfig {
     fn default() -> Self {
         Self { sla_hours: 24 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_manual_step_is_for_people_unless_it_says_otherwise() {
+        let cfg = crate::load_str(
+            r#"[policies.default]
+manual = [
+  { id = "laptop", title = "Collect laptop" },
+  { id = "tell", title = "Tell the client", for = "clients" },
+  { id = "log", title = "Log it", for = "all" },
+]"#,
+        )
+        .expect("config");
+        let steps = &cfg.policies["default"].manual;
+        let for_ = |client: bool| -> Vec<&str> {
+            steps
+                .iter()
+                .filter(|s| s.applies_to.includes(client))
+                .map(|s| s.id.as_str())
+                .collect()
+        };
+        assert_eq!(for_(false), ["laptop", "log"]);
+        assert_eq!(for_(true), ["tell", "log"]);
+        let bad = crate::load_str(
+            "[policies.default]\nmanual = [{ id = \"x\", title = \"x\", for = \"robots\" }]\n",
+        );
+        assert!(bad.is_err(), "an unknown audience is refused");
     }
 }

@@ -463,7 +463,12 @@ pub fn plan_jobs(
             timing.count_grace_from_effective_time(a);
         }
         actions.extend(job_actions);
-        for step in &policy.manual {
+        let client = job.subject.client_domain().is_some();
+        for step in policy
+            .manual
+            .iter()
+            .filter(|s| s.applies_to.includes(client))
+        {
             let kind = ActionKind::from("manual_step");
             let key = ActionKey::derive(&job.id, MANUAL_CONNECTOR, &kind, &step.id);
             let mut params = BTreeMap::from([("title".to_string(), step.title.clone())]);

@@ -356,7 +356,15 @@ fn client_job(domain: &str) -> Job {
 #[tokio::test]
 async fn a_client_job_goes_only_to_connectors_that_take_client_jobs_and_the_plan_names_the_rest() {
     let connectors = client_world();
-    let cfg = config(&[], "");
+    let cfg = config(
+        &[],
+        r#"[policies.default]
+manual = [
+  { id = "collect-laptop", title = "Collect laptop" },
+  { id = "confirm-client", title = "Tell the client", for = "clients" },
+  { id = "record", title = "Record it", for = "all" },
+]"#,
+    );
     let jobs = vec![client_job("ClientCo.test")];
     let found = revoke_engine::discover(&cfg, &connectors, &jobs)
         .await
@@ -383,7 +391,25 @@ async fn a_client_job_goes_only_to_connectors_that_take_client_jobs_and_the_plan
         .iter()
         .map(|a| (a.connector.as_str(), a.kind.0.as_str()))
         .collect();
-    assert_eq!(kinds, [("drive", "remove_share")]);
+    assert_eq!(
+        kinds,
+        [
+            ("drive", "remove_share"),
+            ("manual", "manual_step"),
+            ("manual", "manual_step")
+        ]
+    );
+    let steps: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.connector == "manual")
+        .map(|a| a.target.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        ["confirm-client", "record"],
+        "a person's steps are not a client's"
+    );
     assert_eq!(plan.jobs[0].subject.id, "clientco.test");
     let note = plan
         .notes
