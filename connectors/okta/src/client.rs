@@ -1,0 +1,245 @@
+//! The HTTP client of one Okta org: the API token and the rate budget, shared by every job and
+//! task of the instance.
+//!
+//! - reqwest on an explicit rustls config (ring, the system's roots), no redirects, no retries.
+//! - `Authorization: SSWS <token>` on every call.
+//! - The budget: Okta answers every call with `X-Rate-Limit-Limit`, `-Remaining` and `-Reset`
+//!   (epoch seconds). When remaining reaches 0, or on a 429 (`E0000047`), every later call of the
+//!   instance is held until the reset when it is within the request timeout; a longer hold fails
+//!   at once as `rate_limited` with the wait, so the executor reschedules. A 429 itself is
+//!   returned as `rate_limited`, never resent here. Okta keeps a budget per endpoint bucket; one
+//!   budget per instance is stricter (it holds the users calls when the groups bucket is spent
+//!   too), and never early.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use revoke_core::ConnectorError;
+use rustls::{ClientConfig, RootCertStore};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::classify::{self, Reply};
+use crate::config::OktaConfig;
+
+/// The TLS settings: the system's roots, with the ring provider named explicitly.
+pub fn tls_config() -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// The connection state of one instance.
+pub struct Client {
+    instance: String,
+    http: reqwest::Client,
+    base: String,
+    token: SecretString,
+    max_hold: Duration,
+    hold_until: Mutex<Option<Instant>>,
+    calls: AtomicU64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("instance", &self.instance)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-encodes a query value or path segment (everything but RFC 3986 unreserved).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// Builds the HTTP client; makes no network call.
+    pub fn new(instance: &str, cfg: &OktaConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config()?)
+            .timeout(cfg.timeout())
+            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .user_agent(concat!("revoked/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the http client: {e}"))?;
+        Ok(Self {
+            instance: instance.to_string(),
+            http,
+            base: cfg.base_url(),
+            token: cfg.token.clone(),
+            max_hold: cfg.timeout(),
+            hold_until: Mutex::new(None),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// HTTP calls sent so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Holds the call while the budget is spent, up to `max_hold`.
+    async fn wait_budget(&self, method: &Method, path: &str) -> Result<(), ConnectorError> {
+        let until = *self.hold_until.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(until) = until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if until <= now {
+            return Ok(());
+        }
+        let wait = until - now;
+        if wait > self.max_hold {
+            return Err(classify::rate_limited(
+                method,
+                path,
+                wait,
+                "the Okta rate budget is spent",
+            ));
+        }
+        info!(connector = %self.instance, wait_ms = wait.as_millis() as u64, "okta rate budget spent, holding calls until it resets");
+        tokio::time::sleep_until(until).await;
+        Ok(())
+    }
+
+    /// Reads the budget headers off an answer.
+    fn observe(&self, r: &Reply) {
+        if classify::remaining(&r.headers) == Some(0) || classify::is_rate_limited(r) {
+            let reset = classify::reset_after(&r.headers).unwrap_or(Duration::from_secs(60));
+            let until = Instant::now() + reset;
+            let mut hold = self.hold_until.lock().unwrap_or_else(|e| e.into_inner());
+            if hold.is_none_or(|at| at < until) {
+                *hold = Some(until);
+            }
+        }
+    }
+
+    /// Sends one API call within the budget. Any status comes back but a rate-limit refusal,
+    /// which is `rate_limited`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, ConnectorError> {
+        self.wait_budget(&method, path).await?;
+        let url = format!("{}{path}", self.base);
+        let mut rb = self
+            .http
+            .request(method.clone(), &url)
+            .header("accept", "application/json")
+            .header(
+                "authorization",
+                format!("SSWS {}", self.token.expose_secret()),
+            );
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| classify::transport(&method, path, &e.without_url()))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| classify::transport(&method, path, &e.without_url()))?;
+        let r = Reply {
+            status,
+            headers,
+            body,
+        };
+        self.observe(&r);
+        if classify::is_rate_limited(&r) {
+            return Err(classify::status(&method, path, &r));
+        }
+        Ok(r)
+    }
+
+    /// A GET whose answer must be a success with a JSON body.
+    pub async fn get_json(&self, path: &str) -> Result<Option<Value>, ConnectorError> {
+        let r = self.send(Method::GET, path, None).await?;
+        if r.status == 404 {
+            return Ok(None);
+        }
+        if !r.is_success() {
+            return Err(classify::status(&Method::GET, path, &r));
+        }
+        r.json()
+            .map(Some)
+            .ok_or_else(|| classify::bad_response(&Method::GET, path, "expected a json body"))
+    }
+
+    /// Every item of a paged list (`Link: <...>; rel="next"`), following at most 100 pages.
+    pub async fn list(&self, path: &str) -> Result<Option<Vec<Value>>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_string());
+        let mut pages = 0;
+        while let Some(p) = next.take() {
+            pages += 1;
+            let r = self.send(Method::GET, &p, None).await?;
+            if r.status == 404 && pages == 1 {
+                return Ok(None);
+            }
+            if !r.is_success() {
+                return Err(classify::status(&Method::GET, &p, &r));
+            }
+            let items = r
+                .json()
+                .and_then(|v| v.as_array().cloned())
+                .ok_or_else(|| classify::bad_response(&Method::GET, &p, "expected a json list"))?;
+            out.extend(items);
+            next = next_link(&r, &self.base);
+            if pages >= 100 && next.is_some() {
+                return Err(classify::bad_response(
+                    &Method::GET,
+                    path,
+                    "more than 100 pages; stopped",
+                ));
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The path and query of the `rel="next"` link, when it points at the same org.
+fn next_link(r: &Reply, base: &str) -> Option<String> {
+    for v in r.headers.get_all("link") {
+        let v = v.to_str().ok()?;
+        for part in v.split(',') {
+            let (url, rel) = part.split_once(';')?;
+            if rel.replace(' ', "") == "rel=\"next\"" {
+                let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+                return url.strip_prefix(base).map(str::to_string);
+            }
+        }
+    }
+    None
+}

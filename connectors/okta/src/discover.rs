@@ -1,0 +1,413 @@
+//! Read-only discovery: the user (by login, email or employee number, exact match only), its
+//! status, groups (with their type), app assignments (direct or from a group) and admin roles,
+//! and the account every action is pinned to (Okta's user id, `00u...`).
+//!
+//! Okta's `search` compares case-insensitively and its expression language is injectable through
+//! quotes, so a value that could change the expression or the path (`"`, `\`, `*`, `/`, control
+//! characters, blanks) is refused before any request, and every answer is filtered again here:
+//! only a user whose attribute equals the subject's value is theirs, and two are an error.
+
+use std::collections::BTreeMap;
+
+use revoke_core::{Account, ConnectorError, Discovery, Finding, Subject};
+use serde_json::Value;
+
+use crate::client::{encode, Client};
+use crate::config::{Contain, OktaConfig};
+
+/// The Okta user itself (target `users/<id>`).
+pub const ACCOUNT: &str = "account";
+/// A membership of an OKTA_GROUP (target `groups/<gid>/users/<uid>`).
+pub const GROUP_MEMBERSHIP: &str = "group_membership";
+/// A membership of an APP_GROUP, managed by a directory: reported, never removed here.
+pub const APP_GROUP_MEMBERSHIP: &str = "app_group_membership";
+/// A direct app assignment (scope USER; target `apps/<aid>/users/<uid>`).
+pub const APP_ASSIGNMENT: &str = "app_assignment";
+/// An app assignment that comes from a group (scope GROUP): reported, never removed here.
+pub const GROUP_APP_ASSIGNMENT: &str = "group_app_assignment";
+/// An admin role assigned to the user (target `users/<uid>/roles/<rid>`).
+pub const ADMIN_ROLE: &str = "admin_role";
+/// An admin role that comes from a group: reported, never removed here.
+pub const GROUP_ADMIN_ROLE: &str = "group_admin_role";
+
+/// What the pinned id is called in plans and errors.
+pub const ID_KIND: &str = "Okta user id";
+
+/// Okta's user id: 20 letters and digits (`00u1abcdEFGH2345ijk7`). A pinned id must have this
+/// shape, because `GET /api/v1/users/{x}` also accepts a login or its short name as `x`.
+pub fn is_user_id(s: &str) -> bool {
+    s.len() == 20 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// An Okta object id (groups, apps, role assignments): letters and digits only.
+pub fn is_object_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Refuses a value that is no plain login, email or employee number before it reaches a search
+/// expression or a path.
+pub fn check_value(attr: &str, v: &str) -> Result<(), ConnectorError> {
+    let bad = v.is_empty()
+        || v.len() > 256
+        || v.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '*' | '/' | '?' | '#')
+        })
+        || v == "."
+        || v == "..";
+    if bad {
+        return Err(ConnectorError::permanent(
+            "unsafe_identifier",
+            format!(
+                "okta {attr} {v:?} holds a character no login, email or employee number has (quotes, backslash, *, /, ?, #, blanks or control characters); nothing was sent"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A user as the API answers it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub status: String,
+    pub login: String,
+    pub email: String,
+    pub second_email: String,
+    pub employee_number: String,
+}
+
+impl User {
+    /// The user as an [`Account`]: pinned to its id, answering to every login and email.
+    pub fn account(&self) -> Account {
+        Account::new(self.id.clone(), ID_KIND, self.login.as_str()).answers_to([
+            self.login.as_str(),
+            self.email.as_str(),
+            self.second_email.as_str(),
+            self.employee_number.as_str(),
+        ])
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+pub fn parse_user(v: &Value, employee_attr: &str) -> Option<User> {
+    let p = v.get("profile")?;
+    Some(User {
+        id: v.get("id")?.as_str()?.to_string(),
+        status: text(v.get("status")),
+        login: text(p.get("login")),
+        email: text(p.get("email")),
+        second_email: text(p.get("secondEmail")),
+        employee_number: text(p.get(employee_attr)),
+    })
+}
+
+/// `GET /api/v1/users/{id}`; `None` when the user is gone. `id` must be an Okta id.
+pub async fn get_user(
+    client: &Client,
+    id: &str,
+    employee_attr: &str,
+) -> Result<Option<User>, ConnectorError> {
+    let path = format!("/api/v1/users/{}", encode(id));
+    let Some(v) = client.get_json(&path).await? else {
+        return Ok(None);
+    };
+    parse_user(&v, employee_attr).map(Some).ok_or_else(|| {
+        crate::classify::bad_response(&reqwest::Method::GET, &path, "expected a user object")
+    })
+}
+
+/// The one user whose profile `attr` equals `value` (login and email ignoring ASCII case, as
+/// Okta does; the employee number exactly), if any.
+pub async fn find(
+    client: &Client,
+    attr: &str,
+    value: &str,
+    employee_attr: &str,
+) -> Result<Option<User>, ConnectorError> {
+    check_value(attr, value)?;
+    let expr = format!("profile.{attr} eq \"{value}\"");
+    let path = format!("/api/v1/users?search={}&limit=200", encode(&expr));
+    let items = client.list(&path).await?.unwrap_or_default();
+    let mut exact: Vec<User> = Vec::new();
+    for u in items.iter().filter_map(|u| parse_user(u, employee_attr)) {
+        let got = u
+            .clone()
+            .profile_value(attr, employee_attr)
+            .unwrap_or_default();
+        let holds = if attr == employee_attr {
+            got == value
+        } else {
+            got.eq_ignore_ascii_case(value)
+        };
+        if holds && !exact.iter().any(|x| x.id == u.id) {
+            exact.push(u);
+        }
+    }
+    match exact.len() {
+        0 => Ok(None),
+        1 => Ok(exact.pop()),
+        n => Err(ConnectorError::permanent(
+            "ambiguous_user",
+            format!(
+                "{n} Okta users have {attr} {value:?} (ids {:?}); expected one",
+                exact.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()
+            ),
+        )),
+    }
+}
+
+impl User {
+    fn profile_value(self, attr: &str, employee_attr: &str) -> Option<String> {
+        match attr {
+            "login" => Some(self.login),
+            "email" => Some(self.email),
+            a if a == employee_attr => Some(self.employee_number),
+            _ => None,
+        }
+    }
+}
+
+/// The (attribute, value) searches tried for a subject, in order: the subject's login for this
+/// instance, its email, its employee number, then the identifier the job was raised with as
+/// each. Duplicates and empty values are left out.
+pub fn lookups(cfg: &OktaConfig, instance: &str, s: &Subject) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let emp = cfg.employee_number_attribute.as_str();
+    let mut push = |attr: &str, v: &str| {
+        let v = v.trim();
+        if !v.is_empty() && !out.iter().any(|(a, x)| a == attr && x == v) {
+            out.push((attr.to_string(), v.to_string()));
+        }
+    };
+    let username = s.username_for(instance);
+    if username != s.id {
+        push("login", username);
+    }
+    if let Some(e) = &s.email {
+        push("login", e);
+        push("email", e);
+    }
+    if let Some(e) = &s.employee_id {
+        push(emp, e);
+    }
+    push("login", &s.id);
+    if s.id.contains('@') {
+        push("email", &s.id);
+    } else {
+        push(emp, &s.id);
+    }
+    out
+}
+
+fn finding(
+    instance: &str,
+    subject: &str,
+    kind: &str,
+    target: String,
+    attrs: &[(&str, &str)],
+) -> Finding {
+    Finding {
+        connector: instance.to_string(),
+        subject: subject.to_string(),
+        kind: kind.into(),
+        target,
+        attrs: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return "",
+        }
+    }
+    cur.as_str().unwrap_or("")
+}
+
+/// Discovery of one subject.
+pub async fn discover_one(
+    client: &Client,
+    cfg: &OktaConfig,
+    instance: &str,
+    s: &Subject,
+) -> Result<Discovery, ConnectorError> {
+    let emp = cfg.employee_number_attribute.as_str();
+    let mut d = Discovery::not_found(instance, s.id.clone());
+    let plan = lookups(cfg, instance, s);
+    // Every value is checked before the first request, so a hostile one sends nothing.
+    for (attr, value) in &plan {
+        check_value(attr, value)?;
+    }
+    let mut hit = None;
+    for (attr, value) in &plan {
+        if let Some(u) = find(client, attr, value, emp).await? {
+            hit = Some((attr.clone(), value.clone(), u));
+            break;
+        }
+    }
+    let Some((attr, value, user)) = hit else {
+        return Ok(d);
+    };
+    if !is_user_id(&user.id) {
+        return Err(crate::classify::bad_response(
+            &reqwest::Method::GET,
+            "/api/v1/users",
+            &format!("expected a 20-character Okta user id, found {:?}", user.id),
+        ));
+    }
+    let uid = user.id.clone();
+    d.found = true;
+    d.accounts.push(
+        user.account()
+            .matched_by(format!("profile.{attr} = {value}")),
+    );
+    d.findings.push(finding(
+        instance,
+        &s.id,
+        ACCOUNT,
+        format!("users/{uid}"),
+        &[
+            ("user_id", &uid),
+            ("login", &user.login),
+            ("email", &user.email),
+            ("status", &user.status),
+        ],
+    ));
+    if cfg.contain == Contain::Deactivate && user.status != "DEPROVISIONED" {
+        d.notes.push(format!(
+            "Okta user {} ({uid}) will be deactivated: Okta deprovisions them from every app assigned to them, and a deactivation cannot be undone (set contain = \"suspend\" to keep it reversible)",
+            user.login
+        ));
+    }
+    if cfg.contain == Contain::Suspend
+        && !["ACTIVE", "SUSPENDED", "DEPROVISIONED"].contains(&user.status.as_str())
+    {
+        d.notes.push(format!(
+            "Okta user {} ({uid}) has status {}: Okta suspends only ACTIVE users, so contain will be skipped; deactivate them by hand or set contain = \"deactivate\"",
+            user.login, user.status
+        ));
+    }
+
+    if cfg.remove_groups {
+        let path = format!("/api/v1/users/{uid}/groups");
+        for g in client.list(&path).await?.unwrap_or_default() {
+            let gid = str_at(&g, &["id"]);
+            let gtype = str_at(&g, &["type"]);
+            let name = str_at(&g, &["profile", "name"]);
+            if !is_object_id(gid) {
+                continue;
+            }
+            let target = format!("groups/{gid}/users/{uid}");
+            let attrs = [
+                ("group_id", gid),
+                ("group_name", name),
+                ("group_type", gtype),
+                ("user_id", uid.as_str()),
+            ];
+            match gtype {
+                "OKTA_GROUP" => {
+                    d.findings
+                        .push(finding(instance, &s.id, GROUP_MEMBERSHIP, target, &attrs))
+                }
+                "APP_GROUP" => {
+                    d.findings.push(finding(
+                        instance,
+                        &s.id,
+                        APP_GROUP_MEMBERSHIP,
+                        target,
+                        &attrs,
+                    ));
+                    d.notes.push(format!(
+                        "Okta group {name:?} ({gid}) of {} is an APP_GROUP, managed by the directory it is imported from: Okta cannot change it; remove the membership there",
+                        user.login
+                    ));
+                }
+                // BUILT_IN (Everyone): every user is a member; nothing to remove.
+                _ => {}
+            }
+        }
+    }
+    if cfg.remove_apps {
+        let expr = format!("user.id eq \"{uid}\"");
+        let path = format!("/api/v1/apps?filter={}&limit=200", encode(&expr));
+        for app in client.list(&path).await?.unwrap_or_default() {
+            let aid = str_at(&app, &["id"]);
+            let label = str_at(&app, &["label"]);
+            if !is_object_id(aid) {
+                continue;
+            }
+            let au_path = format!("/api/v1/apps/{aid}/users/{uid}");
+            let Some(au) = client.get_json(&au_path).await? else {
+                continue;
+            };
+            let scope = str_at(&au, &["scope"]);
+            let target = format!("apps/{aid}/users/{uid}");
+            let attrs = [
+                ("app_id", aid),
+                ("app_label", label),
+                ("scope", scope),
+                ("user_id", uid.as_str()),
+            ];
+            if scope == "USER" {
+                d.findings
+                    .push(finding(instance, &s.id, APP_ASSIGNMENT, target, &attrs));
+            } else {
+                d.findings.push(finding(
+                    instance,
+                    &s.id,
+                    GROUP_APP_ASSIGNMENT,
+                    target,
+                    &attrs,
+                ));
+                d.notes.push(format!(
+                    "Okta app {label:?} ({aid}) is assigned to {} through a group: it goes with the group membership, not per user",
+                    user.login
+                ));
+            }
+        }
+    }
+    if cfg.remove_admin_roles {
+        let path = format!("/api/v1/users/{uid}/roles");
+        for r in client.list(&path).await?.unwrap_or_default() {
+            let rid = str_at(&r, &["id"]);
+            let rtype = str_at(&r, &["type"]);
+            let label = str_at(&r, &["label"]);
+            let how = str_at(&r, &["assignmentType"]);
+            if !is_object_id(rid) {
+                continue;
+            }
+            let target = format!("users/{uid}/roles/{rid}");
+            let attrs = [
+                ("role_id", rid),
+                ("role_type", rtype),
+                ("role_label", label),
+                ("assignment_type", how),
+                ("user_id", uid.as_str()),
+            ];
+            if how == "GROUP" {
+                d.findings
+                    .push(finding(instance, &s.id, GROUP_ADMIN_ROLE, target, &attrs));
+                d.notes.push(format!(
+                    "Okta admin role {rtype} of {} comes from a group: it goes with the group membership (or remove it from the group)",
+                    user.login
+                ));
+            } else {
+                d.findings
+                    .push(finding(instance, &s.id, ADMIN_ROLE, target, &attrs));
+            }
+        }
+    }
+    Ok(d)
+}

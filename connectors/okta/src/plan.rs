@@ -1,0 +1,116 @@
+//! The actions that remove what discovery found; pure and deterministic.
+//!
+//! Contain: suspend or deactivate the user (per `contain`), then end their sessions and revoke
+//! their OAuth tokens. Revoke: each OKTA_GROUP membership, each direct app assignment, each admin
+//! role assigned to the user. Delete: the user, after retention and everything else. APP_GROUP
+//! memberships, group-derived app assignments and roles are plan notes (see discover.rs).
+
+use std::collections::BTreeMap;
+
+use revoke_core::{ActionKind, Discovery, Phase, ProposedAction};
+
+use crate::config::{Contain, OktaConfig};
+use crate::discover::{ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, GROUP_MEMBERSHIP};
+
+pub const SUSPEND_USER: &str = "suspend_user";
+pub const DEACTIVATE_USER: &str = "deactivate_user";
+pub const CLEAR_SESSIONS: &str = "clear_sessions";
+pub const REMOVE_GROUP: &str = "remove_group_membership";
+pub const REMOVE_APP: &str = "remove_app_assignment";
+pub const REMOVE_ADMIN_ROLE: &str = "remove_admin_role";
+pub const DELETE_USER: &str = "delete_user";
+
+pub fn plan(cfg: &OktaConfig, d: &Discovery) -> Vec<ProposedAction> {
+    let mut out = Vec::new();
+    let Some(account) = d.findings.iter().find(|f| f.kind == ACCOUNT) else {
+        return out;
+    };
+    let attr = |k: &str| account.attrs.get(k).cloned().unwrap_or_default();
+    let user_id = attr("user_id");
+    let who = attr("login");
+    let user_target = account.target.clone();
+    let base: BTreeMap<String, String> = [("user_id".to_string(), user_id.clone())].into();
+    let action = |kind: &str,
+                  target: &str,
+                  params: BTreeMap<String, String>,
+                  phase: Phase,
+                  after: Vec<(ActionKind, String)>,
+                  summary: String| ProposedAction {
+        kind: ActionKind::from(kind),
+        target: target.to_string(),
+        params,
+        phase,
+        after,
+        summary,
+        account: user_id.clone(),
+        delay: None,
+    };
+    let (contain_kind, contain_summary) = match cfg.contain {
+        Contain::Suspend => (
+            SUSPEND_USER,
+            format!("suspend Okta user {who} (id {user_id}); reversible"),
+        ),
+        Contain::Deactivate => (
+            DEACTIVATE_USER,
+            format!(
+                "deactivate Okta user {who} (id {user_id}): deprovisions every app assigned to them and cannot be undone"
+            ),
+        ),
+    };
+    let contain = (ActionKind::from(contain_kind), user_target.clone());
+    out.push(action(
+        contain_kind,
+        &user_target,
+        base.clone(),
+        Phase::Contain,
+        vec![],
+        contain_summary,
+    ));
+    out.push(action(
+        CLEAR_SESSIONS,
+        &user_target,
+        base.clone(),
+        Phase::Contain,
+        vec![contain.clone()],
+        format!("end the Okta sessions of {who} and revoke their OAuth tokens"),
+    ));
+    let mut before_delete = vec![(ActionKind::from(CLEAR_SESSIONS), user_target.clone())];
+    for f in &d.findings {
+        let a = |k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+        let (kind, params, summary) = match f.kind.as_str() {
+            GROUP_MEMBERSHIP if cfg.remove_groups => (
+                REMOVE_GROUP,
+                [("group_id", a("group_id")), ("group_name", a("group_name"))],
+                format!("remove {who} from Okta group {:?}", a("group_name")),
+            ),
+            APP_ASSIGNMENT if cfg.remove_apps => (
+                REMOVE_APP,
+                [("app_id", a("app_id")), ("app_label", a("app_label"))],
+                format!("unassign {who} from Okta app {:?}", a("app_label")),
+            ),
+            ADMIN_ROLE if cfg.remove_admin_roles => (
+                REMOVE_ADMIN_ROLE,
+                [("role_id", a("role_id")), ("role_type", a("role_type"))],
+                format!("take Okta admin role {} from {who}", a("role_type")),
+            ),
+            _ => continue,
+        };
+        let mut p = base.clone();
+        p.extend(params.into_iter().map(|(k, v)| (k.to_string(), v)));
+        out.push(action(kind, &f.target, p, Phase::Revoke, vec![], summary));
+        before_delete.push((ActionKind::from(kind), f.target.clone()));
+    }
+    if cfg.delete_users {
+        let mut del = action(
+            DELETE_USER,
+            &user_target,
+            base,
+            Phase::Delete,
+            before_delete,
+            format!("delete Okta user {who} (id {user_id}; deactivated first when it is not)"),
+        );
+        del.delay = cfg.retention();
+        out.push(del);
+    }
+    out
+}
