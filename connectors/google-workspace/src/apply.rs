@@ -38,8 +38,8 @@ use crate::classify;
 use crate::client::{encode, Client, Who};
 use crate::config::GoogleConfig;
 use crate::discover::{
-    device_owned_by, drive_permissions, get_user, gmail_setting, is_drive_transfer, list_all,
-    transfers, User, CALENDAR_APP_ID, DRIVE_APP_ID, WIPED_STATUSES,
+    device_owned_by, drive_permissions, get_user, gmail_setting, inherited_only, is_drive_transfer,
+    list_all, transfers, User, CALENDAR_APP_ID, DRIVE_APP_ID, WIPED_STATUSES,
 };
 use crate::plan::{
     ARCHIVE_DRIVE, DELETE_APP_PASSWORD, DELETE_GRANT, DELETE_USER, INVALIDATE_BACKUP_CODES,
@@ -1019,7 +1019,11 @@ async fn remove_client_permission(
         }
         Ok(Outcome::AlreadyDone)
     };
-    let r = client.send(&c.who, Method::GET, &path, None).await?;
+    let read = format!(
+        "{path}&fields={}",
+        encode("id,type,emailAddress,domain,role,permissionDetails")
+    );
+    let r = client.send(&c.who, Method::GET, &read, None).await?;
     match r.status {
         404 => return gone(&r),
         s if (200..300).contains(&s) => {}
@@ -1028,6 +1032,11 @@ async fn remove_client_permission(
     let p = r
         .json()
         .ok_or_else(|| classify::bad_response(&Method::GET, &path, "expected a permission"))?;
+    // Only the drive's membership left on the file: the file's own share is gone (the
+    // membership has an action of its own).
+    if inherited_only(&p) {
+        return Ok(Outcome::AlreadyDone);
+    }
     if !same_grantee(&p, action) {
         let now = format!(
             "{} {}{}",
@@ -1062,7 +1071,7 @@ async fn verify_client_permission(
         "/drive/v3/files/{}/permissions?{}&pageSize=100&fields={}",
         encode(c.file),
         c.query,
-        encode("nextPageToken,permissions(id,type,emailAddress,domain,role)")
+        encode("nextPageToken,permissions(id,type,emailAddress,domain,role,permissionDetails)")
     );
     let perms = match list_all(client, &c.who, &path, "permissions").await {
         Err(e) if e.code == "not_found" => {
@@ -1077,6 +1086,8 @@ async fn verify_client_permission(
     };
     let left: Vec<String> = perms
         .iter()
+        // A drive member shows on each of the drive's files as inherited: not the file's share.
+        .filter(|p| !inherited_only(p))
         .filter(|p| text(p, "id") == c.permission || same_grantee(p, action))
         .map(|p| {
             format!(

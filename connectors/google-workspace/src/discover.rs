@@ -588,6 +588,18 @@ pub fn is_client_permission(p: &Value, domain: &ClientDomain) -> bool {
     }
 }
 
+/// Whether a shared-drive file's permission is only the drive's membership showing on the file
+/// (`permissionDetails` all `inherited`): not a share of the file's own.
+pub fn inherited_only(p: &Value) -> bool {
+    p.get("permissionDetails")
+        .and_then(Value::as_array)
+        .is_some_and(|d| {
+            !d.is_empty()
+                && d.iter()
+                    .all(|x| x.get("inherited").and_then(Value::as_bool) == Some(true))
+        })
+}
+
 /// The account a client's permission is pinned to: its permission id, named and answering by
 /// its address or domain (the protected-accounts check runs on it).
 fn permission_account(p: &Value, why: String) -> Account {
@@ -819,15 +831,7 @@ pub async fn discover_client(
             );
             for p in list_all(client, &who, &path, "permissions").await? {
                 // The drive's own members show on every file as inherited: removed above.
-                let inherited = p
-                    .get("permissionDetails")
-                    .and_then(Value::as_array)
-                    .is_some_and(|d| {
-                        !d.is_empty()
-                            && d.iter()
-                                .all(|x| x.get("inherited").and_then(Value::as_bool) == Some(true))
-                    });
-                if inherited || !is_client_permission(&p, domain) {
+                if inherited_only(&p) || !is_client_permission(&p, domain) {
                     continue;
                 }
                 let pid = s(&p, "id");
