@@ -56,7 +56,7 @@ pub fn check_value(attr: &str, v: &str) -> Result<(), ConnectorError> {
         || v == "..";
     if bad {
         return Err(ConnectorError::permanent(
-            "unsafe_identifier",
+            "bad_identifier",
             format!(
                 "okta {attr} {v:?} holds a character no login, email or employee number has (quotes, backslash, *, /, ?, #, blanks or control characters); nothing was sent"
             ),

@@ -1,0 +1,587 @@
+//! The Okta connector against the Okta stand-in of crates/testkit, behind Prism with Okta's
+//! `@okta/openapi` description trimmed to paths and parameters: the SDK check of the stand-in,
+//! discovery and the plan (snapshot), apply end to end and a rerun with no mutation, verify,
+//! a protected account reached by its second email, hostile identifiers, a login reused after
+//! planning, a 429 storm, and classification of the org's failures.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use revoke_connector_okta::{
+    validate, OktaConfig, OktaConnector, ACCOUNT, CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER,
+    SUSPEND_USER,
+};
+use revoke_core::{
+    Action, ActionId, Connector, ConnectorError, Discovery, JobId, MemoryJournal, Outcome, Phase,
+    Protected, Subject, Verdict,
+};
+use revoke_testkit::moto::python_dir;
+use revoke_testkit::okta::{GroupType, OktaStandin};
+use revoke_testkit::Prism;
+use serde_json::{json, Value};
+
+const OKTA: &str = "corp-okta";
+
+struct Env {
+    okta: OktaStandin,
+    prism: Prism,
+}
+
+impl Env {
+    fn start() -> Env {
+        let okta = OktaStandin::start().expect("the okta stand-in should start");
+        let prism = okta.prism().expect("prism should start");
+        Env { okta, prism }
+    }
+
+    /// No Prism error at all, and warnings only for the error statuses a test provoked (Prism
+    /// passes an undeclared 4xx/5xx through with a warning). The description's one stale code
+    /// (DELETE user: 202 there, 204 today) is corrected in the trimmed spec itself, marked
+    /// `x-revoked-allowance` (tests/okta/trim_spec.py), because Prism turns an undeclared 2xx
+    /// into a 500.
+    fn assert_clean_but(&self, injected: &[u16]) {
+        assert_eq!(self.prism.errors(), Vec::<String>::new(), "prism errors");
+        let unexpected: Vec<String> = self
+            .prism
+            .details()
+            .into_iter()
+            .filter(|v| !injected.contains(&v.status))
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(unexpected, Vec::<String>::new(), "prism warnings");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("prism violations: {:#?}", self.prism.violations());
+        }
+    }
+}
+
+fn config(env: &Env, extra: Value) -> Value {
+    let mut v = json!({
+        "kind": "okta",
+        "org_url": env.prism.rest_url(),
+        "token": env.okta.token(),
+    });
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            m.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+fn connector(env: &Env, extra: Value) -> Arc<OktaConnector> {
+    let v = config(env, extra);
+    if let Err(issues) = validate("connectors.okta", &v) {
+        panic!("config should be valid: {issues:?}");
+    }
+    Arc::new(
+        OktaConnector::new(OKTA, OktaConfig::from_value(&v).expect("config")).expect("connector"),
+    )
+}
+
+fn subject(email: &str) -> Subject {
+    let mut s = Subject::new(email.split('@').next().unwrap_or(email));
+    s.email = Some(email.to_string());
+    s
+}
+
+struct Seeded {
+    alice: String,
+    boss: String,
+}
+
+/// alice: in Engineering (OKTA_GROUP) and AD-Staff (APP_GROUP), Jira direct, Slack through a
+/// group, USER_ADMIN directly and HELP_DESK_ADMIN through a group, two factors and a grant;
+/// boss: a second email `ceo-office@example.com`; bob in Engineering too.
+fn seed(okta: &OktaStandin) -> Seeded {
+    okta.world(|w| {
+        let alice = w.user("alice@example.com", "alice@example.com");
+        w.get_mut(&alice).expect("alice").employee_number = Some("E1001".into());
+        let bob = w.user("bob@example.com", "bob@example.com");
+        let boss = w.user("boss@example.com", "boss@example.com");
+        w.get_mut(&boss).expect("boss").second_email = Some("ceo-office@example.com".into());
+        let eng = w.group("Engineering", GroupType::OktaGroup);
+        let ad = w.group("AD-Staff", GroupType::AppGroup);
+        let everyone = w.group("Everyone", GroupType::BuiltIn);
+        for u in [&alice, &bob, &boss] {
+            w.add_member(&everyone, u);
+        }
+        w.add_member(&eng, &alice);
+        w.add_member(&eng, &bob);
+        w.add_member(&ad, &alice);
+        let jira = w.app("Jira");
+        let slack = w.app("Slack");
+        w.assign_app(&jira, &alice, "USER");
+        w.assign_app(&slack, &alice, "GROUP");
+        w.assign_app(&jira, &bob, "USER");
+        w.grant_role(&alice, "USER_ADMIN", "USER");
+        w.grant_role(&alice, "HELP_DESK_ADMIN", "GROUP");
+        w.add_factor(&alice, "sms");
+        w.add_factor(&alice, "token:software:totp");
+        w.add_grant(&alice);
+        Seeded { alice, boss }
+    })
+}
+
+fn actions(job: &str, d: &Discovery, conn: &OktaConnector, s: &Subject) -> Vec<Action> {
+    Action::from_proposals(&JobId(job.to_string()), OKTA, d, conn.plan(s, d))
+        .expect("the proposals name discovered accounts")
+}
+
+type Journals = HashMap<ActionId, Arc<MemoryJournal>>;
+
+/// The executor's order: contain (the lifecycle call, then sessions), revoke, delete.
+async fn run(
+    conn: &OktaConnector,
+    all: &[Action],
+    journals: &mut Journals,
+) -> Vec<(Action, Result<Outcome, ConnectorError>)> {
+    let mut out = Vec::new();
+    let order = |a: &Action| match (a.phase, a.kind.0.as_str()) {
+        (Phase::Contain, CLEAR_SESSIONS) => 1,
+        (Phase::Contain, _) => 0,
+        (Phase::Revoke, _) => 2,
+        _ => 3,
+    };
+    let mut sorted: Vec<&Action> = all.iter().collect();
+    sorted.sort_by_key(|a| order(a));
+    for a in sorted {
+        let j = journals
+            .entry(a.id.clone())
+            .or_insert_with(|| Arc::new(MemoryJournal::new()))
+            .clone();
+        let r = conn.apply(a, &a.key, j.as_ref()).await;
+        out.push((a.clone(), r));
+    }
+    out
+}
+
+#[test]
+fn oktas_python_sdk_parses_every_answer_of_the_standin_through_prism() {
+    let python = python_dir().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "expected {} (run: tests/python/.venv/bin/pip install -r tests/python/requirements.txt)",
+        python.display()
+    );
+    let env = Env::start();
+    let s = seed(&env.okta);
+    let out = Command::new(&python)
+        .arg(python_dir().join("okta_check.py"))
+        .args([
+            env.prism.rest_url().as_str(),
+            &env.okta.token(),
+            "alice@example.com",
+            "AD-Staff",
+        ])
+        .env("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the SDK check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(seen["user"]["id"], s.alice);
+    assert_eq!(seen["user"]["status"], "ACTIVE");
+    assert_eq!(seen["rate_limit"]["x-rate-limit-limit"], "600");
+    assert_eq!(
+        seen["groups"],
+        json!([
+            ["AD-Staff", "APP_GROUP"],
+            ["Engineering", "OKTA_GROUP"],
+            ["Everyone", "BUILT_IN"]
+        ])
+    );
+    assert_eq!(
+        seen["roles"],
+        json!([["HELP_DESK_ADMIN", "GROUP"], ["USER_ADMIN", "USER"]])
+    );
+    assert_eq!(seen["factors"], json!(["sms", "token:software:totp"]));
+    assert_eq!(seen["grants"], 1);
+    assert_eq!(seen["apps"], json!([["Jira", "USER"], ["Slack", "GROUP"]]));
+    assert_eq!(seen["after_suspend"], "SUSPENDED");
+    assert_eq!(seen["groups_after"], json!(["AD-Staff", "Everyone"]));
+    assert_eq!(seen["roles_after"], json!(["GROUP"]));
+    assert_eq!(seen["after_deactivate"], "DEPROVISIONED");
+    assert_eq!(seen["delete_status"], 204);
+    assert_eq!(seen["after_delete"]["status"], 404);
+    assert!(
+        seen["after_delete"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("E0000007")),
+        "{seen}"
+    );
+    assert_eq!(seen["role_models"], json!(["StandardRole"]));
+    assert!(env.okta.user(&s.alice).is_none());
+    env.assert_clean_but(&[404]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_and_plan_snapshot() {
+    let env = Env::start();
+    seed(&env.okta);
+    let conn = connector(&env, json!({"retention_days": 30}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    assert!(d.found);
+    assert_eq!(d.accounts.len(), 1);
+    let plan: Vec<String> = conn
+        .plan(&s, &d)
+        .iter()
+        .map(|p| {
+            format!(
+                "{:?} {} {} | {} | after {:?} | delay {:?}",
+                p.phase,
+                p.kind.0,
+                p.target,
+                p.summary,
+                p.after
+                    .iter()
+                    .map(|(k, t)| format!("{} {t}", k.0))
+                    .collect::<Vec<_>>(),
+                p.delay.map(|d| d.as_secs() / 86_400)
+            )
+        })
+        .collect();
+    let findings: Vec<String> = d
+        .findings
+        .iter()
+        .map(|f| format!("{} {} {:?}", f.kind, f.target, f.attrs))
+        .collect();
+    insta::assert_json_snapshot!(
+        "plan_alice",
+        json!({
+            "account": {"id": d.accounts[0].id, "identifiers": d.accounts[0].identifiers, "matched_by": d.accounts[0].matched_by},
+            "findings": findings,
+            "notes": d.notes,
+            "plan": plan,
+        })
+    );
+    // Deactivation is named for what it is, in the plan and in a note.
+    let conn = connector(&env, json!({"contain": "deactivate"}));
+    let d = conn.discover(&s).await.expect("discovery");
+    let p = conn.plan(&s, &d);
+    assert_eq!(p[0].kind.0, DEACTIVATE_USER);
+    assert!(
+        p[0].summary.contains("cannot be undone"),
+        "{}",
+        p[0].summary
+    );
+    assert!(
+        d.notes.iter().any(|n| n.contains("cannot be undone")),
+        "{:?}",
+        d.notes
+    );
+    // Found by the employee number alone too.
+    let d = conn
+        .discover(&Subject::new("E1001"))
+        .await
+        .expect("discovery");
+    assert!(d.found);
+    assert_eq!(d.accounts[0].matched_by, "profile.employeeNumber = E1001");
+    let d = conn
+        .discover(&subject("nobody@example.com"))
+        .await
+        .expect("discovery");
+    assert!(!d.found);
+    assert!(env.okta.mutations().is_empty(), "planning is read-only");
+    env.assert_clean_but(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_end_to_end_then_a_rerun_sends_no_mutation_and_verify_confirms() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::Done),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    assert!(env.okta.user(&seeded.alice).is_none(), "deleted");
+    let muts: Vec<String> = env
+        .okta
+        .mutations()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path.replace(&seeded.alice, "ALICE")))
+        .collect();
+    insta::assert_json_snapshot!("mutations_alice", muts);
+    // bob keeps his group and app.
+    let bob_groups = env.okta.world(|w| {
+        let bob = w.by_login("bob@example.com").expect("bob");
+        (w.groups_of(&bob).len(), w.apps_of(&bob).len())
+    });
+    assert_eq!(bob_groups, (2, 1));
+    for a in &all {
+        assert_eq!(
+            conn.verify(a).await.expect("verify"),
+            Verdict::Confirmed,
+            "{}",
+            a.kind
+        );
+    }
+    env.okta.clear_requests();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::AlreadyDone),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    assert_eq!(env.okta.mutations(), vec![], "a rerun sends no mutation");
+    env.assert_clean_but(&[404]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_step_delete_resumes_and_suspend_skips_a_user_okta_cannot_suspend() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(
+        &env,
+        json!({"remove_groups": false, "remove_apps": false, "remove_admin_roles": false}),
+    );
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    let delete = all
+        .iter()
+        .find(|a| a.kind.0 == DELETE_USER)
+        .expect("delete");
+    // A crash after the first DELETE: the user is DEPROVISIONED; the next attempt sends one DELETE.
+    env.okta
+        .world(|w| w.get_mut(&seeded.alice).expect("alice").status = "DEPROVISIONED".into());
+    env.okta.clear_requests();
+    let j = MemoryJournal::new();
+    assert_eq!(
+        conn.apply(delete, &delete.key, &j).await.expect("delete"),
+        Outcome::Done
+    );
+    assert_eq!(env.okta.mutations().len(), 1);
+    assert_eq!(
+        conn.apply(delete, &delete.key, &j).await.expect("again"),
+        Outcome::AlreadyDone
+    );
+    // Okta suspends only ACTIVE users: a LOCKED_OUT one is skipped with the reason.
+    let bob = subject("bob@example.com");
+    env.okta.world(|w| {
+        let id = w.by_login("bob@example.com").expect("bob");
+        w.get_mut(&id).expect("bob").status = "LOCKED_OUT".into();
+    });
+    let d = conn.discover(&bob).await.expect("discovery");
+    assert!(
+        d.notes.iter().any(|n| n.contains("LOCKED_OUT")),
+        "{:?}",
+        d.notes
+    );
+    let all = actions("job-2", &d, &conn, &bob);
+    let suspend = all
+        .iter()
+        .find(|a| a.kind.0 == SUSPEND_USER)
+        .expect("suspend");
+    env.okta.clear_requests();
+    match conn.apply(suspend, &suspend.key, &j).await.expect("apply") {
+        Outcome::Skipped { reason } => assert!(reason.contains("LOCKED_OUT"), "{reason}"),
+        other => panic!("expected skipped, got {other:?}"),
+    }
+    assert!(env.okta.mutations().is_empty());
+    env.assert_clean_but(&[404]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_account_reached_by_its_second_email_is_protected() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let d = conn
+        .discover(&subject("boss@example.com"))
+        .await
+        .expect("discovery");
+    assert_eq!(d.accounts[0].id, seeded.boss);
+    let protected = Protected::new(["CEO-Office@example.com"]);
+    assert_eq!(
+        protected.match_account(&d.accounts[0]),
+        Some(("ceo-office@example.com", "CEO-Office@example.com"))
+    );
+    // Every action of the subject is on that account, so the planner leaves them all out.
+    let s = subject("boss@example.com");
+    assert!(conn.plan(&s, &d).iter().all(|p| p.account == seeded.boss));
+    env.assert_clean_but(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_identifiers_are_refused_before_any_request() {
+    let env = Env::start();
+    seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let hostile = [
+        subject("*@example.com"),
+        subject("\"alice\"@example.com"),
+        subject("alice@example.com\" or profile.login sw \"a"),
+        Subject::new("../x"),
+        Subject::new("*"),
+        Subject::new("alice\\"),
+        {
+            let mut x = subject("alice@example.com");
+            x.employee_id = Some("E1001\" or true".into());
+            x
+        },
+    ];
+    for h in &hostile {
+        env.okta.clear_requests();
+        let e = conn.discover(h).await.expect_err("refused");
+        assert_eq!(e.code, "bad_identifier", "{h:?}: {e}");
+        assert!(e.message.contains("nothing was sent"), "{e}");
+        assert!(
+            env.okta.requests().is_empty(),
+            "{h:?}: {:?}",
+            env.okta.requests()
+        );
+    }
+    // An apostrophe is a real login character; it is searched for as itself.
+    env.okta
+        .world(|w| w.user("o'brien@example.com", "o'brien@example.com"));
+    let d = conn
+        .discover(&subject("o'brien@example.com"))
+        .await
+        .expect("discovery");
+    assert!(d.found);
+    env.assert_clean_but(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_reused_after_planning_is_identity_changed_and_nothing_is_sent() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    // alice is deleted and her login given to a new hire before the job runs.
+    let new_alice = env.okta.world(|w| {
+        w.remove_user(&seeded.alice);
+        w.user("alice@example.com", "alice@example.com")
+    });
+    env.okta.clear_requests();
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        let e = r.expect_err("identity changed");
+        assert_eq!(e.code, "identity_changed", "{}: {e}", a.kind);
+        assert!(e.message.contains(&new_alice), "{e}");
+    }
+    assert!(
+        env.okta.mutations().is_empty(),
+        "{:?}",
+        env.okta.mutations()
+    );
+    assert_eq!(
+        env.okta.user(&new_alice).expect("new hire").status,
+        "ACTIVE"
+    );
+    // Verify does not judge the new hire: the pinned account is gone, which confirms.
+    let contain = all
+        .iter()
+        .find(|a| a.phase == Phase::Contain)
+        .expect("contain");
+    assert_eq!(
+        conn.verify(contain).await.expect("verify"),
+        Verdict::Confirmed
+    );
+    env.assert_clean_but(&[404]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_converges_with_no_early_request() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(&env, json!({"timeout_secs": 1}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    // 4 calls a second, and the current window already spent: the first call is a 429.
+    env.okta.set_rate_limit(4, Duration::from_secs(1));
+    env.okta.exhaust_budget();
+    env.okta.clear_requests();
+    let mut journals = Journals::new();
+    let mut pending: Vec<Action> = all.clone();
+    let mut rounds = 0;
+    let mut rate_limited = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds < 60, "no convergence: {pending:?}");
+        let mut next = Vec::new();
+        for (a, r) in run(&conn, &pending, &mut journals).await {
+            match r {
+                Ok(_) => {}
+                Err(e) if e.class.name() == "rate_limited" => {
+                    rate_limited += 1;
+                    let wait = e.retry_after().expect("a wait");
+                    assert!(
+                        wait >= Duration::from_millis(1) && wait <= Duration::from_secs(2),
+                        "{wait:?}"
+                    );
+                    // The executor waits the retry-after before it leases the action again.
+                    tokio::time::sleep(wait).await;
+                    next.push(a);
+                }
+                Err(e) => panic!("{} {}: {e}", a.kind, a.target),
+            }
+        }
+        // Later actions of a phase wait for the earlier ones, as the executor's `after` does.
+        pending = next;
+    }
+    assert!(rate_limited >= 1, "the storm was felt");
+    assert!(env.okta.user(&seeded.alice).is_none());
+    assert_eq!(env.okta.early_requests(), 0, "{:?}", env.okta.requests());
+    env.assert_clean_but(&[404, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orgs_failures_are_classified() {
+    let env = Env::start();
+    seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let s = subject("alice@example.com");
+    env.okta.fail_next(1, 503);
+    let e = conn.discover(&s).await.expect_err("503");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("retryable", "server_error"),
+        "{e}"
+    );
+    let mut cfg = config(&env, json!({}));
+    cfg["token"] = json!("00wrong");
+    let bad =
+        OktaConnector::new(OKTA, OktaConfig::from_value(&cfg).expect("config")).expect("connector");
+    let e = bad.check().await.expect_err("401");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("auth", "unauthorized"),
+        "{e}"
+    );
+    assert!(e.message.contains("E0000011"), "{e}");
+    assert!(!e.message.contains("00wrong") && !format!("{bad:?}").contains("00wrong"));
+    conn.check().await.expect("the right token works");
+    let d = conn.discover(&s).await.expect("discovery");
+    assert!(d.findings.iter().any(|f| f.kind == ACCOUNT));
+    env.assert_clean_but(&[401, 503]);
+}
