@@ -16,6 +16,7 @@ pub fn registry() -> Registry {
         .with(revoke_connector_scim::ScimFactory)
         .with(revoke_connector_onelogin::OneLoginFactory)
         .with(revoke_connector_google_workspace::GoogleFactory)
+        .with(revoke_connector_okta::OktaFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

@@ -37,6 +37,7 @@ pub fn registry() -> Registry {
         .with(revoke_connector_scim::ScimFactory)
         .with(revoke_connector_onelogin::OneLoginFactory)
         .with(revoke_connector_google_workspace::GoogleFactory)
+        .with(revoke_connector_okta::OktaFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.
