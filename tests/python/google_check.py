@@ -510,6 +510,18 @@ def run_drive(url, key, admin, leaver, new_owner, folder_name, drive_name):
     ).get("files", [])
     augmented = [f for f in in_drive if f.get("hasAugmentedPermissions")]
     seen["augmented"] = [f["name"] for f in augmented]
+    # The new owner's own membership of the drive, read on one of its files: inherited.
+    me = drive_owner.call(
+        "permissions.list", fileId=drive_id, supportsAllDrives=True, pageSize=100
+    ).get("permissions", [])
+    my_id = next(p["id"] for p in me if p.get("emailAddress", "").lower() == new_owner.lower())
+    seen["inherited_get"] = drive_owner.call(
+        "permissions.get",
+        fileId=augmented[0]["id"],
+        permissionId=my_id,
+        supportsAllDrives=True,
+        fields="id,emailAddress,role,permissionDetails",
+    ).get("permissionDetails")
     seen["augmented_grantees"] = sorted(
         (p.get("emailAddress"), [d.get("inherited") for d in p.get("permissionDetails", [])])
         for f in augmented

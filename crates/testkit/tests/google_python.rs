@@ -454,6 +454,11 @@ fn googles_python_client_wipes_a_device_turns_2sv_off_and_archives_into_a_shared
         ])
     );
     assert_eq!(seen["augmented"], json!(["Client sheet"]));
+    assert_eq!(
+        seen["inherited_get"],
+        json!([{"permissionType": "member", "role": "organizer", "inherited": true, "inheritedFrom": drive}]),
+        "a drive member read on one of its files"
+    );
     let grantees = seen["augmented_grantees"].as_array().expect("grantees");
     assert!(
         grantees.contains(&json!(["lee@clientco.test", [false]])),

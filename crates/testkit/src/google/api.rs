@@ -1245,6 +1245,48 @@ fn permissions_of(
     visible_file(w, id, subject, q).map(|f| f.permissions)
 }
 
+/// The permissions of a file as Drive lists them: a shared drive's file lists the drive's members
+/// too, inherited, and says which part of each permission is the file's own (Drive v3
+/// `permissionDetails`; one permission id with both parts for a member also shared the file)
+fn listed(w: &World, id: &str, ps: &[super::Permission]) -> Vec<Value> {
+    let mut items: Vec<Value> = ps.iter().map(World::permission_json).collect();
+    let drive = w
+        .files
+        .get(id)
+        .and_then(|f| f.drive_id.as_ref())
+        .and_then(|d| w.drives.get(d));
+    let Some(d) = drive else {
+        return items;
+    };
+    let detail = |kind: &str, role: &str, inherited: bool| {
+        let mut v = json!({"permissionType": kind, "role": role, "inherited": inherited});
+        if inherited {
+            v["inheritedFrom"] = json!(d.id);
+        }
+        v
+    };
+    for v in &mut items {
+        let role = v["role"].as_str().unwrap_or("").to_owned();
+        v["permissionDetails"] = json!([detail("file", &role, false)]);
+    }
+    for p in &d.permissions {
+        let inherited = detail("member", &p.role, true);
+        match items.iter_mut().find(|v| v["id"] == json!(p.id)) {
+            Some(v) => {
+                if let Some(a) = v["permissionDetails"].as_array_mut() {
+                    a.push(inherited);
+                }
+            }
+            None => {
+                let mut v = World::permission_json(p);
+                v["permissionDetails"] = json!([inherited]);
+                items.push(v);
+            }
+        }
+    }
+    items
+}
+
 async fn list_permissions(
     State(s): S,
     headers: HeaderMap,
@@ -1256,44 +1298,8 @@ async fn list_permissions(
     let w = s.world();
     match permissions_of(&w, &id, &subject, &q) {
         Ok(ps) => {
-            let mut items: Vec<Value> = ps.iter().map(World::permission_json).collect();
-            // A shared drive's file lists the drive's members too, inherited, and says which
-            // part of each permission is the file's own (Drive v3 `permissionDetails`).
-            let drive = w
-                .files
-                .get(&id)
-                .and_then(|f| f.drive_id.as_ref())
-                .and_then(|d| w.drives.get(d));
-            if let Some(d) = drive {
-                let detail = |kind: &str, role: &str, inherited: bool| {
-                    let mut v =
-                        json!({"permissionType": kind, "role": role, "inherited": inherited});
-                    if inherited {
-                        v["inheritedFrom"] = json!(d.id);
-                    }
-                    v
-                };
-                for v in &mut items {
-                    let role = v["role"].as_str().unwrap_or("").to_owned();
-                    v["permissionDetails"] = json!([detail("file", &role, false)]);
-                }
-                for p in &d.permissions {
-                    let inherited = detail("member", &p.role, true);
-                    match items.iter_mut().find(|v| v["id"] == json!(p.id)) {
-                        Some(v) => {
-                            if let Some(a) = v["permissionDetails"].as_array_mut() {
-                                a.push(inherited);
-                            }
-                        }
-                        None => {
-                            let mut v = World::permission_json(p);
-                            v["permissionDetails"] = json!([inherited]);
-                            items.push(v);
-                        }
-                    }
-                }
-            }
-            Json(json!({"kind": "drive#permissionList", "permissions": items})).into_response()
+            Json(json!({"kind": "drive#permissionList", "permissions": listed(&w, &id, &ps)}))
+                .into_response()
         }
         Err(r) => *r,
     }
@@ -1317,8 +1323,12 @@ async fn get_permission(
     let subject = super::token_subject(&s, &headers).unwrap_or_default();
     let w = s.world();
     match permissions_of(&w, &id, &subject, &q) {
-        Ok(ps) => match ps.iter().find(|p| p.id == perm) {
-            Some(p) => Json(World::permission_json(p)).into_response(),
+        // A drive member reads as the inherited permission on each of the drive's files.
+        Ok(ps) => match listed(&w, &id, &ps)
+            .into_iter()
+            .find(|p| p["id"] == perm.as_str())
+        {
+            Some(p) => Json(p).into_response(),
             None => permission_not_found(&perm),
         },
         Err(r) => *r,
