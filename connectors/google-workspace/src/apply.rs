@@ -1046,6 +1046,23 @@ async fn remove_client_permission(
         );
         return Err(c.pin.changed(now));
     }
+    // A shared drive keeps an organizer: the last one is never removed.
+    if param(action, "on")? == "drive" && text(&p, "role") == "organizer" {
+        let others = drive_permissions(client, c.file)
+            .await?
+            .iter()
+            .filter(|x| text(x, "role") == "organizer" && text(x, "id") != c.permission)
+            .count();
+        if others == 0 {
+            return Err(ConnectorError::permanent(
+                "sole_organizer",
+                format!(
+                    "{} is the last organizer of the shared drive {}: removing it would orphan the drive; add another organizer first (nothing was sent)",
+                    c.pin.name, c.file
+                ),
+            ));
+        }
+    }
     let r = client.send(&c.who, Method::DELETE, &path, None).await?;
     match r.status {
         s if (200..300).contains(&s) => Ok(Outcome::Done),

@@ -757,11 +757,16 @@ pub async fn discover_client(
     for (drive, perms) in shared_drives(client).await? {
         let did = s(&drive, "id");
         let name = s(&drive, "name");
-        let organizers = perms.iter().filter(|p| s(p, "role") == "organizer").count();
+        // Organizers who stay: not the client's. With none, every organizer of the client's is
+        // left in place (removing them all would orphan the drive) and reported.
+        let staying = perms
+            .iter()
+            .filter(|p| s(p, "role") == "organizer" && !is_client_permission(p, domain))
+            .count();
         for p in perms.iter().filter(|p| is_client_permission(p, domain)) {
             let pid = s(p, "id");
             let role = s(p, "role");
-            let sole = role == "organizer" && organizers == 1;
+            let sole = role == "organizer" && staying == 0;
             let (kind, target) = if sole {
                 (SOLE_ORGANIZER, format!("drives/{did}"))
             } else {

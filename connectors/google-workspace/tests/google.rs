@@ -1084,6 +1084,18 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
                 d.permissions.push(client_member(role));
             }
         }
+        // A second organizer of the client's: the drive has no organizer of ours, so neither
+        // is removed (the drive would be orphaned) and both are reported.
+        let kim = w.permission_id("user:kim@clientco.test");
+        if let Some(d) = w.drives.get_mut(&client_only) {
+            d.permissions.push(revoke_testkit::google::Permission {
+                id: kim,
+                kind: "user".into(),
+                email: Some("kim@clientco.test".into()),
+                domain: None,
+                role: "organizer".into(),
+            });
+        }
         // A file of the project drive shared with lee on its own, and with someone else.
         let sheet = w.drive_file(&project, "Client sheet");
         w.share(&sheet, "user", "lee@clientco.test", "commenter");
@@ -1120,7 +1132,7 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
             count(SOLE_ORGANIZER),
             count(DRIVE_NOT_SCANNED),
         ),
-        (6, 1, 2, 1, 1),
+        (6, 1, 2, 2, 1),
         "the drive the client alone organizes cannot be listed by anyone of ours"
     );
     assert!(
