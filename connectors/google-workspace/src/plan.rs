@@ -124,6 +124,10 @@ pub fn plan_client(cfg: &GoogleConfig, d: &Discovery) -> Vec<ProposedAction> {
         .iter()
         .filter(|f| f.kind == CLIENT_DRIVE_PERMISSION)
     {
+        // A client user of ours planned as a leaver has this membership's removal already.
+        if out.iter().any(|p| p.target == f.target) {
+            continue;
+        }
         out.push(ProposedAction {
             kind: ActionKind::from(REMOVE_CLIENT_PERMISSION),
             target: f.target.clone(),

@@ -1078,6 +1078,8 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         };
         let project = w.shared_drive("Client project");
         w.drive_member(&project, &manager, "organizer");
+        // pat, the client's user of ours, is a member too: its leaver plan removes that once.
+        w.drive_member(&project, &pat, "writer");
         let client_only = w.shared_drive("Client only");
         for (d, role) in [(&project, "writer"), (&client_only, "organizer")] {
             if let Some(d) = w.drives.get_mut(d) {
@@ -1116,14 +1118,17 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
             client_only,
         )
     });
-    let conn = connector(&s, json!({"delete_users": false}));
+    let conn = connector(
+        &s,
+        json!({"delete_users": false, "remove_shared_drives": true}),
+    );
     assert!(conn.takes_client_jobs());
     let subj = Subject::client(ClientDomain::parse("clientco.test").expect("domain"));
     let d = conn.discover(&subj).await.expect("discovery");
     assert!(s.g.mutations().is_empty(), "discovery writes nothing");
     let count = |k: &str| d.findings.iter().filter(|f| f.kind == k).count();
     // lee on the deliverable, the roadmap and the sheet, the group, two domain permissions; lee
-    // in a drive.
+    // and pat in a drive (pat's is also in pat's leaver plan, and planned once).
     assert_eq!(
         (
             count(CLIENT_PERMISSION),
@@ -1132,7 +1137,7 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
             count(SOLE_ORGANIZER),
             count(DRIVE_NOT_SCANNED),
         ),
-        (6, 1, 2, 2, 1),
+        (6, 2, 2, 2, 1),
         "the drive the client alone organizes cannot be listed by anyone of ours"
     );
     assert!(
@@ -1156,6 +1161,15 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         .filter(|a| a.kind.0 == REMOVE_CLIENT_PERMISSION)
         .collect();
     assert_eq!(removals.len(), 7);
+    // pat's membership of the project drive is removed once, by pat's leaver plan.
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.target.starts_with("drives/")
+                && a.account.as_ref().is_some_and(|p| p.id == pat))
+            .map(|a| a.kind.0.as_str())
+            .collect::<Vec<_>>(),
+        [REMOVE_SHARED_DRIVE]
+    );
     // The deliverable's share goes after pat's files went to the archive owner, acting as it.
     let on_deliverable = removals
         .iter()
@@ -1232,6 +1246,10 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
                 .any(|p| p.email.as_deref() == Some("lee@clientco.test"))
         };
         assert!(!has_lee(&project) && has_lee(&client_only));
+        assert!(w.drives[&project]
+            .permissions
+            .iter()
+            .all(|p| p.email.as_deref() != Some("pat@clientco.test")));
         assert!(w.users[&pat].suspended);
     });
     for a in &all {
