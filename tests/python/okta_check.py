@@ -4,7 +4,7 @@ Usage: OKTA_TESTING_TESTINGDISABLEHTTPSCHECK=true okta_check.py URL TOKEN LOGIN 
 
 Searches the user by login, reads them, lists their groups, admin roles, factors, grants and apps
 (with the app user of each), then does what the connector does: suspends, revokes sessions with
-OAuth tokens, removes each OKTA_GROUP membership, each direct app assignment and each admin role,
+OAuth tokens, resets factors, revokes grants, removes each OKTA_GROUP membership, each direct app assignment and each admin role,
 deactivates, deletes twice (Okta's two-step delete) and reads them again (404 E0000007). The
 SDK parses every answer with its strict pydantic models (a status such as DEACTIVATED, a missing
 required field or a wrong type fails there), so a shape the SDK would not accept fails here.
@@ -85,6 +85,11 @@ async def main():
     got, _ = ok(await client.get_user(uid), "get_user after suspend")
     seen["after_suspend"] = str(got.status.value)
     ok(await client.revoke_user_sessions(uid, oauth_tokens=True), "revoke_user_sessions")
+    ok(await client.reset_factors(uid), "reset_factors")
+    ok(await client.revoke_user_grants(uid), "revoke_user_grants")
+    factors, _ = ok(await client.list_factors(uid), "list_factors after")
+    grants, _ = ok(await client.list_user_grants(uid), "list_user_grants after")
+    seen["factors_grants_after"] = [len(factors), len(grants)]
     for g in groups:
         if str(g.type.value) == "OKTA_GROUP":
             ok(await client.unassign_user_from_group(g.id, uid), "unassign_user_from_group")

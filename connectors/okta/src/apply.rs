@@ -20,7 +20,7 @@ use crate::client::Client;
 use crate::discover::{find, get_user, is_object_id, is_user_id, User};
 use crate::plan::{
     CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP, REMOVE_GROUP,
-    SUSPEND_USER,
+    RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
 };
 
 /// The journal entry of a confirmed session clearing (its value: the user id).
@@ -92,6 +92,8 @@ pub async fn apply(
         SUSPEND_USER => suspend(ctx.client, &user).await,
         DEACTIVATE_USER => deactivate(ctx.client, &user).await,
         CLEAR_SESSIONS => clear_sessions(ctx.client, user_id, journal).await,
+        RESET_FACTORS => reset_factors(ctx.client, user_id).await,
+        REVOKE_GRANTS => revoke_grants(ctx.client, user_id).await,
         REMOVE_GROUP => remove_group(ctx.client, &user, param(action, "group_id")?).await,
         REMOVE_APP => remove_app(ctx.client, &user, param(action, "app_id")?).await,
         REMOVE_ADMIN_ROLE => remove_role(ctx.client, &user, param(action, "role_id")?).await,
@@ -162,6 +164,31 @@ async fn clear_sessions(
         journal.record(SESSIONS_CLEARED, user_id).await?;
     }
     Ok(out)
+}
+
+/// How many items `GET path` lists.
+async fn count(client: &Client, path: &str) -> Result<usize, ConnectorError> {
+    Ok(client.list(path).await?.unwrap_or_default().len())
+}
+
+async fn reset_factors(client: &Client, uid: &str) -> Result<Outcome, ConnectorError> {
+    if count(client, &format!("/api/v1/users/{uid}/factors")).await? == 0 {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let path = format!("/api/v1/users/{uid}/lifecycle/reset_factors");
+    write(client, Method::POST, &path).await
+}
+
+async fn revoke_grants(client: &Client, uid: &str) -> Result<Outcome, ConnectorError> {
+    if count(client, &format!("/api/v1/users/{uid}/grants")).await? == 0 {
+        return Ok(Outcome::AlreadyDone);
+    }
+    write(
+        client,
+        Method::DELETE,
+        &format!("/api/v1/users/{uid}/grants"),
+    )
+    .await
 }
 
 /// The user's groups, by id, with their type.
@@ -303,6 +330,17 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
                     "user {user_id} has status {}, expected DEPROVISIONED",
                     u.status
                 ))
+            }
+        }
+        RESET_FACTORS | REVOKE_GRANTS => {
+            let what = if action.kind.0 == RESET_FACTORS {
+                "factors"
+            } else {
+                "grants"
+            };
+            match count(ctx.client, &format!("/api/v1/users/{user_id}/{what}")).await? {
+                0 => Verdict::Confirmed,
+                n => not(format!("user {user_id} still has {n} {what}")),
             }
         }
         REMOVE_GROUP => {

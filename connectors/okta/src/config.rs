@@ -44,6 +44,12 @@ pub struct OktaConfig {
     pub remove_apps: bool,
     #[serde(default = "default_true")]
     pub remove_admin_roles: bool,
+    /// Reset every enrolled factor (`lifecycle/reset_factors`).
+    #[serde(default = "default_true")]
+    pub reset_factors: bool,
+    /// Revoke every OAuth consent grant the user gave (`DELETE .../grants`).
+    #[serde(default = "default_true")]
+    pub revoke_grants: bool,
     #[serde(default = "default_true")]
     pub delete_users: bool,
     /// Days between the last revoke and the delete (0: at once).
@@ -91,6 +97,8 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("remove_groups", KeyType::Bool),
     KeySpec::optional("remove_apps", KeyType::Bool),
     KeySpec::optional("remove_admin_roles", KeyType::Bool),
+    KeySpec::optional("reset_factors", KeyType::Bool),
+    KeySpec::optional("revoke_grants", KeyType::Bool),
     KeySpec::optional("delete_users", KeyType::Bool),
     KeySpec::optional("retention_days", KeyType::Int),
     KeySpec::optional("timeout_secs", KeyType::Int),

@@ -30,6 +30,11 @@ pub const ADMIN_ROLE: &str = "admin_role";
 /// An admin role that comes from a group: reported, never removed here.
 pub const GROUP_ADMIN_ROLE: &str = "group_admin_role";
 
+/// The user's enrolled factors (target `users/<id>/factors`; attrs: their count and types).
+pub const FACTORS: &str = "factors";
+/// The user's OAuth consent grants (target `users/<id>/grants`; attrs: their count).
+pub const GRANTS: &str = "grants";
+
 /// What the pinned id is called in plans and errors.
 pub const ID_KIND: &str = "Okta user id";
 
@@ -300,6 +305,41 @@ pub async fn discover_one(
         ));
     }
 
+    if cfg.reset_factors {
+        let path = format!("/api/v1/users/{uid}/factors");
+        let factors = client.list(&path).await?.unwrap_or_default();
+        if !factors.is_empty() {
+            let mut types: Vec<&str> = factors.iter().map(|f| str_at(f, &["factorType"])).collect();
+            types.sort_unstable();
+            let count = factors.len().to_string();
+            let types = types.join(",");
+            d.findings.push(finding(
+                instance,
+                &s.id,
+                FACTORS,
+                format!("users/{uid}/factors"),
+                &[
+                    ("count", &count),
+                    ("factor_types", &types),
+                    ("user_id", &uid),
+                ],
+            ));
+        }
+    }
+    if cfg.revoke_grants {
+        let path = format!("/api/v1/users/{uid}/grants");
+        let grants = client.list(&path).await?.unwrap_or_default();
+        if !grants.is_empty() {
+            let count = grants.len().to_string();
+            d.findings.push(finding(
+                instance,
+                &s.id,
+                GRANTS,
+                format!("users/{uid}/grants"),
+                &[("count", &count), ("user_id", &uid)],
+            ));
+        }
+    }
     if cfg.remove_groups {
         let path = format!("/api/v1/users/{uid}/groups");
         for g in client.list(&path).await?.unwrap_or_default() {

@@ -27,12 +27,12 @@ pub use classify::{E_NOT_FOUND, E_RATE_LIMIT};
 pub use client::encode;
 pub use config::{validate, Contain, OktaConfig};
 pub use discover::{
-    check_value, is_user_id, ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, APP_GROUP_MEMBERSHIP,
-    GROUP_ADMIN_ROLE, GROUP_APP_ASSIGNMENT, GROUP_MEMBERSHIP,
+    check_value, is_user_id, ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, APP_GROUP_MEMBERSHIP, FACTORS,
+    GRANTS, GROUP_ADMIN_ROLE, GROUP_APP_ASSIGNMENT, GROUP_MEMBERSHIP,
 };
 pub use plan::{
     CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP, REMOVE_GROUP,
-    SUSPEND_USER,
+    RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
 };
 
 /// The connector type name in config (`kind = "okta"`).

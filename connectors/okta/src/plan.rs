@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use revoke_core::{ActionKind, Discovery, Phase, ProposedAction};
 
 use crate::config::{Contain, OktaConfig};
-use crate::discover::{ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, GROUP_MEMBERSHIP};
+use crate::discover::{ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, FACTORS, GRANTS, GROUP_MEMBERSHIP};
 
 pub const SUSPEND_USER: &str = "suspend_user";
 pub const DEACTIVATE_USER: &str = "deactivate_user";
 pub const CLEAR_SESSIONS: &str = "clear_sessions";
+pub const RESET_FACTORS: &str = "reset_factors";
+pub const REVOKE_GRANTS: &str = "revoke_grants";
 pub const REMOVE_GROUP: &str = "remove_group_membership";
 pub const REMOVE_APP: &str = "remove_app_assignment";
 pub const REMOVE_ADMIN_ROLE: &str = "remove_admin_role";
@@ -75,6 +77,33 @@ pub fn plan(cfg: &OktaConfig, d: &Discovery) -> Vec<ProposedAction> {
         format!("end the Okta sessions of {who} and revoke their OAuth tokens"),
     ));
     let mut before_delete = vec![(ActionKind::from(CLEAR_SESSIONS), user_target.clone())];
+    for f in &d.findings {
+        let a = |k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+        let (kind, summary) = match f.kind.as_str() {
+            FACTORS if cfg.reset_factors => (
+                RESET_FACTORS,
+                format!(
+                    "reset the {} Okta factors of {who} ({})",
+                    a("count"),
+                    a("factor_types")
+                ),
+            ),
+            GRANTS if cfg.revoke_grants => (
+                REVOKE_GRANTS,
+                format!("revoke the {} OAuth grants {who} gave in Okta", a("count")),
+            ),
+            _ => continue,
+        };
+        out.push(action(
+            kind,
+            &f.target,
+            base.clone(),
+            Phase::Contain,
+            vec![contain.clone()],
+            summary,
+        ));
+        before_delete.push((ActionKind::from(kind), f.target.clone()));
+    }
     for f in &d.findings {
         let a = |k: &str| f.attrs.get(k).cloned().unwrap_or_default();
         let (kind, params, summary) = match f.kind.as_str() {

@@ -210,6 +210,7 @@ fn oktas_python_sdk_parses_every_answer_of_the_standin_through_prism() {
     assert_eq!(seen["grants"], 1);
     assert_eq!(seen["apps"], json!([["Jira", "USER"], ["Slack", "GROUP"]]));
     assert_eq!(seen["after_suspend"], "SUSPENDED");
+    assert_eq!(seen["factors_grants_after"], json!([0, 0]));
     assert_eq!(seen["groups_after"], json!(["AD-Staff", "Everyone"]));
     assert_eq!(seen["roles_after"], json!(["GROUP"]));
     assert_eq!(seen["after_deactivate"], "DEPROVISIONED");

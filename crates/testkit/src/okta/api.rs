@@ -27,7 +27,14 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/users/{id}/roles", get(user_roles))
         .route("/api/v1/users/{id}/roles/{rid}", delete(remove_role))
         .route("/api/v1/users/{id}/factors", get(user_factors))
-        .route("/api/v1/users/{id}/grants", get(user_grants))
+        .route(
+            "/api/v1/users/{id}/lifecycle/reset_factors",
+            post(reset_factors),
+        )
+        .route(
+            "/api/v1/users/{id}/grants",
+            get(user_grants).delete(revoke_grants),
+        )
         .route("/api/v1/groups/{gid}/users/{uid}", delete(remove_member))
         .route("/api/v1/apps", get(list_apps))
         .route(
@@ -338,6 +345,24 @@ async fn user_factors(State(s): S, Path(id): Path<String>) -> Response {
         })
         .collect();
     Json(factors).into_response()
+}
+
+async fn reset_factors(State(s): S, Path(id): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(u) = w.users.get_mut(&id) else {
+        return not_found("User", &id);
+    };
+    u.factors.clear();
+    Json(json!({})).into_response()
+}
+
+async fn revoke_grants(State(s): S, Path(id): Path<String>) -> Response {
+    let mut w = s.world();
+    let Some(u) = w.users.get_mut(&id) else {
+        return not_found("User", &id);
+    };
+    u.grants.clear();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn user_grants(State(s): S, Path(id): Path<String>) -> Response {

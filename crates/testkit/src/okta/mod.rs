@@ -24,7 +24,9 @@
 //!   group is 400 `E0000001`, a guess: Okta's exact answer is not documented).
 //! - `GET /api/v1/apps?filter=user.id eq "<uid>"`, `GET` and `DELETE
 //!   /api/v1/apps/{aid}/users/{uid}` (204; a GROUP-scoped assignment is 400 `E0000001`, a guess).
-//! - `GET .../roles`, `DELETE .../roles/{rid}` (204); `GET .../factors`, `GET .../grants`.
+//! - `GET .../roles`, `DELETE .../roles/{rid}` (204); `GET .../factors`, `POST
+//!   .../lifecycle/reset_factors` (200 `{}`, also for a DEPROVISIONED user: Okta's rule there is
+//!   not documented), `GET` and `DELETE .../grants` (204).
 //!
 //! Every answer carries `X-Rate-Limit-Limit`, `-Remaining` and `-Reset` (epoch seconds, rounded
 //! up); the budget (600 per minute unless [`OktaStandin::set_rate_limit`]) is one for the org
