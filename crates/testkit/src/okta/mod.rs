@@ -40,6 +40,7 @@
 mod api;
 mod world;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -64,7 +65,7 @@ pub struct RecordedRequest {
     pub path: String,
     /// The query string, if any
     pub query: Option<String>,
-    /// The status answered
+    /// The status answered (0: held back by [`OktaStandin::stall`]; recorded on arrival)
     pub status: u16,
     /// When it arrived
     pub at: Instant,
@@ -89,6 +90,9 @@ pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     token: String,
     pace: Mutex<Pace>,
+    /// (method, path suffix) whose answers are held back after the change is made
+    stall: Mutex<Option<(String, String)>>,
+    released: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -173,6 +177,8 @@ impl OktaStandin {
             world: Mutex::new(World::default()),
             token: format!("00{}", random_alnum(40)),
             pace: Mutex::new(Pace::new(600, Duration::from_secs(60))),
+            stall: Mutex::new(None),
+            released: AtomicBool::new(false),
         });
         let app = api::routes()
             .fallback(api::no_route)
@@ -215,6 +221,20 @@ impl OktaStandin {
     /// The next `n` authenticated calls get `status` with Okta's error body
     pub fn fail_next(&self, n: u32, status: u16) {
         lock(&self.shared.pace).faults.push((n, status));
+    }
+
+    /// Holds back the answers to `method` calls whose path ends with `path_suffix`, after the
+    /// change is made, until [`OktaStandin::release`] (a client that dies meanwhile never learns
+    /// it succeeded)
+    pub fn stall(&self, method: &str, path_suffix: &str) {
+        self.shared.released.store(false, Ordering::SeqCst);
+        *lock(&self.shared.stall) = Some((method.to_owned(), path_suffix.to_owned()));
+    }
+
+    /// Lets every held answer go and stops holding
+    pub fn release(&self) {
+        *lock(&self.shared.stall) = None;
+        self.shared.released.store(true, Ordering::SeqCst);
     }
 
     /// Seeds or inspects the org; returns what the closure returns
@@ -321,6 +341,23 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         Some(r) => r,
         None => next.run(req).await,
     };
+    let stalled = lock(&shared.stall)
+        .as_ref()
+        .is_some_and(|(m, suffix)| *m == method && path.ends_with(suffix.as_str()));
+    if stalled {
+        lock(&shared.pace).requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            status: 0,
+            at,
+        });
+        while !shared.released.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Recorded when it arrived (status 0: the answer was held back).
+        return response;
+    }
     let mut p = lock(&shared.pace);
     let remaining = p.limit.saturating_sub(p.used);
     let reset = p.reset_epoch();

@@ -1,0 +1,179 @@
+//! The Okta connector through revoked's own planner, executor and SQLite store, against the Okta
+//! stand-in: the planner leaves out a protected account that a job reaches by its login while
+//! the protected entry names its second email; a run dies while Okta's answer to a group removal
+//! is held back (its runtime dropped, as a kill -9 leaves it: its lease held, nothing recorded),
+//! and a second executor takes over once the lease is over and converges with no duplicate
+//! mutation; a third run sends nothing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use revoke_connector_okta::OktaFactory;
+use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_engine::{plan, Executor, Registry};
+use revoke_testkit::okta::{GroupType, OktaStandin};
+
+fn job(id: &str, email: &str) -> Job {
+    let mut subject = Subject::new(email.split('@').next().unwrap_or(email));
+    subject.email = Some(email.to_string());
+    Job {
+        id: JobId(id.into()),
+        subject,
+        reason: "left".into(),
+        effective_at: Utc::now() - chrono::Duration::days(60),
+        risk: Risk::Standard,
+        source: "test".into(),
+        requested_by: "test".into(),
+        policy: "default".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_apply_converges_with_no_duplicate_mutation_and_a_protected_account_stays()
+{
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    let (alice, boss, eng) = okta.world(|w| {
+        let alice = w.user("alice@example.com", "alice@example.com");
+        let boss = w.user("boss@example.com", "boss@example.com");
+        w.get_mut(&boss).expect("boss").second_email = Some("ceo-office@example.com".into());
+        let eng = w.group("Engineering", GroupType::OktaGroup);
+        let ad = w.group("AD-Staff", GroupType::AppGroup);
+        for u in [&alice, &boss] {
+            w.add_member(&eng, u);
+        }
+        w.add_member(&ad, &alice);
+        let jira = w.app("Jira");
+        w.assign_app(&jira, &alice, "USER");
+        w.grant_role(&alice, "USER_ADMIN", "USER");
+        w.add_factor(&alice, "sms");
+        w.add_grant(&alice);
+        (alice, boss, eng)
+    });
+    let config = revoke_config::load_str(&format!(
+        r#"
+[executor]
+lease_secs = 1
+[executor.retry]
+base_ms = 10
+cap_ms = 40
+max_attempts = 20
+max_elapsed_secs = 60
+[protected]
+accounts = ["CEO-Office@example.com"]
+[connectors.okta]
+kind = "okta"
+org_url = "{url}"
+token = "{token}"
+"#,
+        url = okta.url(),
+        token = okta.token(),
+    ))
+    .expect("config");
+    let registry = Registry::new().with(OktaFactory);
+    registry.validate(&config).expect("valid");
+    let connectors = registry.build(&config).expect("connectors");
+    let jobs = vec![
+        job("job-alice", "alice@example.com"),
+        job("job-boss", "boss@example.com"),
+    ];
+    let plan = plan(&config, &connectors, jobs, PlanId("p1".into()), Utc::now())
+        .await
+        .expect("plan");
+    // boss is protected by his second email: none of his actions is planned, and the plan says why.
+    assert!(plan
+        .actions
+        .iter()
+        .all(|a| a.account.as_ref().is_none_or(|p| p.id != boss)));
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| a.account.as_ref().is_some_and(|p| p.id == alice)));
+    let notes = serde_json::to_string(&plan.notes).expect("json");
+    assert!(
+        notes.contains("ceo-office@example.com") && notes.contains("CEO-Office@example.com"),
+        "{notes}"
+    );
+    assert!(notes.contains("APP_GROUP"), "the APP_GROUP note: {notes}");
+    assert!(okta.mutations().is_empty(), "planning is read-only");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .expect("store");
+    let first = Executor::new(
+        store.clone(),
+        registry.build(&config).expect("connectors"),
+        &config,
+        "revokectl@first:1",
+    );
+    first.record(&plan).await.expect("record");
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the first run");
+    // Okta removes alice from Engineering, its answer never comes back, the run dies.
+    let removal = format!("/api/v1/groups/{eng}/users/{alice}");
+    okta.stall("DELETE", &removal);
+    let pid = plan.id.clone();
+    doomed.spawn(async move { first.run_plan(&pid).await });
+    let started = Instant::now();
+    while !okta.requests().iter().any(|r| r.path == removal) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the group removal was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.shutdown_background();
+    okta.release();
+
+    let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
+    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
+        .await
+        .expect("the second run ends")
+        .expect("run");
+    assert_eq!(
+        (summary.failed, summary.blocked, summary.not_confirmed),
+        (0, 0, 0),
+        "{summary:?}"
+    );
+    assert!(okta.user(&alice).is_none(), "alice is deleted");
+    let b = okta.user(&boss).expect("boss untouched");
+    assert_eq!(b.status, "ACTIVE");
+    assert_eq!(okta.world(|w| w.groups_of(&boss)), vec![eng.clone()]);
+    // No mutation twice, but Okta's two-step delete (deactivate, then delete).
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in okta.mutations() {
+        *counts
+            .entry(format!("{} {}", r.method, r.path))
+            .or_default() += 1;
+    }
+    for (call, n) in &counts {
+        let want = if *call == format!("DELETE /api/v1/users/{alice}") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(*n, want, "{call}: {counts:#?}");
+    }
+    assert_eq!(counts.get(&format!("DELETE {removal}")), Some(&1));
+    let records = store.actions(&plan.id).await.expect("actions");
+    let group = records
+        .iter()
+        .find(|r| r.action.kind.0 == "remove_group_membership")
+        .expect("the group removal");
+    assert!(group.attempts >= 2, "{}", group.attempts);
+
+    // A third run of the same plan: everything is settled, nothing is sent.
+    okta.clear_requests();
+    let third = Executor::new(
+        store.clone(),
+        registry.build(&config).expect("connectors"),
+        &config,
+        "revokectl@third:3",
+    );
+    third.run_plan(&plan.id).await.expect("run");
+    assert!(okta.mutations().is_empty(), "{:?}", okta.mutations());
+}
