@@ -4,12 +4,13 @@
 //! - reqwest on an explicit rustls config (ring, the system's roots), no redirects, no retries.
 //! - `Authorization: SSWS <token>` on every call.
 //! - The budget: Okta answers every call with `X-Rate-Limit-Limit`, `-Remaining` and `-Reset`
-//!   (epoch seconds). When remaining reaches 0, or on a 429 (`E0000047`), every later call of the
-//!   instance is held until the reset when it is within the request timeout; a longer hold fails
-//!   at once as `rate_limited` with the wait, so the executor reschedules. A 429 itself is
-//!   returned as `rate_limited`, never resent here. Okta keeps a budget per endpoint bucket; one
-//!   budget per instance is stricter (it holds the users calls when the groups bucket is spent
-//!   too), and never early.
+//!   (epoch seconds). The client keeps the latest remaining count of the current window and
+//!   spends one from it as each call leaves, so calls in flight are counted too; at 0, or on a 429
+//!   (`E0000047`), every later call of the instance is held until the reset when it is within the
+//!   request timeout; a longer hold fails at once as `rate_limited` with the wait, so the executor
+//!   reschedules. A 429 itself is returned as `rate_limited`, never resent here. Okta keeps a
+//!   budget per endpoint bucket; one budget per instance is stricter (it holds the users calls
+//!   when the groups bucket is spent too), and never early.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +50,23 @@ pub struct Client {
     base: String,
     token: SecretString,
     max_hold: Duration,
-    hold_until: Mutex<Option<Instant>>,
+    budget: Mutex<Budget>,
     calls: AtomicU64,
+}
+
+/// What the client knows of the org's rate budget.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Calls left in the window ending at `reset_epoch`, less the calls sent since; `None`:
+    /// not known (no answer yet in this window).
+    remaining: Option<u64>,
+    /// The window's reset, epoch seconds, as Okta last said.
+    reset_epoch: u64,
+    /// No call leaves before this.
+    hold_until: Option<Instant>,
+    /// When `reset_epoch` comes, on this process's clock (at least a second after the answer
+    /// that told it).
+    reset_at: Option<Instant>,
 }
 
 impl fmt::Debug for Client {
@@ -93,7 +109,7 @@ impl Client {
             base: cfg.base_url(),
             token: cfg.token.clone(),
             max_hold: cfg.timeout(),
-            hold_until: Mutex::new(None),
+            budget: Mutex::new(Budget::default()),
             calls: AtomicU64::new(0),
         })
     }
@@ -103,40 +119,83 @@ impl Client {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Holds the call while the budget is spent, up to `max_hold`.
+    /// Holds the call while the budget is spent, up to `max_hold`; spends one call of it.
     async fn wait_budget(&self, method: &Method, path: &str) -> Result<(), ConnectorError> {
-        let until = *self.hold_until.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(until) = until else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        if until <= now {
-            return Ok(());
+        loop {
+            let until = {
+                let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                if b.hold_until.is_some_and(|h| h <= now) {
+                    b.hold_until = None;
+                    b.remaining = None;
+                }
+                match (b.hold_until, b.remaining) {
+                    (Some(h), _) => h,
+                    (None, Some(0)) => match b.reset_at {
+                        Some(at) if at <= now => {
+                            // The window it counted is over.
+                            b.remaining = None;
+                            return Ok(());
+                        }
+                        at => {
+                            let h = at.unwrap_or(now + Duration::from_secs(1));
+                            b.hold_until = Some(h);
+                            h
+                        }
+                    },
+                    (None, Some(n)) => {
+                        b.remaining = Some(n - 1);
+                        return Ok(());
+                    }
+                    (None, None) => return Ok(()),
+                }
+            };
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait > self.max_hold {
+                return Err(classify::rate_limited(
+                    method,
+                    path,
+                    wait,
+                    "the Okta rate budget is spent",
+                ));
+            }
+            info!(connector = %self.instance, wait_ms = wait.as_millis() as u64, "okta rate budget spent, holding calls until it resets");
+            tokio::time::sleep_until(until).await;
         }
-        let wait = until - now;
-        if wait > self.max_hold {
-            return Err(classify::rate_limited(
-                method,
-                path,
-                wait,
-                "the Okta rate budget is spent",
-            ));
-        }
-        info!(connector = %self.instance, wait_ms = wait.as_millis() as u64, "okta rate budget spent, holding calls until it resets");
-        tokio::time::sleep_until(until).await;
-        Ok(())
     }
 
     /// Reads the budget headers off an answer.
     fn observe(&self, r: &Reply) {
-        if classify::remaining(&r.headers) == Some(0) || classify::is_rate_limited(r) {
-            let reset = classify::reset_after(&r.headers).unwrap_or(Duration::from_secs(60));
-            let until = Instant::now() + reset;
-            let mut hold = self.hold_until.lock().unwrap_or_else(|e| e.into_inner());
-            if hold.is_none_or(|at| at < until) {
-                *hold = Some(until);
+        let reset_epoch = r
+            .headers
+            .get("x-rate-limit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let reset_wait = classify::reset_after(&r.headers);
+        let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        if classify::is_rate_limited(r) {
+            let until = Instant::now() + reset_wait.unwrap_or(Duration::from_secs(60));
+            if b.hold_until.is_none_or(|at| at < until) {
+                b.hold_until = Some(until);
             }
+            b.remaining = Some(0);
+            return;
         }
+        let (Some(remaining), Some(reset)) = (classify::remaining(&r.headers), reset_epoch) else {
+            return;
+        };
+        if reset == b.reset_epoch {
+            // The same window: the lower count wins (answers come back in any order).
+            b.remaining = Some(b.remaining.map_or(remaining, |x| x.min(remaining)));
+        } else {
+            // Another window (a new one, or another bucket's, or a limit Okta changed): the
+            // latest answer wins. A late answer of an older window can make the client hold a
+            // second longer than needed, or (at a window's edge, with calls in flight) send one
+            // that is refused with a 429, never one before a reset it knew of.
+            b.reset_epoch = reset;
+            b.remaining = Some(remaining);
+        }
+        b.reset_at = reset_wait.map(|w| Instant::now() + w);
     }
 
     /// Sends one API call within the budget. Any status comes back but a rate-limit refusal,
