@@ -891,6 +891,40 @@ fn d_push(
 
 /// Discovery of many subjects; role names and the transfer target are read once for all. A
 /// departing client's subject is discovered by [`discover_client`].
+/// The plan notes of what a discovery found and leaves alone, one sentence each.
+pub fn notes_of(d: &Discovery) -> Vec<String> {
+    let attr = |f: &Finding, k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+    d.findings
+        .iter()
+        .filter_map(|f| match f.kind.as_str() {
+            SOLE_ORGANIZER => Some(format!(
+                "shared drive {:?} ({}): {} organizes it and no other organizer stays; left in place so the drive is not orphaned: add an organizer of ours, then remove them by hand",
+                attr(f, "drive_name"),
+                attr(f, "drive_id"),
+                match attr(f, "email") {
+                    e if e.is_empty() => d.subject.clone(),
+                    e => e,
+                }
+            )),
+            DRIVE_NOT_SCANNED => Some(format!(
+                "shared drive {:?} ({}) has no active organizer of ours: its files were not searched for shares with {}",
+                attr(f, "drive_name"),
+                attr(f, "drive_id"),
+                d.subject
+            )),
+            LINK_SHARE => Some(format!(
+                "file {:?} ({}) of {} has a {} share that names nobody ({}): not removed; check whether the client holds the link",
+                attr(f, "file_name"),
+                attr(f, "file_id"),
+                attr(f, "owner_email"),
+                attr(f, "role"),
+                attr(f, "type")
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 pub async fn discover_many(
     client: &Client,
     cfg: &GoogleConfig,

@@ -126,8 +126,15 @@ impl Connector for GoogleConnector {
     }
 
     /// Role names and the transfer target are read once for all the subjects.
+    /// What discovery leaves alone on purpose (a drive only the subject organizes, a drive no
+    /// one of ours can list, a link share) is said in the plan's notes too.
     async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
-        discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
+        let mut found =
+            discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await?;
+        for d in &mut found {
+            d.notes = discover::notes_of(d);
+        }
+        Ok(found)
     }
 
     fn plan(&self, subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {

@@ -1144,6 +1144,19 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
         d.accounts.iter().any(|a| a.id == pat),
         "the client's user of ours"
     );
+    // What is left alone on purpose is said in the plan's notes, one each: the client-only
+    // drive's two organizers and that it was not scanned, the two shares that name nobody.
+    let said = |start: &str| d.notes.iter().filter(|n| n.starts_with(start)).count();
+    assert_eq!(
+        (
+            said("shared drive \"Client only\""),
+            said("file \"Roadmap\""),
+            d.notes.len()
+        ),
+        (3, 2, 5),
+        "{:#?}",
+        d.notes
+    );
     let all = actions(&d, &conn, &subj);
     let lines: Vec<String> = all
         .iter()
