@@ -181,6 +181,7 @@ pub struct Client {
     generation: AtomicU64,
     paces: [Mutex<Pace>; 5],
     calls: AtomicU64,
+    batched: AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -239,6 +240,7 @@ impl Client {
                 })
             }),
             calls: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
         })
     }
 
@@ -250,6 +252,100 @@ impl Client {
     /// HTTP calls sent so far (token calls included).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// API calls sent as parts of batch requests so far (each counts against the quota; the
+    /// batch request itself is one of [`Client::calls`]).
+    pub fn batched_calls(&self) -> u64 {
+        self.batched.load(Ordering::Relaxed)
+    }
+
+    /// Sends Directory `GET`s as the admin in one request to Google's batch endpoint
+    /// (`POST /batch/admin/directory_v1`, `multipart/mixed`, one `application/http` part each).
+    /// Each part waits for its own slot in the Directory pace, as a call of its own would, and
+    /// its answer is classified on its own: a rate-limit answer holds the pace and is that read's
+    /// `rate_limited` error; any other status comes back as a reply. A refusal of the batch
+    /// itself (rate limit, a second 401, an answer that is not one part per request) is the
+    /// error of every read.
+    pub async fn batch_get(
+        &self,
+        paths: &[String],
+    ) -> Result<Vec<Result<Reply, ConnectorError>>, ConnectorError> {
+        let method = Method::POST;
+        let batch_path = BATCH_PATH;
+        let mut refreshed = false;
+        let boundary = format!("batch_revoked_{}", self.calls.load(Ordering::Relaxed));
+        let body = multipart_request(&boundary, paths);
+        loop {
+            let (token, generation) = self.token(&Who::Admin).await?;
+            for p in paths {
+                self.wait_turn(Api::Directory, &Method::GET, p).await?;
+            }
+            let url = format!("{}{batch_path}", self.base(batch_path));
+            let r = self
+                .raw(
+                    method.clone(),
+                    &url,
+                    batch_path,
+                    Some(Body::Multipart(
+                        format!("multipart/mixed; boundary={boundary}"),
+                        body.clone(),
+                    )),
+                    Some(&token),
+                )
+                .await?;
+            if r.status == 401 && !refreshed {
+                debug!(connector = %self.instance, "google answered 401 to a batch, fetching a new token");
+                self.invalidate(&Who::Admin, generation).await;
+                refreshed = true;
+                continue;
+            }
+            if !r.is_success() {
+                let backoff = self.observe(Api::Directory, &r);
+                return Err(classify::status(&method, batch_path, &r, backoff));
+            }
+            self.batched
+                .fetch_add(paths.len() as u64, Ordering::Relaxed);
+            let parts = r
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .and_then(boundary_of)
+                .and_then(|b| parse_multipart(&b, &r.body))
+                .ok_or_else(|| {
+                    classify::bad_response(&method, batch_path, "expected a multipart/mixed answer")
+                })?;
+            let mut out: Vec<Option<Reply>> = vec![None; paths.len()];
+            for (id, reply) in parts {
+                let slot = id
+                    .trim_start_matches("response-")
+                    .strip_prefix("item")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| (1..=paths.len()).contains(n));
+                if let Some(n) = slot {
+                    out[n - 1] = Some(reply);
+                }
+            }
+            return Ok(paths
+                .iter()
+                .zip(out)
+                .map(|(p, reply)| {
+                    let Some(reply) = reply else {
+                        return Err(classify::bad_response(
+                            &Method::GET,
+                            p,
+                            "the batch answer has no part for this request",
+                        ));
+                    };
+                    let backoff = self.observe(Api::Directory, &reply);
+                    if reply.status == 401 || classify::is_rate_limited(&reply) {
+                        Err(classify::status(&Method::GET, p, &reply, backoff))
+                    } else {
+                        Ok(reply)
+                    }
+                })
+                .collect());
+        }
     }
 
     /// The base URL of the API a path belongs to.
@@ -347,6 +443,7 @@ impl Client {
             Some(Body::Form(f)) => rb
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(f),
+            Some(Body::Multipart(ct, b)) => rb.header("content-type", ct).body(b),
             None => rb,
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -501,4 +598,134 @@ impl Client {
 enum Body<'a> {
     Json(&'a Value),
     Form(String),
+    /// A content type and the body.
+    Multipart(String, String),
+}
+
+/// Google's batch endpoint of the Directory API (Data Transfer and Licensing have their own).
+pub const BATCH_PATH: &str = "/batch/admin/directory_v1";
+
+/// The body of a batch of `GET`s: one `application/http` part per path, `Content-ID: <itemN>`
+/// (N from 1), CRLF line ends.
+pub fn multipart_request(boundary: &str, paths: &[String]) -> String {
+    let mut out = String::new();
+    for (i, p) in paths.iter().enumerate() {
+        out.push_str(&format!(
+            "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <item{}>\r\n\r\nGET {p} HTTP/1.1\r\nAccept: application/json\r\n\r\n",
+            i + 1
+        ));
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out
+}
+
+/// The boundary of a `multipart/mixed` content type.
+pub fn boundary_of(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/mixed") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The parts of a batch answer: each part's `Content-ID` (without `<>`) and the HTTP answer it
+/// holds; `None` when the body is not a multipart of `application/http` answers.
+pub fn parse_multipart(boundary: &str, body: &str) -> Option<Vec<(String, Reply)>> {
+    let delimiter = format!("--{boundary}");
+    let mut sections = body.split(delimiter.as_str());
+    sections.next()?; // the preamble
+    let mut out = Vec::new();
+    for section in sections {
+        if section.starts_with("--") {
+            return Some(out);
+        }
+        let section = section.strip_prefix("\r\n").unwrap_or(section);
+        let (head, http) = split_head(section)?;
+        let id = header_lines(head)
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-id"))
+            .map(|(_, v)| v.trim_matches(['<', '>']).to_string())?;
+        let (head, body) = split_head(http)?;
+        let mut lines = head.lines();
+        let status = lines
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u16>()
+            .ok()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in header_lines(head).skip(1) {
+            if let (Ok(k), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                reqwest::header::HeaderValue::from_str(v),
+            ) {
+                headers.append(k, v);
+            }
+        }
+        let body = body.strip_suffix("\r\n").unwrap_or(body).to_string();
+        out.push((
+            id,
+            Reply {
+                status,
+                headers,
+                body,
+            },
+        ));
+    }
+    None
+}
+
+/// The head and the body of an HTTP message or a MIME part (split at the first empty line).
+fn split_head(s: &str) -> Option<(&str, &str)> {
+    s.split_once("\r\n\r\n").or_else(|| s.split_once("\n\n"))
+}
+
+/// `Name: value` lines of a head (a line without a colon, such as a status line, is skipped
+/// unless it is the first: callers skip that one themselves).
+fn header_lines(head: &str) -> impl Iterator<Item = (&str, &str)> {
+    head.lines().map(|l| {
+        l.split_once(':')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .unwrap_or((l.trim(), ""))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_answer_is_read_part_by_part_and_matched_by_content_id() {
+        let paths = vec!["/a?x=1".to_string(), "/b".to_string()];
+        let req = multipart_request("B", &paths);
+        assert!(req.starts_with("--B\r\nContent-Type: application/http\r\nContent-ID: <item1>\r\n\r\nGET /a?x=1 HTTP/1.1\r\n"));
+        assert!(req.ends_with("--B--\r\n"));
+        let answer = "--resp\r\nContent-Type: application/http\r\nContent-ID: <response-item2>\r\n\r\nHTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n\r\n{\"error\":{\"code\":403,\"errors\":[{\"reason\":\"userRateLimitExceeded\"}]}}\r\n--resp\r\nContent-Type: application/http\r\nContent-ID: <response-item1>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{\"items\":[]}\r\n--resp--\r\n";
+        assert_eq!(
+            boundary_of("multipart/mixed; boundary=resp").as_deref(),
+            Some("resp")
+        );
+        assert_eq!(boundary_of("application/json"), None);
+        let parts = parse_multipart("resp", answer).expect("parsed");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, "response-item2");
+        assert_eq!(parts[0].1.status, 403);
+        assert!(classify::is_rate_limited(&parts[0].1));
+        assert_eq!(parts[1].0, "response-item1");
+        assert_eq!(parts[1].1.status, 200);
+        assert_eq!(parts[1].1.body, "{\"items\":[]}");
+        assert_eq!(
+            parts[1]
+                .1
+                .headers
+                .get("content-type")
+                .expect("a content type"),
+            "application/json; charset=UTF-8"
+        );
+        assert!(parse_multipart("resp", "no parts here").is_none());
+    }
 }

@@ -100,6 +100,10 @@ pub struct GoogleConfig {
     pub transfer_wait_secs: u64,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Discovery's per-user Directory reads of this many leavers go in one HTTP request to
+    /// Google's batch endpoint (each read still counts against the quota); 0 or 1: no batching.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u64,
 }
 
 /// What is done with the leaver's mobile devices.
@@ -135,6 +139,9 @@ fn default_wait_secs() -> u64 {
 }
 fn default_timeout_secs() -> u64 {
     30
+}
+fn default_batch_size() -> u64 {
+    50
 }
 
 impl GoogleConfig {
@@ -245,6 +252,7 @@ const KEYS: &[KeySpec] = &[
     KeySpec::optional("transfer_poll_ms", KeyType::Int),
     KeySpec::optional("transfer_wait_secs", KeyType::Int),
     KeySpec::optional("timeout_secs", KeyType::Int),
+    KeySpec::optional("batch_size", KeyType::Int),
 ];
 
 /// A Google product or SKU id: letters, digits, `-`, `_`, `.`.
@@ -379,6 +387,7 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
         ("transfer_poll_ms", 1, 600_000),
         ("transfer_wait_secs", 0, 3_600),
         ("timeout_secs", 1, 600),
+        ("batch_size", 0, 250),
     ];
     for (k, lo, hi) in ranges {
         if let Some(n) = table.get(k).and_then(Value::as_u64) {

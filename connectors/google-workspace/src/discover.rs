@@ -19,6 +19,7 @@ use revoke_core::{Account, ClientDomain, ConnectorError, Discovery, Finding, Sub
 use serde_json::Value;
 
 use crate::classify;
+use crate::classify::Reply;
 use crate::client::{encode, Client, Who};
 use crate::config::{is_email, is_employee_id, GoogleConfig};
 
@@ -340,6 +341,17 @@ pub async fn list_all(
     path: &str,
     field: &str,
 ) -> Result<Vec<Value>, ConnectorError> {
+    list_from(client, who, path, field, None).await
+}
+
+/// [`list_all`], its first page already read (a part of a batch) when `first` is given.
+pub async fn list_from(
+    client: &Client,
+    who: &Who,
+    path: &str,
+    field: &str,
+    mut first: Option<Result<Reply, ConnectorError>>,
+) -> Result<Vec<Value>, ConnectorError> {
     let mut out = Vec::new();
     let mut page: Option<String> = None;
     loop {
@@ -348,7 +360,10 @@ pub async fn list_all(
             Some(t) => format!("{path}{sep}pageToken={}", encode(t)),
             None => path.to_string(),
         };
-        let r = client.send(who, Method::GET, &p, None).await?;
+        let r = match first.take() {
+            Some(r) => r?,
+            None => client.send(who, Method::GET, &p, None).await?,
+        };
         if !r.is_success() {
             return Err(classify::status(&Method::GET, &p, &r, client.backoff()));
         }
@@ -377,25 +392,77 @@ fn s(v: &Value, k: &str) -> String {
 
 /// The group ids a user holds directly (`GET groups?userKey=`).
 pub async fn groups_of(client: &Client, key: &str) -> Result<Vec<Value>, ConnectorError> {
-    let path = format!(
-        "/admin/directory/v1/groups?userKey={}&maxResults=200",
-        encode(key)
-    );
-    list_all(client, &Who::Admin, &path, "groups").await
+    list_all(client, &Who::Admin, &groups_path(key), "groups").await
 }
 
-/// The ids of the role assignments a user holds (`GET roleassignments?userKey=`).
-pub async fn assignments_of(
-    client: &Client,
-    cfg: &GoogleConfig,
-    user_id: &str,
-) -> Result<Vec<Value>, ConnectorError> {
-    let path = format!(
+fn groups_path(key: &str) -> String {
+    format!(
+        "/admin/directory/v1/groups?userKey={}&maxResults=200",
+        encode(key)
+    )
+}
+
+fn assignments_path(cfg: &GoogleConfig, user_id: &str) -> String {
+    format!(
         "/admin/directory/v1/customer/{}/roleassignments?userKey={}&maxResults=100",
         encode(&cfg.customer),
         encode(user_id)
-    );
-    list_all(client, &Who::Admin, &path, "items").await
+    )
+}
+
+fn tokens_path(user_id: &str) -> String {
+    format!("/admin/directory/v1/users/{}/tokens", encode(user_id))
+}
+
+fn asps_path(user_id: &str) -> String {
+    format!("/admin/directory/v1/users/{}/asps", encode(user_id))
+}
+
+/// The per-user Directory reads discovery makes of a user, in the order it makes them.
+fn user_reads(cfg: &GoogleConfig, user_id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.remove_grants {
+        out.push(tokens_path(user_id));
+        out.push(asps_path(user_id));
+    }
+    if cfg.remove_groups {
+        out.push(groups_path(user_id));
+    }
+    if cfg.remove_roles {
+        out.push(assignments_path(cfg, user_id));
+    }
+    out
+}
+
+/// The first pages of the per-user Directory reads of `users`, `batch_size` users to a batch
+/// request (read one by one later when batching is off or a batch would hold one read). A
+/// refusal of any read (a rate limit in one part) is the error of the whole discovery, as it
+/// is unbatched.
+async fn prefetch(
+    client: &Client,
+    cfg: &GoogleConfig,
+    users: &[&User],
+) -> Result<HashMap<String, Reply>, ConnectorError> {
+    let mut out = HashMap::new();
+    if cfg.batch_size <= 1 {
+        return Ok(out);
+    }
+    for chunk in users.chunks(cfg.batch_size as usize) {
+        let mut seen = std::collections::HashSet::new();
+        let paths: Vec<String> = chunk
+            .iter()
+            .flat_map(|u| user_reads(cfg, &u.id))
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        if paths.len() <= 1 {
+            continue;
+        }
+        let replies = client.batch_get(&paths).await?;
+        for (p, r) in paths.into_iter().zip(replies) {
+            out.insert(p, r?);
+        }
+    }
+    Ok(out)
 }
 
 /// Whether the user holds a licence (`GET .../product/{p}/sku/{s}/user/{email}`; 404: no).
@@ -967,8 +1034,9 @@ async fn discover_persons(
     // The shared drives and their members, read once for all the subjects.
     let mut drives: Option<Vec<(Value, Vec<Value>)>> = None;
     let mut out = Vec::with_capacity(subjects.len());
+    // Each subject's user first, so the per-user reads of many can go in one batch request.
+    let mut hits = Vec::with_capacity(subjects.len());
     for subject in subjects {
-        let mut d = Discovery::not_found(instance, subject.id.clone());
         let mut hit = None;
         for l in lookups(cfg, instance, subject)? {
             let (why, user) = match &l {
@@ -986,6 +1054,12 @@ async fn discover_persons(
                 break;
             }
         }
+        hits.push(hit);
+    }
+    let users: Vec<&User> = hits.iter().flatten().map(|(_, u)| u).collect();
+    let mut pre = prefetch(client, cfg, &users).await?;
+    for (subject, hit) in subjects.iter().zip(hits) {
+        let mut d = Discovery::not_found(instance, subject.id.clone());
         let Some((why, user)) = hit else {
             out.push(d);
             continue;
@@ -1010,13 +1084,9 @@ async fn discover_persons(
             ],
         ));
         if cfg.remove_grants {
-            let tokens = list_all(
-                client,
-                &Who::Admin,
-                &format!("/admin/directory/v1/users/{}/tokens", encode(&uid)),
-                "items",
-            )
-            .await?;
+            let path = tokens_path(&uid);
+            let first = pre.remove(&path).map(Ok);
+            let tokens = list_from(client, &Who::Admin, &path, "items", first).await?;
             for t in tokens {
                 let cid = s(&t, "clientId");
                 d.findings.push(finding(
@@ -1031,13 +1101,9 @@ async fn discover_persons(
                     ],
                 ));
             }
-            let asps = list_all(
-                client,
-                &Who::Admin,
-                &format!("/admin/directory/v1/users/{}/asps", encode(&uid)),
-                "items",
-            )
-            .await?;
+            let path = asps_path(&uid);
+            let first = pre.remove(&path).map(Ok);
+            let asps = list_from(client, &Who::Admin, &path, "items", first).await?;
             for a in asps {
                 let code = s(&a, "codeId");
                 d.findings.push(finding(
@@ -1054,7 +1120,9 @@ async fn discover_persons(
             }
         }
         if cfg.remove_groups {
-            for g in groups_of(client, &uid).await? {
+            let path = groups_path(&uid);
+            let first = pre.remove(&path).map(Ok);
+            for g in list_from(client, &Who::Admin, &path, "groups", first).await? {
                 let gid = s(&g, "id");
                 // A group inside other groups hands on their access: say which.
                 if !parents_of.contains_key(&gid) {
@@ -1081,7 +1149,9 @@ async fn discover_persons(
             }
         }
         if cfg.remove_roles {
-            let items = assignments_of(client, cfg, &uid).await?;
+            let path = assignments_path(cfg, &uid);
+            let first = pre.remove(&path).map(Ok);
+            let items = list_from(client, &Who::Admin, &path, "items", first).await?;
             if !items.is_empty() && role_names.is_none() {
                 let path = format!(
                     "/admin/directory/v1/customer/{}/roles?maxResults=100",

@@ -80,6 +80,12 @@ impl GoogleConnector {
         self.client.calls()
     }
 
+    /// API calls sent as parts of batch requests so far (each batch request is one of
+    /// [`GoogleConnector::calls`]).
+    pub fn batched_calls(&self) -> u64 {
+        self.client.batched_calls()
+    }
+
     fn ctx(&self) -> apply::Ctx<'_> {
         apply::Ctx {
             client: &self.client,

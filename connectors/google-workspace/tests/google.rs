@@ -1311,3 +1311,149 @@ async fn a_client_domain_job_removes_every_share_of_the_client_and_only_those() 
     assert_eq!(e.code, "identity_changed", "{e}");
     assert_eq!(s.g.mutations(), vec![]);
 }
+
+/// Five more leavers, each with a grant, an app password, a group and a role; their subjects.
+fn seed_leavers(g: &GoogleStandin, n: usize) -> Vec<Subject> {
+    g.world(|w| {
+        let team = w.group("team@example.com", "Team");
+        let role = w.role("_GROUPS_ADMIN_ROLE", false);
+        (1..=n)
+            .map(|i| {
+                let email = format!("leaver{i}@example.com");
+                let id = w.user(&email);
+                w.grant(&id, &format!("{i}-app.apps.googleusercontent.com"), "App");
+                w.asp(&id, "Mail client");
+                w.add_member(&team, &id);
+                w.assign(&role, &id);
+                subject(&email)
+            })
+            .collect()
+    })
+}
+
+/// The requests of a run but the token calls and the batch requests themselves, as
+/// (method, path, query, status): what Google counts against the quota.
+fn api_calls(g: &GoogleStandin) -> Vec<(String, String, Option<String>, u16)> {
+    let mut v: Vec<_> = g
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/token" && r.path != revoke_testkit::google::BATCH_PATH)
+        .map(|r| (r.method, r.path, r.query, r.status))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Discovery of several leavers through Google's batch endpoint (through Prism, each part
+/// replayed through Prism too): one batch request per `batch_size` users found, the same calls
+/// counted against the quota, and exactly the Discovery the unbatched connector finds.
+#[tokio::test]
+async fn batched_discovery_sends_one_request_per_batch_and_finds_what_unbatched_finds() {
+    let s = stack();
+    seed(&s.g);
+    let mut subjects = vec![
+        subject("alice.smith@example.com"),
+        subject("carol@example.com"),
+        subject("nobody@example.com"),
+        subject("dave@example.com"),
+    ];
+    subjects.extend(seed_leavers(&s.g, 5));
+    // 8 users found (nobody is not), 3 to a batch: 3 batches of 4 reads per user.
+    let plain = connector(&s, json!({"batch_size": 0}));
+    let unbatched = plain.discover_many(&subjects).await.expect("discovery");
+    assert_eq!(plain.batched_calls(), 0);
+    let plain_calls = api_calls(&s.g);
+    assert!(s
+        .g
+        .requests()
+        .iter()
+        .all(|r| r.path != revoke_testkit::google::BATCH_PATH && !r.in_batch));
+    s.g.clear_requests();
+
+    let batching = connector(&s, json!({"batch_size": 3}));
+    let batched = batching.discover_many(&subjects).await.expect("discovery");
+    assert_eq!(batched, unbatched, "the batch finds what single calls find");
+    assert_eq!(
+        unbatched.iter().filter(|d| d.found).count(),
+        8,
+        "the leavers are found"
+    );
+    assert!(unbatched[4].findings.iter().any(|f| f.kind == APP_PASSWORD));
+    let reqs = s.g.requests();
+    let batches: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path == revoke_testkit::google::BATCH_PATH)
+        .collect();
+    assert_eq!(batches.len(), 3, "8 users, 3 to a batch");
+    assert!(batches.iter().all(|b| b.status == 200 && !b.is_mutation()));
+    let parts: Vec<_> = reqs.iter().filter(|r| r.in_batch).collect();
+    assert_eq!(parts.len(), 8 * 4, "tokens, asps, groups, role assignments");
+    assert!(parts.iter().all(|p| p.method == "GET" && p.status == 200));
+    assert_eq!(batching.batched_calls(), 32);
+    assert_eq!(
+        api_calls(&s.g),
+        plain_calls,
+        "the same calls reach Google, batched or not"
+    );
+    assert!(s.g.mutations().is_empty(), "discovery writes nothing");
+    // Round trips: the batch saves 32 requests and costs 3.
+    let round_trips = |reqs: &[revoke_testkit::google::RecordedRequest]| {
+        reqs.iter().filter(|r| !r.in_batch).count()
+    };
+    assert_eq!(
+        round_trips(&reqs) + 32 - 3,
+        plain_calls.len() + reqs.iter().filter(|r| r.path == "/token").count()
+    );
+}
+
+/// One part of a batch answered 403 rateLimitExceeded: that read is rate limited, so the whole
+/// discovery is (retryable, with the backoff), the pace holds every Directory call, and the next
+/// discovery finds everything.
+#[tokio::test]
+async fn a_rate_limit_in_one_part_of_a_batch_makes_the_discovery_rate_limited() {
+    let s = stack();
+    seed(&s.g);
+    let subjects = seed_leavers(&s.g, 3);
+    let conn = connector(&s, json!({"backoff_ms": 200}));
+    let expected = connector(&s, json!({"batch_size": 0}))
+        .discover_many(&subjects)
+        .await
+        .expect("discovery");
+    s.g.clear_requests();
+    s.g.rate_storm_at(1, "rateLimitExceeded", "/asps");
+    let e = conn
+        .discover_many(&subjects)
+        .await
+        .expect_err("a part was rate limited");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("rate_limited", "rate_limit"),
+        "{e}"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(200)));
+    let reqs = s.g.requests();
+    let refused: Vec<_> = reqs.iter().filter(|r| r.status == 403).collect();
+    assert_eq!(refused.len(), 1, "one part refused");
+    assert!(refused[0].in_batch && refused[0].path.ends_with("/asps"));
+    let batch = reqs
+        .iter()
+        .find(|r| r.path == revoke_testkit::google::BATCH_PATH)
+        .expect("a batch request");
+    assert_eq!(batch.status, 200, "the batch itself succeeded");
+    assert_eq!(reqs.iter().filter(|r| r.in_batch).count(), 3 * 4);
+    let last = reqs.iter().map(|r| r.at).max().expect("requests");
+    s.g.clear_requests();
+    let again = conn.discover_many(&subjects).await.expect("discovery");
+    assert_eq!(again, expected);
+    let first =
+        s.g.requests()
+            .iter()
+            .filter(|r| r.path != "/token")
+            .map(|r| r.at)
+            .min()
+            .expect("requests");
+    assert!(
+        first.duration_since(last) >= Duration::from_millis(200),
+        "a directory call left before the hold ended"
+    );
+}

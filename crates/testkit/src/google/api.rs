@@ -23,6 +23,7 @@ const D: &str = "/admin/directory/v1";
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/token", post(token))
+        .route(super::BATCH_PATH, post(batch))
         .route(&format!("{D}/users"), get(list_users))
         .route(
             &format!("{D}/users/{{user}}"),
@@ -1510,4 +1511,225 @@ async fn turn_off_2sv(State(s): S, Path(user): Path<String>) -> Response {
     }
     w.edit(&id, |u| u.two_sv = false);
     empty()
+}
+
+/// One part of a batch request: its `Content-ID` (without `<>`) and the HTTP request it holds
+struct Part {
+    id: String,
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// The boundary of a `multipart/mixed` content type
+fn boundary_of(content_type: &str) -> Option<String> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/mixed") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+fn split_head(s: &str) -> Option<(&str, &str)> {
+    s.split_once("\r\n\r\n").or_else(|| s.split_once("\n\n"))
+}
+
+fn header_pairs(head: &str) -> Vec<(String, String)> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// The parts of a batch body (Google's format: each part `Content-Type: application/http`, an
+/// optional `Content-ID`, an empty line, then the request line, its headers and body)
+fn parse_parts(boundary: &str, body: &str) -> Option<Vec<Part>> {
+    let delimiter = format!("--{boundary}");
+    let mut sections = body.split(delimiter.as_str());
+    sections.next()?;
+    let mut out = Vec::new();
+    for (n, section) in sections.enumerate() {
+        if section.starts_with("--") {
+            return Some(out);
+        }
+        let section = section.strip_prefix("\r\n").unwrap_or(section);
+        let (mime, http) = split_head(section)?;
+        let mime = header_pairs(mime);
+        let id = mime
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-id"))
+            .map(|(_, v)| v.trim_matches(['<', '>']).to_owned())
+            .unwrap_or_else(|| format!("part{}", n + 1));
+        let (head, body) = split_head(http).unwrap_or((http.trim_end(), ""));
+        let mut lines = head.lines();
+        let mut request_line = lines.next()?.split_whitespace();
+        let method = request_line.next()?.to_owned();
+        let target = request_line.next()?.to_owned();
+        let rest: String = lines.collect::<Vec<_>>().join("\n");
+        out.push(Part {
+            id,
+            method,
+            target,
+            headers: header_pairs(&rest),
+            body: body.strip_suffix("\r\n").unwrap_or(body).to_owned(),
+        });
+    }
+    None
+}
+
+/// An answer read off the wire: its status line, headers and body
+type Answer = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Sends one part to `addr` (this stand-in or Prism in front of it) over HTTP/1.1 and reads the
+/// answer: (status line, headers, body)
+fn replay(
+    addr: &str,
+    part: &Part,
+    authorization: Option<&str>,
+) -> std::io::Result<Answer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{} {} HTTP/1.1\r\nHost: {addr}\r\n",
+        part.method, part.target
+    );
+    let mut has_auth = false;
+    for (k, v) in &part.headers {
+        let k_l = k.to_ascii_lowercase();
+        if matches!(
+            k_l.as_str(),
+            "host" | "connection" | "content-length" | "transfer-encoding"
+        ) {
+            continue;
+        }
+        has_auth |= k_l == "authorization";
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let (false, Some(a)) = (has_auth, authorization) {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str(&format!(
+        "{}: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+        super::PART_HEADER,
+        part.id,
+        part.body.len(),
+        part.body
+    ));
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an http answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut body = raw[end + 4..].to_vec();
+    let mut lines = head.lines();
+    let status_line = lines.next().ok_or_else(bad)?.to_owned();
+    let headers = header_pairs(&lines.collect::<Vec<_>>().join("\n"));
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+            let size = std::str::from_utf8(&rest[..eol])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+                .ok_or_else(bad)?;
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(rest.get(..size).ok_or_else(bad)?);
+            rest = rest.get(size + 2..).unwrap_or(&[]);
+        }
+        body = out;
+    }
+    Ok((status_line, headers, body))
+}
+
+/// `POST /batch/admin/directory_v1`: each part replayed through the same URL the connector
+/// calls (Prism, once [`super::GoogleStandin::prism`] started it, else this stand-in), so each
+/// inner call is authorized, spends the budget, meets storms and faults and is recorded as a
+/// call of its own; the answer is one `application/http` part per request, `Content-ID:
+/// <response-ID>`, as Google's batch answers
+/// (https://developers.google.com/workspace/admin/directory/v1/guides/batch)
+async fn batch(State(s): S, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = boundary_of(ct) else {
+        return bad_request("expected a multipart/mixed body");
+    };
+    let Some(parts) = parse_parts(&boundary, &String::from_utf8_lossy(&body)) else {
+        return bad_request("expected multipart/mixed parts holding http requests");
+    };
+    if parts.is_empty() || parts.len() > 1_000 {
+        return bad_request("a batch holds 1 to 1000 requests");
+    }
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let addr = super::lock(&s.replay).clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        parts
+            .iter()
+            .map(|p| (p.id.clone(), replay(&addr, p, authorization.as_deref())))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(answers) = answers else {
+        return google_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "backendError",
+            "Backend Error",
+        );
+    };
+    let out_boundary = "batch_standin_answer";
+    let mut out = String::new();
+    for (id, answer) in answers {
+        let (status_line, headers, body) = match answer {
+            Ok(a) => a,
+            Err(_) => (
+                "HTTP/1.1 503 Service Unavailable".to_owned(),
+                vec![("Content-Type".to_owned(), "application/json".to_owned())],
+                br#"{"error":{"code":503,"message":"Backend Error","errors":[{"message":"Backend Error","domain":"global","reason":"backendError"}],"status":"UNAVAILABLE"}}"#.to_vec(),
+            ),
+        };
+        out.push_str(&format!(
+            "--{out_boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{id}>\r\n\r\n{status_line}\r\n"
+        ));
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("content-type") || k.eq_ignore_ascii_case("retry-after") {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+        out.push_str(&format!(
+            "Content-Length: {}\r\n\r\n{}\r\n",
+            body.len(),
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    out.push_str(&format!("--{out_boundary}--\r\n"));
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            format!("multipart/mixed; boundary={out_boundary}"),
+        )],
+        out,
+    )
+        .into_response()
 }

@@ -85,16 +85,26 @@ pub struct RecordedRequest {
     pub status: u16,
     /// When it arrived
     pub at: Instant,
+    /// Whether it was a part of a batch request, replayed by the batch endpoint (the batch
+    /// request itself is recorded too, after its parts, with the path [`BATCH_PATH`])
+    pub in_batch: bool,
 }
 
 impl RecordedRequest {
-    /// Whether it changes something (every non-GET but the token call)
+    /// Whether it changes something (every non-GET but the token call and a batch request,
+    /// whose parts are recorded each on its own)
     pub fn is_mutation(&self) -> bool {
-        self.method != "GET" && self.path != TOKEN_PATH
+        self.method != "GET" && self.path != TOKEN_PATH && self.path != BATCH_PATH
     }
 }
 
 const TOKEN_PATH: &str = "/token";
+
+/// Google's batch endpoint of the Directory API
+pub const BATCH_PATH: &str = "/batch/admin/directory_v1";
+
+/// The header a replayed part carries, so the recorder tells it from a call of its own
+pub(crate) const PART_HEADER: &str = "x-standin-batch-part";
 
 /// The audience Google documents for a service account's assertion ("always
 /// https://oauth2.googleapis.com/token")
@@ -113,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     pub(crate) auth: Mutex<Auth>,
     pace: Mutex<Pace>,
+    /// Where the batch endpoint replays its parts: this stand-in, or Prism in front of it
+    pub(crate) replay: Mutex<String>,
 }
 
 #[derive(Debug)]
@@ -144,7 +156,8 @@ struct Pace {
     window: Duration,
     window_start: Instant,
     used: u64,
-    storm: Vec<(u32, String)>,
+    /// (n, reason, path it must contain): the next n such calls answer 403 with that reason
+    storm: Vec<(u32, String, Option<String>)>,
     faults: Vec<(u32, u16, Option<String>)>,
     /// (method, path prefix): answers held back after the world changed, until released
     stalls: Vec<(String, String)>,
@@ -253,6 +266,7 @@ impl GoogleStandin {
                 issued: 0,
             }),
             pace: Mutex::new(Pace::new()),
+            replay: Mutex::new(String::new()),
         });
         let app = api::routes()
             .fallback(api::no_route)
@@ -260,6 +274,7 @@ impl GoogleStandin {
             .with_state(shared.clone());
         let server = ServerThread::start("google stand-in", app)?;
         lock(&shared.auth).token_uri = format!("http://{}{TOKEN_PATH}", server.addr());
+        *lock(&shared.replay) = server.addr().to_string();
         Ok(GoogleStandin {
             shared,
             server,
@@ -269,8 +284,13 @@ impl GoogleStandin {
 
     /// Starts Prism in proxy mode with Google's own descriptions in front of this stand-in
     /// (the connector's `api_url` is then [`Prism::rest_url`]; the token call still comes here)
+    ///
+    /// From then on the batch endpoint replays each part through this Prism too, so each inner
+    /// request and its answer are checked as a call of its own would be.
     pub fn prism(&self) -> Result<Prism, TestkitError> {
-        Prism::start_with_spec(&google_spec()?, &self.url())
+        let prism = Prism::start_with_spec(&google_spec()?, &self.url())?;
+        *lock(&self.shared.replay) = prism.rest_url().trim_start_matches("http://").to_owned();
+        Ok(prism)
     }
 
     /// The API base URL (`http://127.0.0.1:PORT`), in place of `https://admin.googleapis.com`
@@ -320,7 +340,17 @@ impl GoogleStandin {
     /// The next `n` API calls get 403 with this reason (`userRateLimitExceeded`,
     /// `rateLimitExceeded`, `quotaExceeded`)
     pub fn rate_storm(&self, n: u32, reason: &str) {
-        lock(&self.shared.pace).storm.push((n, reason.to_owned()));
+        lock(&self.shared.pace)
+            .storm
+            .push((n, reason.to_owned(), None));
+    }
+
+    /// [`GoogleStandin::rate_storm`] for the calls whose path contains `path_contains` only (a
+    /// part of a batch request, say)
+    pub fn rate_storm_at(&self, n: u32, reason: &str, path_contains: &str) {
+        lock(&self.shared.pace)
+            .storm
+            .push((n, reason.to_owned(), Some(path_contains.to_owned())));
     }
 
     /// The next `n` API calls whose path contains `path_contains` (any, with `None`) get `status`
@@ -513,11 +543,21 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         .await
         .unwrap_or_default();
     let token = bearer(&parts.headers);
+    let in_batch = parts.headers.contains_key(PART_HEADER);
     let req = Request::from_parts(parts, Body::from(bytes.clone()));
     let mut subject = None;
     let response = if path == TOKEN_PATH {
         subject = Some("token".to_owned());
         next.run(req).await
+    } else if path == BATCH_PATH {
+        // The batch itself spends no budget: each part does, as it is replayed through here.
+        match authorize(&shared, &path, query.as_deref(), token.as_deref()) {
+            Err(refusal) => *refusal,
+            Ok(sub) => {
+                subject = Some(sub);
+                next.run(req).await
+            }
+        }
     } else {
         match authorize(&shared, &path, query.as_deref(), token.as_deref()) {
             Err(refusal) => *refusal,
@@ -529,7 +569,11 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
                         p.window_start = at;
                         p.used = 0;
                     }
-                    if let Some(storm) = p.storm.iter_mut().find(|s| s.0 > 0) {
+                    if let Some(storm) = p
+                        .storm
+                        .iter_mut()
+                        .find(|s| s.0 > 0 && s.2.as_deref().is_none_or(|n| path.contains(n)))
+                    {
                         storm.0 -= 1;
                         Some(google_error(
                             StatusCode::FORBIDDEN,
@@ -573,6 +617,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             body: String::from_utf8_lossy(&bytes).into_owned(),
             status: response.status().as_u16(),
             at,
+            in_batch,
         });
         p.stalls.clone()
     };
