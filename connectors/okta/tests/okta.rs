@@ -603,3 +603,58 @@ async fn the_orgs_failures_are_classified() {
     assert!(d.findings.iter().any(|f| f.kind == ACCOUNT));
     env.assert_clean_but(&[401, 503]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_leavers_under_a_tight_budget_provoke_no_429() {
+    let env = Env::start();
+    env.okta.world(|w| {
+        let eng = w.group("Engineering", GroupType::OktaGroup);
+        for i in 0..4 {
+            let id = w.user(&format!("l{i}@example.com"), &format!("l{i}@example.com"));
+            w.add_member(&eng, &id);
+        }
+    });
+    // 12 calls a second; each step sends up to 4 calls at once.
+    env.okta.set_rate_limit(12, Duration::from_secs(1));
+    let conn = connector(&env, json!({"timeout_secs": 5}));
+    let subjects: Vec<Subject> = (0..4)
+        .map(|i| subject(&format!("l{i}@example.com")))
+        .collect();
+    let mut all = Vec::new();
+    for s in &subjects {
+        let d = conn.discover(s).await.expect("discovery");
+        all.extend(actions("job-1", &d, &conn, s));
+    }
+    for step in 0..4u8 {
+        let tasks: Vec<_> = all
+            .iter()
+            .filter(|a| order(a) == step)
+            .cloned()
+            .map(|a| {
+                let conn = conn.clone();
+                tokio::spawn(async move {
+                    let j = MemoryJournal::new();
+                    let r = conn.apply(&a, &a.key, &j).await;
+                    (a, r)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (a, r) = t.await.expect("task");
+            assert_eq!(
+                r.as_ref().ok(),
+                Some(&Outcome::Done),
+                "{} {}: {r:?}",
+                a.kind,
+                a.target
+            );
+        }
+    }
+    assert_eq!(env.okta.throttled(), 0, "{:?}", env.okta.requests());
+    assert_eq!(env.okta.early_requests(), 0);
+    assert!(
+        env.okta.requests().len() > 24,
+        "the budget was spent more than twice"
+    );
+    env.assert_clean_but(&[]);
+}
