@@ -19,6 +19,9 @@
 //! the scan per user of ours, writes against the floor (one per share of the client, and the
 //! client users' own offboarding), and the time Google's quotas set.
 //!
+//! Discovery runs twice, batched (`batch_size` 50, the default) and not (0): HTTP round trips per
+//! leaver side by side with the calls (the same, each part of a batch counts against the quota).
+//!
 //! Environment: `BENCH_LEAVERS` (200), `BENCH_PACED_LEAVERS` (10). Under `cargo test` it is a
 //! smoke pass of 3 leavers and a client job over 5 users, unpaced.
 
@@ -33,7 +36,7 @@ use revoke_connector_google_workspace::{
 use revoke_core::{
     Action, ActionId, ClientDomain, Connector, JobId, MemoryJournal, Outcome, Phase, Subject,
 };
-use revoke_testkit::google::GoogleStandin;
+use revoke_testkit::google::{GoogleStandin, BATCH_PATH};
 use serde_json::json;
 
 const GW: &str = "corp-google";
@@ -62,13 +65,15 @@ struct Run {
     discover_tokens: usize,
     discover_time: Duration,
     discover_directory: usize,
+    /// HTTP requests discovery sent to the API (a batch request is one, its parts none).
+    discover_round_trips: usize,
     apply_reads: usize,
     apply_writes: usize,
     apply_tokens: usize,
     apply_time: Duration,
 }
 
-async fn run(leavers: usize, rpm: u64) -> Run {
+async fn run(leavers: usize, rpm: u64, batch_size: u64) -> Run {
     let g = GoogleStandin::start().expect("the google stand-in should start");
     g.set_rate_limit(u64::MAX, Duration::from_secs(60));
     g.world(|w| {
@@ -115,6 +120,7 @@ async fn run(leavers: usize, rpm: u64) -> Run {
         "requests_per_minute": rpm,
         "drive_requests_per_minute": rpm * 5,
         "timeout_secs": 600,
+        "batch_size": batch_size,
     }))
     .expect("config");
     let conn = Arc::new(GoogleConnector::new(GW, cfg).expect("connector"));
@@ -131,7 +137,12 @@ async fn run(leavers: usize, rpm: u64) -> Run {
     let discover_time = t.elapsed();
     let reqs = g.requests();
     let discover_tokens = reqs.iter().filter(|r| r.path == "/token").count();
-    let discover_api = reqs.len() - discover_tokens;
+    let batches = reqs.iter().filter(|r| r.path == BATCH_PATH).count();
+    let discover_api = reqs.len() - discover_tokens - batches;
+    let discover_round_trips = reqs
+        .iter()
+        .filter(|r| !r.in_batch && r.path != "/token")
+        .count();
     let discover_directory = reqs
         .iter()
         .filter(|r| r.path.starts_with("/admin/"))
@@ -204,6 +215,7 @@ async fn run(leavers: usize, rpm: u64) -> Run {
         discover_tokens,
         discover_time,
         discover_directory,
+        discover_round_trips,
         apply_reads,
         apply_writes,
         apply_tokens,
@@ -318,7 +330,9 @@ async fn client_run(users: usize, files: usize, rpm: u64, drive_rpm: u64) -> Cli
         .iter()
         .filter(|r| r.path.starts_with("/admin/"))
         .count();
-    let discover_api = reqs.len() - discover_tokens;
+    // A batch request is a round trip, not a call: its parts are recorded each on its own.
+    let batches = reqs.iter().filter(|r| r.path == BATCH_PATH).count();
+    let discover_api = reqs.len() - discover_tokens - batches;
     let all = Action::from_proposals(&JobId("client".into()), GW, &d, conn.plan(&subject, &d))
         .expect("proposals");
     g.clear_requests();
@@ -410,7 +424,8 @@ async fn main() {
     } else {
         3
     } as usize;
-    let r = run(leavers, 1_000_000).await;
+    let r = run(leavers, 1_000_000, 50).await;
+    let unbatched = run(leavers, 1_000_000, 0).await;
     let n = r.leavers;
     println!("google workspace, {n} leavers ({FILES} Drive files, {GROUPS} groups, 2 grants, 1 app password, 1 role, 1 licence each)");
     println!(
@@ -437,6 +452,22 @@ async fn main() {
         )
     );
     assert_eq!(r.apply_writes, FLOOR_WRITES * n, "writes at the floor");
+    println!(
+        "discovery round trips (API requests, token calls apart): {:.2}/leaver batched (batch_size 50), {:.2}/leaver unbatched, for {:.1} and {:.1} API calls/leaver; {:.2?} and {:.2?} unpaced; at 30 ms a round trip (computed, sequential): {:.1} s and {:.1} s",
+        per(r.discover_round_trips, n),
+        per(unbatched.discover_round_trips, n),
+        per(r.discover_api, n),
+        per(unbatched.discover_api, n),
+        r.discover_time,
+        unbatched.discover_time,
+        (r.discover_round_trips + r.discover_tokens) as f64 * 0.03,
+        (unbatched.discover_round_trips + unbatched.discover_tokens) as f64 * 0.03,
+    );
+    assert_eq!(
+        r.discover_api, unbatched.discover_api,
+        "batched or not, the same calls count against the quota"
+    );
+    assert!(r.discover_round_trips < unbatched.discover_round_trips);
 
     let (users, files) = if full {
         (
@@ -495,7 +526,7 @@ async fn main() {
             at_drive_quota(drive)
         );
         let paced = env_or("BENCH_PACED_LEAVERS", 10) as usize;
-        let p = run(paced, 2_400).await;
+        let p = run(paced, 2_400, 50).await;
         let calls =
             p.discover_api + p.discover_tokens + p.apply_reads + p.apply_writes + p.apply_tokens;
         println!(
