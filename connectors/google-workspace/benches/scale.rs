@@ -74,8 +74,21 @@ struct Run {
 }
 
 async fn run(leavers: usize, rpm: u64, batch_size: u64) -> Run {
+    run_with(leavers, rpm, batch_size, Duration::ZERO, true).await
+}
+
+/// [`run`] with `latency` added to every answer of the stand-in (a batch's parts apart), and
+/// without the apply when `apply` is false.
+async fn run_with(
+    leavers: usize,
+    rpm: u64,
+    batch_size: u64,
+    latency: Duration,
+    apply: bool,
+) -> Run {
     let g = GoogleStandin::start().expect("the google stand-in should start");
     g.set_rate_limit(u64::MAX, Duration::from_secs(60));
+    g.set_latency(latency);
     g.world(|w| {
         let admin = w.user("admin@example.com");
         w.edit(&admin, |u| u.is_admin = true);
@@ -152,6 +165,21 @@ async fn run(leavers: usize, rpm: u64, batch_size: u64) -> Run {
         "discovery writes nothing"
     );
     assert!(found.iter().all(|d| d.found));
+    if !apply {
+        return Run {
+            leavers,
+            directory: discover_directory,
+            discover_api,
+            discover_tokens,
+            discover_time,
+            discover_directory,
+            discover_round_trips,
+            apply_reads: 0,
+            apply_writes: 0,
+            apply_tokens: 0,
+            apply_time: Duration::ZERO,
+        };
+    }
 
     let job = JobId("bench".into());
     let mut all: Vec<Action> = Vec::new();
@@ -468,6 +496,24 @@ async fn main() {
         "batched or not, the same calls count against the quota"
     );
     assert!(r.discover_round_trips < unbatched.discover_round_trips);
+    if full {
+        // Measured: discovery with 30 ms added to every answer (the parts of a batch apart,
+        // which Google answers inside its frontend), unpaced.
+        let l = env_or("BENCH_LATENCY_LEAVERS", 20) as usize;
+        let rtt = Duration::from_millis(30);
+        let b = run_with(l, 1_000_000, 50, rtt, false).await;
+        let u = run_with(l, 1_000_000, 0, rtt, false).await;
+        println!(
+            "discovery of {l} leavers with 30 ms a round trip (measured): batched {:.1} s ({} round trips, {} token calls), unbatched {:.1} s ({} round trips, {} token calls), {} API calls each",
+            b.discover_time.as_secs_f64(),
+            b.discover_round_trips,
+            b.discover_tokens,
+            u.discover_time.as_secs_f64(),
+            u.discover_round_trips,
+            u.discover_tokens,
+            b.discover_api
+        );
+    }
 
     let (users, files) = if full {
         (

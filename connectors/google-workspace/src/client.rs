@@ -14,6 +14,8 @@
 //!   `rate_limited` with that wait; a call that would wait longer than the request timeout fails
 //!   at once as `rate_limited`, so the executor reschedules instead of a task sleeping. No call
 //!   leaves before the hold ends.
+//! - Google's batch endpoint (`batch_get`): Directory `GET`s in one `multipart/mixed` request,
+//!   each part paced as a call of its own and its answer classified on its own.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -447,7 +447,8 @@ async fn prefetch(
     if cfg.batch_size <= 1 {
         return Ok(out);
     }
-    for chunk in users.chunks(cfg.batch_size as usize) {
+    // Google takes 1,000 parts to a batch: 250 users of 4 reads.
+    for chunk in users.chunks(cfg.batch_size.min(250) as usize) {
         let mut seen = std::collections::HashSet::new();
         let paths: Vec<String> = chunk
             .iter()

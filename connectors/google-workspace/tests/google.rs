@@ -2,8 +2,9 @@
 //! with Google's own discovery documents (`prism proxy --errors`): discovery and the plan
 //! (snapshot), apply end to end then a rerun that writes nothing, Gmail before the suspension,
 //! the Drive transfer resumed after a death between its insert and its journal entry, a reused
-//! address after planning, a protected account reached by an alias, hostile identifiers, and a
-//! storm of 403 rate limits.
+//! address after planning, a protected account reached by an alias, hostile identifiers, a
+//! storm of 403 rate limits, and discovery through Google's batch endpoint (the same Discovery
+//! and calls as unbatched; one part rate limited).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1588,11 +1588,7 @@ type Answer = (String, Vec<(String, String)>, Vec<u8>);
 
 /// Sends one part to `addr` (this stand-in or Prism in front of it) over HTTP/1.1 and reads the
 /// answer: (status line, headers, body)
-fn replay(
-    addr: &str,
-    part: &Part,
-    authorization: Option<&str>,
-) -> std::io::Result<Answer> {
+fn replay(addr: &str, part: &Part, authorization: Option<&str>) -> std::io::Result<Answer> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;

@@ -33,6 +33,10 @@
 //! - `GET /drive/v3/files?q='me' in owners` lists the token user's own files (`id`, `name`,
 //!   `size`; [`User::drive_files`] of them, [`User::drive_bytes`] shared out), `pageSize` up to
 //!   1,000 and `nextPageToken`; any other `q` is a 400.
+//! - `POST /batch/admin/directory_v1` (Google's batch endpoint): each `application/http` part is
+//!   replayed through Prism (once [`GoogleStandin::prism`] started it) or this stand-in, so it is
+//!   checked, gated, budgeted and recorded (`in_batch`) as a call of its own; the answer is one
+//!   `application/http` part per request, `Content-ID: <response-ID>`.
 //! - A transfer is `inProgress` until it was read [`World::transfer_polls`] times
 //!   (`GET transfers/{id}`), then `completed`, and the old owner's Drive files are the new owner's.
 //!
@@ -162,6 +166,8 @@ struct Pace {
     /// (method, path prefix): answers held back after the world changed, until released
     stalls: Vec<(String, String)>,
     requests: Vec<RecordedRequest>,
+    /// Added to every answer but a batch's parts' (a network round trip, for benches)
+    latency: Duration,
 }
 
 impl Pace {
@@ -176,6 +182,7 @@ impl Pace {
             faults: Vec::new(),
             stalls: Vec::new(),
             requests: Vec::new(),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -367,6 +374,12 @@ impl GoogleStandin {
         lock(&self.shared.pace)
             .stalls
             .push((method.to_owned(), path_prefix.to_owned()));
+    }
+
+    /// Delays every answer by `latency` (the token call's too), but not a batch's parts, which
+    /// Google answers inside its frontend: a network round trip, for benches
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared.pace).latency = latency;
     }
 
     /// Lets every held-back answer go
@@ -607,7 +620,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             }
         }
     };
-    let stalled = {
+    let (stalled, latency) = {
         let mut p = lock(&shared.pace);
         p.requests.push(RecordedRequest {
             method: method.clone(),
@@ -619,8 +632,11 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             at,
             in_batch,
         });
-        p.stalls.clone()
+        (p.stalls.clone(), p.latency)
     };
+    if !in_batch && !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if stalled
         .iter()
         .any(|(m, prefix)| *m == method && path.starts_with(prefix.as_str()))
