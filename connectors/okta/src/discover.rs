@@ -451,3 +451,62 @@ pub async fn discover_one(
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cfg() -> OktaConfig {
+        OktaConfig::from_value(&json!({"org_url": "https://a.okta.com", "token": "t"}))
+            .expect("config")
+    }
+
+    #[test]
+    fn lookups_try_the_login_then_the_email_then_the_employee_number_then_the_job_id() {
+        let mut s = Subject::new("E1001");
+        s.email = Some("alice@example.com".into());
+        s.employee_id = Some("E1001".into());
+        s.usernames.insert("okta".into(), "alice.smith".into());
+        let got: Vec<String> = lookups(&cfg(), "okta", &s)
+            .into_iter()
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "login=alice.smith",
+                "login=alice@example.com",
+                "email=alice@example.com",
+                "employeeNumber=E1001",
+                "login=E1001",
+            ]
+        );
+        let got: Vec<String> = lookups(&cfg(), "okta", &Subject::new("bob@example.com"))
+            .into_iter()
+            .map(|(a, v)| format!("{a}={v}"))
+            .collect();
+        assert_eq!(got, ["login=bob@example.com", "email=bob@example.com"]);
+    }
+
+    #[test]
+    fn only_plain_values_reach_a_search_expression() {
+        for ok in [
+            "alice@example.com",
+            "o'brien@example.com",
+            "E-1001",
+            "a.b+c@x.io",
+        ] {
+            assert!(check_value("login", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "*", "a\"b", "a\\b", "../x", "a b", "a\tb", "x?y", "x#y", ".", "..",
+        ] {
+            let e = check_value("login", bad).expect_err(bad);
+            assert_eq!(e.code, "bad_identifier", "{bad}");
+        }
+        assert!(is_user_id("00u1abcdEFGH2345ijk7"));
+        assert!(!is_user_id("alice@example.com") && !is_user_id("00u1abcdEFGH2345ijk"));
+    }
+}
