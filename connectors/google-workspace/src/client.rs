@@ -328,6 +328,14 @@ impl Client {
                     out[n - 1] = Some(reply);
                 }
             }
+            // A token that expired under way: a new one, and the batch once more, as a single
+            // call's 401 does.
+            if !refreshed && out.iter().flatten().any(|r| r.status == 401) {
+                debug!(connector = %self.instance, "google answered 401 in a batch, fetching a new token");
+                self.invalidate(&Who::Admin, generation).await;
+                refreshed = true;
+                continue;
+            }
             return Ok(paths
                 .iter()
                 .zip(out)
