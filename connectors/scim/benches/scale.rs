@@ -74,18 +74,7 @@ fn take(counts: &Counts) -> BTreeMap<String, usize> {
 }
 
 async fn seed(url: &str, leavers: usize) {
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("tls")
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-        )
-        .build()
-        .expect("http");
+    let http = revoke_http::client(std::time::Duration::from_secs(60)).expect("http");
     let post = |path: &'static str, body: Value| {
         let http = http.clone();
         let url = format!("{url}{path}");

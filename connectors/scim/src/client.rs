@@ -1,13 +1,11 @@
 //! The HTTP side: one reqwest client per app (rustls with ring and the system's roots, no
 //! redirects, no retries), the auth header, and the few SCIM reads every module needs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
-use rustls::{ClientConfig, RootCertStore};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -32,20 +30,6 @@ pub struct Features {
     pub etag: bool,
     /// `patch.supported`: informational; deactivation and member removal need PATCH anyway.
     pub patch: bool,
-}
-
-/// The TLS settings: the system's roots, with the ring provider named explicitly.
-pub fn tls_config() -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// One HTTP answer, whatever its status.
@@ -116,13 +100,10 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static(SCIM_JSON));
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
+        // No redirects (they would carry the credentials elsewhere; an app's SCIM root is
+        // fixed) and no retries (the executor's).
+        let http = revoke_http::builder(cfg.timeout())?
             .default_headers(headers)
-            .timeout(cfg.timeout())
-            .connect_timeout(cfg.timeout())
-            // A redirect would carry the credentials to another place; an app's SCIM root is fixed.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         Ok(Self {

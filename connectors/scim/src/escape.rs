@@ -5,6 +5,8 @@
 //! percent-encoded as a query value; ids from the server are percent-encoded as path segments, so
 //! an id such as `../x` stays one segment.
 
+pub use revoke_http::encode as percent_encode;
+
 /// A SCIM filter comparison value: the JSON string of `value`, quotes included.
 pub fn filter_value(value: &str) -> String {
     // serde_json writes a str as a JSON string and cannot fail for one.
@@ -19,19 +21,6 @@ pub fn eq_filter(attr: &str, value: &str) -> String {
 /// The value path that selects one member of a group: `members[value eq "id"]`.
 pub fn member_path(user_id: &str) -> String {
     format!("members[{}]", eq_filter("value", user_id))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// One path segment from an id; `.` and `..` are encoded too, so no segment climbs.

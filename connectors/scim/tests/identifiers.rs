@@ -10,17 +10,7 @@ use revoke_testkit::Scim2Server;
 use serde_json::{json, Value};
 
 fn http() -> reqwest::Client {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("tls versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .expect("http client")
+    revoke_http::client(std::time::Duration::from_secs(60)).expect("http client")
 }
 
 async fn create_user(url: &str, user_name: &str) -> String {

@@ -40,17 +40,7 @@ fn canaille() -> &'static Canaille {
 }
 
 fn http() -> reqwest::Client {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("tls versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .expect("http client")
+    revoke_http::client(std::time::Duration::from_secs(60)).expect("http client")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
