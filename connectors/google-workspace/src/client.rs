@@ -20,12 +20,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::Method;
 use revoke_core::ConnectorError;
-use rustls::{ClientConfig, RootCertStore};
+pub use revoke_http::encode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -34,35 +34,6 @@ use tracing::{debug, info};
 use crate::auth::Signer;
 use crate::classify::{self, Reply};
 use crate::config::{key_file, GoogleConfig, MobileDevices};
-
-/// The TLS settings: the system's roots, with the ring provider named explicitly.
-pub fn tls_config() -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
-}
-
-/// Percent-encodes a query value or path segment (everything but RFC 3986 unreserved), so
-/// `../x` stays one segment and `'` or `*` cannot change a search.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// Whom a call acts as (the `sub` of its token).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -202,15 +173,7 @@ impl Client {
     pub fn new(instance: &str, cfg: &GoogleConfig) -> Result<Self, String> {
         let key = key_file(&cfg.private_key).map_err(|e| format!("private_key: {e}"))?;
         let signer = Signer::new(&key)?;
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
-            .timeout(cfg.timeout())
-            .connect_timeout(cfg.timeout().min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .user_agent(concat!("revoked/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the http client: {e}"))?;
+        let http = revoke_http::client(cfg.timeout())?;
         let interval = Duration::from_micros(60_000_000 / cfg.requests_per_minute.max(1));
         Ok(Self {
             instance: instance.to_string(),

@@ -694,18 +694,7 @@ async fn a_storm_of_403_rate_limits_converges_and_no_request_leaves_early() {
 async fn prism_refuses_what_googles_description_forbids() {
     let g = GoogleStandin::start().expect("the google stand-in should start");
     let prism = g.prism().expect("prism should start");
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("tls versions")
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-        )
-        .build()
-        .expect("http client");
+    let http = revoke_http::client(std::time::Duration::from_secs(60)).expect("http client");
     let r = http
         .put(format!("{}/admin/directory/v1/users/1", prism.rest_url()))
         .bearer_auth("x")
