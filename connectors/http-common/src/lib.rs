@@ -1,5 +1,6 @@
 //! What the HTTP connectors (OneLogin, SCIM, Google Workspace, Okta) share: the client every one
-//! of them builds the same way, and the percent-encoding of untrusted values into URLs.
+//! of them builds the same way, the percent-encoding of untrusted values into URLs, and the
+//! classes of the failures that are nobody's vendor's (no answer at all, a body not as documented).
 //!
 //! The client never retries and never follows a redirect: only the executor retries (a
 //! connector classifies each answer itself), and a redirect would carry a bearer token to
@@ -8,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use revoke_core::ConnectorError;
 use rustls::{ClientConfig, RootCertStore};
 
 /// The TLS settings: the system's roots, with the ring provider named explicitly.
@@ -55,6 +57,25 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// A request that never got an answer: a request we could not build is permanent, a timeout
+/// or a lost connection retryable. `e` should come `without_url()`, so no token in a query
+/// string reaches a log.
+pub fn transport(method: &reqwest::Method, path: &str, e: &reqwest::Error) -> ConnectorError {
+    let msg = format!("{method} {path}: {e}");
+    if e.is_builder() {
+        ConnectorError::permanent("bad_request", msg)
+    } else if e.is_timeout() {
+        ConnectorError::retryable("timeout", msg)
+    } else {
+        ConnectorError::retryable("connection", msg)
+    }
+}
+
+/// An answer whose body is not what the vendor documents.
+pub fn bad_response(method: &reqwest::Method, path: &str, what: &str) -> ConnectorError {
+    ConnectorError::permanent("bad_response", format!("{method} {path}: {what}"))
 }
 
 #[cfg(test)]

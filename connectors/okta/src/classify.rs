@@ -151,22 +151,9 @@ pub fn status(method: &Method, path: &str, r: &Reply) -> ConnectorError {
     }
 }
 
-/// A request that never got an answer.
-pub fn transport(method: &Method, path: &str, e: &reqwest::Error) -> ConnectorError {
-    let msg = format!("{method} {path}: {e}");
-    if e.is_builder() {
-        ConnectorError::permanent("bad_request", msg)
-    } else if e.is_timeout() {
-        ConnectorError::retryable("timeout", msg)
-    } else {
-        ConnectorError::retryable("connection", msg)
-    }
-}
-
-/// An answer whose body is not what Okta documents.
-pub fn bad_response(method: &Method, path: &str, what: &str) -> ConnectorError {
-    ConnectorError::permanent("bad_response", format!("{method} {path}: {what}"))
-}
+/// A request that never got an answer, and an answer whose body is not as documented: the
+/// same for every REST connector.
+pub use revoke_http::{bad_response, transport};
 
 #[cfg(test)]
 mod tests {
