@@ -727,11 +727,6 @@ pub async fn discover_client(
         }
     }
     let client_user_ids: Vec<&str> = theirs.iter().map(|u| u.id.as_str()).collect();
-    let push_account = |out: &mut Discovery, a: Account| {
-        if !out.accounts.iter().any(|b| b.id == a.id) {
-            out.accounts.push(a);
-        }
-    };
     for owner in users.iter().filter(|u| !u.suspended) {
         let path = format!(
             "/drive/v3/files?q={}&fields={}&pageSize=1000",
@@ -761,37 +756,18 @@ pub async fn discover_client(
             }
             let fid = s(&f, "id");
             for p in &theirs {
-                let pid = s(p, "id");
-                d_push(
-                    &mut out,
-                    instance,
-                    subject,
-                    CLIENT_PERMISSION,
-                    format!("files/{fid}/permissions/{pid}"),
-                    &[
-                        ("file_id", fid.clone()),
-                        ("file_name", s(&f, "name")),
-                        ("permission_id", pid.clone()),
-                        ("type", s(p, "type")),
-                        ("email", s(p, "emailAddress").to_ascii_lowercase()),
-                        ("domain", s(p, "domain").to_ascii_lowercase()),
-                        ("role", s(p, "role")),
-                        ("owner_id", owner.id.clone()),
-                        ("owner_email", owner.primary_email.clone()),
-                        ("owner_is_client", owner_is_client.to_string()),
-                    ],
+                let owner = ShareOwner {
+                    id: owner.id.clone(),
+                    email: owner.primary_email.clone(),
+                    is_client: owner_is_client,
+                    drive_id: None,
+                };
+                let why = format!(
+                    "{} permission at {domain} on files shared by {}",
+                    s(p, "type"),
+                    owner.email
                 );
-                push_account(
-                    &mut out,
-                    permission_account(
-                        p,
-                        format!(
-                            "{} permission at {domain} on files shared by {}",
-                            s(p, "type"),
-                            owner.primary_email
-                        ),
-                    ),
-                );
+                push_client_share(&mut out, instance, subject, &f, p, &owner, why);
             }
             // Shares that name nobody: anyone with the link, or a user or group whose address
             // Google no longer shows (a deleted account). Reported, never touched.
@@ -907,42 +883,75 @@ pub async fn discover_client(
                 if inherited_only(&p) || !is_client_permission(&p, domain) {
                     continue;
                 }
-                let pid = s(&p, "id");
-                d_push(
-                    &mut out,
-                    instance,
-                    subject,
-                    CLIENT_PERMISSION,
-                    format!("files/{fid}/permissions/{pid}"),
-                    &[
-                        ("file_id", fid.clone()),
-                        ("file_name", s(&f, "name")),
-                        ("permission_id", pid.clone()),
-                        ("type", s(&p, "type")),
-                        ("email", s(&p, "emailAddress").to_ascii_lowercase()),
-                        ("domain", s(&p, "domain").to_ascii_lowercase()),
-                        ("role", s(&p, "role")),
-                        ("owner_id", String::new()),
-                        ("owner_email", organizer.primary_email.clone()),
-                        ("owner_is_client", "false".into()),
-                        ("drive_id", did.clone()),
-                    ],
+                let owner = ShareOwner {
+                    id: String::new(),
+                    email: organizer.primary_email.clone(),
+                    is_client: false,
+                    drive_id: Some(did.clone()),
+                };
+                let why = format!(
+                    "{} permission at {domain} on a file of the shared drive {name:?}",
+                    s(&p, "type")
                 );
-                push_account(
-                    &mut out,
-                    permission_account(
-                        &p,
-                        format!(
-                            "{} permission at {domain} on a file of the shared drive {name:?}",
-                            s(&p, "type")
-                        ),
-                    ),
-                );
+                push_client_share(&mut out, instance, subject, &f, &p, &owner, why);
             }
         }
     }
     out.found = !out.accounts.is_empty();
     Ok(out)
+}
+
+/// Whose file a client's share is on, for its removal: the owner of ours (none in a shared
+/// drive, whose files the drive owns) and the user the removal acts as.
+struct ShareOwner {
+    id: String,
+    email: String,
+    is_client: bool,
+    drive_id: Option<String>,
+}
+
+/// One share of the client on file `f`: its finding (what the removal needs) and its account.
+fn push_client_share(
+    out: &mut Discovery,
+    instance: &str,
+    subject: &Subject,
+    f: &Value,
+    p: &Value,
+    owner: &ShareOwner,
+    why: String,
+) {
+    let (fid, pid) = (s(f, "id"), s(p, "id"));
+    let mut attrs = vec![
+        ("file_id", fid.clone()),
+        ("file_name", s(f, "name")),
+        ("permission_id", pid.clone()),
+        ("type", s(p, "type")),
+        ("email", s(p, "emailAddress").to_ascii_lowercase()),
+        ("domain", s(p, "domain").to_ascii_lowercase()),
+        ("role", s(p, "role")),
+        ("owner_id", owner.id.clone()),
+        ("owner_email", owner.email.clone()),
+        ("owner_is_client", owner.is_client.to_string()),
+    ];
+    if let Some(d) = &owner.drive_id {
+        attrs.push(("drive_id", d.clone()));
+    }
+    d_push(
+        out,
+        instance,
+        subject,
+        CLIENT_PERMISSION,
+        format!("files/{fid}/permissions/{pid}"),
+        &attrs,
+    );
+    push_account(out, permission_account(p, why));
+}
+
+/// Adds `a` unless an account of the same id is there already.
+fn push_account(out: &mut Discovery, a: Account) {
+    if !out.accounts.iter().any(|b| b.id == a.id) {
+        out.accounts.push(a);
+    }
 }
 
 fn d_push(
