@@ -26,23 +26,30 @@ fn policy_for(config: &Config, job: &Job) -> Result<revoke_config::PolicyConfig,
         })
 }
 
-/// The connector instances a job's policy applies, in name order.
+/// The configured instances a job's policy names (every one without a list), in name order.
+fn policy_instances(
+    config: &Config,
+    connectors: &Connectors,
+    job: &Job,
+) -> Result<Vec<String>, EngineError> {
+    let names: BTreeSet<String> = match policy_for(config, job)?.connectors {
+        Some(list) => list.into_iter().collect(),
+        None => connectors.keys().cloned().collect(),
+    };
+    Ok(names
+        .into_iter()
+        .filter(|n| connectors.contains_key(n))
+        .collect())
+}
+
+/// The connector instances a job's policy applies, in name order: for a client job, those that
+/// take client jobs (a client domain overlapping our own, or none to take it, is refused).
 fn instances_for(
     config: &Config,
     connectors: &Connectors,
     job: &Job,
 ) -> Result<Vec<String>, EngineError> {
-    let policy = policy_for(config, job)?;
-    let names: Vec<String> = match policy.connectors {
-        Some(list) => list,
-        None => connectors.keys().cloned().collect(),
-    };
-    let mut names: Vec<String> = names
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    names.retain(|n| connectors.contains_key(n));
+    let mut names = policy_instances(config, connectors, job)?;
     if let Some(domain) = job.subject.client_domain() {
         if let Some(ours) = config.protected.domain_for(domain) {
             return Err(EngineError::ProtectedDomain {
@@ -73,16 +80,10 @@ fn not_searched_for_client(config: &Config, connectors: &Connectors, job: &Job) 
     if job.subject.client_domain().is_none() {
         return Vec::new();
     }
-    let Ok(policy) = policy_for(config, job) else {
-        return Vec::new();
-    };
-    let names: BTreeSet<String> = match policy.connectors {
-        Some(list) => list.into_iter().collect(),
-        None => connectors.keys().cloned().collect(),
-    };
-    names
+    policy_instances(config, connectors, job)
+        .unwrap_or_default()
         .into_iter()
-        .filter(|n| connectors.get(n).is_some_and(|c| !c.takes_client_jobs()))
+        .filter(|n| !connectors[n].takes_client_jobs())
         .collect()
 }
 
