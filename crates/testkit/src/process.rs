@@ -90,11 +90,21 @@ pub(crate) fn read_log(path: &Path) -> String {
 
 /// Starts `cmd` with stdin closed and stdout and stderr both appended to a new `log_path`;
 /// `what` names the program in errors.
+///
+/// Unless the caller set `HOME`, the program's `HOME` is the directory of its log (every stand-in
+/// keeps its log in its own temp dir): tests run in parallel processes, and a program that writes
+/// under `~` through a fixed name (OpenBao's dev server writes `~/.vault-token.tmp` then renames
+/// it) made two stand-ins starting at once race, and one of them exit.
 pub(crate) fn spawn_logged(
     mut cmd: std::process::Command,
     log_path: &Path,
     what: &str,
 ) -> Result<Child, TestkitError> {
+    if !cmd.get_envs().any(|(k, _)| k == "HOME") {
+        if let Some(dir) = log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            cmd.env("HOME", dir);
+        }
+    }
     let log = std::fs::File::create(log_path)
         .map_err(|e| TestkitError::io(format!("create {}", log_path.display()), e))?;
     let log_err = log
@@ -269,7 +279,9 @@ pub(crate) fn wait_until_ready(
     let log = read_log(log_path);
     match outcome {
         Some(Ok(())) => Ok(()),
-        Some(Err(_)) if log.contains("Address already in use") => {
+        // Python says "Address already in use", Go (bao, whose dev server also binds the port
+        // after its own for the cluster) "bind: address already in use".
+        Some(Err(_)) if log.to_ascii_lowercase().contains("address already in use") => {
             Err(Attempt::PortTaken(tail(&log, LOG_TAIL)))
         }
         Some(Err(status)) => Err(Attempt::Failed(TestkitError::Exited {
@@ -381,6 +393,33 @@ fn descends_from(mut p: u32, ancestor: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stand_in_s_home_is_its_own_dir_unless_the_caller_set_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("own.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf '%s' \"$HOME\""]);
+        spawn_logged(cmd, &log, "sh")
+            .expect("spawn")
+            .wait()
+            .expect("wait");
+        let seen = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(seen, dir.path().display().to_string());
+
+        let log = dir.path().join("given.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf '%s' \"$HOME\""])
+            .env("HOME", "/nonexistent-given");
+        spawn_logged(cmd, &log, "sh")
+            .expect("spawn")
+            .wait()
+            .expect("wait");
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "/nonexistent-given"
+        );
+    }
 
     #[test]
     fn a_listener_counts_only_for_the_process_that_holds_it() {
