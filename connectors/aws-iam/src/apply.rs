@@ -23,7 +23,7 @@ use aws_sdk_iam::types::StatusType;
 use revoke_core::{Action, ConnectorError, Journal, Outcome, Verdict};
 use tracing::info;
 
-use crate::classify::CallError;
+use crate::classify::{CallError, UNKNOWN_ACTION_KIND};
 use crate::client::Ctx;
 use crate::pin::{self, Pinned};
 use crate::plan::*;
@@ -189,7 +189,7 @@ async fn read_inner(
                 op: "apply",
                 fault: revoke_aws::Fault::service(
                     400,
-                    "UnknownAction",
+                    UNKNOWN_ACTION_KIND,
                     &format!("unknown action kind {other}"),
                 ),
             })

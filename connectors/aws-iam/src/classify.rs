@@ -45,10 +45,15 @@ impl From<CallError> for ConnectorError {
     }
 }
 
+/// The code of our own refusal of an action kind this build does not know (never one of AWS's):
+/// [`ConnectorError::unknown_action`], which a newer replica may know.
+pub(crate) const UNKNOWN_ACTION_KIND: &str = "RevokedUnknownActionKind";
+
 /// IAM's own codes; the rest by the shared rules.
 pub fn classify(op: &str, f: &Fault) -> ConnectorError {
     let msg = || format!("{op}: {}", f.describe());
     match f.code() {
+        UNKNOWN_ACTION_KIND => ConnectorError::unknown_action(msg()),
         "NoSuchEntity" | "NoSuchEntityException" => ConnectorError::permanent("not_found", msg()),
         // IAM refuses to delete a user that still has something attached: a person added it
         // after the plan. Conflict, so the job shows it and a new plan removes it.
@@ -91,6 +96,8 @@ mod tests {
             (400, "Throttling", "rate_limited", "throttled"),
             (403, "AccessDenied", "auth", "access_denied"),
             (500, "ServiceFailure", "retryable", "service_busy"),
+            // Our own refusal of a kind a newer replica planned: waits for that replica.
+            (400, UNKNOWN_ACTION_KIND, "retryable", "unknown_action"),
         ];
         for (status, code, class, want) in cases {
             let e = classify("iam:DeleteUser", &Fault::service(status, code, "m"));

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 use tokio::sync::OnceCell;
 
@@ -81,6 +81,14 @@ impl Connector for IamConnector {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// No pace of its own: the SDK's retries are off and the executor paces.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new(format!(
+            "AWS SDK retries off; the executor paces; at most {} reads at once",
+            self.cfg.read_concurrency
+        )))
     }
 
     /// The rotation destination can take a secret, the credentials work and every account is

@@ -243,10 +243,9 @@ pub async fn apply(
                 Outcome::AlreadyDone
             })
         }
-        other => Err(ConnectorError::permanent(
-            "unknown_action",
-            format!("the aws-organizations connector has no action {other:?}"),
-        )),
+        other => Err(ConnectorError::unknown_action(format!(
+            "the aws-organizations connector has no action {other:?}"
+        ))),
     }
 }
 
@@ -274,10 +273,9 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
                 }
             })
         }
-        other => Err(ConnectorError::permanent(
-            "unknown_action",
-            format!("the aws-organizations connector has no action {other:?}"),
-        )),
+        other => Err(ConnectorError::unknown_action(format!(
+            "the aws-organizations connector has no action {other:?}"
+        ))),
     }
 }
 

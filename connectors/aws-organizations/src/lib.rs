@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 use tracing::debug;
 
@@ -80,6 +80,11 @@ impl Connector for OrganizationsConnector {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// No pace of its own: the SDK's retries are off and the executor paces.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new("AWS SDK retries off; the executor paces"))
     }
 
     /// The credentials see the organization and may list its accounts; closing needs all

@@ -316,10 +316,9 @@ async fn present(
             let list = list_in_org(ctx, t, &path).await?;
             Ok(has_id(&list, "id", t.id("token_id")?))
         }
-        other => Err(ConnectorError::permanent(
-            "unknown_action",
-            format!("the github connector has no action {other:?}"),
-        )),
+        other => Err(ConnectorError::unknown_action(format!(
+            "the github connector has no action {other:?}"
+        ))),
     }
 }
 
@@ -431,10 +430,9 @@ async fn mutate(
             let r = ctx.client.post(&path, &json!({"action": "revoke"})).await?;
             judged(Method::POST, &path, &r)
         }
-        other => Err(ConnectorError::permanent(
-            "unknown_action",
-            format!("the github connector has no action {other:?}"),
-        )),
+        other => Err(ConnectorError::unknown_action(format!(
+            "the github connector has no action {other:?}"
+        ))),
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 use serde_json::json;
 
@@ -90,6 +90,14 @@ impl Connector for GithubConnector {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// The governor's settings (pace.rs).
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new(format!(
+            "writes one at a time, at least {} ms apart (GitHub's secondary limit); at most {} reads at once, none during a write; a secondary limit without retry-after holds everything {} s",
+            self.cfg.mutation_spacing_ms, self.cfg.read_concurrency, self.cfg.secondary_limit_wait_secs
+        )))
     }
 
     /// Every org is visible to the credentials (an App token is minted on the way).

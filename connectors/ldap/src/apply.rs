@@ -58,13 +58,10 @@ const VERIFY_CHUNK: usize = 200;
 const ROUNDS: usize = 3;
 
 fn unknown(action: &Action) -> ConnectorError {
-    ConnectorError::permanent(
-        "unknown_action",
-        format!(
-            "expected one of {LOCK_ACCOUNT}, {REMOVE_GROUP_MEMBER}, {DELETE_ACCOUNT}, found {:?}",
-            action.kind.0
-        ),
-    )
+    ConnectorError::unknown_action(format!(
+        "expected one of {LOCK_ACCOUNT}, {REMOVE_GROUP_MEMBER}, {DELETE_ACCOUNT}, found {:?}",
+        action.kind.0
+    ))
 }
 
 fn changing(what: &str) -> ConnectorError {

@@ -105,10 +105,7 @@ async fn gone(client: &Client, pin: &AccountPin) -> Result<Outcome, ConnectorErr
 }
 
 fn unknown(kind: &str) -> ConnectorError {
-    ConnectorError::permanent(
-        "unknown_action",
-        format!("the onelogin connector has no action {kind:?}"),
-    )
+    ConnectorError::unknown_action(format!("the onelogin connector has no action {kind:?}"))
 }
 
 async fn suspend(client: &Client, user: &User) -> Result<Outcome, ConnectorError> {

@@ -20,33 +20,6 @@ use reqwest::Method;
 use revoke_core::ConnectorError;
 use serde_json::Value;
 
-/// One answer, read in full.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Reply {
-    pub fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.body).ok()
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
-
-/// The first 200 characters of a body, on one line.
-pub fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((at, _)) => format!("{}...", &one_line[..at]),
-        None => one_line,
-    }
-}
-
 /// OneLogin's message: v2 `message`, v1 `status.message` (a string or `{attribute,
 /// description}`), the token call's `message`; else the body itself.
 pub fn message(body: &str) -> String {
@@ -121,7 +94,7 @@ pub fn status(method: &Method, path: &str, r: &Reply) -> ConnectorError {
 
 /// A request that never got an answer, and an answer whose body is not as documented: the
 /// same for every REST connector.
-pub use revoke_http::{bad_response, transport};
+pub use revoke_http::{bad_response, excerpt, transport, Reply};
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 
 pub use apply::LOGGED_OUT;
@@ -97,6 +97,14 @@ impl Connector for OneLoginConnector {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// OneLogin's own count, read from every answer's `X-RateLimit-*` headers.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new(format!(
+            "as OneLogin's X-RateLimit headers say: once spent, calls wait for the reset when it is within {} s (the request timeout), else they go back to the executor as rate_limited",
+            self.cfg.timeout_secs
+        )))
     }
 
     /// A token can be had and users can be listed with it.

@@ -73,13 +73,10 @@ pub struct Ctx<'a> {
 }
 
 fn unknown(action: &Action) -> ConnectorError {
-    ConnectorError::permanent(
-        "unknown_action",
-        format!(
-            "expected one of {DEACTIVATE_USER}, {REMOVE_GROUP_MEMBER}, {DELETE_USER}, found {:?}",
-            action.kind.0
-        ),
-    )
+    ConnectorError::unknown_action(format!(
+        "expected one of {DEACTIVATE_USER}, {REMOVE_GROUP_MEMBER}, {DELETE_USER}, found {:?}",
+        action.kind.0
+    ))
 }
 
 /// The PATCH body that sets `active` to false in the configured form.

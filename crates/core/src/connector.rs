@@ -142,6 +142,34 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn takes_client_jobs(&self) -> bool {
         false
     }
+
+    /// The instance's own client-side rate budget, in words a person reads, built from its
+    /// validated config (no I/O); `None` when the connector paces nothing itself. The console's
+    /// connectors page shows it.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        None
+    }
+}
+
+/// What one connector instance holds itself to before the vendor's limits do: "at most 8
+/// requests a second", "writes at least 1 s apart (GitHub's secondary limit)".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateBudget {
+    /// The budget as a person reads it.
+    pub summary: String,
+    /// Requests held on this budget since the process started, when the connector counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited: Option<u64>,
+}
+
+impl RateBudget {
+    /// A budget described by `summary`, with no live count.
+    pub fn new(summary: impl Into<String>) -> Self {
+        Self {
+            summary: summary.into(),
+            waited: None,
+        }
+    }
 }
 
 /// One problem in a connector's configuration: the key's path, what was expected, what was found.

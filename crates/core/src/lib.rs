@@ -17,7 +17,8 @@ mod snapshot;
 mod subject;
 
 pub use connector::{
-    ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, MANUAL_CONNECTOR,
+    ConfigIssue, Connector, ConnectorFactory, Discovery, ProposedAction, RateBudget,
+    MANUAL_CONNECTOR,
 };
 pub use hash::Sha256Hex;
 pub use identifier::{IdentifierError, Problem as IdentifierProblem};

@@ -94,6 +94,25 @@ impl ConnectorError {
         Self::new(ErrorClass::Permanent, code, message)
     }
 
+    /// An action kind (or, for a connector defined in configuration, a resource or action) this
+    /// build does not know. It is refused before anything is sent, and it is not permanent: during
+    /// a rolling update a newer replica planned it, and another replica (or this one, upgraded)
+    /// knows it; the executor tries again after [`ConnectorError::UNKNOWN_ACTION_WAIT`], and its
+    /// retry limits end it as failed if no replica ever knows it.
+    pub fn unknown_action(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorClass::Retryable {
+                retry_after: Some(Self::UNKNOWN_ACTION_WAIT),
+            },
+            "unknown_action",
+            message,
+        )
+    }
+
+    /// How long an action of an unknown kind waits for another replica: most of a rolling update
+    /// fits in the executor's default retry budget (8 attempts, 15 minutes) at this floor.
+    pub const UNKNOWN_ACTION_WAIT: Duration = Duration::from_secs(30);
+
     /// Whether the executor may try again.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -155,5 +174,23 @@ pub(crate) mod opt_millis {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_action_waits_for_another_replica_and_is_not_permanent() {
+        let e = ConnectorError::unknown_action("the ldap connector has no action \"x\"");
+        assert_eq!(e.code, "unknown_action");
+        assert!(e.is_retryable(), "a newer replica may know it");
+        assert_eq!(e.retry_after(), Some(ConnectorError::UNKNOWN_ACTION_WAIT));
+        assert!(ConnectorError::UNKNOWN_ACTION_WAIT >= Duration::from_secs(30));
+        // It round-trips through the store's JSON as the same class.
+        let back: ConnectorError =
+            serde_json::from_value(serde_json::to_value(&e).expect("json")).expect("back");
+        assert_eq!(back, e);
     }
 }

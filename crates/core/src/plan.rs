@@ -145,7 +145,7 @@ pub struct Action {
     pub grace: Option<std::time::Duration>,
     /// The account the action touches, as discovery saw it: the connector resolves `id` at apply
     /// and verify time and sends nothing if the planned name now names another account. `None`
-    /// only for a person's manual step.
+    /// only for a policy's manual step (one a connector found names the account it concerns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<AccountPin>,
     pub key: ActionKey,
@@ -178,16 +178,38 @@ impl Action {
     /// use to get actions as the planner would make them. A proposal naming an account the
     /// discovery did not report is an error (a broken connector), as is an `after` that names
     /// no proposal.
+    ///
+    /// A proposal in [`Phase::Manual`] is a step for a person the connector found and cannot
+    /// take itself (a distribution list only Exchange can change): it becomes a manual action
+    /// (`connector = "manual"`, target `<instance>.<target>`, acknowledged like a policy's
+    /// manual step), still pinned to the account it concerns. It may come after the
+    /// connector's own proposals; none of those may wait for it (only a person can end it).
     pub fn from_proposals(
         job: &JobId,
         instance: &str,
         discovery: &Discovery,
         proposals: Vec<ProposedAction>,
     ) -> Result<Vec<Action>, String> {
-        let id_of = |kind: &ActionKind, target: &str| ActionId::derive(job, instance, kind, target);
-        let known: std::collections::BTreeSet<(&ActionKind, &str)> = proposals
+        let id_of = |p: &ProposedAction| -> (ActionId, ActionKey, String) {
+            if p.phase == Phase::Manual {
+                let target = format!("{instance}.{}", p.target);
+                let key = ActionKey::derive(job, crate::MANUAL_CONNECTOR, &p.kind, &target);
+                (
+                    ActionId(format!("manual.{target}.{}", &key.0[..8])),
+                    key,
+                    target,
+                )
+            } else {
+                (
+                    ActionId::derive(job, instance, &p.kind, &p.target),
+                    ActionKey::derive(job, instance, &p.kind, &p.target),
+                    p.target.clone(),
+                )
+            }
+        };
+        let known: BTreeMap<(&ActionKind, &str), &ProposedAction> = proposals
             .iter()
-            .map(|p| (&p.kind, p.target.as_str()))
+            .map(|p| ((&p.kind, p.target.as_str()), p))
             .collect();
         let mut out = Vec::with_capacity(proposals.len());
         for p in &proposals {
@@ -197,32 +219,55 @@ impl Action {
                     p.kind, p.target, discovery.subject, p.account
                 )
             })?;
+            let manual = p.phase == Phase::Manual;
             let mut depends_on = Vec::with_capacity(p.after.len());
             for (k, t) in &p.after {
-                if !known.contains(&(k, t.as_str())) {
+                let Some(before) = known.get(&(k, t.as_str())) else {
                     return Err(format!(
                         "expected {} {} to come after a proposal of the same plan, found {k} {t}",
                         p.kind, p.target
                     ));
+                };
+                if before.phase == Phase::Manual && !manual {
+                    return Err(format!(
+                        "expected {} {} to come after the connector's own actions, found it waiting for the manual step {k} {t}",
+                        p.kind, p.target
+                    ));
                 }
-                depends_on.push(id_of(k, t));
+                depends_on.push(id_of(before).0);
             }
             depends_on.sort();
             depends_on.dedup();
+            let (id, key, target) = id_of(p);
+            let (connector, summary) = if manual {
+                (
+                    crate::MANUAL_CONNECTOR.to_string(),
+                    format!("{} (awaiting acknowledgement)", p.summary),
+                )
+            } else {
+                (instance.to_string(), p.summary.clone())
+            };
+            let mut params = p.params.clone();
+            if manual {
+                params
+                    .entry("title".into())
+                    .or_insert_with(|| p.summary.clone());
+                params.insert("found_by".into(), instance.to_string());
+            }
             out.push(Action {
-                id: id_of(&p.kind, &p.target),
+                id,
                 job_id: job.clone(),
-                connector: instance.to_string(),
+                connector,
                 kind: p.kind.clone(),
-                target: p.target.clone(),
-                params: p.params.clone(),
+                target,
+                params,
                 depends_on,
                 phase: p.phase,
                 not_before: None,
-                grace: p.delay,
+                grace: if manual { None } else { p.delay },
                 account: Some(account.pin()),
-                key: ActionKey::derive(job, instance, &p.kind, &p.target),
-                summary: p.summary.clone(),
+                key,
+                summary,
             });
         }
         Ok(out)
@@ -375,5 +420,91 @@ mod tests {
                 format!("delete_user 1/alice: expected param {missing:?}, found none")
             );
         }
+    }
+
+    fn proposal(kind: &str, target: &str, phase: Phase, after: &[(&str, &str)]) -> ProposedAction {
+        ProposedAction {
+            kind: ActionKind::from(kind),
+            target: target.into(),
+            params: BTreeMap::new(),
+            phase,
+            after: after
+                .iter()
+                .map(|(k, t)| (ActionKind::from(*k), t.to_string()))
+                .collect(),
+            summary: format!("{kind} {target}"),
+            account: "u-1".into(),
+            delay: None,
+        }
+    }
+
+    #[test]
+    fn a_connector_s_manual_proposal_is_a_person_s_step_pinned_to_its_account() {
+        let job = JobId("j1".into());
+        let mut d = Discovery::not_found("corp-entra", "alice");
+        d.found = true;
+        d.accounts
+            .push(crate::Account::new("u-1", "object id", "alice@example.org"));
+        let made = Action::from_proposals(
+            &job,
+            "corp-entra",
+            &d,
+            vec![
+                proposal("remove_member", "g-sales", Phase::Revoke, &[]),
+                proposal(
+                    "remove_in_exchange",
+                    "g-sales",
+                    Phase::Manual,
+                    &[("remove_member", "g-sales")],
+                ),
+            ],
+        )
+        .expect("plan");
+        let (auto, manual) = (&made[0], &made[1]);
+        assert_eq!(auto.connector, "corp-entra");
+        assert!(!auto.is_manual());
+        assert!(manual.is_manual(), "{manual:?}");
+        assert_eq!(manual.target, "corp-entra.g-sales");
+        assert!(
+            manual.id.0.starts_with("manual.corp-entra.g-sales."),
+            "{}",
+            manual.id
+        );
+        assert_eq!(
+            manual.key,
+            ActionKey::derive(
+                &job,
+                crate::MANUAL_CONNECTOR,
+                &ActionKind::from("remove_in_exchange"),
+                "corp-entra.g-sales"
+            )
+        );
+        assert_ne!(manual.key, auto.key);
+        assert_eq!(manual.depends_on, vec![auto.id.clone()]);
+        assert_eq!(manual.params["title"], "remove_in_exchange g-sales");
+        assert_eq!(manual.params["found_by"], "corp-entra");
+        assert_eq!(
+            manual.summary,
+            "remove_in_exchange g-sales (awaiting acknowledgement)"
+        );
+        assert_eq!(manual.account.as_ref().map(|p| p.id.as_str()), Some("u-1"));
+    }
+
+    #[test]
+    fn no_connector_action_may_wait_for_a_person() {
+        let mut d = Discovery::not_found("corp-entra", "alice");
+        d.accounts
+            .push(crate::Account::new("u-1", "object id", "alice@example.org"));
+        let e = Action::from_proposals(
+            &JobId("j1".into()),
+            "corp-entra",
+            &d,
+            vec![
+                proposal("confirm", "x", Phase::Manual, &[]),
+                proposal("delete_user", "u-1", Phase::Delete, &[("confirm", "x")]),
+            ],
+        )
+        .expect_err("a connector action after a manual step");
+        assert!(e.contains("waiting for the manual step confirm x"), "{e}");
     }
 }

@@ -347,7 +347,10 @@ impl Evidence {
                 t(&a.verified_at),
                 a.late.to_string(),
                 a.error.clone().unwrap_or_default(),
-                a.account.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                a.account
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
                 a.account
                     .as_ref()
                     .map(|p| format!("{} {}", p.id_kind, p.id))

@@ -70,7 +70,14 @@ pub async fn plan_claimed(
                     .filter(|d| d.subject == q.job.subject.id)
                     .cloned()
                     .collect();
-                plan_jobs(config, connectors, vec![q.job.clone()], &mine, id, Utc::now())
+                plan_jobs(
+                    config,
+                    connectors,
+                    vec![q.job.clone()],
+                    &mine,
+                    id,
+                    Utc::now(),
+                )
             }
             None => plan(config, connectors, vec![q.job.clone()], id, Utc::now()).await,
         };

@@ -220,6 +220,22 @@ async fn harness(
     script: Vec<(&str, Vec<Result<Outcome, ConnectorError>>)>,
     extra_config: &str,
 ) -> Harness {
+    harness_with(
+        targets,
+        script,
+        "base_ms = 10\ncap_ms = 40\nmax_attempts = 4\nmax_elapsed_secs = 30",
+        extra_config,
+    )
+    .await
+}
+
+/// [`harness`] with its own `[executor.retry]` keys.
+async fn harness_with(
+    targets: &[&str],
+    script: Vec<(&str, Vec<Result<Outcome, ConnectorError>>)>,
+    retry: &str,
+    extra_config: &str,
+) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("db").display());
     let sqlite = Arc::new(SqliteStore::open(&url).await.expect("store"));
@@ -237,7 +253,7 @@ async fn harness(
     *conn.store.lock().expect("lock") = Some(store.clone());
     *conn.raw.lock().expect("lock") = Some(sqlite);
     let config = revoke_config::load_str(&format!(
-        "[executor.retry]\nbase_ms = 10\ncap_ms = 40\nmax_attempts = 4\nmax_elapsed_secs = 30\n{extra_config}\n[connectors.sys]\nkind = \"scripted\"\nconcurrency = 2\n"
+        "[executor.retry]\n{retry}\n{extra_config}\n[connectors.sys]\nkind = \"scripted\"\nconcurrency = 2\n"
     ))
     .expect("config");
     let connectors: Connectors = [("sys".to_string(), conn.clone() as Arc<dyn Connector>)].into();
@@ -346,6 +362,45 @@ async fn retry_after_is_honoured() {
         gap >= Duration::from_millis(600),
         "second call came {gap:?} after the first"
     );
+}
+
+/// A rolling update: a newer replica planned an action kind this build does not know. It is not
+/// failed (which would block the subject's later phases for good): it goes back to the queue
+/// with a wait, for a replica that knows it, within the retry budget.
+#[tokio::test]
+async fn an_action_of_a_kind_this_build_does_not_know_waits_for_another_replica() {
+    let h = harness_with(
+        &["a"],
+        vec![(
+            "a",
+            vec![Err(ConnectorError::unknown_action(
+                "the scripted connector has no action \"newer_kind\"",
+            ))],
+        )],
+        "base_ms = 10\ncap_ms = 40\nmax_attempts = 8\nmax_elapsed_secs = 900",
+        "",
+    )
+    .await;
+    let exec = h.exec.clone();
+    let plan = h.plan.clone();
+    let run = tokio::spawn(async move { exec.run_plan(&plan).await });
+    // The first attempt's result is in the store once the action is no longer running.
+    let rec = loop {
+        let rec = h.store.actions(&h.plan).await.expect("actions").remove(0);
+        if rec.attempts == 1 && rec.state != ActionState::Running {
+            break rec;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    run.abort();
+    assert_eq!(rec.state, ActionState::Pending, "{rec:?}");
+    assert_eq!(rec.error.as_ref().expect("error").code, "unknown_action");
+    let wait = rec.next_attempt_at.expect("a next attempt") - Utc::now();
+    assert!(
+        wait >= chrono::Duration::seconds(25),
+        "it waits for another replica, not a quick retry: {wait:?}"
+    );
+    assert_eq!(h.conn.calls.lock().expect("lock").len(), 1);
 }
 
 #[tokio::test]

@@ -436,6 +436,109 @@ manual = [
     );
 }
 
+/// A connector's step for a person (a distribution list only Exchange can change) is a manual
+/// action: never sent to the connector, awaiting acknowledgement after the run, left out with
+/// its account when that account is protected, and done once a person acknowledges it.
+#[tokio::test]
+async fn a_connector_s_manual_step_waits_for_a_person_and_is_never_sent() {
+    let erin =
+        Account::new("oid-erin", "object id", "erin@example.org").answers_to(["erin@example.org"]);
+    let shared = Account::new("oid-desk", "object id", "desk@example.org")
+        .answers_to(["desk@example.org", "helpdesk@example.org"])
+        .matched_by("manager = erin@example.org");
+    let fake = Arc::new(Fake {
+        name: "entra".into(),
+        world: BTreeMap::from([(
+            "erin@example.org".to_string(),
+            (
+                vec![erin, shared],
+                vec![
+                    prop("disable", "oid-erin", Phase::Contain, "oid-erin", &[]),
+                    prop("remove_member", "g-dl", Phase::Revoke, "oid-erin", &[]),
+                    prop(
+                        "remove_in_exchange",
+                        "g-dl",
+                        Phase::Manual,
+                        "oid-erin",
+                        &[1],
+                    ),
+                    prop(
+                        "remove_in_exchange",
+                        "g-desk",
+                        Phase::Manual,
+                        "oid-desk",
+                        &[],
+                    ),
+                ],
+            ),
+        )]),
+        ..Default::default()
+    });
+    let connectors: Connectors = [("entra".to_string(), fake.clone() as Arc<dyn Connector>)].into();
+    // the shared mailbox answers to an alias only; protected by that alias
+    let cfg = config(&["helpdesk@example.org"], "");
+    let jobs = vec![job("erin@example.org", Risk::High)];
+    let found = revoke_engine::discover(&cfg, &connectors, &jobs)
+        .await
+        .expect("discover");
+    let plan = plan_jobs(
+        &cfg,
+        &connectors,
+        jobs,
+        &found,
+        PlanId("p".into()),
+        Utc::now(),
+    )
+    .expect("plan");
+    let manual: Vec<&Action> = plan.actions.iter().filter(|a| a.is_manual()).collect();
+    assert_eq!(
+        manual.iter().map(|a| a.target.as_str()).collect::<Vec<_>>(),
+        ["entra.g-dl"],
+        "the protected account's step is left out with it"
+    );
+    let step = manual[0];
+    let removal = plan
+        .actions
+        .iter()
+        .find(|a| a.kind.0 == "remove_member")
+        .expect("removal");
+    assert_eq!(step.depends_on, vec![removal.id.clone()]);
+    assert_eq!(step.phase, Phase::Manual);
+    assert_eq!(step.not_before, None, "a person may act at once");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("db").display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
+    let exec = Executor::new(store.clone(), connectors.clone(), &cfg, "t");
+    exec.record(&plan).await.expect("record");
+    exec.run_plan(&plan.id).await.expect("run");
+    let calls = fake.calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        [
+            ("entra".to_string(), "oid-erin".to_string()),
+            ("entra".to_string(), "g-dl".to_string())
+        ],
+        "only the connector's own actions are sent"
+    );
+    let state_of = |records: &[revoke_store::ActionRecord], id: &revoke_core::ActionId| {
+        records
+            .iter()
+            .find(|r| &r.action.id == id)
+            .map(|r| r.state)
+            .expect("recorded")
+    };
+    let records = store.actions(&plan.id).await.expect("actions");
+    assert_eq!(state_of(&records, &step.id), ActionState::AwaitingAck);
+    store
+        .acknowledge(&step.job_id, &step.id, "it-desk", Utc::now())
+        .await
+        .expect("acknowledge");
+    let records = store.actions(&plan.id).await.expect("actions");
+    assert!(state_of(&records, &step.id).is_success());
+    assert_eq!(fake.calls.lock().expect("lock").len(), 2);
+}
+
 #[tokio::test]
 async fn a_client_job_on_our_own_domain_or_with_no_connector_taking_it_is_refused() {
     let cfg = revoke_config::load_str("[protected]\ndomains = [\"Corp.test\"]\n").expect("config");

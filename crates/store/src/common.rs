@@ -1275,6 +1275,7 @@ macro_rules! impl_store {
         }
 
         $crate::jobs::job_queue_methods!($store, $db, $skip_locked);
+        $crate::sessions::console_session_methods!($store);
     };
 }
 pub(crate) use impl_store;
@@ -1308,7 +1309,7 @@ pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::mig
 
 /// How many migrations a backend has: `Store::ready` checks that all of them ran, and
 /// `migrator` refuses a backend's list of another length (a new migration changes this too).
-pub(crate) const MIGRATIONS: i64 = 7;
+pub(crate) const MIGRATIONS: i64 = 8;
 
 /// Where a migration failure goes.
 pub(crate) fn migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -434,16 +434,29 @@ pub trait JobQueue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Approves (back to `Scheduled`) or rejects a job held by the blast-radius guard.
-    /// `NotFound`, or `Conflict` unless it is awaiting approval. Audit: `job.approved` or
-    /// `job.rejected` by `by`.
+    /// Approves (back to `Scheduled`) or rejects a job held by the blast-radius guard, saying
+    /// why (`reason`, empty for none). `NotFound`, or `Conflict` unless it is awaiting approval.
+    /// Audit, in the same transaction: `job.approved` or `job.rejected` by `by`, with the reason;
+    /// the job's note names both.
+    async fn decide_job_because(
+        &self,
+        job: &JobId,
+        approve: bool,
+        reason: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QueuedJob, StoreError>;
+
+    /// [`JobQueue::decide_job_because`] without a reason.
     async fn decide_job(
         &self,
         job: &JobId,
         approve: bool,
         by: &str,
         now: DateTime<Utc>,
-    ) -> Result<QueuedJob, StoreError>;
+    ) -> Result<QueuedJob, StoreError> {
+        self.decide_job_because(job, approve, "", by, now).await
+    }
 
     /// Batches of held jobs (see [`JobBatch`]), newest first, at most `limit`; with `open_only`,
     /// only those with a job still awaiting approval.
@@ -1119,10 +1132,11 @@ macro_rules! job_queue_methods {
             Ok(())
         }
 
-        async fn decide_job(
+        async fn decide_job_because(
             &self,
             job: &::revoke_core::JobId,
             approve: bool,
+            reason: &str,
             by: &str,
             now: ::chrono::DateTime<::chrono::Utc>,
         ) -> Result<$crate::QueuedJob, $crate::StoreError> {
@@ -1144,11 +1158,16 @@ macro_rules! job_queue_methods {
                     "job {job}: expected it awaiting approval, found it {state}"
                 )));
             }
-            let (next, kind, note) = if approve {
+            let reason = reason.trim();
+            let (next, kind, mut note) = if approve {
                 (JobState::Scheduled, "job.approved", format!("approved by {by}"))
             } else {
                 (JobState::Rejected, "job.rejected", format!("rejected by {by}"))
             };
+            if !reason.is_empty() {
+                note.push_str(": ");
+                note.push_str(reason);
+            }
             let row = sqlx::query(concat!(
                 "UPDATE job_queue SET state = $1, note = $2, updated_at = $3 WHERE job_id = $4 RETURNING ",
                 $crate::jobs::queued_job_columns!()
@@ -1161,7 +1180,11 @@ macro_rules! job_queue_methods {
             .await
             .map_err(map_err)?;
             let decided = $crate::jobs::decode_queued_job(&row)?;
-            let data = ::serde_json::json!({ "by": by });
+            let data = if reason.is_empty() {
+                ::serde_json::json!({ "by": by })
+            } else {
+                ::serde_json::json!({ "by": by, "reason": reason })
+            };
             self.append_audit_in(&mut tx, &audit_entry(now, by, kind, &job.0, None, &data)).await?;
             tx.commit().await.map_err(map_err)?;
             Ok(decided)

@@ -15,6 +15,7 @@ mod error;
 mod jobs;
 mod model;
 mod postgres;
+mod sessions;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ pub use jobs::{
 };
 pub use model::{ActionRecord, ActionState, AttemptEnd, AttemptResult, JobRecord, ResultLine};
 pub use postgres::PostgresStore;
+pub use sessions::{ConsoleSession, ConsoleSessions, NewConsoleSession};
 pub use sqlite::SqliteStore;
 
 /// What [`Store::record_attempts`] answers: per attempt that ended, then per attempt begun (its
@@ -41,7 +43,7 @@ pub type RecordedAttempts = (Vec<Result<(), StoreError>>, Vec<Result<u32, StoreE
 
 /// The durable state every executor, CLI and daemon replica shares.
 #[async_trait]
-pub trait Store: JobQueue + Send + Sync + std::fmt::Debug {
+pub trait Store: JobQueue + ConsoleSessions + Send + Sync + std::fmt::Debug {
     /// Records a plan with its jobs and actions: manual actions as `AwaitingAck`, the others
     /// `Pending`. Fails with `StoreError::Conflict` if the plan id is already recorded.
     ///

@@ -68,6 +68,11 @@ impl PostgresStore {
                 "lease_order",
                 include_str!("../migrations/postgres/0007_lease_order.sql"),
             ),
+            (
+                8,
+                "console_sessions",
+                include_str!("../migrations/postgres/0008_console_sessions.sql"),
+            ),
         ])
         .run(&pool)
         .await

@@ -177,6 +177,11 @@ impl SqliteStore {
                 "lease_order",
                 include_str!("../migrations/sqlite/0007_lease_order.sql"),
             ),
+            (
+                8,
+                "console_sessions",
+                include_str!("../migrations/sqlite/0008_console_sessions.sql"),
+            ),
         ])
         .run(&pool)
         .await

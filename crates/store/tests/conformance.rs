@@ -158,6 +158,7 @@ conformance!(
     job_listing_filters,
     a_batch_is_submitted_in_order_with_each_result_its_own,
     held_jobs_form_batches_decided_as_one_unit,
+    console_sessions_are_shared_expire_and_end,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2475,10 +2476,33 @@ async fn blast_guard_holds_jobs_until_decided(h: Harness) {
     assert_eq!(approved.note.as_deref(), Some("approved by ops@corp"));
     let rejected = h
         .store
-        .decide_job(&JobId("job-g4".into()), false, "ops@corp", at(2))
+        .decide_job_because(
+            &JobId("job-g4".into()),
+            false,
+            "  not a leaver: HR sent the wrong file  ",
+            "ops@corp",
+            at(2),
+        )
         .await
         .unwrap();
     assert_eq!(rejected.state, JobState::Rejected);
+    assert_eq!(
+        rejected.note.as_deref(),
+        Some("rejected by ops@corp: not a leaver: HR sent the wrong file")
+    );
+    // The reason is in the decision's own audit entry (one transaction), trimmed.
+    let decision = h
+        .store
+        .job_audit(&JobId("job-g4".into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "job.rejected")
+        .expect("job.rejected");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&decision.data).unwrap(),
+        serde_json::json!({"by": "ops@corp", "reason": "not a leaver: HR sent the wrong file"})
+    );
     // Deciding twice, or an unknown job, is refused and writes nothing.
     let before = h.store.audit_log().await.unwrap().len();
     let again = h
@@ -3567,4 +3591,150 @@ async fn verdicts_recorded_together_all_or_none(h: Harness) {
         ]
     );
     assert_eq!(verify_chain(&log), vec![]);
+}
+
+/// Console sessions: what one replica records another reads (they share the store); an idle or
+/// expired session is gone; sign-out ends it; a full table refuses a new sign-in.
+async fn console_sessions_are_shared_expire_and_end(h: Harness) {
+    use revoke_store::NewConsoleSession;
+    let new = |id: &str, created: i64| NewConsoleSession {
+        id_sha256: id.into(),
+        token_name: "ops".into(),
+        scope: "operator".into(),
+        csrf: format!("csrf-{id}"),
+        created_at: at(created),
+        expires_at: at(created + 8 * 3600),
+        idle_until: at(created + 1800),
+    };
+    assert!(h
+        .store
+        .create_console_session(&new("a", 0), 2)
+        .await
+        .unwrap());
+    let seen = h
+        .store
+        .console_session("a", at(60), at(60 + 1800))
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(
+        (
+            seen.token_name.as_str(),
+            seen.scope.as_str(),
+            seen.csrf.as_str()
+        ),
+        ("ops", "operator", "csrf-a")
+    );
+    assert_eq!(
+        seen.idle_until,
+        at(60 + 1800),
+        "a request restarts the idle time"
+    );
+    // Still alive past its first idle deadline, since the request above moved it.
+    assert!(h
+        .store
+        .console_session("a", at(1810), at(1810 + 1800))
+        .await
+        .unwrap()
+        .is_some());
+    // The idle time never passes the expiry, and the lifetime ends a session in use ("k" is
+    // kept busy: its idle deadline is just short of its expiry).
+    let busy = NewConsoleSession {
+        idle_until: at(8 * 3600 - 5),
+        ..new("k", 0)
+    };
+    assert!(h.store.create_console_session(&busy, 3).await.unwrap());
+    let late = h
+        .store
+        .console_session("k", at(8 * 3600 - 10), at(8 * 3600 + 1790))
+        .await
+        .unwrap()
+        .expect("alive ten seconds before its expiry");
+    assert_eq!(late.idle_until, at(8 * 3600), "capped at the expiry");
+    assert!(
+        h.store
+            .console_session("k", at(8 * 3600), at(8 * 3600 + 1800))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired at its lifetime, though in use"
+    );
+    assert!(
+        h.store
+            .console_session("k", at(1), at(2))
+            .await
+            .unwrap()
+            .is_none(),
+        "and deleted"
+    );
+    // "a" had no request for its idle time since at(1810).
+    assert!(h
+        .store
+        .console_session("a", at(1810 + 1800), at(1810 + 3600))
+        .await
+        .unwrap()
+        .is_none());
+    // Idle: no request for the idle time.
+    assert!(h
+        .store
+        .create_console_session(&new("b", 100), 2)
+        .await
+        .unwrap());
+    assert!(h
+        .store
+        .console_session("b", at(100 + 1800), at(100 + 3600))
+        .await
+        .unwrap()
+        .is_none());
+    // Sign-out; an unknown id is nothing.
+    assert!(h
+        .store
+        .create_console_session(&new("c", 200), 2)
+        .await
+        .unwrap());
+    h.store.end_console_session("c").await.unwrap();
+    h.store.end_console_session("never").await.unwrap();
+    assert!(h
+        .store
+        .console_session("c", at(201), at(300))
+        .await
+        .unwrap()
+        .is_none());
+    // At most `max_live` live sessions; expired ones do not count.
+    assert!(h
+        .store
+        .create_console_session(&new("d", 300), 2)
+        .await
+        .unwrap());
+    assert!(h
+        .store
+        .create_console_session(&new("e", 301), 2)
+        .await
+        .unwrap());
+    assert!(
+        !h.store
+            .create_console_session(&new("f", 302), 2)
+            .await
+            .unwrap(),
+        "full"
+    );
+    assert!(h
+        .store
+        .console_session("f", at(303), at(400))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        h.store
+            .create_console_session(&new("g", 300 + 1801), 2)
+            .await
+            .unwrap(),
+        "d and e idled out, so there is room"
+    );
+    // A duplicate id is a conflict, never a second row.
+    let dup = h
+        .store
+        .create_console_session(&new("g", 300 + 1802), 3)
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
 }
