@@ -1,6 +1,13 @@
 """Drives the Okta stand-in (through Prism) with Okta's own Python SDK (`okta` 3.4.6).
 
 Usage: OKTA_TESTING_TESTINGDISABLEHTTPSCHECK=true okta_check.py URL TOKEN LOGIN APP_GROUP_NAME
+       OKTA_TESTING_TESTINGDISABLEHTTPSCHECK=true okta_check.py --oauth URL CLIENT_ID KEY_PEM_FILE KID LOGIN TOKEN
+
+The second form signs in as an OAuth 2.0 service app with the SDK's own private_key_jwt
+assertion and DPoP (its own proofs, its own nonce round), reads the user, their groups and apps,
+and parses each app's embedded app user (`expand=user/{id}`, fetched with the API token TOKEN)
+with the SDK's `AppUser` model: the SDK 3.4.6's `ApplicationEmbedded.user` is typed
+`Dict[str, Dict]` and rejects the app user Okta documents there, so it is parsed directly.
 
 Searches the user by login, reads them, lists their groups, admin roles, factors, grants and apps
 (with the app user of each), then does what the connector does: suspends, revokes sessions with
@@ -118,5 +125,48 @@ async def main():
     print(json.dumps(seen, sort_keys=True))
 
 
+async def oauth_main():
+    url, client_id, key_file, kid, login, token = sys.argv[2:8]
+    import urllib.parse
+    import urllib.request
+
+    from okta.models.app_user import AppUser
+
+    with open(key_file) as f:
+        pem = f.read()
+    client = Client({
+        "orgUrl": url,
+        "authorizationMode": "PrivateKey",
+        "clientId": client_id,
+        "scopes": ["okta.users.manage", "okta.groups.manage", "okta.apps.manage"],
+        "privateKey": pem,
+        "kid": kid,
+        "dpopEnabled": True,
+        "rateLimit": {"maxRetries": 0},
+    })
+    seen = {}
+    users, _ = ok(await client.list_users(search=f'profile.login eq "{login}"', limit=10), "list_users")
+    assert len(users) == 1, users
+    uid = users[0].id
+    got, _ = ok(await client.get_user(uid), "get_user")
+    seen["user"] = {"id": got.id, "login": got.profile.login}
+    groups, _ = ok(await client.list_user_groups(uid), "list_user_groups")
+    seen["groups"] = sorted(group_name(g) for g in groups)
+    oauth = client.get_request_executor()._oauth
+    seen["token_type"] = oauth.get_current_token()[1]
+
+    expr = urllib.parse.quote(f'user.id eq "{uid}"')
+    req = urllib.request.Request(
+        f"{url}/api/v1/apps?filter={expr}&expand=user%2F{uid}",
+        headers={"Authorization": f"SSWS {token}", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        apps = json.loads(r.read())
+    seen["embedded"] = sorted(
+        (a["label"], AppUser.from_dict(a["_embedded"]["user"]).scope) for a in apps
+    )
+    print(json.dumps(seen, sort_keys=True))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(oauth_main() if sys.argv[1:2] == ["--oauth"] else main())

@@ -104,10 +104,9 @@ fn pinned(action: &Action) -> Result<(&AccountPin, &str), ConnectorError> {
 }
 
 fn unknown(kind: &str) -> ConnectorError {
-    ConnectorError::permanent(
-        "unknown_action",
-        format!("the google-workspace connector has no action {kind:?}"),
-    )
+    ConnectorError::unknown_action(format!(
+        "the google-workspace connector has no action {kind:?}"
+    ))
 }
 
 /// The pinned user is gone, so the effect holds on it; unless its planned primary email now

@@ -9,12 +9,7 @@
 //! token call goes through the connector's own client instead, so it is paced, classified and
 //! never retried. The reasoning is in docs/connectors/google-workspace.md.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine;
-use ring::rand::SystemRandom;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use revoke_http::jwt::{self, Rs256};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -23,12 +18,11 @@ use crate::config::KeyFile;
 /// Google's maximum assertion lifetime (one hour).
 const LIFETIME_SECS: u64 = 3_600;
 
-/// Signs assertions for one service account.
+/// Signs assertions for one service account (the signing itself is `revoke_http::jwt`'s).
 pub struct Signer {
     pub client_email: String,
     pub token_uri: String,
-    key: RsaKeyPair,
-    rng: SystemRandom,
+    key: Rs256,
 }
 
 impl std::fmt::Debug for Signer {
@@ -43,62 +37,36 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// Parses the PKCS#8 key; the message never quotes it.
     pub fn new(key: &KeyFile) -> Result<Self, String> {
-        let body: String = key
-            .private_key_pem
-            .expose_secret()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("-----"))
-            .collect();
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|_| "private_key: the key's PEM body is not base64".to_string())?;
-        let key_pair = RsaKeyPair::from_pkcs8(&der).map_err(|e| {
-            format!("private_key: expected an RSA key in PKCS#8, found one ring rejects ({e})")
-        })?;
+        let key_pair = Rs256::from_pkcs8_pem(key.private_key_pem.expose_secret())
+            .map_err(|e| format!("private_key: {e}"))?;
         Ok(Self {
             client_email: key.client_email.clone(),
             token_uri: key.token_uri.clone(),
             key: key_pair,
-            rng: SystemRandom::new(),
         })
     }
 
     /// The assertion for `subject` and `scopes`: `iss` the service account, `sub` the user it
     /// acts as, `aud` the token URI, valid one hour from now.
     pub fn assertion(&self, subject: &str, scopes: &[&str]) -> Result<String, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "typ": "JWT"}).to_string());
-        let claims = URL_SAFE_NO_PAD.encode(
-            json!({
+        let now = jwt::now();
+        self.key
+            .sign(&json!({
                 "iss": self.client_email,
                 "sub": subject,
                 "scope": scopes.join(" "),
                 "aud": self.token_uri,
                 "iat": now,
                 "exp": now + LIFETIME_SECS,
-            })
-            .to_string(),
-        );
-        let signing_input = format!("{header}.{claims}");
-        let mut sig = vec![0; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &self.rng,
-                signing_input.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| "signing the assertion failed".to_string())?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+            }))
+            .map_err(|_| "signing the assertion failed".to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use ring::signature::{KeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
     use secrecy::SecretString;
 

@@ -25,25 +25,14 @@ use reqwest::Method;
 use revoke_core::ConnectorError;
 use serde_json::Value;
 
-/// One answer, read in full.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
+/// What Google's error body says.
+pub trait GoogleAnswer {
+    /// Google's error reason (`error.errors[0].reason`, else `error.status`), if any.
+    fn reason(&self) -> Option<String>;
 }
 
-impl Reply {
-    pub fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.body).ok()
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// Google's error reason (`error.errors[0].reason`, else `error.status`), if any.
-    pub fn reason(&self) -> Option<String> {
+impl GoogleAnswer for Reply {
+    fn reason(&self) -> Option<String> {
         let v = self.json()?;
         let e = v.get("error")?;
         e.get("errors")
@@ -52,15 +41,6 @@ impl Reply {
             .and_then(Value::as_str)
             .or_else(|| e.get("status").and_then(Value::as_str))
             .map(str::to_string)
-    }
-}
-
-/// The first 200 characters of a body, on one line.
-pub fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((at, _)) => format!("{}...", &one_line[..at]),
-        None => one_line,
     }
 }
 
@@ -170,7 +150,7 @@ pub fn token(r: &Reply, backoff: Duration) -> ConnectorError {
 
 /// A request that never got an answer, and an answer whose body is not as documented: the
 /// same for every REST connector.
-pub use revoke_http::{bad_response, transport};
+pub use revoke_http::{bad_response, excerpt, transport, Reply};
 
 #[cfg(test)]
 mod tests {

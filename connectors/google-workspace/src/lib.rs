@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 
 pub use apply::{ARCHIVE_FOLDER, CONFIRMED, LEAVER_PROPERTY, RETAIN_PROPERTY, TRANSFER_ID};
@@ -103,6 +103,14 @@ impl Connector for GoogleConnector {
 
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// The configured per-minute paces.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new(format!(
+            "at most {}/min, Drive calls {}/min; after a rate-limit answer a wait from {} ms, doubled per consecutive one (at most 64x)",
+            self.cfg.requests_per_minute, self.cfg.drive_requests_per_minute, self.cfg.backoff_ms
+        )))
     }
 
     /// A token for the admin can be had and the admin can read itself.

@@ -1,10 +1,15 @@
-//! What the HTTP connectors (OneLogin, SCIM, Google Workspace, Okta) share: the client every one
-//! of them builds the same way, the percent-encoding of untrusted values into URLs, and the
-//! classes of the failures that are nobody's vendor's (no answer at all, a body not as documented).
+//! What the HTTP connectors (OneLogin, SCIM, Google Workspace, Okta, Entra ID, Vault, Kubernetes,
+//! the HTTP connector) share: the client every one of them builds the same way, the
+//! percent-encoding of untrusted values into URLs, an answer read in full ([`Reply`]) and its
+//! excerpt for messages, the classes of the failures that are nobody's vendor's (no answer at all,
+//! a body not as documented), and signed JWTs for key-based credentials ([`jwt`]). What an answer
+//! means is each connector's own: it reads a [`Reply`] through a trait of its classify.rs.
 //!
 //! The client never retries and never follows a redirect: only the executor retries (a
 //! connector classifies each answer itself), and a redirect would carry a bearer token to
 //! wherever a server points.
+
+pub mod jwt;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +64,34 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// One answer, read in full (a batch part too): what a connector's classify.rs judges.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON; `None` when it is not JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The first 200 characters of a body, on one line, for an error message.
+pub fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}...", &one_line[..at]),
+        None => one_line,
+    }
+}
+
 /// A request that never got an answer: a request we could not build is permanent, a timeout
 /// or a lost connection retryable. `e` should come `without_url()`, so no token in a query
 /// string reaches a log.
@@ -88,6 +121,37 @@ mod tests {
         assert_eq!(encode("../x"), "..%2Fx");
         assert_eq!(encode("a b&c=d#?"), "a%20b%26c%3Dd%23%3F");
         assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn an_excerpt_is_one_line_of_at_most_200_characters() {
+        assert_eq!(excerpt("a\n  b\tc"), "a b c");
+        let long = "é".repeat(250);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), 203);
+        assert!(e.ends_with("..."));
+    }
+
+    #[test]
+    fn a_reply_reads_its_body_as_json_when_it_is_json() {
+        let r = Reply {
+            status: 204,
+            headers: reqwest::header::HeaderMap::new(),
+            body: String::new(),
+        };
+        assert!(r.is_success() && r.json().is_none());
+        let r = Reply {
+            status: 404,
+            body: r#"{"error":"x"}"#.into(),
+            ..r
+        };
+        assert!(!r.is_success());
+        assert_eq!(
+            r.json()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .as_deref(),
+            Some("x")
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::classify;
 use crate::client::Client;
 use crate::discover::{find, get_user, is_object_id, is_user_id, User};
 use crate::plan::{
-    CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP, REMOVE_GROUP,
-    RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
+    APP_GROUP, CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP,
+    REMOVE_GROUP, RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
 };
 
 /// The journal entry of a confirmed session clearing (its value: the user id).
@@ -68,10 +68,7 @@ fn pinned(action: &Action) -> Result<(&AccountPin, &str), ConnectorError> {
 }
 
 fn unknown(kind: &str) -> ConnectorError {
-    ConnectorError::permanent(
-        "unknown_action",
-        format!("the okta connector has no action {kind:?}"),
-    )
+    ConnectorError::unknown_action(format!("the okta connector has no action {kind:?}"))
 }
 
 pub async fn apply(
@@ -82,6 +79,21 @@ pub async fn apply(
 ) -> Result<Outcome, ConnectorError> {
     debug!(connector = %ctx.instance, action_id = %action.id, key = %key, kind = %action.kind, "okta apply");
     let (pin, user_id) = pinned(action)?;
+    if action.kind.0 == REMOVE_GROUP
+        && action.params.get("group_type").map(String::as_str) == Some(APP_GROUP)
+    {
+        // Discovery found an APP_GROUP: Okta refuses to change its members, so nothing is sent;
+        // the plan's manual step (remove_in_source) says who removes it where.
+        return Ok(Outcome::Skipped {
+            reason: format!(
+                "okta group {:?} ({}) is an APP_GROUP: okta cannot change its members; the manual step {}.{} removes the membership where the group comes from",
+                action.params.get("group_name").map(String::as_str).unwrap_or(""),
+                param(action, "group_id")?,
+                ctx.instance,
+                action.target
+            ),
+        });
+    }
     if action.kind.0 == CLEAR_SESSIONS && journal.latest(SESSIONS_CLEARED).await?.is_some() {
         return Ok(Outcome::AlreadyDone);
     }
@@ -345,14 +357,18 @@ pub async fn verify(ctx: &Ctx<'_>, action: &Action) -> Result<Verdict, Connector
         }
         REMOVE_GROUP => {
             let gid = param(action, "group_id")?;
-            if groups_of(ctx.client, user_id)
+            let member = groups_of(ctx.client, user_id)
                 .await?
                 .iter()
-                .any(|(id, _)| id == gid)
-            {
-                not(format!("user {user_id} is still in group {gid}"))
-            } else {
-                Verdict::Confirmed
+                .any(|(id, _)| id == gid);
+            let app_group = action.params.get("group_type").map(String::as_str) == Some(APP_GROUP);
+            match (member, app_group) {
+                (false, _) => Verdict::Confirmed,
+                (true, true) => not(format!(
+                    "user {user_id} is still a member of APP_GROUP {gid}: only the manual step {}.{} removes it",
+                    ctx.instance, action.target
+                )),
+                (true, false) => not(format!("user {user_id} is still in group {gid}")),
             }
         }
         REMOVE_APP => {

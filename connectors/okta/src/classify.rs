@@ -25,38 +25,18 @@ pub const E_RATE_LIMIT: &str = "E0000047";
 /// Okta's error code of a resource that does not exist.
 pub const E_NOT_FOUND: &str = "E0000007";
 
-/// One answer, read in full.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
+/// What Okta's error body says.
+pub trait OktaAnswer {
+    /// Okta's `errorCode`, if the body has one.
+    fn error_code(&self) -> Option<String>;
 }
 
-impl Reply {
-    pub fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.body).ok()
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// Okta's `errorCode`, if the body has one.
-    pub fn error_code(&self) -> Option<String> {
+impl OktaAnswer for Reply {
+    fn error_code(&self) -> Option<String> {
         self.json()?
             .get("errorCode")
             .and_then(Value::as_str)
             .map(str::to_string)
-    }
-}
-
-/// The first 200 characters of a body, on one line.
-pub fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(200) {
-        Some((at, _)) => format!("{}...", &one_line[..at]),
-        None => one_line,
     }
 }
 
@@ -151,9 +131,70 @@ pub fn status(method: &Method, path: &str, r: &Reply) -> ConnectorError {
     }
 }
 
+/// The OAuth `error` of a token endpoint's answer (`invalid_client`, `use_dpop_nonce`, ...).
+pub fn oauth_error(r: &Reply) -> Option<String> {
+    r.json()?
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A refusal of the token endpoint (RFC 6749 section 5.2 body `{"error", "error_description"}`):
+/// a wrong client, key, assertion, scope or DPoP proof is Auth (a person must fix the app), a
+/// rate limit waits, 5xx is retryable. Never quotes the assertion.
+pub fn token_error(path: &str, r: &Reply) -> ConnectorError {
+    let method = Method::POST;
+    if is_rate_limited(r) {
+        return status(&method, path, r);
+    }
+    let v = r.json().unwrap_or(Value::Null);
+    let error = v.get("error").and_then(Value::as_str);
+    let desc = v.get("error_description").and_then(Value::as_str);
+    let msg = match (error, desc) {
+        (Some(e), Some(d)) => format!("POST {path}: {} {e}: {d}", r.status),
+        (Some(e), None) => format!("POST {path}: {} {e}", r.status),
+        _ => format!("POST {path}: {} {}", r.status, message(&r.body)),
+    };
+    match (r.status, error) {
+        (s, _) if s >= 500 => ConnectorError::retryable("server_error", msg),
+        (_, Some("invalid_client")) => ConnectorError::auth("oauth_invalid_client", msg),
+        (_, Some("invalid_scope")) => ConnectorError::auth("oauth_invalid_scope", msg),
+        (_, Some("invalid_dpop_proof" | "use_dpop_nonce")) => {
+            ConnectorError::auth("oauth_dpop", msg)
+        }
+        (_, Some(_)) | (400 | 401 | 403, None) => ConnectorError::auth("oauth_token", msg),
+        _ => ConnectorError::permanent("unexpected_status", msg),
+    }
+}
+
+/// A 401 to a call made with a cached OAuth access token (revoked or expired early): retryable,
+/// so the executor's next attempt fetches a new token; the client sends nothing again itself.
+pub fn token_expired(method: &Method, path: &str, r: &Reply) -> ConnectorError {
+    ConnectorError::retryable(
+        "token_expired",
+        format!(
+            "{method} {path}: {} {}; the access token is dropped, the next attempt gets a new one",
+            r.status,
+            message(&r.body)
+        ),
+    )
+}
+
+/// A 401 asking for a DPoP nonce the API just gave (`DPoP-Nonce`): retryable, the next attempt's
+/// proof carries it.
+pub fn dpop_nonce(method: &Method, path: &str, r: &Reply) -> ConnectorError {
+    ConnectorError::retryable(
+        "dpop_nonce",
+        format!(
+            "{method} {path}: {} the API asks for a DPoP nonce; the next attempt sends it",
+            r.status
+        ),
+    )
+}
+
 /// A request that never got an answer, and an answer whose body is not as documented: the
 /// same for every REST connector.
-pub use revoke_http::{bad_response, transport};
+pub use revoke_http::{bad_response, excerpt, transport, Reply};
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +312,61 @@ mod tests {
         assert!(e.message.contains("E0000007 Not found"), "{}", e.message);
         let body = r#"{"errorCode":"E0000001","errorSummary":"Api validation failed: login","errorCauses":[{"errorSummary":"login: An object with this field already exists"}]}"#;
         assert_eq!(message(body), "E0000001 Api validation failed: login (login: An object with this field already exists)");
+    }
+
+    #[test]
+    fn token_endpoint_refusals_are_auth_and_name_oauths_error() {
+        let cases = [
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"The client_assertion signature is invalid."}"#,
+                "auth",
+                "oauth_invalid_client",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_scope","error_description":"The following scopes are not allowed: okta.roles.manage"}"#,
+                "auth",
+                "oauth_invalid_scope",
+            ),
+            (
+                400,
+                r#"{"error":"invalid_dpop_proof","error_description":"The DPoP proof JWT is invalid."}"#,
+                "auth",
+                "oauth_dpop",
+            ),
+            (
+                400,
+                r#"{"error":"unsupported_grant_type"}"#,
+                "auth",
+                "oauth_token",
+            ),
+            (503, "down", "retryable", "server_error"),
+            (429, &okta("E0000047", "slow"), "rate_limited", "rate_limit"),
+        ];
+        for (code, body, class, want) in cases {
+            let e = token_error("/oauth2/v1/token", &reply(code, &[], body));
+            assert_eq!(
+                (e.class.name(), e.code.as_str()),
+                (class, want),
+                "{code} {body}"
+            );
+            assert!(
+                e.message
+                    .starts_with(&format!("POST /oauth2/v1/token: {code}")),
+                "{}",
+                e.message
+            );
+        }
+        let e = token_expired(
+            &Method::GET,
+            "/api/v1/users/x",
+            &reply(401, &[], &okta("E0000011", "Invalid token provided")),
+        );
+        assert_eq!(
+            (e.class.name(), e.code.as_str()),
+            ("retryable", "token_expired")
+        );
     }
 
     #[test]

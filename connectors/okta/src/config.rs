@@ -1,8 +1,11 @@
 //! The `[connectors.<name>]` table of an Okta org, and its pure validation.
 //!
-//! The API token is a secret: `token`, or in production `token_file` (the config layer reads the
-//! file into `token`). It is sent as `Authorization: SSWS <token>`. OAuth 2.0 service apps
-//! (private_key_jwt) are not supported yet.
+//! Exactly one of two credentials:
+//! - an API token: `token`, or in production `token_file` (the config layer reads the file into
+//!   `token`), sent as `Authorization: SSWS <token>`;
+//! - an OAuth 2.0 service app: `client_id`, its RSA key `private_key` (PKCS#8 PEM; in production
+//!   `private_key_file`), `key_id` (the key's `kid` in Okta), `scopes` (by default the least the
+//!   enabled features need), and `dpop` (default true: Okta's new service apps require DPoP).
 
 use std::time::Duration;
 
@@ -31,8 +34,24 @@ pub struct OktaConfig {
     _kind: Option<serde::de::IgnoredAny>,
     /// `https://acme.okta.com` (or any base URL: tests, proxies).
     pub org_url: String,
-    /// An SSWS API token.
-    pub token: SecretString,
+    /// An SSWS API token (or the OAuth keys below, never both).
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// The OAuth 2.0 service app's client id (`0oa...`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The service app's RSA private key, PKCS#8 PEM.
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// The key's id (`kid`) as Okta lists it on the app.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The scopes to ask for; by default [`OktaConfig::default_scopes`].
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Ask for DPoP-bound tokens (RFC 9449): the default of Okta's new service apps.
+    #[serde(default = "default_true")]
+    pub dpop: bool,
     #[serde(default)]
     pub contain: Contain,
     /// The profile attribute holding the employee id (Okta's default: `employeeNumber`).
@@ -83,6 +102,33 @@ impl OktaConfig {
         Duration::from_secs(self.timeout_secs)
     }
 
+    /// The least the enabled features need: `okta.users.manage` (lifecycle, sessions, factors,
+    /// grants), and `okta.groups.manage`, `okta.apps.manage`, `okta.roles.manage` for the removals
+    /// that are on (discovery reads nothing of a part that is off).
+    pub fn default_scopes(&self) -> Vec<String> {
+        let mut s = vec!["okta.users.manage".to_string()];
+        for (on, scope) in [
+            (self.remove_groups, "okta.groups.manage"),
+            (self.remove_apps, "okta.apps.manage"),
+            (self.remove_admin_roles, "okta.roles.manage"),
+        ] {
+            if on {
+                s.push(scope.to_string());
+            }
+        }
+        s
+    }
+
+    /// The scopes the service app asks for.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scopes.clone().unwrap_or_else(|| self.default_scopes())
+    }
+
+    /// The org authorization server's token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/v1/token", self.base_url())
+    }
+
     pub fn retention(&self) -> Option<Duration> {
         (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 86_400))
     }
@@ -91,7 +137,12 @@ impl OktaConfig {
 /// Every key the table may hold (`kind` is always allowed).
 const KEYS: &[KeySpec] = &[
     KeySpec::required("org_url", KeyType::Str),
-    KeySpec::required_secret("token"),
+    KeySpec::secret("token"),
+    KeySpec::optional("client_id", KeyType::Str),
+    KeySpec::secret("private_key"),
+    KeySpec::optional("key_id", KeyType::Str),
+    KeySpec::optional("scopes", KeyType::StrList),
+    KeySpec::optional("dpop", KeyType::Bool),
     KeySpec::optional("contain", KeyType::Str),
     KeySpec::optional("employee_number_attribute", KeyType::Str),
     KeySpec::optional("remove_groups", KeyType::Bool),
@@ -146,6 +197,75 @@ pub fn validate(path: &str, params: &Value) -> Result<(), Vec<ConfigIssue>> {
             issues.push(ConfigIssue::new(
                 key("token"),
                 "expected an Okta API token (SSWS), found one with spaces or control characters around or in it",
+            ));
+        }
+    }
+    match (table.get("token").is_some(), table.get("client_id").is_some()) {
+        (true, true) => issues.push(ConfigIssue::new(
+            key("client_id"),
+            "expected either token (SSWS) or client_id with private_key (OAuth service app), found both",
+        )),
+        (false, false) => issues.push(ConfigIssue::new(
+            key("token"),
+            "expected token (or token_file), or client_id with private_key (or private_key_file), found neither",
+        )),
+        _ => {}
+    }
+    if let Some(id) = s("client_id") {
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            issues.push(ConfigIssue::new(
+                key("client_id"),
+                format!("expected the service app's client id (letters and digits, as 0oa...), found {id:?}"),
+            ));
+        }
+        match s("private_key") {
+            None => issues.push(ConfigIssue::new(
+                key("private_key"),
+                "expected the service app's RSA private key (PKCS#8 PEM; private_key_file in production) with client_id, found none",
+            )),
+            Some(pem) => {
+                if let Err(e) = revoke_http::jwt::Rs256::from_pkcs8_pem(pem) {
+                    issues.push(ConfigIssue::new(key("private_key"), e.to_string()));
+                }
+            }
+        }
+    } else {
+        for k in ["private_key", "key_id", "scopes", "dpop"] {
+            if table.get(k).is_some() {
+                issues.push(ConfigIssue::new(
+                    key(k),
+                    "expected only with client_id (an OAuth service app)",
+                ));
+            }
+        }
+    }
+    if let Some(kid) = s("key_id") {
+        if kid.is_empty() || kid.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            issues.push(ConfigIssue::new(
+                key("key_id"),
+                format!("expected the key's id as Okta lists it, found {kid:?}"),
+            ));
+        }
+    }
+    if let Some(list) = table.get("scopes").and_then(Value::as_array) {
+        let bad: Vec<&str> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|sc| {
+                !sc.starts_with("okta.")
+                    || sc
+                        .bytes()
+                        .any(|b| !(b.is_ascii_alphanumeric() || b == b'.'))
+            })
+            .collect();
+        if list.is_empty() || !bad.is_empty() {
+            issues.push(ConfigIssue::new(
+                key("scopes"),
+                format!("expected Okta API scopes such as \"okta.users.manage\", found {bad:?}"),
             ));
         }
     }
@@ -265,5 +385,88 @@ mod tests {
                 .concat()
                 .contains("hunter2")
         );
+    }
+
+    fn rsa_pem() -> String {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("openssl is needed to make a test key (apt-get install openssl)");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn exactly_one_credential_and_the_oauth_keys_only_with_client_id() {
+        let pem = rsa_pem();
+        let ok = json!({"org_url": "https://a.okta.com", "client_id": "0oa1", "private_key": pem,
+            "key_id": "k1"});
+        assert_eq!(issues(ok.clone()), Vec::<String>::new());
+        let cfg = OktaConfig::from_value(&ok).expect("config");
+        assert!(cfg.dpop, "dpop by default");
+        assert_eq!(
+            cfg.scopes(),
+            [
+                "okta.users.manage",
+                "okta.groups.manage",
+                "okta.apps.manage",
+                "okta.roles.manage"
+            ]
+        );
+        assert_eq!(cfg.token_url(), "https://a.okta.com/oauth2/v1/token");
+        let cfg = OktaConfig::from_value(
+            &json!({"org_url": "https://a.okta.com", "client_id": "0oa1",
+            "private_key": "x", "remove_apps": false, "remove_admin_roles": false}),
+        )
+        .expect("config");
+        assert_eq!(cfg.scopes(), ["okta.users.manage", "okta.groups.manage"]);
+
+        let cases = [
+            (
+                json!({"org_url": "https://a.okta.com", "token": "t", "client_id": "0oa1", "private_key": pem}),
+                "connectors.okta.client_id: expected either token (SSWS) or client_id",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com"}),
+                "connectors.okta.token: expected token (or token_file), or client_id",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com", "client_id": "0oa1"}),
+                "connectors.okta.private_key: expected the service app's RSA private key",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com", "client_id": "0oa1", "private_key": "-----BEGIN PRIVATE KEY-----\nhunter2!\n-----END PRIVATE KEY-----"}),
+                "connectors.okta.private_key: the key's pem body is not base64",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com", "token": "t", "key_id": "k"}),
+                "connectors.okta.key_id: expected only with client_id",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com", "client_id": "0oa 1", "private_key": pem}),
+                "connectors.okta.client_id: expected the service app's client id",
+            ),
+            (
+                json!({"org_url": "https://a.okta.com", "client_id": "0oa1", "private_key": pem, "scopes": ["okta.users.manage", "openid"]}),
+                "connectors.okta.scopes: expected Okta API scopes",
+            ),
+        ];
+        for (v, want) in cases {
+            let got = issues(v);
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{want} not in {got:#?}"
+            );
+            assert!(
+                !got.concat().contains("hunter2") && !got.concat().contains("PRIVATE"),
+                "{got:?}"
+            );
+        }
     }
 }

@@ -158,13 +158,7 @@ pub async fn find(
     match exact.len() {
         0 => Ok(None),
         1 => Ok(exact.pop()),
-        n => Err(ConnectorError::permanent(
-            "ambiguous_user",
-            format!(
-                "{n} Okta users have {attr} {value:?} (ids {:?}); expected one",
-                exact.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()
-            ),
-        )),
+        _ => Err(ambiguous(attr, value, &exact)),
     }
 }
 
@@ -230,6 +224,26 @@ fn finding(
     }
 }
 
+/// Where an APP_GROUP comes from, in words, by its `objectClass` (Okta: `okta:windows_security_principal`
+/// for Active Directory, `okta:ldap_group`-like classes for LDAP, an app's own class otherwise).
+fn group_source(g: &Value) -> &'static str {
+    let classes: Vec<&str> = g
+        .get("objectClass")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if classes
+        .iter()
+        .any(|c| c.contains("windows_security_principal"))
+    {
+        "Active Directory"
+    } else if classes.iter().any(|c| c.contains("ldap")) {
+        "the LDAP directory"
+    } else {
+        "the app it is imported from"
+    }
+}
+
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut cur = v;
     for p in path {
@@ -241,6 +255,81 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     cur.as_str().unwrap_or("")
 }
 
+/// How many values one batched search names (`... eq "a" or ... eq "b"`), keeping the URL short.
+pub const SEARCH_BATCH: usize = 20;
+/// How many subjects of a batch are read at once after the searches.
+pub const DISCOVER_CONCURRENCY: usize = 8;
+
+/// The users whose `attr` equals one of `values`, by one search per [`SEARCH_BATCH`] values,
+/// each answer filtered again exactly as [`find`] does: value -> the users that hold it.
+async fn find_many(
+    client: &Client,
+    attr: &str,
+    values: &[String],
+    employee_attr: &str,
+) -> Result<BTreeMap<String, Vec<User>>, ConnectorError> {
+    let mut out: BTreeMap<String, Vec<User>> = BTreeMap::new();
+    for chunk in values.chunks(SEARCH_BATCH) {
+        let expr = chunk
+            .iter()
+            .map(|v| format!("profile.{attr} eq \"{v}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let path = format!("/api/v1/users?search={}&limit=200", encode(&expr));
+        let items = client.list(&path).await?.unwrap_or_default();
+        for u in items.iter().filter_map(|u| parse_user(u, employee_attr)) {
+            let got = u
+                .clone()
+                .profile_value(attr, employee_attr)
+                .unwrap_or_default();
+            for v in chunk {
+                let holds = if attr == employee_attr {
+                    got == *v
+                } else {
+                    got.eq_ignore_ascii_case(v)
+                };
+                if holds {
+                    let e = out.entry(v.clone()).or_default();
+                    if !e.iter().any(|x| x.id == u.id) {
+                        e.push(u.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn ambiguous(attr: &str, value: &str, users: &[User]) -> ConnectorError {
+    ConnectorError::permanent(
+        "ambiguous_user",
+        format!(
+            "{} Okta users have {attr} {value:?} (ids {:?}); expected one",
+            users.len(),
+            users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()
+        ),
+    )
+}
+
+/// A user found by one of the subject's lookups: the attribute, the value, the user.
+type Hit = (String, String, User);
+
+/// Tries the subject's lookups from the `from`-th on, in order, stopping at the first hit.
+async fn find_user(
+    client: &Client,
+    cfg: &OktaConfig,
+    plan: &[(String, String)],
+    from: usize,
+) -> Result<Option<Hit>, ConnectorError> {
+    let emp = cfg.employee_number_attribute.as_str();
+    for (attr, value) in plan.iter().skip(from) {
+        if let Some(u) = find(client, attr, value, emp).await? {
+            return Ok(Some((attr.clone(), value.clone(), u)));
+        }
+    }
+    Ok(None)
+}
+
 /// Discovery of one subject.
 pub async fn discover_one(
     client: &Client,
@@ -248,20 +337,92 @@ pub async fn discover_one(
     instance: &str,
     s: &Subject,
 ) -> Result<Discovery, ConnectorError> {
-    let emp = cfg.employee_number_attribute.as_str();
-    let mut d = Discovery::not_found(instance, s.id.clone());
     let plan = lookups(cfg, instance, s);
     // Every value is checked before the first request, so a hostile one sends nothing.
     for (attr, value) in &plan {
         check_value(attr, value)?;
     }
-    let mut hit = None;
-    for (attr, value) in &plan {
-        if let Some(u) = find(client, attr, value, emp).await? {
-            hit = Some((attr.clone(), value.clone(), u));
-            break;
+    let hit = find_user(client, cfg, &plan, 0).await?;
+    details(client, cfg, instance, s, hit).await
+}
+
+/// Discovery of many subjects, sharing what Okta lets them share: the first lookup of every
+/// subject (its login, or its email as a login) is one search per [`SEARCH_BATCH`] subjects
+/// (`profile.login eq "a" or ...`), filtered again per subject exactly as a single search is; a
+/// subject it does not find goes on with its other lookups alone. The reads of each user
+/// (factors, grants, groups with their types, apps with their app user embedded, roles) have no
+/// shared form in Okta's API: they are made per user, [`DISCOVER_CONCURRENCY`] users at a time.
+/// Every value of every subject is checked before the first request.
+pub async fn discover_many(
+    client: &Client,
+    cfg: &OktaConfig,
+    instance: &str,
+    subjects: &[Subject],
+) -> Result<Vec<Discovery>, ConnectorError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+    let plans: Vec<Vec<(String, String)>> =
+        subjects.iter().map(|s| lookups(cfg, instance, s)).collect();
+    for (attr, value) in plans.iter().flatten() {
+        check_value(attr, value)?;
+    }
+    let emp = cfg.employee_number_attribute.as_str();
+    // The first lookups, batched by attribute.
+    let mut by_attr: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in &plans {
+        if let Some((attr, value)) = p.first() {
+            let v = by_attr.entry(attr.clone()).or_default();
+            if !v.contains(value) {
+                v.push(value.clone());
+            }
         }
     }
+    let mut first: BTreeMap<(String, String), Vec<User>> = BTreeMap::new();
+    for (attr, values) in &by_attr {
+        for (v, users) in find_many(client, attr, values, emp).await? {
+            first.insert((attr.clone(), v), users);
+        }
+    }
+    let work: Vec<_> = subjects
+        .iter()
+        .zip(&plans)
+        .map(|(s, plan)| batch_member(client, cfg, instance, s, plan, &first))
+        .collect();
+    stream::iter(work)
+        .buffered(DISCOVER_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// One subject of [`discover_many`], given the answers of the shared first searches.
+async fn batch_member(
+    client: &Client,
+    cfg: &OktaConfig,
+    instance: &str,
+    s: &Subject,
+    plan: &[(String, String)],
+    first: &BTreeMap<(String, String), Vec<User>>,
+) -> Result<Discovery, ConnectorError> {
+    let hit = match plan.first() {
+        None => None,
+        Some((attr, value)) => match first.get(&(attr.clone(), value.clone())).map(Vec::as_slice) {
+            Some([u]) => Some((attr.clone(), value.clone(), u.clone())),
+            Some(many) if many.len() > 1 => return Err(ambiguous(attr, value, many)),
+            _ => find_user(client, cfg, plan, 1).await?,
+        },
+    };
+    details(client, cfg, instance, s, hit).await
+}
+
+/// The found user's status, factors, grants, groups, apps and roles.
+async fn details(
+    client: &Client,
+    cfg: &OktaConfig,
+    instance: &str,
+    s: &Subject,
+    hit: Option<Hit>,
+) -> Result<Discovery, ConnectorError> {
+    let mut d = Discovery::not_found(instance, s.id.clone());
     let Some((attr, value, user)) = hit else {
         return Ok(d);
     };
@@ -362,16 +523,16 @@ pub async fn discover_one(
                         .push(finding(instance, &s.id, GROUP_MEMBERSHIP, target, &attrs))
                 }
                 "APP_GROUP" => {
+                    // The plan skips its removal and makes it a manual step (plan.rs).
+                    let source = group_source(&g);
+                    let mut attrs = attrs.to_vec();
+                    attrs.push(("source", source));
                     d.findings.push(finding(
                         instance,
                         &s.id,
                         APP_GROUP_MEMBERSHIP,
                         target,
                         &attrs,
-                    ));
-                    d.notes.push(format!(
-                        "Okta group {name:?} ({gid}) of {} is an APP_GROUP, managed by the directory it is imported from: Okta cannot change it; remove the membership there",
-                        user.login
                     ));
                 }
                 // BUILT_IN (Everyone): every user is a member; nothing to remove.
@@ -380,17 +541,34 @@ pub async fn discover_one(
         }
     }
     if cfg.remove_apps {
+        // `expand=user/{uid}` embeds the user's app user (with its scope) in each app, so no
+        // app needs a read of its own; an app without it is read alone.
         let expr = format!("user.id eq \"{uid}\"");
-        let path = format!("/api/v1/apps?filter={}&limit=200", encode(&expr));
+        let path = format!(
+            "/api/v1/apps?filter={}&expand={}&limit=200",
+            encode(&expr),
+            encode(&format!("user/{uid}"))
+        );
         for app in client.list(&path).await?.unwrap_or_default() {
             let aid = str_at(&app, &["id"]);
             let label = str_at(&app, &["label"]);
             if !is_object_id(aid) {
                 continue;
             }
-            let au_path = format!("/api/v1/apps/{aid}/users/{uid}");
-            let Some(au) = client.get_json(&au_path).await? else {
-                continue;
+            let embedded = app
+                .get("_embedded")
+                .and_then(|e| e.get("user"))
+                .filter(|u| str_at(u, &["id"]) == uid)
+                .cloned();
+            let au = match embedded {
+                Some(au) => au,
+                None => {
+                    let au_path = format!("/api/v1/apps/{aid}/users/{uid}");
+                    let Some(au) = client.get_json(&au_path).await? else {
+                        continue;
+                    };
+                    au
+                }
             };
             let scope = str_at(&au, &["scope"]);
             let target = format!("apps/{aid}/users/{uid}");

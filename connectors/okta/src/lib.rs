@@ -3,7 +3,8 @@
 //! deletes them after retention (Okta's two-step delete).
 //!
 //! One file per concern, as in every connector: `config` (typed table, pure validation),
-//! `client` (reqwest on rustls, the SSWS token and the rate budget, no retries of its own),
+//! `client` (reqwest on rustls, the SSWS token or the OAuth service app, a rate budget per Okta
+//! bucket, no retries of its own),
 //! `discover`, `plan`, `apply` (apply and verify) and `classify` (every failure to a class and a
 //! stable code). What it does and needs is in docs/connectors/okta.md.
 
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use revoke_core::{
     Action, ActionKey, ConfigIssue, Connector, ConnectorError, ConnectorFactory, Discovery,
-    Journal, Outcome, ProposedAction, Subject, Verdict,
+    Journal, Outcome, ProposedAction, RateBudget, Subject, Verdict,
 };
 
 pub use apply::SESSIONS_CLEARED;
@@ -31,8 +32,8 @@ pub use discover::{
     GRANTS, GROUP_ADMIN_ROLE, GROUP_APP_ASSIGNMENT, GROUP_MEMBERSHIP,
 };
 pub use plan::{
-    CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP, REMOVE_GROUP,
-    RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
+    APP_GROUP, CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER, REMOVE_ADMIN_ROLE, REMOVE_APP,
+    REMOVE_GROUP, REMOVE_IN_SOURCE, RESET_FACTORS, REVOKE_GRANTS, SUSPEND_USER,
 };
 
 /// The connector type name in config (`kind = "okta"`).
@@ -66,6 +67,11 @@ impl OktaConnector {
         self.client.calls()
     }
 
+    /// OAuth access tokens fetched so far (0 with an API token).
+    pub fn tokens_fetched(&self) -> u64 {
+        self.client.tokens_fetched()
+    }
+
     fn ctx(&self) -> apply::Ctx<'_> {
         apply::Ctx {
             client: &self.client,
@@ -85,6 +91,14 @@ impl Connector for OktaConnector {
         KIND
     }
 
+    /// Okta's own per-bucket counts, read from every answer's `X-Rate-Limit-*` headers.
+    fn rate_budget(&self) -> Option<RateBudget> {
+        Some(RateBudget::new(format!(
+            "per endpoint bucket, as Okta's X-Rate-Limit headers say: a spent bucket holds its calls until its reset when that is within {} s (the request timeout), else they go back to the executor as rate_limited",
+            self.cfg.timeout_secs
+        )))
+    }
+
     /// The token is valid and may list users.
     async fn check(&self) -> Result<(), ConnectorError> {
         let path = "/api/v1/users?limit=1";
@@ -98,6 +112,11 @@ impl Connector for OktaConnector {
 
     async fn discover(&self, subject: &Subject) -> Result<Discovery, ConnectorError> {
         discover::discover_one(&self.client, &self.cfg, &self.instance, subject).await
+    }
+
+    /// The subjects' first searches are shared (one per 20 subjects); see `discover::discover_many`.
+    async fn discover_many(&self, subjects: &[Subject]) -> Result<Vec<Discovery>, ConnectorError> {
+        discover::discover_many(&self.client, &self.cfg, &self.instance, subjects).await
     }
 
     fn plan(&self, _subject: &Subject, discovery: &Discovery) -> Vec<ProposedAction> {

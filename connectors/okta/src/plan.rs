@@ -2,15 +2,22 @@
 //!
 //! Contain: suspend or deactivate the user (per `contain`), then end their sessions and revoke
 //! their OAuth tokens. Revoke: each OKTA_GROUP membership, each direct app assignment, each admin
-//! role assigned to the user. Delete: the user, after retention and everything else. APP_GROUP
-//! memberships, group-derived app assignments and roles are plan notes (see discover.rs).
+//! role assigned to the user. Delete: the user, after retention and everything else.
+//!
+//! An APP_GROUP membership (a group imported from a directory or an app: Okta cannot change its
+//! members) is proposed as a removal that apply answers `Skipped` without a call, so the audit
+//! trail shows it and why, followed by a manual step for a person (`Phase::Manual`, kind
+//! `remove_in_source`): remove the leaver from the group where it comes from. Group-derived app
+//! assignments and roles are plan notes (see discover.rs): they go with the group.
 
 use std::collections::BTreeMap;
 
 use revoke_core::{ActionKind, Discovery, Phase, ProposedAction};
 
 use crate::config::{Contain, OktaConfig};
-use crate::discover::{ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, FACTORS, GRANTS, GROUP_MEMBERSHIP};
+use crate::discover::{
+    ACCOUNT, ADMIN_ROLE, APP_ASSIGNMENT, APP_GROUP_MEMBERSHIP, FACTORS, GRANTS, GROUP_MEMBERSHIP,
+};
 
 pub const SUSPEND_USER: &str = "suspend_user";
 pub const DEACTIVATE_USER: &str = "deactivate_user";
@@ -21,6 +28,10 @@ pub const REMOVE_GROUP: &str = "remove_group_membership";
 pub const REMOVE_APP: &str = "remove_app_assignment";
 pub const REMOVE_ADMIN_ROLE: &str = "remove_admin_role";
 pub const DELETE_USER: &str = "delete_user";
+/// A person's step: remove the membership of an APP_GROUP where the group comes from.
+pub const REMOVE_IN_SOURCE: &str = "remove_in_source";
+/// `group_type` of a planned removal that apply skips (Okta cannot change the group).
+pub const APP_GROUP: &str = "APP_GROUP";
 
 pub fn plan(cfg: &OktaConfig, d: &Discovery) -> Vec<ProposedAction> {
     let mut out = Vec::new();
@@ -128,6 +139,45 @@ pub fn plan(cfg: &OktaConfig, d: &Discovery) -> Vec<ProposedAction> {
         p.extend(params.into_iter().map(|(k, v)| (k.to_string(), v)));
         out.push(action(kind, &f.target, p, Phase::Revoke, vec![], summary));
         before_delete.push((ActionKind::from(kind), f.target.clone()));
+    }
+    for f in d.findings.iter().filter(|f| f.kind == APP_GROUP_MEMBERSHIP) {
+        if !cfg.remove_groups {
+            continue;
+        }
+        let a = |k: &str| f.attrs.get(k).cloned().unwrap_or_default();
+        let (gid, name, source) = (a("group_id"), a("group_name"), a("source"));
+        let mut p = base.clone();
+        p.insert("group_id".into(), gid.clone());
+        p.insert("group_name".into(), name.clone());
+        p.insert("group_type".into(), APP_GROUP.into());
+        out.push(action(
+            REMOVE_GROUP,
+            &f.target,
+            p.clone(),
+            Phase::Revoke,
+            vec![],
+            format!(
+                "remove {who} from Okta group {name:?}: skipped, an APP_GROUP from {source} that Okta cannot change"
+            ),
+        ));
+        before_delete.push((ActionKind::from(REMOVE_GROUP), f.target.clone()));
+        p.insert("source".into(), source.clone());
+        p.insert(
+            "instructions".into(),
+            format!(
+                "In {source}, remove {who} from the group {name:?} (Okta group {gid}, type APP_GROUP, imported from there). Okta's API cannot change this group's members, and Okta shows the membership until the next import from {source} after the removal."
+            ),
+        );
+        out.push(action(
+            REMOVE_IN_SOURCE,
+            &f.target,
+            p,
+            Phase::Manual,
+            vec![(ActionKind::from(REMOVE_GROUP), f.target.clone())],
+            format!(
+                "remove {who} from group {name:?} in {source} (Okta cannot change this APP_GROUP)"
+            ),
+        ));
     }
     if cfg.delete_users {
         let mut del = action(

@@ -3,7 +3,8 @@
 //! the protected entry names its second email; a run dies while Okta's answer to a group removal
 //! is held back (its runtime dropped, as a kill -9 leaves it: its lease held, nothing recorded),
 //! and a second executor takes over once the lease is over and converges with no duplicate
-//! mutation; a third run sends nothing.
+//! mutation; a third run sends nothing. A DPoP service app configured by its key file (read by
+//! the config layer, as in production) plans and runs a job to the end on one access token.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -94,7 +95,14 @@ token = "{token}"
         notes.contains("ceo-office@example.com") && notes.contains("CEO-Office@example.com"),
         "{notes}"
     );
-    assert!(notes.contains("APP_GROUP"), "the APP_GROUP note: {notes}");
+    // The APP_GROUP membership: a removal apply skips, and a manual step for a person.
+    assert!(
+        plan.actions.iter().any(|a| a.connector == "manual"
+            && a.target.starts_with("okta.groups/")
+            && a.params.get("found_by").is_some_and(|f| f == "okta")),
+        "the APP_GROUP manual step: {:?}",
+        plan.actions
+    );
     assert!(okta.mutations().is_empty(), "planning is read-only");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -134,9 +142,17 @@ token = "{token}"
         .await
         .expect("the second run ends")
         .expect("run");
+    // The APP_GROUP removal is skipped, honestly not confirmed (alice is still a member until a
+    // person removes her in the directory), and its manual step awaits a person.
     assert_eq!(
-        (summary.failed, summary.blocked, summary.not_confirmed),
-        (0, 0, 0),
+        (
+            summary.failed,
+            summary.blocked,
+            summary.skipped,
+            summary.not_confirmed,
+            summary.awaiting_ack
+        ),
+        (0, 0, 1, 1, 1),
         "{summary:?}"
     );
     assert!(okta.user(&alice).is_none(), "alice is deleted");
@@ -162,7 +178,10 @@ token = "{token}"
     let records = store.actions(&plan.id).await.expect("actions");
     let group = records
         .iter()
-        .find(|r| r.action.kind.0 == "remove_group_membership")
+        .find(|r| {
+            r.action.kind.0 == "remove_group_membership"
+                && r.action.params.get("group_type").map(String::as_str) != Some("APP_GROUP")
+        })
         .expect("the group removal");
     assert!(group.attempts >= 2, "{}", group.attempts);
 
@@ -176,4 +195,88 @@ token = "{token}"
     );
     third.run_plan(&plan.id).await.expect("run");
     assert!(okta.mutations().is_empty(), "{:?}", okta.mutations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_service_app_configured_by_its_key_file_runs_a_plan_to_the_end() {
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    let alice = okta.world(|w| {
+        let alice = w.user("alice@example.com", "alice@example.com");
+        let eng = w.group("Engineering", GroupType::OktaGroup);
+        w.add_member(&eng, &alice);
+        alice
+    });
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl is needed to make a test key (apt-get install openssl)");
+    assert!(out.status.success());
+    let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = revoke_http::jwt::Rs256::from_pkcs8_pem(&pem).expect("key");
+    okta.service_app(
+        "0oaexec1",
+        Some("kid-exec"),
+        &key.public_key_der(),
+        &[
+            "okta.users.manage",
+            "okta.groups.manage",
+            "okta.apps.manage",
+            "okta.roles.manage",
+        ],
+        true,
+        Duration::from_secs(3_600),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("okta-key.pem");
+    std::fs::write(&key_file, &pem).expect("key file");
+    // The key comes from private_key_file, as in production; the config layer reads it.
+    let config = revoke_config::load_str(&format!(
+        r#"
+[connectors.okta]
+kind = "okta"
+org_url = "{url}"
+client_id = "0oaexec1"
+private_key_file = "{key}"
+key_id = "kid-exec"
+"#,
+        url = okta.url(),
+        key = key_file.display(),
+    ))
+    .expect("config");
+    let registry = Registry::new().with(OktaFactory);
+    registry.validate(&config).expect("valid");
+    let connectors = registry.build(&config).expect("connectors");
+    let plan = plan(
+        &config,
+        &connectors,
+        vec![job("job-alice", "alice@example.com")],
+        PlanId("p-oauth".into()),
+        Utc::now(),
+    )
+    .await
+    .expect("plan");
+    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .expect("store");
+    let exec = Executor::new(store, connectors, &config, "revokectl@oauth:1");
+    exec.record(&plan).await.expect("record");
+    let summary = tokio::time::timeout(Duration::from_secs(120), exec.run_plan(&plan.id))
+        .await
+        .expect("the run ends")
+        .expect("run");
+    assert_eq!(
+        (summary.failed, summary.blocked, summary.not_confirmed),
+        (0, 0, 0),
+        "{summary:?}"
+    );
+    assert!(okta.user(&alice).is_none(), "alice is deleted");
+    assert_eq!(okta.oauth_refusals(), Vec::<String>::new());
+    // One token for planning and the whole run (the same connector instance).
+    assert_eq!(okta.tokens_issued(), 1);
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revoke_connector_okta::{
-    validate, OktaConfig, OktaConnector, ACCOUNT, CLEAR_SESSIONS, DEACTIVATE_USER, DELETE_USER,
-    SUSPEND_USER,
+    validate, OktaConfig, OktaConnector, ACCOUNT, APP_GROUP, CLEAR_SESSIONS, DEACTIVATE_USER,
+    DELETE_USER, REMOVE_GROUP, REMOVE_IN_SOURCE, SUSPEND_USER,
 };
 use revoke_core::{
     Action, ActionId, Connector, ConnectorError, Discovery, JobId, MemoryJournal, Outcome, Phase,
@@ -130,9 +130,19 @@ fn seed(okta: &OktaStandin) -> Seeded {
     })
 }
 
+/// The connector's own actions (the manual steps a person does are left out: the executor never
+/// sends them to the connector).
 fn actions(job: &str, d: &Discovery, conn: &OktaConnector, s: &Subject) -> Vec<Action> {
     Action::from_proposals(&JobId(job.to_string()), OKTA, d, conn.plan(s, d))
         .expect("the proposals name discovered accounts")
+        .into_iter()
+        .filter(|a| a.connector == OKTA)
+        .collect()
+}
+
+/// A removal of an APP_GROUP membership, which apply skips without a call.
+fn is_app_group(a: &Action) -> bool {
+    a.params.get("group_type").map(String::as_str) == Some(APP_GROUP)
 }
 
 type Journals = HashMap<ActionId, Arc<MemoryJournal>>;
@@ -162,6 +172,20 @@ async fn run(
             .or_insert_with(|| Arc::new(MemoryJournal::new()))
             .clone();
         let r = conn.apply(a, &a.key, j.as_ref()).await;
+        if is_app_group(a) {
+            // Skipped, every time, with the reason and the manual step; left out of what the
+            // callers check.
+            match r {
+                Ok(Outcome::Skipped { reason }) => {
+                    assert!(
+                        reason.contains("APP_GROUP") && reason.contains(".groups/"),
+                        "{reason}"
+                    )
+                }
+                other => panic!("{} {}: {other:?}", a.kind, a.target),
+            }
+            continue;
+        }
         out.push((a.clone(), r));
     }
     out
@@ -657,4 +681,461 @@ async fn concurrent_leavers_under_a_tight_budget_provoke_no_429() {
         "the budget was spent more than twice"
     );
     env.assert_clean_but(&[]);
+}
+
+fn rsa_pem() -> String {
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl is needed to make a test key (apt-get install openssl)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A service app registered at the stand-in with `granted`, and a connector of it (straight to
+/// the stand-in: the trimmed description has no token endpoint for Prism to pass).
+fn oauth_connector(
+    okta: &OktaStandin,
+    granted: &[&str],
+    require_dpop: bool,
+    extra: Value,
+) -> Arc<OktaConnector> {
+    let pem = rsa_pem();
+    let key = revoke_http::jwt::Rs256::from_pkcs8_pem(&pem).expect("key");
+    okta.service_app(
+        "0oasvc1",
+        Some("kid-1"),
+        &key.public_key_der(),
+        granted,
+        require_dpop,
+        Duration::from_secs(3_600),
+    );
+    let mut v = json!({
+        "kind": "okta", "org_url": okta.url(),
+        "client_id": "0oasvc1", "private_key": pem, "key_id": "kid-1",
+    });
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in e {
+            m.insert(k.clone(), x.clone());
+        }
+    }
+    if let Err(issues) = validate("connectors.okta", &v) {
+        panic!("config should be valid: {issues:?}");
+    }
+    Arc::new(
+        OktaConnector::new(OKTA, OktaConfig::from_value(&v).expect("config")).expect("connector"),
+    )
+}
+
+const ALL_SCOPES: &[&str] = &[
+    "okta.users.manage",
+    "okta.groups.manage",
+    "okta.apps.manage",
+    "okta.roles.manage",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_service_app_applies_end_to_end_on_one_token_and_a_rerun_sends_no_mutation() {
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    let seeded = seed(&okta);
+    let conn = oauth_connector(&okta, ALL_SCOPES, true, json!({}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    let mut journals = Journals::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::Done),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    assert!(okta.user(&seeded.alice).is_none(), "deleted");
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&Outcome::AlreadyDone),
+            "{} {}: {r:?}",
+            a.kind,
+            a.target
+        );
+    }
+    assert_eq!(okta.oauth_refusals(), Vec::<String>::new());
+    // One token for every call; its request took Okta's DPoP nonce round (400 use_dpop_nonce, then 200).
+    assert_eq!((okta.tokens_issued(), conn.tokens_fetched()), (1, 1));
+    let token_calls: Vec<u16> = okta
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth2/v1/token")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(token_calls, vec![400, 200]);
+    assert!(okta
+        .requests()
+        .iter()
+        .all(|r| r.path == "/oauth2/v1/token" || r.status != 401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_access_token_is_retryable_and_the_next_attempt_gets_a_new_one() {
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    seed(&okta);
+    let conn = oauth_connector(&okta, ALL_SCOPES, true, json!({}));
+    let s = subject("alice@example.com");
+    conn.discover(&s).await.expect("discovery");
+    okta.revoke_access_tokens();
+    let before = okta.requests().len();
+    let e = conn
+        .discover(&s)
+        .await
+        .expect_err("the cached token is refused");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("retryable", "token_expired"),
+        "{e}"
+    );
+    // The refused call was sent once, not again by the client.
+    assert_eq!(okta.requests().len(), before + 1);
+    let d = conn
+        .discover(&s)
+        .await
+        .expect("the executor's next attempt");
+    assert!(d.found);
+    assert_eq!(okta.tokens_issued(), 2);
+    // A token refused right after it was fetched is not a stale one: auth, not retried.
+    okta.revoke_access_tokens();
+    let conn2 = {
+        // A second service app key the org does not know: the token request itself is refused.
+        let pem = rsa_pem();
+        let v = json!({"kind": "okta", "org_url": okta.url(), "client_id": "0oasvc1",
+            "private_key": pem, "key_id": "kid-1"});
+        OktaConnector::new(OKTA, OktaConfig::from_value(&v).expect("config")).expect("connector")
+    };
+    let e = conn2
+        .check()
+        .await
+        .expect_err("a key the app does not have");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("auth", "oauth_invalid_client"),
+        "{e}"
+    );
+    assert!(
+        !e.message.contains("eyJ"),
+        "no assertion in the message: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_are_the_least_the_features_need_and_a_bearer_app_works_without_dpop() {
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    seed(&okta);
+    // Granted no roles scope: the default (roles removal on) asks for it and is refused.
+    let granted = &ALL_SCOPES[..3];
+    let conn = oauth_connector(&okta, granted, false, json!({}));
+    let e = conn
+        .check()
+        .await
+        .expect_err("okta.roles.manage not granted");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("auth", "oauth_invalid_scope"),
+        "{e}"
+    );
+    assert!(e.message.contains("okta.roles.manage"), "{e}");
+    // Without roles removal it asks for three scopes only, and a Bearer token (no DPoP) works.
+    let conn = oauth_connector(
+        &okta,
+        granted,
+        false,
+        json!({"remove_admin_roles": false, "dpop": false}),
+    );
+    conn.check().await.expect("check");
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    assert!(d.found);
+    assert_eq!(okta.tokens_issued(), 1);
+    assert!(
+        !okta.requests().iter().any(|r| r.path.ends_with("/roles")),
+        "roles not read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_in_one_bucket_holds_that_bucket_only_with_no_early_request() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    // One second of hold at most: a spent bucket whose window is 30 s refuses at once.
+    let conn = connector(&env, json!({"timeout_secs": 1}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = actions("job-1", &d, &conn, &s);
+    env.okta.set_rate_limit(1_000, Duration::from_secs(60));
+    env.okta
+        .set_bucket_limit("groups", 1, Duration::from_secs(30));
+    env.okta.exhaust_bucket("groups");
+    env.okta.clear_requests();
+    let mut journals = Journals::new();
+    let mut refused = Vec::new();
+    for (a, r) in run(&conn, &all, &mut journals).await {
+        match r {
+            Err(e) if e.class.name() == "rate_limited" => {
+                assert!(e.message.contains("groups"), "{e}");
+                refused.push(a.kind.0.clone());
+            }
+            Ok(o) => assert!(matches!(o, Outcome::Done), "{} {}: {o:?}", a.kind, a.target),
+            Err(e) => panic!("{} {}: {e}", a.kind, a.target),
+        }
+    }
+    // Only the group removal waits for its bucket; the app and role removals (apps and
+    // api/v1 buckets) and even the delete go on at once.
+    assert_eq!(refused, vec!["remove_group_membership".to_string()]);
+    assert!(env.okta.user(&seeded.alice).is_none());
+    assert_eq!(env.okta.throttled(), env.okta.throttled_in("groups"));
+    assert!(
+        env.okta.throttled_in("groups") <= 1,
+        "{:?}",
+        env.okta.requests()
+    );
+    assert_eq!(env.okta.early_requests(), 0, "{:?}", env.okta.requests());
+    env.assert_clean_but(&[404, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_many_shares_the_first_searches_and_finds_what_discover_finds() {
+    let env = Env::start();
+    seed(&env.okta);
+    env.okta.world(|w| {
+        for i in 0..3 {
+            w.user(&format!("l{i}@example.com"), &format!("l{i}@example.com"));
+        }
+        // Found only by its email (its login is another).
+        let x = w.user("xavier", "xavier@example.com");
+        w.get_mut(&x).expect("x").employee_number = Some("E7".into());
+    });
+    let conn = connector(&env, json!({}));
+    let mut subjects: Vec<Subject> = ["alice", "l0", "l1", "l2", "xavier", "nobody"]
+        .iter()
+        .map(|n| subject(&format!("{n}@example.com")))
+        .collect();
+    subjects[0].employee_id = Some("E1001".into());
+    let one_by_one = {
+        let mut v = Vec::new();
+        for s in &subjects {
+            v.push(conn.discover(s).await.expect("discovery"));
+        }
+        v
+    };
+    let searches = |okta: &OktaStandin| {
+        okta.requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1/users")
+            .count()
+    };
+    let single = searches(&env.okta);
+    env.okta.clear_requests();
+    let many = conn.discover_many(&subjects).await.expect("discover_many");
+    assert_eq!(
+        serde_json::to_value(&many).expect("json"),
+        serde_json::to_value(&one_by_one).expect("json")
+    );
+    // One by one: 1 each for alice and l0-l2 (login), 2 for xavier (login, email), 4 for
+    // nobody (login, email, the job id as login and as employee number). Batched: one search
+    // for the six first lookups, then xavier's and nobody's other lookups alone.
+    let batched = searches(&env.okta);
+    assert_eq!((single, batched), (10, 1 + 1 + 3));
+    // Each app comes with alice's app user embedded (expand=user/{id}): no read per app.
+    assert!(
+        !env.okta
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v1/apps/")),
+        "{:?}",
+        env.okta.requests()
+    );
+    assert!(env.okta.mutations().is_empty(), "read-only");
+    // A hostile value anywhere in the batch sends nothing.
+    env.okta.clear_requests();
+    let mut bad = subjects.clone();
+    bad.push(subject("x\"or\"@example.com"));
+    let e = conn.discover_many(&bad).await.expect_err("refused");
+    assert_eq!(e.code, "bad_identifier");
+    assert!(env.okta.requests().is_empty());
+    env.assert_clean_but(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_group_membership_is_a_skipped_removal_and_a_manual_step_verified_honestly() {
+    let env = Env::start();
+    let seeded = seed(&env.okta);
+    let conn = connector(&env, json!({}));
+    let s = subject("alice@example.com");
+    let d = conn.discover(&s).await.expect("discovery");
+    let all = Action::from_proposals(&JobId("job-1".into()), OKTA, &d, conn.plan(&s, &d))
+        .expect("the proposals name discovered accounts");
+    let ad = env
+        .okta
+        .world(|w| w.group_id("AD-Staff"))
+        .expect("AD-Staff");
+    let target = format!("groups/{ad}/users/{}", seeded.alice);
+    let skip = all
+        .iter()
+        .find(|a| a.connector == OKTA && a.kind.0 == REMOVE_GROUP && a.target == target)
+        .expect("the removal is planned, to be skipped");
+    assert_eq!(
+        skip.params.get("group_type").map(String::as_str),
+        Some(APP_GROUP)
+    );
+    let manual = all
+        .iter()
+        .find(|a| a.connector == "manual")
+        .expect("a manual step");
+    assert_eq!(manual.target, format!("{OKTA}.{target}"));
+    assert_eq!(manual.phase, Phase::Manual);
+    assert_eq!(
+        manual.account.as_ref().map(|p| p.id.as_str()),
+        Some(seeded.alice.as_str()),
+        "pinned to alice's Okta id"
+    );
+    assert!(manual.params.get("found_by").is_some_and(|f| f == OKTA));
+    assert!(
+        manual
+            .params
+            .get("instructions")
+            .is_some_and(|i| i.contains("Active Directory") && i.contains("AD-Staff")),
+        "{:?}",
+        manual.params
+    );
+    assert!(
+        all.iter().any(|a| a.kind.0 == REMOVE_IN_SOURCE)
+            || manual.kind.0.contains(REMOVE_IN_SOURCE),
+        "{:?}",
+        manual.kind
+    );
+    // The skip sends nothing at all, not even a read.
+    env.okta.clear_requests();
+    let j = MemoryJournal::new();
+    match conn.apply(skip, &skip.key, &j).await {
+        Ok(Outcome::Skipped { reason }) => {
+            assert!(
+                reason.contains(&manual.target),
+                "the reason names the manual step: {reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(env.okta.requests().is_empty(), "{:?}", env.okta.requests());
+    // Verify is honest: not confirmed while the membership holds, confirmed once a person
+    // removed it at the source (the next import drops it in Okta).
+    match conn.verify(skip).await.expect("verify") {
+        Verdict::NotConfirmed { detail } => {
+            assert!(
+                detail.contains("only the manual step") && detail.contains(&manual.target),
+                "{detail}"
+            )
+        }
+        v => panic!("{v:?}"),
+    }
+    env.okta.world(|w| w.remove_member(&ad, &seeded.alice));
+    assert_eq!(conn.verify(skip).await.expect("verify"), Verdict::Confirmed);
+    env.assert_clean_but(&[]);
+}
+
+#[test]
+fn oktas_python_sdk_signs_in_as_a_dpop_service_app_at_the_standin() {
+    let python = python_dir().join(".venv/bin/python");
+    assert!(python.exists(), "expected {}", python.display());
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    let s = seed(&okta);
+    let pem = rsa_pem();
+    let key = revoke_http::jwt::Rs256::from_pkcs8_pem(&pem).expect("key");
+    okta.service_app(
+        "0oasdk1",
+        Some("kid-sdk"),
+        &key.public_key_der(),
+        &ALL_SCOPES[..3],
+        true,
+        Duration::from_secs(3_600),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &pem).expect("key file");
+    let out = Command::new(&python)
+        .arg(python_dir().join("okta_check.py"))
+        .args([
+            "--oauth",
+            okta.url().as_str(),
+            "0oasdk1",
+            key_file.to_str().expect("utf-8"),
+            "kid-sdk",
+            "alice@example.com",
+            &okta.token(),
+        ])
+        .env("OKTA_TESTING_TESTINGDISABLEHTTPSCHECK", "true")
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "the SDK check failed: {}{}\nrefusals: {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        okta.oauth_refusals()
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(seen["user"]["id"], s.alice);
+    assert_eq!(seen["token_type"], "DPoP", "{seen}");
+    assert_eq!(
+        seen["groups"],
+        json!(["AD-Staff", "Engineering", "Everyone"])
+    );
+    assert_eq!(
+        seen["embedded"],
+        json!([["Jira", "USER"], ["Slack", "GROUP"]])
+    );
+    assert_eq!(okta.oauth_refusals(), Vec::<String>::new());
+    assert_eq!(okta.tokens_issued(), 1);
+    // The SDK took the same nonce round as the connector: 400 use_dpop_nonce, then 200.
+    let token_calls: Vec<u16> = okta
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/oauth2/v1/token")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(token_calls, vec![400, 200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_asking_for_a_dpop_nonce_is_retryable_and_the_next_attempt_carries_it() {
+    let okta = OktaStandin::start().expect("the okta stand-in should start");
+    seed(&okta);
+    let conn = oauth_connector(&okta, ALL_SCOPES, true, json!({}));
+    let s = subject("alice@example.com");
+    conn.discover(&s).await.expect("discovery");
+    okta.require_api_nonce();
+    let before = okta.requests().len();
+    let e = conn.discover(&s).await.expect_err("a nonce is asked for");
+    assert_eq!(
+        (e.class.name(), e.code.as_str()),
+        ("retryable", "dpop_nonce"),
+        "{e}"
+    );
+    assert_eq!(
+        okta.requests().len(),
+        before + 1,
+        "nothing resent by the client"
+    );
+    let d = conn
+        .discover(&s)
+        .await
+        .expect("the next attempt carries the nonce");
+    assert!(d.found);
+    assert_eq!(okta.tokens_issued(), 1, "the same token");
 }

@@ -148,7 +148,9 @@ async fn list_users(State(s): S, RawQuery(q): RawQuery) -> Response {
     let users: Vec<Value> = match search {
         None => w.users.values().take(limit).map(user_json).collect(),
         Some(expr) => {
-            let Some((attr, value)) = parse_eq(&expr) else {
+            // `a eq "x"`, or several joined by ` or `
+            let terms: Option<Vec<(String, String)>> = expr.split(" or ").map(parse_eq).collect();
+            let Some(terms) = terms else {
                 return okta_error(
                     StatusCode::BAD_REQUEST,
                     "E0000031",
@@ -157,7 +159,11 @@ async fn list_users(State(s): S, RawQuery(q): RawQuery) -> Response {
             };
             w.users
                 .values()
-                .filter(|u| profile_value(u, &attr).is_some_and(|v| v.eq_ignore_ascii_case(&value)))
+                .filter(|u| {
+                    terms.iter().any(|(attr, value)| {
+                        profile_value(u, attr).is_some_and(|v| v.eq_ignore_ascii_case(value))
+                    })
+                })
                 .take(limit)
                 .map(user_json)
                 .collect()
@@ -416,6 +422,11 @@ async fn list_apps(State(s): S, RawQuery(q): RawQuery) -> Response {
         .iter()
         .find(|(k, _)| k == "filter")
         .map(|(_, v)| v.clone());
+    // `expand=user/{uid}` embeds that user's app user (with its scope) in each app
+    let expand = pairs
+        .iter()
+        .find(|(k, _)| k == "expand")
+        .and_then(|(_, v)| v.strip_prefix("user/").map(str::to_string));
     let apps: Vec<Value> = match filter {
         None => w.apps.values().map(app_json).collect(),
         Some(expr) => match parse_eq(&expr) {
@@ -423,7 +434,16 @@ async fn list_apps(State(s): S, RawQuery(q): RawQuery) -> Response {
                 .apps
                 .values()
                 .filter(|a| a.users.contains_key(&uid))
-                .map(app_json)
+                .map(|a| {
+                    let mut j = app_json(a);
+                    if let (Some(e), Some(u)) = (&expand, w.users.get(&uid)) {
+                        if *e == uid {
+                            let scope = a.users.get(&uid).map(String::as_str).unwrap_or("USER");
+                            j["_embedded"] = json!({"user": app_user_json(&a.id, u, scope)});
+                        }
+                    }
+                    j
+                })
                 .collect(),
             _ => {
                 return okta_error(

@@ -11,7 +11,14 @@
 //! stale, so its body schemas are dropped and its one stale status code (DELETE user: 202 there,
 //! 204 today) is a Prism warning the tests allow for that operation only.
 //!
-//! - `Authorization: SSWS <token>` ([`OktaStandin::token`]); anything else is 401 `E0000011`.
+//! - `Authorization: SSWS <token>` ([`OktaStandin::token`]), or an access token of the OAuth 2.0
+//!   service app ([`OktaStandin::service_app`]): `POST /oauth2/v1/token` (client credentials) checks
+//!   the `private_key_jwt` assertion's RS256 signature with the app's public key, its `iss`,
+//!   `sub`, `aud`, `exp`, `kid` and a `jti` never seen before, and the scopes; with DPoP required it
+//!   first answers 400 `use_dpop_nonce` with a `DPoP-Nonce`, then checks the proof (signature by
+//!   the `jwk` in its header, `htm`, `htu`, the nonce) and binds the token to that key. A DPoP token
+//!   is accepted only as `Authorization: DPoP <token>` with a proof of that key for the call
+//!   (`htm`, `htu`, `ath`, a fresh `jti`). Anything else is 401 `E0000011`.
 //! - `GET /api/v1/users?search=profile.<attr> eq "<value>"` (case-insensitive, as Okta), `GET
 //!   /api/v1/users/{id}` (by id, or by login as Okta also accepts), `DELETE /api/v1/users/{id}`
 //!   (the two-step delete: a user not DEPROVISIONED is deactivated, 204; a DEPROVISIONED one is
@@ -28,16 +35,19 @@
 //!   .../lifecycle/reset_factors` (200 `{}`, also for a DEPROVISIONED user: Okta's rule there is
 //!   not documented), `GET` and `DELETE .../grants` (204).
 //!
-//! Every answer carries `X-Rate-Limit-Limit`, `-Remaining` and `-Reset` (epoch seconds, rounded
-//! up); the budget (600 per minute unless [`OktaStandin::set_rate_limit`]) is one for the org
-//! (Okta keeps one per endpoint bucket), counts every authenticated call, and a call over it is
-//! 429 `E0000047`. The recorder counts the requests that arrive before a reset it announced
-//! (with remaining 0 or a 429): [`OktaStandin::early_requests`].
+//! Every answer carries its bucket's `X-Rate-Limit-Limit`, `-Remaining` and `-Reset` (epoch
+//! seconds, rounded up). The buckets are Okta's ([`bucket`]: users list and search, a user read, a
+//! user write, groups, a group, apps, an app, the token endpoint, the rest of `/api/v1`), each
+//! with its own window (Okta's Workforce limits per minute unless [`OktaStandin::set_rate_limit`]
+//! or [`OktaStandin::set_bucket_limit`]); a call over its bucket's budget is 429 `E0000047`. The
+//! recorder counts the requests that arrive in a bucket before a reset it announced for that
+//! bucket (with remaining 0 or a 429): [`OktaStandin::early_requests`].
 //!
 //! Simplifications, on purpose: no paging (every list fits one page), no custom profile schema,
 //! deactivation keeps group memberships and admin roles.
 
 mod api;
+mod oauth;
 mod world;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +79,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// When it arrived
     pub at: Instant,
+    /// Its rate-limit bucket ([`bucket`])
+    pub bucket: &'static str,
 }
 
 impl RecordedRequest {
@@ -90,6 +102,7 @@ pub(crate) struct Shared {
     pub(crate) world: Mutex<World>,
     token: String,
     pace: Mutex<Pace>,
+    pub(crate) app: Mutex<Option<ServiceApp>>,
     /// (method, path suffix) whose answers are held back after the change is made
     stall: Mutex<Option<(String, String)>>,
     released: AtomicBool,
@@ -97,6 +110,15 @@ pub(crate) struct Shared {
 
 #[derive(Debug)]
 struct Pace {
+    buckets: std::collections::HashMap<&'static str, Window>,
+    early: u64,
+    faults: Vec<(u32, u16)>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// One bucket's window
+#[derive(Debug)]
+struct Window {
     limit: u64,
     window: Duration,
     window_start: Instant,
@@ -104,9 +126,63 @@ struct Pace {
     used: u64,
     /// The reset (epoch seconds) announced with remaining 0 or a 429
     announced: Option<f64>,
-    early: u64,
-    faults: Vec<(u32, u16)>,
-    requests: Vec<RecordedRequest>,
+}
+
+/// Okta's buckets and their Workforce limits per minute (developer.okta.com/docs/reference/rl-global-mgmt)
+pub const BUCKETS: &[(&str, u64)] = &[
+    ("users", 600),
+    ("users/{id} get", 2_000),
+    ("users/{id}", 600),
+    ("groups", 500),
+    ("groups/{id}", 1_000),
+    ("apps", 100),
+    ("apps/{id}", 500),
+    ("oauth2/token", 600),
+    ("api/v1", 1_200),
+];
+
+/// The bucket of a call: `/api/v1/apps/{id}` alone and every other `/api/v1/apps*`,
+/// `/api/v1/groups/{id}` alone and every other `/api/v1/groups*`, `/api/v1/users` (list, create),
+/// GET `/api/v1/users/{idOrLogin}`, other methods on `/api/v1/users/{id}`, `/oauth2/v1/token`,
+/// and the rest of `/api/v1`
+pub fn bucket(method: &str, path: &str) -> &'static str {
+    if path.starts_with("/oauth2/") {
+        return "oauth2/token";
+    }
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return "api/v1";
+    };
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (segs.as_slice(), method == "GET") {
+        (["apps", _], _) => "apps/{id}",
+        (["apps", ..], _) => "apps",
+        (["groups", _], _) => "groups/{id}",
+        (["groups", ..], _) => "groups",
+        (["users"], _) => "users",
+        (["users", _], true) => "users/{id} get",
+        (["users", _], false) => "users/{id}",
+        _ => "api/v1",
+    }
+}
+
+/// The OAuth 2.0 service app the stand-in knows (one)
+#[derive(Debug)]
+pub(crate) struct ServiceApp {
+    pub(crate) client_id: String,
+    pub(crate) kid: Option<String>,
+    /// DER `RSAPublicKey`
+    pub(crate) public_key: Vec<u8>,
+    pub(crate) granted: Vec<String>,
+    pub(crate) require_dpop: bool,
+    pub(crate) nonce: String,
+    pub(crate) ttl: Duration,
+    pub(crate) jtis: std::collections::HashSet<String>,
+    /// access token -> (expiry, the DPoP key's JWK when bound)
+    pub(crate) issued: std::collections::HashMap<String, (Instant, Option<serde_json::Value>)>,
+    pub(crate) tokens_issued: u64,
+    pub(crate) refusals: Vec<String>,
+    /// The nonce API calls' DPoP proofs must carry, when set
+    pub(crate) api_nonce: Option<String>,
 }
 
 fn epoch() -> f64 {
@@ -117,6 +193,26 @@ fn epoch() -> f64 {
 }
 
 impl Pace {
+    fn new(limits: &[(&'static str, u64)], window: Duration) -> Self {
+        Self {
+            buckets: limits
+                .iter()
+                .map(|(b, l)| (*b, Window::new(*l, window)))
+                .collect(),
+            early: 0,
+            faults: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
+
+    fn window(&mut self, bucket: &'static str) -> &mut Window {
+        self.buckets
+            .entry(bucket)
+            .or_insert_with(|| Window::new(600, Duration::from_secs(60)))
+    }
+}
+
+impl Window {
     fn new(limit: u64, window: Duration) -> Self {
         Self {
             limit,
@@ -125,9 +221,6 @@ impl Pace {
             window_start_epoch: epoch(),
             used: 0,
             announced: None,
-            early: 0,
-            faults: Vec::new(),
-            requests: Vec::new(),
         }
     }
 
@@ -176,7 +269,8 @@ impl OktaStandin {
         let shared = Arc::new(Shared {
             world: Mutex::new(World::default()),
             token: format!("00{}", random_alnum(40)),
-            pace: Mutex::new(Pace::new(600, Duration::from_secs(60))),
+            pace: Mutex::new(Pace::new(BUCKETS, Duration::from_secs(60))),
+            app: Mutex::new(None),
             stall: Mutex::new(None),
             released: AtomicBool::new(false),
         });
@@ -204,18 +298,99 @@ impl OktaStandin {
         self.shared.token.clone()
     }
 
-    /// The org's budget: `limit` calls per `window`, starting a fresh window now
+    /// Every bucket's budget: `limit` calls per `window`, starting fresh windows now
     pub fn set_rate_limit(&self, limit: u64, window: Duration) {
-        let mut p = lock(&self.shared.pace);
-        let requests = std::mem::take(&mut p.requests);
-        *p = Pace::new(limit, window);
-        p.requests = requests;
+        let limits: Vec<(&'static str, u64)> = BUCKETS.iter().map(|(b, _)| (*b, limit)).collect();
+        self.set_limits(&limits, window);
     }
 
-    /// Spends the rest of the current window's budget (the next call is a 429)
-    pub fn exhaust_budget(&self) {
+    /// Okta's Workforce limits ([`BUCKETS`]) per `window` (a minute on a real org; shorter
+    /// here to run faster at the same proportions), starting fresh windows now
+    pub fn set_documented_limits(&self, window: Duration) {
+        self.set_limits(BUCKETS, window);
+    }
+
+    /// One bucket's budget: `limit` calls per `window`, starting a fresh window now
+    pub fn set_bucket_limit(&self, bucket: &'static str, limit: u64, window: Duration) {
+        *lock(&self.shared.pace).window(bucket) = Window::new(limit, window);
+    }
+
+    fn set_limits(&self, limits: &[(&'static str, u64)], window: Duration) {
         let mut p = lock(&self.shared.pace);
-        p.used = p.limit;
+        p.buckets = Pace::new(limits, window).buckets;
+        p.early = 0;
+    }
+
+    /// Spends the rest of every bucket's current window (the next call of each is a 429)
+    pub fn exhaust_budget(&self) {
+        for w in lock(&self.shared.pace).buckets.values_mut() {
+            w.used = w.limit;
+        }
+    }
+
+    /// Spends the rest of one bucket's current window
+    pub fn exhaust_bucket(&self, bucket: &'static str) {
+        let mut p = lock(&self.shared.pace);
+        let w = p.window(bucket);
+        w.used = w.limit;
+    }
+
+    /// Registers the OAuth 2.0 service app `client_id` with its public key (DER `RSAPublicKey`,
+    /// as `ring`'s `KeyPair::public_key` gives it), its key id, the scopes granted to it, and
+    /// whether it requires DPoP (Okta's default for new service apps); tokens live `ttl`
+    pub fn service_app(
+        &self,
+        client_id: &str,
+        kid: Option<&str>,
+        public_key_der: &[u8],
+        granted: &[&str],
+        require_dpop: bool,
+        ttl: Duration,
+    ) {
+        *lock(&self.shared.app) = Some(ServiceApp {
+            client_id: client_id.to_string(),
+            kid: kid.map(str::to_string),
+            public_key: public_key_der.to_vec(),
+            granted: granted.iter().map(|s| s.to_string()).collect(),
+            require_dpop,
+            nonce: random_alnum(22),
+            ttl,
+            jtis: Default::default(),
+            issued: Default::default(),
+            tokens_issued: 0,
+            refusals: Vec::new(),
+            api_nonce: None,
+        });
+    }
+
+    /// Access tokens issued so far
+    pub fn tokens_issued(&self) -> u64 {
+        lock(&self.shared.app)
+            .as_ref()
+            .map_or(0, |a| a.tokens_issued)
+    }
+
+    /// Why the token endpoint or an OAuth call was refused, in order (for a test's message)
+    pub fn oauth_refusals(&self) -> Vec<String> {
+        lock(&self.shared.app)
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.refusals.clone())
+    }
+
+    /// From now on API calls with a DPoP token must carry a new nonce in their proof: a proof
+    /// without it is 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and the nonce in
+    /// `DPoP-Nonce` (RFC 9449 section 9)
+    pub fn require_api_nonce(&self) {
+        if let Some(a) = lock(&self.shared.app).as_mut() {
+            a.api_nonce = Some(random_alnum(22));
+        }
+    }
+
+    /// Revokes every access token issued (the next call with one is a 401)
+    pub fn revoke_access_tokens(&self) {
+        if let Some(a) = lock(&self.shared.app).as_mut() {
+            a.issued.clear();
+        }
     }
 
     /// The next `n` authenticated calls get `status` with Okta's error body
@@ -265,7 +440,16 @@ impl OktaStandin {
         self.requests().iter().filter(|r| r.status == 429).count()
     }
 
-    /// Requests that arrived before a reset the stand-in had announced (with remaining 0 or a 429)
+    /// How many answers of one bucket were 429
+    pub fn throttled_in(&self, bucket: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.status == 429 && r.bucket == bucket)
+            .count()
+    }
+
+    /// Requests that arrived in a bucket before a reset the stand-in had announced for that
+    /// bucket (with remaining 0 or a 429)
     pub fn early_requests(&self) -> u64 {
         lock(&self.shared.pace).early
     }
@@ -290,40 +474,68 @@ pub fn okta_spec() -> Result<std::path::PathBuf, TestkitError> {
     }
 }
 
-/// Records the request, checks the token, spends the budget, injects faults and adds the
-/// rate-limit headers
+/// Records the request, checks the credential, spends its bucket's budget, injects faults and
+/// adds the bucket's rate-limit headers
 async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
-    let authorized = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("SSWS "))
-        .is_some_and(|t| t.trim() == shared.token);
-    let req = Request::from_parts(req.into_parts().0, req_body_placeholder());
+    let bucket = bucket(&method, &path);
+    let (parts, body) = req.into_parts();
+    let token_call = path == "/oauth2/v1/token" && method == "POST";
+    let form = if token_call {
+        axum::body::to_bytes(body, 1 << 20)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let auth = if token_call {
+        Ok(())
+    } else {
+        oauth::authorized(&shared, &parts, &method, &path)
+    };
+    let authorized = auth.is_ok();
+    let nonce_asked = auth.err().flatten();
+    let req = Request::from_parts(parts.clone(), req_body_placeholder());
     let refusal = {
         let mut p = lock(&shared.pace);
-        if p.announced.is_some_and(|until| epoch() < until) {
+        let w = p.window(bucket);
+        let early = w.announced.is_some_and(|until| epoch() < until);
+        w.roll(at);
+        let over = w.used >= w.limit;
+        if !over && authorized {
+            w.used += 1;
+        }
+        if early {
             p.early += 1;
         }
-        p.roll(at);
         if !authorized {
-            Some(okta_error(
+            let mut r = okta_error(
                 StatusCode::UNAUTHORIZED,
                 "E0000011",
                 "Invalid token provided",
-            ))
-        } else if p.used >= p.limit {
+            );
+            if let Some(n) = nonce_asked
+                .as_deref()
+                .and_then(|n| HeaderValue::from_str(n).ok())
+            {
+                r.headers_mut().insert("dpop-nonce", n);
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("DPoP error=\"use_dpop_nonce\""),
+                );
+            }
+            Some(r)
+        } else if over {
             Some(okta_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "E0000047",
                 "API call exceeded rate limit due to too many requests.",
             ))
         } else {
-            p.used += 1;
             let fault = p.faults.iter_mut().find(|f| f.0 > 0).map(|f| {
                 f.0 -= 1;
                 f.1
@@ -339,6 +551,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     };
     let mut response = match refusal {
         Some(r) => r,
+        None if token_call => oauth::token(&shared, &parts, &form),
         None => next.run(req).await,
     };
     let stalled = lock(&shared.stall)
@@ -351,6 +564,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             query: query.clone(),
             status: 0,
             at,
+            bucket,
         });
         while !shared.released.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -359,13 +573,15 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         return response;
     }
     let mut p = lock(&shared.pace);
-    let remaining = p.limit.saturating_sub(p.used);
-    let reset = p.reset_epoch();
+    let w = p.window(bucket);
+    let remaining = w.limit.saturating_sub(w.used);
+    let reset = w.reset_epoch();
+    let limit = w.limit;
     if remaining == 0 || response.status() == StatusCode::TOO_MANY_REQUESTS {
-        p.announced = Some(reset as f64);
+        w.announced = Some(reset as f64);
     }
     let h = response.headers_mut();
-    h.insert("x-rate-limit-limit", HeaderValue::from(p.limit));
+    h.insert("x-rate-limit-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     h.insert("x-rate-limit-reset", HeaderValue::from(reset));
     p.requests.push(RecordedRequest {
@@ -374,6 +590,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         query,
         status: response.status().as_u16(),
         at,
+        bucket,
     });
     response
 }

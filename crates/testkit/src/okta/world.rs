@@ -158,6 +158,21 @@ impl World {
         id
     }
 
+    /// The id of the group named `name`
+    pub fn group_id(&self, name: &str) -> Option<String> {
+        self.groups
+            .values()
+            .find(|g| g.name == name)
+            .map(|g| g.id.clone())
+    }
+
+    /// Takes `user` out of `group` (as an import from the group's source would)
+    pub fn remove_member(&mut self, group: &str, user: &str) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.members.remove(user);
+        }
+    }
+
     /// Puts a user in a group
     pub fn add_member(&mut self, group: &str, user: &str) {
         if let Some(g) = self.groups.get_mut(group) {
