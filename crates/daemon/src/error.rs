@@ -76,3 +76,18 @@ impl From<revoke_engine::EngineError> for ApiError {
         }
     }
 }
+
+/// Runs CPU-heavy work (signature checks, parsing, rendering) on the blocking pool, never on
+/// the async workers; a panic in it becomes a 500 (JSON at the API, a page in the console).
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(task = what, error = %e, "a blocking task failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {what} failed; see the daemon's log"),
+        )
+    })
+}

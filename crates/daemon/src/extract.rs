@@ -111,6 +111,19 @@ impl std::fmt::Display for BodyTimeout {
 
 impl std::error::Error for BodyTimeout {}
 
+/// `routes` with every request's body bounded by [`body_with_deadline`]; added last, so it is the
+/// outermost layer (the API's and the console's routers both end with it).
+pub(crate) fn with_body_deadline(
+    routes: axum::Router,
+    timeout: std::time::Duration,
+) -> axum::Router {
+    routes.layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            next.run(req.map(|b| body_with_deadline(b, timeout)))
+        },
+    ))
+}
+
 /// `body`, ending in a [`BodyTimeout`] error if it is still arriving `timeout` after now (the
 /// whole body, not each chunk: a client that sends a byte a second is cut off too).
 pub(crate) fn body_with_deadline(body: Body, timeout: std::time::Duration) -> Body {

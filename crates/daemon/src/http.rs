@@ -19,15 +19,16 @@ use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::auth::authorize;
+use crate::error::blocking;
 pub use crate::error::ApiError;
 use crate::extract::{
-    body_with_deadline, lowercase_first, read_body, ApiBody, BodyError, Path, Query, API_BODY_LIMIT,
+    lowercase_first, read_body, with_body_deadline, ApiBody, BodyError, Path, Query, API_BODY_LIMIT,
 };
 use crate::jobs_api::{self, approve_batch, list_jobs};
 use crate::state::AppState;
 use crate::types::{
-    CancelAnswer, CancelRequest, ErrorBody, IntakeAnswer, JobDetail, JobSummary, Progress, Status,
-    SubmitJob, Submitted,
+    CancelAnswer, CancelRequest, DecideRequest, ErrorBody, IntakeAnswer, JobDetail, JobSummary,
+    Progress, Status, SubmitJob, Submitted,
 };
 
 /// The OpenAPI description of this API, served at `/openapi.json`.
@@ -35,6 +36,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_timeout = state.config.daemon.body_read_timeout();
+    let console = crate::ui::router(state.clone()); // the operator console at /ui (HTML errors)
     let routes = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -56,23 +58,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/batches/{id}/reject", post(jobs_api::reject_batch))
         .fallback(not_found)
         .with_state(state);
-    harden(routes, body_timeout)
+    harden(routes, body_timeout).merge(console)
 }
 
 /// The layers every route gets: a panic answers a JSON 500, every other error answer is JSON
 /// too, and a request body must arrive within `body_timeout` of the head.
 pub fn harden(routes: Router, body_timeout: std::time::Duration) -> Router {
-    routes
+    let routes = routes
         // Intake reads its bodies itself (each source's own limit, see `read_body`) and so does
         // `ApiBody`; this bounds any other extractor that would buffer a body.
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn(catch_panic))
-        .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
-                next.run(req.map(|b| body_with_deadline(b, body_timeout)))
-            },
-        ))
+        .layer(axum::middleware::from_fn(json_errors));
+    with_body_deadline(routes, body_timeout)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,21 +167,6 @@ async fn json_errors(req: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     Response::from_parts(parts, Body::from(body))
-}
-
-/// Runs CPU-heavy work (signature checks, parsing, rendering) on the blocking pool, never on
-/// the async workers; a panic in it becomes a JSON 500.
-pub(crate) async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        error!(task = what, error = %e, "a blocking task failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("internal error: {what} failed; see the daemon's log"),
-        )
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,11 +675,22 @@ async fn decide(
     headers: &HeaderMap,
     id: String,
     approve: bool,
+    body: &[u8],
 ) -> Result<Json<JobSummary>, ApiError> {
     let actor = authorize(state, headers, TokenScope::Operator)?;
+    let req: DecideRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DecideRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("expected no body or {{\"reason\": \"...\"}}: {e}"),
+            )
+        })?
+    };
     let q = state
         .store
-        .decide_job(&JobId(id), approve, &actor, Utc::now())
+        .decide_job_because(&JobId(id), approve, &req.reason, &actor, Utc::now())
         .await?;
     let outcome = if approve { "approved" } else { "rejected" };
     info!(job_id = %q.job.id, by = %actor, outcome, "held job decided");
@@ -711,16 +705,18 @@ async fn approve(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<JobSummary>, ApiError> {
-    decide(&state, &headers, id, true).await
+    decide(&state, &headers, id, true, &body).await
 }
 
 async fn reject(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<JobSummary>, ApiError> {
-    decide(&state, &headers, id, false).await
+    decide(&state, &headers, id, false, &body).await
 }
 
 async fn cancel(

@@ -12,6 +12,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod state;
 pub mod types;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub fn registry() -> Registry {
         .with(revoke_connector_onelogin::OneLoginFactory)
         .with(revoke_connector_google_workspace::GoogleFactory)
         .with(revoke_connector_okta::OktaFactory)
+        .with(revoke_connector_entra::EntraFactory)
+        .with(revoke_connector_http::HttpFactory)
+        .with(revoke_connector_vault::VaultFactory)
+        .with(revoke_connector_kubernetes::KubernetesFactory)
 }
 
 /// Validates the whole configuration without I/O: core sections, connectors and intake sources.

@@ -40,6 +40,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn real_main(args: Args) -> anyhow::Result<()> {
+    // Before anything else: a SIGTERM during start-up (a unit stopped while it migrates, a pod
+    // deleted right after READY=1) must be a graceful stop, not the default action (death).
+    let stop = shutdown_signal().context("installing the SIGTERM and SIGINT handlers")?;
     let path = args
         .config
         .or_else(|| Some(PathBuf::from("revoke.toml")).filter(|p| p.exists()));
@@ -64,22 +67,23 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
             // The first line on stdout, for scripts and tests that chose port 0.
             println!("revoked listening on http://{addr}");
         },
-        shutdown_signal(),
+        stop,
     )
     .await;
     telemetry.shutdown();
     stopped.map(|_| ())
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that arrives before `run` polls it is kept, not fatal.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

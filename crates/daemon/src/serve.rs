@@ -74,8 +74,7 @@ pub async fn serve(
                 if let Some(suppressed) = bound_log.allow("max_connections") {
                     warn!(
                         max_connections = limits.max_connections,
-                        suppressed,
-                        "connection bound reached: accepting no more until one closes"
+                        suppressed, "connection bound reached: accepting no more until one closes"
                     );
                 }
                 tokio::select! {

@@ -151,6 +151,15 @@ pub struct JobDetail {
     pub actions: Vec<ResultLine>,
 }
 
+/// `POST /api/v1/jobs/{id}/approve` and `.../reject`: an optional body saying why (kept in the
+/// decision's audit entry and the job's note). No body is a decision without a reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// `POST /api/v1/jobs/{id}/cancel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

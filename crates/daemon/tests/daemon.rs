@@ -524,8 +524,25 @@ fn blast_radius_guard_holds_jobs_until_approved() {
     // A read token may not approve; an operator may, once.
     let path = format!("/api/v1/jobs/{}/approve", ids[2]);
     assert_eq!(c.post(&d, &path, Some(READ_TOKEN), json!({})).0, 403);
-    let (s, a) = c.post(&d, &path, Some(OPERATOR_TOKEN), json!({}));
+    // A body that is not `{"reason": ...}` is refused and decides nothing.
+    let (s, a) = c.post(&d, &path, Some(OPERATOR_TOKEN), json!({ "why": "x" }));
+    assert_eq!(s, 400, "{a}");
+    let still = c.get_json(&d, &format!("/api/v1/jobs/{}", ids[2]));
+    assert_eq!(still["state"], "awaiting_approval");
+    let (s, a) = c.post(
+        &d,
+        &path,
+        Some(OPERATOR_TOKEN),
+        json!({ "reason": "expected: the <b>Q4</b> reorganisation" }),
+    );
     assert_eq!(s, 200, "{a}");
+    assert!(
+        a["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("expected: the <b>Q4</b> reorganisation"),
+        "{a}"
+    );
     assert_eq!(c.post(&d, &path, Some(OPERATOR_TOKEN), json!({})).0, 409);
     c.wait_job(&d, &ids[2], "contained after approval", |j| {
         phases_done(j, &["contain"])
@@ -545,6 +562,12 @@ fn blast_radius_guard_holds_jobs_until_approved() {
         .find(|e| e["kind"] == "job.approved")
         .unwrap();
     assert_eq!(approved["actor"], "token:ops", "the approver is on record");
+    assert!(
+        approved
+            .to_string()
+            .contains("expected: the <b>Q4</b> reorganisation"),
+        "the reason is in the decision's own entry: {approved}"
+    );
 }
 
 #[test]

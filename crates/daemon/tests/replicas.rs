@@ -122,3 +122,77 @@ fn two_replicas_share_one_queue_and_survive_a_kill() {
 fn three_replicas_share_one_queue_and_survive_a_kill() {
     replicas_share_the_queue(3, 45);
 }
+
+/// The console's sessions live in the shared store: a browser signed in at one replica is signed
+/// in at every other (a load balancer without affinity), and signing out at one ends it at all.
+#[test]
+fn a_console_session_signed_in_at_one_replica_works_at_another() {
+    let slapd = Slapd::start().expect("slapd starts");
+    slapd.add_ldif(DEMO_LDIF).unwrap();
+    let pg = Postgres::shared()
+        .fresh_database()
+        .expect("a fresh postgres database");
+    let setup = Setup::new(&slapd, Some(&pg), "");
+    let a = Daemon::start(&setup.config, &setup.dir.path().join("replica-a.log"));
+    let b = Daemon::start(&setup.config, &setup.dir.path().join("replica-b.log"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let set_cookie = |r: &reqwest::blocking::Response, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next()?.split_once('='))
+            .find(|(k, v)| *k == name && !v.is_empty())
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| panic!("no {name} cookie in {:?}", r.headers()))
+    };
+    let csrf_of = |html: &str| -> String {
+        let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field");
+        let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    // Sign in at replica a.
+    let page = http.get(format!("{}/ui/login", a.base)).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let login = set_cookie(&page, "revoked_login");
+    let r = http
+        .post(format!("{}/ui/login", a.base))
+        .header("cookie", format!("revoked_login={login}"))
+        .header("origin", a.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={login}&token={OPERATOR_TOKEN}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let session = format!("revoked_session={}", set_cookie(&r, "revoked_session"));
+    // Replica b knows the session; its page's forms carry the session's CSRF token.
+    let jobs = http
+        .get(format!("{}/ui/jobs", b.base))
+        .header("cookie", session.clone())
+        .send()
+        .unwrap();
+    assert_eq!(jobs.status(), 200, "replica b sends a's session to sign in");
+    let csrf = csrf_of(&jobs.text().unwrap());
+    // Sign out at b: a no longer knows it either.
+    let out = http
+        .post(format!("{}/ui/logout", b.base))
+        .header("cookie", session.clone())
+        .header("origin", b.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = http
+        .get(format!("{}/ui/jobs", a.base))
+        .header("cookie", session)
+        .send()
+        .unwrap();
+    assert_eq!(after.status(), 303, "signed out everywhere");
+    assert_eq!(after.headers()["location"], "/ui/login");
+}
