@@ -31,6 +31,12 @@ fn required(remote: Option<&Remote>) -> anyhow::Result<&Remote> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = cli.config.as_deref();
+    // Generated from the clap definitions: no configuration, no server.
+    match &cli.command {
+        Command::Completions { shell } => return crate::generate::completions(*shell),
+        Command::Man { dir } => return crate::generate::man(dir.as_deref()),
+        _ => {}
+    }
     // Only the commands that can use the API read --server and the token (a stray
     // REVOKE_SERVER or token file does not break `plan`, `token` or `send`).
     let uses_api = matches!(
@@ -83,15 +89,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Approve {
             job,
             batch,
+            reason,
             yes,
             output,
-        } => decide(cfg, remote, job, batch, true, yes, output).await,
+        } => {
+            let held = Held {
+                job,
+                batch,
+                reason,
+                yes,
+            };
+            decide(cfg, remote, held, true, output).await
+        }
         Command::Reject {
             job,
             batch,
+            reason,
             yes,
             output,
-        } => decide(cfg, remote, job, batch, false, yes, output).await,
+        } => {
+            let held = Held {
+                job,
+                batch,
+                reason,
+                yes,
+            };
+            decide(cfg, remote, held, false, output).await
+        }
         Command::Cancel {
             job,
             reason,
@@ -151,19 +175,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// What `approve` / `reject` decides: one job (with why), or a batch (`yes`: without asking).
+struct Held {
+    job: Option<String>,
+    batch: Option<String>,
+    reason: Option<String>,
+    yes: bool,
+}
+
 /// `approve` / `reject`: one job, or every held job of a batch.
 async fn decide(
     cfg: Option<&Path>,
     remote: Option<&Remote>,
-    job: Option<String>,
-    batch: Option<String>,
+    held: Held,
     approve: bool,
-    yes: bool,
     output: Format,
 ) -> anyhow::Result<u8> {
+    let Held {
+        job,
+        batch,
+        reason,
+        yes,
+    } = held;
     match (job, batch) {
         (_, Some(b)) => queue::decide_batch(cfg, remote, &b, approve, yes, output).await,
-        (Some(j), None) => queue::decide(cfg, remote, &j, approve, output).await,
+        (Some(j), None) => queue::decide(cfg, remote, &j, approve, reason.as_deref(), output).await,
         (None, None) => bail!("expected a job id or --batch ID, found neither"),
     }
 }
@@ -213,6 +249,9 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit_verify(cfg).await,
+        Command::Connector {
+            command: crate::ConnectorCommand::Check(args),
+        } => crate::connector_check::run(args).await,
         Command::Config {
             command: ConfigCommand::Check { connect },
         } => {
@@ -249,7 +288,9 @@ async fn local(cfg: Option<&Path>, command: Command) -> anyhow::Result<u8> {
         | Command::Evidence { .. }
         | Command::Import { .. }
         | Command::Token { .. }
-        | Command::Send { .. } => {
+        | Command::Send { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             bail!("internal error: expected this command dispatched before the embedded ones")
         }
     }
@@ -487,8 +528,8 @@ async fn plan(
         return Ok(0);
     };
     match output {
-        Format::Json | Format::Jsonl => outln!("{}", serde_json::to_string_pretty(&plan)?),
         Format::Table => render::plan(&plan, Utc::now()),
+        _ => crate::out::document(&plan, output)?,
     }
     if let Some(path) = out {
         write_plan(&plan, path)?;
@@ -653,24 +694,26 @@ async fn execute(
     plan: &PlanId,
     output: Format,
 ) -> anyhow::Result<u8> {
+    let progress = run_progress(store, std::slice::from_ref(plan)).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let exec = exec.clone().with_events(tx);
     let plan_id = plan.clone();
     let runner = tokio::spawn(async move { exec.run_plan(&plan_id).await });
     while let Some(ev) = rx.recv().await {
-        render::event(&ev, output);
+        progress.inc(render::event(&ev, output));
     }
+    progress.finish();
     let summary = runner
         .await
         .map_err(|e| anyhow!("executor stopped: {e}"))??;
     let records = store.actions(plan).await?;
-    if output == Format::Jsonl {
+    if matches!(output, Format::Jsonl | Format::Yaml) {
         // Results that did not finish in this run (scheduled, awaiting acknowledgement).
         for r in records
             .iter()
             .filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck)
         {
-            outln!("{}", serde_json::to_string(&r.result_line())?);
+            crate::out::item(&r.result_line(), output)?;
         }
     } else {
         render::summary(&summary, &records, Utc::now());
@@ -691,7 +734,7 @@ async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Resul
         let plan = read_plan(path)?;
         match output {
             Format::Table => render::plan(&plan, Utc::now()),
-            _ => outln!("{}", serde_json::to_string_pretty(&plan)?),
+            _ => crate::out::document(&plan, output)?,
         }
         return Ok(0);
     }
@@ -707,7 +750,7 @@ async fn show(cfg: Option<&Path>, target: &str, output: Format) -> anyhow::Resul
             render::plan(&plan, Utc::now());
             render::records(&store.actions(&plan_id).await?);
         }
-        _ => outln!("{}", serde_json::to_string_pretty(&plan)?),
+        _ => crate::out::document(&plan, output)?,
     }
     Ok(0)
 }
@@ -730,12 +773,10 @@ async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow
                     render::records(&records);
                     render::summary(&RunSummary::from_records(&records, now), &records, now);
                 }
-                _ => outln!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &records.iter().map(|r| r.result_line()).collect::<Vec<_>>()
-                    )?
-                ),
+                _ => crate::out::document(
+                    &records.iter().map(|r| r.result_line()).collect::<Vec<_>>(),
+                    output,
+                )?,
             }
         }
         None => {
@@ -756,7 +797,7 @@ async fn status(cfg: Option<&Path>, job: Option<&str>, output: Format) -> anyhow
                         .iter()
                         .map(|(j, s)| serde_json::json!({ "job": j.job, "plan_id": j.plan_id, "created_at": j.created_at, "summary": s }))
                         .collect();
-                    outln!("{}", serde_json::to_string_pretty(&v)?);
+                    crate::out::document(&v, output)?;
                 }
             }
         }
@@ -951,6 +992,7 @@ async fn execute_plans(
     plans: &[PlanId],
     output: Format,
 ) -> anyhow::Result<u8> {
+    let progress = run_progress(store, plans).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let gate = Arc::new(tokio::sync::Semaphore::new(PLANS_AT_ONCE));
     let mut runs = tokio::task::JoinSet::new();
@@ -966,8 +1008,9 @@ async fn execute_plans(
     }
     // The channel closes once every run has finished and dropped its executor.
     while let Some(ev) = rx.recv().await {
-        render::event(&ev, output);
+        progress.inc(render::event(&ev, output));
     }
+    progress.finish();
     let mut total = RunSummary::default();
     let mut first_error: Option<anyhow::Error> = None;
     while let Some(joined) = runs.join_next().await {
@@ -988,17 +1031,41 @@ async fn execute_plans(
     for p in plans {
         records.extend(store.actions(p).await?);
     }
-    if output == Format::Jsonl {
+    if matches!(output, Format::Jsonl | Format::Yaml) {
         for r in records
             .iter()
             .filter(|r| !r.state.is_final() || r.state == ActionState::AwaitingAck)
         {
-            outln!("{}", serde_json::to_string(&r.result_line())?);
+            crate::out::item(&r.result_line(), output)?;
         }
     } else {
         render::summary(&total, &records, Utc::now());
     }
     Ok(if total.has_problems() { 1 } else { 0 })
+}
+
+/// The progress bar of a run (only on a terminal): as many steps as the plans have actions that
+/// can finish in this run (due now, not manual, not yet final).
+async fn run_progress(
+    store: &Arc<dyn Store>,
+    plans: &[PlanId],
+) -> anyhow::Result<crate::out::Progress> {
+    if !crate::out::Progress::wanted() {
+        return Ok(crate::out::Progress::none());
+    }
+    let now = Utc::now();
+    let mut steps = 0;
+    for p in plans {
+        steps += store
+            .actions(p)
+            .await?
+            .iter()
+            .filter(|r| !r.state.is_final() && !r.action.is_manual() && r.action.is_due(now))
+            .count();
+    }
+    Ok(crate::out::Progress::start(
+        steps, "applying", "applied", "actions",
+    ))
 }
 
 fn add_summary(total: &mut RunSummary, s: &RunSummary) {

@@ -17,6 +17,10 @@ pub fn registry() -> Registry {
         .with(revoke_connector_onelogin::OneLoginFactory)
         .with(revoke_connector_google_workspace::GoogleFactory)
         .with(revoke_connector_okta::OktaFactory)
+        .with(revoke_connector_entra::EntraFactory)
+        .with(revoke_connector_http::HttpFactory)
+        .with(revoke_connector_vault::VaultFactory)
+        .with(revoke_connector_kubernetes::KubernetesFactory)
 }
 
 /// Loaded, validated configuration and the connectors built from it.

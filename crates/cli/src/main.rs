@@ -5,8 +5,10 @@
 mod out;
 
 mod commands;
+mod connector_check;
 mod context;
 mod due;
+mod generate;
 mod queue;
 mod remote;
 mod render;
@@ -48,9 +50,14 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people: aligned columns, a line per result as it happens
     Table,
+    /// One JSON document
     Json,
+    /// One JSON object a line (a stream of results, jobs or events)
     Jsonl,
+    /// The same value as `json`, as YAML (a stream: one YAML document per item, like `jsonl`)
+    Yaml,
 }
 
 /// The evidence export formats.
@@ -60,12 +67,14 @@ pub enum EvidenceArg {
     Jsonl,
     Csv,
     Md,
+    /// The JSON export as YAML
+    Yaml,
 }
 
 impl EvidenceArg {
     pub fn format(self) -> revoke_engine::EvidenceFormat {
         match self {
-            EvidenceArg::Json => revoke_engine::EvidenceFormat::Json,
+            EvidenceArg::Json | EvidenceArg::Yaml => revoke_engine::EvidenceFormat::Json,
             EvidenceArg::Jsonl => revoke_engine::EvidenceFormat::Jsonl,
             EvidenceArg::Csv => revoke_engine::EvidenceFormat::Csv,
             EvidenceArg::Md => revoke_engine::EvidenceFormat::Md,
@@ -78,6 +87,15 @@ impl EvidenceArg {
             EvidenceArg::Jsonl => "jsonl",
             EvidenceArg::Csv => "csv",
             EvidenceArg::Md => "md",
+            EvidenceArg::Yaml => "yaml",
+        }
+    }
+
+    /// The format asked of the engine or the daemon (YAML is made here from the JSON).
+    pub fn source(self) -> EvidenceArg {
+        match self {
+            EvidenceArg::Yaml => EvidenceArg::Json,
+            other => other,
         }
     }
 }
@@ -271,6 +289,9 @@ pub enum Command {
         /// Every job of this batch still awaiting approval, as one unit (`revokectl batches`)
         #[arg(long, value_name = "ID")]
         batch: Option<String>,
+        /// Why (kept in the decision's audit entry and the job's note); one job only
+        #[arg(long, conflicts_with = "batch")]
+        reason: Option<String>,
         /// Decide the batch without asking (it is shown first; only the jobs shown are decided)
         #[arg(long, requires = "batch")]
         yes: bool,
@@ -284,6 +305,9 @@ pub enum Command {
         /// Every job of this batch still awaiting approval, as one unit (`revokectl batches`)
         #[arg(long, value_name = "ID")]
         batch: Option<String>,
+        /// Why (kept in the decision's audit entry and the job's note); one job only
+        #[arg(long, conflicts_with = "batch")]
+        reason: Option<String>,
         /// Decide the batch without asking (it is shown first; only the jobs shown are decided)
         #[arg(long, requires = "batch")]
         yes: bool,
@@ -344,6 +368,29 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// HTTP connector definitions (kind = "http")
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish), generated from these definitions
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::ShellArg,
+    },
+    /// Print the manual page (roff) to stdout, or write one page per subcommand into --dir
+    Man {
+        /// Write revokectl.1 and revokectl-SUBCOMMAND.1 pages into this directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// Validate a definition file (no network); with --connect --subject X, dry-run its
+    /// discovery read-only and print what matched and why
+    Check(connector_check::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -404,7 +451,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(out::LogLine::default)
         .with_ansi(out::stderr_colour())
         .with_target(false)
         .init();

@@ -32,11 +32,11 @@ fn job_path<'a>(job: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// Prints a value as pretty JSON (`json`) or one compact line (`jsonl`).
+/// Prints a value as pretty JSON (`json`), one compact line (`jsonl`) or YAML (`yaml`).
 fn print_json(value: &impl serde::Serialize, output: Format) -> anyhow::Result<()> {
     match output {
         Format::Jsonl => outln!("{}", serde_json::to_string(value)?),
-        _ => outln!("{}", serde_json::to_string_pretty(value)?),
+        _ => crate::out::document(value, output)?,
     }
     Ok(())
 }
@@ -203,7 +203,7 @@ pub async fn jobs(
     }
     match output {
         Format::Table => render::job_summaries(&list),
-        Format::Json => print_json(&list, output)?,
+        Format::Json | Format::Yaml => print_json(&list, output)?,
         Format::Jsonl => {
             for j in &list {
                 print_json(j, output)?;
@@ -219,20 +219,31 @@ pub async fn decide(
     remote: Option<&Remote>,
     job: &str,
     approve: bool,
+    reason: Option<&str>,
     output: Format,
 ) -> anyhow::Result<u8> {
     let verb = if approve { "approve" } else { "reject" };
+    let reason = reason.unwrap_or("");
     let summary: JobSummary = match remote {
         Some(r) => {
-            r.post(&job_path(job, &[verb]), &serde_json::json!({}))
-                .await?
-                .1
+            let body = if reason.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "reason": reason })
+            };
+            r.post(&job_path(job, &[verb]), &body).await?.1
         }
         None => {
             let ctx = Context::load(cfg)?;
             let store = ctx.store().await?;
             let q = store
-                .decide_job(&JobId(job.to_string()), approve, &operator(), Utc::now())
+                .decide_job_because(
+                    &JobId(job.to_string()),
+                    approve,
+                    reason,
+                    &operator(),
+                    Utc::now(),
+                )
                 .await
                 .map_err(|e| job_error(job, verb, e))?;
             JobSummary::of(&q)
@@ -315,7 +326,7 @@ pub async fn evidence(
         Some(r) => {
             r.get_text(
                 &job_path(job, &["evidence"]),
-                &[("format", format.as_str().to_string())],
+                &[("format", format.source().as_str().to_string())],
             )
             .await?
         }
@@ -337,6 +348,14 @@ pub async fn evidence(
             })?;
             ev.render(format.format())
         }
+    };
+    let text = match format {
+        EvidenceArg::Yaml => {
+            let value: serde_json::Value =
+                serde_json::from_str(&text).context("cannot read the evidence export as JSON")?;
+            crate::out::yaml(&value)?
+        }
+        _ => text,
     };
     match out {
         Some(path) => {
@@ -403,6 +422,8 @@ pub async fn import(
                 high_reasons: Vec::new(),
             };
             let events = revoke_intake::parse_import(&name, &bytes, tz, &rules, now)?;
+            let progress =
+                crate::out::Progress::start(events.len(), "importing", "imported", "events");
             for ev in &events {
                 let body = SubmitJob {
                     employee_id: ev.employee_id.clone(),
@@ -437,7 +458,9 @@ pub async fn import(
                 };
                 print_imported(&row, output)?;
                 done.push(row);
+                progress.inc(1);
             }
+            progress.finish();
         }
         None => {
             let ctx = Context::load(cfg)?;
@@ -470,6 +493,8 @@ pub async fn import(
             let store = ctx.store().await?;
             let guard = revoked::guard(&ctx.config);
             let actor = operator();
+            let progress =
+                crate::out::Progress::start(jobs.len(), "importing", "imported", "events");
             for (ev, new) in &jobs {
                 let s = store
                     .submit_job(new, guard, &actor, Utc::now())
@@ -494,7 +519,9 @@ pub async fn import(
                 };
                 print_imported(&row, output)?;
                 done.push(row);
+                progress.inc(1);
             }
+            progress.finish();
         }
     }
     match output {
@@ -519,7 +546,7 @@ pub async fn import(
                 outln!("{held} job(s) held by the blast-radius guard: review the batch with `revokectl batches`, then `revokectl approve --batch ID` or `revokectl reject --batch ID` (one job: `revokectl approve JOB`)");
             }
         }
-        Format::Json => print_json(&done, output)?,
+        Format::Json | Format::Yaml => print_json(&done, output)?,
         Format::Jsonl => {}
     }
     Ok(0)
@@ -540,7 +567,7 @@ fn print_imported(row: &Imported, output: Format) -> anyhow::Result<()> {
             row.event_id
         ),
         Format::Jsonl => outln!("{}", serde_json::to_string(row)?),
-        Format::Json => {}
+        Format::Json | Format::Yaml => {}
     }
     Ok(())
 }
@@ -608,7 +635,7 @@ pub async fn batches(
     };
     match output {
         Format::Table => render::batches(&list, all),
-        Format::Json => print_json(&list, output)?,
+        Format::Json | Format::Yaml => print_json(&list, output)?,
         Format::Jsonl => {
             for b in &list {
                 print_json(b, output)?;

@@ -108,7 +108,14 @@ pub fn plan(plan: &Plan, now: DateTime<Utc>) {
     }
 }
 
-pub fn event(ev: &ExecEvent, output: Format) {
+/// Shows one executor event as `output` asks; returns how many actions it finished (the
+/// progress bar's steps).
+pub fn event(ev: &ExecEvent, output: Format) -> usize {
+    let finished = match ev {
+        ExecEvent::Finished(_) => 1,
+        ExecEvent::Blocked { action_ids } => action_ids.len(),
+        _ => 0,
+    };
     if let ExecEvent::Waiting {
         action_ids,
         owner,
@@ -117,19 +124,19 @@ pub fn event(ev: &ExecEvent, output: Format) {
     {
         // Said on stderr in every format: it explains a silence, it is not a result.
         let secs = (*until - Utc::now()).num_seconds().max(0);
-        eprintln!(
+        crate::out::note(format_args!(
             "waiting for {} action(s) leased by {owner} until {} ({secs} s): if that run stopped, its leases run out then and the actions run here ({})",
             action_ids.len(),
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             action_ids.join(", ")
-        );
-        return;
+        ));
+        return finished;
     }
     match output {
-        Format::Jsonl => {
+        Format::Jsonl | Format::Yaml => {
             if let ExecEvent::Finished(line) = ev {
-                if let Ok(s) = serde_json::to_string(line) {
-                    outln!("{s}");
+                if let Err(e) = crate::out::item(line, output) {
+                    tracing::warn!(error = %e, "cannot write a result");
                 }
             }
         }
@@ -169,6 +176,7 @@ pub fn event(ev: &ExecEvent, output: Format) {
             ExecEvent::Waiting { .. } => {}
         },
     }
+    finished
 }
 
 pub fn summary(s: &RunSummary, records: &[ActionRecord], now: DateTime<Utc>) {

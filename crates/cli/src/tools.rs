@@ -62,7 +62,7 @@ pub fn token_new(name: &str, scope: ScopeArg, output: Format) -> anyhow::Result<
                 "sha256": sha256,
                 "toml": toml,
             });
-            outln!("{}", serde_json::to_string_pretty(&v)?);
+            crate::out::document(&v, output)?;
         }
     }
     Ok(0)
@@ -129,6 +129,11 @@ pub struct SendArgs {
     /// The webhook-id (the intake's dedup key); default: a fresh one
     #[arg(long, value_name = "ID")]
     pub event_id: Option<String>,
+    /// When the event happened (RFC 3339): the body's `timestamp`, and `effective_at` unless
+    /// given; default: now. A redelivery of one `--event-id` must repeat it, since the intake
+    /// refuses the same event id with another body
+    #[arg(long, value_name = "TIME")]
+    pub occurred_at: Option<String>,
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Format,
 }
@@ -174,6 +179,16 @@ fn effective_at(value: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<Strin
 
 /// The Standard Webhooks event body the `standard_webhooks` intake source reads.
 pub fn event_body(a: &SendArgs, now: DateTime<Utc>) -> anyhow::Result<serde_json::Value> {
+    let now = match a.occurred_at.as_deref().map(str::trim) {
+        None => now,
+        Some(v) => DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                anyhow!(
+                    "--occurred-at: expected an RFC 3339 time (2026-12-01T17:00:00Z), found {v:?}"
+                )
+            })?,
+    };
     let clean = |v: &Option<String>| {
         v.as_deref()
             .map(str::trim)
@@ -265,15 +280,15 @@ pub async fn send(a: SendArgs) -> anyhow::Result<u8> {
     if a.output != Format::Table {
         let v: serde_json::Value =
             serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        crate::out::document(
+            &serde_json::json!({
                 "status": status.as_u16(),
                 "webhook_id": msg_id,
                 "type": kind,
                 "answer": v,
-            }))?
-        );
+            }),
+            a.output,
+        )?;
         return Ok(0);
     }
     outln!(
@@ -334,8 +349,23 @@ mod tests {
             high_risk: false,
             cancel: false,
             event_id: None,
+            occurred_at: None,
             output: Format::Table,
         }
+    }
+
+    #[test]
+    fn a_redelivery_with_the_same_occurred_at_is_the_same_body() {
+        let mut a = args();
+        a.occurred_at = Some("2026-12-01T17:00:00Z".into());
+        let first = event_body(&a, Utc::now()).expect("body");
+        let later = event_body(&a, Utc::now() + chrono::Duration::seconds(61)).expect("body");
+        assert_eq!(first, later);
+        assert_eq!(first["timestamp"], "2026-12-01T17:00:00Z");
+        assert_eq!(first["data"]["effective_at"], "2026-12-01T17:00:00Z");
+        a.occurred_at = Some("yesterday".into());
+        let err = event_body(&a, Utc::now()).expect_err("not a time");
+        assert!(err.to_string().starts_with("--occurred-at:"), "{err}");
     }
 
     #[test]

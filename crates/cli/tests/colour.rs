@@ -104,3 +104,107 @@ fn a_terminal_gets_colour_unless_no_color_is_set() {
         );
     }
 }
+
+/// SGR sequences (`ESC [ ... m`: colour, bold) in what a terminal showed.
+fn sgr_count(shown: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(shown);
+    let mut n = 0;
+    let mut rest = text.as_ref();
+    while let Some(i) = rest.find('\u{1b}') {
+        let seq: String = rest[i + 1..]
+            .chars()
+            .take_while(|c| !c.is_ascii_alphabetic())
+            .collect();
+        if rest[i + 1 + seq.len()..].starts_with('m') {
+            n += 1;
+        }
+        rest = &rest[i + 1..];
+    }
+    n
+}
+
+/// The text without escape sequences (colour, erase-line).
+fn plain(shown: &[u8]) -> String {
+    let text = String::from_utf8_lossy(shown);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `import` at -vv on a terminal: the log and the progress bar are the two places colour is
+/// used; with `NO_COLOR` set neither has any (the bar still moves with cursor controls).
+#[test]
+fn no_color_turns_off_the_colour_of_the_log_and_of_the_progress_bar_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let exe = env!("CARGO_BIN_EXE_revokectl");
+    let run = |file: &Path, no_color: Option<&str>| -> Option<Vec<u8>> {
+        let mut c = Command::new("script");
+        c.args(["-q", "-e", "-c"])
+            .arg(format!(
+                "'{exe}' --config '{}' -vv import '{}'",
+                cfg.display(),
+                file.display()
+            ))
+            .arg("/dev/null")
+            .stdin(Stdio::null())
+            .env("TERM", "xterm-256color")
+            .env_remove("RUST_LOG")
+            .env_remove("REVOKE_SERVER")
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c.output().ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Some(out.stdout)
+    };
+    let file = |n: usize| {
+        let f = dir.path().join(format!("leavers{n}.csv"));
+        std::fs::write(
+            &f,
+            format!("username,event_id\nleaver{n},ev-{n}\nother{n},ev-o{n}\n"),
+        )
+        .expect("write import file");
+        f
+    };
+    let Some(coloured) = run(&file(0), None) else {
+        eprintln!("script(1) is missing: the terminal case is not checked here");
+        return;
+    };
+    let text = plain(&coloured);
+    assert!(
+        text.contains("imported [") && text.contains("] 2/2 events") && text.contains("DEBUG"),
+        "expected the bar and debug lines: {text:?}"
+    );
+    assert!(sgr_count(&coloured) > 0, "expected colour: {text:?}");
+    for (i, value) in ["1", "0", "false"].into_iter().enumerate() {
+        let shown = run(&file(i + 1), Some(value)).expect("script runs");
+        let text = plain(&shown);
+        assert!(
+            text.contains("imported [") && text.contains("] 2/2 events") && text.contains("DEBUG"),
+            "NO_COLOR={value}: expected the bar and debug lines: {text:?}"
+        );
+        assert_eq!(
+            sgr_count(&shown),
+            0,
+            "NO_COLOR={value}: expected no colour, found some in {text:?}"
+        );
+    }
+}

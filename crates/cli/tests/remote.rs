@@ -342,11 +342,26 @@ fn the_blast_radius_guard_holds_the_third_job_until_approved() {
         .contains("approved by token:ops"));
 
     let rejected = d
-        .ctl(Some(OPERATOR), &["reject", &fourth, "-o", "json"])
+        .ctl(
+            Some(OPERATOR),
+            &[
+                "reject",
+                &fourth,
+                "--reason",
+                "a rehire, not a leaver",
+                "-o",
+                "json",
+            ],
+        )
         .ok();
     let v: Value = serde_json::from_str(&rejected.stdout).expect("JSON");
     assert_eq!(v["state"], "rejected");
     assert_eq!(d.job(&fourth)["state"], "rejected");
+    assert_eq!(
+        d.job(&fourth)["note"],
+        "rejected by token:ops: a rehire, not a leaver",
+        "the reason travels in the request and lands with the decision"
+    );
 
     let err = failed(&d.ctl(Some(OPERATOR), &["approve", &third]));
     assert!(
@@ -373,8 +388,17 @@ fn embedded_approve_reject_and_jobs_use_the_local_store() {
     );
     d.local(&["approve", &held]).ok();
     assert_eq!(d.job(&held)["state"], "scheduled");
-    d.local(&["reject", &other]).ok();
+    d.local(&["reject", &other, "--reason", "HR sent it twice"])
+        .ok();
     assert_eq!(d.job(&other)["state"], "rejected");
+    assert!(
+        d.job(&other)["note"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(": HR sent it twice"),
+        "{}",
+        d.job(&other)
+    );
     let err = failed(&d.local(&["approve", &held]));
     assert!(err.contains("expected it awaiting approval"), "{err}");
     let err = failed(&d.local(&["reject", "no-such-job"]));
@@ -627,6 +651,10 @@ fn send_delivers_a_signed_termination_and_a_forged_one_is_refused() {
         LATER,
         "--event-id",
         "msg_demo_1",
+        // A redelivery is the same body: without a fixed event time, two sends a second apart
+        // differ in `timestamp` and the second is a 409 (seen once in 17 runs).
+        "--occurred-at",
+        "2026-12-01T09:00:00Z",
     ];
     let out = send(HR_SECRET, &args).ok();
     assert!(
