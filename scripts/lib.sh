@@ -3,8 +3,14 @@ need_packages() {
   local missing=()
   [ -x /usr/sbin/slapd ] || missing+=(slapd)
   command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
-  if [ "${1:-}" = "--with-postgres" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    missing+=(postgresql)
+  if [ "${1:-}" = "--with-postgres" ]; then   # the test suite's own tools (scripts/test)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+    [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)   # deploy_files.rs: verify the unit
+    # completions.rs parses the zsh and fish scripts and renders the man page
+    command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+    command -v fish >/dev/null 2>&1 || missing+=(fish)
+    command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+    command -v man >/dev/null 2>&1 || missing+=(man-db)
   fi
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
@@ -69,5 +75,37 @@ need_python_packages() {
     echo "installing the python packages of $cdir (pip install -r requirements.txt)" >&2
     "$cvenv/bin/pip" install -q -r "$cdir/requirements.txt"
     touch "$cstamp"
+  fi
+  # The official Kubernetes Python client in a venv of its own: it needs python-dateutil>=3,
+  # which botocore (moto) refuses.
+  local kdir=tests/kubernetes
+  local kvenv="$kdir/.venv"
+  local kstamp="$kvenv/.requirements-installed"
+  if [ ! -x "$kvenv/bin/pip" ]; then
+    rm -rf "$kvenv"
+    python3 -m venv "$kvenv"
+  fi
+  if [ ! -e "$kstamp" ] || [ "$kdir/requirements.txt" -nt "$kstamp" ]; then
+    echo "installing the python packages of $kdir (pip install -r requirements.txt)" >&2
+    "$kvenv/bin/pip" install -q -r "$kdir/requirements.txt"
+    touch "$kstamp"
+  fi
+}
+
+# The console's browser test (crates/daemon/tests/console.rs): Debian's chromium (apt) and
+# playwright-core in tests/browser (npm ci; it downloads no browser of its own).
+need_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing chromium (apt)" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  local dir=tests/browser
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "installing the node packages of $dir (npm ci)" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund >/dev/null
+    touch "$dir/node_modules"
   fi
 }

@@ -1,5 +1,5 @@
 //! A whole company offboarding at once through the daemon: every stand-in (slapd, moto, the
-//! GitHub and OneLogin stand-ins, scim2-server) seeded with one generated company
+//! GitHub, OneLogin, Okta and Entra ID stand-ins, scim2-server) seeded with one generated company
 //! (`revoke_testkit::company`), `revoked` on its default SQLite store in front of them, and many
 //! leavers sent at once as signed high-risk terminations, the way HR sends them.
 //!
@@ -30,7 +30,6 @@ use common::*;
 use revoke_testkit::{Company, CompanyStack};
 use serde_json::Value;
 
-
 fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -41,7 +40,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
-
 
 fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()

