@@ -963,7 +963,7 @@ async fn a_held_answer_comes_after_the_change_is_made() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
-/// Every call of the contract (entra-api-s23.md), good answers and the error answers the
+/// Every call of the contract (docs/connectors/entra.md), good answers and the error answers the
 /// connector classifies, through graphspec's proxy: Microsoft's own v1.0 description finds no
 /// violation in any request or answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
