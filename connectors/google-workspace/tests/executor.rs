@@ -6,30 +6,14 @@
 //! leaves out a protected account that a job reaches by its primary address while the
 //! protected entry names its alias. And a departing client's job, end to end.
 
-use std::time::{Duration, Instant};
-
 use chrono::Utc;
 use revoke_connector_google_workspace::GoogleFactory;
-use revoke_core::{ClientDomain, Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{ClientDomain, PlanId, Subject};
 use revoke_engine::{plan, Executor, Registry};
+use revoke_harness::leaver as job;
 use revoke_testkit::google::GoogleStandin;
 
 const TRANSFERS: &str = "/admin/datatransfer/v1/transfers";
-
-fn job(id: &str, email: &str) -> Job {
-    let mut subject = Subject::new(email.split('@').next().unwrap_or(email));
-    subject.email = Some(email.to_string());
-    Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_between_the_transfer_insert_and_its_journal_entry_resumes_with_one_transfer()
@@ -102,10 +86,8 @@ transfer_wait_secs = 1
         "{note}"
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     // The first run, on a runtime of its own with connectors of its own (its own connections),
     // so that shutting that runtime down drops every task of it, as a kill -9 would.
     let first_connectors = registry.build(&config).expect("connectors");
@@ -115,34 +97,18 @@ transfer_wait_secs = 1
         &config,
         "revokectl@first:1",
     );
-    first.record(&plan).await.expect("record");
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
     // Google takes the transfer, its answer never comes back, the run dies.
     g.stall("POST", TRANSFERS);
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = Instant::now();
-    while g.world(|w| w.transfers.len()) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the transfer was never sent"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    doomed.shutdown_background();
+    revoke_harness::kill_when(first, &store, &plan, "the transfer sent", || {
+        g.world(|w| w.transfers.len()) > 0
+    })
+    .await;
     g.release();
     assert_eq!(g.world(|w| w.transfers.len()), 1);
 
     // The second run takes over once the dead run's lease is over, and finds the transfer.
     let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
-    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
-        .await
-        .expect("the second run ends")
-        .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     assert_eq!(
         (summary.failed, summary.blocked, summary.not_confirmed),
         (0, 0, 0),
@@ -238,10 +204,8 @@ transfer_to = "archive@example.com"
     let note = serde_json::to_string(&plan.notes).expect("json");
     assert!(note.contains("partners@clientco.test"), "{note}");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let executor = Executor::new(store.clone(), connectors, &config, "revokectl@client:1");
     executor.record(&plan).await.expect("record");
     let summary = executor.run_plan(&plan.id).await.expect("run");

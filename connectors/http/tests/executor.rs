@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use revoke_connector_http::HttpFactory;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::{Job, PlanId, Subject};
 use revoke_engine::{plan, Executor, Registry};
 use revoke_testkit::Scim2Server;
 use serde_json::{json, Value};
@@ -184,16 +184,7 @@ async fn get(url: &str, id: &str) -> (u16, Value) {
 fn job(id: &str, username: &str, email: &str) -> Job {
     let mut subject = Subject::new(username);
     subject.email = Some(email.to_string());
-    Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
+    revoke_harness::job(id, subject)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,36 +247,16 @@ accounts = ["ALICE-ROOT"]
         "planning is read-only"
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let first = Executor::new(store.clone(), connectors, &config, "revokectl@first:1");
-    first.record(&plan).await.expect("record");
     let path = format!("/Users/{alice}");
     *px.stall.lock().expect("stall") = Some(format!("PATCH {path}"));
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = Instant::now();
-    while px.stall.lock().expect("stall").is_some() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let seen = px.seen.lock().expect("seen").clone();
-            let records = store.actions(&plan.id).await.expect("actions");
-            let states: Vec<_> = records
-                .iter()
-                .map(|r| (&r.action.kind.0, &r.state, &r.error))
-                .collect();
-            panic!("the PATCH was never sent: {seen:?} {states:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // The server made the change; its answer is held; the run dies.
-    doomed.shutdown_background();
+    // The server makes the change and holds its answer; the run dies.
+    revoke_harness::kill_when(first, &store, &plan, "the PATCH sent", || {
+        px.stall.lock().expect("stall").is_none()
+    })
+    .await;
     px.released.store(true, Ordering::SeqCst);
     assert_eq!(get(&upstream, &alice).await.1["active"], json!(false));
 
@@ -295,10 +266,7 @@ accounts = ["ALICE-ROOT"]
         &config,
         "revokectl@second:2",
     );
-    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
-        .await
-        .expect("the second run ends")
-        .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     assert_eq!((summary.failed, summary.blocked), (0, 0), "{summary:?}");
     assert_eq!(get(&upstream, &alice).await.0, 404, "alice is deleted");
     let (s, v) = get(&upstream, &alt).await;

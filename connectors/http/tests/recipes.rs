@@ -1099,16 +1099,7 @@ async fn zendesk_the_account_owner_is_refused_and_near_names_are_not_matched() {
 fn engine_job(id: &str) -> revoke_core::Job {
     let mut subject = person("alice", "alice@example.com");
     subject.employee_id = Some("E1001".into());
-    revoke_core::Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: chrono::Utc::now() - chrono::Duration::days(60),
-        risk: revoke_core::Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
+    revoke_harness::job(id, subject)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1164,10 +1155,8 @@ async fn four_recipes_in_one_revoked_toml_run_through_the_executor_then_a_second
             .collect::<Vec<_>>()
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let exec = revoke_engine::Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
@@ -1175,11 +1164,7 @@ async fn four_recipes_in_one_revoked_toml_run_through_the_executor_then_a_second
         "revokectl@test:1",
     );
     exec.record(&plan).await.expect("record");
-    let summary =
-        tokio::time::timeout(std::time::Duration::from_secs(120), exec.run_plan(&plan.id))
-            .await
-            .expect("the run ends")
-            .expect("run");
+    let summary = revoke_harness::run_to_end(&exec, &plan.id).await;
     assert_eq!(
         (
             summary.failed,
@@ -1264,10 +1249,8 @@ async fn a_departing_client_job_runs_the_rmm_recipe_through_the_executor_in_orde
         .filter(|a| a.connector == "msp-rmm")
         .count();
     assert_eq!(ours, 12, "{:#?}", plan.actions);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let exec = revoke_engine::Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
@@ -1275,11 +1258,7 @@ async fn a_departing_client_job_runs_the_rmm_recipe_through_the_executor_in_orde
         "revokectl@test:1",
     );
     exec.record(&plan).await.expect("record");
-    let summary =
-        tokio::time::timeout(std::time::Duration::from_secs(120), exec.run_plan(&plan.id))
-            .await
-            .expect("the run ends")
-            .expect("run");
+    let summary = revoke_harness::run_to_end(&exec, &plan.id).await;
     // The stand-in refuses any removal before its prerequisites (409, a permanent conflict):
     // nothing failed, so the executor kept ConnectWise's order.
     assert_eq!(
@@ -1326,37 +1305,21 @@ async fn a_mattermost_run_killed_mid_apply_converges_with_no_write_twice() {
     )
     .await
     .expect("plan");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let first = revoke_engine::Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
         &config,
         "revokectl@first:1",
     );
-    first.record(&plan).await.expect("record");
     let active = format!("/api/v4/users/{}/active", seed.alice);
     mm.hold_next(&active, std::time::Duration::from_secs(20));
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = std::time::Instant::now();
-    while mm.world(|w| w.is_active(&seed.alice)) {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the deactivation was never sent: {:?}",
-            mm.requests()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    // The server made the change; its answer is held; the run dies.
-    doomed.shutdown_background();
+    // The server makes the change and holds its answer; the run dies.
+    revoke_harness::kill_when(first, &store, &plan, "the deactivation sent", || {
+        !mm.world(|w| w.is_active(&seed.alice))
+    })
+    .await;
 
     let second = revoke_engine::Executor::new(
         store.clone(),
@@ -1364,13 +1327,7 @@ async fn a_mattermost_run_killed_mid_apply_converges_with_no_write_twice() {
         &config,
         "revokectl@second:2",
     );
-    let summary = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        second.run_plan(&plan.id),
-    )
-    .await
-    .expect("the second run ends")
-    .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     assert_eq!((summary.failed, summary.blocked), (0, 0), "{summary:?}");
     let mut writes: BTreeMap<String, usize> = BTreeMap::new();
     for r in mm.mutations() {

@@ -8,29 +8,14 @@
 //! the planner orders a ServiceAccount's unbinding after its delete, and the executor keeps it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use revoke_connector_kubernetes::{binding_path, KubernetesFactory, ROTATE_CA};
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::PlanId;
 use revoke_engine::{plan, Executor, Registry};
+use revoke_harness::leaver as job;
 use revoke_testkit::kube::{user, Res};
 use revoke_testkit::KubeStandin;
-
-fn job(id: &str, email: &str) -> Job {
-    let mut subject = Subject::new(email.split('@').next().unwrap_or(email));
-    subject.email = Some(email.to_string());
-    Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: Utc::now() - chrono::Duration::days(1),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_apply_converges_with_no_duplicate_mutation_and_a_protected_person_stays()
@@ -119,47 +104,27 @@ certificate_users = true
     assert_eq!(manual[0].kind.0, ROTATE_CA);
     assert!(k.mutations().is_empty(), "planning is read-only");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let first = Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
         &config,
         "revokectl@first:1",
     );
-    first.record(&plan).await.expect("record");
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
     // The API server takes ivan out of `readers`, its answer never comes back, the run dies.
     let readers = binding_path(None, "readers");
     k.stall("PATCH", &readers);
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = Instant::now();
-    while !k
-        .requests()
-        .iter()
-        .any(|r| r.method == "PATCH" && r.path == readers)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the subject removal was never sent"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    doomed.shutdown_background();
+    revoke_harness::kill_when(first, &store, &plan, "the subject removal sent", || {
+        k.requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path == readers)
+    })
+    .await;
     k.release();
 
     let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
-    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
-        .await
-        .expect("the second run ends")
-        .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     assert_eq!(
         (
             summary.failed,
@@ -286,10 +251,8 @@ service_account_policy = "delete"
         .map(|a| format!("{} {}", a.kind.0, a.target))
         .collect();
     assert_eq!(kinds.len(), 4, "{kinds:#?}");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let executor = Executor::new(store.clone(), connectors, &config, "revokectl@sa:1");
     executor.record(&plan).await.expect("record");
     let summary = executor.run_plan(&plan.id).await.expect("run");

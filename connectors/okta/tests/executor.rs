@@ -7,28 +7,14 @@
 //! the config layer, as in production) plans and runs a job to the end on one access token.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use revoke_connector_okta::OktaFactory;
-use revoke_core::{Job, JobId, PlanId, Risk, Subject};
+use revoke_core::PlanId;
 use revoke_engine::{plan, Executor, Registry};
+use revoke_harness::leaver as job;
 use revoke_testkit::okta::{GroupType, OktaStandin};
-
-fn job(id: &str, email: &str) -> Job {
-    let mut subject = Subject::new(email.split('@').next().unwrap_or(email));
-    subject.email = Some(email.to_string());
-    Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_apply_converges_with_no_duplicate_mutation_and_a_protected_account_stays()
@@ -105,43 +91,25 @@ token = "{token}"
     );
     assert!(okta.mutations().is_empty(), "planning is read-only");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let first = Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
         &config,
         "revokectl@first:1",
     );
-    first.record(&plan).await.expect("record");
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
     // Okta removes alice from Engineering, its answer never comes back, the run dies.
     let removal = format!("/api/v1/groups/{eng}/users/{alice}");
     okta.stall("DELETE", &removal);
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = Instant::now();
-    while !okta.requests().iter().any(|r| r.path == removal) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the group removal was never sent"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    doomed.shutdown_background();
+    revoke_harness::kill_when(first, &store, &plan, "the group removal sent", || {
+        okta.requests().iter().any(|r| r.path == removal)
+    })
+    .await;
     okta.release();
 
     let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
-    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
-        .await
-        .expect("the second run ends")
-        .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     // The APP_GROUP removal is skipped, honestly not confirmed (alice is still a member until a
     // person removes her in the directory), and its manual step awaits a person.
     assert_eq!(

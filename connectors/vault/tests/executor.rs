@@ -8,25 +8,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use chrono::Utc;
 use revoke_connector_vault::VaultFactory;
-use revoke_core::{Job, JobId, Phase, PlanId, Risk, Subject};
+use revoke_core::{Phase, PlanId};
 use revoke_engine::{plan, Executor, Registry};
-
-fn job(id: &str, subject: Subject) -> Job {
-    Job {
-        id: JobId(id.into()),
-        subject,
-        reason: "left".into(),
-        effective_at: Utc::now() - chrono::Duration::days(60),
-        risk: Risk::Standard,
-        source: "test".into(),
-        requested_by: "test".into(),
-        policy: "default".into(),
-    }
-}
+use revoke_harness::job;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_apply_converges_with_no_duplicate_mutation_and_a_protected_person_stays()
@@ -110,33 +96,18 @@ alias = "email"
         .filter(|a| a.phase != Phase::Manual)
         .count();
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = revoke_store::open(&format!("sqlite://{}", dir.path().join("db").display()))
-        .await
-        .expect("store");
+    let scratch = revoke_harness::scratch_store().await;
+    let store = scratch.store.clone();
     let first = Executor::new(
         store.clone(),
         registry.build(&config).expect("connectors"),
         &config,
         "revokectl@first:1",
     );
-    first.record(&plan).await.expect("record");
-    let doomed = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime for the first run");
-    let pid = plan.id.clone();
-    doomed.spawn(async move { first.run_plan(&pid).await });
-    let started = Instant::now();
-    while w.mutations().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no mutation was ever sent"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    doomed.shutdown_background();
+    revoke_harness::kill_when(first, &store, &plan, "a first mutation sent", || {
+        !w.mutations().is_empty()
+    })
+    .await;
     let at_kill = w.mutations().len();
     assert!(
         at_kill < sent_by_connector,
@@ -145,10 +116,7 @@ alias = "email"
     eprintln!("killed after {at_kill} of {sent_by_connector} mutations");
 
     let second = Executor::new(store.clone(), connectors, &config, "revokectl@second:2");
-    let summary = tokio::time::timeout(Duration::from_secs(120), second.run_plan(&plan.id))
-        .await
-        .expect("the second run ends")
-        .expect("run");
+    let summary = revoke_harness::run_to_end(&second, &plan.id).await;
     assert_eq!(
         (
             summary.failed,
