@@ -8,9 +8,12 @@
 //! the orphaned transfer has failed meanwhile, the next run does not adopt it: it inserts one of
 //! its own and converges.
 
+mod kill;
+
+use kill::as_str;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use revoke_testkit::google::GoogleStandin;
 use revoke_testkit::Prism;
@@ -76,13 +79,7 @@ transfer_wait_secs = 1
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
@@ -115,34 +112,18 @@ transfer_wait_secs = 1
 /// the process with SIGKILL there; then lets the held answer go (to nobody)
 fn apply_and_kill_at(env: &Env, plan: &Path, method: &str, path_prefix: &str) {
     env.g.stall(method, path_prefix);
-    let mut child = env
-        .command(&["apply", as_str(plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
     let taken = || {
         env.g
             .requests()
             .iter()
             .any(|r| r.method == method && r.path.starts_with(path_prefix) && r.status < 300)
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !taken() {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before its {method} {path_prefix}: {:?}",
-            env.g.mutations()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "apply never sent {method} {path_prefix}: {:?}",
-            env.g.mutations()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(plan), "--auto-approve", "-o", "jsonl"]),
+        &format!("its {method} {path_prefix}"),
+        taken,
+        || format!("{:?}", env.g.mutations()),
+    );
     env.g.release();
 }
 
@@ -152,10 +133,6 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
-}
-
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
 }
 
 #[test]

@@ -6,9 +6,12 @@
 //! audit log. (OpenBao answers a repeated DELETE with 204 again, so only the read by id keeps a
 //! retried delete from being sent twice.)
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod kill;
+
+use kill::as_str;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use revoke_testkit::OpenBao;
 
@@ -94,24 +97,11 @@ verify = {{ confirmed = [{{ status = [404] }}] }}
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.command(args).output().expect("revokectl runs");
-        assert!(
-            out.status.success(),
-            "revokectl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kill::revokectl_ok(&self.config, args)
     }
 
     fn mutations(&self) -> Vec<String> {
@@ -122,10 +112,6 @@ verify = {{ confirmed = [{{ status = [404] }}] }}
             .map(|r| format!("{} {}", r.operation, r.path))
             .collect()
     }
-}
-
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
 }
 
 #[test]
@@ -147,24 +133,12 @@ fn kill_9_right_after_a_disable_reached_openbao_then_apply_again_sends_nothing_t
     assert_eq!(actions, 2, "{planned:#}");
 
     let disable = format!("update identity/entity/id/{alice}");
-    let mut child = env
-        .command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !env.mutations().contains(&disable) {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the disable: {:?}",
-            env.mutations()
-        );
-        assert!(Instant::now() < deadline, "the disable was never sent");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"]),
+        "the disable",
+        || env.mutations().contains(&disable),
+        || format!("{:?}", env.mutations()),
+    );
     let at_kill = env.mutations().len();
     assert!(
         at_kill < actions,

@@ -4,10 +4,13 @@
 //! reads the binding, finds the leaver gone and converges; no mutation reaches the cluster twice.
 //! The connector's token comes from `token_file`, read by the config layer.
 
+mod kill;
+
+use kill::as_str;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use revoke_testkit::kube::{user, Res};
 use revoke_testkit::KubeStandin;
@@ -55,28 +58,12 @@ owner_annotation = "revoked.dev/owner"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn ok(&self, args: &[&str]) {
-        let out = self.command(args).output().expect("revokectl runs");
-        assert!(
-            out.status.success(),
-            "revokectl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kill::revokectl_ok(&self.config, args);
     }
-}
-
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
 }
 
 #[test]
@@ -115,32 +102,17 @@ fn kill_9_while_the_api_server_holds_a_subject_removals_answer_then_apply_again_
     // holds the answer; once the request is recorded, revokectl is waiting for it.
     let readers = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/readers";
     env.k.stall("PATCH", readers);
-    let mut child = env
-        .command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !env
-        .k
-        .requests()
-        .iter()
-        .any(|r| r.method == "PATCH" && r.path == readers)
-    {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the subject removal: {:?}",
-            env.k.mutations()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the subject removal was never sent"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"]),
+        "the subject removal",
+        || {
+            env.k
+                .requests()
+                .iter()
+                .any(|r| r.method == "PATCH" && r.path == readers)
+        },
+        || format!("{:?}", env.k.mutations()),
+    );
     env.k.release();
     let names = |res: Res, ns: &str, name: &str| -> Vec<String> {
         env.k

@@ -3,10 +3,13 @@
 //! `revokectl apply` of the same plan waits out the dead run's lease, finds the membership gone
 //! by reading first, and converges; no mutation reaches Okta twice but its two-step delete.
 
+mod kill;
+
+use kill::as_str;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use revoke_testkit::okta::GroupType;
 use revoke_testkit::{OktaStandin, Prism};
@@ -56,28 +59,12 @@ token = "{token}"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn ok(&self, args: &[&str]) {
-        let out = self.command(args).output().expect("revokectl runs");
-        assert!(
-            out.status.success(),
-            "revokectl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kill::revokectl_ok(&self.config, args);
     }
-}
-
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
 }
 
 #[test]
@@ -102,27 +89,12 @@ fn kill_9_while_okta_holds_a_group_removals_answer_then_apply_again_sends_nothin
     // and holds the answer; once the request is recorded, revokectl is waiting for it.
     let removal = format!("/api/v1/groups/{eng}/users/{alice}");
     env.okta.stall("DELETE", &removal);
-    let mut child = env
-        .command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !env.okta.requests().iter().any(|r| r.path == removal) {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the group removal: {:?}",
-            env.okta.mutations()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the group removal was never sent"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"]),
+        "the group removal",
+        || env.okta.requests().iter().any(|r| r.path == removal),
+        || format!("{:?}", env.okta.mutations()),
+    );
     env.okta.release();
     assert!(
         !env.okta.world(|w| w.groups_of(&alice)).contains(&eng),

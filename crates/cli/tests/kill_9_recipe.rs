@@ -5,10 +5,13 @@
 //! mutation reaches the stand-in exactly once (counted by the stand-in, in this test's process,
 //! which revokectl reaches over TCP); a third apply sends no mutation.
 
+mod kill;
+
+use kill::as_str;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use revoke_testkit::recipes::mattermost::{self, MattermostStandin};
 
@@ -53,13 +56,7 @@ auth = {{ type = "bearer", token_file = "{token}" }}
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn run(&self, args: &[&str]) -> (bool, String) {
@@ -84,10 +81,6 @@ auth = {{ type = "bearer", token_file = "{token}" }}
         }
         counts
     }
-}
-
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
 }
 
 #[test]
@@ -119,24 +112,12 @@ fn kill_9_while_mattermost_holds_the_deactivations_answer_then_apply_again_sends
     // answer; once it holds it, revokectl is waiting for it.
     let active = format!("/api/v4/users/{alice}/active");
     env.mm.hold(&active);
-    let mut child = env
-        .command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while env.mm.held() == 0 {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the deactivation: {:?}",
-            env.mm.mutations()
-        );
-        assert!(Instant::now() < deadline, "the deactivation was never sent");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"]),
+        "the deactivation",
+        || env.mm.held() > 0,
+        || format!("{:?}", env.mm.mutations()),
+    );
     env.mm.release();
     assert!(
         !env.mm.world(|w| w.is_active(&alice)),

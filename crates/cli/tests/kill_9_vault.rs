@@ -4,9 +4,12 @@
 //! converges; each action's change is made exactly once, counted in OpenBao's audit log (the
 //! request in flight at the kill may be sent again when OpenBao dropped it with its client).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod kill;
+
+use kill::as_str;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use revoke_testkit::OpenBao;
 
@@ -75,23 +78,11 @@ type = "userpass"
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_revokectl"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("RUST_LOG");
-        c
+        kill::revokectl(&self.config, args)
     }
 
     fn ok(&self, args: &[&str]) {
-        let out = self.command(args).output().expect("revokectl runs");
-        assert!(
-            out.status.success(),
-            "revokectl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        kill::revokectl_ok(&self.config, args);
     }
 
     fn mutations(&self) -> Vec<String> {
@@ -124,10 +115,6 @@ type = "userpass"
     }
 }
 
-fn as_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
-}
-
 #[test]
 fn kill_9_right_after_a_group_removal_reached_openbao_then_apply_again_sends_nothing_twice() {
     let env = Env::new();
@@ -158,27 +145,12 @@ fn kill_9_right_after_a_group_removal_reached_openbao_then_apply_again_sends_not
     let actions = planned["actions"].as_array().expect("actions").len();
 
     let removal = format!("update identity/group/id/{ops}");
-    let mut child = env
-        .command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apply starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !env.mutations().contains(&removal) {
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "apply ended before the group removal: {:?}",
-            env.mutations()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the group removal was never sent"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    kill::apply_killed_when(
+        env.command(&["apply", as_str(&plan), "--auto-approve", "-o", "jsonl"]),
+        "the group removal",
+        || env.mutations().contains(&removal),
+        || format!("{:?}", env.mutations()),
+    );
     let at_kill = env.mutations().len();
     assert!(
         at_kill < actions,
